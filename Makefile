@@ -1,0 +1,135 @@
+# glm-server - plain Makefile.
+#
+#   make            CPU build of ./glm-server (the CUDA backend is added when nvcc is found, or CUDA=1)
+#   make run        generate the tiny test model if needed and run the embedded default on it
+#   make test       unit tests, golden parity and integration tests (installs what they need)
+#   make models     write the test checkpoints to models/ (tiny, tiny-bf16, tiny-fp8, small)
+#   make bench      engine benchmark on models/small
+#   make asan       build + unit tests with AddressSanitizer/UBSan into build-asan/
+#   make deps       install the Debian -dev packages the build needs
+
+CC      ?= cc
+BUILD   ?= build
+OPT     ?= -O3 -march=native
+CFLAGS  ?=
+WERROR  ?= -Werror
+ALL_CFLAGS = -std=c11 -D_GNU_SOURCE -Wall -Wextra $(WERROR) -Wno-unused-parameter \
+             $(OPT) -g -pthread -fno-math-errno -ffp-contract=off -I. -Iengine -Iserver $(CFLAGS)
+LDLIBS_BASE = -ljansson -lpcre2-8 -lmicrohttpd -lm -pthread
+
+PKGS = libjansson-dev libmicrohttpd-dev libpcre2-dev check pkg-config
+
+NVCC := $(shell command -v nvcc 2>/dev/null)
+ifeq ($(CUDA),0)
+  NVCC :=
+endif
+ifeq ($(CUDA),1)
+  ifeq ($(NVCC),)
+    $(error CUDA=1 but nvcc was not found on PATH)
+  endif
+endif
+
+ENGINE_SRC = $(wildcard engine/*.c)
+SERVER_SRC = $(wildcard server/*.c)
+ENGINE_OBJ = $(ENGINE_SRC:%.c=$(BUILD)/%.o)
+SERVER_OBJ = $(SERVER_SRC:%.c=$(BUILD)/%.o)
+UNIT_SRC   = $(wildcard tests/unit/test_*.c)
+UNIT_BIN   = $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+
+CUDA_SRC = $(wildcard cuda/*.cu)
+ifeq ($(CUDA_SRC),)
+  NVCC :=
+endif
+ifneq ($(NVCC),)
+  CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(realpath $(NVCC)))
+  CUDA_OBJ = $(CUDA_SRC:%.cu=$(BUILD)/%.o)
+  ALL_CFLAGS += -DGLM_HAVE_CUDA=1 -I$(CUDA_HOME)/include
+  CUDA_LIBS = -L$(CUDA_HOME)/lib64 -lcudart -lcublas -lnccl -lstdc++
+  NVCCFLAGS ?= -O3 -std=c++17 -arch=sm_90a -Xcompiler -fPIC -I. -Iengine
+else
+  CUDA_OBJ =
+  CUDA_LIBS =
+endif
+
+VENV = .venv
+PY   = $(VENV)/bin/python
+
+.PHONY: all run test unit golden integration models bench asan deps clean distclean cuda-check
+
+all: glm-server
+
+glm-server: $(ENGINE_OBJ) $(SERVER_OBJ) $(CUDA_OBJ) | deps-check
+	$(CC) $(ALL_CFLAGS) -o $@ $(ENGINE_OBJ) $(SERVER_OBJ) $(CUDA_OBJ) $(LDLIBS_BASE) $(CUDA_LIBS)
+
+$(BUILD)/%.o: %.c | deps-check
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -MMD -MP -c -o $@ $<
+
+$(BUILD)/cuda/%.o: cuda/%.cu
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVCCFLAGS) -c -o $@ $<
+
+-include $(ENGINE_OBJ:.o=.d) $(SERVER_OBJ:.o=.d)
+
+# --- test tools -------------------------------------------------------------
+
+$(BUILD)/glm-mkmodel: $(BUILD)/tests/models/mkmodel.o $(ENGINE_OBJ)
+	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS_BASE)
+
+$(BUILD)/glm-bench: $(BUILD)/tests/bench/bench_engine.o $(ENGINE_OBJ)
+	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS_BASE)
+
+$(BUILD)/tests/%: tests/unit/%.c $(ENGINE_OBJ) $(filter-out $(BUILD)/server/main.o,$(SERVER_OBJ)) | deps-check
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS_BASE) $$(pkg-config --libs check)
+
+-include $(BUILD)/tests/models/mkmodel.d $(BUILD)/tests/bench/bench_engine.d
+
+# --- models -----------------------------------------------------------------
+
+models/tiny/config.json: $(BUILD)/glm-mkmodel
+	$(BUILD)/glm-mkmodel --preset tiny --dtype f32 --out models/tiny
+models/tiny-bf16/config.json: $(BUILD)/glm-mkmodel
+	$(BUILD)/glm-mkmodel --preset tiny --dtype bf16 --shards 2 --out models/tiny-bf16
+models/tiny-fp8/config.json: $(BUILD)/glm-mkmodel
+	$(BUILD)/glm-mkmodel --preset tiny --dtype fp8 --shards 3 --out models/tiny-fp8
+models/small/config.json: $(BUILD)/glm-mkmodel
+	$(BUILD)/glm-mkmodel --preset small --dtype bf16 --shards 2 --out models/small
+
+TINY_MODELS = models/tiny/config.json models/tiny-bf16/config.json models/tiny-fp8/config.json
+models: $(TINY_MODELS) models/small/config.json
+
+# --- run / test -------------------------------------------------------------
+
+run: glm-server models/tiny/config.json
+	./glm-server generate --model models/tiny --prompt-ids 1,2,3,4,5,6,7,8 --max-tokens 16
+
+test: glm-server $(UNIT_BIN) $(TINY_MODELS)
+	@bash tests/run_tests.sh $(BUILD)
+
+unit: $(UNIT_BIN)
+	@bash tests/run_tests.sh $(BUILD) unit
+
+bench: glm-server $(BUILD)/glm-bench models/small/config.json
+	$(BUILD)/glm-bench --model models/small
+
+asan:
+	$(MAKE) BUILD=build-asan OPT="-O1 -fsanitize=address,undefined -fno-omit-frame-pointer" \
+	        CUDA=0 build-asan/glm-mkmodel $(patsubst $(BUILD)/%,build-asan/%,$(UNIT_BIN))
+	bash tests/run_tests.sh build-asan unit
+
+# --- dependencies -----------------------------------------------------------
+
+# Installs the Debian packages the build needs when they are missing.
+deps:
+	@bash tests/install_deps.sh $(PKGS)
+
+deps-check:
+	@pkg-config --exists jansson libmicrohttpd libpcre2-8 check 2>/dev/null || \
+	   bash tests/install_deps.sh $(PKGS)
+
+clean:
+	rm -rf $(BUILD) build-asan glm-server
+
+distclean: clean
+	rm -rf models $(VENV)

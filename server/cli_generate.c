@@ -1,0 +1,169 @@
+/*
+ * cli_generate.c - `glm-server generate`: greedy decoding of a prompt given as
+ * token ids, printing the generated ids as one comma-separated line. With
+ * --logits FILE it also writes the float32 logits of every step (row 0: the
+ * prompt's last position, then one row per generated token but the last),
+ * little-endian, vocab_size floats a row: the format the parity tests read.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "runner.h"
+#include "util.h"
+
+int glm_parse_id_list(const char *s, int **out, char *err, size_t errlen)
+{
+    int n = 0, cap = 16;
+    int *ids = glm_malloc(sizeof(int) * (size_t)cap);
+    const char *p = s;
+    while (*p) {
+        while (*p == ' ')
+            p++;
+        char *end;
+        errno = 0;
+        long v = strtol(p, &end, 10);
+        if (end == p || errno || v < 0 || v > INT_MAX) {
+            free(ids);
+            glm_err(err, errlen, "invalid token id list near \"%.20s\"", p);
+            return -1;
+        }
+        if (n == cap)
+            ids = glm_realloc(ids, sizeof(int) * (size_t)(cap *= 2));
+        ids[n++] = (int)v;
+        p = end;
+        while (*p == ' ')
+            p++;
+        if (*p == ',')
+            p++;
+        else if (*p) {
+            free(ids);
+            glm_err(err, errlen, "invalid token id list near \"%.20s\"", p);
+            return -1;
+        }
+    }
+    if (n == 0) {
+        free(ids);
+        glm_err(err, errlen, "empty token id list");
+        return -1;
+    }
+    *out = ids;
+    return n;
+}
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: glm-server generate --model DIR --prompt-ids 1,2,3 [--max-tokens N]\n"
+               "                           [--logits FILE] [--threads N] [--ignore-eos]\n"
+               "                           [--prefill-chunk N]\n");
+}
+
+int glm_cli_generate(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"model", required_argument, 0, 'm'},      {"prompt-ids", required_argument, 0, 'p'},
+        {"max-tokens", required_argument, 0, 'n'}, {"logits", required_argument, 0, 'l'},
+        {"threads", required_argument, 0, 't'},    {"ignore-eos", no_argument, 0, 'e'},
+        {"prefill-chunk", required_argument, 0, 'c'}, {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0}};
+    const char *model_dir = NULL, *prompt = NULL, *logits_path = NULL;
+    int max_tokens = 16, threads = 0, ignore_eos = 0, chunk = 0, o;
+    optind = 1;
+    while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (o) {
+        case 'm': model_dir = optarg; break;
+        case 'p': prompt = optarg; break;
+        case 'n': max_tokens = atoi(optarg); break;
+        case 'l': logits_path = optarg; break;
+        case 't': threads = atoi(optarg); break;
+        case 'e': ignore_eos = 1; break;
+        case 'c': chunk = atoi(optarg); break;
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return 2;
+        }
+    }
+    if (!model_dir || !prompt || max_tokens < 1 || chunk < 0) {
+        usage(stderr);
+        return 2;
+    }
+    char err[GLM_ERRLEN];
+    int *ids = NULL;
+    int n_prompt = glm_parse_id_list(prompt, &ids, err, sizeof err);
+    if (n_prompt < 0) {
+        fprintf(stderr, "glm-server: %s\n", err);
+        return 2;
+    }
+    glm_model *m = glm_model_load(model_dir, err, sizeof err);
+    if (!m) {
+        fprintf(stderr, "glm-server: %s\n", err);
+        free(ids);
+        return 1;
+    }
+    const glm_config *c = &m->cfg;
+    int rc = 1;
+    FILE *lf = NULL;
+    float *logits = glm_malloc(sizeof(float) * (size_t)c->vocab_size);
+    int32_t *toks = glm_malloc(sizeof(int32_t) * (size_t)(n_prompt + max_tokens));
+    for (int i = 0; i < n_prompt; i++)
+        toks[i] = ids[i];
+    glm_seq seq = {0};
+    glm_runner *r = glm_runner_create(m, n_prompt + max_tokens, 16, threads, err, sizeof err);
+    if (!r)
+        goto out;
+    if (logits_path && !(lf = fopen(logits_path, "wb"))) {
+        snprintf(err, sizeof err, "%s: %s", logits_path, strerror(errno));
+        goto out;
+    }
+    /* prefill, in chunks if asked */
+    int done = 0;
+    while (done < n_prompt) {
+        int nn = chunk > 0 ? GLM_MIN(chunk, n_prompt - done) : n_prompt - done;
+        glm_seq *sp = &seq;
+        const int32_t *tp = toks + done;
+        if (glm_runner_step(r, 1, &sp, &tp, &nn, 0, logits, err, sizeof err))
+            goto out;
+        done += nn;
+    }
+    int n_out = 0;
+    for (;;) {
+        if (lf && fwrite(logits, sizeof(float), (size_t)c->vocab_size, lf) != (size_t)c->vocab_size) {
+            snprintf(err, sizeof err, "%s: write failed", logits_path);
+            goto out;
+        }
+        int next = glm_argmax(logits, c->vocab_size);
+        toks[n_prompt + n_out++] = next;
+        int eos = 0;
+        for (int i = 0; i < c->n_eos && !ignore_eos; i++)
+            eos |= next == c->eos_token_ids[i];
+        if (eos || n_out == max_tokens)
+            break;
+        glm_seq *sp = &seq;
+        const int32_t *tp = toks + n_prompt + n_out - 1;
+        int one = 1;
+        if (glm_runner_step(r, 1, &sp, &tp, &one, 0, logits, err, sizeof err))
+            goto out;
+    }
+    for (int i = 0; i < n_out; i++)
+        printf("%s%d", i ? "," : "", toks[n_prompt + i]);
+    printf("\n");
+    rc = 0;
+out:
+    if (rc)
+        fprintf(stderr, "glm-server: %s\n", err);
+    if (lf && fclose(lf) != 0 && rc == 0) {
+        fprintf(stderr, "glm-server: %s: write failed\n", logits_path);
+        rc = 1;
+    }
+    if (r)
+        glm_seq_release(r, &seq);
+    glm_runner_free(r);
+    free(logits);
+    free(toks);
+    free(ids);
+    glm_model_free(m);
+    return rc;
+}

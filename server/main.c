@@ -1,0 +1,40 @@
+/*
+ * main.c - the glm-server binary: dispatches to a subcommand.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+
+#define GLM_VERSION "0.1.0"
+
+static void usage(FILE *f)
+{
+    fprintf(f, "glm-server %s - OpenAI-compatible inference server for GLM-5 (glm_moe_dsa)\n\n"
+               "usage: glm-server COMMAND [options]\n\n"
+               "commands:\n"
+               "  generate   greedy generation from token ids (engine CLI)\n"
+               "  --version  print the version\n",
+            GLM_VERSION);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    if (strcmp(argv[1], "generate") == 0)
+        return glm_cli_generate(argc - 1, argv + 1);
+    if (strcmp(argv[1], "--version") == 0) {
+        printf("glm-server %s\n", GLM_VERSION);
+        return 0;
+    }
+    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+        usage(stdout);
+        return 0;
+    }
+    fprintf(stderr, "glm-server: unknown command '%s'\n", argv[1]);
+    usage(stderr);
+    return 2;
+}

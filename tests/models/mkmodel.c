@@ -1,0 +1,786 @@
+/*
+ * mkmodel.c - glm-mkmodel: writes small random GLM-5 (glm_moe_dsa) checkpoints
+ * in Hugging Face format, for the tests (tiny) and benchmarks (small).
+ *
+ *   glm-mkmodel --preset tiny|small --dtype f32|bf16|fp8 [--shards N] --out DIR
+ *
+ * DIR gets config.json, generation_config.json and model.safetensors, or
+ * model-0000K-of-0000N.safetensors shards plus model.safetensors.index.json.
+ * Tensor names, shapes and dtypes follow the real GLM-5 checkpoints (including
+ * the MTP layer at index num_hidden_layers and, for fp8, F8_E4M3 weights with
+ * 128x128-block `weight_scale_inv` tensors), so the same loader code paths run
+ * on these as on the real model, and transformers can load them as a reference.
+ *
+ * The output is bit-identical on every machine. Each tensor's float32 values
+ * come from its own xoshiro256** stream, seeded with splitmix64 from
+ * preset_seed ^ FNV-1a-64(tensor name), so they do not depend on tensor order
+ * or on the dtype. A draw x gives u = ((int32_t)(x >> 40) - 2^23) / 2^23, exact
+ * in [-1, 1); values use only float32 +, *, / and sqrtf (all correctly
+ * rounded), each rounded separately:
+ *   linear weight [out, in]       u * sqrtf(3.0f / in)
+ *   embeddings                    u
+ *   RMSNorm weights, k_norm.weight 1.0f + 0.1f * u
+ *   k_norm.bias                   0.1f * u
+ *   mlp.gate.weight (router)      u * sqrtf(3.0f / hidden) * 2.0f
+ *   e_score_correction_bias       0.05f * u
+ * bf16 rounds these to nearest even; fp8 quantises the same float32 values.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "dtype.h"
+#include "safetensors.h"
+#include "util.h"
+
+#define FP8_BLOCK 128
+#define NAME_MAX_LEN 160
+#define PATH_LEN 4096
+
+/* ------------------------------------------------------------------------ */
+/* Presets                                                                   */
+
+typedef struct {
+    const char *name;
+    uint64_t seed;
+    int vocab_size, hidden_size, intermediate_size, moe_intermediate_size;
+    int num_hidden_layers, first_k_dense_replace;
+    int num_attention_heads, q_lora_rank, kv_lora_rank;
+    int qk_nope_head_dim, qk_rope_head_dim, v_head_dim;
+    int n_routed_experts, n_shared_experts, num_experts_per_tok;
+    int n_group, topk_group, norm_topk_prob;
+    double routed_scaling_factor;
+    int index_topk, index_n_heads, index_head_dim;
+    const char *indexer_types; /* one letter per layer: 'F' full, 'S' shared */
+    int max_position_embeddings;
+    double rope_theta;
+} preset;
+
+static const preset presets[] = {
+    {
+        .name = "tiny", .seed = 0x7469e7f1a5c3b001ull,
+        .vocab_size = 4096, .hidden_size = 128, .intermediate_size = 256,
+        .moe_intermediate_size = 64, .num_hidden_layers = 4, .first_k_dense_replace = 1,
+        .num_attention_heads = 4, .q_lora_rank = 96, .kv_lora_rank = 64,
+        .qk_nope_head_dim = 32, .qk_rope_head_dim = 16, .v_head_dim = 32,
+        .n_routed_experts = 16, .n_shared_experts = 1, .num_experts_per_tok = 4,
+        .n_group = 4, .topk_group = 2, .norm_topk_prob = 1, .routed_scaling_factor = 2.5,
+        .index_topk = 16, .index_n_heads = 8, .index_head_dim = 32,
+        .indexer_types = "FFSF", .max_position_embeddings = 4096, .rope_theta = 10000.0,
+    },
+    {
+        .name = "small", .seed = 0x736d616c6c5eed02ull,
+        .vocab_size = 16384, .hidden_size = 512, .intermediate_size = 1536,
+        .moe_intermediate_size = 256, .num_hidden_layers = 8, .first_k_dense_replace = 2,
+        .num_attention_heads = 8, .q_lora_rank = 256, .kv_lora_rank = 128,
+        .qk_nope_head_dim = 64, .qk_rope_head_dim = 32, .v_head_dim = 64,
+        .n_routed_experts = 32, .n_shared_experts = 1, .num_experts_per_tok = 4,
+        .n_group = 4, .topk_group = 2, .norm_topk_prob = 1, .routed_scaling_factor = 2.5,
+        .index_topk = 256, .index_n_heads = 8, .index_head_dim = 64,
+        .indexer_types = "FFFFFFFF", .max_position_embeddings = 8192, .rope_theta = 1000000.0,
+    },
+};
+
+/* GLM-5's special tokens sit at fixed offsets from the top of its vocabulary. */
+#define EOS_OFFSET 60 /* <|endoftext|>, also the pad token */
+#define EOS2_OFFSET 53
+#define EOS3_OFFSET 51
+
+typedef enum { STORE_F32, STORE_BF16, STORE_FP8 } store_mode;
+
+static const struct { const char *flag; store_mode mode; } dtype_flags[] = {
+    {"f32", STORE_F32}, {"bf16", STORE_BF16}, {"fp8", STORE_FP8},
+};
+
+/* ------------------------------------------------------------------------ */
+/* Errors                                                                    */
+
+static void die(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
+
+static void die(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("glm-mkmodel: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    exit(1);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Deterministic values                                                      */
+
+typedef struct { uint64_t s[4]; } rng;
+
+static uint64_t splitmix64(uint64_t *x)
+{
+    uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+static uint64_t fnv1a64(const char *s)
+{
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (; *s; s++) {
+        h ^= (unsigned char)*s;
+        h *= 0x100000001b3ull;
+    }
+    return h;
+}
+
+static rng rng_for(uint64_t preset_seed, const char *tensor)
+{
+    uint64_t x = preset_seed ^ fnv1a64(tensor);
+    rng r;
+    for (int i = 0; i < 4; i++)
+        r.s[i] = splitmix64(&x);
+    return r;
+}
+
+static uint64_t rotl(uint64_t x, int k)
+{
+    return (x << k) | (x >> (64 - k));
+}
+
+/* xoshiro256** */
+static uint64_t rng_next(rng *r)
+{
+    uint64_t *s = r->s;
+    uint64_t result = rotl(s[1] * 5, 7) * 9;
+    uint64_t t = s[1] << 17;
+    s[2] ^= s[0];
+    s[3] ^= s[1];
+    s[1] ^= s[2];
+    s[0] ^= s[3];
+    s[2] ^= t;
+    s[3] = rotl(s[3], 45);
+    return result;
+}
+
+/* Uniform in [-1, 1), exact: a 24-bit integer over 2^23. */
+static float rng_uniform(rng *r)
+{
+    uint64_t x = rng_next(r);
+    return (float)((int32_t)(x >> 40) - (1 << 23)) / 8388608.0f;
+}
+
+/* b + a*u with the product rounded on its own (no fused multiply-add), so the
+ * value is the same whatever the compiler's contraction settings. */
+static float affine(float b, float a, float u)
+{
+    volatile float t = a * u;
+    return b + t;
+}
+
+typedef enum {
+    INIT_LINEAR,      /* u * sqrtf(3 / in) */
+    INIT_EMBED,       /* u */
+    INIT_NORM,        /* 1 + 0.1 u */
+    INIT_NORM_BIAS,   /* 0.1 u */
+    INIT_ROUTER,      /* u * sqrtf(3 / hidden) * 2 */
+    INIT_ROUTER_BIAS, /* 0.05 u */
+} init_kind;
+
+/* The float32 values of tensor `name` (n elements; `in` is the input width of
+ * a linear weight). */
+static void gen_values(const preset *p, const char *name, init_kind init, int64_t in,
+                       float *dst, size_t n)
+{
+    rng r = rng_for(p->seed, name);
+    float scale = 1.0f;
+    if (init == INIT_LINEAR)
+        scale = sqrtf(3.0f / (float)in);
+    else if (init == INIT_ROUTER)
+        scale = sqrtf(3.0f / (float)p->hidden_size);
+    for (size_t i = 0; i < n; i++) {
+        float u = rng_uniform(&r);
+        switch (init) {
+        case INIT_LINEAR: dst[i] = u * scale; break;
+        case INIT_EMBED: dst[i] = u; break;
+        case INIT_NORM: dst[i] = affine(1.0f, 0.1f, u); break;
+        case INIT_NORM_BIAS: dst[i] = 0.1f * u; break;
+        case INIT_ROUTER: dst[i] = (u * scale) * 2.0f; break;
+        case INIT_ROUTER_BIAS: dst[i] = 0.05f * u; break;
+        }
+    }
+}
+
+/*
+ * FP8 block quantisation of W [out, in]: per 128x128 block (partial at the
+ * edges) s = amax|block| / 448 (1 if the block is all zero), q = e4m3(w / s).
+ * Either output may be NULL. scales is [ceil(out/128), ceil(in/128)].
+ */
+static void quantize_fp8(const float *w, int64_t out, int64_t in, uint8_t *q, float *scales)
+{
+    int64_t nbi = (in + FP8_BLOCK - 1) / FP8_BLOCK;
+    for (int64_t r0 = 0; r0 < out; r0 += FP8_BLOCK) {
+        int64_t r1 = GLM_MIN(r0 + FP8_BLOCK, out);
+        for (int64_t c0 = 0; c0 < in; c0 += FP8_BLOCK) {
+            int64_t c1 = GLM_MIN(c0 + FP8_BLOCK, in);
+            float amax = 0.0f;
+            for (int64_t r = r0; r < r1; r++)
+                for (int64_t c = c0; c < c1; c++)
+                    amax = GLM_MAX(amax, fabsf(w[r * in + c]));
+            float s = amax > 0.0f ? amax / 448.0f : 1.0f;
+            if (scales)
+                scales[(r0 / FP8_BLOCK) * nbi + c0 / FP8_BLOCK] = s;
+            if (q)
+                for (int64_t r = r0; r < r1; r++)
+                    for (int64_t c = c0; c < c1; c++)
+                        q[r * in + c] = glm_f32_to_e4m3(w[r * in + c] / s);
+        }
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* The tensor plan: every tensor's name, shape, dtype and source values,    */
+/* decided before any data is made so shards can be balanced by bytes.      */
+
+typedef enum {
+    ROLE_PLAIN,     /* values stored as dtype (F32 or BF16) */
+    ROLE_FP8,       /* values quantised to F8_E4M3 */
+    ROLE_FP8_SCALE, /* the F32 block scales of the ROLE_FP8 tensor `src` */
+} role_kind;
+
+typedef struct {
+    char name[NAME_MAX_LEN];
+    char src[NAME_MAX_LEN]; /* tensor whose values this is made from */
+    role_kind role;
+    init_kind init;
+    glm_dtype dtype;
+    int ndim;
+    int64_t shape[2];  /* as stored */
+    int64_t vshape[2]; /* of the source values ([out, in] for weights) */
+    size_t nbytes;
+    int shard;
+} plan_entry;
+
+typedef struct {
+    const preset *p;
+    store_mode mode;
+    plan_entry *e;
+    size_t n, cap;
+} plan;
+
+static plan_entry *plan_push(plan *pl)
+{
+    if (pl->n == pl->cap) {
+        pl->cap = pl->cap ? pl->cap * 2 : 256;
+        pl->e = glm_realloc(pl->e, pl->cap * sizeof(plan_entry));
+    }
+    plan_entry *e = &pl->e[pl->n++];
+    memset(e, 0, sizeof(*e));
+    return e;
+}
+
+static void set_name(char *dst, const char *s)
+{
+    GLM_ASSERT(strlen(s) < NAME_MAX_LEN);
+    strcpy(dst, s);
+}
+
+static int64_t numel2(int ndim, const int64_t *shape)
+{
+    int64_t n = 1;
+    for (int d = 0; d < ndim; d++)
+        n *= shape[d];
+    return n;
+}
+
+/* Adds tensor `name` (1-D [d0] when d1 == 0, else 2-D [d0, d1]). fp8_ok marks
+ * the linear weights that fp8 checkpoints store as F8_E4M3. */
+static void plan_add(plan *pl, const char *name, init_kind init, int64_t d0, int64_t d1, int fp8_ok)
+{
+    plan_entry *e = plan_push(pl);
+    set_name(e->name, name);
+    set_name(e->src, name);
+    e->init = init;
+    e->ndim = d1 ? 2 : 1;
+    e->shape[0] = e->vshape[0] = d0;
+    e->shape[1] = e->vshape[1] = d1;
+
+    int router = init == INIT_ROUTER || init == INIT_ROUTER_BIAS;
+    if (pl->mode == STORE_F32 || router)
+        e->dtype = GLM_DTYPE_F32;
+    else if (pl->mode == STORE_FP8 && fp8_ok)
+        e->dtype = GLM_DTYPE_F8_E4M3;
+    else
+        e->dtype = GLM_DTYPE_BF16;
+    e->role = e->dtype == GLM_DTYPE_F8_E4M3 ? ROLE_FP8 : ROLE_PLAIN;
+    e->nbytes = (size_t)numel2(e->ndim, e->shape) * glm_dtype_size(e->dtype);
+
+    if (e->role == ROLE_FP8) {
+        GLM_ASSERT(e->ndim == 2);
+        char sname[NAME_MAX_LEN + 16];
+        snprintf(sname, sizeof sname, "%s_scale_inv", name);
+        plan_entry *s = plan_push(pl); /* may move pl->e: e is not used after this */
+        set_name(s->name, sname);
+        set_name(s->src, name);
+        s->role = ROLE_FP8_SCALE;
+        s->init = init;
+        s->dtype = GLM_DTYPE_F32;
+        s->ndim = 2;
+        s->vshape[0] = d0;
+        s->vshape[1] = d1;
+        s->shape[0] = (d0 + FP8_BLOCK - 1) / FP8_BLOCK;
+        s->shape[1] = (d1 + FP8_BLOCK - 1) / FP8_BLOCK;
+        s->nbytes = (size_t)numel2(2, s->shape) * 4;
+    }
+}
+
+/* plan_add with the name built from a printf format. */
+static void plan_addf(plan *pl, init_kind init, int64_t d0, int64_t d1, int fp8_ok,
+                      const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+
+static void plan_addf(plan *pl, init_kind init, int64_t d0, int64_t d1, int fp8_ok,
+                      const char *fmt, ...)
+{
+    char name[NAME_MAX_LEN];
+    va_list ap;
+    va_start(ap, fmt);
+    int k = vsnprintf(name, sizeof name, fmt, ap);
+    va_end(ap);
+    GLM_ASSERT(k > 0 && k < (int)sizeof name);
+    plan_add(pl, name, init, d0, d1, fp8_ok);
+}
+
+/* A SwiGLU MLP under prefix `pre` (e.g. "model.layers.0.mlp"). */
+static void plan_mlp(plan *pl, const char *pre, int64_t hidden, int64_t inter)
+{
+    plan_addf(pl, INIT_LINEAR, inter, hidden, 1, "%s.gate_proj.weight", pre);
+    plan_addf(pl, INIT_LINEAR, inter, hidden, 1, "%s.up_proj.weight", pre);
+    plan_addf(pl, INIT_LINEAR, hidden, inter, 1, "%s.down_proj.weight", pre);
+}
+
+/* Decoder layer i; i == num_hidden_layers is the MTP (next-n) layer. */
+static void plan_layer(plan *pl, int i)
+{
+    const preset *p = pl->p;
+    const int64_t H = p->hidden_size, heads = p->num_attention_heads;
+    const int64_t qk = p->qk_nope_head_dim + p->qk_rope_head_dim;
+    const int mtp = i == p->num_hidden_layers;
+    const int full_indexer = mtp || p->indexer_types[i] == 'F';
+    const int dense = !mtp && i < p->first_k_dense_replace;
+    char pre[NAME_MAX_LEN];
+    snprintf(pre, sizeof pre, "model.layers.%d", i);
+
+    plan_addf(pl, INIT_NORM, H, 0, 0, "%s.input_layernorm.weight", pre);
+
+    plan_addf(pl, INIT_LINEAR, p->q_lora_rank, H, 1, "%s.self_attn.q_a_proj.weight", pre);
+    plan_addf(pl, INIT_NORM, p->q_lora_rank, 0, 0, "%s.self_attn.q_a_layernorm.weight", pre);
+    plan_addf(pl, INIT_LINEAR, heads * qk, p->q_lora_rank, 1, "%s.self_attn.q_b_proj.weight", pre);
+    plan_addf(pl, INIT_LINEAR, p->kv_lora_rank + p->qk_rope_head_dim, H, 1,
+              "%s.self_attn.kv_a_proj_with_mqa.weight", pre);
+    plan_addf(pl, INIT_NORM, p->kv_lora_rank, 0, 0, "%s.self_attn.kv_a_layernorm.weight", pre);
+    plan_addf(pl, INIT_LINEAR, heads * (p->qk_nope_head_dim + p->v_head_dim), p->kv_lora_rank, 1,
+              "%s.self_attn.kv_b_proj.weight", pre);
+    plan_addf(pl, INIT_LINEAR, H, heads * p->v_head_dim, 1, "%s.self_attn.o_proj.weight", pre);
+    if (full_indexer) {
+        const int64_t ih = p->index_n_heads, id = p->index_head_dim;
+        plan_addf(pl, INIT_LINEAR, ih * id, p->q_lora_rank, 1, "%s.self_attn.indexer.wq_b.weight", pre);
+        plan_addf(pl, INIT_LINEAR, id, H, 1, "%s.self_attn.indexer.wk.weight", pre);
+        plan_addf(pl, INIT_NORM, id, 0, 0, "%s.self_attn.indexer.k_norm.weight", pre);
+        plan_addf(pl, INIT_NORM_BIAS, id, 0, 0, "%s.self_attn.indexer.k_norm.bias", pre);
+        plan_addf(pl, INIT_LINEAR, ih, H, 0, "%s.self_attn.indexer.weights_proj.weight", pre);
+    }
+
+    plan_addf(pl, INIT_NORM, H, 0, 0, "%s.post_attention_layernorm.weight", pre);
+
+    char mlp[NAME_MAX_LEN + 32];
+    if (dense) {
+        snprintf(mlp, sizeof mlp, "%s.mlp", pre);
+        plan_mlp(pl, mlp, H, p->intermediate_size);
+    } else {
+        const int64_t E = p->n_routed_experts;
+        plan_addf(pl, INIT_ROUTER, E, H, 0, "%s.mlp.gate.weight", pre);
+        plan_addf(pl, INIT_ROUTER_BIAS, E, 0, 0, "%s.mlp.gate.e_score_correction_bias", pre);
+        for (int e = 0; e < E; e++) {
+            snprintf(mlp, sizeof mlp, "%s.mlp.experts.%d", pre, e);
+            plan_mlp(pl, mlp, H, p->moe_intermediate_size);
+        }
+        snprintf(mlp, sizeof mlp, "%s.mlp.shared_experts", pre);
+        plan_mlp(pl, mlp, H, (int64_t)p->moe_intermediate_size * p->n_shared_experts);
+    }
+
+    if (mtp) {
+        plan_addf(pl, INIT_NORM, H, 0, 0, "%s.enorm.weight", pre);
+        plan_addf(pl, INIT_NORM, H, 0, 0, "%s.hnorm.weight", pre);
+        plan_addf(pl, INIT_LINEAR, H, 2 * H, 1, "%s.eh_proj.weight", pre);
+        plan_addf(pl, INIT_NORM, H, 0, 0, "%s.shared_head.norm.weight", pre);
+        plan_addf(pl, INIT_LINEAR, p->vocab_size, H, 0, "%s.shared_head.head.weight", pre);
+        plan_addf(pl, INIT_EMBED, p->vocab_size, H, 0, "%s.embed_tokens.weight", pre);
+    }
+}
+
+/* Every tensor, in file order: embeddings, decoder layers, final norm and
+ * head, then the MTP layer (as GLM-5's own shards put it last). */
+static void plan_build(plan *pl)
+{
+    const preset *p = pl->p;
+    plan_add(pl, "model.embed_tokens.weight", INIT_EMBED, p->vocab_size, p->hidden_size, 0);
+    for (int i = 0; i < p->num_hidden_layers; i++)
+        plan_layer(pl, i);
+    plan_add(pl, "model.norm.weight", INIT_NORM, p->hidden_size, 0, 0);
+    plan_add(pl, "lm_head.weight", INIT_LINEAR, p->vocab_size, p->hidden_size, 0);
+    plan_layer(pl, p->num_hidden_layers);
+}
+
+/* Splits the tensors, in order, into `shards` runs of about equal bytes: a
+ * tensor goes to the shard its byte midpoint falls in. */
+static void plan_shard(plan *pl, int shards)
+{
+    uint64_t total = 0, cum = 0;
+    for (size_t i = 0; i < pl->n; i++)
+        total += pl->e[i].nbytes;
+    int *count = glm_calloc((size_t)shards, sizeof(int));
+    for (size_t i = 0; i < pl->n; i++) {
+        uint64_t mid = cum + pl->e[i].nbytes / 2;
+        uint64_t s = total ? mid * (uint64_t)shards / total : 0;
+        pl->e[i].shard = (int)GLM_MIN(s, (uint64_t)shards - 1);
+        count[pl->e[i].shard]++;
+        cum += pl->e[i].nbytes;
+    }
+    for (int s = 0; s < shards; s++)
+        if (count[s] == 0)
+            die("--shards %d: too many shards for %zu tensors of this size", shards, pl->n);
+    free(count);
+}
+
+/* Makes entry e's stored bytes (nbytes of them) into out. */
+static void make_tensor(const plan *pl, const plan_entry *e, void *out)
+{
+    size_t n = (size_t)numel2(e->ndim, e->vshape);
+    float *v = e->dtype == GLM_DTYPE_F32 && e->role == ROLE_PLAIN ? out : glm_malloc(n * sizeof(float));
+    gen_values(pl->p, e->src, e->init, e->ndim == 2 ? e->vshape[1] : 0, v, n);
+    switch (e->role) {
+    case ROLE_PLAIN:
+        if (e->dtype == GLM_DTYPE_BF16) {
+            uint16_t *b = out;
+            for (size_t i = 0; i < n; i++)
+                b[i] = glm_f32_to_bf16(v[i]);
+        }
+        break;
+    case ROLE_FP8:
+        quantize_fp8(v, e->vshape[0], e->vshape[1], out, NULL);
+        break;
+    case ROLE_FP8_SCALE:
+        quantize_fp8(v, e->vshape[0], e->vshape[1], NULL, out);
+        break;
+    }
+    if (v != out)
+        free(v);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Files                                                                     */
+
+static void path_join(char *dst, const char *dir, const char *name)
+{
+    int k = snprintf(dst, PATH_LEN, "%s/%s", dir, name);
+    if (k < 0 || k >= PATH_LEN)
+        die("%s/%s: path too long", dir, name);
+}
+
+/* mkdir -p */
+static void make_dirs(const char *dir)
+{
+    char buf[PATH_LEN];
+    if (strlen(dir) >= sizeof buf)
+        die("%s: path too long", dir);
+    strcpy(buf, dir);
+    for (char *p = buf + 1;; p++) {
+        if (*p != '/' && *p != '\0')
+            continue;
+        char c = *p;
+        *p = '\0';
+        struct stat st;
+        if (mkdir(buf, 0777) != 0 && errno != EEXIST)
+            die("cannot create directory %s: %s", buf, strerror(errno));
+        if (stat(buf, &st) != 0 || !S_ISDIR(st.st_mode))
+            die("cannot create directory %s: not a directory", buf);
+        *p = c;
+        if (c == '\0')
+            break;
+    }
+}
+
+/* Removes what an earlier run may have left in dir: checkpoint files of any
+ * sharding, and config.json (written last, so its presence marks a complete
+ * checkpoint). */
+static void remove_old_outputs(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        die("cannot read directory %s: %s", dir, strerror(errno));
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        const char *n = de->d_name;
+        int a, b, end = 0;
+        int shard = strlen(n) == 32 &&
+                    sscanf(n, "model-%5d-of-%5d.safetensors%n", &a, &b, &end) == 2 && end == 32;
+        if (shard || strcmp(n, "model.safetensors") == 0 ||
+            strcmp(n, "model.safetensors.index.json") == 0 || strcmp(n, "config.json") == 0) {
+            char path[PATH_LEN];
+            path_join(path, dir, n);
+            if (unlink(path) != 0 && errno != ENOENT)
+                die("cannot remove %s: %s", path, strerror(errno));
+        }
+    }
+    closedir(d);
+}
+
+/* Writes json (with a trailing newline) to dir/name via a .tmp file. */
+static void write_json(const char *dir, const char *name, json_t *json, size_t flags)
+{
+    char path[PATH_LEN], tmp[PATH_LEN + 8];
+    path_join(path, dir, name);
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    char *text = json_dumps(json, flags);
+    if (!text)
+        die("%s: cannot encode JSON", path);
+    FILE *f = fopen(tmp, "wb");
+    if (!f)
+        die("cannot create %s: %s", tmp, strerror(errno));
+    size_t len = strlen(text);
+    int ok = fwrite(text, 1, len, f) == len && fputc('\n', f) != EOF;
+    ok = (fclose(f) == 0) && ok;
+    free(text);
+    if (!ok) {
+        unlink(tmp);
+        die("write failed on %s: %s", tmp, strerror(errno));
+    }
+    if (rename(tmp, path) != 0) {
+        unlink(tmp);
+        die("cannot rename %s to %s: %s", tmp, path, strerror(errno));
+    }
+}
+
+static json_t *int_array(const int *v, int n)
+{
+    json_t *a = json_array();
+    for (int i = 0; i < n; i++)
+        json_array_append_new(a, json_integer(v[i]));
+    return a;
+}
+
+#define JSON_FLOAT_FLAGS JSON_REAL_PRECISION(15) /* 0.95 -> 0.95, 10000.0 -> 10000.0 */
+
+static void write_config(const char *dir, const preset *p, store_mode mode)
+{
+    const int V = p->vocab_size;
+    const int eos[3] = {V - EOS_OFFSET, V - EOS2_OFFSET, V - EOS3_OFFSET};
+    json_t *c = json_object();
+    json_t *arch = json_array();
+    json_array_append_new(arch, json_string("GlmMoeDsaForCausalLM"));
+    json_object_set_new(c, "architectures", arch);
+    json_object_set_new(c, "model_type", json_string("glm_moe_dsa"));
+    json_object_set_new(c, "dtype", json_string(mode == STORE_F32 ? "float32" : "bfloat16"));
+    json_object_set_new(c, "vocab_size", json_integer(V));
+    json_object_set_new(c, "hidden_size", json_integer(p->hidden_size));
+    json_object_set_new(c, "intermediate_size", json_integer(p->intermediate_size));
+    json_object_set_new(c, "moe_intermediate_size", json_integer(p->moe_intermediate_size));
+    json_object_set_new(c, "num_hidden_layers", json_integer(p->num_hidden_layers));
+    json_object_set_new(c, "first_k_dense_replace", json_integer(p->first_k_dense_replace));
+    json_object_set_new(c, "num_nextn_predict_layers", json_integer(1));
+    json_object_set_new(c, "num_attention_heads", json_integer(p->num_attention_heads));
+    json_object_set_new(c, "num_key_value_heads", json_integer(p->num_attention_heads));
+    json_object_set_new(c, "q_lora_rank", json_integer(p->q_lora_rank));
+    json_object_set_new(c, "kv_lora_rank", json_integer(p->kv_lora_rank));
+    json_object_set_new(c, "qk_nope_head_dim", json_integer(p->qk_nope_head_dim));
+    json_object_set_new(c, "qk_rope_head_dim", json_integer(p->qk_rope_head_dim));
+    json_object_set_new(c, "qk_head_dim", json_integer(p->qk_nope_head_dim + p->qk_rope_head_dim));
+    json_object_set_new(c, "head_dim", json_integer(p->qk_rope_head_dim));
+    json_object_set_new(c, "v_head_dim", json_integer(p->v_head_dim));
+    json_object_set_new(c, "attention_bias", json_false());
+    json_object_set_new(c, "attention_dropout", json_real(0.0));
+    json_object_set_new(c, "n_routed_experts", json_integer(p->n_routed_experts));
+    json_object_set_new(c, "n_shared_experts", json_integer(p->n_shared_experts));
+    json_object_set_new(c, "num_experts_per_tok", json_integer(p->num_experts_per_tok));
+    json_object_set_new(c, "n_group", json_integer(p->n_group));
+    json_object_set_new(c, "topk_group", json_integer(p->topk_group));
+    json_object_set_new(c, "norm_topk_prob", json_boolean(p->norm_topk_prob));
+    json_object_set_new(c, "routed_scaling_factor", json_real(p->routed_scaling_factor));
+    json_object_set_new(c, "scoring_func", json_string("sigmoid"));
+    json_object_set_new(c, "topk_method", json_string("noaux_tc"));
+    json_object_set_new(c, "index_topk", json_integer(p->index_topk));
+    json_object_set_new(c, "index_n_heads", json_integer(p->index_n_heads));
+    json_object_set_new(c, "index_head_dim", json_integer(p->index_head_dim));
+    json_t *types = json_array();
+    for (int i = 0; i < p->num_hidden_layers; i++)
+        json_array_append_new(types, json_string(p->indexer_types[i] == 'F' ? "full" : "shared"));
+    json_object_set_new(c, "indexer_types", types);
+    json_object_set_new(c, "hidden_act", json_string("silu"));
+    json_object_set_new(c, "rms_norm_eps", json_real(1e-05));
+    json_object_set_new(c, "max_position_embeddings", json_integer(p->max_position_embeddings));
+    json_t *rope = json_object();
+    json_object_set_new(rope, "rope_theta", json_real(p->rope_theta));
+    json_object_set_new(rope, "rope_type", json_string("default"));
+    json_object_set_new(c, "rope_parameters", rope);
+    json_object_set_new(c, "initializer_range", json_real(0.02));
+    json_object_set_new(c, "tie_word_embeddings", json_false());
+    json_object_set_new(c, "use_cache", json_true());
+    json_object_set_new(c, "bos_token_id", json_null());
+    json_object_set_new(c, "eos_token_id", int_array(eos, 3));
+    json_object_set_new(c, "pad_token_id", json_integer(eos[0]));
+    if (mode == STORE_FP8) {
+        json_t *q = json_object();
+        json_object_set_new(q, "quant_method", json_string("fp8"));
+        json_object_set_new(q, "fmt", json_string("e4m3"));
+        json_object_set_new(q, "activation_scheme", json_string("dynamic"));
+        const int block[2] = {FP8_BLOCK, FP8_BLOCK};
+        json_object_set_new(q, "weight_block_size", int_array(block, 2));
+        json_object_set_new(c, "quantization_config", q);
+    }
+    write_json(dir, "config.json", c, JSON_PRESERVE_ORDER | JSON_INDENT(2) | JSON_FLOAT_FLAGS);
+    json_decref(c);
+}
+
+static void write_generation_config(const char *dir, const preset *p)
+{
+    const int V = p->vocab_size;
+    const int eos[3] = {V - EOS_OFFSET, V - EOS2_OFFSET, V - EOS3_OFFSET};
+    json_t *g = json_object();
+    json_object_set_new(g, "_from_model_config", json_false());
+    json_object_set_new(g, "eos_token_id", int_array(eos, 3));
+    json_object_set_new(g, "pad_token_id", json_integer(eos[0]));
+    json_object_set_new(g, "do_sample", json_true());
+    json_object_set_new(g, "temperature", json_real(1.0));
+    json_object_set_new(g, "top_p", json_real(0.95));
+    write_json(dir, "generation_config.json", g,
+               JSON_PRESERVE_ORDER | JSON_INDENT(2) | JSON_FLOAT_FLAGS);
+    json_decref(g);
+}
+
+/* Writes the safetensors file(s) and, when sharded, the index. */
+static void write_weights(const char *dir, const plan *pl, int shards)
+{
+    json_t *map = json_object();
+    uint64_t total = 0;
+    char file[64], path[PATH_LEN], err[GLM_ERRLEN];
+    for (int s = 0; s < shards; s++) {
+        if (shards == 1)
+            snprintf(file, sizeof file, "model.safetensors");
+        else
+            snprintf(file, sizeof file, "model-%05d-of-%05d.safetensors", s + 1, shards);
+        path_join(path, dir, file);
+        st_writer *w = st_writer_new();
+        for (size_t i = 0; i < pl->n; i++) {
+            const plan_entry *e = &pl->e[i];
+            if (e->shard != s)
+                continue;
+            void *data = glm_malloc(e->nbytes);
+            make_tensor(pl, e, data);
+            st_writer_add(w, e->name, e->dtype, e->ndim, e->shape, data);
+            free(data);
+            json_object_set_new(map, e->name, json_string(file));
+        }
+        total += st_writer_bytes(w);
+        if (st_writer_save(w, path, err, sizeof err) != GLM_OK)
+            die("%s", err);
+        st_writer_free(w);
+    }
+    if (shards > 1) {
+        json_t *idx = json_object();
+        json_t *meta = json_object();
+        json_object_set_new(meta, "total_size", json_integer((json_int_t)total));
+        json_object_set_new(idx, "metadata", meta);
+        json_object_set_new(idx, "weight_map", map);
+        write_json(dir, "model.safetensors.index.json", idx, JSON_SORT_KEYS | JSON_INDENT(2));
+        json_decref(idx);
+    } else {
+        json_decref(map);
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* Command line                                                              */
+
+static const char usage[] =
+    "usage: glm-mkmodel --preset tiny|small --dtype f32|bf16|fp8 [--shards N] --out DIR\n";
+
+int main(int argc, char **argv)
+{
+    const preset *p = NULL;
+    int have_mode = 0;
+    store_mode mode = STORE_F32;
+    int shards = 1;
+    const char *out = NULL;
+
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+            fputs(usage, stdout);
+            return 0;
+        }
+        if (strcmp(a, "--preset") && strcmp(a, "--dtype") && strcmp(a, "--shards") &&
+            strcmp(a, "--out"))
+            die("unknown argument '%s' (try --help)", a);
+        if (i + 1 >= argc)
+            die("%s needs a value", a);
+        const char *v = argv[++i];
+        if (strcmp(a, "--preset") == 0) {
+            p = NULL;
+            for (size_t k = 0; k < sizeof presets / sizeof presets[0]; k++)
+                if (strcmp(v, presets[k].name) == 0)
+                    p = &presets[k];
+            if (!p)
+                die("--preset: unknown preset '%s' (tiny or small)", v);
+        } else if (strcmp(a, "--dtype") == 0) {
+            have_mode = 0;
+            for (size_t k = 0; k < sizeof dtype_flags / sizeof dtype_flags[0]; k++)
+                if (strcmp(v, dtype_flags[k].flag) == 0) {
+                    mode = dtype_flags[k].mode;
+                    have_mode = 1;
+                }
+            if (!have_mode)
+                die("--dtype: unknown dtype '%s' (f32, bf16 or fp8)", v);
+        } else if (strcmp(a, "--shards") == 0) {
+            char *end;
+            errno = 0;
+            long n = strtol(v, &end, 10);
+            if (errno || end == v || *end || n < 1 || n > 99999)
+                die("--shards: '%s' is not a number from 1 to 99999", v);
+            shards = (int)n;
+        } else {
+            if (!v[0])
+                die("--out: empty directory name");
+            out = v;
+        }
+    }
+    if (!p || !have_mode || !out)
+        die("--preset, --dtype and --out are required (try --help)");
+    GLM_ASSERT((int)strlen(p->indexer_types) == p->num_hidden_layers);
+
+    plan pl = {.p = p, .mode = mode};
+    plan_build(&pl);
+    plan_shard(&pl, shards);
+
+    make_dirs(out);
+    remove_old_outputs(out);
+    write_weights(out, &pl, shards);
+    write_generation_config(out, p);
+    write_config(out, p, mode); /* last: marks the checkpoint complete */
+
+    uint64_t params = 0, bytes = 0;
+    for (size_t i = 0; i < pl.n; i++) {
+        if (pl.e[i].role != ROLE_FP8_SCALE)
+            params += (uint64_t)numel2(pl.e[i].ndim, pl.e[i].vshape);
+        bytes += pl.e[i].nbytes;
+    }
+    printf("glm-mkmodel: wrote %s: %s %s, %zu tensors, %llu parameters, %llu bytes in %d file%s\n",
+           out, p->name, dtype_flags[mode].flag, pl.n, (unsigned long long)params,
+           (unsigned long long)bytes, shards, shards == 1 ? "" : "s");
+    free(pl.e);
+    return 0;
+}
