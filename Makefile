@@ -13,7 +13,7 @@ BUILD   ?= build
 OPT     ?= -O3 -march=native
 CFLAGS  ?=
 WERROR  ?= -Werror
-ALL_CFLAGS = -std=c11 -D_GNU_SOURCE -Wall -Wextra $(WERROR) -Wno-unused-parameter \
+ALL_CFLAGS = -std=c11 -D_GNU_SOURCE -Wall -Wextra $(WERROR) -Wno-unused-parameter -Wno-psabi \
              $(OPT) -g -pthread -fno-math-errno -ffp-contract=off -I. -Iengine -Iserver $(CFLAGS)
 LDLIBS_BASE = -ljansson -lpcre2-8 -lmicrohttpd -lm -pthread
 

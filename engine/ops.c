@@ -45,6 +45,29 @@ float glm_dot(const float *a, const float *b, int n)
     return s;
 }
 
+typedef uint16_t v8u16 __attribute__((vector_size(16)));
+typedef uint32_t v8u32 __attribute__((vector_size(32)));
+
+/* glm_dot with a BF16 first operand, widened on the fly (exact), so the sum
+ * is bitwise the one glm_dot gives on the widened row. */
+static float dot_bf16(const uint16_t *w, const float *x, int n)
+{
+    v8f acc = {0};
+    int k = 0;
+    for (; k + 8 <= n; k += 8) {
+        v8u16 h;
+        memcpy(&h, w + k, sizeof h);
+        v8u32 u = __builtin_convertvector(h, v8u32) << 16;
+        v8f wf;
+        memcpy(&wf, &u, sizeof wf);
+        acc += wf * load8(x + k);
+    }
+    float s = hsum8(acc);
+    for (; k < n; k++)
+        s += glm_bf16_to_f32(w[k]) * x[k];
+    return s;
+}
+
 /* 4 tokens x 2 rows. out[t][r] = dot(x[t], w[r]) with glm_dot's order. */
 static void tile4x2(const float *x0, const float *x1, const float *x2, const float *x3,
                     const float *w0, const float *w1, int n, float out[4][2])
@@ -150,12 +173,38 @@ typedef struct {
     const int *task_start; /* [n_jobs + 1]: first task index of each job */
 } jobs_ctx;
 
+/* Few tokens: read F32/BF16 rows in place instead of widening them first. */
+static void run_chunk_direct(const glm_matmul_job *j, int r0, int nr)
+{
+    const glm_weight *w = j->w;
+    int cols = w->cols;
+    for (int r = 0; r < nr; r++) {
+        for (int t = 0; t < j->n_tok; t++) {
+            int row = j->tok ? j->tok[t] : t;
+            const float *x = j->x + (size_t)row * j->ldx;
+            float v;
+            if (w->dtype == GLM_DTYPE_BF16) {
+                v = dot_bf16((const uint16_t *)w->data + (size_t)(r0 + r) * cols, x, cols);
+            } else {
+                const float *wr = (const float *)w->data + (size_t)(r0 + r) * cols;
+                v = glm_dot(wr, x, cols);
+            }
+            j->y[(size_t)t * j->ldy + (r0 - j->row0) + r] = v;
+        }
+    }
+}
+
 static void run_chunk(const glm_matmul_job *j, int chunk)
 {
     const glm_weight *w = j->w;
     int r0 = j->row0 + chunk * ROW_CHUNK;
     int nr = GLM_MIN(ROW_CHUNK, j->row0 + j->nrows - r0);
     int cols = w->cols;
+    if (j->n_tok < 4 && (w->dtype == GLM_DTYPE_BF16 ||
+                         (w->dtype == GLM_DTYPE_F32 && ((uintptr_t)w->data & 3) == 0))) {
+        run_chunk_direct(j, r0, nr);
+        return;
+    }
     float *wf = scratch_get((size_t)ROW_CHUNK * (size_t)cols);
     glm_weight_rows_f32(w, r0, nr, wf);
 
