@@ -263,7 +263,9 @@ static int parse_root(cfg_ctx *x, glm_config *c)
         get_int(x, "max_position_embeddings", &maxpos, 1, 1 << 30, &c->max_position_embeddings) ||
         get_int(x, "num_nextn_predict_layers", &zero, 0, 16, &c->num_nextn_predict_layers) ||
         get_bool(x, "norm_topk_prob", 1, &c->norm_topk_prob) ||
-        get_bool(x, "tie_word_embeddings", 0, &c->tie_word_embeddings))
+        get_bool(x, "tie_word_embeddings", 0, &c->tie_word_embeddings) ||
+        get_bool(x, "rope_interleave", 1, &c->rope_interleave) ||
+        get_bool(x, "indexer_rope_interleave", 1, &c->indexer_rope_interleave))
         return GLM_ERR;
 
     double eps, rsf, def_eps = 1e-5, def_rsf = 2.5;

@@ -51,6 +51,8 @@ typedef struct {
     float rms_norm_eps;          /* 1e-5 */
     double rope_theta;           /* 1e6 */
     int max_position_embeddings; /* 202752 */
+    int rope_interleave;         /* main attention RoPE on interleaved pairs (GLM-5: true) */
+    int indexer_rope_interleave; /* the same for the DSA indexer (GLM-5: true; NeoX halves if false) */
     float attn_scale;            /* softmax scale: qk_head_dim^-0.5 (x mscale^2 under YaRN) */
     int num_nextn_predict_layers;/* MTP layers stored after the main ones */
     int tie_word_embeddings;     /* bool: lm_head shares embed_tokens */

@@ -202,6 +202,8 @@ static void index_task(void *ctx, int t, int worker)
     s->topk_n[t] = K;
 }
 
+typedef void (*rope_fn)(float *x, const float *cos_, const float *sin_, int dim);
+
 static void run_indexer(step *s)
 {
     const glm_config *c = s->be->c;
@@ -215,14 +217,15 @@ static void run_indexer(step *s)
     };
     glm_matmul_jobs(pool, jobs, 3);
     float wscale = 1.0f / sqrtf((float)ih);
+    rope_fn rope_apply = c->indexer_rope_interleave ? glm_rope_interleaved : glm_rope_neox;
     float *icache = s->be->kv->index_k[s->li];
     for (int t = 0; t < n; t++) {
         const float *cs = s->rope_cos + (size_t)t * rope / 2, *sn = s->rope_sin + (size_t)t * rope / 2;
         for (int hh = 0; hh < ih; hh++)
-            glm_rope_interleaved(s->iq + ((size_t)t * ih + hh) * id, cs, sn, rope);
+            rope_apply(s->iq + ((size_t)t * ih + hh) * id, cs, sn, rope);
         float *k = s->ik + (size_t)t * id;
         glm_layernorm(k, k, L->idx_k_norm_w, L->idx_k_norm_b, id, 1e-6f);
-        glm_rope_interleaved(k, cs, sn, rope);
+        rope_apply(k, cs, sn, rope);
         memcpy(icache + (size_t)s->b->slot_mapping[t] * id, k, sizeof(float) * (size_t)id);
         for (int hh = 0; hh < ih; hh++)
             s->iw[(size_t)t * ih + hh] *= wscale;
@@ -252,15 +255,16 @@ static void attention(step *s)
     glm_matmul(pool, &L->q_b, qa, c->q_lora_rank, n, s->q, heads * qd);
 
     float *cache = s->be->kv->latent[s->li];
+    rope_fn rope_apply = c->rope_interleave ? glm_rope_interleaved : glm_rope_neox;
     for (int t = 0; t < n; t++) {
         const float *cs = s->rope_cos + (size_t)t * rope / 2, *sn = s->rope_sin + (size_t)t * rope / 2;
         float *kv = s->kv_a + (size_t)t * ld;
         glm_rmsnorm(kv, kv, L->kv_a_norm, R, 1e-6f);
-        glm_rope_interleaved(kv + R, cs, sn, rope);
+        rope_apply(kv + R, cs, sn, rope);
         memcpy(cache + (size_t)s->b->slot_mapping[t] * ld, kv, sizeof(float) * (size_t)ld);
         for (int h = 0; h < heads; h++) {
             float *qpe = s->q + ((size_t)t * heads + h) * qd + nope;
-            glm_rope_interleaved(qpe, cs, sn, rope);
+            rope_apply(qpe, cs, sn, rope);
             memcpy(s->q_lat + ((size_t)t * heads + h) * ld + R, qpe, sizeof(float) * (size_t)rope);
         }
     }

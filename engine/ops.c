@@ -334,3 +334,13 @@ void glm_rope_interleaved(float *x, const float *cos_, const float *sin_, int di
     }
     memcpy(x, tmp, sizeof(float) * (size_t)dim);
 }
+
+void glm_rope_neox(float *x, const float *cos_, const float *sin_, int dim)
+{
+    int h = dim / 2;
+    for (int i = 0; i < h; i++) {
+        float a = x[i], b = x[h + i];
+        x[i] = a * cos_[i] - b * sin_[i];
+        x[h + i] = b * cos_[i] + a * sin_[i];
+    }
+}

@@ -82,6 +82,9 @@ void glm_swiglu(float *g, const float *u, int n);
  */
 void glm_rope_interleaved(float *x, const float *cos_, const float *sin_, int dim);
 
+/* NeoX (split-half) RoPE: (x[i], x[i + dim/2]) rotate by angle i. In place. */
+void glm_rope_neox(float *x, const float *cos_, const float *sin_, int dim);
+
 /* cos/sin tables of one position: inv_freq[i] = theta^(-2i/dim) (rounded to
  * float), angle = (float)pos * inv_freq[i] in float, as the reference does. */
 void glm_rope_angles(int pos, double theta, int dim, float *cos_, float *sin_);

@@ -11,7 +11,7 @@
 #include "dtype.h"
 #include "util.h"
 
-/* The published GLM-5 config.json (fields the engine reads). */
+/* A config.json laid out like the published GLM-5 one (its fields and values). */
 static const char *GLM5 =
     "{\"architectures\": [\"GlmMoeDsaForCausalLM\"], \"attention_bias\": false, \"attention_dropout\": 0.0,"
     " \"dtype\": \"bfloat16\", \"eos_token_id\": [154820, 154827, 154829], \"ep_size\": 1,"
