@@ -19,6 +19,32 @@
 
 typedef float v8f __attribute__((vector_size(32)));
 
+/* Multiply-add used by every dot product. With FMA hardware it is one fused
+ * operation, spelled out with intrinsics so that every kernel fuses exactly
+ * the same operations (the compiler's own contraction is off, -ffp-contract=off:
+ * left to itself it fuses differently in different loops, which would break
+ * batch invariance). */
+#if defined(__FMA__) && defined(__AVX__)
+#include <immintrin.h>
+static inline v8f madd8(v8f a, v8f b, v8f acc)
+{
+    return (v8f)_mm256_fmadd_ps((__m256)a, (__m256)b, (__m256)acc);
+}
+static inline float madd1(float a, float b, float acc)
+{
+    return fmaf(a, b, acc);
+}
+#else
+static inline v8f madd8(v8f a, v8f b, v8f acc)
+{
+    return acc + a * b;
+}
+static inline float madd1(float a, float b, float acc)
+{
+    return acc + a * b;
+}
+#endif
+
 static inline v8f load8(const float *p)
 {
     v8f v;
@@ -38,10 +64,10 @@ float glm_dot(const float *a, const float *b, int n)
     v8f acc = {0};
     int k = 0;
     for (; k + 8 <= n; k += 8)
-        acc += load8(a + k) * load8(b + k);
+        acc = madd8(load8(a + k), load8(b + k), acc);
     float s = hsum8(acc);
     for (; k < n; k++)
-        s += a[k] * b[k];
+        s = madd1(a[k], b[k], s);
     return s;
 }
 
@@ -60,11 +86,11 @@ static float dot_bf16(const uint16_t *w, const float *x, int n)
         v8u32 u = __builtin_convertvector(h, v8u32) << 16;
         v8f wf;
         memcpy(&wf, &u, sizeof wf);
-        acc += wf * load8(x + k);
+        acc = madd8(wf, load8(x + k), acc);
     }
     float s = hsum8(acc);
     for (; k < n; k++)
-        s += glm_bf16_to_f32(w[k]) * x[k];
+        s = madd1(glm_bf16_to_f32(w[k]), x[k], s);
     return s;
 }
 
@@ -77,18 +103,18 @@ static void tile4x2(const float *x0, const float *x1, const float *x2, const flo
     for (; k + 8 <= n; k += 8) {
         v8f v0 = load8(w0 + k), v1 = load8(w1 + k);
         v8f t;
-        t = load8(x0 + k); a00 += t * v0; a01 += t * v1;
-        t = load8(x1 + k); a10 += t * v0; a11 += t * v1;
-        t = load8(x2 + k); a20 += t * v0; a21 += t * v1;
-        t = load8(x3 + k); a30 += t * v0; a31 += t * v1;
+        t = load8(x0 + k); a00 = madd8(v0, t, a00); a01 = madd8(v1, t, a01);
+        t = load8(x1 + k); a10 = madd8(v0, t, a10); a11 = madd8(v1, t, a11);
+        t = load8(x2 + k); a20 = madd8(v0, t, a20); a21 = madd8(v1, t, a21);
+        t = load8(x3 + k); a30 = madd8(v0, t, a30); a31 = madd8(v1, t, a31);
     }
     float s[4][2] = {{hsum8(a00), hsum8(a01)}, {hsum8(a10), hsum8(a11)},
                      {hsum8(a20), hsum8(a21)}, {hsum8(a30), hsum8(a31)}};
     const float *xs[4] = {x0, x1, x2, x3};
     for (int t = 0; t < 4; t++) {
         for (int kk = k; kk < n; kk++) {
-            s[t][0] += xs[t][kk] * w0[kk];
-            s[t][1] += xs[t][kk] * w1[kk];
+            s[t][0] = madd1(w0[kk], xs[t][kk], s[t][0]);
+            s[t][1] = madd1(w1[kk], xs[t][kk], s[t][1]);
         }
         out[t][0] = s[t][0];
         out[t][1] = s[t][1];
@@ -166,6 +192,7 @@ void glm_ops_set_max_cols(int max_cols)
 /* ---- matmul --------------------------------------------------------------- */
 
 #define ROW_CHUNK 16
+#define TOK_BLOCK 32
 
 typedef struct {
     const glm_matmul_job *jobs;
@@ -208,24 +235,28 @@ static void run_chunk(const glm_matmul_job *j, int chunk)
     float *wf = scratch_get((size_t)ROW_CHUNK * (size_t)cols);
     glm_weight_rows_f32(w, r0, nr, wf);
 
-    for (int t0 = 0; t0 < j->n_tok; t0 += 4) {
-        const float *xs[4];
-        int nt = GLM_MIN(4, j->n_tok - t0);
-        for (int t = 0; t < 4; t++) {
-            int ti = t0 + GLM_MIN(t, nt - 1);
-            int row = j->tok ? j->tok[ti] : ti;
-            xs[t] = j->x + (size_t)row * j->ldx;
-        }
+    /* token blocks small enough that their inputs stay in L2 across the chunk's rows */
+    for (int tb = 0; tb < j->n_tok; tb += TOK_BLOCK) {
+        int te = GLM_MIN(j->n_tok, tb + TOK_BLOCK);
         for (int r = 0; r < nr; r += 2) {
             const float *w0 = wf + (size_t)r * cols;
             const float *w1 = r + 1 < nr ? w0 + cols : w0;
-            float out[4][2];
-            tile4x2(xs[0], xs[1], xs[2], xs[3], w0, w1, cols, out);
-            for (int t = 0; t < nt; t++) {
-                float *y = j->y + (size_t)(t0 + t) * j->ldy + (r0 - j->row0) + r;
-                y[0] = out[t][0];
-                if (r + 1 < nr)
-                    y[1] = out[t][1];
+            for (int t0 = tb; t0 < te; t0 += 4) {
+                const float *xs[4];
+                int nt = GLM_MIN(4, te - t0);
+                for (int t = 0; t < 4; t++) {
+                    int ti = t0 + GLM_MIN(t, nt - 1);
+                    int row = j->tok ? j->tok[ti] : ti;
+                    xs[t] = j->x + (size_t)row * j->ldx;
+                }
+                float out[4][2];
+                tile4x2(xs[0], xs[1], xs[2], xs[3], w0, w1, cols, out);
+                for (int t = 0; t < nt; t++) {
+                    float *y = j->y + (size_t)(t0 + t) * j->ldy + (r0 - j->row0) + r;
+                    y[0] = out[t][0];
+                    if (r + 1 < nr)
+                        y[1] = out[t][1];
+                }
             }
         }
     }

@@ -104,6 +104,13 @@ int glm_cli_generate(int argc, char **argv)
         return 1;
     }
     const glm_config *c = &m->cfg;
+    if ((long)n_prompt + max_tokens > c->max_position_embeddings) {
+        fprintf(stderr, "glm-server: prompt (%d tokens) + max tokens (%d) exceed the model's context of %d\n",
+                n_prompt, max_tokens, c->max_position_embeddings);
+        free(ids);
+        glm_model_free(m);
+        return 2;
+    }
     int rc = 1;
     FILE *lf = NULL;
     float *logits = glm_malloc(sizeof(float) * (size_t)c->vocab_size);
