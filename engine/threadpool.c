@@ -82,6 +82,8 @@ glm_pool *glm_pool_create(int n_threads)
 {
     glm_pool *p = glm_calloc(1, sizeof *p);
     p->n = n_threads > 0 ? n_threads : glm_cpu_count();
+    if (p->n > GLM_POOL_MAX_THREADS)
+        p->n = GLM_POOL_MAX_THREADS;
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->wake, NULL);
     pthread_cond_init(&p->done, NULL);
@@ -90,7 +92,12 @@ glm_pool *glm_pool_create(int n_threads)
         worker_arg *wa = glm_malloc(sizeof *wa);
         wa->p = p;
         wa->id = i;
-        GLM_ASSERT(pthread_create(&p->threads[i - 1], NULL, worker_main, wa) == 0);
+        if (pthread_create(&p->threads[i - 1], NULL, worker_main, wa) != 0) {
+            /* out of threads: run with the ones that started */
+            free(wa);
+            p->n = i;
+            break;
+        }
     }
     return p;
 }

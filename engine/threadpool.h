@@ -12,10 +12,13 @@
 #ifndef GLM_THREADPOOL_H
 #define GLM_THREADPOOL_H
 
+#define GLM_POOL_MAX_THREADS 1024
+
 typedef struct glm_pool glm_pool;
 typedef void (*glm_pool_fn)(void *ctx, int i, int worker);
 
-/* n_threads <= 0 means one per online CPU. The calling thread counts as one. */
+/* n_threads <= 0 means one per online CPU; at most GLM_POOL_MAX_THREADS, and
+ * fewer if the system refuses to start more. The calling thread counts as one. */
 glm_pool *glm_pool_create(int n_threads);
 void glm_pool_free(glm_pool *p);
 int glm_pool_size(const glm_pool *p);

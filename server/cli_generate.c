@@ -21,9 +21,9 @@ int glm_parse_id_list(const char *s, int **out, char *err, size_t errlen)
     int n = 0, cap = 16;
     int *ids = glm_malloc(sizeof(int) * (size_t)cap);
     const char *p = s;
+    while (*p == ' ')
+        p++;
     while (*p) {
-        while (*p == ' ')
-            p++;
         char *end;
         errno = 0;
         long v = strtol(p, &end, 10);
@@ -38,9 +38,18 @@ int glm_parse_id_list(const char *s, int **out, char *err, size_t errlen)
         p = end;
         while (*p == ' ')
             p++;
-        if (*p == ',')
+        if (*p == ',') {
             p++;
-        else if (*p) {
+            while (*p == ' ')
+                p++;
+            if (!*p) {
+                free(ids);
+                glm_err(err, errlen, "invalid token id list: trailing comma");
+                return -1;
+            }
+            continue;
+        }
+        if (*p) {
             free(ids);
             glm_err(err, errlen, "invalid token id list near \"%.20s\"", p);
             return -1;
@@ -53,6 +62,20 @@ int glm_parse_id_list(const char *s, int **out, char *err, size_t errlen)
     }
     *out = ids;
     return n;
+}
+
+/* Strict integer option: the whole string, within [lo, hi]. */
+static int parse_int_opt(const char *name, const char *v, long lo, long hi, int *out)
+{
+    char *end;
+    errno = 0;
+    long x = strtol(v, &end, 10);
+    if (end == v || *end || errno || x < lo || x > hi) {
+        fprintf(stderr, "glm-server: --%s must be an integer in [%ld, %ld], got \"%s\"\n", name, lo, hi, v);
+        return -1;
+    }
+    *out = (int)x;
+    return 0;
 }
 
 static void usage(FILE *f)
@@ -77,16 +100,31 @@ int glm_cli_generate(int argc, char **argv)
         switch (o) {
         case 'm': model_dir = optarg; break;
         case 'p': prompt = optarg; break;
-        case 'n': max_tokens = atoi(optarg); break;
+        case 'n':
+            if (parse_int_opt("max-tokens", optarg, 1, 1 << 30, &max_tokens))
+                return 2;
+            break;
         case 'l': logits_path = optarg; break;
-        case 't': threads = atoi(optarg); break;
+        case 't':
+            if (parse_int_opt("threads", optarg, 0, 1024, &threads))
+                return 2;
+            break;
         case 'e': ignore_eos = 1; break;
-        case 'c': chunk = atoi(optarg); break;
+        case 'c':
+            if (parse_int_opt("prefill-chunk", optarg, 0, 1 << 30, &chunk))
+                return 2;
+            break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
     }
-    if (!model_dir || !prompt || max_tokens < 1 || chunk < 0) {
+    if (optind < argc) {
+        fprintf(stderr, "glm-server: unexpected argument \"%s\"\n", argv[optind]);
+        usage(stderr);
+        return 2;
+    }
+    if (!model_dir || !prompt) {
+        fprintf(stderr, "glm-server: %s is required\n", !model_dir ? "--model" : "--prompt-ids");
         usage(stderr);
         return 2;
     }
