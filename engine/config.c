@@ -249,7 +249,7 @@ static int parse_root(cfg_ctx *x, glm_config *c)
         get_int(x, "q_lora_rank", NULL, 1, 1 << 20, &c->q_lora_rank) ||
         get_int(x, "kv_lora_rank", NULL, 1, 1 << 20, &c->kv_lora_rank) ||
         get_int(x, "qk_nope_head_dim", NULL, 1, 1 << 16, &c->qk_nope_head_dim) ||
-        get_int(x, "qk_rope_head_dim", NULL, 2, 1 << 16, &c->qk_rope_head_dim) ||
+        get_int(x, "qk_rope_head_dim", NULL, 2, 1024, &c->qk_rope_head_dim) ||
         get_int(x, "v_head_dim", NULL, 1, 1 << 16, &c->v_head_dim) ||
         get_int(x, "n_routed_experts", NULL, 1, 1 << 16, &c->n_routed_experts) ||
         get_int(x, "n_shared_experts", &one, 0, 1 << 10, &c->n_shared_experts) ||

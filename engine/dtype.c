@@ -127,16 +127,23 @@ int glm_to_f32(glm_dtype t, const void *src, float *dst, size_t n)
     case GLM_DTYPE_F32:
         memcpy(dst, src, n * 4);
         return 0;
+    /* 16-bit data in a mapped file may be unaligned: read it bytewise */
     case GLM_DTYPE_BF16: {
-        const uint16_t *s = src;
-        for (size_t i = 0; i < n; i++)
-            dst[i] = glm_bf16_to_f32(s[i]);
+        const uint8_t *s = src;
+        for (size_t i = 0; i < n; i++) {
+            uint16_t h;
+            memcpy(&h, s + 2 * i, 2);
+            dst[i] = glm_bf16_to_f32(h);
+        }
         return 0;
     }
     case GLM_DTYPE_F16: {
-        const uint16_t *s = src;
-        for (size_t i = 0; i < n; i++)
-            dst[i] = glm_f16_to_f32(s[i]);
+        const uint8_t *s = src;
+        for (size_t i = 0; i < n; i++) {
+            uint16_t h;
+            memcpy(&h, s + 2 * i, 2);
+            dst[i] = glm_f16_to_f32(h);
+        }
         return 0;
     }
     case GLM_DTYPE_F8_E4M3: {
@@ -153,9 +160,12 @@ int glm_to_f32(glm_dtype t, const void *src, float *dst, size_t n)
         return 0;
     }
     case GLM_DTYPE_F64: {
-        const double *s = src;
-        for (size_t i = 0; i < n; i++)
-            dst[i] = (float)s[i];
+        const uint8_t *s = src;
+        for (size_t i = 0; i < n; i++) {
+            double d;
+            memcpy(&d, s + 8 * i, 8);
+            dst[i] = (float)d;
+        }
         return 0;
     }
     default:

@@ -89,8 +89,11 @@ static float dot_bf16(const uint16_t *w, const float *x, int n)
         acc = madd8(wf, load8(x + k), acc);
     }
     float s = hsum8(acc);
-    for (; k < n; k++)
-        s = madd1(glm_bf16_to_f32(w[k]), x[k], s);
+    for (; k < n; k++) {
+        uint16_t h;
+        memcpy(&h, w + k, sizeof h); /* the mapped data may be unaligned */
+        s = madd1(glm_bf16_to_f32(h), x[k], s);
+    }
     return s;
 }
 
@@ -314,19 +317,21 @@ void glm_rmsnorm(float *y, const float *x, const float *w, int n, float eps)
 
 void glm_layernorm(float *y, const float *x, const float *w, const float *b, int n, float eps)
 {
-    float mean = 0;
+    /* double accumulation: the mean of a shifted vector must not drift */
+    double mean = 0;
     for (int i = 0; i < n; i++)
         mean += x[i];
-    mean /= (float)n;
-    float var = 0;
+    mean /= n;
+    double var = 0;
     for (int i = 0; i < n; i++) {
-        float d = x[i] - mean;
+        double d = x[i] - mean;
         var += d * d;
     }
-    var /= (float)n;
-    float inv = 1.0f / sqrtf(var + eps);
+    var /= n;
+    float inv = (float)(1.0 / sqrt(var + eps));
+    float m = (float)mean;
     for (int i = 0; i < n; i++) {
-        float v = (x[i] - mean) * inv;
+        float v = (x[i] - m) * inv;
         if (w)
             v *= w[i];
         if (b)
