@@ -35,8 +35,9 @@
  *    call). Leading and trailing whitespace is trimmed (vLLM strips content
  *    when tools were called, llama.cpp always; GLM's template strips it too).
  * Tool calls (only when glm_out_params.parse_tools is set)
- *  - NAME is the text up to the first <arg_key> or </tool_call>, trimmed; it
- *    must be 1..256 bytes with no whitespace, control character, '<' or '>'.
+ *  - NAME is the text up to the first <arg_key> or </tool_call> (at most 256
+ *    bytes as written), trimmed; it must be non-empty with no whitespace,
+ *    control character, '<' or '>'.
  *    A call with a bad name is kept verbatim as content (nothing was streamed
  *    for it yet). Names are not checked against `tools`: an unknown name is
  *    still a tool call, as vLLM's released glm47 parser does (SGLang and vLLM
@@ -56,7 +57,7 @@
  *    `arguments` is always one JSON object: {"k": v, ...} or {}. Repeated keys
  *    are kept in order (streaming cannot take them back).
  *  - Malformed parts never lose text: a key with no value, text between parts
- *    that is not whitespace, an overlong key (512 bytes) go to content
+ *    that is not whitespace, a key over 512 bytes as written go to content
  *    verbatim, tags included; the call itself continues. </tool_call> inside a
  *    value closes the value (vLLM); <arg_value> right after a key whose
  *    </arg_key> is missing is accepted. A call left open at the end is closed:
