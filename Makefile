@@ -79,20 +79,29 @@ $(BUILD)/glm-mkmodel: $(BUILD)/tests/models/mkmodel.o $(ENGINE_OBJ)
 $(BUILD)/glm-bench: $(BUILD)/tests/bench/bench_engine.o $(ENGINE_OBJ)
 	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS_BASE)
 
+$(BUILD)/glm-bench-tok: $(BUILD)/tests/bench/bench_tokenizer.o $(ENGINE_OBJ)
+	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS_BASE)
+
 $(BUILD)/tests/%: tests/unit/%.c $(ENGINE_OBJ) $(filter-out $(BUILD)/server/main.o,$(SERVER_OBJ)) | deps-check
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS_BASE) $$(pkg-config --libs check)
 
--include $(BUILD)/tests/models/mkmodel.d $(BUILD)/tests/bench/bench_engine.d
+-include $(BUILD)/tests/models/mkmodel.d $(BUILD)/tests/bench/bench_engine.d $(BUILD)/tests/bench/bench_tokenizer.d
 
 # --- models -----------------------------------------------------------------
 
-models/tiny/config.json: $(BUILD)/glm-mkmodel
+# The tiny model's tokenizer and chat template are committed (tests/models/tiny/):
+# trained once with Hugging Face tokenizers by tests/golden/make_tokenizers.py.
+TINY_FILES = $(wildcard tests/models/tiny/*)
+models/tiny/config.json: $(BUILD)/glm-mkmodel $(TINY_FILES)
 	$(BUILD)/glm-mkmodel --preset tiny --dtype f32 --out models/tiny
-models/tiny-bf16/config.json: $(BUILD)/glm-mkmodel
+	$(if $(TINY_FILES),cp $(TINY_FILES) models/tiny/)
+models/tiny-bf16/config.json: $(BUILD)/glm-mkmodel $(TINY_FILES)
 	$(BUILD)/glm-mkmodel --preset tiny --dtype bf16 --shards 2 --out models/tiny-bf16
-models/tiny-fp8/config.json: $(BUILD)/glm-mkmodel
+	$(if $(TINY_FILES),cp $(TINY_FILES) models/tiny-bf16/)
+models/tiny-fp8/config.json: $(BUILD)/glm-mkmodel $(TINY_FILES)
 	$(BUILD)/glm-mkmodel --preset tiny --dtype fp8 --shards 3 --out models/tiny-fp8
+	$(if $(TINY_FILES),cp $(TINY_FILES) models/tiny-fp8/)
 models/small/config.json: $(BUILD)/glm-mkmodel
 	$(BUILD)/glm-mkmodel --preset small --dtype bf16 --shards 2 --out models/small
 
