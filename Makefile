@@ -79,6 +79,9 @@ $(BUILD)/glm-mkmodel: $(BUILD)/tests/models/mkmodel.o $(ENGINE_OBJ)
 $(BUILD)/glm-bench: $(BUILD)/tests/bench/bench_engine.o $(ENGINE_OBJ)
 	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS_BASE)
 
+$(BUILD)/glm-bench-serving: $(BUILD)/tests/bench/bench_serving.o $(ENGINE_OBJ)
+	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS_BASE)
+
 $(BUILD)/glm-bench-tok: $(BUILD)/tests/bench/bench_tokenizer.o $(ENGINE_OBJ)
 	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS_BASE)
 
@@ -86,7 +89,7 @@ $(BUILD)/tests/%: tests/unit/%.c $(ENGINE_OBJ) $(filter-out $(BUILD)/server/main
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS_BASE) $$(pkg-config --libs check)
 
--include $(BUILD)/tests/models/mkmodel.d $(BUILD)/tests/bench/bench_engine.d $(BUILD)/tests/bench/bench_tokenizer.d
+-include $(BUILD)/tests/models/mkmodel.d $(BUILD)/tests/bench/bench_engine.d $(BUILD)/tests/bench/bench_tokenizer.d $(BUILD)/tests/bench/bench_serving.d
 
 # --- models -----------------------------------------------------------------
 
@@ -119,8 +122,9 @@ test: glm-server $(UNIT_BIN) $(TINY_MODELS)
 unit: $(UNIT_BIN)
 	@bash tests/run_tests.sh $(BUILD) unit
 
-bench: glm-server $(BUILD)/glm-bench models/small/config.json
+bench: glm-server $(BUILD)/glm-bench $(BUILD)/glm-bench-serving models/small/config.json
 	$(BUILD)/glm-bench --model models/small
+	$(BUILD)/glm-bench-serving --model models/small
 
 asan:
 	$(MAKE) BUILD=build-asan OPT="-O1 -fsanitize=address,undefined -fno-omit-frame-pointer" \

@@ -129,8 +129,17 @@ int glm_to_f32(glm_dtype t, const void *src, float *dst, size_t n)
         return 0;
     /* 16-bit data in a mapped file may be unaligned: read it bytewise */
     case GLM_DTYPE_BF16: {
+        typedef uint16_t u16x8 __attribute__((vector_size(16)));
+        typedef uint32_t u32x8 __attribute__((vector_size(32)));
         const uint8_t *s = src;
-        for (size_t i = 0; i < n; i++) {
+        size_t i = 0;
+        for (; i + 8 <= n; i += 8) { /* 8 at a time: widen and shift, exact */
+            u16x8 h;
+            memcpy(&h, s + 2 * i, sizeof h);
+            u32x8 u = __builtin_convertvector(h, u32x8) << 16;
+            memcpy(dst + i, &u, sizeof u);
+        }
+        for (; i < n; i++) {
             uint16_t h;
             memcpy(&h, s + 2 * i, 2);
             dst[i] = glm_bf16_to_f32(h);

@@ -196,6 +196,8 @@ void glm_ops_set_max_cols(int max_cols)
 
 #define ROW_CHUNK 16
 #define TOK_BLOCK 32
+/* below this many tokens a matmul reads BF16/F32 rows in place */
+#define DIRECT_MAX_TOK 4
 
 typedef struct {
     const glm_matmul_job *jobs;
@@ -230,7 +232,7 @@ static void run_chunk(const glm_matmul_job *j, int chunk)
     int r0 = j->row0 + chunk * ROW_CHUNK;
     int nr = GLM_MIN(ROW_CHUNK, j->row0 + j->nrows - r0);
     int cols = w->cols;
-    if (j->n_tok < 4 && (w->dtype == GLM_DTYPE_BF16 ||
+    if (j->n_tok < DIRECT_MAX_TOK && (w->dtype == GLM_DTYPE_BF16 ||
                          (w->dtype == GLM_DTYPE_F32 && ((uintptr_t)w->data & 3) == 0))) {
         run_chunk_direct(j, r0, nr);
         return;

@@ -1,0 +1,352 @@
+/*
+ * test_engine.c - the engine thread on the tiny model: concurrency gives each
+ * request exactly the tokens it gets alone (batch invariance + correct
+ * scheduling), a cache too small for everyone still finishes everyone through
+ * preemption, prefix reuse, aborts, queue overflow, n > 1 and seeds.
+ */
+#include <check.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine.h"
+#include "kvcache.h"
+#include "util.h"
+
+#define N_REQ 16
+
+static glm_model *model;
+
+static void setup(void)
+{
+    char err[GLM_ERRLEN];
+    const char *d = getenv("GLM_MODELS");
+    char path[512];
+    snprintf(path, sizeof path, "%s/tiny", d ? d : "models");
+    model = glm_model_load(path, err, sizeof err);
+    ck_assert_msg(model != NULL, "%s", err);
+}
+
+static void teardown(void)
+{
+    glm_model_free(model);
+}
+
+static void make_prompt(int i, int32_t *p, int *n)
+{
+    *n = 3 + (i * 13) % 50; /* 3 .. 52 tokens: some above index_topk (16) */
+    for (int k = 0; k < *n; k++)
+        p[k] = (i * 977 + k * 131 + 7) % 4000;
+}
+
+static void greedy(glm_sampling_params *sp, int max_tokens)
+{
+    glm_sampling_params_init(sp);
+    sp->temperature = 0;
+    sp->has_max_tokens = 1;
+    sp->max_tokens = max_tokens;
+    sp->ignore_eos = 1;
+}
+
+/* Collects every event of r: tokens of sample 0 into out; returns the count. */
+static int collect(glm_request *r, int32_t *out, int cap, glm_finish_reason *why, int *cached)
+{
+    glm_event ev;
+    int n = 0, rc;
+    while ((rc = glm_request_next(r, &ev, 60000)) == 1) {
+        ck_assert_msg(ev.type != GLM_EV_ERROR, "%s", ev.message);
+        if (ev.type == GLM_EV_TOKEN && ev.index == 0 && n < cap)
+            out[n++] = ev.token;
+        if (ev.type == GLM_EV_FINISH && ev.index == 0) {
+            if (why)
+                *why = ev.finish;
+            if (cached)
+                *cached = ev.cached_tokens;
+        }
+    }
+    ck_assert_int_eq(rc, -1);
+    return n;
+}
+
+static glm_engine *make_engine(size_t kv_tokens, int max_seqs, int max_batched)
+{
+    char err[GLM_ERRLEN];
+    glm_engine_params p;
+    glm_engine_params_default(&p);
+    p.kv_cache_bytes = glm_kv_bytes_per_token(&model->cfg) * kv_tokens;
+    p.block_size = 4;
+    p.max_num_seqs = max_seqs;
+    p.max_num_batched_tokens = max_batched;
+    p.n_threads = 2;
+    glm_engine *e = glm_engine_create(model, &p, err, sizeof err);
+    ck_assert_msg(e != NULL, "%s", err);
+    return e;
+}
+
+static void wait_idle(glm_engine *e)
+{
+    glm_engine_metrics m;
+    for (int i = 0; i < 2000; i++) {
+        glm_engine_metrics_get(e, &m);
+        if (m.num_running == 0 && m.num_waiting == 0 && m.kv_blocks_used == 0)
+            return;
+        struct timespec ts = {0, 5000000};
+        nanosleep(&ts, NULL);
+    }
+    ck_abort_msg("engine did not go idle: %d running, %d waiting, %d blocks used", m.num_running,
+                 m.num_waiting, m.kv_blocks_used);
+}
+
+static int32_t alone[N_REQ][32];
+static int alone_n[N_REQ];
+
+static void run_alone(void)
+{
+    glm_engine *e = make_engine(4096, 1, 512);
+    for (int i = 0; i < N_REQ; i++) {
+        int32_t p[64];
+        int n;
+        make_prompt(i, p, &n);
+        glm_sampling_params sp;
+        greedy(&sp, 8 + i % 9);
+        glm_submit_status st;
+        char err[GLM_ERRLEN];
+        glm_request *r = glm_engine_submit(e, p, n, &sp, &st, err, sizeof err);
+        ck_assert_msg(r != NULL, "%s", err);
+        alone_n[i] = collect(r, alone[i], 32, NULL, NULL);
+        ck_assert_int_eq(alone_n[i], 8 + i % 9);
+        glm_request_release(r);
+    }
+    wait_idle(e);
+    glm_engine_free(e);
+}
+
+static void run_concurrent(size_t kv_tokens, int expect_preemption)
+{
+    glm_engine *e = make_engine(kv_tokens, 16, 64);
+    glm_request *r[N_REQ];
+    for (int i = 0; i < N_REQ; i++) {
+        int32_t p[64];
+        int n;
+        make_prompt(i, p, &n);
+        glm_sampling_params sp;
+        greedy(&sp, 8 + i % 9);
+        glm_submit_status st;
+        char err[GLM_ERRLEN];
+        r[i] = glm_engine_submit(e, p, n, &sp, &st, err, sizeof err);
+        ck_assert_msg(r[i] != NULL, "%s", err);
+    }
+    for (int i = 0; i < N_REQ; i++) {
+        int32_t out[32];
+        int n = collect(r[i], out, 32, NULL, NULL);
+        ck_assert_int_eq(n, alone_n[i]);
+        ck_assert_msg(memcmp(out, alone[i], sizeof(int32_t) * (size_t)n) == 0,
+                      "request %d: tokens differ from its lone run", i);
+        glm_request_release(r[i]);
+    }
+    wait_idle(e);
+    glm_engine_metrics m;
+    glm_engine_metrics_get(e, &m);
+    if (expect_preemption)
+        ck_assert_msg(m.num_preemptions > 0, "expected preemptions with a %zu-token cache", kv_tokens);
+    ck_assert_uint_eq(m.finished[GLM_FINISH_LENGTH], N_REQ);
+    glm_engine_free(e);
+}
+
+START_TEST(concurrent_equals_alone)
+{
+    run_alone();
+    run_concurrent(8192, 0);
+    /* ~3 requests' worth of cache: everyone still finishes, by preemption */
+    run_concurrent(200, 1);
+}
+END_TEST
+
+START_TEST(prefix_reuse)
+{
+    glm_engine *e = make_engine(4096, 4, 512);
+    int32_t p[45];
+    for (int k = 0; k < 45; k++)
+        p[k] = (k * 37 + 11) % 4000;
+    int32_t a[16], b[16];
+    int ca = -1, cb = -1;
+    glm_sampling_params sp;
+    greedy(&sp, 10);
+    glm_submit_status st;
+    char err[GLM_ERRLEN];
+    glm_request *r = glm_engine_submit(e, p, 45, &sp, &st, err, sizeof err);
+    int na = collect(r, a, 16, NULL, &ca);
+    glm_request_release(r);
+    r = glm_engine_submit(e, p, 45, &sp, &st, err, sizeof err);
+    int nb = collect(r, b, 16, NULL, &cb);
+    glm_request_release(r);
+    ck_assert_int_eq(ca, 0);
+    ck_assert_int_eq(cb, 44); /* 11 full blocks of 4; never the last prompt token */
+    ck_assert_int_eq(na, nb);
+    ck_assert(memcmp(a, b, sizeof(int32_t) * (size_t)na) == 0);
+    wait_idle(e);
+    glm_engine_metrics m;
+    glm_engine_metrics_get(e, &m);
+    ck_assert_uint_eq(m.prefix_hit_tokens, 44);
+    glm_engine_free(e);
+}
+END_TEST
+
+START_TEST(abort_everywhere)
+{
+    glm_engine *e = make_engine(400, 2, 8);
+    glm_request *r[8];
+    for (int i = 0; i < 8; i++) {
+        int32_t p[64];
+        int n;
+        make_prompt(i + 3, p, &n);
+        glm_sampling_params sp;
+        greedy(&sp, 200);
+        glm_submit_status st;
+        char err[GLM_ERRLEN];
+        r[i] = glm_engine_submit(e, p, n, &sp, &st, err, sizeof err);
+        ck_assert(r[i] != NULL);
+    }
+    /* some waiting, some prefilling (8-token chunks), some decoding */
+    glm_event ev;
+    ck_assert_int_eq(glm_request_next(r[0], &ev, 60000), 1);
+    for (int i = 7; i >= 0; i--)
+        glm_request_abort(r[i]);
+    for (int i = 0; i < 8; i++) {
+        glm_finish_reason why = GLM_FINISH_STOP;
+        int32_t out[256];
+        collect(r[i], out, 256, &why, NULL);
+        ck_assert_int_eq(why, GLM_FINISH_ABORT);
+        glm_request_release(r[i]);
+    }
+    wait_idle(e);
+    glm_engine_free(e);
+}
+END_TEST
+
+START_TEST(queue_overflow_and_bad_input)
+{
+    char err[GLM_ERRLEN];
+    glm_engine_params p;
+    glm_engine_params_default(&p);
+    p.kv_cache_bytes = glm_kv_bytes_per_token(&model->cfg) * 256;
+    p.max_queue = 2;
+    p.max_num_seqs = 1;
+    p.n_threads = 1;
+    glm_engine *e = glm_engine_create(model, &p, err, sizeof err);
+    ck_assert(e != NULL);
+    glm_sampling_params sp;
+    greedy(&sp, 50);
+    glm_submit_status st;
+    int32_t prompt[4] = {1, 2, 3, 4};
+    glm_request *r[8];
+    int refused = 0, taken = 0;
+    for (int i = 0; i < 8; i++) {
+        r[i] = glm_engine_submit(e, prompt, 4, &sp, &st, err, sizeof err);
+        if (!r[i]) {
+            ck_assert_int_eq(st, GLM_SUBMIT_OVERLOADED);
+            ck_assert(strstr(err, "overloaded") != NULL);
+            refused++;
+        } else {
+            taken++;
+        }
+    }
+    ck_assert_int_gt(refused, 0);
+    ck_assert_int_ge(taken, 2);
+    for (int i = 0; i < 8; i++)
+        glm_request_release(r[i]);
+    /* bad input */
+    int32_t bad[2] = {1, 99999};
+    ck_assert(glm_engine_submit(e, bad, 2, &sp, &st, err, sizeof err) == NULL);
+    ck_assert_int_eq(st, GLM_SUBMIT_INVALID);
+    ck_assert(glm_engine_submit(e, bad, 0, &sp, &st, err, sizeof err) == NULL);
+    int32_t *longp = calloc(5000, sizeof(int32_t));
+    ck_assert(glm_engine_submit(e, longp, 5000, &sp, &st, err, sizeof err) == NULL);
+    ck_assert_int_eq(st, GLM_SUBMIT_TOO_LONG);
+    ck_assert(glm_engine_submit(e, longp, 300, &sp, &st, err, sizeof err) == NULL); /* > cache */
+    ck_assert_int_eq(st, GLM_SUBMIT_TOO_LONG);
+    free(longp);
+    wait_idle(e);
+    glm_engine_free(e);
+}
+END_TEST
+
+START_TEST(n_samples_and_seeds)
+{
+    glm_engine *e = make_engine(4096, 8, 64);
+    int32_t p[30];
+    for (int k = 0; k < 30; k++)
+        p[k] = (k * 53 + 5) % 4000;
+    glm_sampling_params sp;
+    glm_sampling_params_init(&sp);
+    sp.temperature = 1.0f;
+    sp.has_max_tokens = 1;
+    sp.max_tokens = 12;
+    sp.ignore_eos = 1;
+    sp.n = 4;
+    sp.has_seed = 1;
+    sp.seed = 1234;
+    glm_submit_status st;
+    char err[GLM_ERRLEN];
+    int32_t toks[2][4][12];
+    int cached[4] = {0};
+    for (int run = 0; run < 2; run++) {
+        /* second run with other traffic: seeded samples must not change */
+        glm_request *noise = NULL;
+        if (run == 1) {
+            glm_sampling_params g;
+            greedy(&g, 20);
+            noise = glm_engine_submit(e, p + 3, 20, &g, &st, err, sizeof err);
+        }
+        glm_request *r = glm_engine_submit(e, p, 30, &sp, &st, err, sizeof err);
+        ck_assert_msg(r != NULL, "%s", err);
+        int cnt[4] = {0}, fin = 0;
+        glm_event ev;
+        while (glm_request_next(r, &ev, 60000) == 1) {
+            ck_assert(ev.type != GLM_EV_ERROR);
+            ck_assert(ev.index >= 0 && ev.index < 4);
+            if (ev.type == GLM_EV_TOKEN)
+                toks[run][ev.index][cnt[ev.index]++] = ev.token;
+            else {
+                fin++;
+                cached[ev.index] = ev.cached_tokens;
+                ck_assert_int_eq(ev.completion_tokens, 12);
+            }
+        }
+        ck_assert_int_eq(fin, 4);
+        glm_request_release(r);
+        if (noise) {
+            int32_t o[32];
+            collect(noise, o, 32, NULL, NULL);
+            glm_request_release(noise);
+        }
+    }
+    ck_assert(memcmp(toks[0], toks[1], sizeof toks[0]) == 0);
+    /* samples differ from each other, and the later ones reused the prompt's blocks */
+    ck_assert(memcmp(toks[0][0], toks[0][1], sizeof toks[0][0]) != 0 ||
+              memcmp(toks[0][1], toks[0][2], sizeof toks[0][0]) != 0);
+    ck_assert_int_eq(cached[1], 28);
+    wait_idle(e);
+    glm_engine_free(e);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("engine");
+    TCase *tc = tcase_create("tiny");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 300);
+    tcase_add_test(tc, concurrent_equals_alone);
+    tcase_add_test(tc, prefix_reuse);
+    tcase_add_test(tc, abort_everywhere);
+    tcase_add_test(tc, queue_overflow_and_bad_input);
+    tcase_add_test(tc, n_samples_and_seeds);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? 1 : 0;
+}
