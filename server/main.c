@@ -14,6 +14,9 @@ static void usage(FILE *f)
                "usage: glm-server COMMAND [options]\n\n"
                "commands:\n"
                "  generate   greedy generation from token ids (engine CLI)\n"
+               "  tokenize   text on stdin -> token ids\n"
+               "  detokenize token ids on stdin -> text\n"
+               "  render     OpenAI chat request (JSON) on stdin -> the prompt the server would use\n"
                "  --version  print the version\n",
             GLM_VERSION);
 }
@@ -26,6 +29,12 @@ int main(int argc, char **argv)
     }
     if (strcmp(argv[1], "generate") == 0)
         return glm_cli_generate(argc - 1, argv + 1);
+    if (strcmp(argv[1], "tokenize") == 0)
+        return glm_cli_tokenize(argc - 1, argv + 1);
+    if (strcmp(argv[1], "detokenize") == 0)
+        return glm_cli_detokenize(argc - 1, argv + 1);
+    if (strcmp(argv[1], "render") == 0)
+        return glm_cli_render(argc - 1, argv + 1);
     if (strcmp(argv[1], "--version") == 0) {
         printf("glm-server %s\n", GLM_VERSION);
         return 0;

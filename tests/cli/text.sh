@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# The text tools against goldens no one here computed: `glm-server render`
+# prints exactly the prompt transformers' apply_chat_template renders from the
+# same template (tests/golden/chat_template.json), and `tokenize` /
+# `detokenize` give Hugging Face tokenizers' ids and text
+# (tests/golden/tokenizer/tiny.encode.tsv). Needs python3 (standard library).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+TMP=$(mktemp -d)
+trap 'rm -rf "$TMP"' EXIT
+BIN=./glm-server
+MODEL=models/tiny
+
+python3 - "$BIN" "$MODEL" <<'PY'
+import json, subprocess, sys
+
+bin_, model = sys.argv[1], sys.argv[2]
+fails = 0
+
+def run(args, stdin):
+    p = subprocess.run([bin_] + args, input=stdin, capture_output=True, timeout=30)
+    return p.returncode, p.stdout, p.stderr
+
+# render: every golden conversation
+g = json.load(open("tests/golden/chat_template.json"))
+for case in g["chat"]:
+    req = {"messages": case["messages"], "add_generation_prompt": case["add_generation_prompt"],
+           "chat_template_kwargs": case.get("kwargs") or {}}
+    if case.get("tools") is not None:
+        req["tools"] = case["tools"]
+    rc, out, err = run(["render", "--model", model], json.dumps(req).encode())
+    want = case["prompt"].encode()
+    if rc != 0 or out != want:
+        fails += 1
+        print(f"FAIL render {case['name']}: rc {rc}, stderr {err.decode()!r}\n  want {want!r}\n  got  {out!r}")
+
+# the API's thinking switches reach the template as enable_thinking
+msgs = [{"role": "user", "content": "Hi"}]
+for extra, opened in [({}, True), ({"reasoning": False}, False), ({"reasoning": True}, True),
+                      ({"thinking": {"type": "disabled"}}, False), ({"reasoning_effort": "none"}, False),
+                      ({"chat_template_kwargs": {"enable_thinking": False}}, False),
+                      ({"reasoning": True, "chat_template_kwargs": {"enable_thinking": False}}, False)]:
+    rc, out, err = run(["render", "--model", model], json.dumps(dict(messages=msgs, **extra)).encode())
+    want = b"<|assistant|><think>" if opened else b"<|assistant|></think>"
+    if rc != 0 or not out.endswith(want):
+        fails += 1
+        print(f"FAIL render {extra}: {out!r} {err!r}")
+
+# bad requests: one clear line, exit 1
+for bad in [b"not json", b"[]", b'{"messages": []}', b'{"messages": [{"role": "user", "content": "x"}], "thinking": 3}']:
+    rc, out, err = run(["render", "--model", model], bad)
+    if rc != 1 or err.count(b"\n") != 1:
+        fails += 1
+        print(f"FAIL render bad {bad!r}: rc {rc}, stderr {err!r}")
+
+# tokenize / detokenize: the first 300 golden strings
+def unescape(s):
+    return s.encode("latin-1", "backslashreplace").decode("unicode_escape").encode("latin-1").decode("utf-8")
+
+n = 0
+for line in open("tests/golden/tokenizer/tiny.encode.tsv", encoding="utf-8"):
+    if line.startswith("#"):
+        continue
+    parts = line.rstrip("\n").split("\t")
+    text, ids = parts[0], parts[1]
+    try:
+        raw = unescape(text)
+    except Exception:
+        continue
+    if ids == "-" or "\x00" in raw:
+        continue
+    want = ids.replace(" ", ",")
+    rc, out, err = run(["tokenize", "--model", model], raw.encode())
+    if rc != 0 or out.decode().strip() != want:
+        fails += 1
+        print(f"FAIL tokenize {text!r}: want {want} got {out!r} {err!r}")
+        continue
+    rc, out, err = run(["detokenize", "--model", model], want.encode())
+    if rc != 0 or out != raw.encode():
+        fails += 1
+        print(f"FAIL detokenize {want}: want {raw!r} got {out!r} {err!r}")
+    n += 1
+    if n == 300:
+        break
+if n < 100:
+    fails += 1
+    print(f"FAIL: only {n} tokenizer goldens checked")
+print(f"text.sh: {len(g['chat'])} prompts, {n} token round trips, {fails} failures")
+sys.exit(1 if fails else 0)
+PY
