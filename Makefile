@@ -108,7 +108,15 @@ models/tiny-fp8/config.json: $(BUILD)/glm-mkmodel $(TINY_FILES)
 models/small/config.json: $(BUILD)/glm-mkmodel
 	$(BUILD)/glm-mkmodel --preset small --dtype bf16 --shards 2 --out models/small
 
-TINY_MODELS = models/tiny/config.json models/tiny-bf16/config.json models/tiny-fp8/config.json
+# The large test tokenizer (154,880 ids, trained once by make_tokenizers.py --large) is
+# committed compressed; its goldens are in tests/golden/tokenizer/large.*.
+models/tokenizer-large/tokenizer.json: tests/models/tokenizer-large/tokenizer.json.gz tests/models/tokenizer-large/tokenizer_config.json
+	@mkdir -p $(dir $@)
+	gzip -dc $< > $@.tmp && mv $@.tmp $@
+	cp tests/models/tokenizer-large/tokenizer_config.json $(dir $@)
+
+TINY_MODELS = models/tiny/config.json models/tiny-bf16/config.json models/tiny-fp8/config.json \
+              models/tokenizer-large/tokenizer.json
 models: $(TINY_MODELS) models/small/config.json
 
 # --- run / test -------------------------------------------------------------
