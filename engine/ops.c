@@ -74,11 +74,13 @@ float glm_dot(const float *a, const float *b, int n)
 typedef uint16_t v8u16 __attribute__((vector_size(16)));
 typedef uint32_t v8u32 __attribute__((vector_size(32)));
 
-/* glm_dot with a BF16 first operand, widened on the fly (exact), so the sum
- * is bitwise the one glm_dot gives on the widened row. */
-static float dot_bf16(const uint16_t *w, const float *x, int n)
+/* glm_dot of a BF16 row (widened on the fly, exactly) with up to 3 token
+ * vectors at once: the row is widened once per 8 elements and feeds every
+ * token's own accumulator, so each result is bitwise glm_dot of the widened
+ * row and that token alone. */
+static void dot_bf16_multi(const uint16_t *w, const float *const *x, int nt, int n, float *out)
 {
-    v8f acc = {0};
+    v8f acc[3] = {{0}, {0}, {0}};
     int k = 0;
     for (; k + 8 <= n; k += 8) {
         v8u16 h;
@@ -86,15 +88,18 @@ static float dot_bf16(const uint16_t *w, const float *x, int n)
         v8u32 u = __builtin_convertvector(h, v8u32) << 16;
         v8f wf;
         memcpy(&wf, &u, sizeof wf);
-        acc = madd8(wf, load8(x + k), acc);
+        for (int t = 0; t < nt; t++)
+            acc[t] = madd8(wf, load8(x[t] + k), acc[t]);
     }
-    float s = hsum8(acc);
-    for (; k < n; k++) {
-        uint16_t h;
-        memcpy(&h, w + k, sizeof h); /* the mapped data may be unaligned */
-        s = madd1(glm_bf16_to_f32(h), x[k], s);
+    for (int t = 0; t < nt; t++) {
+        float s = hsum8(acc[t]);
+        for (int kk = k; kk < n; kk++) {
+            uint16_t hh;
+            memcpy(&hh, w + kk, sizeof hh);
+            s = madd1(glm_bf16_to_f32(hh), x[t][kk], s);
+        }
+        out[t] = s;
     }
-    return s;
 }
 
 /* 4 tokens x 2 rows. out[t][r] = dot(x[t], w[r]) with glm_dot's order. */
@@ -210,19 +215,20 @@ static void run_chunk_direct(const glm_matmul_job *j, int r0, int nr)
 {
     const glm_weight *w = j->w;
     int cols = w->cols;
+    const float *xs[DIRECT_MAX_TOK];
+    for (int t = 0; t < j->n_tok; t++)
+        xs[t] = j->x + (size_t)(j->tok ? j->tok[t] : t) * j->ldx;
     for (int r = 0; r < nr; r++) {
-        for (int t = 0; t < j->n_tok; t++) {
-            int row = j->tok ? j->tok[t] : t;
-            const float *x = j->x + (size_t)row * j->ldx;
-            float v;
-            if (w->dtype == GLM_DTYPE_BF16) {
-                v = dot_bf16((const uint16_t *)w->data + (size_t)(r0 + r) * cols, x, cols);
-            } else {
-                const float *wr = (const float *)w->data + (size_t)(r0 + r) * cols;
-                v = glm_dot(wr, x, cols);
-            }
-            j->y[(size_t)t * j->ldy + (r0 - j->row0) + r] = v;
+        float v[DIRECT_MAX_TOK];
+        if (w->dtype == GLM_DTYPE_BF16) {
+            dot_bf16_multi((const uint16_t *)w->data + (size_t)(r0 + r) * cols, xs, j->n_tok, cols, v);
+        } else {
+            const float *wr = (const float *)w->data + (size_t)(r0 + r) * cols;
+            for (int t = 0; t < j->n_tok; t++)
+                v[t] = glm_dot(wr, xs[t], cols);
         }
+        for (int t = 0; t < j->n_tok; t++)
+            j->y[(size_t)t * j->ldy + (r0 - j->row0) + r] = v[t];
     }
 }
 
