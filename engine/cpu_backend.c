@@ -148,19 +148,6 @@ static void attn_task(void *ctx, int i, int worker)
 
 /* ---- DSA indexer ---------------------------------------------------------- */
 
-typedef struct {
-    float score;
-    int32_t pos;
-} scored;
-
-static int scored_cmp(const void *a, const void *b)
-{
-    const scored *x = a, *y = b;
-    if (x->score != y->score)
-        return x->score > y->score ? -1 : 1;
-    return (x->pos > y->pos) - (x->pos < y->pos);
-}
-
 static int int_cmp(const void *a, const void *b)
 {
     int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
@@ -183,7 +170,7 @@ static void index_task(void *ctx, int t, int worker)
     const float *w = s->iw + (size_t)t * ih;
     const float *cache = s->be->kv->index_k[s->li];
     float scale = 1.0f / sqrtf((float)id);
-    scored *sc = (scored *)s->wscratch[worker];
+    float *sc = s->wscratch[worker];
     for (int p = 0; p <= pos; p++) {
         const float *k = cache + (size_t)slot_of(s, seq, p) * id;
         float acc = 0;
@@ -191,14 +178,9 @@ static void index_task(void *ctx, int t, int worker)
             float d = glm_dot(q + (size_t)hh * id, k, id) * scale;
             acc += w[hh] * (d > 0 ? d : 0);
         }
-        sc[p].score = isnan(acc) ? -INFINITY : acc;
-        sc[p].pos = p;
+        sc[p] = acc;
     }
-    qsort(sc, (size_t)pos + 1, sizeof *sc, scored_cmp);
-    int32_t *out = s->topk + (size_t)t * K;
-    for (int j = 0; j < K; j++)
-        out[j] = sc[j].pos;
-    qsort(out, (size_t)K, sizeof *out, int_cmp);
+    glm_topk(sc, pos + 1, K, s->topk + (size_t)t * K, sc + pos + 1);
     s->topk_n[t] = K;
 }
 
@@ -532,7 +514,7 @@ static int cpu_forward(glm_backend *base, const glm_batch *b, float *logits, cha
     s.topk_n = glm_malloc(sizeof(int32_t) * nn);
     int workers = glm_pool_size(be->pool);
     size_t absorb = (size_t)2 * c->qk_nope_head_dim * R;
-    size_t per_ctx = (size_t)max_ctx * (sizeof(scored) / sizeof(float));
+    size_t per_ctx = (size_t)max_ctx * 3; /* scores + glm_topk's scratch */
     s.wscratch_len = GLM_MAX(absorb, per_ctx) + 16;
     s.wscratch = glm_malloc(sizeof(float *) * (size_t)workers);
     for (int w = 0; w < workers; w++)

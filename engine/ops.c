@@ -388,3 +388,65 @@ void glm_rope_neox(float *x, const float *cos_, const float *sin_, int dim)
         x[h + i] = b * cos_[i] + a * sin_[i];
     }
 }
+
+/* ---- top-k selection ----------------------------------------------------- */
+
+typedef struct {
+    float score;
+    int32_t pos;
+} scored;
+
+static inline int scored_before(const scored *x, const scored *y)
+{
+    return x->score > y->score || (x->score == y->score && x->pos < y->pos);
+}
+
+static int int32_cmp(const void *a, const void *b)
+{
+    int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* Quickselect under a strict total order (score descending, then position
+ * ascending), so the chosen set is unique whatever the pivots. */
+void glm_topk(const float *scores, int n, int k, int32_t *idx, float *scratch)
+{
+    GLM_ASSERT(k >= 1 && k <= n);
+    scored *a = (scored *)scratch;
+    for (int i = 0; i < n; i++) {
+        a[i].score = isnan(scores[i]) ? -INFINITY : scores[i];
+        a[i].pos = i;
+    }
+    int lo = 0, hi = n - 1;
+    while (lo < hi) {
+        int mid = lo + (hi - lo) / 2;
+        scored t;
+        if (scored_before(&a[mid], &a[lo])) { t = a[mid]; a[mid] = a[lo]; a[lo] = t; }
+        if (scored_before(&a[hi], &a[lo])) { t = a[hi]; a[hi] = a[lo]; a[lo] = t; }
+        if (scored_before(&a[hi], &a[mid])) { t = a[hi]; a[hi] = a[mid]; a[mid] = t; }
+        scored pivot = a[mid];
+        int i = lo, j = hi;
+        while (i <= j) {
+            while (scored_before(&a[i], &pivot))
+                i++;
+            while (scored_before(&pivot, &a[j]))
+                j--;
+            if (i <= j) {
+                t = a[i];
+                a[i] = a[j];
+                a[j] = t;
+                i++;
+                j--;
+            }
+        }
+        if (k - 1 <= j)
+            hi = j;
+        else if (k - 1 >= i)
+            lo = i;
+        else
+            break;
+    }
+    for (int i = 0; i < k; i++)
+        idx[i] = a[i].pos;
+    qsort(idx, (size_t)k, sizeof *idx, int32_cmp);
+}

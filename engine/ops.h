@@ -85,6 +85,13 @@ void glm_rope_interleaved(float *x, const float *cos_, const float *sin_, int di
 /* NeoX (split-half) RoPE: (x[i], x[i + dim/2]) rotate by angle i. In place. */
 void glm_rope_neox(float *x, const float *cos_, const float *sin_, int dim);
 
+/*
+ * The k best of scores[0..n) (larger first; equal scores: lower index first;
+ * NaN counts as -inf), written to idx[0..k) in ascending index order.
+ * O(n) expected. scratch: room for 2 * n floats. 1 <= k <= n.
+ */
+void glm_topk(const float *scores, int n, int k, int32_t *idx, float *scratch);
+
 /* cos/sin tables of one position: inv_freq[i] = theta^(-2i/dim) (rounded to
  * float), angle = (float)pos * inv_freq[i] in float, as the reference does. */
 void glm_rope_angles(int pos, double theta, int dim, float *cos_, float *sin_);

@@ -833,11 +833,67 @@ START_TEST(kv_cache_layout)
 }
 END_TEST
 
+/* 9. top-k selection: the same set as a full sort under (score desc, index asc),
+ * returned in ascending index order; many ties, NaN and infinities. */
+typedef struct {
+    float v;
+    int i;
+} topk_ref;
+
+static int topk_ref_cmp(const void *a, const void *b)
+{
+    const topk_ref *x = a, *y = b;
+    if (x->v != y->v)
+        return x->v > y->v ? -1 : 1;
+    return (x->i > y->i) - (x->i < y->i);
+}
+
+static int i32_cmp(const void *a, const void *b)
+{
+    int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
+    return (x > y) - (x < y);
+}
+
+START_TEST(topk_selection)
+{
+    rng_t r = {77};
+    for (int iter = 0; iter < 400; iter++) {
+        int n = rng_int(&r, 1, iter < 300 ? 300 : 5000);
+        int k = rng_int(&r, 1, n);
+        int distinct = rng_int(&r, 1, 6); /* few distinct values: many ties */
+        float *sc = malloc(sizeof(float) * (size_t)n), *scratch = malloc(sizeof(float) * 2 * (size_t)n);
+        topk_ref *ref = malloc(sizeof *ref * (size_t)n);
+        int32_t *got = malloc(sizeof(int32_t) * (size_t)k), *want = malloc(sizeof(int32_t) * (size_t)k);
+        for (int i = 0; i < n; i++) {
+            int kind = rng_int(&r, 0, 40);
+            float v = iter % 2 ? (float)rng_int(&r, 0, distinct) : rng_sym(&r);
+            if (kind == 0)
+                v = NAN;
+            else if (kind == 1)
+                v = -INFINITY;
+            else if (kind == 2)
+                v = INFINITY;
+            sc[i] = v;
+            ref[i].v = isnan(v) ? -INFINITY : v;
+            ref[i].i = i;
+        }
+        qsort(ref, (size_t)n, sizeof *ref, topk_ref_cmp);
+        for (int i = 0; i < k; i++)
+            want[i] = ref[i].i;
+        qsort(want, (size_t)k, sizeof *want, i32_cmp);
+        glm_topk(sc, n, k, got, scratch);
+        ck_assert_msg(memcmp(got, want, sizeof(int32_t) * (size_t)k) == 0, "iter %d: n %d k %d", iter, n, k);
+        free(sc), free(scratch), free(ref), free(got), free(want);
+    }
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("ops");
     TCase *tc = tcase_create("ops");
     tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, topk_selection);
     tcase_add_test(tc, matmul_reference);
     tcase_add_test(tc, matmul_batch_invariance);
     tcase_add_test(tc, matmul_jobs_together);
