@@ -1,7 +1,8 @@
 # glm-server - plain Makefile.
 #
 #   make            CPU build of ./glm-server (the CUDA backend is added when nvcc is found, or CUDA=1)
-#   make run        generate the tiny test model if needed and run the embedded default on it
+#   make run        generate the tiny test model if needed and serve it on 127.0.0.1:8000
+#   make venv       the Python virtual environment of the integration tests (.venv, openai SDK)
 #   make test       unit tests, golden parity and integration tests (installs what they need)
 #   make models     write the test checkpoints to models/ (tiny, tiny-bf16, tiny-fp8, small)
 #   make bench      engine benchmark on models/small
@@ -54,7 +55,7 @@ endif
 VENV = .venv
 PY   = $(VENV)/bin/python
 
-.PHONY: all run test unit golden integration models bench asan deps clean distclean cuda-check
+.PHONY: all run venv test unit golden integration models bench asan deps clean distclean cuda-check
 
 all: glm-server
 
@@ -122,7 +123,14 @@ models: $(TINY_MODELS) models/small/config.json
 # --- run / test -------------------------------------------------------------
 
 run: glm-server models/tiny/config.json
-	./glm-server generate --model models/tiny --prompt-ids 1,2,3,4,5,6,7,8 --max-tokens 16
+	./glm-server serve --model models/tiny --served-model-name tiny
+
+# The integration tests' virtual environment: the official openai SDK from PyPI.
+venv: $(VENV)/.openai
+$(VENV)/.openai:
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q openai
+	touch $@
 
 test: glm-server $(UNIT_BIN) $(TINY_MODELS)
 	@bash tests/run_tests.sh $(BUILD)

@@ -57,6 +57,7 @@ struct glm_request {
     int done;                    /* no more events will come */
     void (*notify)(void *);
     void *notify_ctx;
+    int notifying;               /* notify calls in progress (under mu) */
     atomic_int abort_requested;
     /* engine thread only */
     sample *samples;             /* [sp.n] */
@@ -128,10 +129,18 @@ static void emit(glm_request *r, const glm_event *ev, int last)
         r->done = 1;
     void (*fn)(void *) = r->notify;
     void *ctx = r->notify_ctx;
+    if (fn)
+        r->notifying++;
     pthread_cond_broadcast(&r->cv);
     pthread_mutex_unlock(&r->mu);
-    if (fn)
+    if (fn) {
+        /* called without the lock; glm_request_set_notify waits for it */
         fn(ctx);
+        pthread_mutex_lock(&r->mu);
+        if (--r->notifying == 0)
+            pthread_cond_broadcast(&r->cv);
+        pthread_mutex_unlock(&r->mu);
+    }
 }
 
 int glm_request_next(glm_request *r, glm_event *ev, int timeout_ms)
@@ -173,6 +182,9 @@ void glm_request_set_notify(glm_request *r, void (*fn)(void *ctx), void *ctx)
     pthread_mutex_lock(&r->mu);
     r->notify = fn;
     r->notify_ctx = ctx;
+    /* no call of the previous callback may still be running when we return */
+    while (r->notifying > 0)
+        pthread_cond_wait(&r->cv, &r->mu);
     pthread_mutex_unlock(&r->mu);
 }
 
@@ -189,6 +201,7 @@ void glm_request_release(glm_request *r)
 {
     if (!r)
         return;
+    glm_request_set_notify(r, NULL, NULL);
     glm_request_abort(r);
     req_unref(r);
 }

@@ -109,7 +109,9 @@ glm_request *glm_engine_submit(glm_engine *e, const int32_t *prompt, int n_promp
 int glm_request_next(glm_request *r, glm_event *ev, int timeout_ms);
 
 /* Called by the engine thread (without locks held) whenever events are
- * added; must be quick and must not call back into the engine. */
+ * added; must be quick and must not call back into the engine. When
+ * glm_request_set_notify (or glm_request_release) returns, no call of the
+ * previous callback is still running, so its context may be freed. */
 void glm_request_set_notify(glm_request *r, void (*fn)(void *ctx), void *ctx);
 
 /* Asks the engine to stop the request; its blocks are freed before the
@@ -117,7 +119,8 @@ void glm_request_set_notify(glm_request *r, void (*fn)(void *ctx), void *ctx);
  * still running. Idempotent, any thread. */
 void glm_request_abort(glm_request *r);
 
-/* Drops the caller's handle (aborting the request if it is still running). */
+/* Drops the caller's handle (aborting the request if it is still running);
+ * the notify callback is detached first (see glm_request_set_notify). */
 void glm_request_release(glm_request *r);
 
 typedef struct {

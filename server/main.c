@@ -6,13 +6,17 @@
 
 #include "cli.h"
 
-#define GLM_VERSION "0.1.0"
+#include "server.h"
+
+#define GLM_VERSION GLM_SERVER_VERSION
 
 static void usage(FILE *f)
 {
     fprintf(f, "glm-server %s - OpenAI-compatible inference server for GLM-5 (glm_moe_dsa)\n\n"
                "usage: glm-server COMMAND [options]\n\n"
                "commands:\n"
+               "  serve      the OpenAI-compatible HTTP server (the default when the first\n"
+               "             argument is a flag: glm-server --model DIR ...)\n"
                "  generate   greedy generation from token ids (engine CLI)\n"
                "  tokenize   text on stdin -> token ids\n"
                "  detokenize token ids on stdin -> text\n"
@@ -27,6 +31,8 @@ int main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
+    if (strcmp(argv[1], "serve") == 0)
+        return glm_cli_serve(argc - 1, argv + 1);
     if (strcmp(argv[1], "generate") == 0)
         return glm_cli_generate(argc - 1, argv + 1);
     if (strcmp(argv[1], "tokenize") == 0)
@@ -43,6 +49,8 @@ int main(int argc, char **argv)
         usage(stdout);
         return 0;
     }
+    if (argv[1][0] == '-' && argv[1][1] == '-')
+        return glm_cli_serve(argc, argv); /* glm-server --model DIR ... */
     fprintf(stderr, "glm-server: unknown command '%s'\n", argv[1]);
     usage(stderr);
     return 2;

@@ -1,0 +1,321 @@
+/*
+ * completions.c - POST /v1/chat/completions and /v1/completions: parse and
+ * validate (openai_request.c), submit to the engine, then either wait for the
+ * whole answer or stream it as Server-Sent Events (openai_response.c).
+ *
+ * Waiting never polls: the engine's notify callback writes to an eventfd and
+ * the connection thread poll()s that eventfd together with its socket
+ * (POLLRDHUP), so a token leaves as soon as the engine makes it and a client
+ * that hangs up is noticed at once and its request aborted (KV freed), also
+ * while it is still queued. While nothing happens a stream gets an SSE
+ * comment (": ping") every srv->ping_interval_ms, which also finds dead peers
+ * that did not close cleanly.
+ *
+ * The engine reads the notify callback under its lock but calls it after
+ * unlocking, so a call may still arrive after glm_request_release. The
+ * notifier objects (eventfd + pointer) are therefore recycled through a free
+ * list and never freed while the server runs: a late call is at worst a
+ * spurious wakeup of a later request, which the wait loop tolerates.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "http.h"
+#include "openai_request.h"
+#include "openai_response.h"
+#include "util.h"
+
+/* ---- notifiers ------------------------------------------------------------------------- */
+
+typedef struct notifier {
+    int efd;
+    struct notifier *next;
+} notifier;
+
+static pthread_mutex_t pool_mu = PTHREAD_MUTEX_INITIALIZER;
+static notifier *pool;
+
+static notifier *notifier_get(void)
+{
+    pthread_mutex_lock(&pool_mu);
+    notifier *n = pool;
+    if (n)
+        pool = n->next;
+    pthread_mutex_unlock(&pool_mu);
+    if (!n) {
+        int fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+        if (fd < 0)
+            return NULL;
+        n = glm_calloc(1, sizeof *n);
+        n->efd = fd;
+    }
+    return n;
+}
+
+static void notifier_put(notifier *n)
+{
+    pthread_mutex_lock(&pool_mu);
+    n->next = pool;
+    pool = n;
+    pthread_mutex_unlock(&pool_mu);
+}
+
+static void notify(void *ctx)
+{
+    const notifier *n = ctx;
+    uint64_t one = 1;
+    ssize_t w = write(n->efd, &one, sizeof one);
+    (void)w; /* EAGAIN: the counter is already non-zero, which is all we need */
+}
+
+/* ---- one generation -------------------------------------------------------------------- */
+
+typedef struct {
+    glm_http_req *http;         /* NULL once the connection is done with us */
+    const glm_server *srv;
+    json_t *root;
+    glm_oai_request req;
+    glm_request *er;
+    notifier *nt;
+    glm_gen *gen;
+    int sock;
+    int all_done, aborted, ended, error;
+    char error_msg[256];
+    glm_buf out;                /* SSE bytes not yet handed to MHD */
+    size_t out_pos;
+} job;
+
+enum { W_EVENT = 1, W_TIMEOUT = 0, W_OVER = -1, W_GONE = -2 };
+
+/* Next engine event, waiting up to timeout_ms on the eventfd and the socket. */
+static int wait_event(job *j, glm_event *ev, int timeout_ms)
+{
+    double deadline = glm_now() + timeout_ms / 1000.0;
+    for (;;) {
+        if (atomic_load(&((glm_server *)j->srv)->stopping) && !j->aborted) {
+            glm_request_abort(j->er);
+            j->aborted = 1;
+        }
+        int rc = glm_request_next(j->er, ev, 0);
+        if (rc != 0)
+            return rc;
+        double left = deadline - glm_now();
+        if (left <= 0)
+            return W_TIMEOUT;
+        struct pollfd p[2] = {{.fd = j->nt->efd, .events = POLLIN}, {.fd = j->sock, .events = POLLRDHUP}};
+        int np = j->sock >= 0 ? 2 : 1;
+        int ms = (int)(left * 1000) + 1;
+        if (ms > 1000)
+            ms = 1000; /* re-check srv->stopping at least once a second */
+        int pr = poll(p, (nfds_t)np, ms);
+        if (pr < 0 && errno != EINTR)
+            return W_TIMEOUT;
+        if (np == 2 && (p[1].revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL)))
+            return W_GONE;
+        if (p[0].revents & POLLIN) {
+            uint64_t v;
+            ssize_t rd = read(j->nt->efd, &v, sizeof v);
+            (void)rd;
+        }
+    }
+}
+
+static void job_abort(job *j)
+{
+    if (!j->aborted) {
+        glm_request_abort(j->er);
+        j->aborted = 1;
+    }
+}
+
+/* Handles one event; sets all_done/error, aborts the engine request when
+ * every sample was ended by a stop string. */
+static void job_event(job *j, const glm_event *ev, glm_buf *out)
+{
+    if (ev->type == GLM_EV_ERROR) {
+        j->error = 1;
+        snprintf(j->error_msg, sizeof j->error_msg, "%s", ev->message);
+        return;
+    }
+    if (glm_gen_event(j->gen, ev, out) && !j->all_done) {
+        j->all_done = 1;
+        job_abort(j); /* the engine may still be generating for a stop string */
+    }
+}
+
+static void job_free(job *j)
+{
+    if (!j)
+        return;
+    if (j->er) {
+        glm_request_set_notify(j->er, NULL, NULL);
+        glm_request_release(j->er);
+    }
+    if (j->nt)
+        notifier_put(j->nt);
+    glm_gen_free(j->gen);
+    glm_oai_request_free(&j->req);
+    json_decref(j->root);
+    glm_buf_free(&j->out);
+    free(j);
+}
+
+static void log_usage(job *j)
+{
+    if (j->http && j->gen)
+        glm_gen_usage(j->gen, &j->http->prompt_tokens, &j->http->completion_tokens);
+}
+
+/* ---- streaming ------------------------------------------------------------------------- */
+
+static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    job *j = cls;
+    for (;;) {
+        if (j->out_pos < j->out.len) {
+            size_t n = GLM_MIN(max, j->out.len - j->out_pos);
+            memcpy(buf, j->out.p + j->out_pos, n);
+            j->out_pos += n;
+            if (j->out_pos == j->out.len)
+                j->out_pos = j->out.len = 0;
+            return (ssize_t)n;
+        }
+        if (j->ended) {
+            log_usage(j);
+            return MHD_CONTENT_READER_END_OF_STREAM;
+        }
+        glm_event ev;
+        int rc = wait_event(j, &ev, j->srv->ping_interval_ms);
+        if (rc == W_EVENT) {
+            job_event(j, &ev, &j->out);
+            if (j->error) {
+                json_t *e = json_pack("{s:{s:s,s:s,s:n,s:i}}", "error", "message", j->error_msg, "type",
+                                      "InternalServerError", "param", "code", 500);
+                char *s = e ? json_dumps(e, JSON_COMPACT) : NULL;
+                json_decref(e);
+                if (s) {
+                    glm_buf_add(&j->out, "data: ", 6);
+                    glm_buf_add(&j->out, s, strlen(s));
+                    glm_buf_add(&j->out, "\n\n", 2);
+                    free(s);
+                }
+                glm_buf_add(&j->out, "data: [DONE]\n\n", 14);
+                job_abort(j);
+                j->ended = 1;
+            }
+        } else if (rc == W_OVER) {
+            glm_gen_stream_end(j->gen, &j->out);
+            j->ended = 1;
+        } else if (rc == W_TIMEOUT) {
+            glm_buf_add(&j->out, ": ping\n\n", 8);
+        } else {
+            job_abort(j); /* the client went away */
+            log_usage(j);
+            return MHD_CONTENT_READER_END_WITH_ERROR;
+        }
+    }
+}
+
+static void stream_free(void *cls)
+{
+    job_free(cls);
+}
+
+/* ---- the handler ----------------------------------------------------------------------- */
+
+static void make_id(char *buf, size_t n, const char *prefix, const char *request_id)
+{
+    snprintf(buf, n, "%s%s", prefix, request_id);
+}
+
+enum MHD_Result glm_handle_completions(glm_http_req *r, int chat)
+{
+    const glm_server *srv = r->srv;
+    enum MHD_Result res;
+    job *j = glm_calloc(1, sizeof *j);
+    j->srv = srv;
+    j->http = r;
+    j->root = glm_http_body_json(r, &res);
+    if (!j->root) {
+        free(j);
+        return res;
+    }
+    int status;
+    const char *param;
+    char err[GLM_ERRLEN];
+    if (glm_oai_request_parse(&j->req, j->root, chat, srv, &status, &param, err, sizeof err) != GLM_OK) {
+        res = glm_http_error(r, status, NULL, param, "%s", err);
+        json_decref(j->root);
+        free(j);
+        return res;
+    }
+    r->prompt_tokens = j->req.n_prompt;
+    j->nt = notifier_get();
+    if (!j->nt) {
+        job_free(j);
+        return glm_http_error(r, 503, NULL, NULL, "out of file descriptors");
+    }
+    glm_submit_status st;
+    j->er = glm_engine_submit(srv->engine, j->req.prompt, j->req.n_prompt, &j->req.sp, &st, err, sizeof err);
+    if (!j->er) {
+        job_free(j);
+        if (st == GLM_SUBMIT_OVERLOADED)
+            return glm_http_error(r, 503, NULL, NULL, "the server is overloaded: %s", err);
+        return glm_http_error(r, 400, NULL, chat ? "messages" : "prompt", "%s", err);
+    }
+    glm_request_set_notify(j->er, notify, j->nt);
+    j->sock = glm_http_socket(r);
+    char id[96];
+    make_id(id, sizeof id, chat ? "chatcmpl-" : "cmpl-", r->request_id);
+    j->gen = glm_gen_create(srv, &j->req, id);
+
+    if (j->req.stream) {
+        glm_gen_stream_start(j->gen, &j->out);
+        struct MHD_Response *resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384, stream_reader, j,
+                                                                      stream_free);
+        if (!resp) {
+            job_free(j);
+            return MHD_NO;
+        }
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
+        return glm_http_queue(r, 200, resp, "text/event-stream");
+    }
+
+    /* non-streaming: wait here (this connection's own thread) */
+    for (;;) {
+        glm_event ev;
+        int rc = wait_event(j, &ev, 60000);
+        if (rc == W_EVENT) {
+            job_event(j, &ev, NULL);
+            if (j->error) {
+                job_abort(j);
+                log_usage(j);
+                res = glm_http_error(r, 500, NULL, NULL, "generation failed: %s", j->error_msg);
+                job_free(j);
+                return res;
+            }
+        } else if (rc == W_OVER) {
+            break;
+        } else if (rc == W_GONE) {
+            job_abort(j);
+            log_usage(j);
+            r->status = 499; /* nginx's "client closed request", for the log */
+            job_free(j);
+            return MHD_NO;
+        }
+    }
+    log_usage(j);
+    char *body = glm_gen_response(j->gen);
+    job_free(j);
+    if (!body)
+        return glm_http_error(r, 500, NULL, NULL, "could not serialise the response");
+    struct MHD_Response *resp = MHD_create_response_from_buffer(strlen(body), body, MHD_RESPMEM_MUST_FREE);
+    return glm_http_queue(r, 200, resp, "application/json");
+}

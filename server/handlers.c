@@ -1,0 +1,187 @@
+/*
+ * handlers.c - the small endpoints of `glm-server serve`: GET /health,
+ * /version, /v1/models, /v1/models/{id}, /metrics (Prometheus text), and
+ * vLLM's POST /tokenize and /detokenize.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "chat_request.h"
+#include "http.h"
+#include "util.h"
+
+enum MHD_Result glm_handle_health(glm_http_req *r)
+{
+    struct MHD_Response *resp = MHD_create_response_from_buffer(0, "", MHD_RESPMEM_PERSISTENT);
+    return glm_http_queue(r, 200, resp, NULL);
+}
+
+enum MHD_Result glm_handle_version(glm_http_req *r)
+{
+    return glm_http_json(r, 200, json_pack("{s:s}", "version", GLM_SERVER_VERSION));
+}
+
+static json_t *model_card(const glm_server *srv)
+{
+    return json_pack("{s:s,s:s,s:I,s:s,s:s,s:n,s:i,s:[]}", "id", srv->served_model_name, "object", "model",
+                     "created", (json_int_t)srv->created, "owned_by", "glm-server", "root", srv->model_dir,
+                     "parent", "max_model_len", srv->max_model_len, "permission");
+}
+
+enum MHD_Result glm_handle_models(glm_http_req *r, const char *id)
+{
+    const glm_server *srv = r->srv;
+    if (id) {
+        if (strcmp(id, srv->served_model_name) != 0)
+            return glm_http_error(r, 404, NULL, "model", "The model `%s` does not exist.", id);
+        return glm_http_json(r, 200, model_card(srv));
+    }
+    return glm_http_json(r, 200, json_pack("{s:s,s:[o]}", "object", "list", "data", model_card(srv)));
+}
+
+enum MHD_Result glm_handle_metrics(glm_http_req *r)
+{
+    glm_engine_metrics m;
+    glm_engine_metrics_get(r->srv->engine, &m);
+    const char *name = r->srv->served_model_name;
+    char *s = NULL;
+    size_t n = 0;
+    FILE *f = open_memstream(&s, &n);
+    if (!f)
+        return glm_http_error(r, 503, NULL, NULL, "out of memory");
+    fprintf(f, "# TYPE vllm:num_requests_running gauge\nvllm:num_requests_running{model_name=\"%s\"} %d\n", name,
+            m.num_running);
+    fprintf(f, "# TYPE vllm:num_requests_waiting gauge\nvllm:num_requests_waiting{model_name=\"%s\"} %d\n", name,
+            m.num_waiting);
+    fprintf(f, "# TYPE vllm:kv_cache_usage_perc gauge\nvllm:kv_cache_usage_perc{model_name=\"%s\"} %g\n", name,
+            m.kv_blocks_total ? (double)m.kv_blocks_used / m.kv_blocks_total : 0.0);
+    fprintf(f, "# TYPE vllm:num_preemptions_total counter\nvllm:num_preemptions_total{model_name=\"%s\"} %llu\n",
+            name, (unsigned long long)m.num_preemptions);
+    fprintf(f, "# TYPE vllm:prompt_tokens_total counter\nvllm:prompt_tokens_total{model_name=\"%s\"} %llu\n", name,
+            (unsigned long long)m.prompt_tokens);
+    fprintf(f, "# TYPE vllm:generation_tokens_total counter\nvllm:generation_tokens_total{model_name=\"%s\"} %llu\n",
+            name, (unsigned long long)m.generation_tokens);
+    fprintf(f, "# TYPE vllm:prefix_cache_queries_total counter\nvllm:prefix_cache_queries_total{model_name=\"%s\"} %llu\n",
+            name, (unsigned long long)m.prefix_query_tokens);
+    fprintf(f, "# TYPE vllm:prefix_cache_hits_total counter\nvllm:prefix_cache_hits_total{model_name=\"%s\"} %llu\n",
+            name, (unsigned long long)m.prefix_hit_tokens);
+    fclose(f);
+    struct MHD_Response *resp = MHD_create_response_from_buffer(n, s, MHD_RESPMEM_MUST_FREE);
+    return glm_http_queue(r, 200, resp, "text/plain; version=0.0.4");
+}
+
+enum MHD_Result glm_handle_tokenize(glm_http_req *r)
+{
+    const glm_server *srv = r->srv;
+    enum MHD_Result res;
+    json_t *req = glm_http_body_json(r, &res);
+    if (!req)
+        return res;
+    char err[GLM_ERRLEN];
+    char *rendered = NULL;
+    const char *text;
+    size_t len;
+    json_t *model = json_object_get(req, "model");
+    if (json_is_string(model) && strcmp(json_string_value(model), srv->served_model_name) != 0) {
+        res = glm_http_error(r, 404, NULL, "model", "The model `%s` does not exist.", json_string_value(model));
+        goto out;
+    }
+    json_t *messages = json_object_get(req, "messages");
+    json_t *prompt = json_object_get(req, "prompt");
+    if (messages) {
+        if (!json_is_array(messages) || json_array_size(messages) == 0) {
+            res = glm_http_error(r, 400, NULL, "messages", "'messages' must be a non-empty array");
+            goto out;
+        }
+        json_t *kw = glm_chat_template_kwargs(req, err, sizeof err);
+        json_t *msgs = kw ? glm_chat_messages_for_template(messages, err, sizeof err) : NULL;
+        json_t *tools = json_object_get(req, "tools");
+        json_t *agp = json_object_get(req, "add_generation_prompt");
+        int rc = msgs && (!tools || json_is_array(tools) || json_is_null(tools))
+                     ? glm_chat_render(srv->tmpl, msgs, json_is_array(tools) ? tools : NULL, !agp || json_is_true(agp),
+                                       kw, &rendered, &len, err, sizeof err)
+                     : GLM_ERR;
+        if (msgs && tools && !json_is_array(tools) && !json_is_null(tools))
+            snprintf(err, sizeof err, "'tools' must be an array");
+        json_decref(kw);
+        json_decref(msgs);
+        if (rc != GLM_OK) {
+            res = glm_http_error(r, 400, NULL, "messages", "%s", err);
+            goto out;
+        }
+        text = rendered;
+    } else if (json_is_string(prompt)) {
+        text = json_string_value(prompt);
+        len = json_string_length(prompt);
+    } else {
+        res = glm_http_error(r, 400, NULL, "prompt", "'prompt' (a string) or 'messages' is required");
+        goto out;
+    }
+    int32_t *ids = NULL;
+    size_t n = 0;
+    if (glm_tok_encode(srv->tok, text, len, 1, &ids, &n, err, sizeof err) != GLM_OK) {
+        res = glm_http_error(r, 400, NULL, messages ? "messages" : "prompt", "%s", err);
+        goto out;
+    }
+    json_t *arr = json_array();
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(arr, json_integer(ids[i]));
+    free(ids);
+    json_t *strs = json_null();
+    json_t *rts = json_object_get(req, "return_token_strs");
+    if (json_is_true(rts)) {
+        json_decref(strs);
+        strs = json_array();
+        size_t i;
+        json_t *x;
+        json_array_foreach(arr, i, x) {
+            size_t tl;
+            const char *t = glm_tok_id_to_token(srv->tok, (int32_t)json_integer_value(x), &tl);
+            json_t *s = t ? json_stringn(t, tl) : NULL;
+            json_array_append_new(strs, s ? s : json_string(""));
+        }
+    }
+    r->prompt_tokens = (int)n;
+    res = glm_http_json(r, 200, json_pack("{s:i,s:i,s:o,s:o}", "count", (int)n, "max_model_len", srv->max_model_len,
+                                          "tokens", arr, "token_strs", strs));
+out:
+    free(rendered);
+    json_decref(req);
+    return res;
+}
+
+enum MHD_Result glm_handle_detokenize(glm_http_req *r)
+{
+    const glm_server *srv = r->srv;
+    enum MHD_Result res;
+    json_t *req = glm_http_body_json(r, &res);
+    if (!req)
+        return res;
+    json_t *toks = json_object_get(req, "tokens");
+    if (!json_is_array(toks)) {
+        res = glm_http_error(r, 400, NULL, "tokens", "'tokens' must be an array of token ids");
+        json_decref(req);
+        return res;
+    }
+    size_t n = json_array_size(toks), i;
+    int32_t *ids = glm_malloc(sizeof(int32_t) * (n ? n : 1));
+    json_t *x;
+    json_array_foreach(toks, i, x) {
+        if (!json_is_integer(x) || json_integer_value(x) < 0 || json_integer_value(x) >= srv->vocab) {
+            free(ids);
+            json_decref(req);
+            return glm_http_error(r, 400, NULL, "tokens", "'tokens' must hold token ids in [0, %d)", srv->vocab);
+        }
+        ids[i] = (int32_t)json_integer_value(x);
+    }
+    size_t len;
+    char *text = glm_tok_decode(srv->tok, ids, n, 0, &len);
+    free(ids);
+    json_t *s = json_stringn(text, len);
+    free(text);
+    json_decref(req);
+    if (!s)
+        return glm_http_error(r, 400, NULL, "tokens", "the tokens do not decode to valid text");
+    return glm_http_json(r, 200, json_pack("{s:o}", "prompt", s));
+}

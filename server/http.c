@@ -1,0 +1,352 @@
+/*
+ * http.c - libmicrohttpd plumbing for `glm-server serve`: daemon start/stop,
+ * body accumulation with the size limit, routing, authentication, request
+ * ids, OpenAI-shaped errors and the per-request log line; see http.h.
+ *
+ * Threading: MHD_USE_THREAD_PER_CONNECTION. Each connection has its own
+ * thread, so a handler (or a streaming content reader) may block waiting for
+ * the engine without stalling other clients; it waits on the engine's notify
+ * callback and the socket together (completions.c), never in a busy loop.
+ */
+#include "http.h"
+
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "util.h"
+
+struct glm_http {
+    struct MHD_Daemon *d;
+    glm_server *srv;
+};
+
+enum { R_HEALTH, R_VERSION, R_MODELS, R_MODEL, R_METRICS, R_TOKENIZE, R_DETOKENIZE, R_CHAT, R_COMPLETIONS, R_NONE };
+
+static const struct {
+    const char *path;
+    const char *method;
+    int open; /* no API key needed */
+} routes[] = {
+    [R_HEALTH] = {"/health", "GET", 1},
+    [R_VERSION] = {"/version", "GET", 1},
+    [R_MODELS] = {"/v1/models", "GET", 0},
+    [R_MODEL] = {"/v1/models/", "GET", 0}, /* prefix */
+    [R_METRICS] = {"/metrics", "GET", 1},
+    [R_TOKENIZE] = {"/tokenize", "POST", 0},
+    [R_DETOKENIZE] = {"/detokenize", "POST", 0},
+    [R_CHAT] = {"/v1/chat/completions", "POST", 0},
+    [R_COMPLETIONS] = {"/v1/completions", "POST", 0},
+};
+
+static int find_route(const char *url)
+{
+    for (int i = 0; i < R_NONE; i++) {
+        if (i == R_MODEL) {
+            size_t n = strlen(routes[i].path);
+            if (strncmp(url, routes[i].path, n) == 0 && url[n])
+                return i;
+        } else if (strcmp(url, routes[i].path) == 0) {
+            return i;
+        }
+    }
+    return R_NONE;
+}
+
+/* ---- responses --------------------------------------------------------------------------- */
+
+enum MHD_Result glm_http_queue(glm_http_req *r, int status, struct MHD_Response *resp, const char *content_type)
+{
+    if (!resp)
+        return MHD_NO;
+    if (content_type)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
+    MHD_add_response_header(resp, "X-Request-Id", r->request_id);
+    r->status = status;
+    enum MHD_Result rc = MHD_queue_response(r->conn, (unsigned)status, resp);
+    MHD_destroy_response(resp);
+    return rc;
+}
+
+static enum MHD_Result queue_text(glm_http_req *r, int status, char *text, const char *ct, const char *retry_after)
+{
+    struct MHD_Response *resp = MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
+    if (resp && retry_after)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, retry_after);
+    return glm_http_queue(r, status, resp, ct);
+}
+
+enum MHD_Result glm_http_json(glm_http_req *r, int status, json_t *obj)
+{
+    char *s = obj ? json_dumps(obj, JSON_COMPACT) : NULL;
+    json_decref(obj);
+    if (!s)
+        return glm_http_error(r, 500, NULL, NULL, "could not serialise the response");
+    return queue_text(r, status, s, "application/json", NULL);
+}
+
+static const char *type_for(int status)
+{
+    switch (status) {
+    case 400: case 413: return "BadRequestError";
+    case 401: return "AuthenticationError";
+    case 404: return "NotFoundError";
+    case 405: return "MethodNotAllowedError";
+    case 429: case 503: return "ServiceUnavailableError";
+    default: return "InternalServerError";
+    }
+}
+
+enum MHD_Result glm_http_error(glm_http_req *r, int status, const char *type, const char *param, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    json_t *m = json_string(msg);
+    if (!m) /* messages quote request text; never let invalid UTF-8 drop the error */
+        m = json_string("invalid request");
+    json_t *e = json_object();
+    json_object_set_new(e, "message", m);
+    json_object_set_new(e, "type", json_string(type ? type : type_for(status)));
+    json_object_set_new(e, "param", param ? json_string(param) : json_null());
+    json_object_set_new(e, "code", json_integer(status));
+    json_t *o = json_object();
+    json_object_set_new(o, "error", e);
+    char *s = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    if (!s)
+        return MHD_NO;
+    return queue_text(r, status, s, "application/json", status == 429 || status == 503 ? "1" : NULL);
+}
+
+json_t *glm_http_body_json(glm_http_req *r, enum MHD_Result *result)
+{
+    json_error_t je;
+    json_t *o = json_loadb(r->body ? r->body : "", r->body_len, 0, &je);
+    if (!o) {
+        *result = glm_http_error(r, 400, NULL, NULL, "the request body is not valid JSON: %s (line %d, column %d)",
+                                 je.text, je.line, je.column);
+        return NULL;
+    }
+    if (!json_is_object(o)) {
+        json_decref(o);
+        *result = glm_http_error(r, 400, NULL, NULL, "the request body must be a JSON object");
+        return NULL;
+    }
+    return o;
+}
+
+int glm_http_socket(const glm_http_req *r)
+{
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    return ci ? ci->connect_fd : -1;
+}
+
+/* ---- the access handler ------------------------------------------------------------------- */
+
+static int authorized(const glm_http_req *r)
+{
+    const glm_server *srv = r->srv;
+    if (srv->n_api_keys == 0 || routes[r->route].open)
+        return 1;
+    const char *h = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+    if (!h || strncasecmp(h, "Bearer ", 7) != 0)
+        return 0;
+    h += 7;
+    while (*h == ' ')
+        h++;
+    for (int i = 0; i < srv->n_api_keys; i++) {
+        /* compare every byte so the time does not tell how much matched */
+        const char *k = srv->api_keys[i];
+        size_t kl = strlen(k), hl = strlen(h);
+        unsigned diff = kl != hl;
+        for (size_t j = 0; j < kl; j++)
+            diff |= (unsigned char)k[j] ^ (unsigned char)(j < hl ? h[j] : 0);
+        if (!diff)
+            return 1;
+    }
+    return 0;
+}
+
+static void set_request_id(glm_http_req *r, glm_server *srv)
+{
+    const char *h = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "X-Request-Id");
+    size_t n = h ? strlen(h) : 0;
+    int ok = n > 0 && n < sizeof r->request_id;
+    for (size_t i = 0; ok && i < n; i++)
+        ok = h[i] > 32 && h[i] < 127 && h[i] != '"' && h[i] != '\\';
+    if (ok) {
+        memcpy(r->request_id, h, n + 1);
+        return;
+    }
+    uint64_t x = srv->id_base + atomic_fetch_add(&srv->next_id, 1) * 0x9E3779B97F4A7C15ull;
+    x ^= x >> 31;
+    x *= 0xBF58476D1CE4E5B9ull;
+    x ^= x >> 29;
+    snprintf(r->request_id, sizeof r->request_id, "%016llx", (unsigned long long)x);
+}
+
+static enum MHD_Result dispatch(glm_http_req *r)
+{
+    if (r->route == R_NONE)
+        return glm_http_error(r, 404, NULL, NULL, "Not Found: %s", r->url);
+    if (strcmp(r->method, routes[r->route].method) != 0 &&
+        !(strcmp(r->method, "HEAD") == 0 && strcmp(routes[r->route].method, "GET") == 0))
+        return glm_http_error(r, 405, NULL, NULL, "Method Not Allowed: %s %s", r->method, r->url);
+    if (r->too_large)
+        return glm_http_error(r, 413, NULL, NULL, "the request body is larger than %zu bytes",
+                              r->srv->max_request_bytes);
+    if (!authorized(r))
+        return glm_http_error(r, 401, NULL, NULL, "Unauthorized: a valid API key is required");
+    /* a kept-alive connection may still send requests while the server drains */
+    if (atomic_load(&((glm_server *)r->srv)->draining) && r->route != R_HEALTH && r->route != R_METRICS)
+        return glm_http_error(r, 503, NULL, NULL, "the server is shutting down");
+    switch (r->route) {
+    case R_HEALTH: return glm_handle_health(r);
+    case R_VERSION: return glm_handle_version(r);
+    case R_MODELS: return glm_handle_models(r, NULL);
+    case R_MODEL: return glm_handle_models(r, r->url + strlen(routes[R_MODEL].path));
+    case R_METRICS: return glm_handle_metrics(r);
+    case R_TOKENIZE: return glm_handle_tokenize(r);
+    case R_DETOKENIZE: return glm_handle_detokenize(r);
+    case R_CHAT: return glm_handle_completions(r, 1);
+    case R_COMPLETIONS: return glm_handle_completions(r, 0);
+    default: return glm_http_error(r, 404, NULL, NULL, "Not Found");
+    }
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
+                                  const char *version, const char *upload_data, size_t *upload_data_size,
+                                  void **con_cls)
+{
+    glm_server *srv = cls;
+    glm_http_req *r = *con_cls;
+    if (!r) {
+        r = glm_calloc(1, sizeof *r);
+        r->srv = srv;
+        r->conn = conn;
+        r->method = method;
+        r->url = url;
+        r->t0 = glm_now();
+        r->route = find_route(url);
+        set_request_id(r, srv);
+        atomic_fetch_add(&srv->active, 1);
+        r->counted = 1;
+        *con_cls = r;
+        /* An announced oversized body: answer 413 before reading it when the
+         * client waits for "100 Continue" or the body is huge; otherwise read
+         * and drop it first, since clients that are still sending when the
+         * connection closes see a broken pipe instead of the 413. */
+        const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+        if (cl && strtoull(cl, NULL, 10) > srv->max_request_bytes) {
+            r->too_large = 1;
+            const char *expect = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_EXPECT);
+            if (expect || strtoull(cl, NULL, 10) > srv->max_request_bytes + ((size_t)64 << 20))
+                return glm_http_error(r, 413, NULL, NULL, "the request body is larger than %zu bytes",
+                                      srv->max_request_bytes);
+        }
+        return MHD_YES;
+    }
+    if (*upload_data_size) {
+        size_t n = *upload_data_size;
+        *upload_data_size = 0;
+        if (r->too_large || r->body_len + n > srv->max_request_bytes) {
+            r->too_large = 1;
+            free(r->body);
+            r->body = NULL;
+            r->body_len = 0;
+            return MHD_YES;
+        }
+        r->body = glm_realloc(r->body, r->body_len + n + 1);
+        memcpy(r->body + r->body_len, upload_data, n);
+        r->body_len += n;
+        r->body[r->body_len] = 0;
+        return MHD_YES;
+    }
+    if (r->status) /* already answered (413 on the first call) */
+        return MHD_YES;
+    return dispatch(r);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls, enum MHD_RequestTerminationCode toe)
+{
+    glm_server *srv = cls;
+    glm_http_req *r = *con_cls;
+    if (!r)
+        return;
+    fprintf(stderr, "glm-server: %s %s %s %d prompt_tokens=%d completion_tokens=%d %.3fs%s\n", r->request_id,
+            r->method, r->url, r->status, r->prompt_tokens, r->completion_tokens, glm_now() - r->t0,
+            toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " (connection closed early)");
+    if (r->counted)
+        atomic_fetch_sub(&srv->active, 1);
+    free(r->body);
+    free(r);
+    *con_cls = NULL;
+}
+
+/* libmicrohttpd's own messages (socket errors, refused connections), on one
+ * prefixed line each like the rest of the log. */
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    char msg[512];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    size_t n = strlen(msg);
+    while (n && (msg[n - 1] == '\n' || msg[n - 1] == '.'))
+        msg[--n] = 0;
+    fprintf(stderr, "glm-server: http: %s\n", msg);
+}
+
+glm_http *glm_http_start(glm_server *srv, const char *host, int port, char *err, size_t errlen)
+{
+    struct addrinfo hints = {0}, *ai = NULL;
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+    char ports[16];
+    snprintf(ports, sizeof ports, "%d", port);
+    int gai = getaddrinfo(host, ports, &hints, &ai);
+    if (gai != 0) {
+        glm_err(err, errlen, "cannot resolve --host %s: %s", host, gai_strerror(gai));
+        return NULL;
+    }
+    unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL | MHD_USE_ITC |
+                     MHD_USE_ERROR_LOG;
+    if (ai->ai_family == AF_INET6)
+        flags |= MHD_USE_IPv6;
+    glm_http *h = glm_calloc(1, sizeof *h);
+    h->srv = srv;
+    h->d = MHD_start_daemon(flags, (uint16_t)port, NULL, NULL, on_request, srv, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
+                            MHD_OPTION_SOCK_ADDR, ai->ai_addr,
+                            MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv, MHD_OPTION_CONNECTION_TIMEOUT,
+                            (unsigned)srv->idle_timeout_s, MHD_OPTION_CONNECTION_LIMIT, (unsigned)1000, MHD_OPTION_END);
+    freeaddrinfo(ai);
+    if (!h->d) {
+        free(h);
+        glm_err(err, errlen, "cannot listen on %s:%d (address in use or not available)", host, port);
+        return NULL;
+    }
+    return h;
+}
+
+void glm_http_quiesce(glm_http *h)
+{
+    MHD_socket s = MHD_quiesce_daemon(h->d);
+    if (s != MHD_INVALID_SOCKET)
+        close(s);
+}
+
+void glm_http_stop(glm_http *h)
+{
+    if (!h)
+        return;
+    MHD_stop_daemon(h->d);
+    free(h);
+}

@@ -1,0 +1,76 @@
+/*
+ * http.h - the HTTP layer of `glm-server serve` on libmicrohttpd: the daemon
+ * (one thread per connection, so a handler may block while its request
+ * generates), request bodies up to srv->max_request_bytes (413 beyond),
+ * routing with 404/405, API-key checks (401), X-Request-Id, OpenAI-shaped
+ * errors and one log line per request.
+ *
+ * Handlers (handlers.c, completions.c) receive a glm_http_req and must queue
+ * exactly one response through the helpers below (or glm_http_queue).
+ */
+#ifndef GLM_HTTP_H
+#define GLM_HTTP_H
+
+#include <jansson.h>
+#include <microhttpd.h>
+#include <stddef.h>
+
+#include "server.h"
+
+typedef struct {
+    const glm_server *srv;
+    struct MHD_Connection *conn;
+    const char *method, *url;
+    char *body;                 /* NUL-terminated, body_len bytes */
+    size_t body_len;
+    int too_large;
+    char request_id[72];
+    int status;                 /* of the queued response, for the log */
+    int prompt_tokens, completion_tokens;
+    double t0;
+    int route;                  /* internal */
+    int counted;                /* internal: counted in srv->active */
+} glm_http_req;
+
+/* Queues resp with status, X-Request-Id and the given content type; takes
+ * ownership of resp. Returns the MHD result to hand back. */
+enum MHD_Result glm_http_queue(glm_http_req *r, int status, struct MHD_Response *resp, const char *content_type);
+
+/* Queues a JSON body (takes the reference to obj). */
+enum MHD_Result glm_http_json(glm_http_req *r, int status, json_t *obj);
+
+/* Queues an OpenAI error: {"error": {"message", "type", "param", "code"}}.
+ * type NULL: derived from status. param may be NULL. */
+enum MHD_Result glm_http_error(glm_http_req *r, int status, const char *type, const char *param, const char *fmt,
+                               ...) __attribute__((format(printf, 5, 6)));
+
+/* Parses the body as a JSON object; on failure queues a 400 and returns NULL
+ * (*result set to what the handler must return). */
+json_t *glm_http_body_json(glm_http_req *r, enum MHD_Result *result);
+
+/* The connection's socket, for noticing a client that went away. */
+int glm_http_socket(const glm_http_req *r);
+
+typedef struct glm_http glm_http;
+
+/* Starts serving on host:port. NULL with a message in err (address in use,
+ * bad host). */
+glm_http *glm_http_start(glm_server *srv, const char *host, int port, char *err, size_t errlen);
+
+/* Stops accepting connections (running ones continue). */
+void glm_http_quiesce(glm_http *h);
+
+/* Closes everything and frees h. Handlers must have returned (see
+ * srv->active and srv->stopping). */
+void glm_http_stop(glm_http *h);
+
+/* Handlers, by route. */
+enum MHD_Result glm_handle_health(glm_http_req *r);
+enum MHD_Result glm_handle_version(glm_http_req *r);
+enum MHD_Result glm_handle_models(glm_http_req *r, const char *id);
+enum MHD_Result glm_handle_metrics(glm_http_req *r);
+enum MHD_Result glm_handle_tokenize(glm_http_req *r);
+enum MHD_Result glm_handle_detokenize(glm_http_req *r);
+enum MHD_Result glm_handle_completions(glm_http_req *r, int chat);
+
+#endif

@@ -1,0 +1,394 @@
+/*
+ * openai_request.c - OpenAI request bodies -> prompt ids + sampling params;
+ * see openai_request.h. Field names and ranges follow OpenAI's API reference
+ * and vLLM's protocol.py (top_k, min_p, repetition_penalty, min_tokens,
+ * ignore_eos, stop_token_ids, skip_special_tokens are vLLM extensions).
+ */
+#include "openai_request.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "chat_request.h"
+#include "util.h"
+
+/* ---- typed field readers: 0 absent/null, 1 set, -1 wrong type ---------------------- */
+
+static const json_t *field(const json_t *o, const char *k)
+{
+    const json_t *v = json_object_get(o, k);
+    return v && !json_is_null(v) ? v : NULL;
+}
+
+static int get_num(const json_t *o, const char *k, double *out)
+{
+    const json_t *v = field(o, k);
+    if (!v)
+        return 0;
+    if (!json_is_number(v))
+        return -1;
+    *out = json_number_value(v);
+    return 1;
+}
+
+static int get_int(const json_t *o, const char *k, long long *out)
+{
+    const json_t *v = field(o, k);
+    if (!v)
+        return 0;
+    if (json_is_integer(v)) {
+        *out = json_integer_value(v);
+        return 1;
+    }
+    if (json_is_real(v) && json_real_value(v) == floor(json_real_value(v)) && fabs(json_real_value(v)) < 9e15) {
+        *out = (long long)json_real_value(v);
+        return 1;
+    }
+    return -1;
+}
+
+static int get_bool(const json_t *o, const char *k, int *out)
+{
+    const json_t *v = field(o, k);
+    if (!v)
+        return 0;
+    if (!json_is_boolean(v))
+        return -1;
+    *out = json_is_true(v);
+    return 1;
+}
+
+#define BAD(p, ...) (*param = (p), glm_err(err, errlen, __VA_ARGS__))
+
+static int read_float(const json_t *o, const char *k, float *dst, const char **param, char *err,
+                      size_t errlen)
+{
+    double d;
+    int rc = get_num(o, k, &d);
+    if (rc < 0)
+        return BAD(k, "'%s' must be a number", k);
+    if (rc > 0) {
+        if (!isfinite(d))
+            return BAD(k, "'%s' must be finite", k);
+        *dst = (float)d;
+    }
+    return GLM_OK;
+}
+
+static int parse_stop(glm_oai_request *r, const json_t *root, const char **param, char *err, size_t errlen)
+{
+    const json_t *v = field(root, "stop");
+    if (!v)
+        return GLM_OK;
+    if (json_is_string(v)) {
+        if (json_string_length(v) > 0) {
+            r->stops[0] = json_string_value(v);
+            r->stop_lens[0] = json_string_length(v);
+            r->n_stops = 1;
+        }
+        return GLM_OK;
+    }
+    if (!json_is_array(v))
+        return BAD("stop", "'stop' must be a string or an array of strings");
+    if (json_array_size(v) > GLM_OAI_MAX_STOP)
+        return BAD("stop", "'stop' may hold at most %d strings", GLM_OAI_MAX_STOP);
+    size_t i;
+    const json_t *s;
+    json_array_foreach(v, i, s) {
+        if (!json_is_string(s))
+            return BAD("stop", "'stop' must be a string or an array of strings");
+        if (json_string_length(s) == 0)
+            continue;
+        r->stops[r->n_stops] = json_string_value(s);
+        r->stop_lens[r->n_stops++] = json_string_length(s);
+    }
+    return GLM_OK;
+}
+
+static int parse_sampling(glm_oai_request *r, const json_t *root, const glm_server *srv, const char **param,
+                          char *err, size_t errlen)
+{
+    glm_sampling_params *sp = &r->sp;
+    glm_sampling_params_init(sp);
+    if (read_float(root, "temperature", &sp->temperature, param, err, errlen) ||
+        read_float(root, "top_p", &sp->top_p, param, err, errlen) ||
+        read_float(root, "min_p", &sp->min_p, param, err, errlen) ||
+        read_float(root, "presence_penalty", &sp->presence_penalty, param, err, errlen) ||
+        read_float(root, "frequency_penalty", &sp->frequency_penalty, param, err, errlen) ||
+        read_float(root, "repetition_penalty", &sp->repetition_penalty, param, err, errlen))
+        return GLM_ERR;
+    long long v;
+    int rc;
+    if ((rc = get_int(root, "top_k", &v)) < 0 || (rc > 0 && (v < -1 || v > INT32_MAX)))
+        return BAD("top_k", "'top_k' must be an integer >= -1");
+    if (rc > 0)
+        sp->top_k = (int)v;
+    if ((rc = get_int(root, "n", &v)) < 0 || (rc > 0 && (v < 1 || v > GLM_SAMPLING_MAX_N)))
+        return BAD("n", "'n' must be an integer in [1, %d]", GLM_SAMPLING_MAX_N);
+    if (rc > 0)
+        sp->n = (int)v;
+    if ((rc = get_int(root, "seed", &v)) < 0)
+        return BAD("seed", "'seed' must be an integer");
+    if (rc > 0 && v != -1) {
+        sp->has_seed = 1;
+        sp->seed = (uint64_t)v;
+    }
+    /* max_completion_tokens (chat) wins over the deprecated max_tokens */
+    const char *mt = r->chat && field(root, "max_completion_tokens") ? "max_completion_tokens" : "max_tokens";
+    if ((rc = get_int(root, mt, &v)) < 0 || (rc > 0 && (v < 1 || v > INT32_MAX)))
+        return BAD(mt, "'%s' must be an integer >= 1", mt);
+    if (rc > 0) {
+        sp->has_max_tokens = 1;
+        sp->max_tokens = (int)v;
+    } else if (!r->chat) {
+        sp->has_max_tokens = 1; /* OpenAI's completions default */
+        sp->max_tokens = 16;
+    }
+    if ((rc = get_int(root, "min_tokens", &v)) < 0 || (rc > 0 && (v < 0 || v > INT32_MAX)))
+        return BAD("min_tokens", "'min_tokens' must be an integer >= 0");
+    if (rc > 0)
+        sp->min_tokens = (int)v;
+    if (get_bool(root, "ignore_eos", &sp->ignore_eos) < 0)
+        return BAD("ignore_eos", "'ignore_eos' must be a boolean");
+    r->skip_special = 1;
+    if (get_bool(root, "skip_special_tokens", &r->skip_special) < 0)
+        return BAD("skip_special_tokens", "'skip_special_tokens' must be a boolean");
+
+    const json_t *ids = field(root, "stop_token_ids");
+    if (ids) {
+        if (!json_is_array(ids) || json_array_size(ids) > 64)
+            return BAD("stop_token_ids", "'stop_token_ids' must be an array of at most 64 token ids");
+        size_t i;
+        const json_t *x;
+        json_array_foreach(ids, i, x) {
+            if (!json_is_integer(x) || json_integer_value(x) < 0 || json_integer_value(x) >= srv->vocab)
+                return BAD("stop_token_ids", "'stop_token_ids' must hold token ids in [0, %d)", srv->vocab);
+            r->stop_ids[i] = (int32_t)json_integer_value(x);
+        }
+        sp->stop_token_ids = r->stop_ids;
+        sp->n_stop_token_ids = (int)json_array_size(ids);
+    }
+
+    const json_t *lb = field(root, "logit_bias");
+    if (lb) {
+        if (!json_is_object(lb) || json_object_size(lb) > (size_t)srv->vocab)
+            return BAD("logit_bias", "'logit_bias' must be an object of token ids to numbers");
+        r->bias = glm_malloc(sizeof *r->bias * (json_object_size(lb) + 1));
+        const char *k;
+        const json_t *x;
+        json_object_foreach((json_t *)lb, k, x) {
+            char *end;
+            long id = strtol(k, &end, 10);
+            if (!*k || *end || id < 0 || id >= srv->vocab)
+                return BAD("logit_bias", "'logit_bias' keys must be token ids in [0, %d), got \"%.40s\"", srv->vocab, k);
+            if (!json_is_number(x) || !isfinite(json_number_value(x)))
+                return BAD("logit_bias", "'logit_bias' values must be numbers");
+            r->bias[sp->n_logit_bias].id = (int32_t)id;
+            r->bias[sp->n_logit_bias++].bias = (float)json_number_value(x);
+        }
+        sp->logit_bias = r->bias;
+    }
+
+    /* logprobs: chat has a boolean and top_logprobs; completions an integer 0..5(+) */
+    if (r->chat) {
+        if (get_bool(root, "logprobs", &r->logprobs) < 0)
+            return BAD("logprobs", "'logprobs' must be a boolean");
+        if ((rc = get_int(root, "top_logprobs", &v)) < 0 || (rc > 0 && (v < 0 || v > GLM_SAMPLING_MAX_TOP_LOGPROBS)))
+            return BAD("top_logprobs", "'top_logprobs' must be an integer in [0, %d]", GLM_SAMPLING_MAX_TOP_LOGPROBS);
+        if (rc > 0) {
+            if (v > 0 && !r->logprobs)
+                return BAD("top_logprobs", "'top_logprobs' requires 'logprobs' to be true");
+            r->top_logprobs = (int)v;
+        }
+    } else {
+        if ((rc = get_int(root, "logprobs", &v)) < 0 || (rc > 0 && (v < 0 || v > GLM_SAMPLING_MAX_TOP_LOGPROBS)))
+            return BAD("logprobs", "'logprobs' must be an integer in [0, %d]", GLM_SAMPLING_MAX_TOP_LOGPROBS);
+        if (rc > 0) {
+            r->logprobs = 1;
+            r->top_logprobs = (int)v;
+        }
+        if (get_bool(root, "echo", &r->echo) < 0)
+            return BAD("echo", "'echo' must be a boolean");
+    }
+    sp->logprobs = r->logprobs;
+    sp->top_logprobs = r->top_logprobs;
+
+    if (get_bool(root, "stream", &r->stream) < 0)
+        return BAD("stream", "'stream' must be a boolean");
+    const json_t *so = field(root, "stream_options");
+    if (so) {
+        if (!json_is_object(so))
+            return BAD("stream_options", "'stream_options' must be an object");
+        if (get_bool(so, "include_usage", &r->include_usage) < 0)
+            return BAD("stream_options", "'stream_options.include_usage' must be a boolean");
+    }
+    if (parse_stop(r, root, param, err, errlen) != GLM_OK)
+        return GLM_ERR;
+
+    const char *bad = NULL;
+    char verr[GLM_ERRLEN];
+    if (glm_sampling_params_validate(sp, srv->vocab, &bad, verr, sizeof verr) != GLM_OK)
+        return BAD(bad, "%s", verr);
+    return GLM_OK;
+}
+
+static int encode(glm_oai_request *r, const glm_server *srv, const char *text, size_t len, const char *name,
+                  const char **param, char *err, size_t errlen)
+{
+    int32_t *ids = NULL;
+    size_t n = 0;
+    char terr[GLM_ERRLEN];
+    if (glm_tok_encode(srv->tok, text, len, 1, &ids, &n, terr, sizeof terr) != GLM_OK)
+        return BAD(name, "%s", terr);
+    if (n > INT32_MAX / 2) {
+        free(ids);
+        return BAD(name, "the prompt is too long");
+    }
+    r->prompt = ids;
+    r->n_prompt = (int)n;
+    return GLM_OK;
+}
+
+static int chat_prompt(glm_oai_request *r, const json_t *root, const glm_server *srv, const char **param, char *err,
+                       size_t errlen)
+{
+    const json_t *messages = field(root, "messages");
+    if (!json_is_array(messages) || json_array_size(messages) == 0)
+        return BAD("messages", "'messages' must be a non-empty array");
+    size_t i;
+    const json_t *m;
+    json_array_foreach(messages, i, m) {
+        if (!json_is_object(m) || !json_is_string(json_object_get(m, "role")))
+            return BAD("messages", "messages[%zu] must be an object with a string 'role'", i);
+    }
+    const json_t *tools = field(root, "tools");
+    if (tools && !json_is_array(tools))
+        return BAD("tools", "'tools' must be an array");
+    const json_t *tc = field(root, "tool_choice");
+    int tools_none = tc && json_is_string(tc) && strcmp(json_string_value(tc), "none") == 0;
+    r->tools = tools;
+    r->parse_tools = tools && json_array_size(tools) > 0 && !tools_none;
+    int add_gen = 1;
+    if (get_bool(root, "add_generation_prompt", &add_gen) < 0)
+        return BAD("add_generation_prompt", "'add_generation_prompt' must be a boolean");
+
+    char cerr[GLM_ERRLEN];
+    json_t *kw = glm_chat_template_kwargs(root, cerr, sizeof cerr);
+    if (!kw) {
+        /* its messages start with the field in quotes: 'thinking.type' must be ... */
+        const char *q = cerr[0] == '\'' ? strchr(cerr + 1, '\'') : NULL;
+        size_t n = q ? (size_t)(q - cerr - 1) : 0;
+        const char *dot = n ? memchr(cerr + 1, '.', n) : NULL;
+        if (dot)
+            n = (size_t)(dot - cerr - 1); /* report the top-level field */
+        if (n && n < sizeof r->param_buf) {
+            memcpy(r->param_buf, cerr + 1, n);
+            r->param_buf[n] = 0;
+        }
+        return BAD(n && n < sizeof r->param_buf ? r->param_buf : NULL, "%s", cerr);
+    }
+    json_t *msgs = glm_chat_messages_for_template(messages, cerr, sizeof cerr);
+    if (!msgs) {
+        json_decref(kw);
+        return BAD("messages", "%s", cerr);
+    }
+    char *prompt = NULL;
+    size_t plen = 0;
+    int rc = glm_chat_render(srv->tmpl, msgs, tools, add_gen, kw, &prompt, &plen, cerr, sizeof cerr);
+    json_decref(kw);
+    json_decref(msgs);
+    if (rc != GLM_OK)
+        return BAD("messages", "%s", cerr);
+    r->think = glm_out_think_mode_for_prompt(prompt, plen, &srv->tags);
+    r->prompt_text = prompt;
+    return encode(r, srv, prompt, plen, "messages", param, err, errlen);
+}
+
+static int completion_prompt(glm_oai_request *r, const json_t *root, const glm_server *srv, const char **param,
+                             char *err, size_t errlen)
+{
+    const json_t *p = field(root, "prompt");
+    /* a list holding one prompt is accepted as that prompt */
+    if (json_is_array(p) && json_array_size(p) == 1 &&
+        (json_is_string(json_array_get(p, 0)) || json_is_array(json_array_get(p, 0))))
+        p = json_array_get(p, 0);
+    if (json_is_string(p)) {
+        if (json_string_length(p) == 0)
+            return BAD("prompt", "'prompt' must not be empty");
+        r->prompt_text = glm_strdup(json_string_value(p));
+        return encode(r, srv, json_string_value(p), json_string_length(p), "prompt", param, err, errlen);
+    }
+    if (!json_is_array(p) || json_array_size(p) == 0)
+        return BAD("prompt", "'prompt' must be a non-empty string or array of token ids");
+    size_t n = json_array_size(p), i;
+    const json_t *x;
+    if (n > (size_t)INT32_MAX / 2)
+        return BAD("prompt", "the prompt is too long");
+    int32_t *ids = glm_malloc(sizeof(int32_t) * n);
+    json_array_foreach(p, i, x) {
+        if (!json_is_integer(x) || json_integer_value(x) < 0 || json_integer_value(x) >= srv->vocab) {
+            free(ids);
+            if (json_is_string(x) || json_is_array(x))
+                return BAD("prompt", "batched prompts are not supported: send one prompt per request");
+            return BAD("prompt", "'prompt' token ids must be integers in [0, %d)", srv->vocab);
+        }
+        ids[i] = (int32_t)json_integer_value(x);
+    }
+    r->prompt = ids;
+    r->n_prompt = (int)n;
+    if (r->echo) {
+        size_t len;
+        r->prompt_text = glm_tok_decode(srv->tok, ids, n, 0, &len);
+    }
+    return GLM_OK;
+}
+
+int glm_oai_request_parse(glm_oai_request *r, const json_t *root, int chat, const glm_server *srv, int *status,
+                          const char **param, char *err, size_t errlen)
+{
+    memset(r, 0, sizeof *r);
+    r->chat = chat;
+    r->think = GLM_OUT_THINK_OFF;
+    *status = 400;
+    *param = NULL;
+    const json_t *model = field(root, "model");
+    if (model && !json_is_string(model))
+        return BAD("model", "'model' must be a string");
+    if (model && strcmp(json_string_value(model), srv->served_model_name) != 0) {
+        *status = 404;
+        return BAD("model", "The model `%s` does not exist.", json_string_value(model));
+    }
+    int rc = parse_sampling(r, root, srv, param, err, errlen);
+    if (rc == GLM_OK)
+        rc = chat ? chat_prompt(r, root, srv, param, err, errlen) : completion_prompt(r, root, srv, param, err, errlen);
+    if (rc == GLM_OK && r->n_prompt >= srv->max_model_len) {
+        rc = BAD(chat ? "messages" : "prompt",
+                 "This model's maximum context length is %d tokens. However, your request has %d input tokens. "
+                 "Please reduce the length of the input messages.",
+                 srv->max_model_len, r->n_prompt);
+    } else if (rc == GLM_OK && r->sp.has_max_tokens &&
+               (long long)r->n_prompt + r->sp.max_tokens > srv->max_model_len) {
+        /* vLLM's wording */
+        const char *mt = chat && field(root, "max_completion_tokens") ? "max_completion_tokens" : "max_tokens";
+        rc = BAD(mt,
+                 "This model's maximum context length is %d tokens. However, you requested %lld tokens (%d in "
+                 "the messages, %d in the completion). Please reduce the length of the messages or completion.",
+                 srv->max_model_len, (long long)r->n_prompt + r->sp.max_tokens, r->n_prompt, r->sp.max_tokens);
+    }
+    if (rc != GLM_OK) {
+        glm_oai_request_free(r);
+        return GLM_ERR;
+    }
+    return GLM_OK;
+}
+
+void glm_oai_request_free(glm_oai_request *r)
+{
+    free(r->prompt);
+    free(r->prompt_text);
+    free(r->bias);
+    r->prompt = NULL;
+    r->prompt_text = NULL;
+    r->bias = NULL;
+}

@@ -1,0 +1,58 @@
+/*
+ * openai_request.h - parsing and validating the body of POST
+ * /v1/chat/completions and /v1/completions into engine inputs: the prompt's
+ * token ids (chat: rendered through the chat template first), sampling
+ * parameters, stop strings, streaming and logprob options, and what the
+ * output parser needs (think mode, tools).
+ *
+ * Unknown fields are ignored; a known field with the wrong type or range is
+ * an error naming the field (a 400 with "param" set). Nothing here talks to
+ * the network; the caller owns the JSON root for the life of the struct.
+ */
+#ifndef GLM_OPENAI_REQUEST_H
+#define GLM_OPENAI_REQUEST_H
+
+#include <jansson.h>
+#include <stdint.h>
+
+#include "output_parser.h"
+#include "sampler.h"
+#include "server.h"
+
+#define GLM_OAI_MAX_STOP 16
+
+typedef struct {
+    int chat;                     /* 1: chat completions; 0: completions */
+    int stream;
+    int include_usage;            /* stream_options.include_usage */
+    int logprobs;                 /* report per-token logprobs */
+    int top_logprobs;             /* 0..20 alternatives per token */
+    int skip_special;             /* skip_special_tokens, default 1 */
+    int echo;                     /* completions: prepend the prompt text */
+    glm_sampling_params sp;       /* validated; arrays point into this struct */
+    int32_t stop_ids[64];
+    glm_sampling_logit_bias *bias; /* [sp.n_logit_bias], malloc'd */
+    const char *stops[GLM_OAI_MAX_STOP]; /* borrowed from the JSON root */
+    size_t stop_lens[GLM_OAI_MAX_STOP];
+    int n_stops;
+    int32_t *prompt;              /* [n_prompt], malloc'd */
+    int n_prompt;
+    char *prompt_text;            /* completions with echo, or the rendered chat prompt */
+    glm_out_think_mode think;     /* chat: from the rendered prompt's ending */
+    int parse_tools;              /* chat: tools given and tool_choice is not "none" */
+    const json_t *tools;          /* borrowed */
+    char param_buf[64];           /* storage for a field name reported by chat_request.c */
+} glm_oai_request;
+
+/*
+ * Fills r from the request object `root`. Returns GLM_OK, or GLM_ERR with
+ * *status (400 or 404), *param (the offending field, or NULL) and one line in
+ * err (OpenAI / vLLM wording where one exists, e.g. "The model `x` does not
+ * exist."). On GLM_ERR nothing needs freeing; on GLM_OK call
+ * glm_oai_request_free.
+ */
+int glm_oai_request_parse(glm_oai_request *r, const json_t *root, int chat, const glm_server *srv,
+                          int *status, const char **param, char *err, size_t errlen);
+void glm_oai_request_free(glm_oai_request *r);
+
+#endif

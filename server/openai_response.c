@@ -1,0 +1,491 @@
+/*
+ * openai_response.c - engine events -> OpenAI chat / completions JSON and SSE
+ * chunks; see openai_response.h. Shapes follow OpenAI's API reference and
+ * vLLM's protocol.py (reasoning in both `reasoning_content` and `reasoning`,
+ * usage.prompt_tokens_details.cached_tokens,
+ * usage.completion_tokens_details.reasoning_tokens).
+ */
+#include "openai_response.h"
+
+#include <jansson.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "stop_strings.h"
+#include "util.h"
+
+void glm_buf_add(glm_buf *b, const char *s, size_t n)
+{
+    if (b->len + n + 1 > b->cap) {
+        b->cap = (b->len + n + 1) * 2;
+        b->p = glm_realloc(b->p, b->cap);
+    }
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    b->p[b->len] = 0;
+}
+
+void glm_buf_free(glm_buf *b)
+{
+    free(b->p);
+    memset(b, 0, sizeof *b);
+}
+
+typedef struct {
+    glm_detok *detok;
+    glm_stop stop;
+    glm_out_parser *parser;     /* chat only */
+    glm_buf text;               /* completions: the released text */
+    json_t *logprobs;           /* chat: content[]; completions: the four arrays */
+    size_t text_offset;         /* completions: bytes released so far */
+    int n_tokens, reasoning_tokens;
+    int done;
+    const char *finish;         /* "stop", "length", "abort" */
+    int started;                /* streaming: role chunk written */
+} gen_sample;
+
+struct glm_gen {
+    const glm_server *srv;
+    const glm_oai_request *req;
+    char id[80];
+    long created;
+    int n;
+    int n_done;
+    int prompt_tokens, cached_tokens;
+    gen_sample *s;              /* [n] */
+};
+
+/* ---- JSON helpers that never pass NULL on ---------------------------------------- */
+
+static json_t *jstr(const char *s, size_t n)
+{
+    json_t *v = json_stringn(s, n);
+    return v ? v : json_string("\xef\xbf\xbd"); /* unreachable for repaired text */
+}
+
+static json_t *jlogprob(float lp)
+{
+    return json_real(isfinite(lp) ? (double)lp : -9999.0);
+}
+
+static json_t *token_str(const glm_server *srv, int32_t id)
+{
+    size_t len;
+    char *t = glm_tok_decode(srv->tok, &id, 1, 0, &len);
+    json_t *v = jstr(t, len);
+    free(t);
+    return v;
+}
+
+static json_t *token_bytes(const glm_server *srv, int32_t id)
+{
+    size_t len = 0;
+    const char *b = glm_tok_token_bytes(srv->tok, id, &len);
+    json_t *a = json_array();
+    for (size_t i = 0; b && i < len; i++)
+        json_array_append_new(a, json_integer((unsigned char)b[i]));
+    return a;
+}
+
+/* Appends one token's logprobs to sample state `lp` (chat shape or completions shape). */
+static void add_logprobs(const glm_gen *g, json_t *lp, const glm_event *ev, size_t text_offset)
+{
+    const glm_server *srv = g->srv;
+    if (g->req->chat) {
+        json_t *e = json_object();
+        json_object_set_new(e, "token", token_str(srv, ev->token));
+        json_object_set_new(e, "logprob", jlogprob(ev->logprob));
+        json_object_set_new(e, "bytes", token_bytes(srv, ev->token));
+        json_t *top = json_array();
+        for (int k = 0; k < ev->n_top && k < g->req->top_logprobs; k++) {
+            json_t *t = json_object();
+            json_object_set_new(t, "token", token_str(srv, ev->top_ids[k]));
+            json_object_set_new(t, "logprob", jlogprob(ev->top_logprobs[k]));
+            json_object_set_new(t, "bytes", token_bytes(srv, ev->top_ids[k]));
+            json_array_append_new(top, t);
+        }
+        json_object_set_new(e, "top_logprobs", top);
+        json_array_append_new(json_object_get(lp, "content"), e);
+        return;
+    }
+    json_t *tok = token_str(srv, ev->token);
+    json_array_append(json_object_get(lp, "tokens"), tok);
+    json_array_append_new(json_object_get(lp, "token_logprobs"), jlogprob(ev->logprob));
+    json_array_append_new(json_object_get(lp, "text_offset"), json_integer((json_int_t)text_offset));
+    json_t *top = json_object();
+    for (int k = 0; k < ev->n_top && k < g->req->top_logprobs; k++) {
+        json_t *ts = token_str(srv, ev->top_ids[k]);
+        json_object_set_new(top, json_string_value(ts), jlogprob(ev->top_logprobs[k]));
+        json_decref(ts);
+    }
+    json_array_append_new(json_object_get(lp, "top_logprobs"), top);
+    json_decref(tok);
+}
+
+static json_t *new_logprobs(int chat)
+{
+    if (chat)
+        return json_pack("{s:[]}", "content");
+    return json_pack("{s:[],s:[],s:[],s:[]}", "tokens", "token_logprobs", "top_logprobs", "text_offset");
+}
+
+/* ---- lifecycle ----------------------------------------------------------------------- */
+
+static void id_fn(void *ctx, int index, char buf[GLM_OUT_ID_MAX])
+{
+    const glm_gen *g = ctx;
+    snprintf(buf, GLM_OUT_ID_MAX, "call_%.40s_%d", g->id + (g->req->chat ? 9 : 5), index);
+}
+
+glm_gen *glm_gen_create(const glm_server *srv, const glm_oai_request *req, const char *id)
+{
+    glm_gen *g = glm_calloc(1, sizeof *g);
+    g->srv = srv;
+    g->req = req;
+    snprintf(g->id, sizeof g->id, "%s", id);
+    g->created = (long)time(NULL);
+    g->n = req->sp.n;
+    g->prompt_tokens = req->n_prompt;
+    g->s = glm_calloc((size_t)g->n, sizeof *g->s);
+    for (int i = 0; i < g->n; i++) {
+        gen_sample *s = &g->s[i];
+        s->detok = glm_detok_new(srv->tok, req->skip_special);
+        glm_stop_init(&s->stop, req->stops, req->stop_lens, req->n_stops);
+        if (req->logprobs)
+            s->logprobs = new_logprobs(req->chat);
+        if (req->chat) {
+            glm_out_params prm;
+            glm_out_params_default(&prm);
+            prm.tags = srv->tags;
+            prm.think = req->think;
+            prm.parse_tools = req->parse_tools;
+            prm.tools = req->tools;
+            prm.id_fn = id_fn;
+            prm.id_ctx = g;
+            char err[GLM_ERRLEN];
+            s->parser = glm_out_create(&prm, err, sizeof err);
+            GLM_ASSERT(s->parser); /* the tags were checked at startup */
+        }
+        if (!req->chat && req->echo && req->prompt_text)
+            glm_buf_add(&s->text, req->prompt_text, strlen(req->prompt_text));
+    }
+    return g;
+}
+
+void glm_gen_free(glm_gen *g)
+{
+    if (!g)
+        return;
+    for (int i = 0; i < g->n; i++) {
+        glm_detok_free(g->s[i].detok);
+        glm_stop_free(&g->s[i].stop);
+        glm_out_free(g->s[i].parser);
+        glm_buf_free(&g->s[i].text);
+        json_decref(g->s[i].logprobs);
+    }
+    free(g->s);
+    free(g);
+}
+
+void glm_gen_usage(const glm_gen *g, int *prompt_tokens, int *completion_tokens)
+{
+    int c = 0;
+    for (int i = 0; i < g->n; i++)
+        c += g->s[i].n_tokens;
+    *prompt_tokens = g->prompt_tokens;
+    *completion_tokens = c;
+}
+
+/* ---- streaming ----------------------------------------------------------------------- */
+
+static void emit(glm_buf *out, json_t *obj)
+{
+    char *s = json_dumps(obj, JSON_COMPACT);
+    json_decref(obj);
+    if (!s)
+        return; /* every value is checked above; kept as a guard */
+    glm_buf_add(out, "data: ", 6);
+    glm_buf_add(out, s, strlen(s));
+    glm_buf_add(out, "\n\n", 2);
+    free(s);
+}
+
+static json_t *chunk(const glm_gen *g, json_t *choice)
+{
+    json_t *c = json_object();
+    json_object_set_new(c, "id", json_string(g->id));
+    json_object_set_new(c, "object", json_string(g->req->chat ? "chat.completion.chunk" : "text_completion"));
+    json_object_set_new(c, "created", json_integer(g->created));
+    json_object_set_new(c, "model", json_string(g->srv->served_model_name));
+    json_t *arr = json_array();
+    if (choice)
+        json_array_append_new(arr, choice);
+    json_object_set_new(c, "choices", arr);
+    return c;
+}
+
+void glm_gen_stream_start(glm_gen *g, glm_buf *out)
+{
+    if (!g->req->chat) {
+        /* completions with echo: the prompt text comes first */
+        for (int i = 0; i < g->n && g->req->echo && g->req->prompt_text && !g->s[i].started; i++) {
+            g->s[i].started = 1;
+            const char *p = g->req->prompt_text;
+            json_t *ch = json_pack("{s:i,s:o,s:n,s:n}", "index", i, "text", jstr(p, strlen(p)), "logprobs",
+                                   "finish_reason");
+            emit(out, chunk(g, ch));
+        }
+        return;
+    }
+    for (int i = 0; i < g->n; i++) {
+        if (g->s[i].started)
+            continue;
+        g->s[i].started = 1;
+        json_t *ch = json_pack("{s:i,s:{s:s,s:s},s:n,s:n}", "index", i, "delta", "role", "assistant", "content", "",
+                               "logprobs", "finish_reason");
+        emit(out, chunk(g, ch));
+    }
+}
+
+static json_t *tool_delta_json(const glm_out_delta *d)
+{
+    json_t *a = json_array();
+    for (int k = 0; k < d->n_tool_calls; k++) {
+        const glm_out_tool_delta *t = &d->tool_calls[k];
+        json_t *fn = json_object();
+        if (t->name)
+            json_object_set_new(fn, "name", jstr(t->name, strlen(t->name)));
+        json_object_set_new(fn, "arguments", jstr(t->arguments, t->arguments_len));
+        json_t *e = json_object();
+        json_object_set_new(e, "index", json_integer(t->index));
+        if (t->id) {
+            json_object_set_new(e, "id", json_string(t->id));
+            json_object_set_new(e, "type", json_string("function"));
+        }
+        json_object_set_new(e, "function", fn);
+        json_array_append_new(a, e);
+    }
+    return a;
+}
+
+/* One chunk for sample i: text (completions) or a parser delta (chat), logprobs
+ * of this step (may be NULL), and finish_reason when finishing. Skipped when
+ * it would carry nothing. */
+static void stream_piece(glm_gen *g, int i, const char *text, size_t len, const glm_out_delta *d, json_t *lp,
+                         const char *finish, glm_buf *out)
+{
+    int empty = finish == NULL && lp == NULL;
+    json_t *ch = json_object();
+    json_object_set_new(ch, "index", json_integer(i));
+    if (g->req->chat) {
+        json_t *delta = json_object();
+        if (d && d->reasoning_len) {
+            json_object_set_new(delta, "reasoning_content", jstr(d->reasoning, d->reasoning_len));
+            json_object_set_new(delta, "reasoning", jstr(d->reasoning, d->reasoning_len));
+            empty = 0;
+        }
+        if (d && d->content_len) {
+            json_object_set_new(delta, "content", jstr(d->content, d->content_len));
+            empty = 0;
+        }
+        if (d && d->n_tool_calls) {
+            json_object_set_new(delta, "tool_calls", tool_delta_json(d));
+            empty = 0;
+        }
+        json_object_set_new(ch, "delta", delta);
+    } else {
+        json_object_set_new(ch, "text", jstr(text, len));
+        if (len)
+            empty = 0;
+    }
+    json_object_set_new(ch, "logprobs", lp ? lp : json_null());
+    json_object_set_new(ch, "finish_reason", finish ? json_string(finish) : json_null());
+    if (empty) {
+        json_decref(ch);
+        return;
+    }
+    emit(out, chunk(g, ch));
+}
+
+void glm_gen_stream_end(glm_gen *g, glm_buf *out)
+{
+    if (g->req->include_usage) {
+        json_t *c = chunk(g, NULL);
+        int p, n;
+        glm_gen_usage(g, &p, &n);
+        int r = 0;
+        for (int i = 0; i < g->n; i++)
+            r += g->s[i].reasoning_tokens;
+        json_object_set_new(c, "usage",
+                            json_pack("{s:i,s:i,s:i,s:{s:i},s:{s:i}}", "prompt_tokens", p, "completion_tokens", n,
+                                      "total_tokens", p + n, "prompt_tokens_details", "cached_tokens",
+                                      g->cached_tokens, "completion_tokens_details", "reasoning_tokens", r));
+        emit(out, c);
+    }
+    glm_buf_add(out, "data: [DONE]\n\n", 14);
+}
+
+/* ---- events -------------------------------------------------------------------------- */
+
+static const char *finish_name(glm_finish_reason f)
+{
+    return f == GLM_FINISH_STOP ? "stop" : f == GLM_FINISH_LENGTH ? "length" : "abort";
+}
+
+/* Feeds released text through the parser (chat) or into the text buffer, and
+ * streams it. finish: non-NULL on the sample's last piece. Returns the finish
+ * reason as sent ("tool_calls" when the parser found calls and the sample
+ * stopped). */
+static const char *release(glm_gen *g, int i, const char *text, size_t len, json_t *lp, const char *finish, glm_buf *out)
+{
+    gen_sample *s = &g->s[i];
+    glm_out_delta d = {0}, d2 = {0};
+    const glm_out_delta *dp = NULL;
+    if (s->parser) {
+        glm_out_feed(s->parser, text, len, &d);
+        dp = &d;
+        if (finish) {
+            /* stream what the feed gave, then what finish flushes */
+            if (out && (d.reasoning_len || d.content_len || d.n_tool_calls || lp))
+                stream_piece(g, i, NULL, 0, &d, lp, NULL, out);
+            else
+                json_decref(lp);
+            lp = NULL;
+            glm_out_finish(s->parser, &d2);
+            dp = &d2;
+            glm_out_message m;
+            glm_out_get(s->parser, &m);
+            if (m.n_tool_calls && strcmp(finish, "stop") == 0)
+                finish = "tool_calls";
+        }
+    } else {
+        glm_buf_add(&s->text, text, len);
+        s->text_offset += len;
+    }
+    if (out)
+        stream_piece(g, i, text, len, dp, lp, finish, out);
+    else
+        json_decref(lp);
+    return finish;
+}
+
+static void finish_sample(glm_gen *g, int i, const char *finish, glm_buf *out)
+{
+    gen_sample *s = &g->s[i];
+    size_t n1 = 0, n2 = 0;
+    const char *t1 = "", *t2 = "";
+    glm_buf tail = {0};
+    if (!s->stop.stopped) {
+        const char *p = glm_detok_flush(s->detok, &n1);
+        if (glm_stop_push(&s->stop, p, n1, &t1, &n1))
+            finish = "stop";
+        glm_buf_add(&tail, t1, n1);
+        glm_stop_flush(&s->stop, &t2, &n2);
+        glm_buf_add(&tail, t2, n2);
+    }
+    finish = release(g, i, tail.p ? tail.p : "", tail.len, NULL, finish, out);
+    glm_buf_free(&tail);
+    s->done = 1;
+    s->finish = finish;
+    g->n_done++;
+}
+
+int glm_gen_event(glm_gen *g, const glm_event *ev, glm_buf *out)
+{
+    if (ev->type == GLM_EV_ERROR || ev->index < 0 || ev->index >= g->n)
+        return g->n_done == g->n;
+    gen_sample *s = &g->s[ev->index];
+    if (ev->type == GLM_EV_FINISH) {
+        if (ev->cached_tokens > g->cached_tokens)
+            g->cached_tokens = ev->cached_tokens;
+        if (!s->done)
+            finish_sample(g, ev->index, finish_name(ev->finish), out);
+        return g->n_done == g->n;
+    }
+    if (s->done)
+        return g->n_done == g->n;
+    s->n_tokens++;
+    if (s->parser && glm_out_in_reasoning(s->parser))
+        s->reasoning_tokens++;
+    json_t *lp = NULL;
+    if (g->req->logprobs) {
+        json_t *target = s->logprobs;
+        if (out) /* streaming: this step's logprobs go in this chunk */
+            target = new_logprobs(g->req->chat);
+        add_logprobs(g, target, ev, s->text_offset);
+        if (out)
+            lp = target;
+    }
+    size_t n;
+    const char *piece = glm_detok_push(s->detok, ev->token, &n);
+    const char *rel;
+    size_t rlen;
+    if (glm_stop_push(&s->stop, piece, n, &rel, &rlen)) {
+        release(g, ev->index, rel, rlen, lp, NULL, out);
+        finish_sample(g, ev->index, "stop", out);
+    } else {
+        release(g, ev->index, rel, rlen, lp, NULL, out);
+    }
+    return g->n_done == g->n;
+}
+
+/* ---- non-streaming response --------------------------------------------------------------- */
+
+char *glm_gen_response(glm_gen *g)
+{
+    json_t *choices = json_array();
+    int reasoning = 0;
+    for (int i = 0; i < g->n; i++) {
+        gen_sample *s = &g->s[i];
+        reasoning += s->reasoning_tokens;
+        json_t *c = json_object();
+        json_object_set_new(c, "index", json_integer(i));
+        if (g->req->chat) {
+            glm_out_message m;
+            glm_out_get(s->parser, &m);
+            json_t *msg = json_object();
+            json_object_set_new(msg, "role", json_string("assistant"));
+            /* vLLM: content is null when the parser left none (all reasoning / tool calls) */
+            int no_content = m.content_len == 0 && (m.n_tool_calls || m.reasoning_len);
+            json_object_set_new(msg, "content", no_content ? json_null() : jstr(m.content, m.content_len));
+            json_t *r = m.reasoning_len ? jstr(m.reasoning, m.reasoning_len) : json_null();
+            json_object_set(msg, "reasoning_content", r);
+            json_object_set_new(msg, "reasoning", r);
+            if (m.n_tool_calls) {
+                json_t *tc = json_array();
+                for (int k = 0; k < m.n_tool_calls; k++) {
+                    const glm_out_tool_call *t = &m.tool_calls[k];
+                    json_t *fn = json_object();
+                    json_object_set_new(fn, "name", jstr(t->name, strlen(t->name)));
+                    json_object_set_new(fn, "arguments", jstr(t->arguments, t->arguments_len));
+                    json_t *e = json_object();
+                    json_object_set_new(e, "id", json_string(t->id));
+                    json_object_set_new(e, "type", json_string("function"));
+                    json_object_set_new(e, "function", fn);
+                    json_array_append_new(tc, e);
+                }
+                json_object_set_new(msg, "tool_calls", tc);
+            }
+            json_object_set_new(c, "message", msg);
+        } else {
+            json_object_set_new(c, "text", jstr(s->text.p ? s->text.p : "", s->text.len));
+        }
+        json_object_set(c, "logprobs", s->logprobs ? s->logprobs : json_null());
+        json_object_set_new(c, "finish_reason", json_string(s->finish ? s->finish : "abort"));
+        json_array_append_new(choices, c);
+    }
+    json_t *o = chunk(g, NULL);
+    json_object_set_new(o, "object", json_string(g->req->chat ? "chat.completion" : "text_completion"));
+    json_object_set_new(o, "choices", choices);
+    int p, n;
+    glm_gen_usage(g, &p, &n);
+    json_object_set_new(o, "usage",
+                        json_pack("{s:i,s:i,s:i,s:{s:i},s:{s:i}}", "prompt_tokens", p, "completion_tokens", n,
+                                  "total_tokens", p + n, "prompt_tokens_details", "cached_tokens", g->cached_tokens,
+                                  "completion_tokens_details", "reasoning_tokens", reasoning));
+    char *s = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    return s;
+}

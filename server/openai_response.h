@@ -1,0 +1,61 @@
+/*
+ * openai_response.h - turning engine events into OpenAI responses: the
+ * chat.completion / text_completion objects of a non-streaming request and
+ * the chunk events of a streaming one (Server-Sent Events).
+ *
+ * One glm_gen per request. For each generated token it runs, per sample, the
+ * streaming detokenizer (complete UTF-8 only), the stop-string matcher
+ * (held-back text is never sent past a stop string) and, for chat, the GLM
+ * output parser (reasoning / content / tool calls). Every JSON value built is
+ * checked (jansson returns NULL for invalid UTF-8 and non-finite reals);
+ * -inf logprobs are written as -9999.0 as vLLM does.
+ */
+#ifndef GLM_OPENAI_RESPONSE_H
+#define GLM_OPENAI_RESPONSE_H
+
+#include <stddef.h>
+
+#include "engine.h"
+#include "openai_request.h"
+#include "server.h"
+
+/* A growable byte buffer (SSE output). */
+typedef struct {
+    char *p;
+    size_t len, cap;
+} glm_buf;
+
+void glm_buf_add(glm_buf *b, const char *s, size_t n);
+void glm_buf_free(glm_buf *b);
+
+typedef struct glm_gen glm_gen;
+
+/* Per-request state; req (and its JSON) must outlive it. id: the response id
+ * ("chatcmpl-..." / "cmpl-..."). Never NULL. */
+glm_gen *glm_gen_create(const glm_server *srv, const glm_oai_request *req, const char *id);
+void glm_gen_free(glm_gen *g);
+
+/*
+ * Consumes one engine event. When streaming, appends the resulting SSE
+ * events to out (the first call also writes each sample's role chunk).
+ * Returns 1 once every sample is finished (by the engine or by a stop
+ * string): the caller should then abort the engine request, which may still
+ * run, and keep reading events for the usage figures until the end.
+ */
+int glm_gen_event(glm_gen *g, const glm_event *ev, glm_buf *out);
+
+/* Streaming: appends the role chunks if not yet written (so that a stream
+ * always starts with them). */
+void glm_gen_stream_start(glm_gen *g, glm_buf *out);
+
+/* Streaming: appends the usage chunk (when asked for) and "data: [DONE]". */
+void glm_gen_stream_end(glm_gen *g, glm_buf *out);
+
+/* Non-streaming: the whole response object as a malloc'd JSON string, or
+ * NULL if it could not be serialised. */
+char *glm_gen_response(glm_gen *g);
+
+/* Usage so far, for the request log line. */
+void glm_gen_usage(const glm_gen *g, int *prompt_tokens, int *completion_tokens);
+
+#endif

@@ -1,0 +1,294 @@
+/*
+ * serve.c - `glm-server serve`: command-line flags (vLLM's names), loading
+ * the checkpoint (model, tokenizer, chat template), creating the engine,
+ * starting the HTTP daemon, and a graceful stop on SIGINT/SIGTERM: stop
+ * accepting, let running requests finish within --shutdown-timeout seconds,
+ * abort what is left, exit 0.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "http.h"
+#include "server.h"
+#include "util.h"
+
+#define MAX_KEYS 16
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: glm-server [serve] --model DIR [options]\n\n"
+            "  --host ADDR                   listen address (default 127.0.0.1)\n"
+            "  --port N                      listen port (default 8000)\n"
+            "  --served-model-name NAME      the model name clients use (default: DIR)\n"
+            "  --max-model-len N             prompt + output tokens at most (default: the model's)\n"
+            "  --max-num-seqs N              running sequences at most (default 256)\n"
+            "  --max-num-batched-tokens N    tokens per engine step at most (default 2048)\n"
+            "  --max-queue N                 waiting requests at most; more get a 503 (default 1024)\n"
+            "  --kv-cache-memory SIZE        KV cache bytes, e.g. 4GiB (default 1GiB)\n"
+            "  --api-key KEY                 require 'Authorization: Bearer KEY' (repeatable;\n"
+            "                                also GLM_API_KEY)\n"
+            "  --[no-]enable-prefix-caching  reuse KV blocks of shared prompt prefixes (default on)\n"
+            "  --threads N                   compute threads (default: one per CPU)\n"
+            "  --max-request-bytes N         largest request body (default 32MiB)\n"
+            "  --sse-ping-interval SECONDS   ': ping' comment on a silent stream (default 5)\n"
+            "  --timeout-keep-alive SECONDS  close connections idle this long (default 60)\n"
+            "  --shutdown-timeout SECONDS    grace period for running requests on SIGTERM (default 30)\n");
+}
+
+/* "4GiB", "512M", "1000000": bytes; -1 if malformed. */
+static long long parse_size(const char *s)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (end == s || errno || v < 0)
+        return -1;
+    while (*end == ' ')
+        end++;
+    double mult = 1;
+    int c = toupper((unsigned char)*end);
+    if (c == 'K' || c == 'M' || c == 'G' || c == 'T') {
+        int bin = end[1] == 'i' || end[1] == 'I';
+        double base = bin ? 1024.0 : 1000.0;
+        mult = c == 'K' ? base : c == 'M' ? base * base : c == 'G' ? base * base * base : base * base * base * base;
+        end += 1 + bin;
+        if (toupper((unsigned char)*end) == 'B')
+            end++;
+    } else if (c == 'B') {
+        end++;
+    }
+    if (*end || v * mult > 9e18)
+        return -1;
+    return (long long)(v * mult);
+}
+
+static int parse_int(const char *flag, const char *s, int lo, int *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (*s == 0 || *end || errno || v < lo || v > 1 << 30) {
+        fprintf(stderr, "glm-server: --%s must be an integer >= %d, got \"%s\"\n", flag, lo, s);
+        return GLM_ERR;
+    }
+    *out = (int)v;
+    return GLM_OK;
+}
+
+int glm_cli_serve(int argc, char **argv)
+{
+    enum { O_HOST = 256, O_PORT, O_NAME, O_MML, O_SEQS, O_BATCHED, O_KV, O_KEY, O_PREFIX, O_NOPREFIX, O_THREADS,
+           O_MAXREQ, O_GRACE, O_MODEL, O_HELP, O_KEEPALIVE, O_QUEUE, O_PING };
+    struct option opts[] = {{"model", required_argument, 0, O_MODEL},
+                            {"host", required_argument, 0, O_HOST},
+                            {"port", required_argument, 0, O_PORT},
+                            {"served-model-name", required_argument, 0, O_NAME},
+                            {"max-model-len", required_argument, 0, O_MML},
+                            {"max-num-seqs", required_argument, 0, O_SEQS},
+                            {"max-num-batched-tokens", required_argument, 0, O_BATCHED},
+                            {"kv-cache-memory", required_argument, 0, O_KV},
+                            {"api-key", required_argument, 0, O_KEY},
+                            {"enable-prefix-caching", no_argument, 0, O_PREFIX},
+                            {"no-enable-prefix-caching", no_argument, 0, O_NOPREFIX},
+                            {"threads", required_argument, 0, O_THREADS},
+                            {"max-request-bytes", required_argument, 0, O_MAXREQ},
+                            {"shutdown-timeout", required_argument, 0, O_GRACE},
+                            {"timeout-keep-alive", required_argument, 0, O_KEEPALIVE},
+                            {"max-queue", required_argument, 0, O_QUEUE},
+                            {"sse-ping-interval", required_argument, 0, O_PING},
+                            {"help", no_argument, 0, O_HELP},
+                            {0, 0, 0, 0}};
+    const char *model_dir = NULL, *host = "127.0.0.1", *name = NULL;
+    const char *keys[MAX_KEYS];
+    int n_keys = 0, port = 8000, grace = 30, keepalive = 60, ping_ms = 5000;
+    long long max_req = 32ll << 20;
+    glm_engine_params ep;
+    glm_engine_params_default(&ep);
+    int o;
+    optind = 1;
+    while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (o) {
+        case O_MODEL: model_dir = optarg; break;
+        case O_HOST: host = optarg; break;
+        case O_PORT:
+            if (parse_int("port", optarg, 0, &port))
+                return 2;
+            if (port > 65535) {
+                fprintf(stderr, "glm-server: --port must be in [0, 65535]\n");
+                return 2;
+            }
+            break;
+        case O_NAME: name = optarg; break;
+        case O_MML: if (parse_int("max-model-len", optarg, 1, &ep.max_model_len)) return 2; break;
+        case O_SEQS: if (parse_int("max-num-seqs", optarg, 1, &ep.max_num_seqs)) return 2; break;
+        case O_BATCHED: if (parse_int("max-num-batched-tokens", optarg, 1, &ep.max_num_batched_tokens)) return 2; break;
+        case O_THREADS: if (parse_int("threads", optarg, 0, &ep.n_threads)) return 2; break;
+        case O_PING: {
+            char *end;
+            double v = strtod(optarg, &end);
+            if (end == optarg || *end || !(v >= 0.01 && v <= 3600)) {
+                fprintf(stderr, "glm-server: --sse-ping-interval must be seconds in [0.01, 3600], got \"%s\"\n", optarg);
+                return 2;
+            }
+            ping_ms = (int)(v * 1000);
+            break;
+        }
+        case O_QUEUE: if (parse_int("max-queue", optarg, 1, &ep.max_queue)) return 2; break;
+        case O_KEEPALIVE: if (parse_int("timeout-keep-alive", optarg, 1, &keepalive)) return 2; break;
+        case O_GRACE: if (parse_int("shutdown-timeout", optarg, 0, &grace)) return 2; break;
+        case O_KV: {
+            long long v = parse_size(optarg);
+            if (v <= 0) {
+                fprintf(stderr, "glm-server: --kv-cache-memory must be a size such as 4GiB, got \"%s\"\n", optarg);
+                return 2;
+            }
+            ep.kv_cache_bytes = (size_t)v;
+            break;
+        }
+        case O_MAXREQ:
+            max_req = parse_size(optarg);
+            if (max_req <= 0) {
+                fprintf(stderr, "glm-server: --max-request-bytes must be a size, got \"%s\"\n", optarg);
+                return 2;
+            }
+            break;
+        case O_KEY:
+            if (n_keys == MAX_KEYS || !*optarg) {
+                fprintf(stderr, "glm-server: --api-key: at most %d non-empty keys\n", MAX_KEYS);
+                return 2;
+            }
+            keys[n_keys++] = optarg;
+            break;
+        case O_PREFIX: ep.enable_prefix_caching = 1; break;
+        case O_NOPREFIX: ep.enable_prefix_caching = 0; break;
+        case O_HELP: usage(stdout); return 0;
+        default: usage(stderr); return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "glm-server: unexpected argument \"%s\"\n", argv[optind]);
+        return 2;
+    }
+    if (!model_dir) {
+        fprintf(stderr, "glm-server: serve: --model is required\n");
+        return 2;
+    }
+    const char *env_key = getenv("GLM_API_KEY");
+    if (env_key && *env_key && n_keys < MAX_KEYS)
+        keys[n_keys++] = env_key;
+
+    /* SIGINT/SIGTERM are taken by sigwait below; every thread started from
+     * here on inherits the blocked mask. */
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    char err[GLM_ERRLEN], path[4096];
+    int rc = 1;
+    glm_server srv;
+    memset(&srv, 0, sizeof srv);
+    glm_model *m = NULL;
+    glm_tok *tok = NULL;
+    glm_chat_template *tmpl = NULL;
+    glm_engine *e = NULL;
+    glm_http *h = NULL;
+
+    m = glm_model_load(model_dir, err, sizeof err);
+    if (!m) {
+        fprintf(stderr, "glm-server: %s\n", err);
+        goto out;
+    }
+    snprintf(path, sizeof path, "%s/tokenizer.json", model_dir);
+    if (glm_tok_load(path, &tok, err, sizeof err) != GLM_OK) {
+        fprintf(stderr, "glm-server: %s\n", err);
+        goto out;
+    }
+    if (glm_chat_template_load(model_dir, &tmpl, err, sizeof err) != GLM_OK) {
+        fprintf(stderr, "glm-server: %s\n", err);
+        goto out;
+    }
+    e = glm_engine_create(m, &ep, err, sizeof err);
+    if (!e) {
+        fprintf(stderr, "glm-server: %s\n", err);
+        goto out;
+    }
+    srv.model_dir = model_dir;
+    srv.served_model_name = name ? name : model_dir;
+    srv.api_keys = keys;
+    srv.n_api_keys = n_keys;
+    srv.max_request_bytes = (size_t)max_req;
+    srv.ping_interval_ms = ping_ms;
+    srv.idle_timeout_s = keepalive;
+    srv.model = m;
+    srv.tok = tok;
+    srv.tmpl = tmpl;
+    srv.engine = e;
+    srv.max_model_len = glm_engine_max_model_len(e);
+    srv.vocab = m->cfg.vocab_size;
+    glm_out_tags_default(&srv.tags);
+    srv.created = (long)time(NULL);
+    srv.id_base = (uint64_t)time(NULL) * 0x9E3779B97F4A7C15ull ^ (uint64_t)getpid() << 32;
+    glm_out_params prm;
+    glm_out_params_default(&prm);
+    glm_out_parser *probe = glm_out_create(&prm, err, sizeof err);
+    if (!probe) {
+        fprintf(stderr, "glm-server: output parser: %s\n", err);
+        goto out;
+    }
+    glm_out_free(probe);
+
+    fprintf(stderr, "glm-server: model %s served as \"%s\": vocab %d, max_model_len %d%s\n", model_dir,
+            srv.served_model_name, srv.vocab, srv.max_model_len, n_keys ? ", API key required" : "");
+    fprintf(stderr, "glm-server: %zu tokens of KV cache\n", glm_engine_kv_tokens(e));
+    h = glm_http_start(&srv, host, port, err, sizeof err);
+    if (!h) {
+        fprintf(stderr, "glm-server: %s\n", err);
+        goto out;
+    }
+    fprintf(stderr, "glm-server: listening on http://%s%s%s:%d\n", strchr(host, ':') ? "[" : "", host,
+            strchr(host, ':') ? "]" : "", port);
+
+    int sig = 0;
+    sigwait(&sigs, &sig);
+    fprintf(stderr, "glm-server: %s: no new connections; waiting up to %d s for %d running request(s)\n",
+            sig == SIGINT ? "SIGINT" : "SIGTERM", grace, atomic_load(&srv.active));
+    atomic_store(&srv.draining, 1);
+    glm_http_quiesce(h);
+    double deadline = glm_now() + grace;
+    while (atomic_load(&srv.active) > 0 && glm_now() < deadline) {
+        struct timespec ts = {0, 50 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    if (atomic_load(&srv.active) > 0) {
+        fprintf(stderr, "glm-server: aborting %d request(s)\n", atomic_load(&srv.active));
+        atomic_store(&srv.stopping, 1);
+        deadline = glm_now() + 5;
+        while (atomic_load(&srv.active) > 0 && glm_now() < deadline) {
+            struct timespec ts = {0, 50 * 1000000L};
+            nanosleep(&ts, NULL);
+        }
+    }
+    glm_http_stop(h);
+    h = NULL;
+    fprintf(stderr, "glm-server: stopped\n");
+    rc = 0;
+out:
+    glm_http_stop(h);
+    glm_engine_free(e);
+    glm_chat_template_free(tmpl);
+    glm_tok_free(tok);
+    glm_model_free(m);
+    return rc;
+}

@@ -1,0 +1,48 @@
+/*
+ * server.h - what every HTTP handler of `glm-server serve` shares: the loaded
+ * model, tokenizer, chat template and engine, and the configuration given on
+ * the command line. Built once by serve.c before the HTTP daemon starts and
+ * read-only afterwards (except the atomic counters), so handlers on any
+ * connection thread may use it without locks.
+ */
+#ifndef GLM_SERVER_H
+#define GLM_SERVER_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+
+#include "chat_template.h"
+#include "engine.h"
+#include "model.h"
+#include "output_parser.h"
+#include "tokenizer.h"
+
+#define GLM_SERVER_VERSION "0.1.0"
+
+typedef struct {
+    /* configuration */
+    const char *model_dir;
+    const char *served_model_name;  /* the only accepted "model" value */
+    const char *const *api_keys;    /* [n_api_keys]; none: no authentication */
+    int n_api_keys;
+    size_t max_request_bytes;       /* larger bodies get a 413 */
+    int ping_interval_ms;           /* SSE ": ping" comment while waiting */
+    int idle_timeout_s;             /* an idle connection is closed after this long */
+    /* loaded state */
+    const glm_model *model;
+    const glm_tok *tok;
+    const glm_chat_template *tmpl;
+    glm_engine *engine;
+    int max_model_len;
+    int vocab;
+    glm_out_tags tags;
+    long created;                   /* start time, for "created" of /v1/models */
+    /* runtime */
+    atomic_int draining;            /* 1 after SIGINT/SIGTERM: new requests get a 503 */
+    atomic_int stopping;            /* 1 once the grace period ran out: waiters abort */
+    atomic_int active;              /* connections with a request in progress */
+    atomic_uint_least64_t next_id;  /* request id counter (mixed with a random base) */
+    uint64_t id_base;
+} glm_server;
+
+#endif

@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# tests/cli/server.sh BUILD_DIR - `glm-server serve` end to end: makes the
+# project venv (.venv, the official openai SDK, via `make venv`) if missing,
+# starts ./glm-server serve on models/tiny on a free port with an API key and a
+# 1 MiB body limit, waits for /health, runs tests/integration/test_server.py
+# (openai SDK + curl + raw sockets); restarts it with --max-num-seqs 1
+# --max-queue 1 for the queueing tests (503, hang-up while queued); checks that
+# SIGTERM stops it with a stream running, exiting 0; always stops the server.
+set -euo pipefail
+BUILD=${1:-build}
+cd "$(dirname "$0")/../.."
+
+for f in ./glm-server models/tiny/config.json; do
+    [ -e "$f" ] || { echo "server.sh: missing $f (run make and make models)" >&2; exit 1; }
+done
+[ -f .venv/.openai ] && .venv/bin/python -c "import openai" 2>/dev/null || make -s venv
+
+PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+LOG=$(mktemp)
+PID=
+cleanup() {
+    [ -n "$PID" ] && kill "$PID" 2>/dev/null && wait "$PID" 2>/dev/null
+    rm -f "$LOG"
+}
+trap cleanup EXIT
+
+start() { # extra flags...
+    ./glm-server serve --model models/tiny --served-model-name tiny --port "$PORT" --api-key sk-test \
+        --max-request-bytes 1MiB --threads 2 "$@" >"$LOG" 2>&1 &
+    PID=$!
+    for _ in $(seq 100); do
+        curl -sf "http://127.0.0.1:$PORT/health" >/dev/null && return 0
+        kill -0 "$PID" 2>/dev/null || { cat "$LOG"; echo "server.sh: the server exited" >&2; exit 1; }
+        sleep 0.1
+    done
+    cat "$LOG"
+    echo "server.sh: no /health after 10 s" >&2
+    exit 1
+}
+
+start
+grep -q "tokens of KV cache" "$LOG" || { echo "server.sh: no KV cache line" >&2; exit 1; }
+rc=0
+timeout -k 5 100 .venv/bin/python tests/integration/test_server.py "http://127.0.0.1:$PORT" sk-test || rc=$?
+if [ "$rc" -ne 0 ]; then
+    echo "--- server log (last 30 lines)"
+    tail -30 "$LOG"
+    exit "$rc"
+fi
+
+# queueing: one running sequence, one waiting request, the next gets a 503
+kill "$PID"
+wait "$PID" 2>/dev/null || true
+start --max-num-seqs 1 --max-queue 1 --sse-ping-interval 0.2
+timeout -k 5 60 .venv/bin/python tests/integration/test_server.py "http://127.0.0.1:$PORT" sk-test queue || rc=$?
+if [ "$rc" -ne 0 ]; then
+    echo "--- server log (last 30 lines)"
+    tail -30 "$LOG"
+    exit "$rc"
+fi
+
+# graceful stop: a stream in flight runs to its end, new connections are refused, exit status 0
+STREAM=$(mktemp)
+curl -sN -H "Authorization: Bearer sk-test" "http://127.0.0.1:$PORT/v1/completions" \
+    -d '{"prompt": "x", "max_tokens": 1000, "ignore_eos": true, "stream": true}' >"$STREAM" &
+CURL=$!
+for _ in $(seq 100); do [ -s "$STREAM" ] && break; sleep 0.05; done
+kill -TERM "$PID"
+sleep 0.2
+if curl -s -o /dev/null "http://127.0.0.1:$PORT/health"; then
+    echo "server.sh: still accepting connections after SIGTERM" >&2
+    exit 1
+fi
+src=0
+timeout 20 tail --pid="$PID" -f /dev/null || { echo "server.sh: still running 20 s after SIGTERM" >&2; exit 1; }
+wait "$PID" || src=$?
+PID=
+wait "$CURL" 2>/dev/null || true
+grep -q '"finish_reason":"length"' "$STREAM" && grep -q '^data: \[DONE\]' "$STREAM" || {
+    echo "server.sh: the stream running at SIGTERM did not finish" >&2
+    tail -c 300 "$STREAM" >&2
+    exit 1
+}
+rm -f "$STREAM"
+[ "$src" -eq 0 ] || { tail -5 "$LOG"; echo "server.sh: exit status $src after SIGTERM" >&2; exit 1; }
+grep -q "glm-server: stopped" "$LOG" || { echo "server.sh: no 'stopped' line" >&2; exit 1; }
+echo "server.sh: ok"

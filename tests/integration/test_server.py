@@ -1,0 +1,390 @@
+"""Integration tests for `glm-server serve` on the tiny model, with the official
+`openai` SDK and raw HTTP (urllib / sockets).
+
+Usage: test_server.py BASE_URL API_KEY [queue]
+  default: the server was started with --api-key API_KEY --max-request-bytes 1MiB;
+  queue:   ... and --max-num-seqs 1 --max-queue 1 --sse-ping-interval 0.2 (runs only the
+           queueing tests).
+tests/cli/server.sh starts both.
+Prints one line per test and a closing line "N passed, N failed"; exits 1 on
+any failure. The tiny model writes random-looking text: the tests check
+structure and consistency (greedy stream == non-stream, seeds, stops), never
+the words.
+"""
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import traceback
+import urllib.error
+import urllib.request
+
+import openai
+
+BASE, KEY = sys.argv[1], sys.argv[2]
+MODE = sys.argv[3] if len(sys.argv) > 3 else "main"
+MODEL = "tiny"
+client = openai.OpenAI(base_url=BASE + "/v1", api_key=KEY, max_retries=0, timeout=60)
+NOTHINK = {"chat_template_kwargs": {"enable_thinking": False}}
+MSGS = [{"role": "user", "content": "Tell me a story about a cat."}]
+
+
+def raw(method, path, body=None, headers=None, key=KEY):
+    """Returns (status, headers, body bytes) without raising on HTTP errors."""
+    h = {"Content-Type": "application/json"}
+    if key:
+        h["Authorization"] = "Bearer " + key
+    h.update(headers or {})
+    data = body if isinstance(body, (bytes, type(None))) else json.dumps(body).encode()
+    req = urllib.request.Request(BASE + path, data=data, method=method, headers=h)
+    try:
+        with urllib.request.urlopen(req, timeout=60) as r:
+            return r.status, r.headers, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers, e.read()
+
+
+def check_error(status, body, code, param=None):
+    assert status == code, (status, body)
+    e = json.loads(body)["error"]
+    assert set(e) >= {"message", "type", "param", "code"}, e
+    assert e["code"] == code and e["message"], e
+    if param is not None:
+        assert e["param"] == param, e
+    return e
+
+
+def metrics():
+    _, _, b = raw("GET", "/metrics", key=None)
+    out = {}
+    for line in b.decode().splitlines():
+        if line and not line.startswith("#"):
+            name, val = line.rsplit(" ", 1)
+            out[name.split("{")[0]] = float(val)
+    return out
+
+
+def chat_text(m):
+    return (m.reasoning_content if hasattr(m, "reasoning_content") and m.reasoning_content else "") + (m.content or "")
+
+
+# ---- tests ------------------------------------------------------------------------------
+
+
+def test_health_models_version():
+    s, _, b = raw("GET", "/health", key=None)
+    assert s == 200
+    models = client.models.list().data
+    assert [m.id for m in models] == [MODEL]
+    assert models[0].model_extra["max_model_len"] > 0
+    assert client.models.retrieve(MODEL).id == MODEL
+    s, _, b = raw("GET", "/v1/models/nope")
+    check_error(s, b, 404)
+    s, _, b = raw("GET", "/version", key=None)
+    assert s == 200 and json.loads(b)["version"]
+
+
+def test_chat_stream_equals_nonstream():
+    r = client.chat.completions.create(model=MODEL, messages=MSGS, max_tokens=24, temperature=0, extra_body=NOTHINK)
+    full = chat_text(r.choices[0].message)
+    assert r.object == "chat.completion" and r.choices[0].finish_reason in ("stop", "length")
+    assert r.usage.completion_tokens > 0 and r.usage.prompt_tokens > 0
+    chunks = list(client.chat.completions.create(model=MODEL, messages=MSGS, max_tokens=24, temperature=0,
+                                                 stream=True, extra_body=NOTHINK))
+    assert chunks[0].choices[0].delta.role == "assistant"
+    text = "".join((c.choices[0].delta.content or "") + (getattr(c.choices[0].delta, "reasoning_content", None) or "")
+                   for c in chunks if c.choices)
+    assert text == full, (text, full)
+    assert chunks[-1].choices[0].finish_reason == r.choices[0].finish_reason
+
+
+def test_chat_reasoning_fields():
+    r = client.chat.completions.create(model=MODEL, messages=MSGS, max_tokens=8, temperature=0)
+    m = r.choices[0].message.model_extra
+    # the tiny template opens <think>: everything is reasoning, in both spellings
+    assert m.get("reasoning_content") == m.get("reasoning")
+    det = r.usage.completion_tokens_details
+    assert det is not None and det.reasoning_tokens is not None
+
+
+def test_completions_string_and_ids():
+    r = client.completions.create(model=MODEL, prompt="Once upon a time", max_tokens=16, temperature=0)
+    assert r.object == "text_completion" and r.usage.completion_tokens == 16
+    s, _, b = raw("POST", "/tokenize", {"model": MODEL, "prompt": "Once upon a time"})
+    tok = json.loads(b)
+    assert s == 200 and tok["count"] == len(tok["tokens"]) and tok["max_model_len"] > 0
+    r2 = client.completions.create(model=MODEL, prompt=tok["tokens"], max_tokens=16, temperature=0)
+    assert r2.choices[0].text == r.choices[0].text
+    s, _, b = raw("POST", "/detokenize", {"model": MODEL, "tokens": tok["tokens"]})
+    assert s == 200 and json.loads(b)["prompt"] == "Once upon a time"
+    chunks = list(client.completions.create(model=MODEL, prompt="Once upon a time", max_tokens=16, temperature=0,
+                                            stream=True))
+    assert "".join(c.choices[0].text for c in chunks if c.choices) == r.choices[0].text
+
+
+def test_n2():
+    r = client.chat.completions.create(model=MODEL, messages=MSGS, max_tokens=8, n=2, temperature=1, seed=5)
+    assert sorted(c.index for c in r.choices) == [0, 1]
+    assert r.usage.completion_tokens == 16
+    chunks = list(client.chat.completions.create(model=MODEL, messages=MSGS, max_tokens=8, n=2, stream=True))
+    assert {c.choices[0].index for c in chunks if c.choices} == {0, 1}
+
+
+def test_seed_reproducible():
+    kw = dict(model=MODEL, prompt="The weather", max_tokens=24, temperature=1.0, seed=1234)
+    a = client.completions.create(**kw).choices[0].text
+    b = client.completions.create(**kw).choices[0].text
+    c = client.completions.create(**dict(kw, seed=99)).choices[0].text
+    assert a == b
+    assert a != c  # 24 random tokens from 4096: equal only by a miracle
+
+
+def test_stop_string_across_tokens():
+    base = client.completions.create(model=MODEL, prompt="Stop here", max_tokens=30, temperature=0, logprobs=0)
+    toks = base.choices[0].logprobs.tokens
+    text = base.choices[0].text
+    # a stop string made of the end of one token and the start of the next
+    # (tokens that are parts of a character print as U+FFFD: skip those)
+    stop = None
+    for k in range(1, len(toks) - 1):
+        a, b = toks[k], toks[k + 1]
+        if a and b and "\ufffd" not in "".join(toks[:k + 2]) and text.startswith("".join(toks[:k + 2])):
+            stop = a[-1:] + b[:1]
+            break
+    assert stop, toks
+    cut = text.index(stop)
+    r = client.completions.create(model=MODEL, prompt="Stop here", max_tokens=30, temperature=0, stop=[stop])
+    assert r.choices[0].text == text[:cut] and r.choices[0].finish_reason == "stop"
+    chunks = list(client.completions.create(model=MODEL, prompt="Stop here", max_tokens=30, temperature=0,
+                                            stop=stop, stream=True))
+    streamed = "".join(c.choices[0].text for c in chunks if c.choices)
+    assert streamed == text[:cut], (streamed, text[:cut], stop)
+    assert chunks[-1].choices[0].finish_reason == "stop"
+
+
+def test_logprobs():
+    r = client.chat.completions.create(model=MODEL, messages=MSGS, max_tokens=6, temperature=0, logprobs=True,
+                                       top_logprobs=3)
+    lp = r.choices[0].logprobs.content
+    assert len(lp) == r.usage.completion_tokens
+    for e in lp:
+        assert e.logprob <= 0 and len(e.top_logprobs) == 3
+        assert e.top_logprobs[0].logprob >= e.top_logprobs[-1].logprob
+        # greedy: the chosen token is the most likely one
+        assert abs(e.top_logprobs[0].logprob - e.logprob) < 1e-5
+    chunks = list(client.chat.completions.create(model=MODEL, messages=MSGS, max_tokens=6, temperature=0,
+                                                 logprobs=True, top_logprobs=2, stream=True))
+    n = sum(len(c.choices[0].logprobs.content) for c in chunks if c.choices and c.choices[0].logprobs)
+    assert n == 6
+
+
+def test_include_usage():
+    chunks = list(client.chat.completions.create(model=MODEL, messages=MSGS, max_tokens=5, stream=True,
+                                                 stream_options={"include_usage": True}))
+    last = chunks[-1]
+    assert last.choices == [] and last.usage.completion_tokens == 5
+    assert last.usage.total_tokens == last.usage.prompt_tokens + 5
+
+
+def test_cached_tokens():
+    long = [{"role": "user", "content": " ".join("word%d" % i for i in range(150))}]
+    client.chat.completions.create(model=MODEL, messages=long, max_tokens=2)
+    r = client.chat.completions.create(model=MODEL, messages=long, max_tokens=2)
+    assert r.usage.prompt_tokens > 64
+    assert r.usage.prompt_tokens_details.cached_tokens >= 32, r.usage
+
+
+def test_errors():
+    s, _, b = raw("POST", "/v1/chat/completions", {"model": MODEL, "messages": MSGS, "temperature": "hot"})
+    check_error(s, b, 400, "temperature")
+    s, _, b = raw("POST", "/v1/chat/completions", {"model": MODEL, "messages": MSGS, "top_p": 5})
+    check_error(s, b, 400, "top_p")
+    s, _, b = raw("POST", "/v1/chat/completions", {"model": MODEL, "messages": "hi"})
+    check_error(s, b, 400, "messages")
+    s, _, b = raw("POST", "/v1/chat/completions", b'{"model": ')
+    check_error(s, b, 400)
+    s, _, b = raw("POST", "/v1/completions", {"model": MODEL, "prompt": "x", "max_tokens": 100000})
+    check_error(s, b, 400)
+    s, _, b = raw("POST", "/v1/chat/completions", {"model": "gpt-4", "messages": MSGS})
+    e = check_error(s, b, 404)
+    assert e["message"] == "The model `gpt-4` does not exist."
+    s, _, b = raw("POST", "/v1/chat/completions", {"model": MODEL, "messages": MSGS}, key=None)
+    check_error(s, b, 401)
+    s, _, b = raw("POST", "/v1/chat/completions", {"model": MODEL, "messages": MSGS}, key="wrong")
+    check_error(s, b, 401)
+    s, _, b = raw("GET", "/v1/nothing")
+    check_error(s, b, 404)
+    s, _, b = raw("GET", "/v1/chat/completions")
+    check_error(s, b, 405)
+    s, _, b = raw("POST", "/v1/completions", b'{"prompt": "' + b"a" * (2 << 20) + b'"}')
+    check_error(s, b, 413)
+    # curl sends "Expect: 100-continue" for large bodies: refused before the upload
+    big = "/tmp/glm_server_big_%d.json" % os.getpid()
+    with open(big, "wb") as f:
+        f.write(b'{"prompt": "' + b"a" * (3 << 20) + b'"}')
+    try:
+        out = subprocess.run(["curl", "-s", "-o", "-", "-w", "\n%{http_code}", "-H", "Authorization: Bearer " + KEY,
+                              "-H", "Content-Type: application/json", "--data-binary", "@" + big,
+                              BASE + "/v1/completions"], capture_output=True, timeout=30).stdout
+    finally:
+        os.unlink(big)
+    body, code = out.rsplit(b"\n", 1)
+    check_error(int(code), body, 413)
+    try:
+        client.chat.completions.create(model=MODEL, messages=MSGS, n=0)
+        raise AssertionError("n=0 accepted")
+    except openai.BadRequestError as ex:
+        assert ex.body["param"] == "n", ex.body
+    # unknown fields are ignored
+    s, h, b = raw("POST", "/v1/completions", {"model": MODEL, "prompt": "x", "max_tokens": 1, "frobnicate": 1},
+                  headers={"X-Request-Id": "my-id-1"})
+    assert s == 200 and h["X-Request-Id"] == "my-id-1"
+
+
+def open_stream(prompt, max_tokens=3000):
+    """A streaming completion on a raw socket (so that the test can hang up)."""
+    host, port = BASE.split("//")[1].split(":")
+    body = json.dumps({"model": MODEL, "prompt": prompt, "max_tokens": max_tokens, "ignore_eos": True,
+                       "stream": True})
+    sock = socket.create_connection((host, int(port)))
+    sock.sendall(("POST /v1/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
+                  "Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (KEY, len(body), body)).encode())
+    return sock
+
+
+def read_events(sock, n):
+    got = b""
+    while got.count(b"data: ") < n:
+        chunk = sock.recv(4096)
+        assert chunk, got
+        got += chunk
+    return got
+
+
+def wait_metrics(cond, seconds=5):
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        m = metrics()
+        if cond(m):
+            return m
+        time.sleep(0.02)
+    m = metrics()
+    assert cond(m), m
+    return m
+
+
+def idle(m):
+    return m["vllm:num_requests_running"] == 0 and m["vllm:num_requests_waiting"] == 0 and \
+        m["vllm:kv_cache_usage_perc"] == 0
+
+
+def test_bad_input_never_5xx():
+    M = MSGS
+    cases = [
+        ("/v1/chat/completions", {"messages": None}, "messages"),
+        ("/v1/chat/completions", {"messages": [{"content": "x"}]}, "messages"),
+        ("/v1/chat/completions", {"messages": M, "tools": "x"}, "tools"),
+        ("/v1/chat/completions", {"messages": M, "stop": [1]}, "stop"),
+        ("/v1/chat/completions", {"messages": M, "seed": 1.5}, "seed"),
+        ("/v1/chat/completions", {"messages": M, "top_logprobs": 3}, "top_logprobs"),
+        ("/v1/chat/completions", {"messages": M, "logit_bias": {"abc": 1}}, "logit_bias"),
+        ("/v1/chat/completions", {"messages": M, "min_tokens": 5, "max_tokens": 2}, "min_tokens"),
+        ("/v1/chat/completions", {"messages": M, "stream_options": 1}, "stream_options"),
+        ("/v1/chat/completions", {"messages": M, "stop_token_ids": [99999]}, "stop_token_ids"),
+        ("/v1/chat/completions", {"messages": M, "reasoning_effort": 3}, "reasoning_effort"),
+        ("/v1/chat/completions", {"messages": [{"role": "assistant", "content": "", "tool_calls": [
+            {"type": "function", "function": {"name": "f", "arguments": "{bad"}}]}]}, "messages"),
+        ("/v1/completions", {"prompt": ""}, "prompt"),
+        ("/v1/completions", {"prompt": [[1, 2], [3]]}, "prompt"),
+        ("/v1/completions", {"prompt": [-1]}, "prompt"),
+        ("/v1/completions", {"prompt": [1] * 5000}, "prompt"),
+        ("/v1/completions", {"prompt": "x", "logprobs": 50}, "logprobs"),
+        ("/tokenize", {"prompt": 5}, "prompt"),
+        ("/detokenize", {"tokens": ["a"]}, "tokens"),
+    ]
+    for path, body, param in cases:
+        s, _, b = raw("POST", path, dict(body, model=MODEL))
+        check_error(s, b, 400, param)
+    s, _, b = raw("POST", "/v1/completions", b'{"prompt": "\xff\xfe"}')
+    check_error(s, b, 400)
+    # accepted variations
+    for body in ({"messages": [{"role": "user", "content": [{"type": "text", "text": "hi"}]}]},
+                 {"messages": M, "seed": -1}, {"messages": M, "logit_bias": {"5": 100}},
+                 {"messages": M, "max_completion_tokens": 2, "max_tokens": 7}):
+        s, _, b = raw("POST", "/v1/chat/completions", dict(body, model=MODEL, max_tokens=body.get("max_tokens", 2)))
+        assert s == 200, (body, b)
+
+
+def test_disconnect_mid_stream():
+    sock = open_stream("Long")
+    read_events(sock, 5)
+    assert metrics()["vllm:num_requests_running"] == 1
+    t0 = time.time()
+    sock.close()
+    wait_metrics(idle)
+    assert time.time() - t0 < 1.0, "abort took %.2fs" % (time.time() - t0)
+    r = client.completions.create(model=MODEL, prompt="after", max_tokens=4)
+    assert r.usage.completion_tokens == 4
+
+
+def test_echo_tools_tokenize_chat():
+    r = client.completions.create(model=MODEL, prompt="Echo me", max_tokens=3, echo=True)
+    assert r.choices[0].text.startswith("Echo me")
+    chunks = list(client.completions.create(model=MODEL, prompt="Echo me", max_tokens=3, echo=True, stream=True))
+    assert "".join(c.choices[0].text for c in chunks if c.choices) .startswith("Echo me")
+    tools = [{"type": "function", "function": {"name": "get_weather", "description": "Weather in a city",
+                                               "parameters": {"type": "object",
+                                                              "properties": {"city": {"type": "string"}}}}}]
+    r = client.chat.completions.create(model=MODEL, messages=MSGS, tools=tools, max_tokens=8)
+    assert r.choices[0].finish_reason in ("stop", "length", "tool_calls")
+    s, _, b = raw("POST", "/tokenize", {"model": MODEL, "messages": MSGS})
+    assert s == 200 and json.loads(b)["count"] > 0
+
+
+# ---- queueing (server with --max-num-seqs 1 --max-queue 1) ------------------------------
+
+
+def queue_test_overload_and_queued_disconnect():
+    a = open_stream("first")
+    read_events(a, 3)
+    b = open_stream("second")  # waits behind a
+    wait_metrics(lambda m: m["vllm:num_requests_waiting"] == 1)
+    got = b""
+    while b": ping" not in got:  # a waiting stream is kept alive with SSE comments
+        chunk = b.recv(4096)
+        assert chunk, got
+        got += chunk
+    assert b"data: " not in got, got
+    s, h, body = raw("POST", "/v1/completions", {"model": MODEL, "prompt": "third", "max_tokens": 2})
+    check_error(s, body, 503)
+    assert h["Retry-After"], h
+    b.close()  # hang up while queued: its request leaves the queue at once
+    wait_metrics(lambda m: m["vllm:num_requests_waiting"] == 0, seconds=1)
+    a.close()
+    wait_metrics(idle)
+    r = client.completions.create(model=MODEL, prompt="after", max_tokens=4)
+    assert r.usage.completion_tokens == 4
+
+
+def main():
+    prefix = "queue_test_" if MODE == "queue" else "test_"
+    tests = [(k, v) for k, v in globals().items() if k.startswith(prefix) and callable(v)]
+    passed = failed = 0
+    for name, fn in tests:
+        t0 = time.time()
+        try:
+            fn()
+            passed += 1
+            print("PASS  %s (%.2fs)" % (name, time.time() - t0))
+        except Exception:
+            failed += 1
+            print("FAIL  %s" % name)
+            traceback.print_exc()
+    print("%d passed, %d failed" % (passed, failed))
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()
