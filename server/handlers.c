@@ -50,21 +50,21 @@ enum MHD_Result glm_handle_metrics(glm_http_req *r)
     FILE *f = open_memstream(&s, &n);
     if (!f)
         return glm_http_error(r, 503, NULL, NULL, "out of memory");
-    fprintf(f, "# TYPE vllm:num_requests_running gauge\nvllm:num_requests_running{model_name=\"%s\"} %d\n", name,
+    fprintf(f, "# TYPE glm:num_requests_running gauge\nglm:num_requests_running{model_name=\"%s\"} %d\n", name,
             m.num_running);
-    fprintf(f, "# TYPE vllm:num_requests_waiting gauge\nvllm:num_requests_waiting{model_name=\"%s\"} %d\n", name,
+    fprintf(f, "# TYPE glm:num_requests_waiting gauge\nglm:num_requests_waiting{model_name=\"%s\"} %d\n", name,
             m.num_waiting);
-    fprintf(f, "# TYPE vllm:kv_cache_usage_perc gauge\nvllm:kv_cache_usage_perc{model_name=\"%s\"} %g\n", name,
+    fprintf(f, "# TYPE glm:kv_cache_usage_perc gauge\nglm:kv_cache_usage_perc{model_name=\"%s\"} %g\n", name,
             m.kv_blocks_total ? (double)m.kv_blocks_used / m.kv_blocks_total : 0.0);
-    fprintf(f, "# TYPE vllm:num_preemptions_total counter\nvllm:num_preemptions_total{model_name=\"%s\"} %llu\n",
+    fprintf(f, "# TYPE glm:num_preemptions_total counter\nglm:num_preemptions_total{model_name=\"%s\"} %llu\n",
             name, (unsigned long long)m.num_preemptions);
-    fprintf(f, "# TYPE vllm:prompt_tokens_total counter\nvllm:prompt_tokens_total{model_name=\"%s\"} %llu\n", name,
+    fprintf(f, "# TYPE glm:prompt_tokens_total counter\nglm:prompt_tokens_total{model_name=\"%s\"} %llu\n", name,
             (unsigned long long)m.prompt_tokens);
-    fprintf(f, "# TYPE vllm:generation_tokens_total counter\nvllm:generation_tokens_total{model_name=\"%s\"} %llu\n",
+    fprintf(f, "# TYPE glm:generation_tokens_total counter\nglm:generation_tokens_total{model_name=\"%s\"} %llu\n",
             name, (unsigned long long)m.generation_tokens);
-    fprintf(f, "# TYPE vllm:prefix_cache_queries_total counter\nvllm:prefix_cache_queries_total{model_name=\"%s\"} %llu\n",
+    fprintf(f, "# TYPE glm:prefix_cache_queries_total counter\nglm:prefix_cache_queries_total{model_name=\"%s\"} %llu\n",
             name, (unsigned long long)m.prefix_query_tokens);
-    fprintf(f, "# TYPE vllm:prefix_cache_hits_total counter\nvllm:prefix_cache_hits_total{model_name=\"%s\"} %llu\n",
+    fprintf(f, "# TYPE glm:prefix_cache_hits_total counter\nglm:prefix_cache_hits_total{model_name=\"%s\"} %llu\n",
             name, (unsigned long long)m.prefix_hit_tokens);
     fclose(f);
     struct MHD_Response *resp = MHD_create_response_from_buffer(n, s, MHD_RESPMEM_MUST_FREE);

@@ -276,8 +276,8 @@ def wait_metrics(cond, seconds=5):
 
 
 def idle(m):
-    return m["vllm:num_requests_running"] == 0 and m["vllm:num_requests_waiting"] == 0 and \
-        m["vllm:kv_cache_usage_perc"] == 0
+    return m["glm:num_requests_running"] == 0 and m["glm:num_requests_waiting"] == 0 and \
+        m["glm:kv_cache_usage_perc"] == 0
 
 
 def test_bad_input_never_5xx():
@@ -320,7 +320,7 @@ def test_bad_input_never_5xx():
 def test_disconnect_mid_stream():
     sock = open_stream("Long")
     read_events(sock, 5)
-    assert metrics()["vllm:num_requests_running"] == 1
+    assert metrics()["glm:num_requests_running"] == 1
     t0 = time.time()
     sock.close()
     wait_metrics(idle)
@@ -350,7 +350,7 @@ def queue_test_overload_and_queued_disconnect():
     a = open_stream("first")
     read_events(a, 3)
     b = open_stream("second")  # waits behind a
-    wait_metrics(lambda m: m["vllm:num_requests_waiting"] == 1)
+    wait_metrics(lambda m: m["glm:num_requests_waiting"] == 1)
     got = b""
     while b": ping" not in got:  # a waiting stream is kept alive with SSE comments
         chunk = b.recv(4096)
@@ -361,7 +361,7 @@ def queue_test_overload_and_queued_disconnect():
     check_error(s, body, 503)
     assert h["Retry-After"], h
     b.close()  # hang up while queued: its request leaves the queue at once
-    wait_metrics(lambda m: m["vllm:num_requests_waiting"] == 0, seconds=1)
+    wait_metrics(lambda m: m["glm:num_requests_waiting"] == 0, seconds=1)
     a.close()
     wait_metrics(idle)
     r = client.completions.create(model=MODEL, prompt="after", max_tokens=4)
