@@ -16,6 +16,7 @@ struct glm_block_manager {
     int num_blocks, block_size, prefix;
     int32_t *ref;        /* [num_blocks] */
     uint64_t *hash;      /* [num_blocks] 0 = not registered */
+    uint64_t *parent;    /* [num_blocks] hash of the preceding block (0 for the first) */
     int32_t *tokens;     /* [num_blocks * block_size] tokens of registered blocks */
     int32_t *prev, *next;/* LRU free list links, -1 terminated */
     int head, tail, n_free;
@@ -77,14 +78,16 @@ static size_t slot_of(const glm_block_manager *bm, uint64_t h)
     return (size_t)(h * 0x9e3779b97f4a7c15ull >> 7) & (bm->map_cap - 1);
 }
 
-/* Block registered under h with exactly these tokens, or -1. */
-static int map_find(const glm_block_manager *bm, uint64_t h, const int32_t *tok)
+/* Block registered under h, after the block hashed `parent`, with exactly
+ * these tokens, or -1. Comparing the parent's hash too means a collision of
+ * the chained hash alone cannot match a block from another prefix. */
+static int map_find(const glm_block_manager *bm, uint64_t h, uint64_t parent, const int32_t *tok)
 {
     for (size_t i = slot_of(bm, h);; i = (i + 1) & (bm->map_cap - 1)) {
         int b = bm->map[i];
         if (b < 0)
             return -1;
-        if (bm->hash[b] == h &&
+        if (bm->hash[b] == h && bm->parent[b] == parent &&
             memcmp(bm->tokens + (size_t)b * bm->block_size, tok, sizeof(int32_t) * (size_t)bm->block_size) == 0)
             return b;
     }
@@ -135,6 +138,7 @@ glm_block_manager *glm_bm_create(int num_blocks, int block_size, int enable_pref
     bm->prefix = enable_prefix_caching;
     bm->ref = glm_calloc((size_t)num_blocks, sizeof(int32_t));
     bm->hash = glm_calloc((size_t)num_blocks, sizeof(uint64_t));
+    bm->parent = glm_calloc((size_t)num_blocks, sizeof(uint64_t));
     bm->tokens = glm_malloc(sizeof(int32_t) * (size_t)num_blocks * block_size);
     bm->prev = glm_malloc(sizeof(int32_t) * (size_t)num_blocks);
     bm->next = glm_malloc(sizeof(int32_t) * (size_t)num_blocks);
@@ -155,6 +159,7 @@ void glm_bm_free(glm_block_manager *bm)
         return;
     free(bm->ref);
     free(bm->hash);
+    free(bm->parent);
     free(bm->tokens);
     free(bm->prev);
     free(bm->next);
@@ -173,8 +178,9 @@ void glm_bm_lookup(glm_block_manager *bm, const int32_t *tokens, int n, int *n_h
     int bs = bm->block_size, hits = 0, free_hits = 0;
     uint64_t h = 0;
     for (int i = 0; bm->prefix && (i + 1) * bs <= n - 1; i++) {
-        h = block_hash(h, tokens + (size_t)i * bs, bs);
-        int b = map_find(bm, h, tokens + (size_t)i * bs);
+        uint64_t parent = h;
+        h = block_hash(parent, tokens + (size_t)i * bs, bs);
+        int b = map_find(bm, h, parent, tokens + (size_t)i * bs);
         if (b < 0)
             break;
         hits++;
@@ -199,8 +205,9 @@ int glm_bm_take_prefix(glm_block_manager *bm, glm_block_table *t, const int32_t 
     int bs = bm->block_size;
     uint64_t h = 0;
     for (int i = 0; i < n_hit_blocks; i++) {
-        h = block_hash(h, tokens + (size_t)i * bs, bs);
-        int b = map_find(bm, h, tokens + (size_t)i * bs);
+        uint64_t parent = h;
+        h = block_hash(parent, tokens + (size_t)i * bs, bs);
+        int b = map_find(bm, h, parent, tokens + (size_t)i * bs);
         GLM_ASSERT(b >= 0);
         if (bm->ref[b]++ == 0)
             lru_remove(bm, b);
@@ -241,8 +248,9 @@ void glm_bm_commit(glm_block_manager *bm, glm_block_table *t, const int32_t *tok
         const int32_t *tok = tokens + (size_t)i * bs;
         uint64_t h = block_hash(t->last_hash, tok, bs);
         int b = t->ids[i];
-        if (!bm->hash[b] && map_find(bm, h, tok) < 0) {
+        if (!bm->hash[b] && map_find(bm, h, t->last_hash, tok) < 0) {
             bm->hash[b] = h;
+            bm->parent[b] = t->last_hash;
             memcpy(bm->tokens + (size_t)b * bs, tok, sizeof(int32_t) * (size_t)bs);
             map_insert(bm, b);
         }

@@ -5,8 +5,8 @@
  * A full block (block_size tokens) whose KV has been computed is registered
  * under hash(parent block's hash, its token ids). A new sequence whose prompt
  * starts with the same tokens reuses those blocks instead of recomputing them:
- * the hash finds a candidate and the stored token ids confirm it (so a hash
- * collision can never serve wrong KV). Freed blocks keep their hash and stay
+ * the hash finds a candidate, and the stored token ids and parent hash confirm
+ * it (wrong KV would take two simultaneous 64-bit hash collisions). Freed blocks keep their hash and stay
  * reusable until the allocator needs them: the least recently freed block is
  * taken first (LRU eviction).
  *

@@ -191,6 +191,11 @@ void glm_request_set_notify(glm_request *r, void (*fn)(void *ctx), void *ctx)
 void glm_request_abort(glm_request *r)
 {
     glm_engine *e = r->e;
+    pthread_mutex_lock(&r->mu);
+    int done = r->done;
+    pthread_mutex_unlock(&r->mu);
+    if (done) /* over (always so once the engine is freed): nothing to stop */
+        return;
     atomic_store(&r->abort_requested, 1);
     pthread_mutex_lock(&e->mu);
     pthread_cond_signal(&e->cv);
@@ -273,9 +278,13 @@ glm_request *glm_engine_submit(glm_engine *e, const int32_t *prompt, int n_promp
 
     pthread_mutex_lock(&e->mu);
     if (e->stop || e->waiting_requests >= e->p.max_queue) {
+        int stopping = e->stop;
         pthread_mutex_unlock(&e->mu);
         *status = GLM_SUBMIT_OVERLOADED;
-        glm_err(err, errlen, "the server is overloaded: %d requests are already waiting", e->p.max_queue);
+        if (stopping)
+            glm_err(err, errlen, "the engine is shutting down");
+        else
+            glm_err(err, errlen, "the server is overloaded: %d requests are already waiting", e->p.max_queue);
         atomic_store(&r->refs, 1);
         req_unref(r);
         return NULL;
@@ -316,7 +325,8 @@ static void start_request(glm_engine *e, glm_request *r)
         sample *s = &r->samples[i];
         s->req = r;
         s->index = i;
-        s->seq = glm_seq_create(e->next_seq_id++, r->prompt, r->n_prompt, r->max_new);
+        /* room for a few hundred tokens; the sequence grows past that on demand */
+        s->seq = glm_seq_create(e->next_seq_id++, r->prompt, r->n_prompt, GLM_MIN(r->max_new, 256));
         s->seq->owner = s;
         s->seq->index = i;
         /* each sample its own stream (seed + i, as vLLM): seeded requests
@@ -397,6 +407,8 @@ static void advance(glm_engine *e, sample *s, const float *logits)
     glm_request *r = s->req;
     glm_sequence *seq = s->seq;
     const glm_config *c = e->c;
+    if (s->finished)
+        return;
     glm_sampler_result res;
     int n_out = seq->n_tokens - seq->n_prompt;
     glm_sampler_history hist = {seq->tokens, seq->n_prompt, seq->tokens + seq->n_prompt, n_out};
@@ -535,7 +547,8 @@ static int step(glm_engine *e)
     } else {
         glm_sched_commit(e->sch, &sb);
         for (int k = 0; k < nl; k++)
-            advance(e, ss[li_seq[k]], e->logits + (size_t)k * e->c->vocab_size);
+            if (!ss[li_seq[k]]->finished) /* a sibling's error may have ended it */
+                advance(e, ss[li_seq[k]], e->logits + (size_t)k * e->c->vocab_size);
         /* n > 1: once sample 0's prompt is computed (and cached), admit the others */
         for (int i = 0; i < sb.n; i++) {
             sample *s = ss[i];
@@ -646,6 +659,7 @@ glm_engine *glm_engine_create(const glm_model *m, const glm_engine_params *p, ch
     publish_metrics(e);
     if (pthread_create(&e->thread, NULL, engine_main, e) != 0) {
         glm_err(err, errlen, "engine: cannot start its thread");
+        e->stop = 1; /* no thread to join */
         glm_engine_free(e);
         return NULL;
     }

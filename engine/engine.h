@@ -39,7 +39,8 @@ void glm_engine_params_default(glm_engine_params *p);
 typedef enum {
     GLM_EV_TOKEN = 0,  /* a new token of sample `index` */
     GLM_EV_FINISH,     /* sample `index` is done; usage fields set */
-    GLM_EV_ERROR       /* the request failed; message set; no more events */
+    GLM_EV_ERROR       /* the request failed; message set; a GLM_FINISH_ABORT finish
+                          event follows for each sample still running */
 } glm_event_type;
 
 typedef enum {
@@ -79,7 +80,10 @@ typedef struct {
  * through glm_engine_kv_tokens. NULL with a message if the cache cannot be
  * allocated or a parameter is out of range. model must outlive the engine. */
 glm_engine *glm_engine_create(const glm_model *m, const glm_engine_params *p, char *err, size_t errlen);
-/* Stops the thread (pending requests get an error event) and frees everything. */
+/* Stops the thread and frees everything. Requests still running or queued
+ * end with a GLM_FINISH_ABORT finish event per sample; their handles stay
+ * readable and must still be released (abort/release are then no-ops on the
+ * engine). Do not call it concurrently with glm_request_abort. */
 void glm_engine_free(glm_engine *e);
 
 size_t glm_engine_kv_tokens(const glm_engine *e);
@@ -109,7 +113,9 @@ glm_request *glm_engine_submit(glm_engine *e, const int32_t *prompt, int n_promp
 int glm_request_next(glm_request *r, glm_event *ev, int timeout_ms);
 
 /* Called by the engine thread (without locks held) whenever events are
- * added; must be quick and must not call back into the engine. When
+ * added; must be quick and must not call back into the engine (in particular
+ * not glm_request_set_notify or glm_request_release: they wait for running
+ * callbacks and would wait for themselves). When
  * glm_request_set_notify (or glm_request_release) returns, no call of the
  * previous callback is still running, so its context may be freed. */
 void glm_request_set_notify(glm_request *r, void (*fn)(void *ctx), void *ctx);
