@@ -11,6 +11,12 @@
  * comment (": ping") every srv->ping_interval_ms, which also finds dead peers
  * that did not close cleanly.
  *
+ * Metrics (metrics.h): the arrival time of each token event gives the
+ * inter-token latency of its sample; each sample's finish event feeds the
+ * request histograms with the finish reason the client saw. A client that
+ * hangs up has its request aborted and the abort's finish events drained
+ * (bounded), so aborted samples are counted too.
+ *
  * The engine reads the notify callback under its lock but calls it after
  * unlocking, so a call may still arrive after glm_request_release. The
  * notifier objects (eventfd + pointer) are therefore recycled through a free
@@ -90,6 +96,7 @@ typedef struct {
     char error_msg[256];
     glm_buf out;                /* SSE bytes not yet handed to MHD */
     size_t out_pos;
+    double *last_token;         /* [n] arrival time of each sample's last token (metrics) */
 } job;
 
 enum { W_EVENT = 1, W_TIMEOUT = 0, W_OVER = -1, W_GONE = -2 };
@@ -135,6 +142,17 @@ static void job_abort(job *j)
     }
 }
 
+/* Observes a sample's finish event, with the reason the client was told
+ * (abort when it was never told one: the client left). */
+static void observe_finish(job *j, const glm_event *ev)
+{
+    const char *why = glm_gen_finish_reason(j->gen, ev->index);
+    glm_finish_reason r = !why || strcmp(why, "abort") == 0 ? GLM_FINISH_ABORT
+                          : strcmp(why, "length") == 0       ? GLM_FINISH_LENGTH
+                                                             : GLM_FINISH_STOP;
+    glm_metrics_observe_finish(j->srv->metrics, ev, r);
+}
+
 /* Handles one event; sets all_done/error, aborts the engine request when
  * every sample was ended by a stop string. */
 static void job_event(job *j, const glm_event *ev, glm_buf *out)
@@ -144,9 +162,37 @@ static void job_event(job *j, const glm_event *ev, glm_buf *out)
         snprintf(j->error_msg, sizeof j->error_msg, "%s", ev->message);
         return;
     }
-    if (glm_gen_event(j->gen, ev, out) && !j->all_done) {
+    int i = ev->index;
+    if (i < 0 || i >= j->req.sp.n)
+        return;
+    if (ev->type == GLM_EV_TOKEN && !glm_gen_finish_reason(j->gen, i)) {
+        double now = glm_now();
+        if (j->last_token[i] > 0)
+            glm_metrics_observe_itl(j->srv->metrics, now - j->last_token[i]);
+        j->last_token[i] = now;
+    }
+    int all = glm_gen_event(j->gen, ev, out);
+    if (ev->type == GLM_EV_FINISH)
+        observe_finish(j, ev);
+    if (all && !j->all_done) {
         j->all_done = 1;
         job_abort(j); /* the engine may still be generating for a stop string */
+    }
+}
+
+/* The client went away: abort, then read the abort's finish events (for up
+ * to two seconds) so that the metrics count the aborted samples. */
+static void job_drain(job *j)
+{
+    job_abort(j);
+    j->sock = -1;
+    double deadline = glm_now() + 2.0;
+    glm_event ev;
+    for (double left; (left = deadline - glm_now()) > 0;) {
+        if (wait_event(j, &ev, (int)(left * 1000) + 1) != W_EVENT)
+            break;
+        if (ev.type == GLM_EV_FINISH && ev.index >= 0 && ev.index < j->req.sp.n)
+            observe_finish(j, &ev);
     }
 }
 
@@ -164,6 +210,7 @@ static void job_free(job *j)
     glm_oai_request_free(&j->req);
     json_decref(j->root);
     glm_buf_free(&j->out);
+    free(j->last_token);
     free(j);
 }
 
@@ -216,7 +263,7 @@ static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max)
         } else if (rc == W_TIMEOUT) {
             glm_buf_add(&j->out, ": ping\n\n", 8);
         } else {
-            job_abort(j); /* the client went away */
+            job_drain(j); /* the client went away */
             log_usage(j);
             return MHD_CONTENT_READER_END_WITH_ERROR;
         }
@@ -257,6 +304,7 @@ enum MHD_Result glm_handle_completions(glm_http_req *r, int chat)
         return res;
     }
     r->prompt_tokens = j->req.n_prompt;
+    j->last_token = glm_calloc((size_t)j->req.sp.n, sizeof *j->last_token);
     j->nt = notifier_get();
     if (!j->nt) {
         job_free(j);
@@ -304,7 +352,7 @@ enum MHD_Result glm_handle_completions(glm_http_req *r, int chat)
         } else if (rc == W_OVER) {
             break;
         } else if (rc == W_GONE) {
-            job_abort(j);
+            job_drain(j);
             log_usage(j);
             r->status = 499; /* nginx's "client closed request", for the log */
             job_free(j);

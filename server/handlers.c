@@ -44,31 +44,15 @@ enum MHD_Result glm_handle_metrics(glm_http_req *r)
 {
     glm_engine_metrics m;
     glm_engine_metrics_get(r->srv->engine, &m);
-    const char *name = r->srv->served_model_name;
     char *s = NULL;
     size_t n = 0;
     FILE *f = open_memstream(&s, &n);
     if (!f)
         return glm_http_error(r, 503, NULL, NULL, "out of memory");
-    fprintf(f, "# TYPE glm:num_requests_running gauge\nglm:num_requests_running{model_name=\"%s\"} %d\n", name,
-            m.num_running);
-    fprintf(f, "# TYPE glm:num_requests_waiting gauge\nglm:num_requests_waiting{model_name=\"%s\"} %d\n", name,
-            m.num_waiting);
-    fprintf(f, "# TYPE glm:kv_cache_usage_perc gauge\nglm:kv_cache_usage_perc{model_name=\"%s\"} %g\n", name,
-            m.kv_blocks_total ? (double)m.kv_blocks_used / m.kv_blocks_total : 0.0);
-    fprintf(f, "# TYPE glm:num_preemptions_total counter\nglm:num_preemptions_total{model_name=\"%s\"} %llu\n",
-            name, (unsigned long long)m.num_preemptions);
-    fprintf(f, "# TYPE glm:prompt_tokens_total counter\nglm:prompt_tokens_total{model_name=\"%s\"} %llu\n", name,
-            (unsigned long long)m.prompt_tokens);
-    fprintf(f, "# TYPE glm:generation_tokens_total counter\nglm:generation_tokens_total{model_name=\"%s\"} %llu\n",
-            name, (unsigned long long)m.generation_tokens);
-    fprintf(f, "# TYPE glm:prefix_cache_queries_total counter\nglm:prefix_cache_queries_total{model_name=\"%s\"} %llu\n",
-            name, (unsigned long long)m.prefix_query_tokens);
-    fprintf(f, "# TYPE glm:prefix_cache_hits_total counter\nglm:prefix_cache_hits_total{model_name=\"%s\"} %llu\n",
-            name, (unsigned long long)m.prefix_hit_tokens);
+    glm_metrics_render(r->srv->metrics, &m, r->srv->served_model_name, f);
     fclose(f);
     struct MHD_Response *resp = MHD_create_response_from_buffer(n, s, MHD_RESPMEM_MUST_FREE);
-    return glm_http_queue(r, 200, resp, "text/plain; version=0.0.4");
+    return glm_http_queue(r, 200, resp, "text/plain; version=0.0.4; charset=utf-8");
 }
 
 enum MHD_Result glm_handle_tokenize(glm_http_req *r)

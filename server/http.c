@@ -1,7 +1,9 @@
 /*
  * http.c - libmicrohttpd plumbing for `glm-server serve`: daemon start/stop,
  * body accumulation with the size limit, routing, authentication, request
- * ids, OpenAI-shaped errors and the per-request log line; see http.h.
+ * ids, OpenAI-shaped errors, the JSON content-type check (415), CORS
+ * (--allowed-origins, OPTIONS preflights) and the per-request log line; see
+ * http.h.
  *
  * Threading: MHD_USE_THREAD_PER_CONNECTION. Each connection has its own
  * thread, so a handler (or a streaming content reader) may block waiting for
@@ -68,6 +70,12 @@ enum MHD_Result glm_http_queue(glm_http_req *r, int status, struct MHD_Response 
     if (content_type)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
     MHD_add_response_header(resp, "X-Request-Id", r->request_id);
+    if (r->cors_origin) {
+        MHD_add_response_header(resp, "Access-Control-Allow-Origin", r->cors_origin);
+        MHD_add_response_header(resp, "Access-Control-Expose-Headers", "X-Request-Id, Retry-After");
+        if (strcmp(r->cors_origin, "*") != 0)
+            MHD_add_response_header(resp, "Vary", "Origin");
+    }
     r->status = status;
     enum MHD_Result rc = MHD_queue_response(r->conn, (unsigned)status, resp);
     MHD_destroy_response(resp);
@@ -98,6 +106,7 @@ static const char *type_for(int status)
     case 401: return "AuthenticationError";
     case 404: return "NotFoundError";
     case 405: return "MethodNotAllowedError";
+    case 415: return "UnsupportedMediaTypeError";
     case 429: case 503: return "ServiceUnavailableError";
     default: return "InternalServerError";
     }
@@ -194,10 +203,76 @@ static void set_request_id(glm_http_req *r, glm_server *srv)
     snprintf(r->request_id, sizeof r->request_id, "%016llx", (unsigned long long)x);
 }
 
+/* POST bodies are JSON: application/json or any "+json" type. A missing type
+ * and curl's default for -d (application/x-www-form-urlencoded) are taken as
+ * JSON too, so that `curl -d '{...}'` works; anything else is a 415. */
+static int json_content_type(const glm_http_req *r)
+{
+    const char *ct = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
+    if (!ct)
+        return 1;
+    while (*ct == ' ')
+        ct++;
+    size_t n = strcspn(ct, "; \t");
+    if ((n == 16 && strncasecmp(ct, "application/json", 16) == 0) ||
+        (n == 33 && strncasecmp(ct, "application/x-www-form-urlencoded", 33) == 0))
+        return 1;
+    return n > 5 && strncasecmp(ct + n - 5, "+json", 5) == 0 && strncasecmp(ct, "application/", 12) == 0;
+}
+
+/* The request's Origin if --allowed-origins lets it in ("*" allows all;
+ * otherwise exact, case-sensitive matches of a comma-separated list). */
+static const char *cors_origin(const glm_http_req *r)
+{
+    const char *list = r->srv->allowed_origins;
+    const char *o = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Origin");
+    if (!list || !o)
+        return NULL;
+    size_t ol = strlen(o);
+    for (const char *p = list; *p;) {
+        while (*p == ' ' || *p == ',')
+            p++;
+        size_t n = strcspn(p, ", ");
+        if (n == 1 && *p == '*')
+            return "*";
+        if (n && n == ol && strncmp(p, o, n) == 0)
+            return o;
+        p += n;
+    }
+    return NULL;
+}
+
+/* OPTIONS: a CORS preflight (Origin and Access-Control-Request-Method) from
+ * an allowed origin gets 204 and the allowed methods and headers; one from
+ * another origin a 400 (as Starlette's CORSMiddleware, which vLLM uses); a
+ * plain OPTIONS a 204 with Allow. Never needs an API key. */
+static enum MHD_Result handle_options(glm_http_req *r)
+{
+    const char *origin = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Origin");
+    const char *method = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Access-Control-Request-Method");
+    const char *allow = strcmp(routes[r->route].method, "POST") == 0 ? "POST, OPTIONS" : "GET, HEAD, OPTIONS";
+    if (origin && method && !r->cors_origin)
+        return glm_http_error(r, 400, NULL, NULL, "Disallowed CORS origin");
+    struct MHD_Response *resp = MHD_create_response_from_buffer(0, "", MHD_RESPMEM_PERSISTENT);
+    if (!resp)
+        return MHD_NO;
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, allow);
+    if (origin && method) {
+        const char *hdrs = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Access-Control-Request-Headers");
+        MHD_add_response_header(resp, "Access-Control-Allow-Methods", allow);
+        MHD_add_response_header(resp, "Access-Control-Allow-Headers",
+                                hdrs ? hdrs : "Authorization, Content-Type, X-Request-Id");
+        MHD_add_response_header(resp, "Access-Control-Max-Age", "600");
+    }
+    return glm_http_queue(r, 204, resp, NULL);
+}
+
 static enum MHD_Result dispatch(glm_http_req *r)
 {
     if (r->route == R_NONE)
         return glm_http_error(r, 404, NULL, NULL, "Not Found: %s", r->url);
+    if (strcmp(r->method, "OPTIONS") == 0)
+        return handle_options(r);
     if (strcmp(r->method, routes[r->route].method) != 0 &&
         !(strcmp(r->method, "HEAD") == 0 && strcmp(routes[r->route].method, "GET") == 0))
         return glm_http_error(r, 405, NULL, NULL, "Method Not Allowed: %s %s", r->method, r->url);
@@ -206,6 +281,8 @@ static enum MHD_Result dispatch(glm_http_req *r)
                               r->srv->max_request_bytes);
     if (!authorized(r))
         return glm_http_error(r, 401, NULL, NULL, "Unauthorized: a valid API key is required");
+    if (strcmp(routes[r->route].method, "POST") == 0 && !json_content_type(r))
+        return glm_http_error(r, 415, NULL, NULL, "Unsupported Media Type: send the body as application/json");
     /* a kept-alive connection may still send requests while the server drains */
     if (atomic_load(&((glm_server *)r->srv)->draining) && r->route != R_HEALTH && r->route != R_METRICS)
         return glm_http_error(r, 503, NULL, NULL, "the server is shutting down");
@@ -238,6 +315,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         r->t0 = glm_now();
         r->route = find_route(url);
         set_request_id(r, srv);
+        r->cors_origin = cors_origin(r);
         atomic_fetch_add(&srv->active, 1);
         r->counted = 1;
         *con_cls = r;

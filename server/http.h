@@ -3,7 +3,8 @@
  * (one thread per connection, so a handler may block while its request
  * generates), request bodies up to srv->max_request_bytes (413 beyond),
  * routing with 404/405, API-key checks (401), X-Request-Id, OpenAI-shaped
- * errors and one log line per request.
+ * errors, CORS (--allowed-origins: headers on every response, OPTIONS
+ * preflights answered before authentication) and one log line per request.
  *
  * Handlers (handlers.c, completions.c) receive a glm_http_req and must queue
  * exactly one response through the helpers below (or glm_http_queue).
@@ -30,6 +31,7 @@ typedef struct {
     double t0;
     int route;                  /* internal */
     int counted;                /* internal: counted in srv->active */
+    const char *cors_origin;    /* internal: the request's Origin when allowed (or "*") */
 } glm_http_req;
 
 /* Queues resp with status, X-Request-Id and the given content type; takes

@@ -213,6 +213,9 @@ static int parse_sampling(glm_oai_request *r, const json_t *root, const glm_serv
     }
     sp->logprobs = r->logprobs;
     sp->top_logprobs = r->top_logprobs;
+    const json_t *user = field(root, "user");
+    if (user && !json_is_string(user))
+        return BAD("user", "'user' must be a string");
 
     if (get_bool(root, "stream", &r->stream) < 0)
         return BAD("stream", "'stream' must be a boolean");
@@ -250,6 +253,43 @@ static int encode(glm_oai_request *r, const glm_server *srv, const char *text, s
     return GLM_OK;
 }
 
+/* One chat message: an object with a known role and text content (a string,
+ * or an array of {"type": "text", "text": ...} parts); assistant messages may
+ * have null content (tool calls). As OpenAI, unknown roles are a 400. */
+static int check_message(const json_t *m, size_t i, const char **param, char *err, size_t errlen)
+{
+    static const char *roles[] = {"system", "user", "assistant", "tool"};
+    const json_t *role = json_is_object(m) ? json_object_get(m, "role") : NULL;
+    if (!json_is_string(role))
+        return BAD("messages", "messages[%zu] must be an object with a string 'role'", i);
+    const char *rs = json_string_value(role);
+    int known = 0;
+    for (size_t k = 0; k < sizeof roles / sizeof roles[0]; k++)
+        known |= strcmp(rs, roles[k]) == 0;
+    if (!known)
+        return BAD("messages", "messages[%zu].role must be one of 'system', 'user', 'assistant', 'tool'", i);
+    const json_t *c = json_object_get(m, "content");
+    if (!c || json_is_null(c)) {
+        if (strcmp(rs, "assistant") != 0)
+            return BAD("messages", "messages[%zu].content is required", i);
+        return GLM_OK;
+    }
+    if (json_is_string(c))
+        return GLM_OK;
+    if (!json_is_array(c))
+        return BAD("messages", "messages[%zu].content must be a string or an array of content parts", i);
+    size_t k;
+    const json_t *part;
+    json_array_foreach(c, k, part) {
+        const json_t *type = json_is_object(part) ? json_object_get(part, "type") : NULL;
+        if (!json_is_string(type) || strcmp(json_string_value(type), "text") != 0)
+            return BAD("messages", "messages[%zu].content[%zu]: this model accepts only parts of type 'text'", i, k);
+        if (!json_is_string(json_object_get(part, "text")))
+            return BAD("messages", "messages[%zu].content[%zu].text must be a string", i, k);
+    }
+    return GLM_OK;
+}
+
 static int chat_prompt(glm_oai_request *r, const json_t *root, const glm_server *srv, const char **param, char *err,
                        size_t errlen)
 {
@@ -259,8 +299,8 @@ static int chat_prompt(glm_oai_request *r, const json_t *root, const glm_server 
     size_t i;
     const json_t *m;
     json_array_foreach(messages, i, m) {
-        if (!json_is_object(m) || !json_is_string(json_object_get(m, "role")))
-            return BAD("messages", "messages[%zu] must be an object with a string 'role'", i);
+        if (check_message(m, i, param, err, errlen))
+            return GLM_ERR;
     }
     const json_t *tools = field(root, "tools");
     if (tools && !json_is_array(tools))

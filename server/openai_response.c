@@ -392,6 +392,11 @@ static void finish_sample(glm_gen *g, int i, const char *finish, glm_buf *out)
     g->n_done++;
 }
 
+const char *glm_gen_finish_reason(const glm_gen *g, int i)
+{
+    return i >= 0 && i < g->n && g->s[i].done ? g->s[i].finish : NULL;
+}
+
 int glm_gen_event(glm_gen *g, const glm_event *ev, glm_buf *out)
 {
     if (ev->type == GLM_EV_ERROR || ev->index < 0 || ev->index >= g->n)

@@ -55,6 +55,10 @@ void glm_gen_stream_end(glm_gen *g, glm_buf *out);
  * NULL if it could not be serialised. */
 char *glm_gen_response(glm_gen *g);
 
+/* The finish reason sent for sample i ("stop", "length", "abort",
+ * "tool_calls"), or NULL while it runs. */
+const char *glm_gen_finish_reason(const glm_gen *g, int i);
+
 /* Usage so far, for the request log line. */
 void glm_gen_usage(const glm_gen *g, int *prompt_tokens, int *completion_tokens);
 

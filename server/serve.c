@@ -1,5 +1,6 @@
 /*
- * serve.c - `glm-server serve`: command-line flags (vLLM's names), loading
+ * serve.c - `glm-server serve`: command-line flags (vLLM's names) and
+ * --config FILE (serve_config.c; the command line wins), loading
  * the checkpoint (model, tokenizer, chat template), creating the engine,
  * starting the HTTP daemon, and a graceful stop on SIGINT/SIGTERM: stop
  * accepting, let running requests finish within --shutdown-timeout seconds,
@@ -17,6 +18,7 @@
 
 #include "cli.h"
 #include "http.h"
+#include "serve_config.h"
 #include "server.h"
 #include "util.h"
 
@@ -26,6 +28,9 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: glm-server [serve] --model DIR [options]\n\n"
+            "  --config FILE                 JSON object with the flags below as keys (\"max_model_len\": 4096,\n"
+            "                                \"api_key\": [\"k1\", \"k2\"], \"enable_prefix_caching\": false);\n"
+            "                                flags on the command line win\n"
             "  --host ADDR                   listen address (default 127.0.0.1)\n"
             "  --port N                      listen port (default 8000)\n"
             "  --served-model-name NAME      the model name clients use (default: DIR)\n"
@@ -41,7 +46,9 @@ static void usage(FILE *f)
             "  --max-request-bytes N         largest request body (default 32MiB)\n"
             "  --sse-ping-interval SECONDS   ': ping' comment on a silent stream (default 5)\n"
             "  --timeout-keep-alive SECONDS  close connections idle this long (default 60)\n"
-            "  --shutdown-timeout SECONDS    grace period for running requests on SIGTERM (default 30)\n");
+            "  --shutdown-timeout SECONDS    grace period for running requests on SIGTERM (default 30)\n"
+            "  --allowed-origins LIST        CORS: comma-separated origins allowed to call from a\n"
+            "                                browser, or '*' (default: none)\n");
 }
 
 /* "4GiB", "512M", "1000000": bytes; -1 if malformed. */
@@ -84,30 +91,69 @@ static int parse_int(const char *flag, const char *s, int lo, int *out)
     return GLM_OK;
 }
 
+enum { O_HOST = 256, O_PORT, O_NAME, O_MML, O_SEQS, O_BATCHED, O_KV, O_KEY, O_PREFIX, O_NOPREFIX, O_THREADS,
+       O_MAXREQ, O_GRACE, O_MODEL, O_HELP, O_KEEPALIVE, O_QUEUE, O_PING, O_ORIGINS };
+static const struct option opts[] = {
+    {"model", required_argument, 0, O_MODEL},
+    {"host", required_argument, 0, O_HOST},
+    {"port", required_argument, 0, O_PORT},
+    {"served-model-name", required_argument, 0, O_NAME},
+    {"max-model-len", required_argument, 0, O_MML},
+    {"max-num-seqs", required_argument, 0, O_SEQS},
+    {"max-num-batched-tokens", required_argument, 0, O_BATCHED},
+    {"kv-cache-memory", required_argument, 0, O_KV},
+    {"api-key", required_argument, 0, O_KEY},
+    {"enable-prefix-caching", no_argument, 0, O_PREFIX},
+    {"no-enable-prefix-caching", no_argument, 0, O_NOPREFIX},
+    {"threads", required_argument, 0, O_THREADS},
+    {"max-request-bytes", required_argument, 0, O_MAXREQ},
+    {"shutdown-timeout", required_argument, 0, O_GRACE},
+    {"timeout-keep-alive", required_argument, 0, O_KEEPALIVE},
+    {"max-queue", required_argument, 0, O_QUEUE},
+    {"sse-ping-interval", required_argument, 0, O_PING},
+    {"allowed-origins", required_argument, 0, O_ORIGINS},
+    {"help", no_argument, 0, O_HELP},
+    {0, 0, 0, 0}};
+
+static int serve_args(int argc, char **argv, const struct option *opts, int n_cfg, int *cli_keys);
+
 int glm_cli_serve(int argc, char **argv)
 {
-    enum { O_HOST = 256, O_PORT, O_NAME, O_MML, O_SEQS, O_BATCHED, O_KV, O_KEY, O_PREFIX, O_NOPREFIX, O_THREADS,
-           O_MAXREQ, O_GRACE, O_MODEL, O_HELP, O_KEEPALIVE, O_QUEUE, O_PING };
-    struct option opts[] = {{"model", required_argument, 0, O_MODEL},
-                            {"host", required_argument, 0, O_HOST},
-                            {"port", required_argument, 0, O_PORT},
-                            {"served-model-name", required_argument, 0, O_NAME},
-                            {"max-model-len", required_argument, 0, O_MML},
-                            {"max-num-seqs", required_argument, 0, O_SEQS},
-                            {"max-num-batched-tokens", required_argument, 0, O_BATCHED},
-                            {"kv-cache-memory", required_argument, 0, O_KV},
-                            {"api-key", required_argument, 0, O_KEY},
-                            {"enable-prefix-caching", no_argument, 0, O_PREFIX},
-                            {"no-enable-prefix-caching", no_argument, 0, O_NOPREFIX},
-                            {"threads", required_argument, 0, O_THREADS},
-                            {"max-request-bytes", required_argument, 0, O_MAXREQ},
-                            {"shutdown-timeout", required_argument, 0, O_GRACE},
-                            {"timeout-keep-alive", required_argument, 0, O_KEEPALIVE},
-                            {"max-queue", required_argument, 0, O_QUEUE},
-                            {"sse-ping-interval", required_argument, 0, O_PING},
-                            {"help", no_argument, 0, O_HELP},
-                            {0, 0, 0, 0}};
-    const char *model_dir = NULL, *host = "127.0.0.1", *name = NULL;
+    /* --config FILE: its settings go first, so the command line overrides them */
+    const char *config = NULL;
+    char **cfg = NULL, **args = glm_calloc((size_t)argc + 1, sizeof(char *));
+    int n_cfg = 0, n_args = 0, cli_keys = 0;
+    args[n_args++] = argv[0];
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--config") == 0 && i + 1 < argc)
+            config = argv[++i];
+        else if (strncmp(argv[i], "--config=", 9) == 0)
+            config = argv[i] + 9;
+        else
+            args[n_args++] = argv[i];
+    }
+    if (config) {
+        char cerr[GLM_ERRLEN];
+        if (glm_serve_config_args(config, opts, &cfg, &n_cfg, cerr, sizeof cerr) != GLM_OK) {
+            fprintf(stderr, "glm-server: %s\n", cerr);
+            free(args);
+            return 2;
+        }
+        args = glm_realloc(args, sizeof(char *) * ((size_t)n_args + (size_t)n_cfg + 1));
+        memmove(args + 1 + n_cfg, args + 1, sizeof(char *) * ((size_t)n_args - 1));
+        memcpy(args + 1, cfg, sizeof(char *) * (size_t)n_cfg);
+        n_args += n_cfg;
+        args[n_args] = NULL;
+    }
+    int rc = serve_args(n_args, args, opts, n_cfg, &cli_keys);
+    glm_serve_config_free(cfg, n_cfg);
+    free(args);
+    return rc;
+}
+
+static int serve_args(int argc, char **argv, const struct option *opts, int n_cfg, int *cli_keys)
+{
+    const char *model_dir = NULL, *host = "127.0.0.1", *name = NULL, *origins = NULL;
     const char *keys[MAX_KEYS];
     int n_keys = 0, port = 8000, grace = 30, keepalive = 60, ping_ms = 5000;
     long long max_req = 32ll << 20;
@@ -128,6 +174,7 @@ int glm_cli_serve(int argc, char **argv)
             }
             break;
         case O_NAME: name = optarg; break;
+        case O_ORIGINS: origins = *optarg ? optarg : NULL; break;
         case O_MML: if (parse_int("max-model-len", optarg, 1, &ep.max_model_len)) return 2; break;
         case O_SEQS: if (parse_int("max-num-seqs", optarg, 1, &ep.max_num_seqs)) return 2; break;
         case O_BATCHED: if (parse_int("max-num-batched-tokens", optarg, 1, &ep.max_num_batched_tokens)) return 2; break;
@@ -162,6 +209,10 @@ int glm_cli_serve(int argc, char **argv)
             }
             break;
         case O_KEY:
+            if (optind - 1 > n_cfg && !*cli_keys) { /* keys on the command line replace the file's */
+                *cli_keys = 1;
+                n_keys = 0;
+            }
             if (n_keys == MAX_KEYS || !*optarg) {
                 fprintf(stderr, "glm-server: --api-key: at most %d non-empty keys\n", MAX_KEYS);
                 return 2;
@@ -231,6 +282,7 @@ int glm_cli_serve(int argc, char **argv)
     srv.max_request_bytes = (size_t)max_req;
     srv.ping_interval_ms = ping_ms;
     srv.idle_timeout_s = keepalive;
+    srv.allowed_origins = origins;
     srv.model = m;
     srv.tok = tok;
     srv.tmpl = tmpl;
@@ -239,6 +291,7 @@ int glm_cli_serve(int argc, char **argv)
     srv.vocab = m->cfg.vocab_size;
     glm_out_tags_default(&srv.tags);
     srv.created = (long)time(NULL);
+    srv.metrics = glm_metrics_create(srv.max_model_len);
     srv.id_base = (uint64_t)time(NULL) * 0x9E3779B97F4A7C15ull ^ (uint64_t)getpid() << 32;
     glm_out_params prm;
     glm_out_params_default(&prm);
@@ -287,6 +340,7 @@ int glm_cli_serve(int argc, char **argv)
 out:
     glm_http_stop(h);
     glm_engine_free(e);
+    glm_metrics_free(srv.metrics);
     glm_chat_template_free(tmpl);
     glm_tok_free(tok);
     glm_model_free(m);

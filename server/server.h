@@ -13,6 +13,7 @@
 
 #include "chat_template.h"
 #include "engine.h"
+#include "metrics.h"
 #include "model.h"
 #include "output_parser.h"
 #include "tokenizer.h"
@@ -28,6 +29,7 @@ typedef struct {
     size_t max_request_bytes;       /* larger bodies get a 413 */
     int ping_interval_ms;           /* SSE ": ping" comment while waiting */
     int idle_timeout_s;             /* an idle connection is closed after this long */
+    const char *allowed_origins;    /* CORS: comma-separated origins or "*"; NULL: none */
     /* loaded state */
     const glm_model *model;
     const glm_tok *tok;
@@ -37,6 +39,7 @@ typedef struct {
     int vocab;
     glm_out_tags tags;
     long created;                   /* start time, for "created" of /v1/models */
+    glm_metrics *metrics;           /* thread-safe; observed by completions.c */
     /* runtime */
     atomic_int draining;            /* 1 after SIGINT/SIGTERM: new requests get a 503 */
     atomic_int stopping;            /* 1 once the grace period ran out: waiters abort */

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # tests/cli/server.sh BUILD_DIR - `glm-server serve` end to end: makes the
 # project venv (.venv, the official openai SDK, via `make venv`) if missing,
-# starts ./glm-server serve on models/tiny on a free port with an API key and a
-# 1 MiB body limit, waits for /health, runs tests/integration/test_server.py
+# starts ./glm-server serve on models/tiny on a free port from a --config file
+# (API key, 1 MiB body limit, CORS origins) overridden by flags, waits for /health, runs tests/integration/test_server.py
 # (openai SDK + curl + raw sockets); restarts it with --max-num-seqs 1
-# --max-queue 1 for the queueing tests (503, hang-up while queued); checks that
+# --max-queue 1 --timeout-keep-alive 2 for the queueing tests (429, hang-up while
+# queued) and the slow-loris test; checks that
 # SIGTERM stops it with a stream running, exiting 0; always stops the server.
 set -euo pipefail
 BUILD=${1:-build}
@@ -20,13 +21,20 @@ LOG=$(mktemp)
 PID=
 cleanup() {
     [ -n "$PID" ] && kill "$PID" 2>/dev/null && wait "$PID" 2>/dev/null
-    rm -f "$LOG"
+    rm -f "$LOG" "$CFG"
 }
 trap cleanup EXIT
 
+# --config: the file's settings, overridden by the command line (port, and the
+# API keys: sk-config is replaced by sk-test, which test_server.py checks)
+CFG=$(mktemp --suffix=.json)
+cat >"$CFG" <<'JSON'
+{"_comment": "server.sh", "model": "models/tiny", "served_model_name": "tiny", "port": 1,
+ "api_key": ["sk-config"], "max_request_bytes": "1MiB", "threads": 2,
+ "allowed_origins": "http://good.example, http://also.example", "enable_prefix_caching": true}
+JSON
 start() { # extra flags...
-    ./glm-server serve --model models/tiny --served-model-name tiny --port "$PORT" --api-key sk-test \
-        --max-request-bytes 1MiB --threads 2 "$@" >"$LOG" 2>&1 &
+    ./glm-server serve --config "$CFG" --port "$PORT" --api-key sk-test "$@" >"$LOG" 2>&1 &
     PID=$!
     for _ in $(seq 100); do
         curl -sf "http://127.0.0.1:$PORT/health" >/dev/null && return 0
@@ -37,6 +45,23 @@ start() { # extra flags...
     echo "server.sh: no /health after 10 s" >&2
     exit 1
 }
+
+# a broken config file stops the server before it loads anything, naming the key
+echo '{"model": "models/tiny", "max_modle_len": 5}' >"$LOG"
+out=$(./glm-server serve --config "$LOG" 2>&1) && { echo "server.sh: bad --config accepted" >&2; exit 1; }
+echo "$out" | grep -q 'unknown key "max_modle_len"' || { echo "server.sh: bad --config: $out" >&2; exit 1; }
+
+# the example configs parse (every key is a flag); tiny.json serves what make run serves
+for c in config/*.json; do
+    ./glm-server serve --config "$c" --help >/dev/null || { echo "server.sh: $c does not parse" >&2; exit 1; }
+done
+./glm-server serve --config config/tiny.json --port "$PORT" --kv-cache-memory 16MiB --allowed-origins '*' >"$LOG" 2>&1 &
+PID=$!
+for _ in $(seq 100); do curl -sf "http://127.0.0.1:$PORT/v1/models" >/dev/null && break; sleep 0.1; done
+curl -sf "http://127.0.0.1:$PORT/v1/models" | grep -q '"id":"tiny"' || { cat "$LOG"; echo "server.sh: config/tiny.json" >&2; exit 1; }
+curl -si -H "Origin: http://any.example" "http://127.0.0.1:$PORT/v1/models" | grep -qi '^Access-Control-Allow-Origin: \*' ||
+    { echo "server.sh: --allowed-origins '*'" >&2; exit 1; }
+kill "$PID"; wait "$PID" 2>/dev/null || true
 
 start
 grep -q "tokens of KV cache" "$LOG" || { echo "server.sh: no KV cache line" >&2; exit 1; }
@@ -51,7 +76,7 @@ fi
 # queueing: one running sequence, one waiting request, the next gets a 503
 kill "$PID"
 wait "$PID" 2>/dev/null || true
-start --max-num-seqs 1 --max-queue 1 --sse-ping-interval 0.2
+start --max-num-seqs 1 --max-queue 1 --sse-ping-interval 0.2 --timeout-keep-alive 2
 timeout -k 5 60 .venv/bin/python tests/integration/test_server.py "http://127.0.0.1:$PORT" sk-test queue || rc=$?
 if [ "$rc" -ne 0 ]; then
     echo "--- server log (last 30 lines)"

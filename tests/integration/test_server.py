@@ -3,8 +3,8 @@
 
 Usage: test_server.py BASE_URL API_KEY [queue]
   default: the server was started with --api-key API_KEY --max-request-bytes 1MiB;
-  queue:   ... and --max-num-seqs 1 --max-queue 1 --sse-ping-interval 0.2 (runs only the
-           queueing tests).
+  queue:   ... and --max-num-seqs 1 --max-queue 1 --sse-ping-interval 0.2
+           --timeout-keep-alive 2 (runs only the queue_test_* tests: queueing, slow loris).
 tests/cli/server.sh starts both.
 Prints one line per test and a closing line "N passed, N failed"; exits 1 on
 any failure. The tiny model writes random-looking text: the tests check
@@ -22,6 +22,10 @@ import urllib.error
 import urllib.request
 
 import openai
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import hostile  # noqa: E402
+from promtext import check_histograms, metric_sum, parse_exposition  # noqa: E402
 
 BASE, KEY = sys.argv[1], sys.argv[2]
 MODE = sys.argv[3] if len(sys.argv) > 3 else "main"
@@ -243,6 +247,55 @@ def test_errors():
     assert s == 200 and h["X-Request-Id"] == "my-id-1"
 
 
+def test_metrics_exposition():
+    _, h, b = raw("GET", "/metrics", key=None)
+    assert h["Content-Type"].startswith("text/plain"), h["Content-Type"]
+    before, types = parse_exposition(b.decode())
+    for g in ("num_requests_running", "num_requests_waiting", "kv_cache_usage_perc"):
+        assert types["glm:" + g] == "gauge", g
+    for c in ("prompt_tokens_total", "generation_tokens_total", "request_success_total", "num_preemptions_total",
+              "prefix_cache_queries_total", "prefix_cache_hits_total"):
+        assert types["glm:" + c] == "counter", c
+    check_histograms(before, types, MODEL)
+    # buckets are vLLM's
+    ttft = sorted(float(dict(l)["le"]) for (n, l), _ in before.items() if n == "glm:time_to_first_token_seconds_bucket")
+    assert ttft[:3] == [0.001, 0.005, 0.01] and ttft[-2] == 2560.0, ttft
+    e2e = sorted(float(dict(l)["le"]) for (n, l), _ in before.items() if n == "glm:e2e_request_latency_seconds_bucket")
+    assert e2e[:5] == [0.3, 0.5, 0.8, 1.0, 1.5] and e2e[-2] == 7680.0, e2e
+    toks = sorted(float(dict(l)["le"]) for (n, l), _ in before.items() if n == "glm:request_prompt_tokens_bucket")
+    assert toks[:4] == [1, 2, 5, 10], toks
+    # one request of 7 tokens and a streamed one with n=2 of 4 tokens each: three "length" samples
+    r = client.completions.create(model=MODEL, prompt="Count the metrics", max_tokens=7,
+                                  extra_body={"ignore_eos": True})
+    assert r.usage.completion_tokens == 7
+    list(client.chat.completions.create(model=MODEL, messages=MSGS, max_tokens=4, n=2, stream=True,
+                                        extra_body={"ignore_eos": True}))
+    # the engine publishes its counters after each step, which may end after the
+    # answer left: wait for them (the histograms are observed before the answer)
+    deadline = time.time() + 3
+    while True:
+        _, _, b = raw("GET", "/metrics", key=None)
+        after, types = parse_exposition(b.decode())
+        gen = metric_sum(after, "glm:generation_tokens_total") - metric_sum(before, "glm:generation_tokens_total")
+        if gen >= 15 or time.time() > deadline:
+            break
+        time.sleep(0.02)
+    check_histograms(after, types, MODEL)
+
+    def d(name, **kw):
+        return metric_sum(after, name, **kw) - metric_sum(before, name, **kw)
+    assert d("glm:request_success_total", finished_reason="length") == 3
+    assert d("glm:e2e_request_latency_seconds_count") == 3
+    assert d("glm:time_to_first_token_seconds_count") == 3
+    assert d("glm:request_generation_tokens_sum") == 7 + 4 + 4
+    assert d("glm:generation_tokens_total") == 15
+    assert d("glm:prompt_tokens_total") >= r.usage.prompt_tokens
+    assert d("glm:inter_token_latency_seconds_count") == 6 + 3 + 3
+    assert d("glm:request_prompt_tokens_sum") >= r.usage.prompt_tokens
+    assert d("glm:e2e_request_latency_seconds_sum") > 0
+    assert d("glm:prefix_cache_queries_total") > 0
+
+
 def open_stream(prompt, max_tokens=3000):
     """A streaming completion on a raw socket (so that the test can hang up)."""
     host, port = BASE.split("//")[1].split(":")
@@ -318,6 +371,9 @@ def test_bad_input_never_5xx():
 
 
 def test_disconnect_mid_stream():
+    aborts = lambda: metric_sum(parse_exposition(raw("GET", "/metrics", key=None)[2].decode())[0],
+                                "glm:request_success_total", finished_reason="abort")
+    a0 = aborts()
     sock = open_stream("Long")
     read_events(sock, 5)
     assert metrics()["glm:num_requests_running"] == 1
@@ -325,6 +381,10 @@ def test_disconnect_mid_stream():
     sock.close()
     wait_metrics(idle)
     assert time.time() - t0 < 1.0, "abort took %.2fs" % (time.time() - t0)
+    deadline = time.time() + 3
+    while aborts() != a0 + 1 and time.time() < deadline:
+        time.sleep(0.02)
+    assert aborts() == a0 + 1, (a0, aborts())
     r = client.completions.create(model=MODEL, prompt="after", max_tokens=4)
     assert r.usage.completion_tokens == 4
 
@@ -343,6 +403,43 @@ def test_echo_tools_tokenize_chat():
     assert s == 200 and json.loads(b)["count"] > 0
 
 
+def test_config_overrides_and_cors():
+    # server.sh's --config file has api_key ["sk-config"]; --api-key sk-test replaced it
+    s, _, b = raw("GET", "/v1/models", key="sk-config")
+    check_error(s, b, 401)
+    good, evil = "http://good.example", "http://evil.example"
+    pre = {"Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "authorization, content-type"}
+    s, h, b = raw("OPTIONS", "/v1/chat/completions", headers=dict(pre, Origin=good), key=None)  # no key needed
+    assert s == 204 and h["Access-Control-Allow-Origin"] == good, (s, dict(h))
+    assert "POST" in h["Access-Control-Allow-Methods"] and "authorization" in h["Access-Control-Allow-Headers"]
+    s, h, b = raw("OPTIONS", "/v1/chat/completions", headers=dict(pre, Origin=evil), key=None)
+    check_error(s, b, 400)
+    assert "Access-Control-Allow-Origin" not in h
+    s, h, _ = raw("OPTIONS", "/v1/models", key=None)
+    assert s == 204 and "GET" in h["Allow"]
+    s, h, b = raw("POST", "/v1/completions", {"model": MODEL, "prompt": "x", "max_tokens": 1},
+                  headers={"Origin": "http://also.example"})
+    assert s == 200 and h["Access-Control-Allow-Origin"] == "http://also.example" and h["Vary"] == "Origin"
+    assert "X-Request-Id" in h["Access-Control-Expose-Headers"]
+    s, h, b = raw("POST", "/v1/completions", {"model": MODEL, "prompt": "x"}, headers={"Origin": evil}, key=None)
+    check_error(s, b, 401)  # errors carry CORS headers only for allowed origins
+    assert "Access-Control-Allow-Origin" not in h
+    s, h, b = raw("GET", "/v1/models", headers={"Origin": good}, key=None)
+    check_error(s, b, 401)
+    assert h["Access-Control-Allow-Origin"] == good  # so a browser can read the 401
+
+
+def test_hostile_battery():
+    n, fails = hostile.run_battery(BASE, KEY, MODEL, 1 << 20)
+    assert n >= 40, n
+    assert not fails, "\n".join(fails)
+    s, _, _ = raw("GET", "/health", key=None)
+    assert s == 200
+    r = client.chat.completions.create(model=MODEL, messages=MSGS, max_tokens=3)
+    assert r.usage.completion_tokens == 3
+    wait_metrics(idle)
+
+
 # ---- queueing (server with --max-num-seqs 1 --max-queue 1) ------------------------------
 
 
@@ -358,14 +455,45 @@ def queue_test_overload_and_queued_disconnect():
         got += chunk
     assert b"data: " not in got, got
     s, h, body = raw("POST", "/v1/completions", {"model": MODEL, "prompt": "third", "max_tokens": 2})
-    check_error(s, body, 503)
-    assert h["Retry-After"], h
+    e = check_error(s, body, 503)  # as vLLM's admission control; the openai SDK retries it
+    assert h["Retry-After"] == "1" and e["type"] == "ServiceUnavailableError", (dict(h), e)
     b.close()  # hang up while queued: its request leaves the queue at once
     wait_metrics(lambda m: m["glm:num_requests_waiting"] == 0, seconds=1)
     a.close()
     wait_metrics(idle)
     r = client.completions.create(model=MODEL, prompt="after", max_tokens=4)
     assert r.usage.completion_tokens == 4
+
+
+def queue_test_slow_loris():
+    """Stalled clients (a partial body, partial headers) are closed after
+    --timeout-keep-alive (2 s here) without an HTTP answer, and never stop the
+    server from serving others meanwhile."""
+    host, port = BASE.split("//")[1].split(":")
+    body = json.dumps({"model": MODEL, "prompt": "x", "max_tokens": 1})
+    socks = []
+    for _ in range(8):
+        s = socket.create_connection((host, int(port)), timeout=10)
+        s.sendall(("POST /v1/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
+                   "Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+                   % (KEY, len(body) + 10, body)).encode())  # 10 bytes never come
+        socks.append(s)
+        s = socket.create_connection((host, int(port)), timeout=10)
+        s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: ")  # headers never end
+        socks.append(s)
+    t0 = time.time()
+    s, _, _ = raw("GET", "/health", key=None)
+    assert s == 200 and time.time() - t0 < 1
+    r = client.completions.create(model=MODEL, prompt="meanwhile", max_tokens=2)
+    assert r.usage.completion_tokens == 2
+    for s in socks:
+        try:
+            got = s.recv(4096)
+        except ConnectionResetError:
+            got = b""
+        assert got == b"", got  # closed without an answer
+        s.close()
+    assert time.time() - t0 < 6, time.time() - t0
 
 
 def main():
