@@ -13,6 +13,8 @@
 
 enum MHD_Result glm_handle_health(glm_http_req *r)
 {
+    if (atomic_load(&((glm_server *)r->srv)->loading))
+        return glm_http_error(r, 503, NULL, NULL, "the model is still loading");
     struct MHD_Response *resp = MHD_create_response_from_buffer(0, "", MHD_RESPMEM_PERSISTENT);
     return glm_http_queue(r, 200, resp, NULL);
 }

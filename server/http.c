@@ -283,6 +283,8 @@ static enum MHD_Result dispatch(glm_http_req *r)
         return glm_http_error(r, 401, NULL, NULL, "Unauthorized: a valid API key is required");
     if (strcmp(routes[r->route].method, "POST") == 0 && !json_content_type(r))
         return glm_http_error(r, 415, NULL, NULL, "Unsupported Media Type: send the body as application/json");
+    if (atomic_load(&((glm_server *)r->srv)->loading) && r->route != R_HEALTH && r->route != R_VERSION)
+        return glm_http_error(r, 503, NULL, NULL, "the model is still loading");
     /* a kept-alive connection may still send requests while the server drains */
     if (atomic_load(&((glm_server *)r->srv)->draining) && r->route != R_HEALTH && r->route != R_METRICS)
         return glm_http_error(r, 503, NULL, NULL, "the server is shutting down");

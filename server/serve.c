@@ -256,6 +256,26 @@ static int serve_args(int argc, char **argv, const struct option *opts, int n_cf
     glm_engine *e = NULL;
     glm_http *h = NULL;
 
+    /* listen first: /health answers 503 while the model loads, 200 when ready */
+    srv.model_dir = model_dir;
+    srv.served_model_name = name ? name : model_dir;
+    srv.api_keys = keys;
+    srv.n_api_keys = n_keys;
+    srv.max_request_bytes = (size_t)max_req;
+    srv.ping_interval_ms = ping_ms;
+    srv.idle_timeout_s = keepalive;
+    srv.allowed_origins = origins;
+    srv.created = (long)time(NULL);
+    srv.id_base = (uint64_t)time(NULL) * 0x9E3779B97F4A7C15ull ^ (uint64_t)getpid() << 32;
+    atomic_store(&srv.loading, 1);
+    h = glm_http_start(&srv, host, port, err, sizeof err);
+    if (!h) {
+        fprintf(stderr, "glm-server: %s\n", err);
+        goto out;
+    }
+    fprintf(stderr, "glm-server: listening on http://%s%s%s:%d (loading the model)\n", strchr(host, ':') ? "[" : "",
+            host, strchr(host, ':') ? "]" : "", port);
+
     m = glm_model_load(model_dir, err, sizeof err);
     if (!m) {
         fprintf(stderr, "glm-server: %s\n", err);
@@ -275,14 +295,6 @@ static int serve_args(int argc, char **argv, const struct option *opts, int n_cf
         fprintf(stderr, "glm-server: %s\n", err);
         goto out;
     }
-    srv.model_dir = model_dir;
-    srv.served_model_name = name ? name : model_dir;
-    srv.api_keys = keys;
-    srv.n_api_keys = n_keys;
-    srv.max_request_bytes = (size_t)max_req;
-    srv.ping_interval_ms = ping_ms;
-    srv.idle_timeout_s = keepalive;
-    srv.allowed_origins = origins;
     srv.model = m;
     srv.tok = tok;
     srv.tmpl = tmpl;
@@ -290,9 +302,7 @@ static int serve_args(int argc, char **argv, const struct option *opts, int n_cf
     srv.max_model_len = glm_engine_max_model_len(e);
     srv.vocab = m->cfg.vocab_size;
     glm_out_tags_default(&srv.tags);
-    srv.created = (long)time(NULL);
     srv.metrics = glm_metrics_create(srv.max_model_len);
-    srv.id_base = (uint64_t)time(NULL) * 0x9E3779B97F4A7C15ull ^ (uint64_t)getpid() << 32;
     glm_out_params prm;
     glm_out_params_default(&prm);
     glm_out_parser *probe = glm_out_create(&prm, err, sizeof err);
@@ -305,13 +315,8 @@ static int serve_args(int argc, char **argv, const struct option *opts, int n_cf
     fprintf(stderr, "glm-server: model %s served as \"%s\": vocab %d, max_model_len %d%s\n", model_dir,
             srv.served_model_name, srv.vocab, srv.max_model_len, n_keys ? ", API key required" : "");
     fprintf(stderr, "glm-server: %zu tokens of KV cache\n", glm_engine_kv_tokens(e));
-    h = glm_http_start(&srv, host, port, err, sizeof err);
-    if (!h) {
-        fprintf(stderr, "glm-server: %s\n", err);
-        goto out;
-    }
-    fprintf(stderr, "glm-server: listening on http://%s%s%s:%d\n", strchr(host, ':') ? "[" : "", host,
-            strchr(host, ':') ? "]" : "", port);
+    atomic_store(&srv.loading, 0); /* publishes everything above to the handler threads */
+    fprintf(stderr, "glm-server: ready\n");
 
     int sig = 0;
     sigwait(&sigs, &sig);

@@ -41,6 +41,7 @@ typedef struct {
     long created;                   /* start time, for "created" of /v1/models */
     glm_metrics *metrics;           /* thread-safe; observed by completions.c */
     /* runtime */
+    atomic_int loading;             /* 1 until the model is loaded: /health 503, the rest 503 */
     atomic_int draining;            /* 1 after SIGINT/SIGTERM: new requests get a 503 */
     atomic_int stopping;            /* 1 once the grace period ran out: waiters abort */
     atomic_int active;              /* connections with a request in progress */

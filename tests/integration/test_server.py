@@ -104,6 +104,37 @@ def test_chat_stream_equals_nonstream():
     assert chunks[-1].choices[0].finish_reason == r.choices[0].finish_reason
 
 
+def test_32_concurrent_streams():
+    """32 streams at once, each a different prompt: every stream completes with
+    [DONE] semantics (a finish_reason), and each greedy text equals the same
+    request made alone afterwards (continuous batching changes nothing)."""
+    import threading
+    results, errors = {}, []
+
+    def one(i):
+        try:
+            msgs = [{"role": "user", "content": f"Stream number {i}: tell me about the number {i * 7}."}]
+            chunks = list(client.chat.completions.create(model=MODEL, messages=msgs, max_tokens=12 + i % 5,
+                                                         temperature=0, stream=True, extra_body=NOTHINK))
+            assert chunks[-1].choices[0].finish_reason in ("stop", "length"), chunks[-1]
+            results[i] = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+        except Exception as e:  # collected and reported below
+            errors.append((i, repr(e)))
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(32)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not errors, errors[:3]
+    assert len(results) == 32
+    for i in (0, 13, 31):
+        msgs = [{"role": "user", "content": f"Stream number {i}: tell me about the number {i * 7}."}]
+        r = client.chat.completions.create(model=MODEL, messages=msgs, max_tokens=12 + i % 5, temperature=0,
+                                           extra_body=NOTHINK)
+        assert chat_text(r.choices[0].message) == results[i], (i, results[i])
+
+
 def test_chat_reasoning_fields():
     r = client.chat.completions.create(model=MODEL, messages=MSGS, max_tokens=8, temperature=0)
     m = r.choices[0].message.model_extra
