@@ -27,4 +27,28 @@ typedef struct {
     int n_logits;
 } glm_batch;
 
+/* One sequence's part of a step, as glm_batch_build takes it. */
+typedef struct {
+    const int32_t *tokens;   /* [n_new] the new tokens */
+    int start;               /* position of the first: tokens already in the cache */
+    int n_new;
+    const int32_t *blocks;   /* [n_blocks] KV blocks covering start + n_new tokens */
+    int n_blocks;
+    int logits;              /* 0: none, 1: of the last new token, 2: of every new token */
+} glm_batch_seq;
+
+/* A glm_batch with the arrays behind it, reused (grown) from step to step. */
+typedef struct {
+    glm_batch b;
+    int32_t *tok, *pos, *cu, *ctx, *bt, *li;
+    int64_t *slot;
+    int cap_tok, cap_seq, cap_bt;
+} glm_batch_buf;
+
+/* Fills buf->b for the given sequences (in order), with slots derived from
+ * each sequence's blocks of block_size tokens. Logits rows come in sequence
+ * order. */
+void glm_batch_build(glm_batch_buf *buf, const glm_batch_seq *seqs, int n_seqs, int block_size);
+void glm_batch_buf_free(glm_batch_buf *buf);
+
 #endif

@@ -92,6 +92,7 @@ struct glm_engine {
     size_t sampler_ws_size;
     float *logits;
     size_t logits_cap;
+    glm_batch_buf buf;                /* the step's batch arrays, reused */
 };
 
 /* ---- request channel ------------------------------------------------------ */
@@ -483,54 +484,35 @@ static int step(glm_engine *e)
     if (sb.n == 0)
         return sb.n_full > 0;
 
-    int bs = e->p.block_size, n_tok = sb.n_tokens, max_blocks = 1;
-    for (int i = 0; i < sb.n; i++)
-        max_blocks = GLM_MAX(max_blocks, sb.seqs[i]->table.n);
-    int32_t *tok = glm_malloc(sizeof(int32_t) * (size_t)n_tok);
-    int32_t *pos = glm_malloc(sizeof(int32_t) * (size_t)n_tok);
-    int64_t *slot = glm_malloc(sizeof(int64_t) * (size_t)n_tok);
-    int32_t *li = glm_malloc(sizeof(int32_t) * (size_t)sb.n);
-    int32_t *li_seq = glm_malloc(sizeof(int32_t) * (size_t)sb.n);
-    int32_t *cu = glm_malloc(sizeof(int32_t) * (size_t)(sb.n + 1));
-    int32_t *ctx = glm_malloc(sizeof(int32_t) * (size_t)sb.n);
-    int32_t *bt = glm_calloc((size_t)sb.n * (size_t)max_blocks, sizeof(int32_t));
     /* the samples, kept apart: a sequence is freed when its sample finishes */
     sample **ss = glm_malloc(sizeof(sample *) * (size_t)sb.n);
-    for (int i = 0; i < sb.n; i++)
-        ss[i] = sb.seqs[i]->owner;
-    int t = 0, nl = 0;
+    glm_batch_seq *parts = glm_malloc(sizeof *parts * (size_t)sb.n);
+    int32_t *li_seq = glm_malloc(sizeof(int32_t) * (size_t)sb.n); /* logits row -> batch index */
+    int nl = 0;
     double now = glm_now();
     for (int i = 0; i < sb.n; i++) {
         glm_sequence *q = sb.seqs[i];
-        sample *s = q->owner;
-        if (s->req->t_first_sched == 0) {
-            s->req->t_first_sched = now;
-            uncount_waiting(e, s->req);
+        ss[i] = q->owner;
+        if (ss[i]->req->t_first_sched == 0) {
+            ss[i]->req->t_first_sched = now;
+            uncount_waiting(e, ss[i]->req);
         }
-        cu[i] = t;
-        ctx[i] = q->n_computed + sb.n_new[i];
-        memcpy(bt + (size_t)i * max_blocks, q->table.ids, sizeof(int32_t) * (size_t)q->table.n);
-        for (int j = 0; j < sb.n_new[i]; j++, t++) {
-            int p = q->n_computed + j;
-            tok[t] = q->tokens[p];
-            pos[t] = p;
-            slot[t] = (int64_t)q->table.ids[p / bs] * bs + p % bs;
-        }
-        if (ctx[i] == q->n_tokens) {
-            li[nl] = t - 1;
+        int last = q->n_computed + sb.n_new[i] == q->n_tokens;
+        parts[i] = (glm_batch_seq){q->tokens + q->n_computed, q->n_computed, sb.n_new[i], q->table.ids,
+                                   q->table.n, last};
+        if (last)
             li_seq[nl++] = i;
-        }
     }
-    cu[sb.n] = t;
+    glm_batch_build(&e->buf, parts, sb.n, e->p.block_size);
+    free(parts);
     size_t need = (size_t)nl * e->c->vocab_size;
     if (need > e->logits_cap) {
         free(e->logits);
         e->logits = glm_malloc(sizeof(float) * need);
         e->logits_cap = need;
     }
-    glm_batch b = {n_tok, sb.n, tok, pos, cu, ctx, bt, max_blocks, slot, li, nl};
     char err[GLM_ERRLEN];
-    int rc = glm_backend_forward(e->be, &b, e->logits, err, sizeof err);
+    int rc = glm_backend_forward(e->be, &e->buf.b, e->logits, err, sizeof err);
     if (rc != GLM_OK) {
         /* a malformed batch is an engine bug; fail the requests involved, keep serving */
         fprintf(stderr, "glm-server: engine step failed: %s\n", err);
@@ -565,14 +547,7 @@ static int step(glm_engine *e)
         }
     }
     e->steps++;
-    free(tok);
-    free(pos);
-    free(slot);
-    free(li);
     free(li_seq);
-    free(cu);
-    free(ctx);
-    free(bt);
     free(ss);
     return 1;
 }
@@ -693,6 +668,7 @@ void glm_engine_free(glm_engine *e)
     glm_kv_cache_free(e->kv);
     free(e->sampler_ws);
     free(e->logits);
+    glm_batch_buf_free(&e->buf);
     pthread_mutex_destroy(&e->mu);
     pthread_cond_destroy(&e->cv);
     free(e);

@@ -192,10 +192,6 @@ static float *scratch_get(size_t n)
     return s->p;
 }
 
-void glm_ops_set_max_cols(int max_cols)
-{
-    (void)max_cols; /* scratch grows on demand */
-}
 
 /* ---- matmul --------------------------------------------------------------- */
 

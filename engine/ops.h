@@ -61,8 +61,6 @@ typedef struct {
 
 void glm_matmul_jobs(glm_pool *pool, const glm_matmul_job *jobs, int n_jobs);
 
-/* Per-thread scratch the matmul kernels use; sized on first use. */
-void glm_ops_set_max_cols(int max_cols);
 
 /* y = x / sqrt(mean(x^2) + eps) * w (w may be NULL: no scale). In place ok. */
 void glm_rmsnorm(float *y, const float *x, const float *w, int n, float eps);

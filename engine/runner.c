@@ -31,6 +31,7 @@ void glm_runner_free(glm_runner *r)
         return;
     glm_backend_destroy(r->backend);
     glm_kv_cache_free(r->kv);
+    glm_batch_buf_free(&r->buf);
     free(r);
 }
 
@@ -55,14 +56,12 @@ int glm_runner_step(glm_runner *r, int n_seqs, glm_seq **seqs, const int32_t *co
                     const int *n_new, int all_logits, float *logits, char *err, size_t errlen)
 {
     int bs = r->kv->block_size;
-    int n_tok = 0, max_blocks = 1, need_blocks = 0;
+    int need_blocks = 0;
     for (int i = 0; i < n_seqs; i++) {
         if (n_new[i] < 1)
             return glm_err(err, errlen, "runner: sequence %d has no new tokens", i);
         int nb = (seqs[i]->len + n_new[i] + bs - 1) / bs;
         need_blocks += nb - seqs[i]->n_blocks;
-        max_blocks = GLM_MAX(max_blocks, nb);
-        n_tok += n_new[i];
     }
     if (need_blocks > r->kv->n_free)
         return glm_err(err, errlen, "KV cache full: %d more blocks needed, %d free", need_blocks, r->kv->n_free);
@@ -80,31 +79,13 @@ int glm_runner_step(glm_runner *r, int n_seqs, glm_seq **seqs, const int32_t *co
             s->blocks[s->n_blocks++] = glm_kv_alloc_block(r->kv);
     }
 
-    int32_t *tok = glm_malloc(sizeof(int32_t) * (size_t)n_tok);
-    int32_t *pos = glm_malloc(sizeof(int32_t) * (size_t)n_tok);
-    int64_t *slot = glm_malloc(sizeof(int64_t) * (size_t)n_tok);
-    int32_t *cu = glm_malloc(sizeof(int32_t) * (size_t)(n_seqs + 1));
-    int32_t *ctx = glm_malloc(sizeof(int32_t) * (size_t)n_seqs);
-    int32_t *bt = glm_calloc((size_t)n_seqs * max_blocks, sizeof(int32_t));
-    int32_t *li = glm_malloc(sizeof(int32_t) * (size_t)n_tok);
-    int t = 0, nl = 0;
-    for (int i = 0; i < n_seqs; i++) {
-        glm_seq *s = seqs[i];
-        cu[i] = t;
-        ctx[i] = s->len + n_new[i];
-        memcpy(bt + (size_t)i * max_blocks, s->blocks, sizeof(int32_t) * (size_t)s->n_blocks);
-        for (int j = 0; j < n_new[i]; j++, t++) {
-            int p = s->len + j;
-            tok[t] = toks[i][j];
-            pos[t] = p;
-            slot[t] = (int64_t)s->blocks[p / bs] * bs + p % bs;
-            if (all_logits || j == n_new[i] - 1)
-                li[nl++] = t;
-        }
-    }
-    cu[n_seqs] = t;
-    glm_batch b = {n_tok, n_seqs, tok, pos, cu, ctx, bt, max_blocks, slot, li, nl};
-    int rc = glm_backend_forward(r->backend, &b, logits, err, errlen);
+    glm_batch_seq *parts = glm_malloc(sizeof *parts * (size_t)n_seqs);
+    for (int i = 0; i < n_seqs; i++)
+        parts[i] = (glm_batch_seq){toks[i], seqs[i]->len, n_new[i], seqs[i]->blocks, seqs[i]->n_blocks,
+                                   all_logits ? 2 : 1};
+    glm_batch_build(&r->buf, parts, n_seqs, bs);
+    free(parts);
+    int rc = glm_backend_forward(r->backend, &r->buf.b, logits, err, errlen);
     for (int i = 0; i < n_seqs; i++) {
         if (rc == GLM_OK) {
             seqs[i]->len += n_new[i];
@@ -114,12 +95,5 @@ int glm_runner_step(glm_runner *r, int n_seqs, glm_seq **seqs, const int32_t *co
         }
     }
     free(old_nb);
-    free(tok);
-    free(pos);
-    free(slot);
-    free(cu);
-    free(ctx);
-    free(bt);
-    free(li);
     return rc;
 }

@@ -24,6 +24,7 @@ typedef struct {
     const glm_model *model;
     glm_kv_cache *kv;
     glm_backend *backend;
+    glm_batch_buf buf;
 } glm_runner;
 
 /* Cache of cache_tokens tokens in blocks of block_size; n_threads <= 0: all CPUs.

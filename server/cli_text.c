@@ -105,22 +105,35 @@ static glm_tok *load_tokenizer(const char *dir)
     return t;
 }
 
-int glm_cli_tokenize(int argc, char **argv)
+/* The common start of tokenize and detokenize: flags, the tokenizer, stdin.
+ * Returns -1 to go on (*t and *text set), else the exit status. */
+static int text_tool_start(int argc, char **argv, const char *cmd, const char *flag, int *flag_set, glm_tok **t,
+                           char **text, size_t *len)
 {
     const char *dir;
-    int no_special;
-    int rc = parse_common(argc, argv, "tokenize", "no-special", &dir, &no_special);
+    int rc = parse_common(argc, argv, cmd, flag, &dir, flag_set);
     if (rc)
         return rc < 0 ? 0 : rc;
-    glm_tok *t = load_tokenizer(dir);
-    if (!t)
+    *t = load_tokenizer(dir);
+    if (!*t)
         return 1;
-    size_t len;
-    char *text = read_stdin(&len);
-    if (!text) {
-        glm_tok_free(t);
+    *text = read_stdin(len);
+    if (!*text) {
+        glm_tok_free(*t);
         return 1;
     }
+    return -1;
+}
+
+int glm_cli_tokenize(int argc, char **argv)
+{
+    int no_special;
+    glm_tok *t;
+    char *text;
+    size_t len;
+    int rc = text_tool_start(argc, argv, "tokenize", "no-special", &no_special, &t, &text, &len);
+    if (rc >= 0)
+        return rc;
     int32_t *ids = NULL;
     size_t n = 0;
     char err[GLM_ERRLEN];
@@ -141,20 +154,13 @@ int glm_cli_tokenize(int argc, char **argv)
 
 int glm_cli_detokenize(int argc, char **argv)
 {
-    const char *dir;
     int skip;
-    int rc = parse_common(argc, argv, "detokenize", "skip-special", &dir, &skip);
-    if (rc)
-        return rc < 0 ? 0 : rc;
-    glm_tok *t = load_tokenizer(dir);
-    if (!t)
-        return 1;
+    glm_tok *t;
+    char *text;
     size_t len;
-    char *text = read_stdin(&len);
-    if (!text) {
-        glm_tok_free(t);
-        return 1;
-    }
+    int rc = text_tool_start(argc, argv, "detokenize", "skip-special", &skip, &t, &text, &len);
+    if (rc >= 0)
+        return rc;
     /* ids separated by commas and/or whitespace */
     for (size_t i = 0; i < len; i++)
         if (text[i] == '\n' || text[i] == '\t' || text[i] == '\r')
