@@ -38,6 +38,7 @@ typedef struct sample {
     int added;                   /* given to the scheduler */
     int finished;
     double t_first_token;
+    void *proc;                  /* the logits processor's state, or NULL */
 } sample;
 
 struct glm_request {
@@ -47,6 +48,7 @@ struct glm_request {
     int32_t *prompt;
     int n_prompt;
     glm_sampling_params sp;
+    glm_logits_processor proc;   /* proc.apply NULL: none */
     int max_new;                 /* output tokens at most (max_tokens within max_model_len) */
     double t_submit;
     /* the channel */
@@ -105,7 +107,13 @@ static void req_unref(glm_request *r)
     pthread_cond_destroy(&r->cv);
     free(r->q);
     free(r->prompt);
+    if (r->samples && r->proc.destroy)
+        for (int i = 0; i < r->sp.n; i++)
+            if (r->samples[i].proc)
+                r->proc.destroy(r->samples[i].proc);
     free(r->samples);
+    if (r->proc.release)
+        r->proc.release(r->proc.ctx);
     glm_sampling_params_release(&r->sp);
     free(r);
 }
@@ -267,6 +275,7 @@ glm_request *glm_engine_submit(glm_engine *e, const int32_t *prompt, int n_promp
     memcpy(r->prompt, prompt, sizeof(int32_t) * (size_t)n_prompt);
     r->n_prompt = n_prompt;
     glm_sampling_params_copy(&r->sp, sp);
+    r->sp.processor = NULL;
     /* the model's eos ids (generation_config), for min_tokens masking */
     r->sp.eos_token_ids = c->eos_token_ids;
     r->sp.n_eos_token_ids = c->n_eos;
@@ -290,6 +299,8 @@ glm_request *glm_engine_submit(glm_engine *e, const int32_t *prompt, int n_promp
         req_unref(r);
         return NULL;
     }
+    if (sp->processor)
+        r->proc = *sp->processor; /* ours from here on */
     e->waiting_requests++;
     r->counted_waiting = 1;
     if (e->in_tail)
@@ -333,6 +344,8 @@ static void start_request(glm_engine *e, glm_request *r)
         /* each sample its own stream (seed + i, as vLLM): seeded requests
          * reproduce sample by sample whatever else runs */
         glm_rng_seed(&s->rng, base + (uint64_t)i);
+        if (r->proc.create)
+            s->proc = r->proc.create(r->proc.ctx, i);
     }
     r->n_live = n;
     r->siblings_pending = n > 1;
@@ -365,6 +378,10 @@ static void finish_sample(glm_engine *e, sample *s, glm_finish_reason why, int32
     ev.decode_time = s->t_first_token > 0 ? now - s->t_first_token : 0;
     ev.e2e_time = now - r->t_submit;
     s->finished = 1;
+    if (s->proc) {
+        r->proc.destroy(s->proc);
+        s->proc = NULL;
+    }
     glm_seq_free(s->seq);
     s->seq = NULL;
     e->finished[why]++;
@@ -403,13 +420,22 @@ static int is_eos(const glm_config *c, int32_t t)
 }
 
 /* Samples the next token of s from its logits row and applies the stop rules. */
-static void advance(glm_engine *e, sample *s, const float *logits)
+static void advance(glm_engine *e, sample *s, float *logits)
 {
     glm_request *r = s->req;
     glm_sequence *seq = s->seq;
     const glm_config *c = e->c;
     if (s->finished)
         return;
+    if (s->proc && r->proc.apply(s->proc, logits, c->vocab_size) != 0) {
+        glm_event ev = {0};
+        ev.type = GLM_EV_ERROR;
+        ev.index = s->index;
+        snprintf(ev.message, sizeof ev.message, "constrained decoding reached a state no token can continue");
+        emit(r, &ev, 0);
+        end_request(e, r, GLM_FINISH_ABORT);
+        return;
+    }
     glm_sampler_result res;
     int n_out = seq->n_tokens - seq->n_prompt;
     glm_sampler_history hist = {seq->tokens, seq->n_prompt, seq->tokens + seq->n_prompt, n_out};
@@ -425,6 +451,8 @@ static void advance(glm_engine *e, sample *s, const float *logits)
     }
     int32_t tok = res.token;
     glm_seq_append(seq, tok);
+    if (s->proc)
+        r->proc.accept(s->proc, tok);
     e->gen_tokens++;
     double now = glm_now();
     if (s->t_first_token == 0)

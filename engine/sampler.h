@@ -53,6 +53,25 @@
 #define GLM_SAMPLING_MAX_BIAS 100.0f     /* logit_bias values are clamped to [-100, 100] */
 #define GLM_SAMPLING_MIN_TEMPERATURE 0.01f /* smaller positive temperatures are raised to it */
 
+/*
+ * A logits processor: per-sample state that restricts which tokens may come
+ * next (constrained decoding, a reasoning budget). The engine calls create
+ * once per sample when the request starts, apply before every draw (on the
+ * sample's own logits row, which it may change: forbidden tokens get -inf),
+ * accept with every token drawn, destroy when the sample ends, and release
+ * (ctx) when the request is freed. Calls for one request come from the engine
+ * thread. apply returns 0, or -1 when no token may follow (the sample ends
+ * with an error).
+ */
+typedef struct {
+    void *(*create)(void *ctx, int sample_index);
+    int (*apply)(void *state, float *logits, int vocab);
+    void (*accept)(void *state, int32_t token);
+    void (*destroy)(void *state);
+    void (*release)(void *ctx);
+    void *ctx;
+} glm_logits_processor;
+
 typedef struct {
     int32_t id;  /* token id, 0 <= id < vocab */
     float bias;  /* added to the logit; clamped to [-100, 100] when applied; not NaN */
@@ -107,6 +126,11 @@ typedef struct {
     int max_tokens;           /* scheduler, when has_max_tokens: output tokens at most, >= 1 */
     int min_tokens;           /* >= 0 (<= max_tokens), default 0: eos/stop ids are -inf
                                  until this many tokens were generated */
+
+    const glm_logits_processor *processor; /* engine: may be NULL. glm_engine_submit copies
+                                 the struct and owns ctx from then on (release is
+                                 called when the request is freed); on a failed
+                                 submit ctx stays the caller's */
 
     void *owned_;             /* internal: the arrays of a glm_sampling_params_copy */
 } glm_sampling_params;

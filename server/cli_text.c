@@ -249,7 +249,9 @@ int glm_cli_render(int argc, char **argv)
     }
     json_t *agp = json_object_get(req, "add_generation_prompt");
     bool add_gen = !agp || json_is_true(agp);
-    kw = glm_chat_template_kwargs(req, err, sizeof err);
+    glm_chat_options co;
+    if (glm_chat_options_parse(req, NULL, &co, err, sizeof err) == GLM_OK)
+        kw = co.kwargs;
     if (!kw) {
         fprintf(stderr, "glm-server: %s\n", err);
         goto out;

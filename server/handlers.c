@@ -80,7 +80,10 @@ enum MHD_Result glm_handle_tokenize(glm_http_req *r)
             res = glm_http_error(r, 400, NULL, "messages", "'messages' must be a non-empty array");
             goto out;
         }
-        json_t *kw = glm_chat_template_kwargs(req, err, sizeof err);
+        glm_chat_options co;
+        json_t *kw = NULL;
+        if (glm_chat_options_parse(req, srv->default_template_kwargs, &co, err, sizeof err) == GLM_OK)
+            kw = co.kwargs;
         json_t *msgs = kw ? glm_chat_messages_for_template(messages, err, sizeof err) : NULL;
         json_t *tools = json_object_get(req, "tools");
         json_t *agp = json_object_get(req, "add_generation_prompt");

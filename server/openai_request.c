@@ -314,20 +314,14 @@ static int chat_prompt(glm_oai_request *r, const json_t *root, const glm_server 
         return BAD("add_generation_prompt", "'add_generation_prompt' must be a boolean");
 
     char cerr[GLM_ERRLEN];
-    json_t *kw = glm_chat_template_kwargs(root, cerr, sizeof cerr);
-    if (!kw) {
-        /* its messages start with the field in quotes: 'thinking.type' must be ... */
-        const char *q = cerr[0] == '\'' ? strchr(cerr + 1, '\'') : NULL;
-        size_t n = q ? (size_t)(q - cerr - 1) : 0;
-        const char *dot = n ? memchr(cerr + 1, '.', n) : NULL;
-        if (dot)
-            n = (size_t)(dot - cerr - 1); /* report the top-level field */
-        if (n && n < sizeof r->param_buf) {
-            memcpy(r->param_buf, cerr + 1, n);
-            r->param_buf[n] = 0;
-        }
-        return BAD(n && n < sizeof r->param_buf ? r->param_buf : NULL, "%s", cerr);
+    glm_chat_options co;
+    if (glm_chat_options_parse(root, srv->default_template_kwargs, &co, cerr, sizeof cerr) != GLM_OK) {
+        snprintf(r->param_buf, sizeof r->param_buf, "%s", co.param);
+        return BAD(r->param_buf[0] ? r->param_buf : NULL, "%s", cerr);
     }
+    json_t *kw = co.kwargs;
+    r->exclude_reasoning = co.exclude;
+    r->budget = co.budget;
     json_t *msgs = glm_chat_messages_for_template(messages, cerr, sizeof cerr);
     if (!msgs) {
         json_decref(kw);
@@ -389,6 +383,8 @@ int glm_oai_request_parse(glm_oai_request *r, const json_t *root, int chat, cons
 {
     memset(r, 0, sizeof *r);
     r->chat = chat;
+    r->budget = -1;
+    r->parallel_tool_calls = 1;
     r->think = GLM_OUT_THINK_OFF;
     *status = 400;
     *param = NULL;

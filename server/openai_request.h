@@ -15,11 +15,19 @@
 #include <jansson.h>
 #include <stdint.h>
 
+#include "grammar.h"
 #include "output_parser.h"
 #include "sampler.h"
 #include "server.h"
 
 #define GLM_OAI_MAX_STOP 16
+
+typedef enum {
+    GLM_TOOL_CHOICE_AUTO = 0,
+    GLM_TOOL_CHOICE_NONE,
+    GLM_TOOL_CHOICE_REQUIRED,
+    GLM_TOOL_CHOICE_NAMED,
+} glm_tool_choice;
 
 typedef struct {
     int chat;                     /* 1: chat completions; 0: completions */
@@ -41,6 +49,14 @@ typedef struct {
     glm_out_think_mode think;     /* chat: from the rendered prompt's ending */
     int parse_tools;              /* chat: tools given and tool_choice is not "none" */
     const json_t *tools;          /* borrowed */
+    int exclude_reasoning;        /* reasoning.exclude / include_reasoning false */
+    int budget;                   /* reasoning tokens at most, or -1 */
+    glm_tool_choice tool_choice;
+    const char *tool_name;        /* GLM_TOOL_CHOICE_NAMED: the function (borrowed) */
+    int parallel_tool_calls;      /* default 1 */
+    glm_grammar *grammar;         /* the answer's grammar (tool_choice required/named,
+                                     response_format), or NULL; owned */
+    int grammar_tools;            /* the grammar spells tool calls (their tags are allowed) */
     char param_buf[64];           /* storage for a field name reported by chat_request.c */
 } glm_oai_request;
 

@@ -281,7 +281,7 @@ static void stream_piece(glm_gen *g, int i, const char *text, size_t len, const 
     json_object_set_new(ch, "index", json_integer(i));
     if (g->req->chat) {
         json_t *delta = json_object();
-        if (d && d->reasoning_len) {
+        if (d && d->reasoning_len && !g->req->exclude_reasoning) {
             json_object_set_new(delta, "reasoning_content", jstr(d->reasoning, d->reasoning_len));
             json_object_set_new(delta, "reasoning", jstr(d->reasoning, d->reasoning_len));
             empty = 0;
@@ -455,7 +455,9 @@ char *glm_gen_response(glm_gen *g)
             /* vLLM: content is null when the parser left none (all reasoning / tool calls) */
             int no_content = m.content_len == 0 && (m.n_tool_calls || m.reasoning_len);
             json_object_set_new(msg, "content", no_content ? json_null() : jstr(m.content, m.content_len));
-            json_t *r = m.reasoning_len ? jstr(m.reasoning, m.reasoning_len) : json_null();
+            /* reasoning.exclude: generated and counted, not returned */
+            json_t *r = m.reasoning_len && !g->req->exclude_reasoning ? jstr(m.reasoning, m.reasoning_len)
+                                                                       : json_null();
             json_object_set(msg, "reasoning_content", r);
             json_object_set_new(msg, "reasoning", r);
             if (m.n_tool_calls) {

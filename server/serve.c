@@ -47,6 +47,10 @@ static void usage(FILE *f)
             "  --sse-ping-interval SECONDS   ': ping' comment on a silent stream (default 5)\n"
             "  --timeout-keep-alive SECONDS  close connections idle this long (default 60)\n"
             "  --shutdown-timeout SECONDS    grace period for running requests on SIGTERM (default 30)\n"
+            "  --default-chat-template-kwargs JSON\n"
+            "                                template variables every chat request starts from, e.g.\n"
+            "                                '{\"enable_thinking\": false}' to answer without thinking\n"
+            "                                unless a request asks for it (default: the template's)\n"
             "  --allowed-origins LIST        CORS: comma-separated origins allowed to call from a\n"
             "                                browser, or '*' (default: none)\n");
 }
@@ -92,7 +96,7 @@ static int parse_int(const char *flag, const char *s, int lo, int *out)
 }
 
 enum { O_HOST = 256, O_PORT, O_NAME, O_MML, O_SEQS, O_BATCHED, O_KV, O_KEY, O_PREFIX, O_NOPREFIX, O_THREADS,
-       O_MAXREQ, O_GRACE, O_MODEL, O_HELP, O_KEEPALIVE, O_QUEUE, O_PING, O_ORIGINS };
+       O_MAXREQ, O_GRACE, O_MODEL, O_HELP, O_KEEPALIVE, O_QUEUE, O_PING, O_ORIGINS, O_DEFKW };
 static const struct option opts[] = {
     {"model", required_argument, 0, O_MODEL},
     {"host", required_argument, 0, O_HOST},
@@ -112,6 +116,7 @@ static const struct option opts[] = {
     {"max-queue", required_argument, 0, O_QUEUE},
     {"sse-ping-interval", required_argument, 0, O_PING},
     {"allowed-origins", required_argument, 0, O_ORIGINS},
+    {"default-chat-template-kwargs", required_argument, 0, O_DEFKW},
     {"help", no_argument, 0, O_HELP},
     {0, 0, 0, 0}};
 
@@ -159,6 +164,7 @@ static int serve_args(int argc, char **argv, const struct option *opts, int n_cf
     long long max_req = 32ll << 20;
     glm_engine_params ep;
     glm_engine_params_default(&ep);
+    json_t *defkw = NULL;
     int o;
     optind = 1;
     while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -175,6 +181,20 @@ static int serve_args(int argc, char **argv, const struct option *opts, int n_cf
             break;
         case O_NAME: name = optarg; break;
         case O_ORIGINS: origins = *optarg ? optarg : NULL; break;
+        case O_DEFKW: {
+            json_error_t je;
+            json_t *kw = json_loads(optarg, 0, &je);
+            if (!json_is_object(kw)) {
+                fprintf(stderr, "glm-server: --default-chat-template-kwargs must be a JSON object%s%s\n",
+                        kw ? "" : ": ", kw ? "" : je.text);
+                json_decref(kw);
+                json_decref(defkw);
+                return 2;
+            }
+            json_decref(defkw);
+            defkw = kw;
+            break;
+        }
         case O_MML: if (parse_int("max-model-len", optarg, 1, &ep.max_model_len)) return 2; break;
         case O_SEQS: if (parse_int("max-num-seqs", optarg, 1, &ep.max_num_seqs)) return 2; break;
         case O_BATCHED: if (parse_int("max-num-batched-tokens", optarg, 1, &ep.max_num_batched_tokens)) return 2; break;
@@ -265,6 +285,7 @@ static int serve_args(int argc, char **argv, const struct option *opts, int n_cf
     srv.ping_interval_ms = ping_ms;
     srv.idle_timeout_s = keepalive;
     srv.allowed_origins = origins;
+    srv.default_template_kwargs = defkw;
     srv.created = (long)time(NULL);
     srv.id_base = (uint64_t)time(NULL) * 0x9E3779B97F4A7C15ull ^ (uint64_t)getpid() << 32;
     atomic_store(&srv.loading, 1);
@@ -349,5 +370,6 @@ out:
     glm_chat_template_free(tmpl);
     glm_tok_free(tok);
     glm_model_free(m);
+    json_decref(defkw);
     return rc;
 }

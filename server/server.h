@@ -11,6 +11,8 @@
 #include <stdatomic.h>
 #include <stddef.h>
 
+#include <jansson.h>
+
 #include "chat_template.h"
 #include "engine.h"
 #include "metrics.h"
@@ -29,6 +31,7 @@ typedef struct {
     size_t max_request_bytes;       /* larger bodies get a 413 */
     int ping_interval_ms;           /* SSE ": ping" comment while waiting */
     int idle_timeout_s;             /* an idle connection is closed after this long */
+    const json_t *default_template_kwargs; /* --default-chat-template-kwargs, or NULL */
     const char *allowed_origins;    /* CORS: comma-separated origins or "*"; NULL: none */
     /* loaded state */
     const glm_model *model;

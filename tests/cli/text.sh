@@ -34,12 +34,16 @@ for case in g["chat"]:
         fails += 1
         print(f"FAIL render {case['name']}: rc {rc}, stderr {err.decode()!r}\n  want {want!r}\n  got  {out!r}")
 
-# the API's thinking switches reach the template as enable_thinking
+# the API's thinking switches reach the template as enable_thinking; an
+# explicit off wins over an implied on (an effort, a budget)
 msgs = [{"role": "user", "content": "Hi"}]
 for extra, opened in [({}, True), ({"reasoning": False}, False), ({"reasoning": True}, True),
                       ({"thinking": {"type": "disabled"}}, False), ({"reasoning_effort": "none"}, False),
                       ({"chat_template_kwargs": {"enable_thinking": False}}, False),
-                      ({"reasoning": True, "chat_template_kwargs": {"enable_thinking": False}}, False)]:
+                      ({"reasoning": {"effort": "high"}, "chat_template_kwargs": {"enable_thinking": False}}, False),
+                      ({"reasoning": {"max_tokens": 10}, "thinking": {"type": "disabled"}}, False),
+                      ({"reasoning": {"exclude": True}}, True), ({"reasoning": {}}, True),
+                      ({"reasoning_effort": "low", "thinking": {"type": "enabled"}}, True)]:
     rc, out, err = run(["render", "--model", model], json.dumps(dict(messages=msgs, **extra)).encode())
     want = b"<|assistant|><think>" if opened else b"<|assistant|></think>"
     if rc != 0 or not out.endswith(want):
@@ -47,7 +51,13 @@ for extra, opened in [({}, True), ({"reasoning": False}, False), ({"reasoning": 
         print(f"FAIL render {extra}: {out!r} {err!r}")
 
 # bad requests: one clear line, exit 1
-for bad in [b"not json", b"[]", b'{"messages": []}', b'{"messages": [{"role": "user", "content": "x"}], "thinking": 3}']:
+M = '{"messages": [{"role": "user", "content": "x"}], '
+for bad in [b"not json", b"[]", b'{"messages": []}', (M + '"thinking": 3}').encode(),
+            # contradictory switches name both fields
+            (M + '"reasoning": true, "chat_template_kwargs": {"enable_thinking": false}}').encode(),
+            (M + '"thinking": {"type": "enabled"}, "reasoning_effort": "none"}').encode(),
+            (M + '"reasoning": {"effort": "low"}, "reasoning_effort": "high"}').encode(),
+            (M + '"reasoning": {"max_tokens": 5}, "thinking_token_budget": 6}').encode()]:
     rc, out, err = run(["render", "--model", model], bad)
     if rc != 1 or err.count(b"\n") != 1:
         fails += 1
