@@ -2,9 +2,9 @@
 #
 #   make            CPU build of ./glm-server (the CUDA backend is added when nvcc is found, or CUDA=1)
 #   make run        generate the tiny test model if needed and serve it on 127.0.0.1:8000
-#   make venv       the Python virtual environment of the integration tests (.venv, openai SDK)
+#   make venv       the Python virtual environment of the integration tests (.venv: openai, jsonschema)
 #   make test       unit tests, golden parity and integration tests (installs what they need)
-#   make models     write the test checkpoints to models/ (tiny, tiny-bf16, tiny-fp8, small)
+#   make models     write the test checkpoints to models/ (tiny, tiny-bf16, tiny-fp8, small, script)
 #   make bench      engine benchmark on models/small
 #   make asan       build + unit tests with AddressSanitizer/UBSan into build-asan/
 #   make deps       install the Debian -dev packages the build needs
@@ -74,7 +74,7 @@ $(BUILD)/cuda/%.o: cuda/%.cu
 
 # --- test tools -------------------------------------------------------------
 
-$(BUILD)/glm-mkmodel: $(BUILD)/tests/models/mkmodel.o $(ENGINE_OBJ)
+$(BUILD)/glm-mkmodel: $(BUILD)/tests/models/mkmodel.o $(BUILD)/tests/models/mkscript.o $(ENGINE_OBJ)
 	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS_BASE)
 
 $(BUILD)/glm-bench: $(BUILD)/tests/bench/bench_engine.o $(ENGINE_OBJ)
@@ -90,7 +90,7 @@ $(BUILD)/tests/%: tests/unit/%.c $(ENGINE_OBJ) $(filter-out $(BUILD)/server/main
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS_BASE) $$(pkg-config --libs check)
 
--include $(BUILD)/tests/models/mkmodel.d $(BUILD)/tests/bench/bench_engine.d $(BUILD)/tests/bench/bench_tokenizer.d $(BUILD)/tests/bench/bench_serving.d
+-include $(BUILD)/tests/models/mkmodel.d $(BUILD)/tests/models/mkscript.d $(BUILD)/tests/bench/bench_engine.d $(BUILD)/tests/bench/bench_tokenizer.d $(BUILD)/tests/bench/bench_serving.d
 
 # --- models -----------------------------------------------------------------
 
@@ -109,6 +109,13 @@ models/tiny-fp8/config.json: $(BUILD)/glm-mkmodel $(TINY_FILES)
 models/small/config.json: $(BUILD)/glm-mkmodel
 	$(BUILD)/glm-mkmodel --preset small --dtype bf16 --shards 2 --out models/small
 
+# The scripted model: greedy decoding follows the token chains of chains.json
+# (tests/models/mkscript.c); the tiny tokenizer plus the chains' own tokens.
+models/script/config.json: $(BUILD)/glm-mkmodel tests/models/script/chains.json $(TINY_FILES)
+	$(BUILD)/glm-mkmodel --preset script --script tests/models/script/chains.json \
+	    --tokenizer tests/models/tiny --out models/script
+	cp tests/models/tiny/tokenizer_config.json tests/models/tiny/chat_template.jinja models/script/
+
 # The large test tokenizer (154,880 ids, trained once by make_tokenizers.py --large) is
 # committed compressed; its goldens are in tests/golden/tokenizer/large.*.
 models/tokenizer-large/tokenizer.json: tests/models/tokenizer-large/tokenizer.json.gz tests/models/tokenizer-large/tokenizer_config.json
@@ -118,21 +125,23 @@ models/tokenizer-large/tokenizer.json: tests/models/tokenizer-large/tokenizer.js
 
 TINY_MODELS = models/tiny/config.json models/tiny-bf16/config.json models/tiny-fp8/config.json \
               models/tokenizer-large/tokenizer.json
-models: $(TINY_MODELS) models/small/config.json
+models: $(TINY_MODELS) models/small/config.json models/script/config.json
 
 # --- run / test -------------------------------------------------------------
 
 run: glm-server models/tiny/config.json
 	./glm-server serve --model models/tiny --served-model-name tiny
 
-# The integration tests' virtual environment: the official openai SDK from PyPI.
-venv: $(VENV)/.openai
-$(VENV)/.openai:
+# The integration tests' virtual environment: the official openai SDK and
+# jsonschema (to validate structured output) from PyPI.
+VENV_PKGS = openai jsonschema
+venv: $(VENV)/.packages
+$(VENV)/.packages:
 	python3 -m venv $(VENV)
-	$(VENV)/bin/pip install -q openai
+	$(VENV)/bin/pip install -q $(VENV_PKGS)
 	touch $@
 
-test: glm-server $(UNIT_BIN) $(TINY_MODELS)
+test: glm-server $(UNIT_BIN) $(TINY_MODELS) models/script/config.json
 	@bash tests/run_tests.sh $(BUILD)
 
 unit: $(UNIT_BIN)

@@ -323,6 +323,8 @@ static int serve_args(int argc, char **argv, const struct option *opts, int n_cf
     srv.max_model_len = glm_engine_max_model_len(e);
     srv.vocab = m->cfg.vocab_size;
     glm_out_tags_default(&srv.tags);
+    for (int i = 0; i < m->cfg.n_eos && srv.n_eos < (int)(sizeof srv.eos_ids / sizeof srv.eos_ids[0]); i++)
+        srv.eos_ids[srv.n_eos++] = m->cfg.eos_token_ids[i];
     srv.metrics = glm_metrics_create(srv.max_model_len);
     glm_out_params prm;
     glm_out_params_default(&prm);

@@ -41,6 +41,8 @@ typedef struct {
     int max_model_len;
     int vocab;
     glm_out_tags tags;
+    int32_t eos_ids[8];             /* the model's end-of-sequence ids (generation_config) */
+    int n_eos;
     long created;                   /* start time, for "created" of /v1/models */
     glm_metrics *metrics;           /* thread-safe; observed by completions.c */
     /* runtime */

@@ -14,7 +14,7 @@ cd "$(dirname "$0")/../.."
 for f in ./glm-server models/tiny/config.json; do
     [ -e "$f" ] || { echo "server.sh: missing $f (run make and make models)" >&2; exit 1; }
 done
-[ -f .venv/.openai ] && .venv/bin/python -c "import openai" 2>/dev/null || make -s venv
+[ -f .venv/.packages ] && .venv/bin/python -c "import openai, jsonschema" 2>/dev/null || make -s venv
 
 PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 LOG=$(mktemp)

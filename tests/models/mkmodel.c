@@ -3,6 +3,10 @@
  * in Hugging Face format, for the tests (tiny) and benchmarks (small).
  *
  *   glm-mkmodel --preset tiny|small --dtype f32|bf16|fp8 [--shards N] --out DIR
+ *   glm-mkmodel --preset script --script CHAINS.json --tokenizer DIR [--dtype ..] --out DIR
+ *
+ * The script preset is the scripted test checkpoint of mkscript.c (greedy
+ * decoding follows given token chains); it shares this file's writer.
  *
  * DIR gets config.json, generation_config.json and model.safetensors, or
  * model-0000K-of-0000N.safetensors shards plus model.safetensors.index.json.
@@ -38,31 +42,18 @@
 #include <jansson.h>
 
 #include "dtype.h"
+#include "mkmodel.h"
 #include "safetensors.h"
 #include "util.h"
 
 #define FP8_BLOCK 128
 #define NAME_MAX_LEN 160
-#define PATH_LEN 4096
+#define PATH_LEN MK_PATH_LEN
 
 /* ------------------------------------------------------------------------ */
 /* Presets                                                                   */
 
-typedef struct {
-    const char *name;
-    uint64_t seed;
-    int vocab_size, hidden_size, intermediate_size, moe_intermediate_size;
-    int num_hidden_layers, first_k_dense_replace;
-    int num_attention_heads, q_lora_rank, kv_lora_rank;
-    int qk_nope_head_dim, qk_rope_head_dim, v_head_dim;
-    int n_routed_experts, n_shared_experts, num_experts_per_tok;
-    int n_group, topk_group, norm_topk_prob;
-    double routed_scaling_factor;
-    int index_topk, index_n_heads, index_head_dim;
-    const char *indexer_types; /* one letter per layer: 'F' full, 'S' shared */
-    int max_position_embeddings;
-    double rope_theta;
-} preset;
+typedef mk_preset preset;
 
 static const preset presets[] = {
     {
@@ -75,6 +66,7 @@ static const preset presets[] = {
         .n_group = 4, .topk_group = 2, .norm_topk_prob = 1, .routed_scaling_factor = 2.5,
         .index_topk = 16, .index_n_heads = 8, .index_head_dim = 32,
         .indexer_types = "FFSF", .max_position_embeddings = 4096, .rope_theta = 10000.0,
+        .nextn = 1,
     },
     {
         .name = "small", .seed = 0x736d616c6c5eed02ull,
@@ -86,6 +78,7 @@ static const preset presets[] = {
         .n_group = 4, .topk_group = 2, .norm_topk_prob = 1, .routed_scaling_factor = 2.5,
         .index_topk = 256, .index_n_heads = 8, .index_head_dim = 64,
         .indexer_types = "FFFFFFFF", .max_position_embeddings = 8192, .rope_theta = 1000000.0,
+        .nextn = 1,
     },
 };
 
@@ -94,7 +87,7 @@ static const preset presets[] = {
 #define EOS2_OFFSET 53
 #define EOS3_OFFSET 51
 
-typedef enum { STORE_F32, STORE_BF16, STORE_FP8 } store_mode;
+typedef mk_store_mode store_mode;
 
 static const struct { const char *flag; store_mode mode; } dtype_flags[] = {
     {"f32", STORE_F32}, {"bf16", STORE_BF16}, {"fp8", STORE_FP8},
@@ -103,9 +96,7 @@ static const struct { const char *flag; store_mode mode; } dtype_flags[] = {
 /* ------------------------------------------------------------------------ */
 /* Errors                                                                    */
 
-static void die(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
-
-static void die(const char *fmt, ...)
+void mk_die(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -190,6 +181,9 @@ typedef enum {
     INIT_NORM_BIAS,   /* 0.1 u */
     INIT_ROUTER,      /* u * sqrtf(3 / hidden) * 2 */
     INIT_ROUTER_BIAS, /* 0.05 u */
+    INIT_ZERO,        /* 0 (scripted presets: o_proj, down_proj) */
+    INIT_ONE,         /* 1 (scripted presets: model.norm) */
+    INIT_CUSTOM,      /* the plan's fill callback (scripted presets: embed_tokens, lm_head) */
 } init_kind;
 
 /* The float32 values of tensor `name` (n elements; `in` is the input width of
@@ -212,6 +206,9 @@ static void gen_values(const preset *p, const char *name, init_kind init, int64_
         case INIT_NORM_BIAS: dst[i] = 0.1f * u; break;
         case INIT_ROUTER: dst[i] = (u * scale) * 2.0f; break;
         case INIT_ROUTER_BIAS: dst[i] = 0.05f * u; break;
+        case INIT_ZERO: dst[i] = 0.0f; break;
+        case INIT_ONE: dst[i] = 1.0f; break;
+        case INIT_CUSTOM: GLM_ASSERT(!"INIT_CUSTOM has no generated values"); break;
         }
     }
 }
@@ -271,6 +268,8 @@ typedef struct {
     store_mode mode;
     plan_entry *e;
     size_t n, cap;
+    mk_fill_fn fill; /* values of INIT_CUSTOM tensors */
+    void *fill_ctx;
 } plan;
 
 static plan_entry *plan_push(plan *pl)
@@ -355,12 +354,14 @@ static void plan_addf(plan *pl, init_kind init, int64_t d0, int64_t d1, int fp8_
     plan_add(pl, name, init, d0, d1, fp8_ok);
 }
 
-/* A SwiGLU MLP under prefix `pre` (e.g. "model.layers.0.mlp"). */
+/* A SwiGLU MLP under prefix `pre` (e.g. "model.layers.0.mlp"); scripted
+ * presets zero its down projection, so it adds nothing to the residual. */
 static void plan_mlp(plan *pl, const char *pre, int64_t hidden, int64_t inter)
 {
     plan_addf(pl, INIT_LINEAR, inter, hidden, 1, "%s.gate_proj.weight", pre);
     plan_addf(pl, INIT_LINEAR, inter, hidden, 1, "%s.up_proj.weight", pre);
-    plan_addf(pl, INIT_LINEAR, hidden, inter, 1, "%s.down_proj.weight", pre);
+    plan_addf(pl, pl->p->scripted ? INIT_ZERO : INIT_LINEAR, hidden, inter, 1, "%s.down_proj.weight",
+              pre);
 }
 
 /* Decoder layer i; i == num_hidden_layers is the MTP (next-n) layer. */
@@ -385,7 +386,8 @@ static void plan_layer(plan *pl, int i)
     plan_addf(pl, INIT_NORM, p->kv_lora_rank, 0, 0, "%s.self_attn.kv_a_layernorm.weight", pre);
     plan_addf(pl, INIT_LINEAR, heads * (p->qk_nope_head_dim + p->v_head_dim), p->kv_lora_rank, 1,
               "%s.self_attn.kv_b_proj.weight", pre);
-    plan_addf(pl, INIT_LINEAR, H, heads * p->v_head_dim, 1, "%s.self_attn.o_proj.weight", pre);
+    plan_addf(pl, p->scripted ? INIT_ZERO : INIT_LINEAR, H, heads * p->v_head_dim, 1,
+              "%s.self_attn.o_proj.weight", pre);
     if (full_indexer) {
         const int64_t ih = p->index_n_heads, id = p->index_head_dim;
         plan_addf(pl, INIT_LINEAR, ih * id, p->q_lora_rank, 1, "%s.self_attn.indexer.wq_b.weight", pre);
@@ -428,12 +430,15 @@ static void plan_layer(plan *pl, int i)
 static void plan_build(plan *pl)
 {
     const preset *p = pl->p;
-    plan_add(pl, "model.embed_tokens.weight", INIT_EMBED, p->vocab_size, p->hidden_size, 0);
+    const int s = p->scripted;
+    plan_add(pl, "model.embed_tokens.weight", s ? INIT_CUSTOM : INIT_EMBED, p->vocab_size,
+             p->hidden_size, 0);
     for (int i = 0; i < p->num_hidden_layers; i++)
         plan_layer(pl, i);
-    plan_add(pl, "model.norm.weight", INIT_NORM, p->hidden_size, 0, 0);
-    plan_add(pl, "lm_head.weight", INIT_LINEAR, p->vocab_size, p->hidden_size, 0);
-    plan_layer(pl, p->num_hidden_layers);
+    plan_add(pl, "model.norm.weight", s ? INIT_ONE : INIT_NORM, p->hidden_size, 0, 0);
+    plan_add(pl, "lm_head.weight", s ? INIT_CUSTOM : INIT_LINEAR, p->vocab_size, p->hidden_size, 0);
+    if (p->nextn)
+        plan_layer(pl, p->num_hidden_layers);
 }
 
 /* Splits the tensors, in order, into `shards` runs of about equal bytes: a
@@ -453,7 +458,7 @@ static void plan_shard(plan *pl, int shards)
     }
     for (int s = 0; s < shards; s++)
         if (count[s] == 0)
-            die("--shards %d: too many shards for %zu tensors of this size", shards, pl->n);
+            mk_die("--shards %d: too many shards for %zu tensors of this size", shards, pl->n);
     free(count);
 }
 
@@ -462,7 +467,12 @@ static void make_tensor(const plan *pl, const plan_entry *e, void *out)
 {
     size_t n = (size_t)numel2(e->ndim, e->vshape);
     float *v = e->dtype == GLM_DTYPE_F32 && e->role == ROLE_PLAIN ? out : glm_malloc(n * sizeof(float));
-    gen_values(pl->p, e->src, e->init, e->ndim == 2 ? e->vshape[1] : 0, v, n);
+    if (e->init == INIT_CUSTOM) {
+        GLM_ASSERT(pl->fill);
+        pl->fill(pl->fill_ctx, e->src, v, n);
+    } else {
+        gen_values(pl->p, e->src, e->init, e->ndim == 2 ? e->vshape[1] : 0, v, n);
+    }
     switch (e->role) {
     case ROLE_PLAIN:
         if (e->dtype == GLM_DTYPE_BF16) {
@@ -485,11 +495,11 @@ static void make_tensor(const plan *pl, const plan_entry *e, void *out)
 /* ------------------------------------------------------------------------ */
 /* Files                                                                     */
 
-static void path_join(char *dst, const char *dir, const char *name)
+void mk_path_join(char *dst, const char *dir, const char *name)
 {
     int k = snprintf(dst, PATH_LEN, "%s/%s", dir, name);
     if (k < 0 || k >= PATH_LEN)
-        die("%s/%s: path too long", dir, name);
+        mk_die("%s/%s: path too long", dir, name);
 }
 
 /* mkdir -p */
@@ -497,7 +507,7 @@ static void make_dirs(const char *dir)
 {
     char buf[PATH_LEN];
     if (strlen(dir) >= sizeof buf)
-        die("%s: path too long", dir);
+        mk_die("%s: path too long", dir);
     strcpy(buf, dir);
     for (char *p = buf + 1;; p++) {
         if (*p != '/' && *p != '\0')
@@ -506,9 +516,9 @@ static void make_dirs(const char *dir)
         *p = '\0';
         struct stat st;
         if (mkdir(buf, 0777) != 0 && errno != EEXIST)
-            die("cannot create directory %s: %s", buf, strerror(errno));
+            mk_die("cannot create directory %s: %s", buf, strerror(errno));
         if (stat(buf, &st) != 0 || !S_ISDIR(st.st_mode))
-            die("cannot create directory %s: not a directory", buf);
+            mk_die("cannot create directory %s: not a directory", buf);
         *p = c;
         if (c == '\0')
             break;
@@ -522,7 +532,7 @@ static void remove_old_outputs(const char *dir)
 {
     DIR *d = opendir(dir);
     if (!d)
-        die("cannot read directory %s: %s", dir, strerror(errno));
+        mk_die("cannot read directory %s: %s", dir, strerror(errno));
     struct dirent *de;
     while ((de = readdir(d)) != NULL) {
         const char *n = de->d_name;
@@ -532,37 +542,36 @@ static void remove_old_outputs(const char *dir)
         if (shard || strcmp(n, "model.safetensors") == 0 ||
             strcmp(n, "model.safetensors.index.json") == 0 || strcmp(n, "config.json") == 0) {
             char path[PATH_LEN];
-            path_join(path, dir, n);
+            mk_path_join(path, dir, n);
             if (unlink(path) != 0 && errno != ENOENT)
-                die("cannot remove %s: %s", path, strerror(errno));
+                mk_die("cannot remove %s: %s", path, strerror(errno));
         }
     }
     closedir(d);
 }
 
-/* Writes json (with a trailing newline) to dir/name via a .tmp file. */
-static void write_json(const char *dir, const char *name, json_t *json, size_t flags)
+void mk_write_json(const char *dir, const char *name, json_t *json, size_t flags)
 {
     char path[PATH_LEN], tmp[PATH_LEN + 8];
-    path_join(path, dir, name);
+    mk_path_join(path, dir, name);
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
     char *text = json_dumps(json, flags);
     if (!text)
-        die("%s: cannot encode JSON", path);
+        mk_die("%s: cannot encode JSON", path);
     FILE *f = fopen(tmp, "wb");
     if (!f)
-        die("cannot create %s: %s", tmp, strerror(errno));
+        mk_die("cannot create %s: %s", tmp, strerror(errno));
     size_t len = strlen(text);
     int ok = fwrite(text, 1, len, f) == len && fputc('\n', f) != EOF;
     ok = (fclose(f) == 0) && ok;
     free(text);
     if (!ok) {
         unlink(tmp);
-        die("write failed on %s: %s", tmp, strerror(errno));
+        mk_die("write failed on %s: %s", tmp, strerror(errno));
     }
     if (rename(tmp, path) != 0) {
         unlink(tmp);
-        die("cannot rename %s to %s: %s", tmp, path, strerror(errno));
+        mk_die("cannot rename %s to %s: %s", tmp, path, strerror(errno));
     }
 }
 
@@ -576,10 +585,9 @@ static json_t *int_array(const int *v, int n)
 
 #define JSON_FLOAT_FLAGS JSON_REAL_PRECISION(15) /* 0.95 -> 0.95, 10000.0 -> 10000.0 */
 
-static void write_config(const char *dir, const preset *p, store_mode mode)
+static void write_config(const char *dir, const preset *p, store_mode mode, const int eos[3])
 {
     const int V = p->vocab_size;
-    const int eos[3] = {V - EOS_OFFSET, V - EOS2_OFFSET, V - EOS3_OFFSET};
     json_t *c = json_object();
     json_t *arch = json_array();
     json_array_append_new(arch, json_string("GlmMoeDsaForCausalLM"));
@@ -592,7 +600,7 @@ static void write_config(const char *dir, const preset *p, store_mode mode)
     json_object_set_new(c, "moe_intermediate_size", json_integer(p->moe_intermediate_size));
     json_object_set_new(c, "num_hidden_layers", json_integer(p->num_hidden_layers));
     json_object_set_new(c, "first_k_dense_replace", json_integer(p->first_k_dense_replace));
-    json_object_set_new(c, "num_nextn_predict_layers", json_integer(1));
+    json_object_set_new(c, "num_nextn_predict_layers", json_integer(p->nextn));
     json_object_set_new(c, "num_attention_heads", json_integer(p->num_attention_heads));
     json_object_set_new(c, "num_key_value_heads", json_integer(p->num_attention_heads));
     json_object_set_new(c, "q_lora_rank", json_integer(p->q_lora_rank));
@@ -642,14 +650,12 @@ static void write_config(const char *dir, const preset *p, store_mode mode)
         json_object_set_new(q, "weight_block_size", int_array(block, 2));
         json_object_set_new(c, "quantization_config", q);
     }
-    write_json(dir, "config.json", c, JSON_PRESERVE_ORDER | JSON_INDENT(2) | JSON_FLOAT_FLAGS);
+    mk_write_json(dir, "config.json", c, JSON_PRESERVE_ORDER | JSON_INDENT(2) | JSON_FLOAT_FLAGS);
     json_decref(c);
 }
 
-static void write_generation_config(const char *dir, const preset *p)
+static void write_generation_config(const char *dir, const int eos[3])
 {
-    const int V = p->vocab_size;
-    const int eos[3] = {V - EOS_OFFSET, V - EOS2_OFFSET, V - EOS3_OFFSET};
     json_t *g = json_object();
     json_object_set_new(g, "_from_model_config", json_false());
     json_object_set_new(g, "eos_token_id", int_array(eos, 3));
@@ -657,7 +663,7 @@ static void write_generation_config(const char *dir, const preset *p)
     json_object_set_new(g, "do_sample", json_true());
     json_object_set_new(g, "temperature", json_real(1.0));
     json_object_set_new(g, "top_p", json_real(0.95));
-    write_json(dir, "generation_config.json", g,
+    mk_write_json(dir, "generation_config.json", g,
                JSON_PRESERVE_ORDER | JSON_INDENT(2) | JSON_FLOAT_FLAGS);
     json_decref(g);
 }
@@ -673,7 +679,7 @@ static void write_weights(const char *dir, const plan *pl, int shards)
             snprintf(file, sizeof file, "model.safetensors");
         else
             snprintf(file, sizeof file, "model-%05d-of-%05d.safetensors", s + 1, shards);
-        path_join(path, dir, file);
+        mk_path_join(path, dir, file);
         st_writer *w = st_writer_new();
         for (size_t i = 0; i < pl->n; i++) {
             const plan_entry *e = &pl->e[i];
@@ -687,7 +693,7 @@ static void write_weights(const char *dir, const plan *pl, int shards)
         }
         total += st_writer_bytes(w);
         if (st_writer_save(w, path, err, sizeof err) != GLM_OK)
-            die("%s", err);
+            mk_die("%s", err);
         st_writer_free(w);
     }
     if (shards > 1) {
@@ -696,81 +702,31 @@ static void write_weights(const char *dir, const plan *pl, int shards)
         json_object_set_new(meta, "total_size", json_integer((json_int_t)total));
         json_object_set_new(idx, "metadata", meta);
         json_object_set_new(idx, "weight_map", map);
-        write_json(dir, "model.safetensors.index.json", idx, JSON_SORT_KEYS | JSON_INDENT(2));
+        mk_write_json(dir, "model.safetensors.index.json", idx, JSON_SORT_KEYS | JSON_INDENT(2));
         json_decref(idx);
     } else {
         json_decref(map);
     }
 }
 
-/* ------------------------------------------------------------------------ */
-/* Command line                                                              */
-
-static const char usage[] =
-    "usage: glm-mkmodel --preset tiny|small --dtype f32|bf16|fp8 [--shards N] --out DIR\n";
-
-int main(int argc, char **argv)
+void mk_prepare_dir(const char *dir)
 {
-    const preset *p = NULL;
-    int have_mode = 0;
-    store_mode mode = STORE_F32;
-    int shards = 1;
-    const char *out = NULL;
+    make_dirs(dir);
+    remove_old_outputs(dir);
+}
 
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
-            fputs(usage, stdout);
-            return 0;
-        }
-        if (strcmp(a, "--preset") && strcmp(a, "--dtype") && strcmp(a, "--shards") &&
-            strcmp(a, "--out"))
-            die("unknown argument '%s' (try --help)", a);
-        if (i + 1 >= argc)
-            die("%s needs a value", a);
-        const char *v = argv[++i];
-        if (strcmp(a, "--preset") == 0) {
-            p = NULL;
-            for (size_t k = 0; k < sizeof presets / sizeof presets[0]; k++)
-                if (strcmp(v, presets[k].name) == 0)
-                    p = &presets[k];
-            if (!p)
-                die("--preset: unknown preset '%s' (tiny or small)", v);
-        } else if (strcmp(a, "--dtype") == 0) {
-            have_mode = 0;
-            for (size_t k = 0; k < sizeof dtype_flags / sizeof dtype_flags[0]; k++)
-                if (strcmp(v, dtype_flags[k].flag) == 0) {
-                    mode = dtype_flags[k].mode;
-                    have_mode = 1;
-                }
-            if (!have_mode)
-                die("--dtype: unknown dtype '%s' (f32, bf16 or fp8)", v);
-        } else if (strcmp(a, "--shards") == 0) {
-            char *end;
-            errno = 0;
-            long n = strtol(v, &end, 10);
-            if (errno || end == v || *end || n < 1 || n > 99999)
-                die("--shards: '%s' is not a number from 1 to 99999", v);
-            shards = (int)n;
-        } else {
-            if (!v[0])
-                die("--out: empty directory name");
-            out = v;
-        }
-    }
-    if (!p || !have_mode || !out)
-        die("--preset, --dtype and --out are required (try --help)");
+void mk_write_checkpoint(const char *dir, const preset *p, store_mode mode, int shards,
+                         const int eos[3], mk_fill_fn fill, void *ctx)
+{
     GLM_ASSERT((int)strlen(p->indexer_types) == p->num_hidden_layers);
-
-    plan pl = {.p = p, .mode = mode};
+    GLM_ASSERT(!p->scripted || fill);
+    plan pl = {.p = p, .mode = mode, .fill = fill, .fill_ctx = ctx};
     plan_build(&pl);
     plan_shard(&pl, shards);
 
-    make_dirs(out);
-    remove_old_outputs(out);
-    write_weights(out, &pl, shards);
-    write_generation_config(out, p);
-    write_config(out, p, mode); /* last: marks the checkpoint complete */
+    write_weights(dir, &pl, shards);
+    write_generation_config(dir, eos);
+    write_config(dir, p, mode, eos); /* last: marks the checkpoint complete */
 
     uint64_t params = 0, bytes = 0;
     for (size_t i = 0; i < pl.n; i++) {
@@ -779,8 +735,90 @@ int main(int argc, char **argv)
         bytes += pl.e[i].nbytes;
     }
     printf("glm-mkmodel: wrote %s: %s %s, %zu tensors, %llu parameters, %llu bytes in %d file%s\n",
-           out, p->name, dtype_flags[mode].flag, pl.n, (unsigned long long)params,
+           dir, p->name, dtype_flags[mode].flag, pl.n, (unsigned long long)params,
            (unsigned long long)bytes, shards, shards == 1 ? "" : "s");
     free(pl.e);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Command line                                                              */
+
+static const char usage[] =
+    "usage: glm-mkmodel --preset tiny|small --dtype f32|bf16|fp8 [--shards N] --out DIR\n"
+    "       glm-mkmodel --preset script --script CHAINS.json --tokenizer DIR [--dtype f32|bf16]\n"
+    "                   [--shards N] --out DIR\n";
+
+int main(int argc, char **argv)
+{
+    const preset *p = NULL;
+    int have_mode = 0, script_preset = 0;
+    store_mode mode = STORE_F32;
+    int shards = 1;
+    const char *out = NULL, *script = NULL, *tok_dir = NULL;
+
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+            fputs(usage, stdout);
+            return 0;
+        }
+        if (strcmp(a, "--preset") && strcmp(a, "--dtype") && strcmp(a, "--shards") &&
+            strcmp(a, "--out") && strcmp(a, "--script") && strcmp(a, "--tokenizer"))
+            mk_die("unknown argument '%s' (try --help)", a);
+        if (i + 1 >= argc)
+            mk_die("%s needs a value", a);
+        const char *v = argv[++i];
+        if (strcmp(a, "--preset") == 0) {
+            p = NULL;
+            script_preset = strcmp(v, "script") == 0;
+            for (size_t k = 0; k < sizeof presets / sizeof presets[0]; k++)
+                if (strcmp(v, presets[k].name) == 0)
+                    p = &presets[k];
+            if (!p && !script_preset)
+                mk_die("--preset: unknown preset '%s' (tiny, small or script)", v);
+        } else if (strcmp(a, "--dtype") == 0) {
+            have_mode = 0;
+            for (size_t k = 0; k < sizeof dtype_flags / sizeof dtype_flags[0]; k++)
+                if (strcmp(v, dtype_flags[k].flag) == 0) {
+                    mode = dtype_flags[k].mode;
+                    have_mode = 1;
+                }
+            if (!have_mode)
+                mk_die("--dtype: unknown dtype '%s' (f32, bf16 or fp8)", v);
+        } else if (strcmp(a, "--shards") == 0) {
+            char *end;
+            errno = 0;
+            long n = strtol(v, &end, 10);
+            if (errno || end == v || *end || n < 1 || n > 99999)
+                mk_die("--shards: '%s' is not a number from 1 to 99999", v);
+            shards = (int)n;
+        } else if (strcmp(a, "--script") == 0) {
+            script = v;
+        } else if (strcmp(a, "--tokenizer") == 0) {
+            tok_dir = v;
+        } else {
+            if (!v[0])
+                mk_die("--out: empty directory name");
+            out = v;
+        }
+    }
+    if (script_preset) {
+        /* float32 by default: the scripted logits are exact in it */
+        if (!script || !tok_dir || !out)
+            mk_die("--preset script needs --script, --tokenizer and --out (try --help)");
+        if (mode == STORE_FP8)
+            mk_die("--preset script: --dtype must be f32 or bf16");
+        mk_script_build(script, tok_dir, out, mode, shards);
+        return 0;
+    }
+    if (!p || !have_mode || !out)
+        mk_die("--preset, --dtype and --out are required (try --help)");
+    if (script || tok_dir)
+        mk_die("--script and --tokenizer go with --preset script");
+
+    const int V = p->vocab_size;
+    const int eos[3] = {V - EOS_OFFSET, V - EOS2_OFFSET, V - EOS3_OFFSET};
+    mk_prepare_dir(out);
+    mk_write_checkpoint(out, p, mode, shards, eos, NULL, NULL);
     return 0;
 }

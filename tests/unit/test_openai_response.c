@@ -31,6 +31,9 @@ static void setup(void)
     srv.served_model_name = "tiny";
     srv.vocab = glm_tok_vocab_size(tok);
     glm_out_tags_default(&srv.tags);
+    const int32_t eos[] = {4036, 4043, 4045}; /* the tiny model's generation_config */
+    memcpy(srv.eos_ids, eos, sizeof eos);
+    srv.n_eos = 3;
 }
 
 static void teardown(void)
@@ -208,6 +211,51 @@ START_TEST(completion_stop_string)
 }
 END_TEST
 
+/* Chat with skip_special_tokens (the default) still hands the reasoning and
+ * tool-call tags to the parser, drops other special tokens, and never shows the
+ * end-of-sequence token that ended the answer; completions without
+ * skip_special_tokens keep special tokens but not that eos either. */
+START_TEST(special_tokens_and_eos)
+{
+    json_t *t = tools();
+    int32_t ids[NCALL + 1];
+    memcpy(ids, CALL, sizeof CALL);
+    ids[3] = ids[4] = 4038; /* [gMASK] in place of "hello": not a tag, dropped */
+    ids[NCALL] = 4045;      /* <|observation|>: eos */
+    glm_oai_request r;
+    init_req(&r, 1, 0);
+    r.skip_special = 1;
+    r.parse_tools = 1;
+    r.tools = t;
+    glm_gen *g = glm_gen_create(&srv, &r, "chatcmpl-x");
+    feed(g, ids, NCALL + 1, GLM_FINISH_STOP, 0, -1.0f);
+    char *s = glm_gen_response(g);
+    json_t *o = json_loads(s, 0, NULL);
+    json_t *m = json_object_get(json_array_get(json_object_get(o, "choices"), 0), "message");
+    ck_assert_str_eq(json_string_value(json_object_get(m, "reasoning_content")), "r");
+    ck_assert(json_is_null(json_object_get(m, "content")));
+    json_t *fn = json_object_get(json_array_get(json_object_get(m, "tool_calls"), 0), "function");
+    ck_assert_str_eq(json_string_value(json_object_get(fn, "arguments")), "{\"city\": \"Paris\"}");
+    json_decref(o);
+    free(s);
+    glm_gen_free(g);
+
+    /* completions, skip_special_tokens false: [gMASK] stays, the final eos does not */
+    int32_t text[] = {3310, 78, 4038, 4043};
+    init_req(&r, 0, 0);
+    g = glm_gen_create(&srv, &r, "cmpl-x");
+    feed(g, text, 4, GLM_FINISH_STOP, 0, -1.0f);
+    s = glm_gen_response(g);
+    o = json_loads(s, 0, NULL);
+    ck_assert_str_eq(json_string_value(json_object_get(json_array_get(json_object_get(o, "choices"), 0), "text")),
+                     "hello[gMASK]");
+    json_decref(o);
+    free(s);
+    glm_gen_free(g);
+    json_decref(t);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("openai_response");
@@ -216,6 +264,7 @@ int main(void)
     tcase_add_test(tc, tool_call_one_shot);
     tcase_add_test(tc, tool_call_stream_adds_up);
     tcase_add_test(tc, completion_stop_string);
+    tcase_add_test(tc, special_tokens_and_eos);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
