@@ -36,6 +36,7 @@
 #include "http.h"
 #include "openai_request.h"
 #include "openai_response.h"
+#include "structured.h"
 #include "util.h"
 
 /* ---- notifiers ------------------------------------------------------------------------- */
@@ -311,8 +312,14 @@ enum MHD_Result glm_handle_completions(glm_http_req *r, int chat)
         return glm_http_error(r, 503, NULL, NULL, "out of file descriptors");
     }
     glm_submit_status st;
+    glm_logits_processor proc;
+    int has_proc = glm_oai_processor(&j->req, srv, &proc);
+    j->req.sp.processor = has_proc ? &proc : NULL;
     j->er = glm_engine_submit(srv->engine, j->req.prompt, j->req.n_prompt, &j->req.sp, &st, err, sizeof err);
+    j->req.sp.processor = NULL;
     if (!j->er) {
+        if (has_proc)
+            proc.release(proc.ctx);
         job_free(j);
         if (st == GLM_SUBMIT_OVERLOADED)
             return glm_http_error(r, 503, NULL, NULL, "the server is overloaded: %s", err);

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "chat_request.h"
+#include "structured.h"
 #include "util.h"
 
 /* ---- typed field readers: 0 absent/null, 1 set, -1 wrong type ---------------------- */
@@ -302,13 +303,9 @@ static int chat_prompt(glm_oai_request *r, const json_t *root, const glm_server 
         if (check_message(m, i, param, err, errlen))
             return GLM_ERR;
     }
-    const json_t *tools = field(root, "tools");
-    if (tools && !json_is_array(tools))
-        return BAD("tools", "'tools' must be an array");
-    const json_t *tc = field(root, "tool_choice");
-    int tools_none = tc && json_is_string(tc) && strcmp(json_string_value(tc), "none") == 0;
-    r->tools = tools;
-    r->parse_tools = tools && json_array_size(tools) > 0 && !tools_none;
+    if (glm_oai_tools_parse(r, root, param, err, errlen) != GLM_OK)
+        return GLM_ERR;
+    const json_t *tools = r->tools;
     int add_gen = 1;
     if (get_bool(root, "add_generation_prompt", &add_gen) < 0)
         return BAD("add_generation_prompt", "'add_generation_prompt' must be a boolean");
@@ -398,6 +395,8 @@ int glm_oai_request_parse(glm_oai_request *r, const json_t *root, int chat, cons
     int rc = parse_sampling(r, root, srv, param, err, errlen);
     if (rc == GLM_OK)
         rc = chat ? chat_prompt(r, root, srv, param, err, errlen) : completion_prompt(r, root, srv, param, err, errlen);
+    if (rc == GLM_OK)
+        rc = glm_oai_grammar_build(r, root, srv, param, err, errlen);
     if (rc == GLM_OK && r->n_prompt >= srv->max_model_len) {
         rc = BAD(chat ? "messages" : "prompt",
                  "This model's maximum context length is %d tokens. However, your request has %d input tokens. "
@@ -424,6 +423,8 @@ void glm_oai_request_free(glm_oai_request *r)
     free(r->prompt);
     free(r->prompt_text);
     free(r->bias);
+    glm_grammar_free(r->grammar);
+    r->grammar = NULL;
     r->prompt = NULL;
     r->prompt_text = NULL;
     r->bias = NULL;

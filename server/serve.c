@@ -19,6 +19,7 @@
 #include "cli.h"
 #include "http.h"
 #include "serve_config.h"
+#include "structured.h"
 #include "server.h"
 #include "util.h"
 
@@ -323,6 +324,7 @@ static int serve_args(int argc, char **argv, const struct option *opts, int n_cf
     srv.max_model_len = glm_engine_max_model_len(e);
     srv.vocab = m->cfg.vocab_size;
     glm_out_tags_default(&srv.tags);
+    glm_oai_vocab_setup(&srv);
     for (int i = 0; i < m->cfg.n_eos && srv.n_eos < (int)(sizeof srv.eos_ids / sizeof srv.eos_ids[0]); i++)
         srv.eos_ids[srv.n_eos++] = m->cfg.eos_token_ids[i];
     srv.metrics = glm_metrics_create(srv.max_model_len);
@@ -369,6 +371,7 @@ out:
     glm_http_stop(h);
     glm_engine_free(e);
     glm_metrics_free(srv.metrics);
+    glm_oai_vocab_free(&srv);
     glm_chat_template_free(tmpl);
     glm_tok_free(tok);
     glm_model_free(m);

@@ -15,6 +15,7 @@
 
 #include "chat_template.h"
 #include "engine.h"
+#include "grammar.h"
 #include "metrics.h"
 #include "model.h"
 #include "output_parser.h"
@@ -41,6 +42,11 @@ typedef struct {
     int max_model_len;
     int vocab;
     glm_out_tags tags;
+    /* constrained decoding (engine/constraint.h) */
+    glm_token_trie *trie_text;      /* the vocabulary without added tokens */
+    glm_token_trie *trie_tools;     /* the same plus the six tool-call tags */
+    int32_t think_end_id;           /* "</think>", or -1 */
+    int32_t tool_call_id;           /* "<tool_call>", or -1 */
     int32_t eos_ids[8];             /* the model's end-of-sequence ids (generation_config) */
     int n_eos;
     long created;                   /* start time, for "created" of /v1/models */

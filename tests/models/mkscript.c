@@ -61,9 +61,12 @@
  *
  * The prior (what wins when constrained decoding masks the scripted token)
  *   <|endoftext|> 19; <|user|>, <|observation|> 18; </tool_call> 17;
- *   </arg_value> 16; </think>, </arg_key> 15; "}" and "]" 14; '"' 13; any
+ *   </arg_value> 16; </think>, </arg_key> 15; '"' 14; "}" and "]" 13; any
  *   other token 0.25 per byte of its text, at most 12 (48 bytes): longer tokens
- *   first, so forced literals are spelled in few tokens. Ids past the
+ *   first, so forced literals are spelled in few tokens. '"' ranks above the
+ *   closing brackets so that a forced JSON string closes (inside a string a
+ *   bracket is text and would repeat forever), and a forced array or object
+ *   then closes with the first bracket the grammar allows. Ids past the
  *   tokenizer (the model's vocabulary is rounded up to a multiple of 64) get 0.
  *
  * Output (DIR): tokenizer.json (the source one plus the new entries),
@@ -103,8 +106,8 @@ static const struct {
     double prior;
 } PRIOR_TIERS[] = {
     {"<|endoftext|>", 19}, {"<|user|>", 18}, {"<|observation|>", 18}, {"</tool_call>", 17},
-    {"</arg_value>", 16},  {"</think>", 15}, {"</arg_key>", 15},      {"}", 14},
-    {"]", 14},             {"\"", 13},
+    {"</arg_value>", 16},  {"</think>", 15}, {"</arg_key>", 15},      {"\"", 14},
+    {"}", 13},             {"]", 13},
 };
 
 /* One text of a chain, resolved to 1..MAX_PIECES tokens, or joined to the
