@@ -948,6 +948,7 @@ typedef struct {
     vstate vs;
     int full_steps;
     char **bodies;      /* per rule: its right-hand side, NULL when not written */
+    size_t body_bytes;  /* their total length */
     char **keys;        /* per rule: its memo key */
     json_t *skip;       /* memo keys of rules known to derive no finite text */
     ivec *needs;        /* per rule: rbuild.needs */
@@ -1911,7 +1912,7 @@ static const char *gen(gctx *g, const conj *in, snode *extra, int extra_res, int
             g->rstate[idx] = R_BUSY_USED;
         return idx >= 0 ? g->names[idx] : NULL;
     }
-    if (c.n > MAX_CONJ || g->out.over) {
+    if (c.n > MAX_CONJ || g->out.over || g->body_bytes + g->out.n > MAX_OUT) {
         fail(g, c.n > MAX_CONJ ? "%s: more than 256 subschemas apply to one value"
                                : "%s: the grammar would be over 1 MB",
              c.n ? c.v[0]->path : "schema");
@@ -1983,7 +1984,8 @@ static const char *gen(gctx *g, const conj *in, snode *extra, int extra_res, int
     } else if (!dead)
         gen_merged(g, &c, mode, g->names[idx], &rb);
     g->depth--;
-    if (rb.body.over)
+    g->body_bytes += rb.body.n;
+    if (rb.body.over || g->body_bytes + g->out.n > MAX_OUT)
         fail(g, "the grammar would be over 1 MB");
     /* a rule that matches nothing is kept only when a recursive reference to
        it was made while it was being built */
@@ -2150,6 +2152,7 @@ static void gctx_reset(gctx *g)
         free(g->needs[i].v);
     }
     g->n_rules = 0;
+    g->body_bytes = 0;
     g->fixed = 0;
     g->vs.steps = 0;
 }
