@@ -86,11 +86,15 @@ $(BUILD)/glm-bench-serving: $(BUILD)/tests/bench/bench_serving.o $(ENGINE_OBJ)
 $(BUILD)/glm-bench-tok: $(BUILD)/tests/bench/bench_tokenizer.o $(ENGINE_OBJ)
 	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS_BASE)
 
+$(BUILD)/glm-bench-grammar: $(BUILD)/tests/bench/bench_grammar.o $(ENGINE_OBJ)
+	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS_BASE)
+
 $(BUILD)/tests/%: tests/unit/%.c $(ENGINE_OBJ) $(filter-out $(BUILD)/server/main.o,$(SERVER_OBJ)) | deps-check
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS_BASE) $$(pkg-config --libs check)
 
--include $(BUILD)/tests/models/mkmodel.d $(BUILD)/tests/models/mkscript.d $(BUILD)/tests/bench/bench_engine.d $(BUILD)/tests/bench/bench_tokenizer.d $(BUILD)/tests/bench/bench_serving.d
+-include $(BUILD)/tests/models/mkmodel.d $(BUILD)/tests/models/mkscript.d $(BUILD)/tests/bench/bench_engine.d $(BUILD)/tests/bench/bench_tokenizer.d $(BUILD)/tests/bench/bench_serving.d \
+         $(BUILD)/tests/bench/bench_grammar.d
 
 # --- models -----------------------------------------------------------------
 
