@@ -98,9 +98,9 @@ def merge(*kws):
     return out
 
 
-def create(stream=False, messages=MSGS, max_tokens=200, **kw):
-    return client.chat.completions.create(model=MODEL, messages=messages, max_tokens=max_tokens, temperature=0,
-                                          stream=stream, **kw)
+def create(stream=False, messages=MSGS, max_tokens=200, temperature=0, **kw):
+    return client.chat.completions.create(model=MODEL, messages=messages, max_tokens=max_tokens,
+                                          temperature=temperature, stream=stream, **kw)
 
 
 def extra(obj, k):
@@ -555,6 +555,75 @@ def test_response_format_errors_400():
                "json"]:
         s, b = post("/v1/chat/completions", dict(M, response_format=rf))
         check_error(s, b, "response_format")
+
+
+def test_structured_completions_and_n():
+    # /v1/completions: the prompt is raw, so the grammar starts at once
+    r = client.completions.create(model=MODEL, prompt="Weather as JSON:", max_tokens=100, temperature=0,
+                                  extra_body={"response_format": JSON_SCHEMA_RF})
+    jsonschema.validate(json.loads(r.choices[0].text), CITY_SCHEMA)
+    # each of n samples has its own grammar state
+    r = create(n=3, temperature=1.0, seed=7, response_format=JSON_SCHEMA_RF, **NOTHINK)
+    assert len(r.choices) == 3
+    for c in r.choices:
+        jsonschema.validate(json.loads(c.message.content), CITY_SCHEMA)
+    # vLLM's structured_outputs and llama.cpp's json_schema / grammar
+    for extra_body in ({"structured_outputs": {"json": CITY_SCHEMA}}, {"json_schema": CITY_SCHEMA}):
+        r = create(extra_body=dict(extra_body, thinking={"type": "disabled"}))
+        jsonschema.validate(json.loads(r.choices[0].message.content), CITY_SCHEMA)
+    r = create(extra_body={"grammar": 'root ::= "yes" | "no"', "thinking": {"type": "disabled"}})
+    assert r.choices[0].message.content in ("yes", "no"), r.choices[0].message.content
+    r = create(extra_body={"structured_outputs": {"grammar": 'root ::= [0-9]{3} "-" [a-z]+'},
+                           "thinking": {"type": "disabled"}}, max_tokens=20)
+    import re
+    content = r.choices[0].message.content
+    assert re.fullmatch(r"[0-9]{3}-[a-z]+", content) or r.choices[0].finish_reason == "length", content
+
+
+def test_hostile_structured():
+    """Hostile grammars and schemas get a 400 quickly and leave the server serving."""
+    M = {"model": MODEL, "messages": MSGS, "max_tokens": 5}
+    deep = {"type": "object"}
+    for _ in range(200):
+        deep = {"type": "object", "properties": {"a": deep}, "required": ["a"]}
+    loop = {"$ref": "#/$defs/a", "$defs": {"a": {"$ref": "#/$defs/b"}, "b": {"$ref": "#/$defs/a"}}}
+    bad = [
+        {"grammar": "root ::= root"},
+        {"grammar": "root ::= (((((((((("},
+        {"grammar": "root ::= \"a\"{1000000000}"},
+        {"grammar": "x ::= \"a\""},
+        {"grammar": 12},
+        {"structured_outputs": {"grammar": "root ::= [\\x"}},
+        {"response_format": {"type": "json_schema", "json_schema": {"name": "d", "schema": deep}}},
+        {"response_format": {"type": "json_schema", "json_schema": {"name": "d", "schema": {
+            "type": "array", "items": {"type": "string"}, "minItems": 10 ** 9}}}},
+        {"response_format": {"type": "json_schema", "json_schema": {"name": "d", "schema": {
+            "enum": list(range(200000))}}}},
+        {"response_format": {"type": "json_schema", "json_schema": {"name": "d", "schema": "object"}}},
+        {"response_format": {"type": "json_schema", "json_schema": {"name": "d", "schema": {"type": 7}}}},
+        {"tools": [{"type": "function", "function": {"name": "f", "parameters": deep}}], "tool_choice": "required"},
+        {"tools": [{"type": "function", "function": {"name": "f%d" % i}} for i in range(3)] * 2},
+        {"reasoning": {"max_tokens": -1}},
+        {"reasoning": {"max_tokens": 1.5}},
+        {"thinking_token_budget": "10"},
+        {"reasoning": {"effort": "extreme"}},
+        {"reasoning": {"exclude": "yes"}},
+        {"thinking": {"type": "on"}},
+        {"thinking": {"clear_thinking": 1}},
+        {"chat_template_kwargs": {"enable_thinking": "yes"}},
+    ]
+    for extra_body in bad:
+        t0 = time.time()
+        s, b = post("/v1/chat/completions", dict(M, **extra_body))
+        assert s == 400, (extra_body if len(str(extra_body)) < 200 else str(extra_body)[:200], s, b[:300])
+        assert time.time() - t0 < 5, ("slow", str(extra_body)[:200])
+    # a $ref cycle that never reaches a value is no constraint, not a hang
+    t0 = time.time()
+    s, b = post("/v1/chat/completions", dict(M, response_format={"type": "json_schema", "json_schema": {
+        "name": "l", "schema": loop}}))
+    assert s in (200, 400) and time.time() - t0 < 10, (s, b[:300])
+    r = create()
+    assert r.choices[0].message.content == ANSWER  # still serving
 
 
 # ---- stop strings and split tags ---------------------------------------------------
