@@ -3,7 +3,9 @@
 # output through `glm-server serve` on the scripted model (models/script, whose
 # greedy decoding follows tests/models/script/chains.json): starts the server on
 # a free port and runs tests/integration/test_reasoning_tools.py (the openai
-# SDK, curl and raw SSE). ONLY=substring runs the matching tests only.
+# SDK, curl and raw SSE); then again with --default-chat-template-kwargs
+# '{"enable_thinking": false}' for the server-default tests. ONLY=substring runs
+# the matching tests only.
 set -euo pipefail
 BUILD=${1:-build}
 cd "$(dirname "$0")/../.."
@@ -22,19 +24,37 @@ cleanup() {
 }
 trap cleanup EXIT
 
-./glm-server serve --model models/script --served-model-name script --port "$PORT" --threads 2 \
-    --kv-cache-memory 64MiB >"$LOG" 2>&1 &
-PID=$!
-for _ in $(seq 100); do
-    curl -sf "http://127.0.0.1:$PORT/health" >/dev/null && break
-    kill -0 "$PID" 2>/dev/null || { cat "$LOG"; echo "script_server.sh: the server exited" >&2; exit 1; }
-    sleep 0.1
-done
-rc=0
-timeout -k 5 300 .venv/bin/python tests/integration/test_reasoning_tools.py "http://127.0.0.1:$PORT" models/script ||
-    rc=$?
-if [ "$rc" -ne 0 ]; then
-    echo "--- server log (last 30 lines)"
-    tail -30 "$LOG"
-fi
-exit "$rc"
+start() { # extra flags...
+    ./glm-server serve --model models/script --served-model-name script --port "$PORT" --threads 2 \
+        --kv-cache-memory 64MiB "$@" >"$LOG" 2>&1 &
+    PID=$!
+    for _ in $(seq 100); do
+        curl -sf "http://127.0.0.1:$PORT/health" >/dev/null && return 0
+        kill -0 "$PID" 2>/dev/null || { cat "$LOG"; echo "script_server.sh: the server exited" >&2; exit 1; }
+        sleep 0.1
+    done
+    echo "script_server.sh: no /health after 10 s" >&2
+    exit 1
+}
+stop() {
+    kill "$PID"
+    wait "$PID" 2>/dev/null || true
+    PID=
+}
+run() { # mode
+    local rc=0
+    timeout -k 5 300 .venv/bin/python tests/integration/test_reasoning_tools.py "http://127.0.0.1:$PORT" \
+        models/script "$1" || rc=$?
+    if [ "$rc" -ne 0 ]; then
+        echo "--- server log (last 30 lines)"
+        tail -30 "$LOG"
+        exit "$rc"
+    fi
+}
+
+start
+run main
+stop
+start --default-chat-template-kwargs '{"enable_thinking": false}'
+run default_off
+stop

@@ -2,8 +2,10 @@
 model (models/script: greedy decoding follows the token chains of
 tests/models/script/chains.json; logit_bias on a chain's entry token picks it).
 
-Usage: test_reasoning_tools.py BASE_URL MODEL_DIR
-tests/cli/script_server.sh starts the server and runs this. Every check
+Usage: test_reasoning_tools.py BASE_URL MODEL_DIR [default_off]
+  default_off: the server runs with --default-chat-template-kwargs
+  '{"enable_thinking": false}' (runs only the default_off_test_* tests).
+tests/cli/script_server.sh starts the server (both ways) and runs this. Every check
 compares the server's answer with text the chains define, through the official
 `openai` SDK (streaming and not), plain curl, and raw SSE read from a socket.
 Prints one line per test and "N passed, N failed"; exits 1 on any failure.
@@ -21,6 +23,7 @@ import jsonschema
 import openai
 
 BASE, MODEL_DIR = sys.argv[1], sys.argv[2]
+MODE = sys.argv[3] if len(sys.argv) > 3 else "main"
 MODEL = "script"
 client = openai.OpenAI(base_url=BASE + "/v1", api_key="none", max_retries=0, timeout=60)
 SCRIPT = json.load(open(os.path.join(MODEL_DIR, "script.json")))
@@ -654,8 +657,23 @@ def test_split_tags():
                 assert "<" not in s and ">" not in s, s
 
 
+def default_off_test_server_default():
+    # the server's default turns thinking off; any request switch, explicit or implied, wins
+    r = create()
+    assert r.choices[0].message.content == ANSWER and not extra(r.choices[0].message, "reasoning_content")
+    for kw in ON + [("budget", {"extra_body": {"thinking_token_budget": 100}})]:
+        r = create(**kw[1])
+        assert extra(r.choices[0].message, "reasoning_content") == THINK, kw[0]
+        assert r.choices[0].message.content == ANSWER, kw[0]
+    r = curl(base_body({}))
+    assert r["choices"][0]["message"]["content"] == ANSWER and r["choices"][0]["message"]["reasoning"] is None
+    events = raw_sse(base_body({"extra_body": {"reasoning": True}}))
+    assert sse_fold(events) == (THINK, THINK, ANSWER, "stop")
+
+
 def main():
-    tests = [(k, v) for k, v in globals().items() if k.startswith("test_") and callable(v)]
+    prefix = "default_off_test_" if MODE == "default_off" else "test_"
+    tests = [(k, v) for k, v in globals().items() if k.startswith(prefix) and callable(v)]
     only = os.environ.get("ONLY")
     passed = failed = 0
     for name, fn in tests:
