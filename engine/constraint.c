@@ -2,35 +2,75 @@
 #include "constraint.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "util.h"
 
-#define END_MAX 64
+#define PAT_MAX 64 /* tags are at most 64 bytes (output_parser.h) */
+
+/* A fixed text searched for across token boundaries (Knuth-Morris-Pratt). */
+typedef struct {
+    char text[PAT_MAX + 1];
+    int len;                     /* 0: none */
+    int fail[PAT_MAX];
+} pattern;
 
 typedef struct {
     glm_constraint_params p;
     int32_t *eos;                /* [p.n_eos] */
-    char end[END_MAX + 1];       /* the reasoning's closing text */
-    int end_len;
-    int fail[END_MAX];           /* KMP failure function of end */
-    char after[END_MAX + 1];     /* end_after */
-    int after_len;
-    int after_fail[END_MAX];
+    pattern end;                 /* closes the reasoning */
+    pattern alt;                 /* also closes it, and is the answer's first text */
+    pattern after;               /* end_after */
 } ctx;
 
 typedef struct {
     const ctx *c;
     int reasoning;               /* still inside the reasoning */
-    int matched;                 /* bytes of end matched so far */
-    int matched_after;           /* bytes of after matched so far */
+    int m_end, m_alt, m_after;   /* bytes of each pattern matched so far */
     int ended;                   /* end_after was seen: only eos */
     int n_reasoning;             /* tokens generated inside the reasoning */
     glm_grammar_matcher *m;      /* NULL without a grammar */
     uint32_t *allowed;           /* mask scratch */
     int dead;                    /* the grammar rejected a token: only eos from here on */
+    int n_slow;                  /* grammar steps over GLM_CONSTRAINT_SLOW_MS */
+    double slowest;              /* ms */
 } state;
+
+static void pattern_set(pattern *p, const char *s)
+{
+    size_t n = s ? strlen(s) : 0;
+    if (n > PAT_MAX)
+        n = 0;
+    memcpy(p->text, s ? s : "", n);
+    p->text[n] = 0;
+    p->len = (int)n;
+    for (int i = 1, k = 0; i < p->len; i++) {
+        while (k > 0 && p->text[i] != p->text[k])
+            k = p->fail[k - 1];
+        if (p->text[i] == p->text[k])
+            k++;
+        p->fail[i] = k;
+    }
+}
+
+/* Follows p through b from *matched bytes matched; returns the offset just
+ * past it when it completes inside b, else -1. */
+static long find(const pattern *p, int *matched, const char *b, size_t n)
+{
+    if (!p->len)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        while (*matched > 0 && p->text[*matched] != b[i])
+            *matched = p->fail[*matched - 1];
+        if (p->text[*matched] == b[i])
+            (*matched)++;
+        if (*matched == p->len)
+            return (long)(i + 1);
+    }
+    return -1;
+}
 
 static void *create(void *vc, int index)
 {
@@ -68,7 +108,17 @@ static void only(float *logits, int vocab, const ctx *c, int32_t keep)
             logits[i] = -INFINITY;
 }
 
-static int apply(void *vs, float *logits, int vocab)
+/* Counts a grammar step's time; 1 when the sample has had too many slow ones. */
+static int too_slow(state *s, double ms)
+{
+    if (ms > s->slowest)
+        s->slowest = ms;
+    if (ms > GLM_CONSTRAINT_SLOW_MS)
+        s->n_slow++;
+    return s->n_slow > GLM_CONSTRAINT_MAX_SLOW;
+}
+
+static int apply(void *vs, float *logits, int vocab, char *err, size_t errlen)
 {
     state *s = vs;
     const ctx *c = s->c;
@@ -81,8 +131,8 @@ static int apply(void *vs, float *logits, int vocab)
     if (s->reasoning) {
         /* the closing tag counts as a reasoning token (as reasoning_tokens does): at most
          * max(budget, 1) in all */
-        if (c->p.budget >= 0 && s->n_reasoning >= (c->p.budget > 0 ? c->p.budget - 1 : 0) && c->p.think_end_id >= 0 &&
-            c->p.think_end_id < vocab) {
+        if (c->p.budget >= 0 && s->n_reasoning >= (c->p.budget > 0 ? c->p.budget - 1 : 0) &&
+            c->p.think_end_id >= 0 && c->p.think_end_id < vocab) {
             only(logits, vocab, c, c->p.think_end_id);
             return 0;
         }
@@ -94,16 +144,31 @@ static int apply(void *vs, float *logits, int vocab)
     }
     if (!s->m)
         return 0;
+    if (s->n_slow > GLM_CONSTRAINT_MAX_SLOW) {
+        glm_err(err, errlen, "the output grammar is too costly to follow: a step took %.0f ms (limit %d ms)",
+                s->slowest, GLM_CONSTRAINT_SLOW_MS);
+        return -1;
+    }
     if (s->dead || glm_grammar_matcher_is_dead_end(s->m)) {
-        if (!s->dead && !glm_grammar_matcher_can_end(s->m))
+        if (!s->dead && !glm_grammar_matcher_can_end(s->m)) {
+            glm_err(err, errlen, "the output grammar reached a state no token can continue");
             return -1;
+        }
         only(logits, vocab, c, -1);
         return 0;
     }
+    double t0 = glm_now();
     int n = glm_grammar_matcher_mask(s->m, c->p.trie, s->allowed);
-    int can_end = glm_grammar_matcher_can_end(s->m);
-    if (n == 0 && !can_end)
+    if (too_slow(s, (glm_now() - t0) * 1e3)) {
+        glm_err(err, errlen, "the output grammar is too costly to follow: a step took %.0f ms (limit %d ms)",
+                s->slowest, GLM_CONSTRAINT_SLOW_MS);
         return -1;
+    }
+    int can_end = glm_grammar_matcher_can_end(s->m);
+    if (n == 0 && !can_end) {
+        glm_err(err, errlen, "no token of the vocabulary continues the output grammar");
+        return -1;
+    }
     int tv = glm_token_trie_vocab(c->p.trie);
     for (int i = 0; i < vocab; i++) {
         int ok = i < tv && (s->allowed[i >> 5] >> (i & 31) & 1u);
@@ -113,31 +178,15 @@ static int apply(void *vs, float *logits, int vocab)
     return 0;
 }
 
-/* Follows the text pat (KMP failure function fail) through b from *matched
- * bytes matched; returns the offset just past it when it completes inside b,
- * else -1. */
-static long find(const char *pat, int len, const int *fail, int *matched, const char *b, size_t n)
+/* Feeds answer bytes to the grammar. */
+static void answer(state *s, const char *b, size_t n)
 {
-    for (size_t i = 0; i < n; i++) {
-        while (*matched > 0 && pat[*matched] != b[i])
-            *matched = fail[*matched - 1];
-        if (pat[*matched] == b[i])
-            (*matched)++;
-        if (*matched == len)
-            return (long)(i + 1);
-    }
-    return -1;
-}
-
-static void kmp(const char *pat, int len, int *fail)
-{
-    for (int i = 1, k = 0; i < len; i++) {
-        while (k > 0 && pat[i] != pat[k])
-            k = fail[k - 1];
-        if (pat[i] == pat[k])
-            k++;
-        fail[i] = k;
-    }
+    if (!s->m || s->dead || n == 0)
+        return;
+    double t0 = glm_now();
+    if (!glm_grammar_matcher_accept(s->m, b, n))
+        s->dead = 1; /* a token the mask did not allow (e.g. forced by a bias of +inf) */
+    too_slow(s, (glm_now() - t0) * 1e3);
 }
 
 static void accept(void *vs, int32_t tok)
@@ -148,21 +197,33 @@ static void accept(void *vs, int32_t tok)
     const char *b = glm_tok_token_bytes(c->p.tok, tok, &n);
     if (!b)
         n = 0;
+    if (is_eos(c, tok))
+        return;
     if (s->reasoning) {
         s->n_reasoning++;
-        long at = c->end_len ? find(c->end, c->end_len, c->fail, &s->matched, b, n) : -1;
-        if (at < 0)
+        /* whichever closes first: </think>, or the alternative (e.g. <tool_call>), whose
+         * text then starts the answer */
+        int me = s->m_end, ma = s->m_alt;
+        long at_end = find(&c->end, &me, b, n), at_alt = find(&c->alt, &ma, b, n);
+        s->m_end = me;
+        s->m_alt = ma;
+        if (at_end < 0 && at_alt < 0)
             return;
         s->reasoning = 0;
-        b += at;
-        n -= (size_t)at;
+        if (at_alt >= 0 && (at_end < 0 || at_alt < at_end)) {
+            if (c->after.len && find(&c->after, &s->m_after, c->alt.text, (size_t)c->alt.len) >= 0)
+                s->ended = 1;
+            answer(s, c->alt.text, (size_t)c->alt.len);
+            b += at_alt;
+            n -= (size_t)at_alt;
+        } else {
+            b += at_end;
+            n -= (size_t)at_end;
+        }
     }
-    if (c->after_len && !s->ended && find(c->after, c->after_len, c->after_fail, &s->matched_after, b, n) >= 0)
+    if (!s->ended && find(&c->after, &s->m_after, b, n) >= 0)
         s->ended = 1;
-    if (!s->m || s->dead || is_eos(c, tok) || n == 0)
-        return;
-    if (!glm_grammar_matcher_accept(s->m, b, n))
-        s->dead = 1; /* a token the mask did not allow (e.g. forced by a bias of +inf) */
+    answer(s, b, n);
 }
 
 static void release(void *vc)
@@ -181,21 +242,13 @@ void glm_constraint_processor(const glm_constraint_params *p, glm_logits_process
     if (p->n_eos > 0)
         memcpy(c->eos, p->eos_ids, sizeof(int32_t) * (size_t)p->n_eos);
     c->p.eos_ids = NULL;
-    size_t el = p->think_end ? strlen(p->think_end) : 0;
-    if (el > END_MAX)
-        el = 0; /* tags are at most 64 bytes (output_parser.h) */
-    memcpy(c->end, p->think_end ? p->think_end : "", el);
-    c->end_len = (int)el;
-    c->p.think_end = c->end;
-    kmp(c->end, c->end_len, c->fail);
-    size_t al = p->end_after ? strlen(p->end_after) : 0;
-    if (al > END_MAX)
-        al = 0;
-    memcpy(c->after, p->end_after ? p->end_after : "", al);
-    c->after_len = (int)al;
-    c->p.end_after = c->after;
-    kmp(c->after, c->after_len, c->after_fail);
-    if (!c->end_len)
+    pattern_set(&c->end, p->think_end);
+    pattern_set(&c->alt, p->think_end_alt);
+    pattern_set(&c->after, p->end_after);
+    c->p.think_end = c->end.text;
+    c->p.think_end_alt = c->alt.text;
+    c->p.end_after = c->after.text;
+    if (!c->end.len)
         c->p.think_open = 0;
     memset(out, 0, sizeof *out);
     out->create = create;

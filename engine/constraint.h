@@ -25,6 +25,14 @@
 #ifndef GLM_CONSTRAINT_H
 #define GLM_CONSTRAINT_H
 
+/* A grammar step (a mask, or accepting a token) slower than this counts as
+ * slow; a sample with more than GLM_CONSTRAINT_MAX_SLOW slow steps ends with
+ * an error, so that one costly grammar cannot stall the engine thread that
+ * every request shares. Masks over a 154,880-token vocabulary take about
+ * 0.01-3 ms (docs/performance.md). */
+#define GLM_CONSTRAINT_SLOW_MS 100
+#define GLM_CONSTRAINT_MAX_SLOW 2
+
 #include <stdint.h>
 
 #include "grammar.h"
@@ -42,6 +50,9 @@ typedef struct {
                                     must outlive the request */
     const int32_t *eos_ids;      /* [n_eos], copied */
     int n_eos;
+    const char *think_end_alt;   /* another text that ends the reasoning and begins the answer
+                                    ("<tool_call>" when tool calls are constrained: the output
+                                    parser ends the reasoning there too), or NULL */
     int32_t forbid;              /* a token never allowed (tool_choice "none": <tool_call>), or -1 */
     const char *end_after;       /* in the answer, once these bytes were generated only an
                                     end-of-sequence token may follow (one tool call when

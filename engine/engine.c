@@ -427,11 +427,13 @@ static void advance(glm_engine *e, sample *s, float *logits)
     const glm_config *c = e->c;
     if (s->finished)
         return;
-    if (s->proc && r->proc.apply(s->proc, logits, c->vocab_size) != 0) {
+    char perr[GLM_ERRLEN];
+    if (s->proc && r->proc.apply(s->proc, logits, c->vocab_size, perr, sizeof perr) != 0) {
         glm_event ev = {0};
         ev.type = GLM_EV_ERROR;
         ev.index = s->index;
-        snprintf(ev.message, sizeof ev.message, "constrained decoding reached a state no token can continue");
+        snprintf(ev.message, sizeof ev.message, "%.200s", perr);
+        ev.invalid_request = 1;
         emit(r, &ev, 0);
         end_request(e, r, GLM_FINISH_ABORT);
         return;
@@ -440,6 +442,12 @@ static void advance(glm_engine *e, sample *s, float *logits)
     int n_out = seq->n_tokens - seq->n_prompt;
     glm_sampler_history hist = {seq->tokens, seq->n_prompt, seq->tokens + seq->n_prompt, n_out};
     glm_sampler_sample(&r->sp, &s->rng, logits, c->vocab_size, &hist, e->sampler_ws, e->sampler_ws_size, &res);
+    if ((res.flags & GLM_SAMPLE_NO_CANDIDATE) && s->proc && !(res.flags & GLM_SAMPLE_NONFINITE)) {
+        /* the processor allowed only end-of-sequence tokens and min_tokens forbids them:
+         * the constrained text is complete, so the sample ends here */
+        finish_sample(e, s, GLM_FINISH_STOP, -1);
+        return;
+    }
     if (res.flags & GLM_SAMPLE_NO_CANDIDATE) {
         /* every logit was -inf/NaN after processing: nothing sensible to emit */
         glm_event ev = {0};

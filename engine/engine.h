@@ -74,6 +74,7 @@ typedef struct {
     double e2e_time;             /* submission -> finish */
     /* GLM_EV_ERROR */
     char message[256];
+    int invalid_request;         /* 1: caused by what the request asked for (its constraint), a 400 */
 } glm_event;
 
 /* Creates the engine and starts its thread. Reports "N tokens of KV cache"

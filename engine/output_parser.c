@@ -19,7 +19,8 @@
  *   KEY        </arg_key> -> AFTER_KEY  <arg_value> -> VALUE  + the ARGS tags
  *   AFTER_KEY  <arg_value> -> VALUE  + the ARGS tags
  *   VALUE      </arg_value> -> ARGS  </tool_call> -> CONTENT
- * (think tags only when thinking is not off, tool tags only with parse_tools.)
+ * (think tags only when thinking is not off, tool tags only with parse_tools,
+ * none in CONTENT with content_plain.)
  */
 #include "output_parser.h"
 
@@ -1125,7 +1126,7 @@ glm_out_parser *glm_out_create(const glm_out_params *prm, char *err, size_t errl
     unsigned tool = prm->parse_tools ? TAG(T_TOOL_START) : 0;
     unsigned args = TAG(T_KEY_START) | TAG(T_TOOL_END) | TAG(T_TOOL_START);
     p->set[S_REASONING] = TAG(T_THINK_START) | TAG(T_THINK_END) | tool;
-    p->set[S_CONTENT] = think | tool;
+    p->set[S_CONTENT] = prm->content_plain ? 0 : think | tool;
     p->set[S_NAME] = args;
     p->set[S_ARGS] = args;
     p->set[S_KEY] = args | TAG(T_KEY_END) | TAG(T_VAL_START);

@@ -117,6 +117,9 @@ typedef struct {
     glm_out_tags tags;
     glm_out_think_mode think;
     int parse_tools;     /* 1: recognise tool calls; 0: tool-call tags are content */
+    int content_plain;   /* 1: once in the content no tag is recognised (think tags
+                            included): the answer follows a grammar of its own
+                            (response_format) and is returned as generated */
     const json_t *tools; /* the request's "tools" array, may be NULL; read during
                             glm_out_create only (the parser keeps the parameter
                             types it needs). Entries without a function name are
@@ -131,8 +134,8 @@ typedef struct {
  * static. */
 void glm_out_tags_default(glm_out_tags *tags);
 
-/* Defaults: GLM-5 tags, GLM_OUT_THINK_OPEN, parse_tools 1, no tools, no id_fn,
- * id_seed 0. */
+/* Defaults: GLM-5 tags, GLM_OUT_THINK_OPEN, parse_tools 1, content_plain 0, no
+ * tools, no id_fn, id_seed 0. */
 void glm_out_params_default(glm_out_params *prm);
 
 /* The think mode a rendered prompt implies: OPEN if it ends (after trailing

@@ -60,12 +60,13 @@
  * sample's own logits row, which it may change: forbidden tokens get -inf),
  * accept with every token drawn, destroy when the sample ends, and release
  * (ctx) when the request is freed. Calls for one request come from the engine
- * thread. apply returns 0, or -1 when no token may follow (the sample ends
+ * thread. apply returns 0, or -1 with a message in err when no token may
+ * follow (the request ends
  * with an error).
  */
 typedef struct {
     void *(*create)(void *ctx, int sample_index);
-    int (*apply)(void *state, float *logits, int vocab);
+    int (*apply)(void *state, float *logits, int vocab, char *err, size_t errlen);
     void (*accept)(void *state, int32_t token);
     void (*destroy)(void *state);
     void (*release)(void *ctx);

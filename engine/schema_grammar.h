@@ -83,6 +83,47 @@
  * in err (paths start with "schema"). */
 int glm_schema_check(const json_t *schema, char *err, size_t errlen);
 
+/*
+ * GLM_OK when `schema` is a well-formed JSON Schema (draft 2020-12, with the
+ * draft 2019-09, 7 and 4 spellings), whether or not the grammar builder
+ * supports its keywords; else GLM_ERR and one line in err, in the style and
+ * with the paths of glm_schema_check. Every schema glm_schema_check accepts is
+ * well-formed; this one also accepts unsatisfiable schemas (false, an empty
+ * enum) and every keyword listed as unsupported above.
+ *
+ * Each subschema must be an object or a boolean, and each keyword's value of
+ * the right shape:
+ *   schemas        additionalProperties propertyNames unevaluatedProperties
+ *                  contains unevaluatedItems not if then else, items (or, draft
+ *                  7, an array of schemas, then also additionalItems)
+ *   schema arrays  anyOf oneOf allOf (non-empty), prefixItems
+ *   schema maps    properties patternProperties dependentSchemas $defs
+ *                  definitions; dependencies (draft 7: schemas or arrays of
+ *                  strings), dependentRequired (arrays of strings)
+ *   type           a type name or a non-empty array of them
+ *   enum           an array;  required: an array of strings
+ *   counts         minLength maxLength minItems maxItems minProperties
+ *                  maxProperties minContains maxContains: integers >= 0 (2.0 is one)
+ *   numbers        minimum maximum, exclusiveMinimum exclusiveMaximum (draft 4:
+ *                  or booleans), multipleOf (above 0)
+ *   strings        pattern (its regex syntax is not checked) $dynamicRef
+ *                  $recursiveRef $dynamicAnchor;  booleans: uniqueItems
+ *                  $recursiveAnchor
+ *   $ref           a string; a local one must resolve: "#" always, "#/pointer"
+ *                  (percent-encoded or not, ~0 ~1) to a schema within the
+ *                  resource around it (the nearest "$id") or the document,
+ *                  "#name" to an "$anchor", "$dynamicAnchor" or draft-7
+ *                  "$id": "#name". A value reached only through a pointer
+ *                  (under an unknown keyword) is checked as a schema too.
+ *                  References to other documents are not followed.
+ * Annotations (title, description, default, examples, format, const, $comment,
+ * $schema, $id, $anchor, deprecated, readOnly, writeOnly, content*, ...) and
+ * unknown keywords (x-..., nullable, ...) may hold any value.
+ * Limits as for the grammars: nesting 64 levels, 10000 subschemas; no
+ * reference is followed more than once, so $ref cycles cost nothing.
+ */
+int glm_schema_wellformed(const json_t *schema, char *err, size_t errlen);
+
 /* A grammar whose `root` matches the JSON texts valid against `schema`, in the
  * spellings above. malloc'd, NUL-terminated; NULL and one line in err for an
  * unsupported or unsatisfiable schema or one over a limit. */
@@ -133,5 +174,20 @@ char *glm_json_object_gbnf(void);
  */
 char *glm_tool_calls_gbnf(const json_t *tools, const char *only_name, int parallel,
                           const glm_out_tags *tags, char *err, size_t errlen);
+
+/*
+ * A grammar whose `root` matches EITHER what glm_tool_calls_gbnf(tools, NULL,
+ * parallel, tags) matches OR what the GBNF text content_gbnf matches from its
+ * rule `root` (a grammar from glm_schema_gbnf or glm_json_object_gbnf, or one
+ * from a request), never a mixture: for tools with tool_choice "auto" together
+ * with an output format. The content grammar keeps its rules under new names
+ * (each prefixed with "content-"), so its names never clash with the tool
+ * grammar's, whatever they are.
+ * Errors (NULL, one line in err): the tool grammar's; "content: grammar line N:
+ * ..." when content_gbnf does not parse (glm_grammar_parse, start rule root);
+ * the combined text over GLM_GRAMMAR_MAX_TEXT. malloc'd, NUL-terminated.
+ */
+char *glm_tool_calls_or_content_gbnf(const json_t *tools, int parallel, const glm_out_tags *tags,
+                                     const char *content_gbnf, char *err, size_t errlen);
 
 #endif

@@ -94,6 +94,7 @@ typedef struct {
     glm_gen *gen;
     int sock;
     int all_done, aborted, ended, error;
+    int error_status;           /* 400 or 500 */
     char error_msg[256];
     glm_buf out;                /* SSE bytes not yet handed to MHD */
     size_t out_pos;
@@ -160,6 +161,7 @@ static void job_event(job *j, const glm_event *ev, glm_buf *out)
 {
     if (ev->type == GLM_EV_ERROR) {
         j->error = 1;
+        j->error_status = ev->invalid_request ? 400 : 500;
         snprintf(j->error_msg, sizeof j->error_msg, "%s", ev->message);
         return;
     }
@@ -245,7 +247,8 @@ static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max)
             job_event(j, &ev, &j->out);
             if (j->error) {
                 json_t *e = json_pack("{s:{s:s,s:s,s:n,s:i}}", "error", "message", j->error_msg, "type",
-                                      "InternalServerError", "param", "code", 500);
+                                      j->error_status == 400 ? "BadRequestError" : "InternalServerError", "param",
+                                      "code", j->error_status);
                 char *s = e ? json_dumps(e, JSON_COMPACT) : NULL;
                 json_decref(e);
                 if (s) {
@@ -352,7 +355,7 @@ enum MHD_Result glm_handle_completions(glm_http_req *r, int chat)
             if (j->error) {
                 job_abort(j);
                 log_usage(j);
-                res = glm_http_error(r, 500, NULL, NULL, "generation failed: %s", j->error_msg);
+                res = glm_http_error(r, j->error_status, NULL, NULL, "generation failed: %s", j->error_msg);
                 job_free(j);
                 return res;
             }

@@ -190,6 +190,7 @@ glm_gen *glm_gen_create(const glm_server *srv, const glm_oai_request *req, const
             prm.tags = srv->tags;
             prm.think = req->think;
             prm.parse_tools = req->parse_tools;
+            prm.content_plain = req->content_plain;
             prm.tools = req->tools;
             prm.id_fn = id_fn;
             prm.id_ctx = g;
@@ -441,10 +442,12 @@ int glm_gen_event(glm_gen *g, const glm_event *ev, glm_buf *out)
     if (s->done)
         return g->n_done == g->n;
     s->n_tokens++;
-    if (s->parser && glm_out_in_reasoning(s->parser))
+    int in_reasoning = s->parser && glm_out_in_reasoning(s->parser);
+    if (in_reasoning)
         s->reasoning_tokens++;
     json_t *lp = NULL;
-    if (g->req->logprobs) {
+    /* reasoning.exclude hides the reasoning's logprobs too (they spell its tokens) */
+    if (g->req->logprobs && !(in_reasoning && g->req->exclude_reasoning)) {
         json_t *target = s->logprobs;
         if (out) /* streaming: this step's logprobs go in this chunk */
             target = new_logprobs(g->req->chat);

@@ -78,8 +78,10 @@ static int check_tools(const json_t *tools, const char **param, char *err, size_
                 return BAD("tools", "tools[%zu].function.parameters must describe an object (\"type\": \"object\")",
                            i);
             char serr[GLM_ERRLEN];
-            if (glm_schema_check(params, serr, sizeof serr) != GLM_OK)
-                return BAD("tools", "tools[%zu].function.parameters: %s", i, serr);
+            if (glm_schema_wellformed(params, serr, sizeof serr) != GLM_OK)
+                return BAD("tools", "tools[%zu].function.parameters%s%s", i,
+                           strncmp(serr, "schema", 6) == 0 ? "" : ": ",
+                           strncmp(serr, "schema", 6) == 0 ? serr + 6 : serr);
         }
         for (k = 0; k < i; k++) {
             const json_t *other = json_object_get(json_object_get(json_array_get(tools, k), "function"), "name");
@@ -161,7 +163,10 @@ static char *format_gbnf(const json_t *root, int *none, const char **param, char
     const json_t *rf = field(root, "response_format");
     *none = 0;
     if (rf) {
-        which = "response_format";
+        /* {"type": "text"} asks for nothing: it combines with everything */
+        const json_t *ty = json_is_object(rf) ? field(rf, "type") : NULL;
+        if (!(json_is_string(ty) && strcmp(json_string_value(ty), "text") == 0))
+            which = "response_format";
         const json_t *type = json_is_object(rf) ? field(rf, "type") : NULL;
         const char *t = json_is_string(type) ? json_string_value(type) : "";
         if (strcmp(t, "text") == 0) {
@@ -252,17 +257,27 @@ static char *format_gbnf(const json_t *root, int *none, const char **param, char
         }
         return glm_strdup(json_string_value(spec));
     }
+    json_t *parsed = NULL;
+    if (json_is_string(spec)) { /* vLLM also takes the schema as JSON text */
+        json_error_t je;
+        parsed = json_loadb(json_string_value(spec), json_string_length(spec), JSON_DECODE_ANY, &je);
+        if (!parsed) {
+            glm_err(err, errlen, "'%s': the schema is not valid JSON: %s", which, je.text);
+            return NULL;
+        }
+        spec = parsed;
+    }
     if (!json_is_object(spec) && !json_is_boolean(spec)) {
+        json_decref(parsed);
         glm_err(err, errlen, "'%s' must hold a JSON Schema object", which);
         return NULL;
     }
-    if (glm_schema_check(spec, serr, sizeof serr) != GLM_OK) {
+    char *g = NULL;
+    if (glm_schema_wellformed(spec, serr, sizeof serr) != GLM_OK)
         glm_err(err, errlen, "%s: invalid JSON Schema: %s", which, serr);
-        return NULL;
-    }
-    char *g = glm_schema_gbnf(spec, serr, sizeof serr);
-    if (!g)
+    else if (!(g = glm_schema_gbnf(spec, serr, sizeof serr)))
         glm_err(err, errlen, "%s: %s", which, serr);
+    json_decref(parsed);
     return g;
 }
 
@@ -290,6 +305,18 @@ int glm_oai_grammar_build(glm_oai_request *r, const json_t *root, const glm_serv
             return BAD("tools", "%s", serr);
         what = "tools";
         r->grammar_tools = 1;
+    } else if (fmt && r->parse_tools) {
+        /* tools under "auto" and an output format: a tool call or the formatted answer */
+        char serr[GLM_ERRLEN];
+        gbnf = glm_tool_calls_or_content_gbnf(r->tools, r->parallel_tool_calls, &srv->tags, fmt, serr, sizeof serr);
+        free(fmt);
+        if (!gbnf)
+            return BAD(what, "%s", serr);
+        r->grammar_tools = 1;
+    } else if (fmt) {
+        /* the answer is the formatted text as generated: no tag is parsed in it */
+        r->content_plain = 1;
+        r->parse_tools = 0;
     }
     if (!gbnf)
         return GLM_OK;
@@ -361,6 +388,8 @@ int glm_oai_processor(glm_oai_request *r, const glm_server *srv, glm_logits_proc
         .n_eos = srv->n_eos,
         .forbid = forbid,
         .end_after = end_after,
+        /* the output parser ends the reasoning at <tool_call> too: so must a constraint on calls */
+        .think_end_alt = r->parse_tools && (r->grammar_tools || end_after) ? srv->tags.tool_call_start : NULL,
     };
     glm_constraint_processor(&cp, proc);
     r->grammar = NULL; /* the processor owns it now */

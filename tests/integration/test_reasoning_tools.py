@@ -629,6 +629,77 @@ def test_hostile_structured():
     assert r.choices[0].message.content == ANSWER  # still serving
 
 
+def test_review_regressions():
+    # tool schemas with keywords the grammar builder does not enforce are fine under "auto"
+    loose = [{"type": "function", "function": {"name": "set_temp", "parameters": {"type": "object", "properties": {
+        "celsius": {"type": "number", "minimum": -50}, "code": {"type": "string", "pattern": "^[A-Z]+$"},
+        "ids": {"type": "array", "uniqueItems": True}}}}}]
+    r = create(tools=loose)
+    assert r.choices[0].message.content == ANSWER
+    # ...and a 400 naming the keyword only where a grammar must enforce them
+    s, b = post("/v1/chat/completions", base_body({}, tools=loose, tool_choice="required"))
+    assert "minimum" in check_error(s, b, "tools")
+    # tag text inside a constrained answer is content, not reasoning or a tool call
+    schema = {"type": "object", "properties": {"a": {"const": "<think>x</think><tool_call>f</tool_call>"}},
+              "required": ["a"]}
+    for tools in (None, [{"type": "function", "function": {"name": "f"}}]):
+        kw = {"tools": tools, "tool_choice": "none"} if tools else {}
+        r = create(response_format={"type": "json_schema", "json_schema": {"name": "t", "schema": schema}}, **kw)
+        m = r.choices[0].message
+        assert json.loads(m.content) == {"a": "<think>x</think><tool_call>f</tool_call>"}, m.content
+        assert extra(m, "reasoning_content") == THINK and not m.tool_calls
+        assert r.usage.completion_tokens_details.reasoning_tokens == THINK_TOKENS
+    # min_tokens beyond a complete constrained answer ends it there (not an error)
+    r = create(response_format={"type": "json_object"}, **merge(NOTHINK, pick("json_answer"),
+                                                                {"extra_body": {"min_tokens": 60}}))
+    assert json.loads(r.choices[0].message.content) == json.loads(chain_text("json_answer"))
+    assert r.choices[0].finish_reason == "stop"
+    r = create(tools=TOOLS, parallel_tool_calls=False, **merge(pick("tool_parallel"), {"extra_body": {"min_tokens": 100}}))
+    assert len(r.choices[0].message.tool_calls) == 1
+    # reasoning.exclude hides the reasoning's logprobs too
+    r = create(logprobs=True, extra_body={"reasoning": {"exclude": True}})
+    toks = [t.token for t in r.choices[0].logprobs.content]
+    assert len(toks) == len(CH["answer_default"]["ids"]), toks
+    assert "".join(toks).startswith("Paris")
+    _, _, _, _, _, _, chunks = collect(create(stream=True, logprobs=True, extra_body={"reasoning": {"exclude": True}}))
+    n = sum(len(c.choices[0].logprobs.content) for c in chunks if c.choices and c.choices[0].logprobs)
+    assert n == len(CH["answer_default"]["ids"]), n
+    # response_format "text" combines with a grammar; structured_outputs.json may be JSON text
+    r = create(response_format={"type": "text"}, extra_body={"grammar": 'root ::= "ok"', "thinking": {"type": "disabled"}})
+    assert r.choices[0].message.content == "ok"
+    r = create(extra_body={"structured_outputs": {"json": json.dumps(CITY_SCHEMA)}, "thinking": {"type": "disabled"}})
+    jsonschema.validate(json.loads(r.choices[0].message.content), CITY_SCHEMA)
+
+
+def test_tools_or_format():
+    # tools under "auto" with a response_format: the model may call a tool...
+    r = create(tools=TOOLS, response_format=JSON_SCHEMA_RF, **pick("tool_weather"))
+    c = r.choices[0]
+    assert c.finish_reason == "tool_calls", c
+    check_call(c.message.tool_calls[0], "get_weather", WEATHER_ARGS)
+    # ...or answer in the format
+    r = create(tools=TOOLS, response_format=JSON_SCHEMA_RF, **pick("json_think"))
+    jsonschema.validate(json.loads(r.choices[0].message.content), CITY_SCHEMA)
+    assert not r.choices[0].message.tool_calls
+    r = create(tools=TOOLS, response_format={"type": "json_object"})  # forced off the script
+    c = r.choices[0]
+    assert c.message.tool_calls or isinstance(json.loads(c.message.content), dict), c
+
+
+def test_costly_grammar_is_stopped():
+    # a grammar whose every step is slow ends with a 400 after a few steps instead of
+    # holding the engine thread (which every request shares) for the whole answer
+    g = 'root ::= ([a-z ]{0,300}){0,300} "!"'
+    t0 = time.time()
+    s, b = post("/v1/chat/completions", base_body(NOTHINK, grammar=g, max_tokens=200))
+    if s == 200:  # a fast machine: every step stayed under the limit
+        assert json.loads(b)["choices"][0]["message"]["content"] is not None
+    else:
+        assert "too costly" in check_error(s, b), b
+    assert time.time() - t0 < 60
+    assert create().choices[0].message.content == ANSWER  # still serving
+
+
 # ---- stop strings and split tags ---------------------------------------------------
 
 def test_stop_strings_on_script():

@@ -72,7 +72,7 @@ static int allowed(glm_logits_processor *lp, void *st, float *row, int32_t *last
 {
     for (int i = 0; i < vocab; i++)
         row[i] = 0.0f;
-    ck_assert_int_eq(lp->apply(st, row, vocab), 0);
+    ck_assert_int_eq(lp->apply(st, row, vocab, NULL, 0), 0);
     int n = 0;
     for (int i = 0; i < vocab; i++)
         if (row[i] != -INFINITY) {
@@ -222,7 +222,7 @@ START_TEST(greedy_under_mask_is_valid)
                 x ^= x << 13, x ^= x >> 7, x ^= x << 17;
                 row[i] = (float)(x % 1000) / 10.0f;
             }
-            ck_assert_int_eq(lp.apply(st, row, vocab), 0);
+            ck_assert_int_eq(lp.apply(st, row, vocab, NULL, 0), 0);
             int best = -1;
             for (int i = 0; i < vocab; i++)
                 if (row[i] != -INFINITY && (best < 0 || row[i] > row[best]))
