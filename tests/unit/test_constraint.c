@@ -249,6 +249,38 @@ START_TEST(greedy_under_mask_is_valid)
 }
 END_TEST
 
+/* With tool calls constrained, <tool_call> inside the reasoning ends it (as the
+ * output parser reads it) and is the grammar's first text. */
+START_TEST(tool_call_ends_reasoning)
+{
+    glm_constraint_params p = params(1, -1, "root ::= \"<tool_call>f</tool_call>\"");
+    p.think_end_alt = "<tool_call>";
+    glm_logits_processor lp;
+    glm_constraint_processor(&p, &lp);
+    void *st = lp.create(lp.ctx, 0);
+    float *row = malloc(sizeof(float) * (size_t)vocab);
+    int32_t last;
+    ck_assert_int_eq(allowed(&lp, st, row, &last), vocab - 3); /* reasoning, eos forbidden */
+    lp.accept(st, 81);
+    lp.accept(st, TOOL_CALL); /* <tool_call>: the answer starts with it */
+    ck_assert_int_eq(allowed(&lp, st, row, &last), 1);
+    ck_assert_int_eq(last, id_of("f"));
+    lp.accept(st, last);
+    /* </tool_call> in ordinary tokens (this trie has no added tokens), then only eos */
+    int steps = 0, n;
+    while ((n = allowed(&lp, st, row, &last)) != 3) {
+        ck_assert_int_ge(n, 1);
+        ck_assert(row[4036] == -INFINITY);
+        lp.accept(st, last);
+        ck_assert_int_lt(++steps, 13);
+    }
+    ck_assert_int_gt(steps, 0);
+    lp.destroy(st);
+    free(row);
+    lp.release(lp.ctx);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("constraint");
@@ -259,6 +291,7 @@ int main(void)
     tcase_add_test(tc, grammar_after_reasoning);
     tcase_add_test(tc, forbid_and_end_after);
     tcase_add_test(tc, greedy_under_mask_is_valid);
+    tcase_add_test(tc, tool_call_ends_reasoning);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
