@@ -28,6 +28,7 @@
 #include "block_manager.h"
 #include "kvcache.h"
 #include "scheduler.h"
+#include "threadpool.h"
 #include "util.h"
 
 typedef struct sample {
@@ -39,6 +40,8 @@ typedef struct sample {
     int finished;
     double t_first_token;
     void *proc;                  /* the logits processor's state, or NULL */
+    int proc_rc;                 /* this step's apply result (processors run before advance) */
+    char proc_err[200];
 } sample;
 
 struct glm_request {
@@ -95,6 +98,7 @@ struct glm_engine {
     float *logits;
     size_t logits_cap;
     glm_batch_buf buf;                /* the step's batch arrays, reused */
+    glm_pool *proc_pool;              /* logits processors of one step in parallel (lazy) */
 };
 
 /* ---- request channel ------------------------------------------------------ */
@@ -419,6 +423,47 @@ static int is_eos(const glm_config *c, int32_t t)
     return 0;
 }
 
+typedef struct {
+    glm_engine *e;
+    sample **s;                  /* [n] samples with a processor */
+    float **row;                 /* [n] their logits rows */
+} proc_job;
+
+static void proc_one(void *ctx, int i, int worker)
+{
+    proc_job *j = ctx;
+    sample *s = j->s[i];
+    s->proc_err[0] = 0;
+    s->proc_rc = s->req->proc.apply(s->proc, j->row[i], j->e->c->vocab_size, s->proc_err, sizeof s->proc_err);
+}
+
+/* Runs the logits processors of this step's finishing samples (a grammar mask
+ * each: milliseconds over a large vocabulary) on a thread pool when there are
+ * several; states are per sample, grammars and tries are read-only. */
+static void run_processors(glm_engine *e, sample **ss, const int *li_seq, int nl)
+{
+    sample **ps = glm_malloc(sizeof(sample *) * (size_t)(nl > 0 ? nl : 1));
+    float **rows = glm_malloc(sizeof(float *) * (size_t)(nl > 0 ? nl : 1));
+    int n = 0;
+    for (int k = 0; k < nl; k++) {
+        sample *s = ss[li_seq[k]];
+        if (!s->finished && s->proc) {
+            ps[n] = s;
+            rows[n++] = e->logits + (size_t)k * e->c->vocab_size;
+        }
+    }
+    proc_job j = {e, ps, rows};
+    if (n > 1) {
+        if (!e->proc_pool)
+            e->proc_pool = glm_pool_create(e->p.n_threads);
+        glm_pool_for(e->proc_pool, n, proc_one, &j);
+    } else if (n == 1) {
+        proc_one(&j, 0, 0);
+    }
+    free(ps);
+    free(rows);
+}
+
 /* Samples the next token of s from its logits row and applies the stop rules. */
 static void advance(glm_engine *e, sample *s, float *logits)
 {
@@ -427,12 +472,11 @@ static void advance(glm_engine *e, sample *s, float *logits)
     const glm_config *c = e->c;
     if (s->finished)
         return;
-    char perr[GLM_ERRLEN];
-    if (s->proc && r->proc.apply(s->proc, logits, c->vocab_size, perr, sizeof perr) != 0) {
+    if (s->proc && s->proc_rc != 0) { /* run_processors found no token may follow */
         glm_event ev = {0};
         ev.type = GLM_EV_ERROR;
         ev.index = s->index;
-        snprintf(ev.message, sizeof ev.message, "%.200s", perr);
+        snprintf(ev.message, sizeof ev.message, "%s", s->proc_err);
         ev.invalid_request = 1;
         emit(r, &ev, 0);
         end_request(e, r, GLM_FINISH_ABORT);
@@ -564,6 +608,7 @@ static int step(glm_engine *e)
         }
     } else {
         glm_sched_commit(e->sch, &sb);
+        run_processors(e, ss, li_seq, nl);
         for (int k = 0; k < nl; k++)
             if (!ss[li_seq[k]]->finished) /* a sibling's error may have ended it */
                 advance(e, ss[li_seq[k]], e->logits + (size_t)k * e->c->vocab_size);
@@ -701,6 +746,7 @@ void glm_engine_free(glm_engine *e)
     glm_sched_free(e->sch);
     glm_bm_free(e->bm);
     glm_backend_destroy(e->be);
+    glm_pool_free(e->proc_pool);
     glm_kv_cache_free(e->kv);
     free(e->sampler_ws);
     free(e->logits);

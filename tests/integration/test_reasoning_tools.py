@@ -455,6 +455,9 @@ def test_tool_none():
     c = r.choices[0]
     assert not c.message.tool_calls and c.finish_reason == "stop", c
     assert c.message.content == chain_text("tool_nothink"), c.message.content
+    _, _, content, calls, finish, _, _ = collect(create(stream=True, tools=TOOLS, tool_choice="none",
+                                                        **merge(pick("tool_nothink"), NOTHINK)))
+    assert (content, calls, finish) == (chain_text("tool_nothink"), [], "stop")
     # without tool_choice the same chain does call
     assert create(tools=TOOLS, **pick("tool_weather")).choices[0].message.tool_calls
 
