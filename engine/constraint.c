@@ -234,6 +234,31 @@ static void release(void *vc)
     free(c);
 }
 
+glm_token_trie *glm_constraint_vocab(const glm_tok *tok, int vocab, const char *const *tags, int n_tags)
+{
+    const char **b = glm_calloc((size_t)(vocab > 0 ? vocab : 1), sizeof *b);
+    size_t *len = glm_calloc((size_t)(vocab > 0 ? vocab : 1), sizeof *len);
+    for (int i = 0; i < vocab; i++) {
+        size_t l = 0;
+        const char *p = glm_tok_token_bytes(tok, i, &l);
+        if (p && !glm_tok_is_added(tok, i)) {
+            b[i] = p;
+            len[i] = l;
+        }
+    }
+    for (int k = 0; k < n_tags; k++) {
+        int32_t id = tags[k] ? glm_tok_token_to_id(tok, tags[k], strlen(tags[k])) : -1;
+        if (id >= 0 && id < vocab) {
+            b[id] = tags[k];
+            len[id] = strlen(tags[k]);
+        }
+    }
+    glm_token_trie *t = glm_token_trie_new(b, len, vocab);
+    free(b);
+    free(len);
+    return t;
+}
+
 void glm_constraint_processor(const glm_constraint_params *p, glm_logits_processor *out)
 {
     ctx *c = glm_calloc(1, sizeof *c);

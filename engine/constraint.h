@@ -60,6 +60,14 @@ typedef struct {
 } glm_constraint_params;
 
 /*
+ * The vocabulary a grammar masks: the bytes of every ordinary token of tok
+ * (ids below vocab), plus the added tokens whose text is one of tags[0..n_tags)
+ * (e.g. the tool-call tags, which a tool-call grammar spells); other added
+ * tokens (end-of-sequence, role tags) are never allowed by a mask.
+ */
+glm_token_trie *glm_constraint_vocab(const glm_tok *tok, int vocab, const char *const *tags, int n_tags);
+
+/*
  * Fills *out with a processor for p (its ctx owns a copy of what it needs and
  * the grammar). Pass it to the engine in glm_sampling_params.processor; if the
  * request is never submitted, call out->release(out->ctx).

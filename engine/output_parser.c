@@ -80,7 +80,8 @@ typedef enum { S_REASONING, S_CONTENT, S_NAME, S_ARGS, S_KEY, S_AFTER_KEY, S_VAL
                S_COUNT } state;
 
 /* JSON types a schema allows (0: no type information). */
-enum { M_NULL = 1, M_BOOL = 2, M_NUM = 4, M_STR = 8, M_OBJ = 16, M_ARR = 32 };
+enum { M_NULL = GLM_OUT_T_NULL, M_BOOL = GLM_OUT_T_BOOL, M_NUM = GLM_OUT_T_NUM, M_STR = GLM_OUT_T_STR,
+       M_OBJ = GLM_OUT_T_OBJ, M_ARR = GLM_OUT_T_ARR };
 
 typedef struct {
     char *key;
@@ -559,6 +560,11 @@ static unsigned schema_mask(const json_t *s, int depth)
     if (!m && untyped_branch)
         return 0;
     return m | branches;
+}
+
+unsigned glm_out_schema_types(const json_t *schema)
+{
+    return schema_mask(schema, 0);
 }
 
 static void load_tools(glm_out_parser *p, const json_t *tools)

@@ -208,6 +208,22 @@ int glm_out_in_reasoning(const glm_out_parser *p);
 /* Fills m with everything parsed so far; valid until the next call on p. */
 void glm_out_get(glm_out_parser *p, glm_out_message *m);
 
+/* JSON types, as bits, for glm_out_schema_types. */
+enum {
+    GLM_OUT_T_NULL = 1,
+    GLM_OUT_T_BOOL = 2,
+    GLM_OUT_T_NUM = 4, /* integer or number */
+    GLM_OUT_T_STR = 8,
+    GLM_OUT_T_OBJ = 16,
+    GLM_OUT_T_ARR = 32,
+};
+
+/* The JSON types the parser lets an argument of this property schema have
+ * (from "type", "enum", "const" and "anyOf"/"oneOf" branches), as GLM_OUT_T_*
+ * bits; 0 when the schema says nothing (any type). What decides how a value is
+ * read (see "Tool calls" above), and what a tool-call grammar must produce. */
+unsigned glm_out_schema_types(const json_t *schema);
+
 /* One-shot parse: create, feed the whole text, finish. Returns the finished
  * parser, which owns m's strings (free it with glm_out_free), or NULL on bad
  * params (see glm_out_create). */

@@ -62,7 +62,9 @@ enum { ADDL_ANY, ADDL_FALSE, ADDL_SCHEMA };
 enum { G_JSON, G_TJSON, G_RAW, G_ARGS };
 
 /* The output parser's type mask bits (output_parser.c schema_mask). */
-enum { PM_STR = 1, PM_NUM = 2, PM_BOOL = 4, PM_NULL = 8, PM_OBJ = 16, PM_ARR = 32 };
+/* the output parser's type bits (glm_out_schema_types) */
+enum { PM_STR = GLM_OUT_T_STR, PM_NUM = GLM_OUT_T_NUM, PM_BOOL = GLM_OUT_T_BOOL, PM_NULL = GLM_OUT_T_NULL,
+       PM_OBJ = GLM_OUT_T_OBJ, PM_ARR = GLM_OUT_T_ARR };
 
 /* ---- text buffer with a size limit ------------------------------------------- */
 
@@ -1884,7 +1886,6 @@ static void props_free(prop *p, int n)
     free(p);
 }
 
-static unsigned parser_mask(const json_t *s, int depth);
 static int accepts_mask(gctx *g, const conj *set, unsigned mask);
 
 /* The rule of an argument's value, by what the output parser will make of it. */
@@ -1892,7 +1893,7 @@ static const char *arg_value_rule(gctx *g, prop *pr)
 {
     const json_t *props = json_object_get(g->params, "properties");
     const json_t *ps = json_is_object(props) ? json_object_get(props, pr->key) : NULL;
-    unsigned mask = ps ? parser_mask(ps, 0) : 0;
+    unsigned mask = ps ? glm_out_schema_types(ps) : 0;
     if (mask == PM_STR)
         return gen_set(g, pr->set.v, pr->set.n, G_RAW, pr->key);
     if (accepts_mask(g, &pr->set, mask))
@@ -2451,66 +2452,6 @@ static const char *gen(gctx *g, const conj *in, snode *extra, int extra_res, int
 }
 
 /* ---- what the output parser will read ------------------------------------------------ */
-
-static unsigned parser_type_bit(const char *t)
-{
-    static const struct {
-        const char *name;
-        unsigned bit;
-    } map[] = {{"string", PM_STR}, {"integer", PM_NUM}, {"number", PM_NUM}, {"boolean", PM_BOOL},
-               {"null", PM_NULL},  {"object", PM_OBJ},  {"array", PM_ARR}};
-    for (size_t i = 0; i < sizeof map / sizeof map[0]; i++)
-        if (strcmp(t, map[i].name) == 0)
-            return map[i].bit;
-    return 0;
-}
-
-static unsigned parser_value_bit(const json_t *v)
-{
-    switch (json_typeof(v)) {
-    case JSON_OBJECT: return PM_OBJ;
-    case JSON_ARRAY: return PM_ARR;
-    case JSON_STRING: return PM_STR;
-    case JSON_INTEGER:
-    case JSON_REAL: return PM_NUM;
-    case JSON_TRUE:
-    case JSON_FALSE: return PM_BOOL;
-    default: return PM_NULL;
-    }
-}
-
-/* The same computation as output_parser.c's schema_mask: the JSON types the
- * parser lets a value of this property schema have (0: any). */
-static unsigned parser_mask(const json_t *s, int depth)
-{
-    unsigned m = 0, branches = 0;
-    int untyped_branch = 0;
-    if (!json_is_object(s) || depth > 16)
-        return 0;
-    const json_t *t = json_object_get(s, "type");
-    if (json_is_string(t))
-        m |= parser_type_bit(json_string_value(t));
-    for (size_t i = 0; json_is_array(t) && i < json_array_size(t); i++)
-        if (json_is_string(json_array_get(t, i)))
-            m |= parser_type_bit(json_string_value(json_array_get(t, i)));
-    const json_t *e = json_object_get(s, "enum");
-    for (size_t i = 0; json_is_array(e) && i < json_array_size(e); i++)
-        m |= parser_value_bit(json_array_get(e, i));
-    if (json_object_get(s, "const"))
-        m |= parser_value_bit(json_object_get(s, "const"));
-    static const char *const unions[] = {"anyOf", "oneOf"};
-    for (int u = 0; u < 2; u++) {
-        const json_t *a = json_object_get(s, unions[u]);
-        for (size_t i = 0; json_is_array(a) && i < json_array_size(a); i++) {
-            unsigned b = parser_mask(json_array_get(a, i), depth + 1);
-            branches |= b;
-            untyped_branch |= b == 0;
-        }
-    }
-    if (!m && untyped_branch)
-        return 0;
-    return m | branches;
-}
 
 /* Types every value of which satisfies the conjunction (an under-estimate). */
 static unsigned full_types(gctx *g, const conj *in, snode *extra, int depth)

@@ -331,30 +331,10 @@ int glm_oai_grammar_build(glm_oai_request *r, const json_t *root, const glm_serv
 void glm_oai_vocab_setup(glm_server *srv)
 {
     const glm_tok *tok = srv->tok;
-    int n = srv->vocab;
-    const char **b = glm_calloc((size_t)n, sizeof *b);
-    size_t *len = glm_calloc((size_t)n, sizeof *len);
     const char *tags[6] = {srv->tags.tool_call_start, srv->tags.tool_call_end,   srv->tags.arg_key_start,
                            srv->tags.arg_key_end,     srv->tags.arg_value_start, srv->tags.arg_value_end};
-    for (int i = 0; i < n; i++) {
-        size_t l = 0;
-        const char *p = glm_tok_token_bytes(tok, i, &l);
-        if (p && !glm_tok_is_added(tok, i)) {
-            b[i] = p;
-            len[i] = l;
-        }
-    }
-    srv->trie_text = glm_token_trie_new(b, len, n);
-    for (int k = 0; k < 6; k++) {
-        int32_t id = glm_tok_token_to_id(tok, tags[k], strlen(tags[k]));
-        if (id >= 0 && id < n) {
-            b[id] = tags[k];
-            len[id] = strlen(tags[k]);
-        }
-    }
-    srv->trie_tools = glm_token_trie_new(b, len, n);
-    free(b);
-    free(len);
+    srv->trie_text = glm_constraint_vocab(tok, srv->vocab, NULL, 0);
+    srv->trie_tools = glm_constraint_vocab(tok, srv->vocab, tags, 6);
     srv->think_end_id = glm_tok_token_to_id(tok, srv->tags.think_end, strlen(srv->tags.think_end));
     srv->tool_call_id = glm_tok_token_to_id(tok, srv->tags.tool_call_start, strlen(srv->tags.tool_call_start));
 }

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "constraint.h"
 #include "grammar.h"
 #include "output_parser.h"
 #include "schema_grammar.h"
@@ -150,31 +151,14 @@ int main(int argc, char **argv)
     }
     /* the two vocabularies the server builds: ordinary tokens, and those plus the tool-call tags */
     int vocab = glm_tok_vocab_size(tok);
-    const char **b = glm_calloc((size_t)vocab, sizeof *b);
-    size_t *len = glm_calloc((size_t)vocab, sizeof *len);
-    for (int i = 0; i < vocab; i++) {
-        size_t l = 0;
-        const char *p = glm_tok_token_bytes(tok, i, &l);
-        if (p && !glm_tok_is_added(tok, i)) {
-            b[i] = p;
-            len[i] = l;
-        }
-    }
     double t0 = glm_now();
-    glm_token_trie *text = glm_token_trie_new(b, len, vocab);
+    glm_token_trie *text = glm_constraint_vocab(tok, vocab, NULL, 0);
     double t1 = glm_now();
     glm_out_tags tags;
     glm_out_tags_default(&tags);
     const char *tag[6] = {tags.tool_call_start, tags.tool_call_end,   tags.arg_key_start,
                           tags.arg_key_end,     tags.arg_value_start, tags.arg_value_end};
-    for (int k = 0; k < 6; k++) {
-        int32_t id = glm_tok_token_to_id(tok, tag[k], strlen(tag[k]));
-        if (id >= 0 && id < vocab) {
-            b[id] = tag[k];
-            len[id] = strlen(tag[k]);
-        }
-    }
-    glm_token_trie *tools = glm_token_trie_new(b, len, vocab);
+    glm_token_trie *tools = glm_constraint_vocab(tok, vocab, tag, 6);
     printf("tokenizer %s: %d ids; trie built in %.1f ms\n", path, vocab, (t1 - t0) * 1e3);
 
     int rc = 0;
@@ -201,8 +185,6 @@ int main(int argc, char **argv)
     json_decref(t);
     glm_token_trie_free(text);
     glm_token_trie_free(tools);
-    free(b);
-    free(len);
     glm_tok_free(tok);
     return rc;
 }

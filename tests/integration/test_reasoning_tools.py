@@ -15,12 +15,14 @@ import os
 import subprocess
 import sys
 import time
-import traceback
 import urllib.error
 import urllib.request
 
 import jsonschema
 import openai
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
 
 BASE, MODEL_DIR = sys.argv[1], sys.argv[2]
 MODE = sys.argv[3] if len(sys.argv) > 3 else "main"
@@ -745,26 +747,5 @@ def default_off_test_server_default():
     assert sse_fold(events) == (THINK, THINK, ANSWER, "stop")
 
 
-def main():
-    prefix = "default_off_test_" if MODE == "default_off" else "test_"
-    tests = [(k, v) for k, v in globals().items() if k.startswith(prefix) and callable(v)]
-    only = os.environ.get("ONLY")
-    passed = failed = 0
-    for name, fn in tests:
-        if only and only not in name:
-            continue
-        t0 = time.time()
-        try:
-            fn()
-            passed += 1
-            print("PASS  %s (%.2fs)" % (name, time.time() - t0))
-        except Exception:
-            failed += 1
-            print("FAIL  %s" % name)
-            traceback.print_exc()
-    print("%d passed, %d failed" % (passed, failed))
-    sys.exit(1 if failed else 0)
-
-
 if __name__ == "__main__":
-    main()
+    harness.run(globals(), "default_off_test_" if MODE == "default_off" else "test_")

@@ -17,13 +17,13 @@ import socket
 import subprocess
 import sys
 import time
-import traceback
 import urllib.error
 import urllib.request
 
 import openai
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
 import hostile  # noqa: E402
 from promtext import check_histograms, metric_sum, parse_exposition  # noqa: E402
 
@@ -528,23 +528,5 @@ def queue_test_slow_loris():
     assert time.time() - t0 < 6, time.time() - t0
 
 
-def main():
-    prefix = "queue_test_" if MODE == "queue" else "test_"
-    tests = [(k, v) for k, v in globals().items() if k.startswith(prefix) and callable(v)]
-    passed = failed = 0
-    for name, fn in tests:
-        t0 = time.time()
-        try:
-            fn()
-            passed += 1
-            print("PASS  %s (%.2fs)" % (name, time.time() - t0))
-        except Exception:
-            failed += 1
-            print("FAIL  %s" % name)
-            traceback.print_exc()
-    print("%d passed, %d failed" % (passed, failed))
-    sys.exit(1 if failed else 0)
-
-
 if __name__ == "__main__":
-    main()
+    harness.run(globals(), "queue_test_" if MODE == "queue" else "test_")

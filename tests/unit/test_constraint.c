@@ -31,19 +31,7 @@ static void setup(void)
     char err[GLM_ERRLEN];
     ck_assert_msg(glm_tok_load(TOK, &tok, err, sizeof err) == GLM_OK, "%s", err);
     vocab = glm_tok_vocab_size(tok);
-    const char **b = calloc((size_t)vocab, sizeof *b);
-    size_t *len = calloc((size_t)vocab, sizeof *len);
-    for (int i = 0; i < vocab; i++) {
-        size_t l = 0;
-        const char *p = glm_tok_token_bytes(tok, i, &l);
-        if (p && !glm_tok_is_added(tok, i)) {
-            b[i] = p;
-            len[i] = l;
-        }
-    }
-    trie = glm_token_trie_new(b, len, vocab);
-    free(b);
-    free(len);
+    trie = glm_constraint_vocab(tok, vocab, NULL, 0);
 }
 
 static void teardown(void)
