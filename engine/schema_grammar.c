@@ -206,6 +206,7 @@ typedef struct {
     snode *root;
     json_t *def_nodes; /* {"$defs": {NAME: node id}, "definitions": {...}} */
     int first;         /* id of the document's first node */
+    int lenient;       /* unsupported validation keywords are ignored, not errors */
 } doc;
 
 static int in_list(const char *k, const char *const *list)
@@ -330,6 +331,8 @@ static int compile_bounds(doc *d, snode *n, const json_t *s, const char *path)
         const json_t *v = json_object_get(s, kws[k]);
         if (!v)
             continue;
+        if ((n->types & T_FRAC) && d->lenient)
+            return GLM_OK; /* bounds on numbers are not enforced */
         if (n->types & T_FRAC)
             return glm_err(d->err, d->errlen,
                            "%s: '%s' is only supported with \"type\": \"integer\"", path, kws[k]);
@@ -529,7 +532,7 @@ static snode *compile(doc *d, const json_t *s, const char *path, int depth)
     const json_t *v;
     json_object_foreach((json_t *)s, k, v)
     {
-        if (in_list(k, UNSUPPORTED)) {
+        if (in_list(k, UNSUPPORTED) && !d->lenient) {
             glm_err(d->err, d->errlen, "%s: '%s' is not supported", path, k);
             return NULL;
         }
@@ -611,10 +614,12 @@ static int resolve_refs(doc *d)
     return GLM_OK;
 }
 
-/* Compiles one document into a; its root, or NULL with err set. */
-static snode *compile_doc(arena *a, const json_t *schema, const char *path, char *err, size_t errlen)
+/* Compiles one document into a; its root, or NULL with err set. lenient:
+ * validation keywords the grammar cannot express are ignored. */
+static snode *compile_doc(arena *a, const json_t *schema, const char *path, int lenient, char *err,
+                          size_t errlen)
 {
-    doc d = {a, err, errlen, NULL, json_object(), a->n};
+    doc d = {a, err, errlen, NULL, json_object(), a->n, lenient};
     snode *root = compile(&d, schema, path, 0);
     d.root = root;
     if (root && resolve_refs(&d) != GLM_OK)
@@ -2641,7 +2646,7 @@ char *glm_schema_gbnf(const json_t *schema, char *err, size_t errlen)
     gctx g;
     gctx_init(&g, err, errlen);
     char *text = NULL;
-    snode *root = compile_doc(&g.nodes, schema, "schema", err, errlen);
+    snode *root = compile_doc(&g.nodes, schema, "schema", 0, err, errlen);
     for (int pass = 0; root && pass < 2 && !g.failed && !text; pass++) {
         conj c = {0};
         const char *r = gen(&g, &c, root, -1, G_JSON, "root");
@@ -2777,7 +2782,10 @@ static callable *callables(gctx *g, const json_t *tools, const char *only_name, 
         if (f->params && !json_is_null(f->params)) {
             char ppath[PATH_CAP];
             sub_path(ppath, sizeof ppath, f->path, ".parameters");
-            if (!(f->root = compile_doc(&g->nodes, f->params, ppath, g->err, g->errlen))) {
+            /* a function marked "strict" must get exactly its schema; others get its shape
+             * and types, validation keywords the grammar cannot express left out */
+            int lenient = !json_is_true(json_object_get(fn, "strict"));
+            if (!(f->root = compile_doc(&g->nodes, f->params, ppath, lenient, g->err, g->errlen))) {
                 g->failed = 1;
                 break;
             }

@@ -641,9 +641,17 @@ def test_review_regressions():
         "ids": {"type": "array", "uniqueItems": True}}}}}]
     r = create(tools=loose)
     assert r.choices[0].message.content == ANSWER
-    # ...and a 400 naming the keyword only where a grammar must enforce them
-    s, b = post("/v1/chat/completions", base_body({}, tools=loose, tool_choice="required"))
-    assert "minimum" in check_error(s, b, "tools")
+    # "required" enforces their shape and types, not those keywords...
+    r = create(tools=loose, tool_choice="required")
+    call = r.choices[0].message.tool_calls[0]
+    args = json.loads(call.function.arguments)
+    assert call.function.name == "set_temp" and isinstance(args, dict), call
+    for k, t in (("celsius", (int, float)), ("code", str), ("ids", list)):
+        assert k not in args or isinstance(args[k], t), args
+    # ...unless the function is "strict": then a 400 names the keyword
+    strict = [{"type": "function", "function": dict(loose[0]["function"], strict=True)}]
+    s, b = post("/v1/chat/completions", base_body({}, tools=strict, tool_choice="required"))
+    assert "supported" in check_error(s, b, "tools")
     # tag text inside a constrained answer is content, not reasoning or a tool call
     schema = {"type": "object", "properties": {"a": {"const": "<think>x</think><tool_call>f</tool_call>"}},
               "required": ["a"]}

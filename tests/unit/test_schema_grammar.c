@@ -580,8 +580,8 @@ static const struct {
      "tools[0].function.name: 'a<b' cannot be written in a tool call"},
     {"[{\"type\": \"function\", \"function\": {\"name\": \"f\"}}]", "g", "tools: no function named 'g'"},
     {"[{\"type\": \"web_search\"}]", NULL, "tools: no function to call"},
-    {"[{\"type\": \"function\", \"function\": {\"name\": \"f\", \"parameters\": {\"type\": \"object\","
-     " \"properties\": {\"x\": {\"type\": \"string\", \"pattern\": \"a\"}}}}}]",
+    {"[{\"type\": \"function\", \"function\": {\"name\": \"f\", \"strict\": true, \"parameters\": {\"type\": "
+     "\"object\", \"properties\": {\"x\": {\"type\": \"string\", \"pattern\": \"a\"}}}}}]",
      NULL, "tools[0].function.parameters.properties.x: 'pattern' is not supported"},
     {"[{\"type\": \"function\", \"function\": {\"name\": \"f\", \"parameters\": {\"type\": \"string\"}}}]", NULL,
      "tools[0].function.parameters: no arguments satisfy the schema"},
@@ -600,6 +600,24 @@ static const struct {
     {"[{\"type\": \"function\", \"function\": {\"name\": \"f\", \"parameters\": 5}}]", NULL,
      "tools[0].function.parameters: a schema must be an object or a boolean"},
 };
+
+/* A function not marked "strict" gets its shape and types; validation keywords
+ * the grammar cannot express (pattern, bounds on numbers) are left out. */
+START_TEST(tool_call_lenient)
+{
+    const char *tools =
+        "[{\"type\": \"function\", \"function\": {\"name\": \"f\", \"parameters\": {\"type\": \"object\","
+        " \"properties\": {\"code\": {\"type\": \"string\", \"pattern\": \"^[A-Z]+$\"}, \"t\": {\"type\": "
+        "\"number\", \"minimum\": -50}, \"n\": {\"type\": \"integer\", \"maximum\": 9}}, \"required\": "
+        "[\"code\", \"t\", \"n\"]}}}]";
+    glm_grammar *g = tool_grammar(tools, NULL, 0, NULL);
+    ck_assert(matches(g, TC "f" KV("code", "lower") KV("t", "-99.5") KV("n", "7") ETC));
+    ck_assert(!matches(g, TC "f" KV("code", "X") KV("t", "\"warm\"") KV("n", "7") ETC)); /* types hold */
+    ck_assert(!matches(g, TC "f" KV("code", "X") KV("t", "1") KV("n", "12") ETC));        /* integer bounds hold */
+    ck_assert(!matches(g, TC "f" KV("code", "X") KV("t", "1") ETC));                       /* required holds */
+    glm_grammar_free(g);
+}
+END_TEST
 
 START_TEST(tool_call_errors)
 {
@@ -1550,8 +1568,8 @@ START_TEST(tool_calls_or_user_grammar)
         {TOOLS, "start ::= \"x\"", "content: grammar line 1: no rule named 'root'"},
         {TOOLS, "root ::= \"x\"\nroot ::= \"y\"", "content: grammar line 2: rule 'root' is defined twice"},
         {"[]", "root ::= \"x\"", "tools: must be a non-empty array"},
-        {"[{\"type\": \"function\", \"function\": {\"name\": \"f\", \"parameters\": {\"type\": \"object\","
-         " \"properties\": {\"x\": {\"type\": \"string\", \"pattern\": \"a\"}}}}}]",
+        {"[{\"type\": \"function\", \"function\": {\"name\": \"f\", \"strict\": true, \"parameters\": {\"type\": "
+         "\"object\", \"properties\": {\"x\": {\"type\": \"string\", \"pattern\": \"a\"}}}}}]",
          "root ::= \"x\"", "tools[0].function.parameters.properties.x: 'pattern' is not supported"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
@@ -1587,6 +1605,7 @@ int main(void)
     tcase_add_test(tc, integer_ranges);
     tcase_add_test(tc, tool_calls);
     tcase_add_test(tc, tool_call_shapes);
+    tcase_add_test(tc, tool_call_lenient);
     tcase_add_test(tc, tool_call_errors);
     tcase_add_test(tc, raw_string_lengths);
     tcase_add_test(tc, random_walks);
