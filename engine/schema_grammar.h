@@ -146,6 +146,10 @@ char *glm_json_object_gbnf(void);
  * "parameters"}}]; an entry without "function" is read as the function itself
  * (Responses API), entries whose "type" is not "function" are skipped, and of
  * two functions with one name the first counts (as in the output parser).
+ * A function marked "strict": true is compiled like glm_schema_gbnf (keywords
+ * outside the subset are errors); for the others, validation keywords the
+ * subset cannot express (pattern, bounds on numbers, multipleOf, uniqueItems,
+ * ...) are left out, so the call keeps the schema's shape and types.
  * The arguments are the members the parameters schema generates (see above):
  * declared order, required ones always, optional ones possibly, no others; a
  * function without parameters or members takes none. Each VALUE is text that
