@@ -1083,7 +1083,7 @@ START_TEST(hostile)
     for (size_t i = 0; i < sizeof loops / sizeof loops[0]; i++) {
         double t0 = glm_now();
         glm_grammar *g = schema_grammar(loops[i], NULL);
-        ck_assert(glm_now() - t0 < 2.0);
+        ck_assert(glm_now() - t0 < 5.0); /* bounded work, generously */
         glm_grammar_free(g);
     }
     glm_grammar *g = schema_grammar("{\"type\": \"array\", \"items\": {\"$ref\": \"#\"}}", NULL);
@@ -1262,7 +1262,7 @@ static void expect_wf(const char *schema_js, int ok, const char *want)
     json_t *s = load(schema_js);
     double t0 = glm_now();
     int rc = glm_schema_wellformed(s, err, sizeof err);
-    ck_assert_msg(glm_now() - t0 < 2.0, "%.200s took %.1f s", schema_js, glm_now() - t0);
+    ck_assert_msg(glm_now() - t0 < 5.0, "%.200s took %.1f s", schema_js, glm_now() - t0);
     if (ok)
         ck_assert_msg(rc == GLM_OK, "%.300s rejected: %s", schema_js, err);
     else {
