@@ -25,21 +25,11 @@ struct glm_block_manager {
     uint64_t q_tokens, hit_tokens;
 };
 
-static uint64_t mix(uint64_t x)
-{
-    x ^= x >> 30;
-    x *= 0xbf58476d1ce4e5b9ull;
-    x ^= x >> 27;
-    x *= 0x94d049bb133111ebull;
-    x ^= x >> 31;
-    return x;
-}
-
 static uint64_t block_hash(uint64_t parent, const int32_t *tok, int n)
 {
-    uint64_t h = mix(parent ^ 0x9e3779b97f4a7c15ull);
+    uint64_t h = glm_mix64(parent ^ 0x9e3779b97f4a7c15ull);
     for (int i = 0; i < n; i++)
-        h = mix(h ^ (uint32_t)tok[i]);
+        h = glm_mix64(h ^ (uint32_t)tok[i]);
     return h ? h : 1; /* 0 means "no hash" */
 }
 

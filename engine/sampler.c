@@ -198,21 +198,13 @@ int glm_sampling_is_greedy(const glm_sampling_params *p)
 
 /* ---- random generator ---------------------------------------------------------------- */
 
-static uint64_t splitmix64(uint64_t *state)
-{
-    uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
 void glm_rng_seed(glm_rng *r, uint64_t seed)
 {
     /* splitmix64 is a bijection of its counter, so the four words are distinct and
      * never all zero (the one state xoshiro cannot leave). */
     uint64_t sm = seed;
     for (int i = 0; i < 4; i++)
-        r->s[i] = splitmix64(&sm);
+        r->s[i] = glm_splitmix64(&sm);
 }
 
 uint64_t glm_rng_seed_entropy(glm_rng *r)
@@ -227,7 +219,7 @@ uint64_t glm_rng_seed_entropy(glm_rng *r)
         m ^= (uint64_t)(uintptr_t)r << 17;
         m ^= (uint64_t)(glm_now() * 1e9);
         m += ++counter * 0xd1b54a32d192ed03ull;
-        seed = splitmix64(&m);
+        seed = glm_splitmix64(&m);
     }
     glm_rng_seed(r, seed);
     return seed;

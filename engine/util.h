@@ -31,6 +31,21 @@ void glm_assert_fail(const char *expr, const char *func, const char *file, int l
 
 #define GLM_ASSERT(e) ((e) ? (void)0 : glm_assert_fail(#e, __func__, __FILE__, __LINE__))
 
+/* splitmix64's finaliser: a fast 64-bit mix with full avalanche (hashes). */
+static inline uint64_t glm_mix64(uint64_t x)
+{
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+    return x ^ (x >> 31);
+}
+
+/* splitmix64 (Steele, Lea, Flood): advances *state, returns the next value.
+ * Seeds generators and makes reproducible test data. */
+static inline uint64_t glm_splitmix64(uint64_t *state)
+{
+    return glm_mix64(*state += 0x9e3779b97f4a7c15ull);
+}
+
 /* Allocation that cannot fail softly: out of memory is fatal (message + abort).
  * Used for bounded internal allocations; sizes that come from input are checked
  * by the caller first. */

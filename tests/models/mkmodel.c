@@ -44,6 +44,7 @@
 #include "dtype.h"
 #include "mkmodel.h"
 #include "safetensors.h"
+#include "sampler.h"
 #include "util.h"
 
 #define FP8_BLOCK 128
@@ -110,16 +111,6 @@ void mk_die(const char *fmt, ...)
 /* ------------------------------------------------------------------------ */
 /* Deterministic values                                                      */
 
-typedef struct { uint64_t s[4]; } rng;
-
-static uint64_t splitmix64(uint64_t *x)
-{
-    uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
 static uint64_t fnv1a64(const char *s)
 {
     uint64_t h = 0xcbf29ce484222325ull;
@@ -130,39 +121,18 @@ static uint64_t fnv1a64(const char *s)
     return h;
 }
 
-static rng rng_for(uint64_t preset_seed, const char *tensor)
+/* The engine's generator (xoshiro256** seeded by splitmix64), one stream per tensor. */
+static glm_rng rng_for(uint64_t preset_seed, const char *tensor)
 {
-    uint64_t x = preset_seed ^ fnv1a64(tensor);
-    rng r;
-    for (int i = 0; i < 4; i++)
-        r.s[i] = splitmix64(&x);
+    glm_rng r;
+    glm_rng_seed(&r, preset_seed ^ fnv1a64(tensor));
     return r;
 }
 
-static uint64_t rotl(uint64_t x, int k)
-{
-    return (x << k) | (x >> (64 - k));
-}
-
-/* xoshiro256** */
-static uint64_t rng_next(rng *r)
-{
-    uint64_t *s = r->s;
-    uint64_t result = rotl(s[1] * 5, 7) * 9;
-    uint64_t t = s[1] << 17;
-    s[2] ^= s[0];
-    s[3] ^= s[1];
-    s[1] ^= s[2];
-    s[0] ^= s[3];
-    s[2] ^= t;
-    s[3] = rotl(s[3], 45);
-    return result;
-}
-
 /* Uniform in [-1, 1), exact: a 24-bit integer over 2^23. */
-static float rng_uniform(rng *r)
+static float rng_uniform(glm_rng *r)
 {
-    uint64_t x = rng_next(r);
+    uint64_t x = glm_rng_next(r);
     return (float)((int32_t)(x >> 40) - (1 << 23)) / 8388608.0f;
 }
 
@@ -191,7 +161,7 @@ typedef enum {
 static void gen_values(const preset *p, const char *name, init_kind init, int64_t in,
                        float *dst, size_t n)
 {
-    rng r = rng_for(p->seed, name);
+    glm_rng r = rng_for(p->seed, name);
     float scale = 1.0f;
     if (init == INIT_LINEAR)
         scale = sqrtf(3.0f / (float)in);

@@ -10,6 +10,7 @@
 #include "config.h"
 #include "dtype.h"
 #include "util.h"
+#include "testutil.h"
 
 /* A config.json laid out like the published GLM-5 one (its fields and values). */
 static const char *GLM5 =
@@ -160,9 +161,5 @@ int main(void)
     tcase_add_test(tc, not_json);
     tcase_add_test(tc, dtype_conversions);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return test_run_suite(s);
 }

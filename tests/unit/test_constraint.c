@@ -15,6 +15,7 @@
 
 #include "constraint.h"
 #include "util.h"
+#include "testutil.h"
 
 #define TOK "tests/models/tiny/tokenizer.json"
 #define EOS 4036
@@ -281,9 +282,5 @@ int main(void)
     tcase_add_test(tc, greedy_under_mask_is_valid);
     tcase_add_test(tc, tool_call_ends_reasoning);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return test_run_suite(s);
 }

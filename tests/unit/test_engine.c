@@ -13,6 +13,7 @@
 #include "engine.h"
 #include "kvcache.h"
 #include "util.h"
+#include "testutil.h"
 
 #define N_REQ 16
 
@@ -21,9 +22,8 @@ static glm_model *model;
 static void setup(void)
 {
     char err[GLM_ERRLEN];
-    const char *d = getenv("GLM_MODELS");
     char path[512];
-    snprintf(path, sizeof path, "%s/tiny", d ? d : "models");
+    snprintf(path, sizeof path, "%s/tiny", test_models_dir());
     model = glm_model_load(path, err, sizeof err);
     ck_assert_msg(model != NULL, "%s", err);
 }
@@ -344,9 +344,5 @@ int main(void)
     tcase_add_test(tc, queue_overflow_and_bad_input);
     tcase_add_test(tc, n_samples_and_seeds);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return test_run_suite(s);
 }

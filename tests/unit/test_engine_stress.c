@@ -17,6 +17,7 @@
 
 #include "engine.h"
 #include "kvcache.h"
+#include "testutil.h"
 #include "util.h"
 
 static glm_model *model;
@@ -24,9 +25,8 @@ static glm_model *model;
 static void setup(void)
 {
     char err[GLM_ERRLEN];
-    const char *d = getenv("GLM_MODELS");
     char path[512];
-    snprintf(path, sizeof path, "%s/tiny", d ? d : "models");
+    snprintf(path, sizeof path, "%s/tiny", test_models_dir());
     model = glm_model_load(path, err, sizeof err);
     ck_assert_msg(model != NULL, "%s", err);
 }
@@ -750,9 +750,5 @@ int main(void)
     tcase_add_test(tc, queue_limit_concurrent_submitters);
     tcase_add_test(tc, scheduler_fuzz_kv_identity);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return test_run_suite(s);
 }

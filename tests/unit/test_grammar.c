@@ -22,6 +22,7 @@
 #include "grammar.h"
 #include "tokenizer.h"
 #include "util.h"
+#include "testutil.h"
 
 static const char *JSON_GBNF =
     "# JSON (RFC 8259), whitespace between tokens\n"
@@ -883,8 +884,7 @@ END_TEST
 START_TEST(large_vocab)
 {
     char path[512];
-    const char *dir = getenv("GLM_MODELS");
-    snprintf(path, sizeof path, "%s/tokenizer-large/tokenizer.json", dir ? dir : "models");
+    snprintf(path, sizeof path, "%s/tokenizer-large/tokenizer.json", test_models_dir());
     struct stat sb;
     if (stat(path, &sb) != 0) {
         fprintf(stderr, "test_grammar: %s missing, large-vocabulary test skipped\n", path);
@@ -977,9 +977,5 @@ int main(void)
     tcase_add_test(tc, threads);
     tcase_add_test(tc, large_vocab);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return test_run_suite(s);
 }

@@ -21,6 +21,7 @@
 #include "chat_template.h"
 #include "jinja.h"
 #include "util.h"
+#include "testutil.h"
 
 #define GOLDEN "tests/golden/chat_template.json"
 #define TINY "tests/models/tiny"
@@ -636,9 +637,5 @@ int main(void)
     tcase_add_test(tc, from_string_and_message_normalization);
     tcase_add_test(tc, fuzz_mutations);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return test_run_suite(s);
 }

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "metrics.h"
+#include "testutil.h"
 
 static char *render(glm_metrics *m, const char *name)
 {
@@ -123,9 +124,5 @@ int main(void)
     tcase_add_test(tc, histogram_consistency);
     tcase_add_test(tc, concurrent_observers);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int nf = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return nf ? 1 : 0;
+    return test_run_suite(s);
 }

@@ -12,6 +12,7 @@
 
 #include "openai_response.h"
 #include "util.h"
+#include "testutil.h"
 
 #define TOK "tests/models/tiny/tokenizer.json"
 /* "<think>r</think>hello<tool_call>get_weather<arg_key>city</arg_key><arg_value>Paris</arg_value></tool_call>" */
@@ -266,9 +267,5 @@ int main(void)
     tcase_add_test(tc, completion_stop_string);
     tcase_add_test(tc, special_tokens_and_eos);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return test_run_suite(s);
 }

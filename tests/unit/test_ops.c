@@ -38,53 +38,30 @@
 #include "ops.h"
 #include "threadpool.h"
 #include "util.h"
+#include "testutil.h"
 
-/* ---- reproducible randomness (splitmix64) ---------------------------------- */
+/* ---- reproducible randomness (testutil.h's splitmix64 stream) ---------------- */
 
-typedef struct {
-    uint64_t s;
-} rng_t;
-
-static uint64_t rng_next(rng_t *r)
+static float rng_sym(test_rng *r)
 {
-    uint64_t z = (r->s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
-/* uniform in [0, 1) */
-static double rng_unit(rng_t *r)
-{
-    return (double)(rng_next(r) >> 11) * (1.0 / 9007199254740992.0);
-}
-
-/* uniform integer in [lo, hi] */
-static int rng_int(rng_t *r, int lo, int hi)
-{
-    return lo + (int)(rng_next(r) % (uint64_t)(hi - lo + 1));
-}
-
-static float rng_sym(rng_t *r)
-{
-    return (float)(2.0 * rng_unit(r) - 1.0);
+    return (float)(2.0 * test_rng_unit(r) - 1.0);
 }
 
 /* random sign * [1, 2) * 2^e with e in [emin, emax]; 1 in 16 is zero */
-static float rng_mag(rng_t *r, int emin, int emax)
+static float rng_mag(test_rng *r, int emin, int emax)
 {
-    if ((rng_next(r) & 15) == 0)
+    if ((test_rng_next(r) & 15) == 0)
         return 0.0f;
-    float v = ldexpf((float)(1.0 + rng_unit(r)), rng_int(r, emin, emax));
-    return (rng_next(r) & 1) ? -v : v;
+    float v = ldexpf((float)(1.0 + test_rng_unit(r)), test_rng_int(r, emin, emax));
+    return (test_rng_next(r) & 1) ? -v : v;
 }
 
 /* roughly normal (sum of 4 uniforms, unit variance) */
-static float rng_normal(rng_t *r)
+static float rng_normal(test_rng *r)
 {
     double s = 0;
     for (int i = 0; i < 4; i++)
-        s += rng_unit(r) - 0.5;
+        s += test_rng_unit(r) - 0.5;
     return (float)(s * sqrt(3.0));
 }
 
@@ -129,7 +106,7 @@ typedef struct {
 } test_weight;
 
 /* Random weight of dtype dt; data starts `misalign` bytes past an aligned block. */
-static test_weight make_weight(rng_t *r, glm_dtype dt, int rows, int cols, int misalign)
+static test_weight make_weight(test_rng *r, glm_dtype dt, int rows, int cols, int misalign)
 {
     test_weight t;
     memset(&t, 0, sizeof t);
@@ -167,7 +144,7 @@ static test_weight make_weight(rng_t *r, glm_dtype dt, int rows, int cols, int m
             } else {
                 uint8_t b;
                 do
-                    b = (uint8_t)rng_next(r);
+                    b = (uint8_t)test_rng_next(r);
                 while ((b & 0x7f) == 0x7f); /* every code but the NaNs */
                 data[e] = b;
                 float s = t.scale[(i / 128) * nbc + k / 128];
@@ -197,7 +174,7 @@ static void free_weight(test_weight *t)
 }
 
 /* n_tok rows of width cols at stride ldx; the padding is canary NaN. */
-static float *make_x(rng_t *r, int n_tok, int cols, int ldx)
+static float *make_x(test_rng *r, int n_tok, int cols, int ldx)
 {
     float *x = alloc_canary((size_t)n_tok * (size_t)ldx);
     for (int t = 0; t < n_tok; t++)
@@ -209,11 +186,11 @@ static float *make_x(rng_t *r, int n_tok, int cols, int ldx)
 /* ---- 1. matmul against a double reference --------------------------------- */
 
 /* One matmul of a random weight, checked element by element. */
-static void check_matmul(rng_t *r, glm_pool *pool, glm_dtype dt, int rows, int cols, int n_tok,
+static void check_matmul(test_rng *r, glm_pool *pool, glm_dtype dt, int rows, int cols, int n_tok,
                          int misalign)
 {
     test_weight tw = make_weight(r, dt, rows, cols, misalign);
-    int ldx = cols + rng_int(r, 1, 5), ldy = rows + rng_int(r, 1, 5);
+    int ldx = cols + test_rng_int(r, 1, 5), ldy = rows + test_rng_int(r, 1, 5);
     float *x = make_x(r, n_tok, cols, ldx);
     float *y = alloc_canary((size_t)n_tok * (size_t)ldy);
     glm_matmul(pool, &tw.w, x, ldx, n_tok, y, ldy);
@@ -248,7 +225,7 @@ START_TEST(matmul_reference)
 {
     static const int ROWS[] = {1, 7, 8, 9, 16, 17, 129, 257, 300};
     static const int COLS[] = {1, 7, 8, 9, 129, 257, 300};
-    rng_t r = {0x6c6d2d6d61746d75ull};
+    test_rng r = {0x6c6d2d6d61746d75ull};
     glm_pool *pool = glm_pool_create(2);
     int n_tok = 0, cases = 0;
     for (int d = 0; d < 4; d++) {
@@ -262,9 +239,9 @@ START_TEST(matmul_reference)
         }
         /* random shapes on top, the last few with more than 32 tokens */
         for (int i = 0; i < 30; i++) {
-            check_matmul(&r, i & 1 ? pool : NULL, DTYPES[d], rng_int(&r, 1, 300),
-                         rng_int(&r, 1, 300), i < 26 ? rng_int(&r, 1, 11) : rng_int(&r, 33, 70),
-                         rng_int(&r, 0, 3));
+            check_matmul(&r, i & 1 ? pool : NULL, DTYPES[d], test_rng_int(&r, 1, 300),
+                         test_rng_int(&r, 1, 300), i < 26 ? test_rng_int(&r, 1, 11) : test_rng_int(&r, 33, 70),
+                         test_rng_int(&r, 0, 3));
             cases++;
         }
     }
@@ -281,12 +258,12 @@ START_TEST(matmul_batch_invariance)
     /* 1-3: direct path; 4, 5, 9: tiles of 4; 33, 70: more than one block of 32 tokens */
     static const int NTOK[] = {1, 2, 3, 4, 5, 9, 33, 70};
     enum { NX = 12, MAXN = 70 };
-    rng_t r = {0x62617463685f696eull};
+    test_rng r = {0x62617463685f696eull};
     glm_pool *pools[3] = {glm_pool_create(1), glm_pool_create(2), glm_pool_create(3)};
     long compared = 0;
     for (int d = 0; d < 4; d++) {
         for (size_t c = 0; c < sizeof COLS / sizeof COLS[0]; c++) {
-            int cols = COLS[c], rows = rng_int(&r, 1, 40);
+            int cols = COLS[c], rows = test_rng_int(&r, 1, 40);
             int misalign = (int)(c & 1); /* odd addresses: F32 leaves the direct path */
             test_weight tw = make_weight(&r, DTYPES[d], rows, cols, misalign);
 
@@ -327,8 +304,8 @@ START_TEST(matmul_batch_invariance)
                             int src = s;
                             if (use_tok) {
                                 for (int i = 0; i < n; i++)
-                                    tok[i] = rng_int(&r, 0, NX - 1); /* repeats allowed */
-                                src = rng_int(&r, 0, NX - 1);
+                                    tok[i] = test_rng_int(&r, 0, NX - 1); /* repeats allowed */
+                                src = test_rng_int(&r, 0, NX - 1);
                                 tok[s] = src;
                             }
                             memcpy(x + (size_t)src * ldx, xt, sizeof(float) * (size_t)cols);
@@ -373,14 +350,14 @@ START_TEST(matmul_jobs_together)
 {
     enum { NW = 6, NX = 10, MAXJ = 70 };
     static const int NJOBS[] = {1, 2, 5, 17, 63, 64, 70};
-    rng_t r = {0x6a6f62735f746f67ull};
+    test_rng r = {0x6a6f62735f746f67ull};
     test_weight tw[NW];
     float *xs[NW];
     int ldx[NW];
     for (int i = 0; i < NW; i++) {
-        int cols = rng_int(&r, 1, 200);
-        tw[i] = make_weight(&r, DTYPES[i % 4], rng_int(&r, 1, 150), cols, i == 5 ? 1 : 0);
-        ldx[i] = cols + rng_int(&r, 1, 4);
+        int cols = test_rng_int(&r, 1, 200);
+        tw[i] = make_weight(&r, DTYPES[i % 4], test_rng_int(&r, 1, 150), cols, i == 5 ? 1 : 0);
+        ldx[i] = cols + test_rng_int(&r, 1, 4);
         xs[i] = make_x(&r, NX, cols, ldx[i]);
     }
     glm_pool *pools[3] = {glm_pool_create(1), glm_pool_create(2), glm_pool_create(3)};
@@ -393,15 +370,15 @@ START_TEST(matmul_jobs_together)
             size_t ysz[MAXJ];
             int wsel[MAXJ];
             for (int j = 0; j < nj; j++) {
-                int wi = wsel[j] = rng_int(&r, 0, NW - 1);
+                int wi = wsel[j] = test_rng_int(&r, 0, NW - 1);
                 const glm_weight *w = &tw[wi].w;
-                int row0 = rng_int(&r, 0, w->rows - 1);
-                int nrows = rng_int(&r, 0, 4) == 0 ? 0 : rng_int(&r, 1, w->rows - row0);
-                int n_tok = rng_int(&r, 0, 5) == 0 ? 0 : rng_int(&r, 1, rng_int(&r, 0, 3) ? 12 : 40);
-                int use_tok = rng_int(&r, 0, 2) != 0 || n_tok > NX;
+                int row0 = test_rng_int(&r, 0, w->rows - 1);
+                int nrows = test_rng_int(&r, 0, 4) == 0 ? 0 : test_rng_int(&r, 1, w->rows - row0);
+                int n_tok = test_rng_int(&r, 0, 5) == 0 ? 0 : test_rng_int(&r, 1, test_rng_int(&r, 0, 3) ? 12 : 40);
+                int use_tok = test_rng_int(&r, 0, 2) != 0 || n_tok > NX;
                 for (int i = 0; i < n_tok; i++)
-                    toks[j][i] = rng_int(&r, 0, NX - 1); /* repeats likely */
-                int ldy = nrows + rng_int(&r, 1, 3);
+                    toks[j][i] = test_rng_int(&r, 0, NX - 1); /* repeats likely */
+                int ldy = nrows + test_rng_int(&r, 1, 3);
                 ysz[j] = (size_t)(n_tok ? n_tok : 1) * (size_t)ldy;
                 y_alone[j] = alloc_canary(ysz[j]);
                 y_all[j] = alloc_canary(ysz[j]);
@@ -575,7 +552,7 @@ static void check_layernorm(const float *x0, const float *w, const float *b, int
 START_TEST(norms_reference)
 {
     static const int NS[] = {1, 2, 3, 7, 8, 9, 15, 16, 17, 64, 127, 128, 129, 1000, 6144};
-    rng_t r = {0x6e6f726d73000001ull};
+    test_rng r = {0x6e6f726d73000001ull};
     for (size_t a = 0; a < sizeof NS / sizeof NS[0]; a++) {
         int n = NS[a];
         float *x = malloc(sizeof(float) * (size_t)n), *w = malloc(sizeof(float) * (size_t)n);
@@ -583,7 +560,7 @@ START_TEST(norms_reference)
         for (int v = 0; v < 8; v++) {
             int use_w = v & 1, use_b = (v >> 1) & 1, in_place = (v >> 2) & 1;
             float eps = (v & 2) ? 1e-5f : 1e-6f;
-            float sd = ldexpf(1.0f, rng_int(&r, -4, 4));
+            float sd = ldexpf(1.0f, test_rng_int(&r, -4, 4));
             for (int i = 0; i < n; i++) {
                 w[i] = 1.0f + 0.5f * rng_sym(&r);
                 b[i] = rng_sym(&r);
@@ -646,7 +623,7 @@ START_TEST(rope_properties)
     static const int DIMS[] = {2, 4, 6, 8, 16, 64, 128, 256};
     static const double THETA[] = {1e4, 1e6};
     static const int PQ[][2] = {{5, 3}, {105, 103}};
-    rng_t r = {0x726f706500000002ull};
+    test_rng r = {0x726f706500000002ull};
     for (size_t a = 0; a < sizeof DIMS / sizeof DIMS[0]; a++) {
         int dim = DIMS[a];
         for (size_t th = 0; th < 2; th++) {
@@ -691,7 +668,7 @@ START_TEST(rope_properties)
 
                 /* NeoX on the de-interleaved vector == interleaved, bitwise */
                 for (int pi = 0; pi < 4; pi++) {
-                    int pos = pi == 0 ? 0 : rng_int(&r, 1, 200000);
+                    int pos = pi == 0 ? 0 : test_rng_int(&r, 1, 200000);
                     for (int i = 0; i < dim / 2; i++) {
                         de[i] = q[2 * i];
                         de[dim / 2 + i] = q[2 * i + 1];
@@ -714,7 +691,7 @@ START_TEST(swiglu_reference)
     static const float SPECIAL[] = {0.0f,  -0.0f, 1e-30f, -1e-30f, 1e-3f,  -1e-3f, 1.0f, -1.0f,
                                     20.0f, -20.0f, 87.0f, -87.0f, -88.5f, -100.0f, 100.0f, 1e4f,
                                     -1e4f};
-    rng_t r = {0x73776967000007ull};
+    test_rng r = {0x73776967000007ull};
     static const int NS[] = {1, 7, 8, 9, 17, 100, 1000};
     for (size_t a = 0; a < sizeof NS / sizeof NS[0]; a++) {
         int n = NS[a];
@@ -856,17 +833,17 @@ static int i32_cmp(const void *a, const void *b)
 
 START_TEST(topk_selection)
 {
-    rng_t r = {77};
+    test_rng r = {77};
     for (int iter = 0; iter < 400; iter++) {
-        int n = rng_int(&r, 1, iter < 300 ? 300 : 5000);
-        int k = rng_int(&r, 1, n);
-        int distinct = rng_int(&r, 1, 6); /* few distinct values: many ties */
+        int n = test_rng_int(&r, 1, iter < 300 ? 300 : 5000);
+        int k = test_rng_int(&r, 1, n);
+        int distinct = test_rng_int(&r, 1, 6); /* few distinct values: many ties */
         float *sc = malloc(sizeof(float) * (size_t)n), *scratch = malloc(sizeof(float) * 2 * (size_t)n);
         topk_ref *ref = malloc(sizeof *ref * (size_t)n);
         int32_t *got = malloc(sizeof(int32_t) * (size_t)k), *want = malloc(sizeof(int32_t) * (size_t)k);
         for (int i = 0; i < n; i++) {
-            int kind = rng_int(&r, 0, 40);
-            float v = iter % 2 ? (float)rng_int(&r, 0, distinct) : rng_sym(&r);
+            int kind = test_rng_int(&r, 0, 40);
+            float v = iter % 2 ? (float)test_rng_int(&r, 0, distinct) : rng_sym(&r);
             if (kind == 0)
                 v = NAN;
             else if (kind == 1)
@@ -903,9 +880,5 @@ int main(void)
     tcase_add_test(tc, swiglu_reference);
     tcase_add_test(tc, kv_cache_layout);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return test_run_suite(s);
 }

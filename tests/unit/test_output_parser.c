@@ -18,6 +18,7 @@
 
 #include "output_parser.h"
 #include "util.h"
+#include "testutil.h"
 
 /* get_weather: typed parameters; write_file: strings; now: no parameters. */
 static const char *TOOLS =
@@ -797,10 +798,7 @@ int main(void)
     tcase_add_test(tc, fuzz);
     tcase_add_test(tc, long_output);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
+    int rc = test_run_suite(s);
     json_decref(g_tools);
-    return failed ? 1 : 0;
+    return rc;
 }

@@ -17,15 +17,10 @@
 
 #include "runner.h"
 #include "util.h"
+#include "testutil.h"
 
 #define GOLDEN "tests/golden/tiny"
 #define REL_TOL 1e-4f
-
-static const char *models_dir(void)
-{
-    const char *d = getenv("GLM_MODELS");
-    return d ? d : "models";
-}
 
 static int read_ids(const char *path, int **ids)
 {
@@ -71,7 +66,7 @@ static float row_err(const float *a, const float *b, int n)
 static glm_model *load(const char *variant)
 {
     char path[512], err[GLM_ERRLEN];
-    snprintf(path, sizeof path, "%s/%s", models_dir(), variant);
+    snprintf(path, sizeof path, "%s/%s", test_models_dir(), variant);
     glm_model *m = glm_model_load(path, err, sizeof err);
     ck_assert_msg(m != NULL, "%s", err);
     return m;
@@ -270,9 +265,5 @@ int main(void)
     tcase_add_test(tc, batch_invariance);
     tcase_add_test(tc, bad_token);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return test_run_suite(s);
 }

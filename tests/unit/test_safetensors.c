@@ -16,6 +16,7 @@
 #include "dtype.h"
 #include "safetensors.h"
 #include "util.h"
+#include "testutil.h"
 
 static char g_dir[64];
 
@@ -689,9 +690,5 @@ static Suite *safetensors_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(safetensors_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed != 0 ? EXIT_FAILURE : EXIT_SUCCESS;
+    return test_run_suite(safetensors_suite());
 }

@@ -39,6 +39,7 @@
 
 #include "sampler.h"
 #include "util.h"
+#include "testutil.h"
 
 /* ---- helpers ------------------------------------------------------------------------- */
 
@@ -50,31 +51,9 @@
             ck_abort_msg(__VA_ARGS__);                                                          \
     } while (0)
 
-typedef struct {
-    uint64_t s;
-} trng;
-
-static uint64_t trng_next(trng *r)
+static double trng_normal(test_rng *r)
 {
-    uint64_t z = (r->s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
-static double trng_unit(trng *r)
-{
-    return (double)(trng_next(r) >> 11) * (1.0 / 9007199254740992.0);
-}
-
-static int trng_int(trng *r, int lo, int hi)
-{
-    return lo + (int)(trng_next(r) % (uint64_t)(hi - lo + 1));
-}
-
-static double trng_normal(trng *r)
-{
-    double u1 = trng_unit(r), u2 = trng_unit(r);
+    double u1 = test_rng_unit(r), u2 = test_rng_unit(r);
     return sqrt(-2.0 * log(u1 + 1e-300)) * cos(6.283185307179586 * u2);
 }
 
@@ -162,7 +141,7 @@ START_TEST(greedy_argmax)
 {
     enum { V = 1000 };
     static float x[V];
-    trng t = {1};
+    test_rng t = {1};
     for (int i = 0; i < V; i++)
         x[i] = (float)(trng_normal(&t) * 3.0);
     x[517] = 20.0f;
@@ -285,7 +264,7 @@ START_TEST(mixed_frequencies)
      * distribution the sampler reports (whose sets are checked below) */
     enum { V = 40 };
     float x[V];
-    trng t = {7};
+    test_rng t = {7};
     for (int i = 0; i < V; i++)
         x[i] = (float)trng_normal(&t);
     int32_t prompt[] = {1, 2, 3, 3, 9}, output[] = {4, 4, 5, 1};
@@ -554,7 +533,7 @@ START_TEST(large_vocab_reference)
     float *x = malloc(V * sizeof *x), *probs = malloc(V * sizeof *probs);
     double *ref = malloc(V * sizeof *ref);
     wsbuf w = ws_new(V);
-    trng t = {2024};
+    test_rng t = {2024};
     static const int ks[] = {0, 1, 2, 5, 20, 50, 100, 1000, 50000, V - 1, V + 5};
     static const float ps[] = {1.0f, 0.9f, 0.95f, 0.5f, 0.999f, 0.3f, 1e-6f};
     static const float mps[] = {0.0f, 0.0f, 0.01f, 0.1f};
@@ -566,19 +545,19 @@ START_TEST(large_vocab_reference)
             g = g > 8 ? 8 : (g < -8 ? -8 : g);
             if (kind == 1)
                 g = floor(g * 2) / 2;
-            if (kind == 2 && (trng_next(&t) & 7) == 0)
+            if (kind == 2 && (test_rng_next(&t) & 7) == 0)
                 g = -INFINITY;
             x[i] = (float)g;
         }
         if (kind == 2)
             for (int j = 0; j < 5; j++)
-                x[trng_int(&t, 0, V - 1)] = 12.0f + j;
+                x[test_rng_int(&t, 0, V - 1)] = 12.0f + j;
         glm_sampling_params sp;
         glm_sampling_params_init(&sp);
-        sp.top_k = ks[trng_int(&t, 0, (int)(sizeof ks / sizeof ks[0]) - 1)];
-        sp.top_p = ps[trng_int(&t, 0, (int)(sizeof ps / sizeof ps[0]) - 1)];
-        sp.min_p = mps[trng_int(&t, 0, 3)];
-        sp.temperature = ts[trng_int(&t, 0, 3)];
+        sp.top_k = ks[test_rng_int(&t, 0, (int)(sizeof ks / sizeof ks[0]) - 1)];
+        sp.top_p = ps[test_rng_int(&t, 0, (int)(sizeof ps / sizeof ps[0]) - 1)];
+        sp.min_p = mps[test_rng_int(&t, 0, 3)];
+        sp.temperature = ts[test_rng_int(&t, 0, 3)];
         if (sp.top_k == 1)
             sp.top_k = 2; /* 1 is greedy, checked elsewhere */
         glm_sampler_distribution(&sp, x, V, &NO_HIST, w.ws, w.size, probs);
@@ -612,7 +591,7 @@ START_TEST(penalties_exact)
 {
     enum { V = 64 };
     float x[V], got[V];
-    trng t = {3};
+    test_rng t = {3};
     for (int i = 0; i < V; i++)
         x[i] = (float)(trng_normal(&t) * 4.0);
     x[5] = 0.0f;
@@ -869,7 +848,7 @@ START_TEST(logprobs_raw)
 {
     enum { V = 20 };
     float x[V];
-    trng t = {11};
+    test_rng t = {11};
     for (int i = 0; i < V; i++)
         x[i] = (float)trng_normal(&t) * 2.0f;
     x[4] = x[13]; /* a tie: id 4 listed first */
@@ -1040,41 +1019,41 @@ START_TEST(nonfinite_logits)
     ws_del(&w);
 
     /* random hostile rows and parameters */
-    trng t = {77};
+    test_rng t = {77};
     for (int trial = 0; trial < 3000; trial++) {
-        int n = trng_int(&t, 1, 300);
+        int n = test_rng_int(&t, 1, 300);
         float *y = malloc((size_t)n * sizeof *y);
         int n_ok = 0; /* tokens no processing can turn into -inf: +inf or moderate */
         for (int i = 0; i < n; i++) {
-            int kind = trng_int(&t, 0, 9);
+            int kind = test_rng_int(&t, 0, 9);
             y[i] = kind == 0 ? NAN
                  : kind == 1 ? INFINITY
                  : kind == 2 ? -INFINITY
-                 : kind == 3 ? (trng_next(&t) & 1 ? FLT_MAX : -FLT_MAX)
+                 : kind == 3 ? (test_rng_next(&t) & 1 ? FLT_MAX : -FLT_MAX)
                  : (float)(trng_normal(&t) * 10);
-            if (kind == 0 && trng_int(&t, 0, 3) == 0)
+            if (kind == 0 && test_rng_int(&t, 0, 3) == 0)
                 y[i] = -NAN;
-            if ((trng_next(&t) & 3) == 0)
+            if ((test_rng_next(&t) & 3) == 0)
                 y[i] = NAN;
             n_ok += y[i] == INFINITY || fabsf(y[i]) < 1e6f;
         }
         glm_sampling_params p;
         glm_sampling_params_init(&p);
-        p.temperature = (float)(trng_unit(&t) * 2.0);
-        if (trng_int(&t, 0, 4) == 0)
+        p.temperature = (float)(test_rng_unit(&t) * 2.0);
+        if (test_rng_int(&t, 0, 4) == 0)
             p.temperature = 0;
-        p.top_k = trng_int(&t, -1, n + 2);
-        p.top_p = (float)fmax(1e-7, trng_unit(&t));
-        p.min_p = (float)(trng_int(&t, 0, 1) ? trng_unit(&t) : 0);
-        p.repetition_penalty = (float)(0.1 + trng_unit(&t) * 3);
-        p.frequency_penalty = (float)(trng_unit(&t) * 4 - 2);
-        p.presence_penalty = (float)(trng_unit(&t) * 4 - 2);
-        p.logprobs = trng_int(&t, 0, 1);
-        p.top_logprobs = p.logprobs ? trng_int(&t, 0, 20) : 0;
+        p.top_k = test_rng_int(&t, -1, n + 2);
+        p.top_p = (float)fmax(1e-7, test_rng_unit(&t));
+        p.min_p = (float)(test_rng_int(&t, 0, 1) ? test_rng_unit(&t) : 0);
+        p.repetition_penalty = (float)(0.1 + test_rng_unit(&t) * 3);
+        p.frequency_penalty = (float)(test_rng_unit(&t) * 4 - 2);
+        p.presence_penalty = (float)(test_rng_unit(&t) * 4 - 2);
+        p.logprobs = test_rng_int(&t, 0, 1);
+        p.top_logprobs = p.logprobs ? test_rng_int(&t, 0, 20) : 0;
         int32_t hist[20];
         for (int i = 0; i < 20; i++)
-            hist[i] = trng_int(&t, 0, n - 1);
-        glm_sampler_history hh = {hist, 10, hist + 10, trng_int(&t, 0, 10)};
+            hist[i] = test_rng_int(&t, 0, n - 1);
+        glm_sampler_history hh = {hist, 10, hist + 10, test_rng_int(&t, 0, 10)};
         CHECK(glm_sampling_params_validate(&p, n, NULL, NULL, 0) == GLM_OK, "trial %d", trial);
         wsbuf ww = ws_new(n);
         glm_rng rr;
@@ -1313,9 +1292,5 @@ int main(void)
     tcase_add_test(tc, validation);
     tcase_add_test(tc, params_copy);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return test_run_suite(s);
 }

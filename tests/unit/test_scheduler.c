@@ -13,6 +13,7 @@
 
 #include "scheduler.h"
 #include "util.h"
+#include "testutil.h"
 
 static int32_t fake_next(int32_t last) { return (last * 7 + 3) % 1000; }
 
@@ -215,6 +216,32 @@ static void make_reqs(fake_req *r, int n, int seed)
     }
 }
 
+/* A prefix-caching block manager of n_blocks x block_size, a scheduler over it
+ * with p, and the n requests of r queued in order. */
+typedef struct {
+    glm_block_manager *bm;
+    glm_scheduler *sch;
+} rig;
+
+static rig rig_start(int n_blocks, int block_size, glm_sched_params p, fake_req *r, int n)
+{
+    rig g;
+    g.bm = glm_bm_create(n_blocks, block_size, 1);
+    g.sch = glm_sched_create(&p, g.bm);
+    for (int i = 0; i < n; i++)
+        glm_sched_add(g.sch, r[i].s, 0);
+    return g;
+}
+
+/* Frees the requests' sequences, the scheduler and the block manager. */
+static void rig_end(rig *g, fake_req *r, int n)
+{
+    for (int i = 0; i < n; i++)
+        glm_seq_free(r[i].s);
+    glm_sched_free(g->sch);
+    glm_bm_free(g->bm);
+}
+
 static void check_outputs(fake_req *r, int n)
 {
     for (int i = 0; i < n; i++) {
@@ -233,18 +260,11 @@ START_TEST(everyone_finishes_with_preemption)
     fake_req r[N];
     make_reqs(r, N, 3);
     /* 12 blocks of 8 = 96 tokens: a few sequences at a time */
-    glm_block_manager *bm = glm_bm_create(12, 8, 1);
-    glm_sched_params p = {8, 32};
-    glm_scheduler *sch = glm_sched_create(&p, bm);
-    for (int i = 0; i < N; i++)
-        glm_sched_add(sch, r[i].s, 0);
-    drive(sch, r, N, NULL, 32);
-    ck_assert_uint_gt(glm_sched_num_preemptions(sch), 0);
+    rig g = rig_start(12, 8, (glm_sched_params){8, 32}, r, N);
+    drive(g.sch, r, N, NULL, 32);
+    ck_assert_uint_gt(glm_sched_num_preemptions(g.sch), 0);
     check_outputs(r, N);
-    for (int i = 0; i < N; i++)
-        glm_seq_free(r[i].s);
-    glm_sched_free(sch);
-    glm_bm_free(bm);
+    rig_end(&g, r, N);
 }
 END_TEST
 
@@ -253,11 +273,8 @@ START_TEST(roomy_cache_no_preemption_and_limits)
     enum { N = 16 };
     fake_req r[N];
     make_reqs(r, N, 5);
-    glm_block_manager *bm = glm_bm_create(1024, 16, 1);
-    glm_sched_params p = {4, 64};
-    glm_scheduler *sch = glm_sched_create(&p, bm);
-    for (int i = 0; i < N; i++)
-        glm_sched_add(sch, r[i].s, 0);
+    rig g = rig_start(1024, 16, (glm_sched_params){4, 64}, r, N);
+    glm_scheduler *sch = g.sch;
     glm_sched_batch b;
     glm_sched_step(sch, &b);
     ck_assert_int_le(b.n, 4);
@@ -275,10 +292,7 @@ START_TEST(roomy_cache_no_preemption_and_limits)
     drive(sch, r, N, NULL, 64);
     ck_assert_uint_eq(glm_sched_num_preemptions(sch), 0);
     check_outputs(r, N);
-    for (int i = 0; i < N; i++)
-        glm_seq_free(r[i].s);
-    glm_sched_free(sch);
-    glm_bm_free(bm);
+    rig_end(&g, r, N);
 }
 END_TEST
 
@@ -287,11 +301,8 @@ START_TEST(aborts_in_every_state)
     enum { N = 12 };
     fake_req r[N];
     make_reqs(r, N, 9);
-    glm_block_manager *bm = glm_bm_create(10, 8, 1);
-    glm_sched_params p = {6, 16};
-    glm_scheduler *sch = glm_sched_create(&p, bm);
-    for (int i = 0; i < N; i++)
-        glm_sched_add(sch, r[i].s, 0);
+    rig g = rig_start(10, 8, (glm_sched_params){6, 16}, r, N);
+    glm_scheduler *sch = g.sch;
     /* step 0: abort a waiting one; then prefilling and decoding ones */
     int abort_at[N];
     for (int i = 0; i < N; i++)
@@ -302,18 +313,12 @@ START_TEST(aborts_in_every_state)
     abort_at[5] = 4;
     drive(sch, r, N, abort_at, 16);
     check_outputs(r, N);
-    for (int i = 0; i < N; i++)
-        glm_seq_free(r[i].s);
-    glm_sched_free(sch);
-    glm_bm_free(bm);
+    rig_end(&g, r, N);
 }
 END_TEST
 
 START_TEST(repeated_prompt_reuses_blocks)
 {
-    glm_block_manager *bm = glm_bm_create(64, 4, 1);
-    glm_sched_params p = {4, 256};
-    glm_scheduler *sch = glm_sched_create(&p, bm);
     fake_req r[2];
     int32_t prompt[30];
     for (int i = 0; i < 30; i++)
@@ -324,6 +329,9 @@ START_TEST(repeated_prompt_reuses_blocks)
         r[i].s->owner = &r[i];
         r[i].done = r[i].aborted = 0;
     }
+    rig g = rig_start(64, 4, (glm_sched_params){4, 256}, r, 0);
+    glm_scheduler *sch = g.sch;
+    glm_block_manager *bm = g.bm;
     glm_sched_add(sch, r[0].s, 0);
     drive(sch, r, 1, NULL, 256);
     ck_assert_int_eq(r[0].s->n_cached, 0);
@@ -335,10 +343,7 @@ START_TEST(repeated_prompt_reuses_blocks)
     glm_bm_counters(bm, &q, &h);
     ck_assert_uint_eq(q, 60);
     ck_assert_uint_eq(h, 28);
-    for (int i = 0; i < 2; i++)
-        glm_seq_free(r[i].s);
-    glm_sched_free(sch);
-    glm_bm_free(bm);
+    rig_end(&g, r, 2);
 }
 END_TEST
 
@@ -377,9 +382,5 @@ int main(void)
     tcase_add_test(tc, repeated_prompt_reuses_blocks);
     tcase_add_test(tc, alone_and_too_big);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return test_run_suite(s);
 }

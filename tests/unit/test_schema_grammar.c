@@ -19,6 +19,7 @@
 #include "output_parser.h"
 #include "schema_grammar.h"
 #include "util.h"
+#include "testutil.h"
 
 #define MAXS 16
 
@@ -1616,9 +1617,5 @@ int main(void)
     tcase_add_test(tc, tool_calls_or_content);
     tcase_add_test(tc, tool_calls_or_user_grammar);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return test_run_suite(s);
 }

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "stop_strings.h"
+#include "testutil.h"
 
 /* Feeds text cut at every `step` bytes; returns the concatenation of what was released. */
 static char *run(const char *text, const char *const *stops, int n, size_t step, int *stopped)
@@ -100,9 +101,5 @@ int main(void)
     tcase_add_test(tc, cut_everywhere);
     tcase_add_test(tc, holds_back_only_prefixes);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return test_run_suite(s);
 }

@@ -32,15 +32,10 @@
 
 #include "tokenizer.h"
 #include "util.h"
+#include "testutil.h"
 
 #define GOLDEN "tests/golden/tokenizer"
 #define TINY "tests/models/tiny/tokenizer.json"
-
-static const char *models_dir(void)
-{
-    const char *d = getenv("GLM_MODELS");
-    return d ? d : "models";
-}
 
 /* --- reading goldens -------------------------------------------------------- */
 
@@ -488,7 +483,7 @@ END_TEST
 START_TEST(large_goldens)
 {
     char path[512];
-    snprintf(path, sizeof path, "%s/tokenizer-large/tokenizer.json", models_dir());
+    snprintf(path, sizeof path, "%s/tokenizer-large/tokenizer.json", test_models_dir());
     ck_assert_int_eq(run_golden("large", path, 1, 1), 0);
 }
 END_TEST
@@ -922,9 +917,5 @@ int main(void)
     tcase_add_test(tc, concurrent_encode);
     tcase_add_test(tc, long_inputs);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return test_run_suite(s);
 }
