@@ -20,7 +20,6 @@
 #define DEFAULT_MAX_DEPTH 200
 
 /* Implemented in jinja_eval.c: runs the template body with `ctx` as globals. */
-void jinja_eval_template(jx *x, const json_t *ctx);
 
 /* ---- arena ------------------------------------------------------------- */
 

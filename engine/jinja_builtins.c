@@ -68,7 +68,7 @@ static void merge_sort(jx *x, keyed *a, keyed *tmp, size_t n, bool reverse)
     while (i < h && j < n) {
         int c = reverse ? jv_cmp(x, a[i].key, a[j].key) : jv_cmp(x, a[j].key, a[i].key);
         /* take from the right only when strictly before the left one */
-        if (reverse ? c < 0 : c < 0)
+        if (c < 0)
             tmp[k++] = a[j++];
         else
             tmp[k++] = a[i++];

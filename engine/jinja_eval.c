@@ -546,8 +546,6 @@ static void float_divmod(double vx, double wx, double *floordiv, double *mod)
     *mod = m;
 }
 
-jv jb_percent_format(jx *x, jv fmt, jv args); /* jinja_builtins.c */
-
 static jv arith(jx *x, int op, jv a, jv b)
 {
     static const char *const opname[] = {"+", "-", "*", "/", "//", "%", "**"};
@@ -1196,8 +1194,6 @@ static int exec_body(jx *x, jscope *s, const jnodes *body)
     }
     return FLOW_NORMAL;
 }
-
-void jinja_eval_template(jx *x, const json_t *ctx);
 
 void jinja_eval_template(jx *x, const json_t *ctx)
 {

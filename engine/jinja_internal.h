@@ -309,7 +309,6 @@ static inline jv jv_float(double f) { jv v = {0}; v.t = JV_FLOAT; v.u.f = f; ret
 static inline bool jv_is_num(jv v) { return v.t == JV_INT || v.t == JV_FLOAT || v.t == JV_BOOL; }
 
 jv jv_str(jx *x, const char *p, size_t n);  /* copies */
-jv jv_cstr(jx *x, const char *s);           /* copies */
 jv jv_str_ref(jx *x, const char *p, size_t n); /* no copy: p must outlive the render */
 jv jv_undef_named(jx *x, int kind, jtype owner, const char *name, size_t n);
 jv jv_list_new(jx *x, size_t cap, int kind);
@@ -463,5 +462,8 @@ typedef struct jcycler {
 } jcycler;
 
 jv jloop_item(jloop *lp, int64_t i);
+
+/* jinja_eval.c: renders the parsed template in x with the variables of ctx. */
+void jinja_eval_template(jx *x, const json_t *ctx);
 
 #endif

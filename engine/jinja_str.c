@@ -721,11 +721,7 @@ static jv format_spec(jx *x, jv v, const char *spec, size_t n)
     if (p != e)
         jx_fail(x, "invalid format specifier");
     jv body;
-    if (type == 0 && !jv_is_num(v)) {
-        body = jv_as_string(x, v);
-        if (prec >= 0)
-            body = jv_str_slice_chars(x, body, 0, (size_t)prec);
-    } else if (type == 's') {
+    if (type == 's' || (type == 0 && !jv_is_num(v))) {
         body = jv_as_string(x, v);
         if (prec >= 0)
             body = jv_str_slice_chars(x, body, 0, (size_t)prec);

@@ -275,11 +275,6 @@ jv jv_str(jx *x, const char *p, size_t n)
     return jv_str_ref(x, c, n);
 }
 
-jv jv_cstr(jx *x, const char *s)
-{
-    return jv_str(x, s, strlen(s));
-}
-
 jv jv_undef_named(jx *x, int kind, jtype owner, const char *name, size_t n)
 {
     jv v = jv_undef();

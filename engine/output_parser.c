@@ -108,7 +108,6 @@ struct glm_out_parser {
     size_t max_tag;
     unsigned set[S_COUNT];            /* tags each state recognises */
     unsigned char first[S_COUNT][256]; /* 1: a recognised tag starts with this byte */
-    glm_out_think_mode think;
     tool_schema *tools; /* [n_tools] */
     int n_tools;
     glm_out_id_fn id_fn;
@@ -628,14 +627,6 @@ static void trim(const sbuf *b, const char **s, size_t *n)
     *n = len;
 }
 
-static uint64_t splitmix64(uint64_t *x)
-{
-    uint64_t z = (*x += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
 /* "call_" + 24 letters/digits (about 142 bits) from the seed and the index. */
 static void default_id(uint64_t seed, int index, char *buf)
 {
@@ -644,7 +635,7 @@ static void default_id(uint64_t seed, int index, char *buf)
     memcpy(buf, "call_", 5);
     for (int i = 0; i < 24; i++) {
         if (i % 8 == 0)
-            r = splitmix64(&x);
+            r = glm_splitmix64(&x);
         buf[5 + i] = al[r % 62];
         r /= 62;
     }
@@ -1142,7 +1133,6 @@ glm_out_parser *glm_out_create(const glm_out_params *prm, char *err, size_t errl
         for (int t = 0; t < T_COUNT; t++)
             if (p->set[s] & TAG(t))
                 p->first[s][(unsigned char)p->tag[t][0]] = 1;
-    p->think = prm->think;
     p->st = prm->think == GLM_OUT_THINK_OPEN ? S_REASONING : S_CONTENT;
     p->id_fn = prm->id_fn;
     p->id_ctx = prm->id_ctx;

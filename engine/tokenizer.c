@@ -1660,18 +1660,9 @@ static int span(enc *e, int step, const char *p, pend *pd, size_t s, size_t end,
         if (!m)
             EMIT(s, end);
         break;
-    case B_CONTIGUOUS:
-        if (pd->has && m == pd->prev_match) {
-            pd->e = end;
-        } else {
-            if (pd->has)
-                EMIT(pd->s, pd->e);
-            *pd = (pend){1, s, end, 0};
-        }
-        pd->prev_match = m;
-        break;
-    case B_MERGED_PREV:
-        if (m && !pd->prev_match && pd->has) {
+    case B_CONTIGUOUS:   /* runs of the same kind join */
+    case B_MERGED_PREV:  /* a match joins the non-match before it */
+        if (pd->has && (st->behavior == B_CONTIGUOUS ? m == pd->prev_match : m && !pd->prev_match)) {
             pd->e = end;
         } else {
             if (pd->has)
