@@ -11,6 +11,7 @@
 #include "batch.h"
 #include "kvcache.h"
 #include "model.h"
+#include "threadpool.h"
 
 typedef struct glm_backend glm_backend;
 
@@ -40,9 +41,10 @@ static inline void glm_backend_destroy(glm_backend *b)
         b->ops->destroy(b);
 }
 
-/* The CPU backend over `model` and `kv` (both outlive it), with n_threads
- * threads (<= 0: one per CPU). */
-glm_backend *glm_cpu_backend_create(const glm_model *model, glm_kv_cache *kv, int n_threads);
+/* The CPU backend over `model` and `kv`, computing on `pool` (all three
+ * outlive it; the pool is free between forward calls for other work of the
+ * same thread). */
+glm_backend *glm_cpu_backend_create(const glm_model *model, glm_kv_cache *kv, glm_pool *pool);
 
 /* Checks a batch against the model and cache: shapes, ranges, positions
  * consistent with context lengths. GLM_OK or GLM_ERR with a message. */

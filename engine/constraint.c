@@ -101,11 +101,22 @@ static int is_eos(const ctx *c, int32_t t)
     return 0;
 }
 
-static void only(float *logits, int vocab, const ctx *c, int32_t keep)
+/* Sets every logit to -inf except those of the end-of-sequence ids when
+ * keep_eos, and of `keep` (>= 0). */
+static void only(float *logits, int vocab, const ctx *c, int keep_eos, int32_t keep)
 {
+    float saved[GLM_CONSTRAINT_MAX_EOS + 1];
+    int n = keep_eos ? c->p.n_eos : 0;
+    for (int i = 0; i < n; i++)
+        saved[i] = c->eos[i] < vocab ? logits[c->eos[i]] : 0;
+    float kv = keep >= 0 && keep < vocab ? logits[keep] : 0;
     for (int i = 0; i < vocab; i++)
-        if (i != keep && !(keep < 0 && is_eos(c, i)))
-            logits[i] = -INFINITY;
+        logits[i] = -INFINITY;
+    for (int i = 0; i < n; i++)
+        if (c->eos[i] < vocab)
+            logits[c->eos[i]] = saved[i];
+    if (keep >= 0 && keep < vocab)
+        logits[keep] = kv;
 }
 
 /* Counts a grammar step's time; 1 when the sample has had too many slow ones. */
@@ -125,7 +136,7 @@ static int apply(void *vs, float *logits, int vocab, char *err, size_t errlen)
     if (c->p.forbid >= 0 && c->p.forbid < vocab)
         logits[c->p.forbid] = -INFINITY;
     if (s->ended) {
-        only(logits, vocab, c, -1);
+        only(logits, vocab, c, 1, -1);
         return 0;
     }
     if (s->reasoning) {
@@ -133,7 +144,7 @@ static int apply(void *vs, float *logits, int vocab, char *err, size_t errlen)
          * max(budget, 1) in all */
         if (c->p.budget >= 0 && s->n_reasoning >= (c->p.budget > 0 ? c->p.budget - 1 : 0) &&
             c->p.think_end_id >= 0 && c->p.think_end_id < vocab) {
-            only(logits, vocab, c, c->p.think_end_id);
+            only(logits, vocab, c, 0, c->p.think_end_id);
             return 0;
         }
         if (s->m)
@@ -154,7 +165,7 @@ static int apply(void *vs, float *logits, int vocab, char *err, size_t errlen)
             glm_err(err, errlen, "the output grammar reached a state no token can continue");
             return -1;
         }
-        only(logits, vocab, c, -1);
+        only(logits, vocab, c, 1, -1);
         return 0;
     }
     double t0 = glm_now();
@@ -169,12 +180,17 @@ static int apply(void *vs, float *logits, int vocab, char *err, size_t errlen)
         glm_err(err, errlen, "no token of the vocabulary continues the output grammar");
         return -1;
     }
+    float saved[GLM_CONSTRAINT_MAX_EOS];
+    for (int i = 0; i < c->p.n_eos; i++)
+        saved[i] = c->eos[i] < vocab ? logits[c->eos[i]] : 0;
     int tv = glm_token_trie_vocab(c->p.trie);
-    for (int i = 0; i < vocab; i++) {
-        int ok = i < tv && (s->allowed[i >> 5] >> (i & 31) & 1u);
-        if (!ok && !(can_end && is_eos(c, i)))
+    for (int i = 0; i < vocab; i++)
+        if (i >= tv || !(s->allowed[i >> 5] >> (i & 31) & 1u))
             logits[i] = -INFINITY;
-    }
+    if (can_end) /* the end-of-sequence ids come back when the sentence is complete */
+        for (int i = 0; i < c->p.n_eos; i++)
+            if (c->eos[i] < vocab)
+                logits[c->eos[i]] = saved[i];
     return 0;
 }
 
@@ -263,9 +279,10 @@ void glm_constraint_processor(const glm_constraint_params *p, glm_logits_process
 {
     ctx *c = glm_calloc(1, sizeof *c);
     c->p = *p;
-    c->eos = glm_malloc(sizeof(int32_t) * (size_t)(p->n_eos > 0 ? p->n_eos : 1));
-    if (p->n_eos > 0)
-        memcpy(c->eos, p->eos_ids, sizeof(int32_t) * (size_t)p->n_eos);
+    c->p.n_eos = GLM_MIN(p->n_eos, GLM_CONSTRAINT_MAX_EOS);
+    c->eos = glm_malloc(sizeof(int32_t) * (size_t)(c->p.n_eos > 0 ? c->p.n_eos : 1));
+    if (c->p.n_eos > 0)
+        memcpy(c->eos, p->eos_ids, sizeof(int32_t) * (size_t)c->p.n_eos);
     c->p.eos_ids = NULL;
     pattern_set(&c->end, p->think_end);
     pattern_set(&c->alt, p->think_end_alt);

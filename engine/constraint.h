@@ -33,6 +33,9 @@
 #define GLM_CONSTRAINT_SLOW_MS 100
 #define GLM_CONSTRAINT_MAX_SLOW 2
 
+/* End-of-sequence ids a processor knows at most (generation_config lists 3). */
+#define GLM_CONSTRAINT_MAX_EOS 8
+
 #include <stdint.h>
 
 #include "grammar.h"

@@ -564,20 +564,18 @@ static int cpu_forward(glm_backend *base, const glm_batch *b, float *logits, cha
 
 static void cpu_destroy(glm_backend *base)
 {
-    cpu_backend *be = (cpu_backend *)base;
-    glm_pool_free(be->pool);
-    free(be);
+    free(base); /* the pool is the caller's */
 }
 
 static const glm_backend_ops cpu_ops = {"cpu", cpu_forward, cpu_destroy};
 
-glm_backend *glm_cpu_backend_create(const glm_model *model, glm_kv_cache *kv, int n_threads)
+glm_backend *glm_cpu_backend_create(const glm_model *model, glm_kv_cache *kv, glm_pool *pool)
 {
     cpu_backend *be = glm_calloc(1, sizeof *be);
     be->base.ops = &cpu_ops;
     be->m = model;
     be->c = &model->cfg;
     be->kv = kv;
-    be->pool = glm_pool_create(n_threads);
+    be->pool = pool;
     return &be->base;
 }

@@ -146,9 +146,27 @@ char *glm_tok_decode(const glm_tok *t, const int32_t *ids, size_t n, int skip_sp
 struct glm_detok {
     const glm_tok *t;
     int skip_special;
+    int32_t keep[GLM_DETOK_MAX_KEEP]; /* special ids decoded even with skip_special */
+    int n_keep;
     u8state st;
     sbuf out;
 };
+
+void glm_detok_keep(glm_detok *d, const int32_t *ids, int n)
+{
+    d->n_keep = 0;
+    for (int i = 0; i < n && d->n_keep < GLM_DETOK_MAX_KEEP; i++)
+        if (ids[i] >= 0)
+            d->keep[d->n_keep++] = ids[i];
+}
+
+static int kept(const glm_detok *d, int32_t id)
+{
+    for (int i = 0; i < d->n_keep; i++)
+        if (d->keep[i] == id)
+            return 1;
+    return 0;
+}
 
 glm_detok *glm_detok_new(const glm_tok *t, int skip_special)
 {
@@ -171,7 +189,7 @@ const char *glm_detok_push(glm_detok *d, int32_t id, size_t *len)
 {
     d->out.n = 0;
     size_t k;
-    const char *s = piece(d->t, id, d->skip_special, &k);
+    const char *s = piece(d->t, id, d->skip_special && !kept(d, id), &k);
     if (s)
         feed(&d->st, &d->out, (const unsigned char *)s, k);
     d->out.p[d->out.n] = 0;

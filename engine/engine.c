@@ -98,7 +98,7 @@ struct glm_engine {
     float *logits;
     size_t logits_cap;
     glm_batch_buf buf;                /* the step's batch arrays, reused */
-    glm_pool *proc_pool;              /* logits processors of one step in parallel (lazy) */
+    glm_pool *pool;                   /* the backend's compute threads, then the step's logits processors */
 };
 
 /* ---- request channel ------------------------------------------------------ */
@@ -454,9 +454,7 @@ static void run_processors(glm_engine *e, sample **ss, const int *li_seq, int nl
     }
     proc_job j = {e, ps, rows};
     if (n > 1) {
-        if (!e->proc_pool)
-            e->proc_pool = glm_pool_create(e->p.n_threads);
-        glm_pool_for(e->proc_pool, n, proc_one, &j);
+        glm_pool_for(e->pool, n, proc_one, &j);
     } else if (n == 1) {
         proc_one(&j, 0, 0);
     }
@@ -704,7 +702,8 @@ glm_engine *glm_engine_create(const glm_model *m, const glm_engine_params *p, ch
         free(e);
         return NULL;
     }
-    e->be = glm_cpu_backend_create(m, e->kv, p->n_threads);
+    e->pool = glm_pool_create(p->n_threads);
+    e->be = glm_cpu_backend_create(m, e->kv, e->pool);
     e->bm = glm_bm_create((int)nb, p->block_size, p->enable_prefix_caching);
     glm_sched_params sp = {p->max_num_seqs, p->max_num_batched_tokens};
     e->sch = glm_sched_create(&sp, e->bm);
@@ -746,7 +745,7 @@ void glm_engine_free(glm_engine *e)
     glm_sched_free(e->sch);
     glm_bm_free(e->bm);
     glm_backend_destroy(e->be);
-    glm_pool_free(e->proc_pool);
+    glm_pool_free(e->pool);
     glm_kv_cache_free(e->kv);
     free(e->sampler_ws);
     free(e->logits);

@@ -72,7 +72,7 @@ static const char *sb_str(const sbuf *b) { return b->p ? b->p : ""; }
 
 /* ---- types and the parser ------------------------------------------------- */
 
-enum { T_THINK_START, T_THINK_END, T_TOOL_START, T_TOOL_END, T_KEY_START, T_KEY_END,
+enum { T_THINK_START = GLM_OUT_TAG_THINK_START, T_THINK_END, T_TOOL_START, T_TOOL_END, T_KEY_START, T_KEY_END,
        T_VAL_START, T_VAL_END, T_COUNT };
 #define TAG(t) (1u << (t))
 
@@ -1046,11 +1046,18 @@ void glm_out_params_default(glm_out_params *prm)
     prm->parse_tools = 1;
 }
 
-static const char *tag_field(const glm_out_tags *t, int i)
+void glm_out_tag_list(const glm_out_tags *t, const char *out[GLM_OUT_TAG_COUNT])
 {
     const char *const f[T_COUNT] = {t->think_start,   t->think_end,     t->tool_call_start,
                                     t->tool_call_end, t->arg_key_start, t->arg_key_end,
                                     t->arg_value_start, t->arg_value_end};
+    memcpy(out, f, sizeof f);
+}
+
+static const char *tag_field(const glm_out_tags *t, int i)
+{
+    const char *f[T_COUNT];
+    glm_out_tag_list(t, f);
     return f[i];
 }
 

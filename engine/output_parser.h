@@ -130,6 +130,23 @@ typedef struct {
     uint64_t id_seed;    /* the server passes a random value per request */
 } glm_out_params;
 
+/* The tags by index, in this order (glm_out_tag_list). */
+enum {
+    GLM_OUT_TAG_THINK_START,
+    GLM_OUT_TAG_THINK_END,
+    GLM_OUT_TAG_TOOL_CALL_START,
+    GLM_OUT_TAG_TOOL_CALL_END,
+    GLM_OUT_TAG_ARG_KEY_START,
+    GLM_OUT_TAG_ARG_KEY_END,
+    GLM_OUT_TAG_ARG_VALUE_START,
+    GLM_OUT_TAG_ARG_VALUE_END,
+    GLM_OUT_TAG_COUNT,
+};
+
+/* Fills out with tags' strings in GLM_OUT_TAG_* order (the six tool-call tags
+ * are out + GLM_OUT_TAG_TOOL_CALL_START). */
+void glm_out_tag_list(const glm_out_tags *tags, const char *out[GLM_OUT_TAG_COUNT]);
+
 /* GLM-5's tags ("<think>", "</think>", "<tool_call>", ...). The strings are
  * static. */
 void glm_out_tags_default(glm_out_tags *tags);

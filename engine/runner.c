@@ -21,7 +21,8 @@ glm_runner *glm_runner_create(const glm_model *m, int cache_tokens, int block_si
     glm_runner *r = glm_calloc(1, sizeof *r);
     r->model = m;
     r->kv = kv;
-    r->backend = glm_cpu_backend_create(m, kv, n_threads);
+    r->pool = glm_pool_create(n_threads);
+    r->backend = glm_cpu_backend_create(m, kv, r->pool);
     return r;
 }
 
@@ -30,6 +31,7 @@ void glm_runner_free(glm_runner *r)
     if (!r)
         return;
     glm_backend_destroy(r->backend);
+    glm_pool_free(r->pool);
     glm_kv_cache_free(r->kv);
     glm_batch_buf_free(&r->buf);
     free(r);

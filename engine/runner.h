@@ -24,6 +24,7 @@ typedef struct {
     const glm_model *model;
     glm_kv_cache *kv;
     glm_backend *backend;
+    glm_pool *pool;
     glm_batch_buf buf;
 } glm_runner;
 

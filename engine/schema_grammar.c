@@ -1906,6 +1906,18 @@ static const char *arg_value_rule(gctx *g, prop *pr)
     return gen_set(g, pr->set.v, pr->set.n, G_TJSON, pr->key);
 }
 
+
+/* 1 when s holds the first byte of one of the tags (the parser would stop there). */
+static int has_tag_byte(const char *s, const glm_out_tags *tags)
+{
+    const char *tl[GLM_OUT_TAG_COUNT];
+    glm_out_tag_list(tags, tl);
+    for (int i = 0; i < GLM_OUT_TAG_COUNT; i++)
+        if (strchr(s, tl[i][0]))
+            return 1;
+    return 0;
+}
+
 static int key_ok(gctx *g, const char *k)
 {
     size_t n = strlen(k);
@@ -1913,13 +1925,7 @@ static int key_ok(gctx *g, const char *k)
         return 0;
     if (n && (strchr(" \t\n\r", k[0]) || strchr(" \t\n\r", k[n - 1])))
         return 0;
-    const char *t[] = {g->tags->think_start,    g->tags->think_end,     g->tags->tool_call_start,
-                       g->tags->tool_call_end,  g->tags->arg_key_start, g->tags->arg_key_end,
-                       g->tags->arg_value_start, g->tags->arg_value_end};
-    for (int i = 0; i < 8; i++)
-        if (strchr(k, t[i][0]))
-            return 0;
-    return 1;
+    return !has_tag_byte(k, g->tags);
 }
 
 /* The argument list of a tool call (mode ARGS) as one alternative. */
@@ -2691,12 +2697,7 @@ static int name_ok(const char *s, const glm_out_tags *t)
         if (c <= 0x20 || c == 0x7F || c == '<' || c == '>')
             return 0;
     }
-    const char *tags[] = {t->think_start,    t->think_end,     t->tool_call_start, t->tool_call_end,
-                          t->arg_key_start,  t->arg_key_end,   t->arg_value_start, t->arg_value_end};
-    for (int i = 0; i < 8; i++)
-        if (strchr(s, tags[i][0]))
-            return 0;
-    return 1;
+    return !has_tag_byte(s, t);
 }
 
 /* One function that may be called. */
@@ -2823,10 +2824,9 @@ static char *tool_calls_text(const json_t *tools, const char *only_name, int par
     char *text = NULL;
     callable *fs = NULL;
     int n = 0;
-    const char *const tl[] = {tags->think_start,    tags->think_end,     tags->tool_call_start,
-                              tags->tool_call_end,  tags->arg_key_start, tags->arg_key_end,
-                              tags->arg_value_start, tags->arg_value_end};
-    for (int i = 0; i < 8; i++)
+    const char *tl[GLM_OUT_TAG_COUNT];
+    glm_out_tag_list(tags, tl);
+    for (int i = 0; i < GLM_OUT_TAG_COUNT; i++)
         if (!tl[i] || !tl[i][0]) {
             fail(&g, "tags: a tag is missing");
             goto out;

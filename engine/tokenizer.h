@@ -152,6 +152,12 @@ typedef struct glm_detok glm_detok;
 glm_detok *glm_detok_new(const glm_tok *t, int skip_special);
 void glm_detok_free(glm_detok *d);
 
+/* Special tokens to decode even with skip_special (e.g. the reasoning and
+ * tool-call tags an output parser must see); ids < 0 are ignored, at most
+ * GLM_DETOK_MAX_KEEP. Replaces an earlier list. */
+#define GLM_DETOK_MAX_KEEP 16
+void glm_detok_keep(glm_detok *d, const int32_t *ids, int n);
+
 /* Feeds one id; returns the text it completes (*len bytes, NUL-terminated,
  * possibly empty), valid until the next call on d. */
 const char *glm_detok_push(glm_detok *d, int32_t id, size_t *len);

@@ -209,7 +209,6 @@ int glm_chat_options_parse(const json_t *request, const json_t *defaults, glm_ch
                            size_t errlen)
 {
     memset(o, 0, sizeof *o);
-    o->thinking = -1;
     o->budget = -1;
     reader r = {.o = o, .clear = -1, .err = err, .errlen = errlen};
     if (read_request(&r, request) != GLM_OK)
@@ -231,28 +230,20 @@ int glm_chat_options_parse(const json_t *request, const json_t *defaults, glm_ch
                     "contradictory reasoning settings: '%s' turns thinking on but '%s' turns it off", on->field,
                     off->field);
     }
-    o->thinking = off ? 0 : on || implied ? 1 : -1;
+    int thinking = off ? 0 : on || implied ? 1 : -1;
 
     json_t *kw = json_is_object(defaults) ? json_deep_copy(defaults) : json_object();
     const json_t *ctk = field(request, "chat_template_kwargs");
     if (ctk)
         json_object_update(kw, (json_t *)ctk);
-    if (o->thinking >= 0)
-        json_object_set_new(kw, "enable_thinking", json_boolean(o->thinking));
-    else if (json_is_boolean(json_object_get(kw, "enable_thinking")))
-        o->thinking = json_is_true(json_object_get(kw, "enable_thinking"));
+    if (thinking >= 0)
+        json_object_set_new(kw, "enable_thinking", json_boolean(thinking));
     if (r.clear >= 0)
         json_object_set_new(kw, "clear_thinking", json_boolean(r.clear));
     if (r.effort)
         json_object_set_new(kw, "reasoning_effort", json_string(r.effort));
     o->kwargs = kw;
     return GLM_OK;
-}
-
-void glm_chat_options_free(glm_chat_options *o)
-{
-    json_decref(o->kwargs);
-    o->kwargs = NULL;
 }
 
 json_t *glm_chat_messages_for_template(const json_t *messages, char *err, size_t errlen)

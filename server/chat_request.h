@@ -31,7 +31,6 @@
 typedef struct {
     json_t *kwargs;       /* the template's extra variables (enable_thinking, clear_thinking,
                              reasoning_effort, and chat_template_kwargs as given) */
-    int thinking;         /* 1 on, 0 off, -1 not set (the template decides) */
     int budget;           /* reasoning tokens at most, or -1 */
     int exclude;          /* 1: reasoning is generated and counted but not returned */
     char param[64];       /* on error: the top-level field to report */
@@ -40,12 +39,11 @@ typedef struct {
 /*
  * Reads the switches above from a request object. defaults: the server's
  * default template variables (may be NULL); a request's own setting wins.
- * GLM_OK, or GLM_ERR with one line in err and o->param set; on GLM_OK free
- * with glm_chat_options_free.
+ * GLM_OK, or GLM_ERR with one line in err and o->param set; on GLM_OK the
+ * caller owns o->kwargs (json_decref).
  */
 int glm_chat_options_parse(const json_t *request, const json_t *defaults, glm_chat_options *o, char *err,
                            size_t errlen);
-void glm_chat_options_free(glm_chat_options *o);
 
 /*
  * A copy of the request's messages ready for the template:

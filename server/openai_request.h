@@ -56,7 +56,6 @@ typedef struct {
     int parallel_tool_calls;      /* default 1 */
     glm_grammar *grammar;         /* the answer's grammar (tool_choice required/named,
                                      response_format), or NULL; owned */
-    int grammar_tools;            /* the grammar spells tool calls (their tags are allowed) */
     int content_plain;            /* an output format governs the answer: no tags parsed in it */
     char param_buf[64];           /* storage for a field name reported by chat_request.c */
 } glm_oai_request;

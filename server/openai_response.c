@@ -55,13 +55,10 @@ struct glm_gen {
     int n_done;
     int prompt_tokens, cached_tokens;
     gen_sample *s;              /* [n] */
-    int32_t tag_ids[8];         /* chat: the output grammar's tags as token ids (-1: none) */
 };
 
 /* 1 when token t adds no text: an end-of-sequence or stop token (the text ends
- * before it, as in vLLM), or, for chat with skip_special_tokens, a special
- * token other than the reasoning and tool-call tags, which the output parser
- * needs to see (vLLM's GLM parsers turn skip_special_tokens off for them). */
+ * before it, as in vLLM). */
 static int silent_token(const glm_gen *g, int32_t t)
 {
     const glm_oai_request *r = g->req;
@@ -72,12 +69,7 @@ static int silent_token(const glm_gen *g, int32_t t)
     for (int i = 0; i < r->sp.n_stop_token_ids; i++)
         if (r->sp.stop_token_ids[i] == t)
             return 1;
-    if (!r->chat || !r->skip_special || !glm_tok_is_special(g->srv->tok, t))
-        return 0;
-    for (int i = 0; i < 8; i++)
-        if (g->tag_ids[i] == t)
-            return 0;
-    return 1;
+    return 0;
 }
 
 /* ---- JSON helpers that never pass NULL on ---------------------------------------- */
@@ -172,15 +164,13 @@ glm_gen *glm_gen_create(const glm_server *srv, const glm_oai_request *req, const
     g->n = req->sp.n;
     g->prompt_tokens = req->n_prompt;
     g->s = glm_calloc((size_t)g->n, sizeof *g->s);
-    const char *tags[8] = {srv->tags.think_start,     srv->tags.think_end,     srv->tags.tool_call_start,
-                           srv->tags.tool_call_end,   srv->tags.arg_key_start, srv->tags.arg_key_end,
-                           srv->tags.arg_value_start, srv->tags.arg_value_end};
-    for (int k = 0; k < 8; k++)
-        g->tag_ids[k] = req->chat ? glm_tok_token_to_id(srv->tok, tags[k], strlen(tags[k])) : -1;
     for (int i = 0; i < g->n; i++) {
         gen_sample *s = &g->s[i];
-        /* chat filters special tokens itself (silent_token) */
-        s->detok = glm_detok_new(srv->tok, req->chat ? 0 : req->skip_special);
+        s->detok = glm_detok_new(srv->tok, req->skip_special);
+        /* the output parser needs the reasoning and tool-call tags even when special
+         * tokens are skipped (vLLM's GLM parsers turn skip_special_tokens off) */
+        if (req->chat)
+            glm_detok_keep(s->detok, srv->tag_ids, GLM_OUT_TAG_COUNT);
         glm_stop_init(&s->stop, req->stops, req->stop_lens, req->n_stops);
         if (req->logprobs)
             s->logprobs = new_logprobs(req->chat);

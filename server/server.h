@@ -45,8 +45,7 @@ typedef struct {
     /* constrained decoding (engine/constraint.h) */
     glm_token_trie *trie_text;      /* the vocabulary without added tokens */
     glm_token_trie *trie_tools;     /* the same plus the six tool-call tags */
-    int32_t think_end_id;           /* "</think>", or -1 */
-    int32_t tool_call_id;           /* "<tool_call>", or -1 */
+    int32_t tag_ids[GLM_OUT_TAG_COUNT]; /* the tags' token ids (-1: not a token), GLM_OUT_TAG_* order */
     int32_t eos_ids[8];             /* the model's end-of-sequence ids (generation_config) */
     int n_eos;
     long created;                   /* start time, for "created" of /v1/models */

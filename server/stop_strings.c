@@ -12,7 +12,6 @@ void glm_stop_init(glm_stop *s, const char *const *stops, const size_t *lens, in
     s->stops = stops;
     s->stop_lens = lens;
     s->n_stops = n;
-    s->matched = -1;
 }
 
 void glm_stop_free(glm_stop *s)
@@ -72,10 +71,8 @@ int glm_stop_push(glm_stop *s, const char *text, size_t len, const char **out, s
     size_t first = (size_t)-1;
     for (int i = 0; i < s->n_stops; i++) {
         const char *p = memmem(s->buf, s->len, s->stops[i], s->stop_lens[i]);
-        if (p && (size_t)(p - s->buf) < first) {
+        if (p && (size_t)(p - s->buf) < first)
             first = (size_t)(p - s->buf);
-            s->matched = i;
-        }
     }
     if (first != (size_t)-1) {
         set_out(s, s->buf, first);

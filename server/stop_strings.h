@@ -21,9 +21,7 @@ typedef struct {
     int n_stops;
     char *buf;                 /* held-back text, then the text released by the last call */
     size_t len, cap;
-    size_t out_off;            /* where the released text starts in out */
     int stopped;               /* 1 once a stop string was found */
-    int matched;               /* index of the stop string found, or -1 */
     char *out;                 /* released text of the last call (NUL-terminated) */
     size_t out_cap;
 } glm_stop;

@@ -290,8 +290,7 @@ int glm_oai_grammar_build(glm_oai_request *r, const json_t *root, const glm_serv
         return GLM_ERR;
     char *gbnf = fmt;
     const char *what = *param;
-    r->grammar_tools = 0;
-    if (r->tools && (r->tool_choice == GLM_TOOL_CHOICE_REQUIRED || r->tool_choice == GLM_TOOL_CHOICE_NAMED)) {
+    if (r->tool_choice == GLM_TOOL_CHOICE_REQUIRED || r->tool_choice == GLM_TOOL_CHOICE_NAMED) {
         if (fmt) {
             free(fmt);
             return BAD("response_format", "an output format cannot be combined with tool_choice \"%s\"",
@@ -304,7 +303,6 @@ int glm_oai_grammar_build(glm_oai_request *r, const json_t *root, const glm_serv
         if (!gbnf)
             return BAD("tools", "%s", serr);
         what = "tools";
-        r->grammar_tools = 1;
     } else if (fmt && r->parse_tools) {
         /* tools under "auto" and an output format: a tool call or the formatted answer */
         char serr[GLM_ERRLEN];
@@ -312,11 +310,10 @@ int glm_oai_grammar_build(glm_oai_request *r, const json_t *root, const glm_serv
         free(fmt);
         if (!gbnf)
             return BAD(what, "%s", serr);
-        r->grammar_tools = 1;
     } else if (fmt) {
-        /* the answer is the formatted text as generated: no tag is parsed in it */
+        /* the answer is the formatted text as generated: no tag is parsed in it (with
+         * tools in play the branch above took it, so parse_tools is already off) */
         r->content_plain = 1;
-        r->parse_tools = 0;
     }
     if (!gbnf)
         return GLM_OK;
@@ -330,13 +327,12 @@ int glm_oai_grammar_build(glm_oai_request *r, const json_t *root, const glm_serv
 
 void glm_oai_vocab_setup(glm_server *srv)
 {
-    const glm_tok *tok = srv->tok;
-    const char *tags[6] = {srv->tags.tool_call_start, srv->tags.tool_call_end,   srv->tags.arg_key_start,
-                           srv->tags.arg_key_end,     srv->tags.arg_value_start, srv->tags.arg_value_end};
-    srv->trie_text = glm_constraint_vocab(tok, srv->vocab, NULL, 0);
-    srv->trie_tools = glm_constraint_vocab(tok, srv->vocab, tags, 6);
-    srv->think_end_id = glm_tok_token_to_id(tok, srv->tags.think_end, strlen(srv->tags.think_end));
-    srv->tool_call_id = glm_tok_token_to_id(tok, srv->tags.tool_call_start, strlen(srv->tags.tool_call_start));
+    const char *tags[GLM_OUT_TAG_COUNT];
+    glm_out_tag_list(&srv->tags, tags);
+    for (int k = 0; k < GLM_OUT_TAG_COUNT; k++)
+        srv->tag_ids[k] = glm_tok_token_to_id(srv->tok, tags[k], strlen(tags[k]));
+    srv->trie_text = glm_constraint_vocab(srv->tok, srv->vocab, NULL, 0);
+    srv->trie_tools = glm_constraint_vocab(srv->tok, srv->vocab, tags + GLM_OUT_TAG_TOOL_CALL_START, 6);
 }
 
 void glm_oai_vocab_free(glm_server *srv)
@@ -350,26 +346,27 @@ int glm_oai_processor(glm_oai_request *r, const glm_server *srv, glm_logits_proc
 {
     int think_open = r->chat && r->think == GLM_OUT_THINK_OPEN;
     int budget = think_open ? r->budget : -1;
-    int forbid = r->chat && r->tools && r->tool_choice == GLM_TOOL_CHOICE_NONE ? srv->tool_call_id : -1;
+    int forbid = r->chat && r->tools && r->tool_choice == GLM_TOOL_CHOICE_NONE ? srv->tag_ids[GLM_OUT_TAG_TOOL_CALL_START] : -1;
     const char *end_after =
         r->parse_tools && r->tool_choice == GLM_TOOL_CHOICE_AUTO && !r->parallel_tool_calls ? srv->tags.tool_call_end
                                                                                              : NULL;
     if (budget < 0 && !r->grammar && forbid < 0 && !end_after)
         return 0;
+    int tool_grammar = r->parse_tools && r->grammar; /* a grammar that spells tool calls */
     glm_constraint_params cp = {
         .tok = srv->tok,
         .think_open = think_open,
         .think_end = srv->tags.think_end,
-        .think_end_id = srv->think_end_id,
+        .think_end_id = srv->tag_ids[GLM_OUT_TAG_THINK_END],
         .budget = budget,
         .grammar = r->grammar,
-        .trie = r->grammar_tools ? srv->trie_tools : srv->trie_text,
+        .trie = tool_grammar ? srv->trie_tools : srv->trie_text,
         .eos_ids = srv->eos_ids,
         .n_eos = srv->n_eos,
         .forbid = forbid,
         .end_after = end_after,
         /* the output parser ends the reasoning at <tool_call> too: so must a constraint on calls */
-        .think_end_alt = r->parse_tools && (r->grammar_tools || end_after) ? srv->tags.tool_call_start : NULL,
+        .think_end_alt = tool_grammar || end_after ? srv->tags.tool_call_start : NULL,
     };
     glm_constraint_processor(&cp, proc);
     r->grammar = NULL; /* the processor owns it now */

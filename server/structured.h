@@ -22,10 +22,8 @@ int glm_oai_tools_parse(glm_oai_request *r, const json_t *root, const char **par
 int glm_oai_grammar_build(glm_oai_request *r, const json_t *root, const glm_server *srv, const char **param,
                           char *err, size_t errlen);
 
-#endif
-
-/* Builds the server's vocabulary tries and the token ids constrained
- * decoding needs (after the tokenizer and model are loaded). */
+/* Builds the server's vocabulary tries and the tags' token ids (after the
+ * tokenizer and model are loaded). */
 void glm_oai_vocab_setup(glm_server *srv);
 void glm_oai_vocab_free(glm_server *srv);
 
@@ -33,3 +31,5 @@ void glm_oai_vocab_free(glm_server *srv);
  * tool_choice "none", parallel_tool_calls false), fills *proc and returns 1;
  * the request's grammar moves into it. Else 0. */
 int glm_oai_processor(glm_oai_request *r, const glm_server *srv, glm_logits_processor *proc);
+
+#endif

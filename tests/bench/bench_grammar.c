@@ -156,9 +156,9 @@ int main(int argc, char **argv)
     double t1 = glm_now();
     glm_out_tags tags;
     glm_out_tags_default(&tags);
-    const char *tag[6] = {tags.tool_call_start, tags.tool_call_end,   tags.arg_key_start,
-                          tags.arg_key_end,     tags.arg_value_start, tags.arg_value_end};
-    glm_token_trie *tools = glm_constraint_vocab(tok, vocab, tag, 6);
+    const char *tag[GLM_OUT_TAG_COUNT];
+    glm_out_tag_list(&tags, tag);
+    glm_token_trie *tools = glm_constraint_vocab(tok, vocab, tag + GLM_OUT_TAG_TOOL_CALL_START, 6);
     printf("tokenizer %s: %d ids; trie built in %.1f ms\n", path, vocab, (t1 - t0) * 1e3);
 
     int rc = 0;

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "openai_response.h"
+#include "structured.h"
 #include "util.h"
 #include "testutil.h"
 
@@ -35,10 +36,12 @@ static void setup(void)
     const int32_t eos[] = {4036, 4043, 4045}; /* the tiny model's generation_config */
     memcpy(srv.eos_ids, eos, sizeof eos);
     srv.n_eos = 3;
+    glm_oai_vocab_setup(&srv); /* the tags' ids, as serve.c does */
 }
 
 static void teardown(void)
 {
+    glm_oai_vocab_free(&srv);
     glm_tok_free(tok);
 }
 
