@@ -46,9 +46,4 @@ static inline void glm_backend_destroy(glm_backend *b)
  * same thread). */
 glm_backend *glm_cpu_backend_create(const glm_model *model, glm_kv_cache *kv, glm_pool *pool);
 
-/* Checks a batch against the model and cache: shapes, ranges, positions
- * consistent with context lengths. GLM_OK or GLM_ERR with a message. */
-int glm_batch_validate(const glm_batch *b, const glm_config *c, const glm_kv_cache *kv, char *err,
-                       size_t errlen);
-
 #endif

@@ -13,6 +13,8 @@
 
 #include <stdint.h>
 
+#include "kvcache.h"
+
 typedef struct {
     int n_tokens;                  /* new tokens in this step, all sequences */
     int n_seqs;
@@ -50,5 +52,11 @@ typedef struct {
  * order. */
 void glm_batch_build(glm_batch_buf *buf, const glm_batch_seq *seqs, int n_seqs, int block_size);
 void glm_batch_buf_free(glm_batch_buf *buf);
+
+/* Checks a batch against the model and cache: shapes, ranges, positions
+ * consistent with context lengths (every backend calls it first). GLM_OK or
+ * GLM_ERR with a message. */
+int glm_batch_validate(const glm_batch *b, const glm_config *c, const glm_kv_cache *kv, char *err,
+                       size_t errlen);
 
 #endif

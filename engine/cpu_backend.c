@@ -70,7 +70,6 @@ typedef struct {
     int32_t *topk_n;          /* [n] count; -1 = every earlier position */
     /* per-worker scratch */
     float **wscratch;         /* [workers] -> scores etc. */
-    size_t wscratch_len;
 } step;
 
 static inline int64_t slot_of(const step *s, int seq, int pos)
@@ -431,45 +430,6 @@ static void moe_ffn(step *s, float *out)
 
 /* ---- the step ------------------------------------------------------------- */
 
-int glm_batch_validate(const glm_batch *b, const glm_config *c, const glm_kv_cache *kv, char *err,
-                       size_t errlen)
-{
-    if (b->n_tokens < 1 || b->n_seqs < 1 || b->n_seqs > b->n_tokens)
-        return glm_err(err, errlen, "batch: %d tokens in %d sequences", b->n_tokens, b->n_seqs);
-    if (b->cu_seqlens_q[0] != 0 || b->cu_seqlens_q[b->n_seqs] != b->n_tokens)
-        return glm_err(err, errlen, "batch: cu_seqlens_q must run from 0 to n_tokens");
-    int64_t slots = (int64_t)kv->num_blocks * kv->block_size;
-    for (int s = 0; s < b->n_seqs; s++) {
-        int q0 = b->cu_seqlens_q[s], q1 = b->cu_seqlens_q[s + 1], ctx = b->context_lens[s];
-        if (q1 <= q0)
-            return glm_err(err, errlen, "batch: sequence %d has no new tokens", s);
-        if (ctx < q1 - q0 || ctx > c->max_position_embeddings)
-            return glm_err(err, errlen, "batch: sequence %d: context length %d invalid", s, ctx);
-        if ((ctx + kv->block_size - 1) / kv->block_size > b->max_blocks_per_seq)
-            return glm_err(err, errlen, "batch: sequence %d: block table too short", s);
-        for (int i = 0; i < (ctx + kv->block_size - 1) / kv->block_size; i++) {
-            int32_t blk = b->block_tables[(size_t)s * b->max_blocks_per_seq + i];
-            if (blk < 0 || blk >= kv->num_blocks)
-                return glm_err(err, errlen, "batch: sequence %d: block id %d outside the cache", s, blk);
-        }
-        for (int t = q0; t < q1; t++) {
-            if (b->positions[t] != ctx - (q1 - t))
-                return glm_err(err, errlen, "batch: token %d: position %d, expected %d", t, b->positions[t],
-                               ctx - (q1 - t));
-            if (b->token_ids[t] < 0 || b->token_ids[t] >= c->vocab_size)
-                return glm_err(err, errlen, "token id %d is outside the vocabulary (0..%d)", b->token_ids[t],
-                               c->vocab_size - 1);
-            if (b->slot_mapping[t] < 0 || b->slot_mapping[t] >= slots)
-                return glm_err(err, errlen, "batch: token %d: slot %lld outside the cache", t,
-                               (long long)b->slot_mapping[t]);
-        }
-    }
-    for (int i = 0; i < b->n_logits; i++)
-        if (b->logits_index[i] < 0 || b->logits_index[i] >= b->n_tokens)
-            return glm_err(err, errlen, "batch: logits row %d out of range", b->logits_index[i]);
-    return GLM_OK;
-}
-
 static int cpu_forward(glm_backend *base, const glm_batch *b, float *logits, char *err, size_t errlen)
 {
     cpu_backend *be = (cpu_backend *)base;
@@ -515,10 +475,10 @@ static int cpu_forward(glm_backend *base, const glm_batch *b, float *logits, cha
     int workers = glm_pool_size(be->pool);
     size_t absorb = (size_t)2 * c->qk_nope_head_dim * R;
     size_t per_ctx = (size_t)max_ctx * 3; /* scores + glm_topk's scratch */
-    s.wscratch_len = GLM_MAX(absorb, per_ctx) + 16;
+    size_t wscratch_len = GLM_MAX(absorb, per_ctx) + 16;
     s.wscratch = glm_malloc(sizeof(float *) * (size_t)workers);
     for (int w = 0; w < workers; w++)
-        s.wscratch[w] = glm_malloc_aligned(sizeof(float) * s.wscratch_len);
+        s.wscratch[w] = glm_malloc_aligned(sizeof(float) * wscratch_len);
 
     for (int t = 0; t < n; t++)
         glm_weight_rows_f32(&m->embed, b->token_ids[t], 1, s.x + (size_t)t * H);

@@ -513,7 +513,7 @@ static void advance(glm_engine *e, sample *s, float *logits)
     ev.index = s->index;
     ev.token = tok;
     ev.logprob = res.logprob;
-    ev.n_top = GLM_MIN(res.n_top, GLM_MAX_TOP_LOGPROBS);
+    ev.n_top = GLM_MIN(res.n_top, GLM_SAMPLING_MAX_TOP_LOGPROBS);
     for (int i = 0; i < ev.n_top; i++) {
         ev.top_ids[i] = res.top[i].id;
         ev.top_logprobs[i] = res.top[i].logprob;

@@ -49,8 +49,6 @@ typedef enum {
     GLM_FINISH_ABORT     /* aborted */
 } glm_finish_reason;
 
-#define GLM_MAX_TOP_LOGPROBS 20
-
 typedef struct {
     glm_event_type type;
     int index;                   /* sample index, 0 .. n-1 */
@@ -58,8 +56,8 @@ typedef struct {
     int32_t token;
     float logprob;               /* when logprobs were requested */
     int n_top;
-    int32_t top_ids[GLM_MAX_TOP_LOGPROBS];
-    float top_logprobs[GLM_MAX_TOP_LOGPROBS];
+    int32_t top_ids[GLM_SAMPLING_MAX_TOP_LOGPROBS];
+    float top_logprobs[GLM_SAMPLING_MAX_TOP_LOGPROBS];
     /* GLM_EV_FINISH */
     glm_finish_reason finish;
     int32_t stop_token;          /* the eos/stop id that ended the sample, or -1 */

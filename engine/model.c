@@ -222,8 +222,6 @@ static int check_mtp(binder *b)
     }
     free_layer(&tmp, c->n_routed_experts);
     b->m->weight_bytes = bytes;
-    if (rc == GLM_OK)
-        b->m->has_mtp = 1;
     return rc;
 }
 

@@ -48,7 +48,6 @@ typedef struct {
     float *final_norm;            /* [H] */
     glm_weight lm_head;           /* [V, H] */
     glm_layer *layers;            /* [L] */
-    int has_mtp;                  /* the next-n layer was found and checked */
     size_t weight_bytes;          /* bytes of tensor data bound */
 } glm_model;
 

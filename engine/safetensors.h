@@ -71,9 +71,6 @@ void st_writer_add(st_writer *w, const char *name, glm_dtype dtype, int ndim,
 /* Bytes of tensor data added so far. */
 size_t st_writer_bytes(const st_writer *w);
 int st_writer_save(st_writer *w, const char *path, char *err, size_t errlen);
-/* Names of the tensors added, in order (for writing an index). */
-size_t st_writer_count(const st_writer *w);
-const char *st_writer_name(const st_writer *w, size_t i);
 void st_writer_free(st_writer *w);
 
 #endif

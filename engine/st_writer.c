@@ -81,17 +81,6 @@ size_t st_writer_bytes(const st_writer *w)
     return w->bytes;
 }
 
-size_t st_writer_count(const st_writer *w)
-{
-    return w->n;
-}
-
-const char *st_writer_name(const st_writer *w, size_t i)
-{
-    GLM_ASSERT(i < w->n);
-    return w->t[i].name;
-}
-
 /* The JSON header text, unpadded (caller frees), or NULL with err set. */
 static char *build_header(const st_writer *w, char *err, size_t errlen)
 {
