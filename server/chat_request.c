@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "util.h"
+#include "json_field.h"
 
 /* One statement about thinking: which field said it, on or off, explicit or implied. */
 typedef struct {
@@ -129,76 +130,70 @@ static int set_exclude(reader *r, const char *field, const json_t *v, int invert
     return GLM_OK;
 }
 
-static const json_t *field(const json_t *o, const char *k)
-{
-    const json_t *v = json_object_get(o, k);
-    return v && !json_is_null(v) ? v : NULL;
-}
-
 static int read_request(reader *r, const json_t *req)
 {
     const json_t *v, *x;
-    if ((v = field(req, "reasoning"))) {
+    if ((v = glm_json_field(req, "reasoning"))) {
         if (json_is_boolean(v)) {
             add_vote(r, "reasoning", json_is_true(v), 1);
         } else if (json_is_object(v)) {
             int any = 0;
-            if ((x = field(v, "enabled"))) {
+            if ((x = glm_json_field(v, "enabled"))) {
                 if (!json_is_boolean(x))
                     return fail(r, "reasoning", "'reasoning.enabled' must be a boolean");
                 add_vote(r, "reasoning.enabled", json_is_true(x), 1);
                 any = 1;
             }
-            if ((x = field(v, "effort"))) {
+            if ((x = glm_json_field(v, "effort"))) {
                 if (set_effort(r, "reasoning.effort", x))
                     return GLM_ERR;
                 any = 1;
             }
-            if ((x = field(v, "max_tokens"))) {
+            if ((x = glm_json_field(v, "max_tokens"))) {
                 if (set_budget(r, "reasoning.max_tokens", x))
                     return GLM_ERR;
                 any = 1;
             }
-            if ((x = field(v, "exclude")) && set_exclude(r, "reasoning.exclude", x, 0))
+            if ((x = glm_json_field(v, "exclude")) && set_exclude(r, "reasoning.exclude", x, 0))
                 return GLM_ERR;
             /* OpenRouter: a reasoning object turns reasoning on; {"exclude": ...}
              * alone only says what to return */
-            if (!any && !field(v, "exclude"))
+            if (!any && !glm_json_field(v, "exclude"))
                 add_vote(r, "reasoning", 1, 0);
         } else {
             return fail(r, "reasoning", "'reasoning' must be a boolean or an object");
         }
     }
-    if ((v = field(req, "thinking"))) {
+    if ((v = glm_json_field(req, "thinking"))) {
         if (!json_is_object(v))
             return fail(r, "thinking", "'thinking' must be an object");
-        if ((x = field(v, "type"))) {
+        if ((x = glm_json_field(v, "type"))) {
             const char *t = json_is_string(x) ? json_string_value(x) : "";
             if (strcmp(t, "enabled") != 0 && strcmp(t, "disabled") != 0)
                 return fail(r, "thinking", "'thinking.type' must be \"enabled\" or \"disabled\"");
             add_vote(r, "thinking.type", strcmp(t, "enabled") == 0, 1);
         }
-        if ((x = field(v, "clear_thinking")) && set_clear(r, "thinking.clear_thinking", x))
+        if ((x = glm_json_field(v, "clear_thinking")) && set_clear(r, "thinking.clear_thinking", x))
             return GLM_ERR;
     }
-    if ((v = field(req, "reasoning_effort")) && set_effort(r, "reasoning_effort", v))
+    if ((v = glm_json_field(req, "reasoning_effort")) && set_effort(r, "reasoning_effort", v))
         return GLM_ERR;
-    if ((v = field(req, "thinking_token_budget")) && set_budget(r, "thinking_token_budget", v))
+    if ((v = glm_json_field(req, "thinking_token_budget")) && set_budget(r, "thinking_token_budget", v))
         return GLM_ERR;
-    if ((v = field(req, "include_reasoning")) && set_exclude(r, "include_reasoning", v, 1))
+    if ((v = glm_json_field(req, "include_reasoning")) && set_exclude(r, "include_reasoning", v, 1))
         return GLM_ERR;
-    if ((v = field(req, "chat_template_kwargs"))) {
+    if ((v = glm_json_field(req, "chat_template_kwargs"))) {
         if (!json_is_object(v))
             return fail(r, "chat_template_kwargs", "'chat_template_kwargs' must be an object");
-        if ((x = field(v, "enable_thinking"))) {
+        if ((x = glm_json_field(v, "enable_thinking"))) {
             if (!json_is_boolean(x))
                 return fail(r, "chat_template_kwargs", "'chat_template_kwargs.enable_thinking' must be a boolean");
             add_vote(r, "chat_template_kwargs.enable_thinking", json_is_true(x), 1);
         }
-        if ((x = field(v, "clear_thinking")) && json_is_boolean(x) &&
+        if ((x = glm_json_field(v, "clear_thinking")) && json_is_boolean(x) &&
             set_clear(r, "chat_template_kwargs.clear_thinking", x))
             return GLM_ERR;
-        if ((x = field(v, "reasoning_effort")) && json_is_string(x) &&
+        if ((x = glm_json_field(v, "reasoning_effort")) && json_is_string(x) &&
             set_effort(r, "chat_template_kwargs.reasoning_effort", x))
             return GLM_ERR;
     }
@@ -233,7 +228,7 @@ int glm_chat_options_parse(const json_t *request, const json_t *defaults, glm_ch
     int thinking = off ? 0 : on || implied ? 1 : -1;
 
     json_t *kw = json_is_object(defaults) ? json_deep_copy(defaults) : json_object();
-    const json_t *ctk = field(request, "chat_template_kwargs");
+    const json_t *ctk = glm_json_field(request, "chat_template_kwargs");
     if (ctk)
         json_object_update(kw, (json_t *)ctk);
     if (thinking >= 0)

@@ -103,15 +103,21 @@ typedef struct {
 
 enum { W_EVENT = 1, W_TIMEOUT = 0, W_OVER = -1, W_GONE = -2 };
 
+static void job_abort(job *j)
+{
+    if (!j->aborted) {
+        glm_request_abort(j->er);
+        j->aborted = 1;
+    }
+}
+
 /* Next engine event, waiting up to timeout_ms on the eventfd and the socket. */
 static int wait_event(job *j, glm_event *ev, int timeout_ms)
 {
     double deadline = glm_now() + timeout_ms / 1000.0;
     for (;;) {
-        if (atomic_load(&((glm_server *)j->srv)->stopping) && !j->aborted) {
-            glm_request_abort(j->er);
-            j->aborted = 1;
-        }
+        if (atomic_load(&((glm_server *)j->srv)->stopping))
+            job_abort(j);
         int rc = glm_request_next(j->er, ev, 0);
         if (rc != 0)
             return rc;
@@ -133,14 +139,6 @@ static int wait_event(job *j, glm_event *ev, int timeout_ms)
             ssize_t rd = read(j->nt->efd, &v, sizeof v);
             (void)rd;
         }
-    }
-}
-
-static void job_abort(job *j)
-{
-    if (!j->aborted) {
-        glm_request_abort(j->er);
-        j->aborted = 1;
     }
 }
 

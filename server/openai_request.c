@@ -13,18 +13,13 @@
 #include "chat_request.h"
 #include "structured.h"
 #include "util.h"
+#include "json_field.h"
 
 /* ---- typed field readers: 0 absent/null, 1 set, -1 wrong type ---------------------- */
 
-static const json_t *field(const json_t *o, const char *k)
-{
-    const json_t *v = json_object_get(o, k);
-    return v && !json_is_null(v) ? v : NULL;
-}
-
 static int get_num(const json_t *o, const char *k, double *out)
 {
-    const json_t *v = field(o, k);
+    const json_t *v = glm_json_field(o, k);
     if (!v)
         return 0;
     if (!json_is_number(v))
@@ -35,7 +30,7 @@ static int get_num(const json_t *o, const char *k, double *out)
 
 static int get_int(const json_t *o, const char *k, long long *out)
 {
-    const json_t *v = field(o, k);
+    const json_t *v = glm_json_field(o, k);
     if (!v)
         return 0;
     if (json_is_integer(v)) {
@@ -51,7 +46,7 @@ static int get_int(const json_t *o, const char *k, long long *out)
 
 static int get_bool(const json_t *o, const char *k, int *out)
 {
-    const json_t *v = field(o, k);
+    const json_t *v = glm_json_field(o, k);
     if (!v)
         return 0;
     if (!json_is_boolean(v))
@@ -79,7 +74,7 @@ static int read_float(const json_t *o, const char *k, float *dst, const char **p
 
 static int parse_stop(glm_oai_request *r, const json_t *root, const char **param, char *err, size_t errlen)
 {
-    const json_t *v = field(root, "stop");
+    const json_t *v = glm_json_field(root, "stop");
     if (!v)
         return GLM_OK;
     if (json_is_string(v)) {
@@ -136,7 +131,7 @@ static int parse_sampling(glm_oai_request *r, const json_t *root, const glm_serv
         sp->seed = (uint64_t)v;
     }
     /* max_completion_tokens (chat) wins over the deprecated max_tokens */
-    const char *mt = r->chat && field(root, "max_completion_tokens") ? "max_completion_tokens" : "max_tokens";
+    const char *mt = r->chat && glm_json_field(root, "max_completion_tokens") ? "max_completion_tokens" : "max_tokens";
     if ((rc = get_int(root, mt, &v)) < 0 || (rc > 0 && (v < 1 || v > INT32_MAX)))
         return BAD(mt, "'%s' must be an integer >= 1", mt);
     if (rc > 0) {
@@ -156,7 +151,7 @@ static int parse_sampling(glm_oai_request *r, const json_t *root, const glm_serv
     if (get_bool(root, "skip_special_tokens", &r->skip_special) < 0)
         return BAD("skip_special_tokens", "'skip_special_tokens' must be a boolean");
 
-    const json_t *ids = field(root, "stop_token_ids");
+    const json_t *ids = glm_json_field(root, "stop_token_ids");
     if (ids) {
         if (!json_is_array(ids) || json_array_size(ids) > 64)
             return BAD("stop_token_ids", "'stop_token_ids' must be an array of at most 64 token ids");
@@ -171,7 +166,7 @@ static int parse_sampling(glm_oai_request *r, const json_t *root, const glm_serv
         sp->n_stop_token_ids = (int)json_array_size(ids);
     }
 
-    const json_t *lb = field(root, "logit_bias");
+    const json_t *lb = glm_json_field(root, "logit_bias");
     if (lb) {
         if (!json_is_object(lb) || json_object_size(lb) > (size_t)srv->vocab)
             return BAD("logit_bias", "'logit_bias' must be an object of token ids to numbers");
@@ -214,13 +209,13 @@ static int parse_sampling(glm_oai_request *r, const json_t *root, const glm_serv
     }
     sp->logprobs = r->logprobs;
     sp->top_logprobs = r->top_logprobs;
-    const json_t *user = field(root, "user");
+    const json_t *user = glm_json_field(root, "user");
     if (user && !json_is_string(user))
         return BAD("user", "'user' must be a string");
 
     if (get_bool(root, "stream", &r->stream) < 0)
         return BAD("stream", "'stream' must be a boolean");
-    const json_t *so = field(root, "stream_options");
+    const json_t *so = glm_json_field(root, "stream_options");
     if (so) {
         if (!json_is_object(so))
             return BAD("stream_options", "'stream_options' must be an object");
@@ -294,7 +289,7 @@ static int check_message(const json_t *m, size_t i, const char **param, char *er
 static int chat_prompt(glm_oai_request *r, const json_t *root, const glm_server *srv, const char **param, char *err,
                        size_t errlen)
 {
-    const json_t *messages = field(root, "messages");
+    const json_t *messages = glm_json_field(root, "messages");
     if (!json_is_array(messages) || json_array_size(messages) == 0)
         return BAD("messages", "'messages' must be a non-empty array");
     size_t i;
@@ -339,7 +334,7 @@ static int chat_prompt(glm_oai_request *r, const json_t *root, const glm_server 
 static int completion_prompt(glm_oai_request *r, const json_t *root, const glm_server *srv, const char **param,
                              char *err, size_t errlen)
 {
-    const json_t *p = field(root, "prompt");
+    const json_t *p = glm_json_field(root, "prompt");
     /* a list holding one prompt is accepted as that prompt */
     if (json_is_array(p) && json_array_size(p) == 1 &&
         (json_is_string(json_array_get(p, 0)) || json_is_array(json_array_get(p, 0))))
@@ -385,7 +380,7 @@ int glm_oai_request_parse(glm_oai_request *r, const json_t *root, int chat, cons
     r->think = GLM_OUT_THINK_OFF;
     *status = 400;
     *param = NULL;
-    const json_t *model = field(root, "model");
+    const json_t *model = glm_json_field(root, "model");
     if (model && !json_is_string(model))
         return BAD("model", "'model' must be a string");
     if (model && strcmp(json_string_value(model), srv->served_model_name) != 0) {
@@ -405,7 +400,7 @@ int glm_oai_request_parse(glm_oai_request *r, const json_t *root, int chat, cons
     } else if (rc == GLM_OK && r->sp.has_max_tokens &&
                (long long)r->n_prompt + r->sp.max_tokens > srv->max_model_len) {
         /* vLLM's wording */
-        const char *mt = chat && field(root, "max_completion_tokens") ? "max_completion_tokens" : "max_tokens";
+        const char *mt = chat && glm_json_field(root, "max_completion_tokens") ? "max_completion_tokens" : "max_tokens";
         rc = BAD(mt,
                  "This model's maximum context length is %d tokens. However, you requested %lld tokens (%d in "
                  "the messages, %d in the completion). Please reduce the length of the messages or completion.",

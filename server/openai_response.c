@@ -449,12 +449,10 @@ int glm_gen_event(glm_gen *g, const glm_event *ev, glm_buf *out)
     const char *piece = silent_token(g, ev->token) ? "" : glm_detok_push(s->detok, ev->token, &n);
     const char *rel;
     size_t rlen;
-    if (glm_stop_push(&s->stop, piece, n, &rel, &rlen)) {
-        release(g, ev->index, rel, rlen, lp, NULL, out);
+    int stopped = glm_stop_push(&s->stop, piece, n, &rel, &rlen);
+    release(g, ev->index, rel, rlen, lp, NULL, out);
+    if (stopped)
         finish_sample(g, ev->index, "stop", out);
-    } else {
-        release(g, ev->index, rel, rlen, lp, NULL, out);
-    }
     return g->n_done == g->n;
 }
 

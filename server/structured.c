@@ -20,14 +20,9 @@
 #include "constraint.h"
 #include "schema_grammar.h"
 #include "util.h"
+#include "json_field.h"
 
 #define BAD(p, ...) (*param = (p), glm_err(err, errlen, __VA_ARGS__))
-
-static const json_t *field(const json_t *o, const char *k)
-{
-    const json_t *v = json_object_get(o, k);
-    return v && !json_is_null(v) ? v : NULL;
-}
 
 static int valid_name(const char *s, size_t n)
 {
@@ -53,27 +48,27 @@ static int check_tools(const json_t *tools, const char **param, char *err, size_
     json_array_foreach(tools, i, t) {
         if (!json_is_object(t))
             return BAD("tools", "tools[%zu] must be an object", i);
-        const json_t *type = field(t, "type");
+        const json_t *type = glm_json_field(t, "type");
         if (type && (!json_is_string(type) || strcmp(json_string_value(type), "function") != 0))
             return BAD("tools", "tools[%zu].type must be \"function\"", i);
-        const json_t *fn = field(t, "function");
+        const json_t *fn = glm_json_field(t, "function");
         if (!json_is_object(fn))
             return BAD("tools", "tools[%zu].function must be an object", i);
-        const json_t *name = field(fn, "name");
+        const json_t *name = glm_json_field(fn, "name");
         if (!json_is_string(name) || !valid_name(json_string_value(name), json_string_length(name)))
             return BAD("tools",
                        "tools[%zu].function.name must be 1 to 64 letters, digits, underscores, dashes or dots", i);
-        const json_t *desc = field(fn, "description");
+        const json_t *desc = glm_json_field(fn, "description");
         if (desc && !json_is_string(desc))
             return BAD("tools", "tools[%zu].function.description must be a string", i);
-        const json_t *strict = field(fn, "strict");
+        const json_t *strict = glm_json_field(fn, "strict");
         if (strict && !json_is_boolean(strict))
             return BAD("tools", "tools[%zu].function.strict must be a boolean", i);
-        const json_t *params = field(fn, "parameters");
+        const json_t *params = glm_json_field(fn, "parameters");
         if (params) {
             if (!json_is_object(params))
                 return BAD("tools", "tools[%zu].function.parameters must be a JSON Schema object", i);
-            const json_t *pt = field(params, "type");
+            const json_t *pt = glm_json_field(params, "type");
             if (pt && (!json_is_string(pt) || strcmp(json_string_value(pt), "object") != 0))
                 return BAD("tools", "tools[%zu].function.parameters must describe an object (\"type\": \"object\")",
                            i);
@@ -106,11 +101,11 @@ static int has_tool(const json_t *tools, const char *name)
 
 int glm_oai_tools_parse(glm_oai_request *r, const json_t *root, const char **param, char *err, size_t errlen)
 {
-    const json_t *tools = field(root, "tools");
+    const json_t *tools = glm_json_field(root, "tools");
     if (tools && check_tools(tools, param, err, errlen) != GLM_OK)
         return GLM_ERR;
     r->tools = tools;
-    const json_t *tc = field(root, "tool_choice");
+    const json_t *tc = glm_json_field(root, "tool_choice");
     r->tool_choice = tools ? GLM_TOOL_CHOICE_AUTO : GLM_TOOL_CHOICE_NONE;
     if (tc) {
         if (!tools)
@@ -128,9 +123,9 @@ int glm_oai_tools_parse(glm_oai_request *r, const json_t *root, const char **par
                            "'tool_choice' must be \"none\", \"auto\", \"required\" or {\"type\": \"function\", "
                            "\"function\": {\"name\": ...}}");
         } else if (json_is_object(tc)) {
-            const json_t *type = field(tc, "type");
-            const json_t *fn = field(tc, "function");
-            const json_t *name = json_is_object(fn) ? field(fn, "name") : NULL;
+            const json_t *type = glm_json_field(tc, "type");
+            const json_t *fn = glm_json_field(tc, "function");
+            const json_t *name = json_is_object(fn) ? glm_json_field(fn, "name") : NULL;
             if (type && (!json_is_string(type) || strcmp(json_string_value(type), "function") != 0))
                 return BAD("tool_choice", "'tool_choice.type' must be \"function\"");
             if (!json_is_string(name))
@@ -144,7 +139,7 @@ int glm_oai_tools_parse(glm_oai_request *r, const json_t *root, const char **par
             return BAD("tool_choice", "'tool_choice' must be a string or an object");
         }
     }
-    const json_t *ptc = field(root, "parallel_tool_calls");
+    const json_t *ptc = glm_json_field(root, "parallel_tool_calls");
     if (ptc && !json_is_boolean(ptc))
         return BAD("parallel_tool_calls", "'parallel_tool_calls' must be a boolean");
     r->parallel_tool_calls = ptc ? json_is_true(ptc) : 1;
@@ -160,28 +155,28 @@ static char *format_gbnf(const json_t *root, int *none, const char **param, char
     const char *which = NULL;
     const json_t *spec = NULL;
     int kind = 0; /* 1 json object, 2 schema, 3 grammar text */
-    const json_t *rf = field(root, "response_format");
+    const json_t *rf = glm_json_field(root, "response_format");
     *none = 0;
     if (rf) {
         /* {"type": "text"} asks for nothing: it combines with everything */
-        const json_t *ty = json_is_object(rf) ? field(rf, "type") : NULL;
+        const json_t *ty = json_is_object(rf) ? glm_json_field(rf, "type") : NULL;
         if (!(json_is_string(ty) && strcmp(json_string_value(ty), "text") == 0))
             which = "response_format";
-        const json_t *type = json_is_object(rf) ? field(rf, "type") : NULL;
+        const json_t *type = json_is_object(rf) ? glm_json_field(rf, "type") : NULL;
         const char *t = json_is_string(type) ? json_string_value(type) : "";
         if (strcmp(t, "text") == 0) {
             kind = 0;
         } else if (strcmp(t, "json_object") == 0) {
             kind = 1;
         } else if (strcmp(t, "json_schema") == 0) {
-            const json_t *js = field(rf, "json_schema");
-            spec = json_is_object(js) ? field(js, "schema") : NULL;
+            const json_t *js = glm_json_field(rf, "json_schema");
+            spec = json_is_object(js) ? glm_json_field(js, "schema") : NULL;
             if (!json_is_object(js) || !spec || !(json_is_object(spec) || json_is_boolean(spec))) {
                 *param = "response_format";
                 glm_err(err, errlen, "'response_format.json_schema.schema' must be a JSON Schema object");
                 return NULL;
             }
-            const json_t *strict = field(js, "strict");
+            const json_t *strict = glm_json_field(js, "strict");
             if (strict && !json_is_boolean(strict)) {
                 *param = "response_format";
                 glm_err(err, errlen, "'response_format.json_schema.strict' must be a boolean");
@@ -195,7 +190,7 @@ static char *format_gbnf(const json_t *root, int *none, const char **param, char
         }
     }
     /* vLLM's structured_outputs {"json": schema | "json_object": true | "grammar": gbnf} */
-    const json_t *so = field(root, "structured_outputs");
+    const json_t *so = glm_json_field(root, "structured_outputs");
     if (so) {
         if (which) {
             *param = "structured_outputs";
@@ -208,7 +203,7 @@ static char *format_gbnf(const json_t *root, int *none, const char **param, char
             glm_err(err, errlen, "'structured_outputs' must be an object");
             return NULL;
         }
-        const json_t *j = field(so, "json"), *g = field(so, "grammar"), *jo = field(so, "json_object");
+        const json_t *j = glm_json_field(so, "json"), *g = glm_json_field(so, "grammar"), *jo = glm_json_field(so, "json_object");
         if (!!j + !!g + !!(jo && json_is_true(jo)) > 1) {
             *param = which;
             glm_err(err, errlen, "'structured_outputs' takes one of 'json', 'json_object' and 'grammar'");
@@ -231,7 +226,7 @@ static char *format_gbnf(const json_t *root, int *none, const char **param, char
     /* llama.cpp's json_schema and grammar */
     static const char *const llama[] = {"json_schema", "grammar"};
     for (int i = 0; i < 2; i++) {
-        const json_t *v = field(root, llama[i]);
+        const json_t *v = glm_json_field(root, llama[i]);
         if (!v)
             continue;
         if (which) {
