@@ -30,7 +30,7 @@ ifeq ($(CUDA),1)
   endif
 endif
 
-ENGINE_SRC = $(wildcard engine/*.c)
+ENGINE_SRC = $(wildcard engine/*/*.c engine/*/*/*.c)
 SERVER_SRC = $(wildcard server/*.c)
 ENGINE_OBJ = $(ENGINE_SRC:%.c=$(BUILD)/%.o)
 SERVER_OBJ = $(SERVER_SRC:%.c=$(BUILD)/%.o)

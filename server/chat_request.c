@@ -6,7 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "util.h"
+#include "core/util.h"
 #include "json_field.h"
 
 /* One statement about thinking: which field said it, on or off, explicit or implied. */

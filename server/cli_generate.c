@@ -13,8 +13,8 @@
 #include <string.h>
 
 #include "cli.h"
-#include "runner.h"
-#include "util.h"
+#include "sched/runner.h"
+#include "core/util.h"
 
 int glm_parse_id_list(const char *s, int **out, char *err, size_t errlen)
 {

@@ -16,10 +16,10 @@
 #include <string.h>
 
 #include "chat_request.h"
-#include "chat_template.h"
+#include "text/chat_template.h"
 #include "cli.h"
-#include "tokenizer.h"
-#include "util.h"
+#include "text/tokenizer.h"
+#include "core/util.h"
 
 #define STDIN_MAX ((size_t)256 << 20)
 

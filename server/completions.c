@@ -37,7 +37,7 @@
 #include "openai_request.h"
 #include "openai_response.h"
 #include "structured.h"
-#include "util.h"
+#include "core/util.h"
 
 /* ---- notifiers ------------------------------------------------------------------------- */
 

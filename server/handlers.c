@@ -9,7 +9,7 @@
 
 #include "chat_request.h"
 #include "http.h"
-#include "util.h"
+#include "core/util.h"
 
 enum MHD_Result glm_handle_health(glm_http_req *r)
 {

@@ -22,7 +22,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "util.h"
+#include "core/util.h"
 
 struct glm_http {
     struct MHD_Daemon *d;

@@ -17,7 +17,7 @@
 
 #include <stdio.h>
 
-#include "engine.h"
+#include "sched/engine.h"
 
 typedef struct glm_metrics glm_metrics;
 

@@ -12,7 +12,7 @@
 
 #include "chat_request.h"
 #include "structured.h"
-#include "util.h"
+#include "core/util.h"
 #include "json_field.h"
 
 /* ---- typed field readers: 0 absent/null, 1 set, -1 wrong type ---------------------- */

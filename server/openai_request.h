@@ -15,9 +15,9 @@
 #include <jansson.h>
 #include <stdint.h>
 
-#include "grammar.h"
-#include "output_parser.h"
-#include "sampler.h"
+#include "constrain/grammar.h"
+#include "glm/output_parser.h"
+#include "sched/sampler.h"
 #include "server.h"
 
 #define GLM_OAI_MAX_STOP 16

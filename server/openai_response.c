@@ -14,7 +14,7 @@
 #include <time.h>
 
 #include "stop_strings.h"
-#include "util.h"
+#include "core/util.h"
 
 void glm_buf_add(glm_buf *b, const char *s, size_t n)
 {

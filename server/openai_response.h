@@ -15,7 +15,7 @@
 
 #include <stddef.h>
 
-#include "engine.h"
+#include "sched/engine.h"
 #include "openai_request.h"
 #include "server.h"
 

@@ -21,7 +21,7 @@
 #include "serve_config.h"
 #include "structured.h"
 #include "server.h"
-#include "util.h"
+#include "core/util.h"
 
 #define MAX_KEYS 16
 

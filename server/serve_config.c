@@ -16,7 +16,7 @@
 #include <string.h>
 
 #include "serve_config.h"
-#include "util.h"
+#include "core/util.h"
 
 static void push(char ***v, int *n, const char *s)
 {

@@ -13,13 +13,13 @@
 
 #include <jansson.h>
 
-#include "chat_template.h"
-#include "engine.h"
-#include "grammar.h"
+#include "text/chat_template.h"
+#include "sched/engine.h"
+#include "constrain/grammar.h"
 #include "metrics.h"
-#include "model.h"
-#include "output_parser.h"
-#include "tokenizer.h"
+#include "model/model.h"
+#include "glm/output_parser.h"
+#include "text/tokenizer.h"
 
 #define GLM_SERVER_VERSION "0.1.0"
 
@@ -42,7 +42,7 @@ typedef struct {
     int max_model_len;
     int vocab;
     glm_out_tags tags;
-    /* constrained decoding (engine/constraint.h) */
+    /* constrained decoding (engine/constrain/constraint.h) */
     glm_token_trie *trie_text;      /* the vocabulary without added tokens */
     glm_token_trie *trie_tools;     /* the same plus the six tool-call tags */
     int32_t tag_ids[GLM_OUT_TAG_COUNT]; /* the tags' token ids (-1: not a token), GLM_OUT_TAG_* order */

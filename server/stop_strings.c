@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "util.h"
+#include "core/util.h"
 
 void glm_stop_init(glm_stop *s, const char *const *stops, const size_t *lens, int n)
 {

@@ -3,7 +3,7 @@
  * `tools`, `tool_choice`, `parallel_tool_calls` and `response_format` (also
  * vLLM's `structured_outputs` and llama.cpp's `json_schema` / `grammar`),
  * checked and turned into the grammar the logits processor enforces
- * (engine/constraint.h, engine/schema_grammar.h).
+ * (engine/constrain/constraint.h, engine/constrain/schema_grammar.h).
  *
  * Checks follow OpenAI and vLLM: `tools` must be a non-empty array of
  * {"type": "function", "function": {"name", "description", "parameters"}}
@@ -17,9 +17,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "constraint.h"
-#include "schema_grammar.h"
-#include "util.h"
+#include "constrain/constraint.h"
+#include "constrain/schema_grammar.h"
+#include "core/util.h"
 #include "json_field.h"
 
 #define BAD(p, ...) (*param = (p), glm_err(err, errlen, __VA_ARGS__))

@@ -16,8 +16,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "runner.h"
-#include "util.h"
+#include "sched/runner.h"
+#include "core/util.h"
 
 static void cpu_name(char *buf, size_t n)
 {

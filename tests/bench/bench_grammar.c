@@ -13,12 +13,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "constraint.h"
-#include "grammar.h"
-#include "output_parser.h"
-#include "schema_grammar.h"
-#include "tokenizer.h"
-#include "util.h"
+#include "constrain/constraint.h"
+#include "constrain/grammar.h"
+#include "glm/output_parser.h"
+#include "constrain/schema_grammar.h"
+#include "text/tokenizer.h"
+#include "core/util.h"
 
 static int cmp_double(const void *a, const void *b)
 {

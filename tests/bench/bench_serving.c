@@ -13,9 +13,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine.h"
-#include "kvcache.h"
-#include "util.h"
+#include "sched/engine.h"
+#include "cpu/kvcache.h"
+#include "core/util.h"
 
 int main(int argc, char **argv)
 {

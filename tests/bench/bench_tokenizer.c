@@ -1,6 +1,6 @@
 /*
  * bench_tokenizer.c - single-thread encode throughput of the tokenizer
- * (engine/tokenizer.c) on a deterministic ~10 MB mixed text: English prose,
+ * (engine/text/tokenizer.c) on a deterministic ~10 MB mixed text: English prose,
  * Chinese, code, JSON, numbers, other scripts and emoji, in lines. Measures
  * encoding the whole text as one string and line by line (MB/s, tokens/s),
  * decode, and the streaming detokenizer. Prints the id count and an FNV-1a
@@ -20,8 +20,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "tokenizer.h"
-#include "util.h"
+#include "text/tokenizer.h"
+#include "core/util.h"
 
 typedef struct {
     char *p;

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Goldens for the chat template and the Jinja interpreter (engine/jinja*.c,
-engine/chat_template.c), rendered by Hugging Face transformers itself.
+engine/text/chat_template.c), rendered by Hugging Face transformers itself.
 
 Writes tests/golden/chat_template.json:
   "chat":      conversations rendered with tests/models/tiny/chat_template.jinja

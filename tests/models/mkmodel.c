@@ -41,11 +41,11 @@
 
 #include <jansson.h>
 
-#include "dtype.h"
+#include "core/dtype.h"
 #include "mkmodel.h"
-#include "safetensors.h"
-#include "sampler.h"
-#include "util.h"
+#include "model/safetensors.h"
+#include "sched/sampler.h"
+#include "core/util.h"
 
 #define FP8_BLOCK 128
 #define NAME_MAX_LEN 160

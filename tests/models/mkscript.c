@@ -85,8 +85,8 @@
 #include <jansson.h>
 
 #include "mkmodel.h"
-#include "tokenizer.h"
-#include "util.h"
+#include "text/tokenizer.h"
+#include "core/util.h"
 
 #define LOGIT_CHAIN 200.0
 #define LOGIT_ENTRY 150.0

@@ -7,9 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "config.h"
-#include "dtype.h"
-#include "util.h"
+#include "model/config.h"
+#include "core/dtype.h"
+#include "core/util.h"
 #include "testutil.h"
 
 /* A config.json laid out like the published GLM-5 one (its fields and values). */

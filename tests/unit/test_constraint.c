@@ -1,5 +1,5 @@
 /*
- * test_constraint.c - the GLM answer's logits processor (engine/constraint.c)
+ * test_constraint.c - the GLM answer's logits processor (engine/constrain/constraint.c)
  * on the tiny tokenizer, without an engine: the reasoning budget forces
  * </think> (the closing tag counted), a grammar waiting after the reasoning
  * forbids end-of-sequence inside it, the reasoning ends at the bytes of
@@ -13,8 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "constraint.h"
-#include "util.h"
+#include "constrain/constraint.h"
+#include "core/util.h"
 #include "testutil.h"
 
 #define TOK "tests/models/tiny/tokenizer.json"

@@ -10,9 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine.h"
-#include "kvcache.h"
-#include "util.h"
+#include "sched/engine.h"
+#include "cpu/kvcache.h"
+#include "core/util.h"
 #include "testutil.h"
 
 #define N_REQ 16

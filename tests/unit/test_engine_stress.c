@@ -15,10 +15,10 @@
 #include <string.h>
 #include <time.h>
 
-#include "engine.h"
-#include "kvcache.h"
+#include "sched/engine.h"
+#include "cpu/kvcache.h"
 #include "testutil.h"
-#include "util.h"
+#include "core/util.h"
 
 static glm_model *model;
 
@@ -574,7 +574,7 @@ END_TEST
 /* ---- scheduler + block manager fuzz: every block a sequence reads holds exactly the
  *      KV of that sequence's own prefix; nothing writes into a shared block ---------- */
 
-#include "scheduler.h"
+#include "sched/scheduler.h"
 
 /* Check in fork mode reports every passing ck_assert to its parent (a write per
  * check): the fuzz loops test with plain ifs and only call Check on failure. */

@@ -1,5 +1,5 @@
 /*
- * test_grammar.c - the GBNF grammar engine (engine/grammar.c): parse errors
+ * test_grammar.c - the GBNF grammar engine (engine/constrain/grammar.c): parse errors
  * with line numbers, the notation (literals, escapes, classes, negation, '.',
  * groups, repetition bounds), a JSON grammar and one written the way
  * llama.cpp's json-schema-to-grammar writes them, accepting and rejecting
@@ -19,9 +19,9 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "grammar.h"
-#include "tokenizer.h"
-#include "util.h"
+#include "constrain/grammar.h"
+#include "text/tokenizer.h"
+#include "core/util.h"
 #include "testutil.h"
 
 static const char *JSON_GBNF =

@@ -18,9 +18,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "chat_template.h"
-#include "jinja.h"
-#include "util.h"
+#include "text/chat_template.h"
+#include "text/jinja/jinja.h"
+#include "core/util.h"
 #include "testutil.h"
 
 #define GOLDEN "tests/golden/chat_template.json"

@@ -12,7 +12,7 @@
 
 #include "openai_response.h"
 #include "structured.h"
-#include "util.h"
+#include "core/util.h"
 #include "testutil.h"
 
 #define TOK "tests/models/tiny/tokenizer.json"

@@ -32,12 +32,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "config.h"
-#include "dtype.h"
-#include "kvcache.h"
-#include "ops.h"
-#include "threadpool.h"
-#include "util.h"
+#include "model/config.h"
+#include "core/dtype.h"
+#include "cpu/kvcache.h"
+#include "cpu/ops.h"
+#include "core/threadpool.h"
+#include "core/util.h"
 #include "testutil.h"
 
 /* ---- reproducible randomness (testutil.h's splitmix64 stream) ---------------- */

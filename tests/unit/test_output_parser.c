@@ -1,5 +1,5 @@
 /*
- * test_output_parser.c - engine/output_parser.c: GLM-5 output text into
+ * test_output_parser.c - engine/glm/output_parser.c: GLM-5 output text into
  * reasoning_content / content / tool_calls.
  *
  * A table of cases gives the expected message for a whole text; every case is
@@ -16,8 +16,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "output_parser.h"
-#include "util.h"
+#include "glm/output_parser.h"
+#include "core/util.h"
 #include "testutil.h"
 
 /* get_weather: typed parameters; write_file: strings; now: no parameters. */

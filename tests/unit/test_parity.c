@@ -15,8 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "runner.h"
-#include "util.h"
+#include "sched/runner.h"
+#include "core/util.h"
 #include "testutil.h"
 
 #define GOLDEN "tests/golden/tiny"

@@ -1,5 +1,5 @@
 /*
- * test_safetensors.c - unit tests of the safetensors reader (engine/safetensors.c):
+ * test_safetensors.c - unit tests of the safetensors reader (engine/model/safetensors.c):
  * valid single-file and sharded checkpoints read back exactly, and every kind
  * of malformed, truncated or missing input rejected with one error line that
  * names the file (and tensor).
@@ -13,9 +13,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "dtype.h"
-#include "safetensors.h"
-#include "util.h"
+#include "core/dtype.h"
+#include "model/safetensors.h"
+#include "core/util.h"
 #include "testutil.h"
 
 static char g_dir[64];

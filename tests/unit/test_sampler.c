@@ -37,8 +37,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "sampler.h"
-#include "util.h"
+#include "sched/sampler.h"
+#include "core/util.h"
 #include "testutil.h"
 
 /* ---- helpers ------------------------------------------------------------------------- */

@@ -11,8 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "scheduler.h"
-#include "util.h"
+#include "sched/scheduler.h"
+#include "core/util.h"
 #include "testutil.h"
 
 static int32_t fake_next(int32_t last) { return (last * 7 + 3) % 1000; }

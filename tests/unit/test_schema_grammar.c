@@ -1,6 +1,6 @@
 /*
- * test_schema_grammar.c - engine/schema_grammar.c: JSON Schema and GLM-5 tool
- * calls -> GBNF, checked through engine/grammar.c.
+ * test_schema_grammar.c - engine/constrain/schema_grammar.c: JSON Schema and GLM-5 tool
+ * calls -> GBNF, checked through engine/constrain/grammar.c.
  *
  * Tables of schemas with texts that must match and texts that must not; the
  * checker's error messages; tool-call grammars whose accepted texts are read
@@ -15,10 +15,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "grammar.h"
-#include "output_parser.h"
-#include "schema_grammar.h"
-#include "util.h"
+#include "constrain/grammar.h"
+#include "glm/output_parser.h"
+#include "constrain/schema_grammar.h"
+#include "core/util.h"
 #include "testutil.h"
 
 #define MAXS 16

@@ -1,5 +1,5 @@
 /*
- * test_tokenizer.c - the tokenizer (engine/tokenizer.c, engine/detok.c)
+ * test_tokenizer.c - the tokenizer (engine/text/tokenizer.c, engine/text/detok.c)
  * against Hugging Face `tokenizers`.
  *
  * Goldens (tests/golden/tokenizer, written by make_token_goldens.py):
@@ -30,8 +30,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "tokenizer.h"
-#include "util.h"
+#include "text/tokenizer.h"
+#include "core/util.h"
 #include "testutil.h"
 
 #define GOLDEN "tests/golden/tokenizer"

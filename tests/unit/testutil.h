@@ -10,7 +10,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 
-#include "util.h"
+#include "core/util.h"
 
 /* splitmix64 from a fixed seed: the same inputs on every run */
 typedef struct {

@@ -1,0 +1,541 @@
+/*
+ * cpu_backend.c - the GLM-5 (glm_moe_dsa) forward pass on the CPU, in float32,
+ * over the paged latent cache. This is the reference every other backend is
+ * checked against.
+ *
+ * One step, for the flat batch of new tokens (batch.h):
+ *   x = embed(tokens)
+ *   per layer:
+ *     h = rmsnorm(x)
+ *     MLA:  q_resid = rmsnorm(q_a(h)); q = q_b(q_resid) -> per head [nope | rope]
+ *           kv = kv_a(h) -> latent = rmsnorm(kv[:kv_lora]), k_pe = rope(kv[kv_lora:])
+ *           (latent | k_pe) of every new token goes to its cache slot first.
+ *           Attention runs in latent space: q_nope is absorbed into the
+ *           latent through kv_b's key half (q_lat = W_uk^T q_nope), scores are
+ *           (q_lat . latent + q_pe . k_pe) * scale over the keys the indexer
+ *           chose, the weighted sum of latents is expanded by kv_b's value half.
+ *     DSA:  indexer q = rope(wq_b(q_resid)), k = rope(layernorm(wk(h))) (cached),
+ *           w = weights_proj(h) / sqrt(index_heads); score(t) =
+ *           sum_h w_h relu(q_h . k_t / sqrt(index_dim)); each query keeps the
+ *           index_topk best earlier tokens (all of them while it has fewer);
+ *           "shared" layers reuse the previous layer's choice.
+ *     x += o_proj(attention)
+ *     h = rmsnorm(x); x += dense SwiGLU(h) or MoE(h)
+ *   logits = lm_head(rmsnorm(x)) for the rows asked for.
+ *
+ * Parallelism: matmuls over weight-row chunks, attention over (token, head),
+ * the indexer over tokens, all on one thread pool. Results never depend on the
+ * batch composition (see ops.h), and attention and MoE sums run in a fixed
+ * order (ascending key position, ascending expert id).
+ */
+#include <float.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model/backend.h"
+#include "core/util.h"
+
+typedef struct {
+    glm_backend base;
+    const glm_model *m;
+    const glm_config *c;
+    glm_kv_cache *kv;
+    glm_pool *pool;
+} cpu_backend;
+
+/* Per-step state shared by the parallel tasks. */
+typedef struct {
+    cpu_backend *be;
+    const glm_batch *b;
+    const glm_layer *layer;
+    int li;                   /* layer index */
+    int n;                    /* tokens */
+    int32_t *seq_of;          /* [n] sequence of each token */
+    float *rope_cos, *rope_sin; /* [n, rope/2] */
+    float *x, *h;             /* [n, H] */
+    float *q_resid;           /* [n, q_lora] */
+    float *q;                 /* [n, heads * qk_head] */
+    float *kv_a;              /* [n, kv_lora + rope] */
+    float *q_lat;             /* [n, heads, kv_lora + rope]: absorbed nope part | roped q_pe */
+    float *o_lat;             /* [n, heads, kv_lora] */
+    float *attn;              /* [n, heads * v] */
+    float *tmp_h;             /* [n, H] */
+    /* indexer */
+    float *iq;                /* [n, index_heads * index_dim] */
+    float *ik;                /* [n, index_dim] */
+    float *iw;                /* [n, index_heads] */
+    int32_t *topk;            /* [n, index_topk] chosen positions, ascending */
+    int32_t *topk_n;          /* [n] count; -1 = every earlier position */
+    /* per-worker scratch */
+    float **wscratch;         /* [workers] -> scores etc. */
+} step;
+
+static inline int64_t slot_of(const step *s, int seq, int pos)
+{
+    const glm_batch *b = s->b;
+    int bs = s->be->kv->block_size;
+    int32_t blk = b->block_tables[(size_t)seq * b->max_blocks_per_seq + pos / bs];
+    return (int64_t)blk * bs + pos % bs;
+}
+
+/* ---- attention ------------------------------------------------------------ */
+
+/* q_lat[t, h, :kv_lora] = W_uk[h]^T q_nope[t, h] for every token; one task per head. */
+static void absorb_task(void *ctx, int h, int worker)
+{
+    step *s = ctx;
+    const glm_config *c = s->be->c;
+    int nope = c->qk_nope_head_dim, R = c->kv_lora_rank, qd = c->qk_head_dim;
+    int ld = R + c->qk_rope_head_dim;
+    float *w = s->wscratch[worker];          /* [nope, R] then transposed [R, nope] */
+    float *wt = w + (size_t)nope * R;
+    glm_weight_rows_f32(&s->layer->kv_b, h * (nope + c->v_head_dim), nope, w);
+    for (int d = 0; d < nope; d++)
+        for (int r = 0; r < R; r++)
+            wt[(size_t)r * nope + d] = w[(size_t)d * R + r];
+    for (int t = 0; t < s->n; t++) {
+        const float *qn = s->q + (size_t)t * c->num_attention_heads * qd + (size_t)h * qd;
+        float *out = s->q_lat + ((size_t)t * c->num_attention_heads + h) * ld;
+        for (int r = 0; r < R; r++)
+            out[r] = glm_dot(wt + (size_t)r * nope, qn, nope);
+    }
+}
+
+/* Attention of one (token, head) over the chosen earlier positions. */
+static void attn_task(void *ctx, int i, int worker)
+{
+    step *s = ctx;
+    const glm_config *c = s->be->c;
+    int heads = c->num_attention_heads;
+    int t = i / heads, h = i % heads;
+    int seq = s->seq_of[t];
+    int pos = s->b->positions[t];
+    int R = c->kv_lora_rank, ld = R + c->qk_rope_head_dim;
+    const float *ql = s->q_lat + ((size_t)t * heads + h) * ld;
+    const float *cache = s->be->kv->latent[s->li];
+    float *scores = s->wscratch[worker];
+    int nk = s->topk_n[t] < 0 ? pos + 1 : s->topk_n[t];
+    const int32_t *sel = s->topk + (size_t)t * c->index_topk;
+
+    float mx = -INFINITY;
+    for (int j = 0; j < nk; j++) {
+        int p = s->topk_n[t] < 0 ? j : sel[j];
+        const float *kv = cache + (size_t)slot_of(s, seq, p) * ld;
+        float sc = glm_dot(ql, kv, ld) * c->attn_scale;
+        scores[j] = sc;
+        if (sc > mx)
+            mx = sc;
+    }
+    float sum = 0;
+    for (int j = 0; j < nk; j++) {
+        scores[j] = expf(scores[j] - mx);
+        sum += scores[j];
+    }
+    float inv = 1.0f / sum;
+    float *o = s->o_lat + ((size_t)t * heads + h) * R;
+    memset(o, 0, sizeof(float) * (size_t)R);
+    for (int j = 0; j < nk; j++) {
+        int p = s->topk_n[t] < 0 ? j : sel[j];
+        const float *kv = cache + (size_t)slot_of(s, seq, p) * ld;
+        float pj = scores[j] * inv;
+        for (int r = 0; r < R; r++)
+            o[r] += pj * kv[r];
+    }
+}
+
+/* ---- DSA indexer ---------------------------------------------------------- */
+
+static int int_cmp(const void *a, const void *b)
+{
+    int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* Chooses the top-k earlier positions of token t (one task per token). */
+static void index_task(void *ctx, int t, int worker)
+{
+    step *s = ctx;
+    const glm_config *c = s->be->c;
+    int pos = s->b->positions[t];
+    int K = c->index_topk;
+    if (pos + 1 <= K) {
+        s->topk_n[t] = -1;
+        return;
+    }
+    int ih = c->index_n_heads, id = c->index_head_dim, seq = s->seq_of[t];
+    const float *q = s->iq + (size_t)t * ih * id;
+    const float *w = s->iw + (size_t)t * ih;
+    const float *cache = s->be->kv->index_k[s->li];
+    float scale = 1.0f / sqrtf((float)id);
+    float *sc = s->wscratch[worker];
+    for (int p = 0; p <= pos; p++) {
+        const float *k = cache + (size_t)slot_of(s, seq, p) * id;
+        float acc = 0;
+        for (int hh = 0; hh < ih; hh++) {
+            float d = glm_dot(q + (size_t)hh * id, k, id) * scale;
+            acc += w[hh] * (d > 0 ? d : 0);
+        }
+        sc[p] = acc;
+    }
+    glm_topk(sc, pos + 1, K, s->topk + (size_t)t * K, sc + pos + 1);
+    s->topk_n[t] = K;
+}
+
+typedef void (*rope_fn)(float *x, const float *cos_, const float *sin_, int dim);
+
+static void run_indexer(step *s)
+{
+    const glm_config *c = s->be->c;
+    const glm_layer *L = s->layer;
+    glm_pool *pool = s->be->pool;
+    int n = s->n, ih = c->index_n_heads, id = c->index_head_dim, rope = c->qk_rope_head_dim;
+    glm_matmul_job jobs[3] = {
+        {&L->idx_wq_b, 0, ih * id, s->q_resid, c->q_lora_rank, NULL, n, s->iq, ih * id},
+        {&L->idx_wk, 0, id, s->h, c->hidden_size, NULL, n, s->ik, id},
+        {&L->idx_weights_proj, 0, ih, s->h, c->hidden_size, NULL, n, s->iw, ih},
+    };
+    glm_matmul_jobs(pool, jobs, 3);
+    float wscale = 1.0f / sqrtf((float)ih);
+    rope_fn rope_apply = c->indexer_rope_interleave ? glm_rope_interleaved : glm_rope_neox;
+    float *icache = s->be->kv->index_k[s->li];
+    for (int t = 0; t < n; t++) {
+        const float *cs = s->rope_cos + (size_t)t * rope / 2, *sn = s->rope_sin + (size_t)t * rope / 2;
+        for (int hh = 0; hh < ih; hh++)
+            rope_apply(s->iq + ((size_t)t * ih + hh) * id, cs, sn, rope);
+        float *k = s->ik + (size_t)t * id;
+        glm_layernorm(k, k, L->idx_k_norm_w, L->idx_k_norm_b, id, 1e-6f);
+        rope_apply(k, cs, sn, rope);
+        memcpy(icache + (size_t)s->b->slot_mapping[t] * id, k, sizeof(float) * (size_t)id);
+        for (int hh = 0; hh < ih; hh++)
+            s->iw[(size_t)t * ih + hh] *= wscale;
+    }
+    glm_pool_for(pool, n, index_task, s);
+}
+
+static void attention(step *s)
+{
+    const glm_config *c = s->be->c;
+    const glm_layer *L = s->layer;
+    glm_pool *pool = s->be->pool;
+    int n = s->n, H = c->hidden_size, heads = c->num_attention_heads;
+    int R = c->kv_lora_rank, rope = c->qk_rope_head_dim, nope = c->qk_nope_head_dim, qd = c->qk_head_dim;
+    int ld = R + rope, V = c->v_head_dim;
+
+    /* q_a and kv_a read the same input: one parallel loop */
+    float *qa = s->q_resid;
+    glm_matmul_job j1[2] = {
+        {&L->q_a, 0, c->q_lora_rank, s->h, H, NULL, n, qa, c->q_lora_rank},
+        {&L->kv_a, 0, ld, s->h, H, NULL, n, s->kv_a, ld},
+    };
+    glm_matmul_jobs(pool, j1, 2);
+    for (int t = 0; t < n; t++)
+        glm_rmsnorm(qa + (size_t)t * c->q_lora_rank, qa + (size_t)t * c->q_lora_rank, L->q_a_norm,
+                    c->q_lora_rank, 1e-6f);
+    glm_matmul(pool, &L->q_b, qa, c->q_lora_rank, n, s->q, heads * qd);
+
+    float *cache = s->be->kv->latent[s->li];
+    rope_fn rope_apply = c->rope_interleave ? glm_rope_interleaved : glm_rope_neox;
+    for (int t = 0; t < n; t++) {
+        const float *cs = s->rope_cos + (size_t)t * rope / 2, *sn = s->rope_sin + (size_t)t * rope / 2;
+        float *kv = s->kv_a + (size_t)t * ld;
+        glm_rmsnorm(kv, kv, L->kv_a_norm, R, 1e-6f);
+        rope_apply(kv + R, cs, sn, rope);
+        memcpy(cache + (size_t)s->b->slot_mapping[t] * ld, kv, sizeof(float) * (size_t)ld);
+        for (int h = 0; h < heads; h++) {
+            float *qpe = s->q + ((size_t)t * heads + h) * qd + nope;
+            rope_apply(qpe, cs, sn, rope);
+            memcpy(s->q_lat + ((size_t)t * heads + h) * ld + R, qpe, sizeof(float) * (size_t)rope);
+        }
+    }
+    glm_pool_for(pool, heads, absorb_task, s);
+
+    if (L->has_indexer)
+        run_indexer(s);
+    /* else: a "shared" layer keeps topk/topk_n from the previous layer */
+
+    glm_pool_for(pool, n * heads, attn_task, s);
+
+    /* expand by kv_b's value half, one job per head */
+    glm_matmul_job *vj = glm_malloc(sizeof *vj * (size_t)heads);
+    for (int h = 0; h < heads; h++)
+        vj[h] = (glm_matmul_job){&L->kv_b, h * (nope + V) + nope, V, s->o_lat + (size_t)h * R, heads * R,
+                                 NULL, n, s->attn + (size_t)h * V, heads * V};
+    glm_matmul_jobs(pool, vj, heads);
+    free(vj);
+    glm_matmul(pool, &L->o, s->attn, heads * V, n, s->tmp_h, H);
+    for (size_t i = 0; i < (size_t)n * H; i++)
+        s->x[i] += s->tmp_h[i];
+}
+
+/* ---- FFN ------------------------------------------------------------------ */
+
+static void dense_ffn(step *s, const glm_weight *g, const glm_weight *u, const glm_weight *d, float *out)
+{
+    int n = s->n, H = s->be->c->hidden_size, I = g->rows;
+    float *gb = glm_malloc_aligned(sizeof(float) * (size_t)n * I);
+    float *ub = glm_malloc_aligned(sizeof(float) * (size_t)n * I);
+    glm_matmul_job j[2] = {{g, 0, I, s->h, H, NULL, n, gb, I}, {u, 0, I, s->h, H, NULL, n, ub, I}};
+    glm_matmul_jobs(s->be->pool, j, 2);
+    glm_swiglu(gb, ub, n * I);
+    glm_matmul(s->be->pool, d, gb, I, n, out, H);
+    glm_free_aligned(gb);
+    glm_free_aligned(ub);
+}
+
+typedef struct {
+    float v;
+    int e;
+} ev;
+
+static int ev_cmp(const void *a, const void *b)
+{
+    const ev *x = a, *y = b;
+    if (x->v != y->v)
+        return x->v > y->v ? -1 : 1;
+    return (x->e > y->e) - (x->e < y->e);
+}
+
+/* Sigmoid router with correction bias for the choice, group-limited top-k,
+ * renormalised weights times routed_scaling_factor. ids come out ascending. */
+static void route(const glm_config *c, const float *logits, const float *bias, int32_t *ids, float *wts)
+{
+    int E = c->n_routed_experts, G = c->n_group, per = E / G, K = c->num_experts_per_tok;
+    float score[E], choice[E];
+    ev gs[G], cand[E];
+    for (int e = 0; e < E; e++) {
+        score[e] = 1.0f / (1.0f + expf(-logits[e]));
+        choice[e] = score[e] + bias[e];
+    }
+    for (int g = 0; g < G; g++) {
+        float a = -INFINITY, b = -INFINITY; /* top two of the group */
+        for (int e = g * per; e < (g + 1) * per; e++) {
+            float v = choice[e];
+            if (v > a) {
+                b = a;
+                a = v;
+            } else if (v > b) {
+                b = v;
+            }
+        }
+        gs[g].v = per >= 2 ? a + b : a;
+        gs[g].e = g;
+    }
+    qsort(gs, (size_t)G, sizeof *gs, ev_cmp);
+    int nc = 0;
+    for (int k = 0; k < c->topk_group; k++)
+        for (int e = gs[k].e * per; e < (gs[k].e + 1) * per; e++)
+            cand[nc++] = (ev){choice[e], e};
+    qsort(cand, (size_t)nc, sizeof *cand, ev_cmp);
+    for (int k = 0; k < K; k++)
+        ids[k] = cand[k].e;
+    qsort(ids, (size_t)K, sizeof *ids, int_cmp);
+    float sum = 0;
+    for (int k = 0; k < K; k++) {
+        wts[k] = score[ids[k]];
+        sum += wts[k];
+    }
+    float den = c->norm_topk_prob ? sum + 1e-20f : 1.0f;
+    for (int k = 0; k < K; k++)
+        wts[k] = wts[k] / den * c->routed_scaling_factor;
+}
+
+static void moe_ffn(step *s, float *out)
+{
+    const glm_config *c = s->be->c;
+    const glm_layer *L = s->layer;
+    glm_pool *pool = s->be->pool;
+    int n = s->n, H = c->hidden_size, E = c->n_routed_experts, K = c->num_experts_per_tok;
+    int I = c->moe_intermediate_size;
+
+    float *rl = glm_malloc(sizeof(float) * (size_t)n * E);
+    glm_matmul(pool, &L->router, s->h, H, n, rl, E);
+    int32_t *ids = glm_malloc(sizeof(int32_t) * (size_t)n * K);
+    float *wts = glm_malloc(sizeof(float) * (size_t)n * K);
+    for (int t = 0; t < n; t++)
+        route(c, rl + (size_t)t * E, L->router_bias, ids + (size_t)t * K, wts + (size_t)t * K);
+
+    /* group assignments by expert: tok lists and output rows */
+    int32_t *count = glm_calloc((size_t)E + 1, sizeof(int32_t));
+    for (int i = 0; i < n * K; i++)
+        count[ids[i] + 1]++;
+    for (int e = 0; e < E; e++)
+        count[e + 1] += count[e];                  /* count[e] = first row of expert e */
+    int32_t *fill = glm_calloc((size_t)E, sizeof(int32_t));
+    int32_t *tok = glm_malloc(sizeof(int32_t) * (size_t)n * K);
+    int32_t *row_of = glm_malloc(sizeof(int32_t) * (size_t)n * K); /* assignment -> row */
+    for (int t = 0; t < n; t++)
+        for (int k = 0; k < K; k++) {
+            int e = ids[t * K + k], r = count[e] + fill[e]++;
+            tok[r] = t;
+            row_of[t * K + k] = r;
+        }
+    size_t rows = (size_t)n * K;
+    float *gb = glm_malloc_aligned(sizeof(float) * rows * I);
+    float *ub = glm_malloc_aligned(sizeof(float) * rows * I);
+    float *yb = glm_malloc_aligned(sizeof(float) * rows * H);
+    glm_matmul_job *jobs = glm_malloc(sizeof *jobs * (size_t)(2 * E + 2));
+    int nj = 0;
+    for (int e = 0; e < E; e++) {
+        int ne = count[e + 1] - count[e];
+        if (!ne)
+            continue;
+        jobs[nj++] = (glm_matmul_job){&L->exp_gate[e], 0, I, s->h, H, tok + count[e], ne,
+                                      gb + (size_t)count[e] * I, I};
+        jobs[nj++] = (glm_matmul_job){&L->exp_up[e], 0, I, s->h, H, tok + count[e], ne,
+                                      ub + (size_t)count[e] * I, I};
+    }
+    glm_matmul_jobs(pool, jobs, nj);
+    glm_swiglu(gb, ub, (int)(rows * I));
+    nj = 0;
+    for (int e = 0; e < E; e++) {
+        int ne = count[e + 1] - count[e];
+        if (ne)
+            jobs[nj++] = (glm_matmul_job){&L->exp_down[e], 0, H, gb + (size_t)count[e] * I, I, NULL, ne,
+                                          yb + (size_t)count[e] * H, H};
+    }
+    glm_matmul_jobs(pool, jobs, nj);
+
+    /* routed sum in ascending expert id (ids are sorted), then the shared expert */
+    for (int t = 0; t < n; t++) {
+        float *o = out + (size_t)t * H;
+        memset(o, 0, sizeof(float) * (size_t)H);
+        for (int k = 0; k < K; k++) {
+            const float *y = yb + (size_t)row_of[t * K + k] * H;
+            float w = wts[t * K + k];
+            for (int i = 0; i < H; i++)
+                o[i] += y[i] * w;
+        }
+    }
+    if (c->n_shared_experts > 0) {
+        float *sh = glm_malloc_aligned(sizeof(float) * (size_t)n * H);
+        dense_ffn(s, &L->sh_gate, &L->sh_up, &L->sh_down, sh);
+        for (size_t i = 0; i < (size_t)n * H; i++)
+            out[i] += sh[i];
+        glm_free_aligned(sh);
+    }
+    free(rl);
+    free(ids);
+    free(wts);
+    free(count);
+    free(fill);
+    free(tok);
+    free(row_of);
+    free(jobs);
+    glm_free_aligned(gb);
+    glm_free_aligned(ub);
+    glm_free_aligned(yb);
+}
+
+/* ---- the step ------------------------------------------------------------- */
+
+static int cpu_forward(glm_backend *base, const glm_batch *b, float *logits, char *err, size_t errlen)
+{
+    cpu_backend *be = (cpu_backend *)base;
+    const glm_config *c = be->c;
+    const glm_model *m = be->m;
+    if (glm_batch_validate(b, c, be->kv, err, errlen) != GLM_OK)
+        return GLM_ERR;
+
+    int n = b->n_tokens, H = c->hidden_size, heads = c->num_attention_heads;
+    int R = c->kv_lora_rank, rope = c->qk_rope_head_dim, ld = R + rope;
+    int max_ctx = 0;
+    for (int i = 0; i < b->n_seqs; i++)
+        max_ctx = GLM_MAX(max_ctx, b->context_lens[i]);
+
+    step s = {0};
+    s.be = be;
+    s.b = b;
+    s.n = n;
+    size_t nn = (size_t)n;
+    s.seq_of = glm_malloc(sizeof(int32_t) * nn);
+    for (int q = 0; q < b->n_seqs; q++)
+        for (int t = b->cu_seqlens_q[q]; t < b->cu_seqlens_q[q + 1]; t++)
+            s.seq_of[t] = q;
+    s.rope_cos = glm_malloc(sizeof(float) * nn * rope / 2);
+    s.rope_sin = glm_malloc(sizeof(float) * nn * rope / 2);
+    for (int t = 0; t < n; t++)
+        glm_rope_angles(b->positions[t], c->rope_theta, rope, s.rope_cos + (size_t)t * rope / 2,
+                        s.rope_sin + (size_t)t * rope / 2);
+    s.x = glm_malloc_aligned(sizeof(float) * nn * H);
+    s.h = glm_malloc_aligned(sizeof(float) * nn * H);
+    s.tmp_h = glm_malloc_aligned(sizeof(float) * nn * H);
+    s.q_resid = glm_malloc_aligned(sizeof(float) * nn * c->q_lora_rank);
+    s.q = glm_malloc_aligned(sizeof(float) * nn * heads * c->qk_head_dim);
+    s.kv_a = glm_malloc_aligned(sizeof(float) * nn * ld);
+    s.q_lat = glm_malloc_aligned(sizeof(float) * nn * heads * ld);
+    s.o_lat = glm_malloc_aligned(sizeof(float) * nn * heads * R);
+    s.attn = glm_malloc_aligned(sizeof(float) * nn * heads * c->v_head_dim);
+    s.iq = glm_malloc_aligned(sizeof(float) * nn * c->index_n_heads * c->index_head_dim);
+    s.ik = glm_malloc_aligned(sizeof(float) * nn * c->index_head_dim);
+    s.iw = glm_malloc_aligned(sizeof(float) * nn * c->index_n_heads);
+    s.topk = glm_malloc(sizeof(int32_t) * nn * c->index_topk);
+    s.topk_n = glm_malloc(sizeof(int32_t) * nn);
+    int workers = glm_pool_size(be->pool);
+    size_t absorb = (size_t)2 * c->qk_nope_head_dim * R;
+    size_t per_ctx = (size_t)max_ctx * 3; /* scores + glm_topk's scratch */
+    size_t wscratch_len = GLM_MAX(absorb, per_ctx) + 16;
+    s.wscratch = glm_malloc(sizeof(float *) * (size_t)workers);
+    for (int w = 0; w < workers; w++)
+        s.wscratch[w] = glm_malloc_aligned(sizeof(float) * wscratch_len);
+
+    for (int t = 0; t < n; t++)
+        glm_weight_rows_f32(&m->embed, b->token_ids[t], 1, s.x + (size_t)t * H);
+
+    for (int li = 0; li < c->num_hidden_layers; li++) {
+        s.li = li;
+        s.layer = &m->layers[li];
+        for (int t = 0; t < n; t++)
+            glm_rmsnorm(s.h + (size_t)t * H, s.x + (size_t)t * H, s.layer->input_norm, H, c->rms_norm_eps);
+        attention(&s);
+        for (int t = 0; t < n; t++)
+            glm_rmsnorm(s.h + (size_t)t * H, s.x + (size_t)t * H, s.layer->post_norm, H, c->rms_norm_eps);
+        if (s.layer->sparse)
+            moe_ffn(&s, s.tmp_h);
+        else
+            dense_ffn(&s, &s.layer->gate, &s.layer->up, &s.layer->down, s.tmp_h);
+        for (size_t i = 0; i < nn * H; i++)
+            s.x[i] += s.tmp_h[i];
+    }
+
+    if (b->n_logits > 0) {
+        float *hn = glm_malloc_aligned(sizeof(float) * (size_t)b->n_logits * H);
+        for (int i = 0; i < b->n_logits; i++)
+            glm_rmsnorm(hn + (size_t)i * H, s.x + (size_t)b->logits_index[i] * H, m->final_norm, H,
+                        c->rms_norm_eps);
+        glm_matmul(be->pool, &m->lm_head, hn, H, b->n_logits, logits, c->vocab_size);
+        glm_free_aligned(hn);
+    }
+
+    for (int w = 0; w < workers; w++)
+        glm_free_aligned(s.wscratch[w]);
+    free(s.wscratch);
+    free(s.seq_of);
+    free(s.rope_cos);
+    free(s.rope_sin);
+    float *bufs[] = {s.x, s.h, s.tmp_h, s.q_resid, s.q, s.kv_a, s.q_lat, s.o_lat, s.attn, s.iq, s.ik, s.iw};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
+        glm_free_aligned(bufs[i]);
+    free(s.topk);
+    free(s.topk_n);
+    return GLM_OK;
+}
+
+static void cpu_destroy(glm_backend *base)
+{
+    free(base); /* the pool is the caller's */
+}
+
+static const glm_backend_ops cpu_ops = {"cpu", cpu_forward, cpu_destroy};
+
+glm_backend *glm_cpu_backend_create(const glm_model *model, glm_kv_cache *kv, glm_pool *pool)
+{
+    cpu_backend *be = glm_calloc(1, sizeof *be);
+    be->base.ops = &cpu_ops;
+    be->m = model;
+    be->c = &model->cfg;
+    be->kv = kv;
+    be->pool = pool;
+    return &be->base;
+}

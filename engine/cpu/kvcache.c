@@ -1,0 +1,82 @@
+/* kvcache.c - see kvcache.h. */
+#include "cpu/kvcache.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/util.h"
+
+static size_t n_indexer_layers(const glm_config *c)
+{
+    size_t n = 0;
+    for (int i = 0; i < c->num_hidden_layers; i++)
+        n += c->indexer_types[i] == GLM_INDEXER_FULL;
+    return n;
+}
+
+size_t glm_kv_bytes_per_token(const glm_config *c)
+{
+    size_t latent = (size_t)(c->kv_lora_rank + c->qk_rope_head_dim) * (size_t)c->num_hidden_layers;
+    size_t index = (size_t)c->index_head_dim * n_indexer_layers(c);
+    return (latent + index) * sizeof(float);
+}
+
+glm_kv_cache *glm_kv_cache_create(const glm_config *c, int num_blocks, int block_size, char *err,
+                                  size_t errlen)
+{
+    if (num_blocks < 1 || block_size < 1 || block_size > 4096) {
+        glm_err(err, errlen, "KV cache: invalid geometry (%d blocks of %d tokens)", num_blocks, block_size);
+        return NULL;
+    }
+    size_t slots = (size_t)num_blocks * (size_t)block_size;
+    size_t total = slots * glm_kv_bytes_per_token(c);
+    if (total / glm_kv_bytes_per_token(c) != slots || total > ((size_t)1 << 46)) {
+        glm_err(err, errlen, "KV cache: %d blocks of %d tokens is too large", num_blocks, block_size);
+        return NULL;
+    }
+    glm_kv_cache *kv = glm_calloc(1, sizeof *kv);
+    kv->n_layers = c->num_hidden_layers;
+    kv->block_size = block_size;
+    kv->num_blocks = num_blocks;
+    kv->latent_dim = c->kv_lora_rank + c->qk_rope_head_dim;
+    kv->index_dim = c->index_head_dim;
+    kv->arena = glm_malloc_aligned(total);
+    kv->latent = glm_calloc((size_t)kv->n_layers, sizeof(float *));
+    kv->index_k = glm_calloc((size_t)kv->n_layers, sizeof(float *));
+    float *p = kv->arena;
+    for (int l = 0; l < kv->n_layers; l++) {
+        kv->latent[l] = p;
+        p += slots * (size_t)kv->latent_dim;
+        if (c->indexer_types[l] == GLM_INDEXER_FULL) {
+            kv->index_k[l] = p;
+            p += slots * (size_t)kv->index_dim;
+        }
+    }
+    kv->free_ids = glm_malloc(sizeof(int32_t) * (size_t)num_blocks);
+    for (int i = 0; i < num_blocks; i++)
+        kv->free_ids[i] = num_blocks - 1 - i; /* pop order: 0, 1, 2, ... */
+    kv->n_free = num_blocks;
+    return kv;
+}
+
+void glm_kv_cache_free(glm_kv_cache *kv)
+{
+    if (!kv)
+        return;
+    glm_free_aligned(kv->arena);
+    free(kv->latent);
+    free(kv->index_k);
+    free(kv->free_ids);
+    free(kv);
+}
+
+int glm_kv_alloc_block(glm_kv_cache *kv)
+{
+    return kv->n_free > 0 ? kv->free_ids[--kv->n_free] : -1;
+}
+
+void glm_kv_free_block(glm_kv_cache *kv, int id)
+{
+    GLM_ASSERT(id >= 0 && id < kv->num_blocks && kv->n_free < kv->num_blocks);
+    kv->free_ids[kv->n_free++] = id;
+}

@@ -1,0 +1,448 @@
+/*
+ * ops.c - CPU kernels (see ops.h for the batch-invariance contract).
+ *
+ * Matmul layout: a task converts a chunk of weight rows to float32 into
+ * per-thread scratch (so BF16/FP8 weights are widened once per chunk, not once
+ * per token), then walks the tokens in tiles of 4 tokens x 2 rows. Each output
+ * element accumulates in one 8-lane vector over k in steps of 8, the lanes are
+ * summed in a fixed pairwise order and the tail is added in order: exactly what
+ * glm_dot does, so the tile shape never changes a result.
+ */
+#include "cpu/ops.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/util.h"
+
+typedef float v8f __attribute__((vector_size(32)));
+
+/* Multiply-add used by every dot product. With FMA hardware it is one fused
+ * operation, spelled out with intrinsics so that every kernel fuses exactly
+ * the same operations (the compiler's own contraction is off, -ffp-contract=off:
+ * left to itself it fuses differently in different loops, which would break
+ * batch invariance). */
+#if defined(__FMA__) && defined(__AVX__)
+#include <immintrin.h>
+static inline v8f madd8(v8f a, v8f b, v8f acc)
+{
+    return (v8f)_mm256_fmadd_ps((__m256)a, (__m256)b, (__m256)acc);
+}
+static inline float madd1(float a, float b, float acc)
+{
+    return fmaf(a, b, acc);
+}
+#else
+static inline v8f madd8(v8f a, v8f b, v8f acc)
+{
+    return acc + a * b;
+}
+static inline float madd1(float a, float b, float acc)
+{
+    return acc + a * b;
+}
+#endif
+
+static inline v8f load8(const float *p)
+{
+    v8f v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+static inline float hsum8(v8f a)
+{
+    float s0 = (a[0] + a[4]) + (a[2] + a[6]);
+    float s1 = (a[1] + a[5]) + (a[3] + a[7]);
+    return s0 + s1;
+}
+
+float glm_dot(const float *a, const float *b, int n)
+{
+    v8f acc = {0};
+    int k = 0;
+    for (; k + 8 <= n; k += 8)
+        acc = madd8(load8(a + k), load8(b + k), acc);
+    float s = hsum8(acc);
+    for (; k < n; k++)
+        s = madd1(a[k], b[k], s);
+    return s;
+}
+
+typedef uint16_t v8u16 __attribute__((vector_size(16)));
+typedef uint32_t v8u32 __attribute__((vector_size(32)));
+
+/* glm_dot of a BF16 row (widened on the fly, exactly) with up to 3 token
+ * vectors at once: the row is widened once per 8 elements and feeds every
+ * token's own accumulator, so each result is bitwise glm_dot of the widened
+ * row and that token alone. */
+static void dot_bf16_multi(const uint16_t *w, const float *const *x, int nt, int n, float *out)
+{
+    v8f acc[3] = {{0}, {0}, {0}};
+    int k = 0;
+    for (; k + 8 <= n; k += 8) {
+        v8u16 h;
+        memcpy(&h, w + k, sizeof h);
+        v8u32 u = __builtin_convertvector(h, v8u32) << 16;
+        v8f wf;
+        memcpy(&wf, &u, sizeof wf);
+        for (int t = 0; t < nt; t++)
+            acc[t] = madd8(wf, load8(x[t] + k), acc[t]);
+    }
+    for (int t = 0; t < nt; t++) {
+        float s = hsum8(acc[t]);
+        for (int kk = k; kk < n; kk++) {
+            uint16_t hh;
+            memcpy(&hh, w + kk, sizeof hh);
+            s = madd1(glm_bf16_to_f32(hh), x[t][kk], s);
+        }
+        out[t] = s;
+    }
+}
+
+/* 4 tokens x 2 rows. out[t][r] = dot(x[t], w[r]) with glm_dot's order. */
+static void tile4x2(const float *x0, const float *x1, const float *x2, const float *x3,
+                    const float *w0, const float *w1, int n, float out[4][2])
+{
+    v8f a00 = {0}, a01 = {0}, a10 = {0}, a11 = {0}, a20 = {0}, a21 = {0}, a30 = {0}, a31 = {0};
+    int k = 0;
+    for (; k + 8 <= n; k += 8) {
+        v8f v0 = load8(w0 + k), v1 = load8(w1 + k);
+        v8f t;
+        t = load8(x0 + k); a00 = madd8(v0, t, a00); a01 = madd8(v1, t, a01);
+        t = load8(x1 + k); a10 = madd8(v0, t, a10); a11 = madd8(v1, t, a11);
+        t = load8(x2 + k); a20 = madd8(v0, t, a20); a21 = madd8(v1, t, a21);
+        t = load8(x3 + k); a30 = madd8(v0, t, a30); a31 = madd8(v1, t, a31);
+    }
+    float s[4][2] = {{hsum8(a00), hsum8(a01)}, {hsum8(a10), hsum8(a11)},
+                     {hsum8(a20), hsum8(a21)}, {hsum8(a30), hsum8(a31)}};
+    const float *xs[4] = {x0, x1, x2, x3};
+    for (int t = 0; t < 4; t++) {
+        for (int kk = k; kk < n; kk++) {
+            s[t][0] = madd1(w0[kk], xs[t][kk], s[t][0]);
+            s[t][1] = madd1(w1[kk], xs[t][kk], s[t][1]);
+        }
+        out[t][0] = s[t][0];
+        out[t][1] = s[t][1];
+    }
+}
+
+void glm_weight_rows_f32(const glm_weight *w, int r0, int n, float *dst)
+{
+    size_t cols = (size_t)w->cols;
+    size_t esz = glm_dtype_size(w->dtype);
+    const uint8_t *src = (const uint8_t *)w->data + (size_t)r0 * cols * esz;
+    if (w->dtype != GLM_DTYPE_F8_E4M3) {
+        GLM_ASSERT(glm_to_f32(w->dtype, src, dst, (size_t)n * cols) == 0);
+        return;
+    }
+    const float *tab = glm_e4m3_table();
+    int nbc = (w->cols + w->block_c - 1) / w->block_c;
+    for (int i = 0; i < n; i++) {
+        int r = r0 + i;
+        const float *srow = w->scale + (size_t)(r / w->block_r) * nbc;
+        const uint8_t *q = src + (size_t)i * cols;
+        float *d = dst + (size_t)i * cols;
+        for (int b = 0; b < nbc; b++) {
+            float s = srow[b];
+            int c0 = b * w->block_c, c1 = GLM_MIN(w->cols, c0 + w->block_c);
+            for (int c = c0; c < c1; c++)
+                d[c] = tab[q[c]] * s;
+        }
+    }
+}
+
+/* ---- per-thread scratch ---------------------------------------------------- */
+
+static pthread_key_t scratch_key;
+static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
+
+typedef struct {
+    float *p;
+    size_t cap;
+} scratch_buf;
+
+static void scratch_destroy(void *v)
+{
+    scratch_buf *s = v;
+    glm_free_aligned(s->p);
+    free(s);
+}
+
+static void scratch_init(void)
+{
+    GLM_ASSERT(pthread_key_create(&scratch_key, scratch_destroy) == 0);
+}
+
+static float *scratch_get(size_t n)
+{
+    pthread_once(&scratch_once, scratch_init);
+    scratch_buf *s = pthread_getspecific(scratch_key);
+    if (!s) {
+        s = glm_calloc(1, sizeof *s);
+        pthread_setspecific(scratch_key, s);
+    }
+    if (s->cap < n) {
+        glm_free_aligned(s->p);
+        s->p = glm_malloc_aligned(n * sizeof(float));
+        s->cap = n;
+    }
+    return s->p;
+}
+
+
+/* ---- matmul --------------------------------------------------------------- */
+
+#define ROW_CHUNK 16
+#define TOK_BLOCK 32
+/* below this many tokens a matmul reads BF16/F32 rows in place */
+#define DIRECT_MAX_TOK 4
+
+typedef struct {
+    const glm_matmul_job *jobs;
+    int n_jobs;
+    const int *task_start; /* [n_jobs + 1]: first task index of each job */
+} jobs_ctx;
+
+/* Few tokens: read F32/BF16 rows in place instead of widening them first. */
+static void run_chunk_direct(const glm_matmul_job *j, int r0, int nr)
+{
+    const glm_weight *w = j->w;
+    int cols = w->cols;
+    const float *xs[DIRECT_MAX_TOK];
+    for (int t = 0; t < j->n_tok; t++)
+        xs[t] = j->x + (size_t)(j->tok ? j->tok[t] : t) * j->ldx;
+    for (int r = 0; r < nr; r++) {
+        float v[DIRECT_MAX_TOK];
+        if (w->dtype == GLM_DTYPE_BF16) {
+            dot_bf16_multi((const uint16_t *)w->data + (size_t)(r0 + r) * cols, xs, j->n_tok, cols, v);
+        } else {
+            const float *wr = (const float *)w->data + (size_t)(r0 + r) * cols;
+            for (int t = 0; t < j->n_tok; t++)
+                v[t] = glm_dot(wr, xs[t], cols);
+        }
+        for (int t = 0; t < j->n_tok; t++)
+            j->y[(size_t)t * j->ldy + (r0 - j->row0) + r] = v[t];
+    }
+}
+
+static void run_chunk(const glm_matmul_job *j, int chunk)
+{
+    const glm_weight *w = j->w;
+    int r0 = j->row0 + chunk * ROW_CHUNK;
+    int nr = GLM_MIN(ROW_CHUNK, j->row0 + j->nrows - r0);
+    int cols = w->cols;
+    if (j->n_tok < DIRECT_MAX_TOK && (w->dtype == GLM_DTYPE_BF16 ||
+                         (w->dtype == GLM_DTYPE_F32 && ((uintptr_t)w->data & 3) == 0))) {
+        run_chunk_direct(j, r0, nr);
+        return;
+    }
+    float *wf = scratch_get((size_t)ROW_CHUNK * (size_t)cols);
+    glm_weight_rows_f32(w, r0, nr, wf);
+
+    /* token blocks small enough that their inputs stay in L2 across the chunk's rows */
+    for (int tb = 0; tb < j->n_tok; tb += TOK_BLOCK) {
+        int te = GLM_MIN(j->n_tok, tb + TOK_BLOCK);
+        for (int r = 0; r < nr; r += 2) {
+            const float *w0 = wf + (size_t)r * cols;
+            const float *w1 = r + 1 < nr ? w0 + cols : w0;
+            for (int t0 = tb; t0 < te; t0 += 4) {
+                const float *xs[4];
+                int nt = GLM_MIN(4, te - t0);
+                for (int t = 0; t < 4; t++) {
+                    int ti = t0 + GLM_MIN(t, nt - 1);
+                    int row = j->tok ? j->tok[ti] : ti;
+                    xs[t] = j->x + (size_t)row * j->ldx;
+                }
+                float out[4][2];
+                tile4x2(xs[0], xs[1], xs[2], xs[3], w0, w1, cols, out);
+                for (int t = 0; t < nt; t++) {
+                    float *y = j->y + (size_t)(t0 + t) * j->ldy + (r0 - j->row0) + r;
+                    y[0] = out[t][0];
+                    if (r + 1 < nr)
+                        y[1] = out[t][1];
+                }
+            }
+        }
+    }
+}
+
+static void jobs_task(void *ctx, int i, int worker)
+{
+    const jobs_ctx *c = ctx;
+    /* find the job holding task i (few jobs: linear scan is fine up to a few hundred) */
+    int lo = 0, hi = c->n_jobs - 1;
+    while (lo < hi) {
+        int mid = (lo + hi + 1) / 2;
+        if (c->task_start[mid] <= i)
+            lo = mid;
+        else
+            hi = mid - 1;
+    }
+    run_chunk(&c->jobs[lo], i - c->task_start[lo]);
+}
+
+void glm_matmul_jobs(glm_pool *pool, const glm_matmul_job *jobs, int n_jobs)
+{
+    int starts_local[65];
+    int *starts = n_jobs < 64 ? starts_local : glm_malloc(sizeof(int) * (size_t)(n_jobs + 1));
+    int total = 0;
+    for (int j = 0; j < n_jobs; j++) {
+        starts[j] = total;
+        if (jobs[j].n_tok > 0)
+            total += (jobs[j].nrows + ROW_CHUNK - 1) / ROW_CHUNK;
+    }
+    starts[n_jobs] = total;
+    jobs_ctx c = {jobs, n_jobs, starts};
+    glm_pool_for(pool, total, jobs_task, &c);
+    if (starts != starts_local)
+        free(starts);
+}
+
+void glm_matmul(glm_pool *pool, const glm_weight *w, const float *x, int ldx, int n_tok, float *y,
+                int ldy)
+{
+    glm_matmul_job j = {w, 0, w->rows, x, ldx, NULL, n_tok, y, ldy};
+    glm_matmul_jobs(pool, &j, 1);
+}
+
+/* ---- elementwise ------------------------------------------------------------ */
+
+void glm_rmsnorm(float *y, const float *x, const float *w, int n, float eps)
+{
+    /* sum of squares in double-free fixed order: same lanes as glm_dot */
+    float ss = glm_dot(x, x, n);
+    float inv = 1.0f / sqrtf(ss / (float)n + eps);
+    for (int i = 0; i < n; i++)
+        y[i] = w ? w[i] * (x[i] * inv) : x[i] * inv;
+}
+
+void glm_layernorm(float *y, const float *x, const float *w, const float *b, int n, float eps)
+{
+    /* double accumulation: the mean of a shifted vector must not drift */
+    double mean = 0;
+    for (int i = 0; i < n; i++)
+        mean += x[i];
+    mean /= n;
+    double var = 0;
+    for (int i = 0; i < n; i++) {
+        double d = x[i] - mean;
+        var += d * d;
+    }
+    var /= n;
+    float inv = (float)(1.0 / sqrt(var + eps));
+    float m = (float)mean;
+    for (int i = 0; i < n; i++) {
+        float v = (x[i] - m) * inv;
+        if (w)
+            v *= w[i];
+        if (b)
+            v += b[i];
+        y[i] = v;
+    }
+}
+
+void glm_swiglu(float *g, const float *u, int n)
+{
+    for (int i = 0; i < n; i++) {
+        float x = g[i];
+        g[i] = x / (1.0f + expf(-x)) * u[i];
+    }
+}
+
+void glm_rope_angles(int pos, double theta, int dim, float *cos_, float *sin_)
+{
+    for (int i = 0; i < dim / 2; i++) {
+        float inv_freq = (float)(1.0 / pow(theta, (double)(2 * i) / (double)dim));
+        float ang = (float)pos * inv_freq;
+        cos_[i] = (float)cos((double)ang);
+        sin_[i] = (float)sin((double)ang);
+    }
+}
+
+void glm_rope_interleaved(float *x, const float *cos_, const float *sin_, int dim)
+{
+    int h = dim / 2;
+    float tmp[1024];
+    GLM_ASSERT(dim <= 1024);
+    for (int i = 0; i < h; i++) {
+        float a = x[2 * i], b = x[2 * i + 1];
+        tmp[i] = a * cos_[i] - b * sin_[i];
+        tmp[h + i] = b * cos_[i] + a * sin_[i];
+    }
+    memcpy(x, tmp, sizeof(float) * (size_t)dim);
+}
+
+void glm_rope_neox(float *x, const float *cos_, const float *sin_, int dim)
+{
+    int h = dim / 2;
+    for (int i = 0; i < h; i++) {
+        float a = x[i], b = x[h + i];
+        x[i] = a * cos_[i] - b * sin_[i];
+        x[h + i] = b * cos_[i] + a * sin_[i];
+    }
+}
+
+/* ---- top-k selection ----------------------------------------------------- */
+
+typedef struct {
+    float score;
+    int32_t pos;
+} scored;
+
+static inline int scored_before(const scored *x, const scored *y)
+{
+    return x->score > y->score || (x->score == y->score && x->pos < y->pos);
+}
+
+static int int32_cmp(const void *a, const void *b)
+{
+    int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* Quickselect under a strict total order (score descending, then position
+ * ascending), so the chosen set is unique whatever the pivots. */
+void glm_topk(const float *scores, int n, int k, int32_t *idx, float *scratch)
+{
+    GLM_ASSERT(k >= 1 && k <= n);
+    scored *a = (scored *)scratch;
+    for (int i = 0; i < n; i++) {
+        a[i].score = isnan(scores[i]) ? -INFINITY : scores[i];
+        a[i].pos = i;
+    }
+    int lo = 0, hi = n - 1;
+    while (lo < hi) {
+        int mid = lo + (hi - lo) / 2;
+        scored t;
+        if (scored_before(&a[mid], &a[lo])) { t = a[mid]; a[mid] = a[lo]; a[lo] = t; }
+        if (scored_before(&a[hi], &a[lo])) { t = a[hi]; a[hi] = a[lo]; a[lo] = t; }
+        if (scored_before(&a[hi], &a[mid])) { t = a[hi]; a[hi] = a[mid]; a[mid] = t; }
+        scored pivot = a[mid];
+        int i = lo, j = hi;
+        while (i <= j) {
+            while (scored_before(&a[i], &pivot))
+                i++;
+            while (scored_before(&pivot, &a[j]))
+                j--;
+            if (i <= j) {
+                t = a[i];
+                a[i] = a[j];
+                a[j] = t;
+                i++;
+                j--;
+            }
+        }
+        if (k - 1 <= j)
+            hi = j;
+        else if (k - 1 >= i)
+            lo = i;
+        else
+            break;
+    }
+    for (int i = 0; i < k; i++)
+        idx[i] = a[i].pos;
+    qsort(idx, (size_t)k, sizeof *idx, int32_cmp);
+}

@@ -1,0 +1,773 @@
+/*
+ * engine.c - the engine thread and the request channels (see engine.h).
+ *
+ * Ownership: a request is shared by the submitting thread and the engine
+ * (a reference count of two); everything about its sequences belongs to the
+ * engine thread alone. The only state behind the engine mutex is the queue of
+ * new submissions, the waiting-request count and the metrics snapshot; each
+ * request's event queue has its own mutex.
+ *
+ * One step: take new requests and aborts, ask the scheduler for a batch,
+ * build the flat glm_batch, run the backend, commit the computed tokens, then
+ * sample a token for every sequence whose step reached its last token, emit
+ * it, and finish samples at a stop condition. The n samples of a request
+ * (n > 1) share the prompt's cached blocks: the first sample prefills, the
+ * others are admitted when its prompt is in the cache.
+ */
+#include "sched/engine.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "model/backend.h"
+#include "sched/block_manager.h"
+#include "cpu/kvcache.h"
+#include "sched/scheduler.h"
+#include "core/threadpool.h"
+#include "core/util.h"
+
+typedef struct sample {
+    glm_sequence *seq;
+    glm_request *req;
+    int index;
+    glm_rng rng;
+    int added;                   /* given to the scheduler */
+    int finished;
+    double t_first_token;
+    void *proc;                  /* the logits processor's state, or NULL */
+    int proc_rc;                 /* this step's apply result (processors run before advance) */
+    char proc_err[200];
+} sample;
+
+struct glm_request {
+    atomic_int refs;
+    glm_engine *e;
+    /* immutable after submit */
+    int32_t *prompt;
+    int n_prompt;
+    glm_sampling_params sp;
+    glm_logits_processor proc;   /* proc.apply NULL: none */
+    int max_new;                 /* output tokens at most (max_tokens within max_model_len) */
+    double t_submit;
+    /* the channel */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    glm_event *q;
+    int q_head, q_n, q_cap;
+    int done;                    /* no more events will come */
+    void (*notify)(void *);
+    void *notify_ctx;
+    int notifying;               /* notify calls in progress (under mu) */
+    atomic_int abort_requested;
+    /* engine thread only */
+    sample *samples;             /* [sp.n] */
+    int n_live;
+    int siblings_pending;        /* samples 1..n-1 wait for sample 0's prefill */
+    int counted_waiting;         /* still counted in the engine's waiting requests */
+    double t_first_sched;
+    struct glm_request *next;    /* incoming list / live list */
+};
+
+struct glm_engine {
+    const glm_model *m;
+    const glm_config *c;
+    glm_engine_params p;
+    int max_model_len;
+    glm_kv_cache *kv;
+    glm_backend *be;
+    glm_block_manager *bm;
+    glm_scheduler *sch;
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int stop;
+    glm_request *in_head, *in_tail;   /* submitted, not yet taken */
+    int waiting_requests;             /* submitted, first sample not yet scheduled */
+    glm_engine_metrics metrics;       /* snapshot, under mu */
+    /* engine thread only */
+    glm_request *live;                /* requests with live samples */
+    uint64_t next_seq_id;
+    uint64_t prompt_tokens, gen_tokens, finished[3], steps;
+    void *sampler_ws;
+    size_t sampler_ws_size;
+    float *logits;
+    size_t logits_cap;
+    glm_batch_buf buf;                /* the step's batch arrays, reused */
+    glm_pool *pool;                   /* the backend's compute threads, then the step's logits processors */
+};
+
+/* ---- request channel ------------------------------------------------------ */
+
+static void req_unref(glm_request *r)
+{
+    if (atomic_fetch_sub(&r->refs, 1) != 1)
+        return;
+    pthread_mutex_destroy(&r->mu);
+    pthread_cond_destroy(&r->cv);
+    free(r->q);
+    free(r->prompt);
+    if (r->samples && r->proc.destroy)
+        for (int i = 0; i < r->sp.n; i++)
+            if (r->samples[i].proc)
+                r->proc.destroy(r->samples[i].proc);
+    free(r->samples);
+    if (r->proc.release)
+        r->proc.release(r->proc.ctx);
+    glm_sampling_params_release(&r->sp);
+    free(r);
+}
+
+/* Engine thread: appends an event (and marks the request done if last). */
+static void emit(glm_request *r, const glm_event *ev, int last)
+{
+    pthread_mutex_lock(&r->mu);
+    if (r->q_n == r->q_cap) {
+        int cap = r->q_cap ? 2 * r->q_cap : 16;
+        glm_event *q = glm_malloc(sizeof *q * (size_t)cap);
+        for (int i = 0; i < r->q_n; i++)
+            q[i] = r->q[(r->q_head + i) % r->q_cap];
+        free(r->q);
+        r->q = q;
+        r->q_head = 0;
+        r->q_cap = cap;
+    }
+    r->q[(r->q_head + r->q_n) % r->q_cap] = *ev;
+    r->q_n++;
+    if (last)
+        r->done = 1;
+    void (*fn)(void *) = r->notify;
+    void *ctx = r->notify_ctx;
+    if (fn)
+        r->notifying++;
+    pthread_cond_broadcast(&r->cv);
+    pthread_mutex_unlock(&r->mu);
+    if (fn) {
+        /* called without the lock; glm_request_set_notify waits for it */
+        fn(ctx);
+        pthread_mutex_lock(&r->mu);
+        if (--r->notifying == 0)
+            pthread_cond_broadcast(&r->cv);
+        pthread_mutex_unlock(&r->mu);
+    }
+}
+
+int glm_request_next(glm_request *r, glm_event *ev, int timeout_ms)
+{
+    pthread_mutex_lock(&r->mu);
+    if (timeout_ms != 0) {
+        struct timespec dl;
+        clock_gettime(CLOCK_REALTIME, &dl);
+        if (timeout_ms > 0) {
+            dl.tv_sec += timeout_ms / 1000;
+            dl.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+            if (dl.tv_nsec >= 1000000000L) {
+                dl.tv_sec++;
+                dl.tv_nsec -= 1000000000L;
+            }
+        }
+        while (r->q_n == 0 && !r->done) {
+            if (timeout_ms < 0)
+                pthread_cond_wait(&r->cv, &r->mu);
+            else if (pthread_cond_timedwait(&r->cv, &r->mu, &dl) != 0)
+                break;
+        }
+    }
+    int rc;
+    if (r->q_n > 0) {
+        *ev = r->q[r->q_head];
+        r->q_head = (r->q_head + 1) % r->q_cap;
+        r->q_n--;
+        rc = 1;
+    } else {
+        rc = r->done ? -1 : 0;
+    }
+    pthread_mutex_unlock(&r->mu);
+    return rc;
+}
+
+void glm_request_set_notify(glm_request *r, void (*fn)(void *ctx), void *ctx)
+{
+    pthread_mutex_lock(&r->mu);
+    r->notify = fn;
+    r->notify_ctx = ctx;
+    /* no call of the previous callback may still be running when we return */
+    while (r->notifying > 0)
+        pthread_cond_wait(&r->cv, &r->mu);
+    pthread_mutex_unlock(&r->mu);
+}
+
+void glm_request_abort(glm_request *r)
+{
+    glm_engine *e = r->e;
+    pthread_mutex_lock(&r->mu);
+    int done = r->done;
+    pthread_mutex_unlock(&r->mu);
+    if (done) /* over (always so once the engine is freed): nothing to stop */
+        return;
+    atomic_store(&r->abort_requested, 1);
+    pthread_mutex_lock(&e->mu);
+    pthread_cond_signal(&e->cv);
+    pthread_mutex_unlock(&e->mu);
+}
+
+void glm_request_release(glm_request *r)
+{
+    if (!r)
+        return;
+    glm_request_set_notify(r, NULL, NULL);
+    glm_request_abort(r);
+    req_unref(r);
+}
+
+/* ---- submission -------------------------------------------------------------- */
+
+void glm_engine_params_default(glm_engine_params *p)
+{
+    memset(p, 0, sizeof *p);
+    p->max_num_seqs = 256;
+    p->max_num_batched_tokens = 2048;
+    p->max_queue = 1024;
+    p->block_size = 16;
+    p->kv_cache_bytes = (size_t)1 << 30;
+    p->enable_prefix_caching = 1;
+}
+
+glm_request *glm_engine_submit(glm_engine *e, const int32_t *prompt, int n_prompt,
+                               const glm_sampling_params *sp, glm_submit_status *status, char *err,
+                               size_t errlen)
+{
+    const glm_config *c = e->c;
+    *status = GLM_SUBMIT_INVALID;
+    if (n_prompt < 1) {
+        glm_err(err, errlen, "the prompt is empty");
+        return NULL;
+    }
+    for (int i = 0; i < n_prompt; i++) {
+        if (prompt[i] < 0 || prompt[i] >= c->vocab_size) {
+            glm_err(err, errlen, "prompt token %d (id %d) is outside the vocabulary (0..%d)", i, prompt[i],
+                    c->vocab_size - 1);
+            return NULL;
+        }
+    }
+    const char *param = NULL;
+    if (glm_sampling_params_validate(sp, c->vocab_size, &param, err, errlen) != GLM_OK)
+        return NULL;
+    if (n_prompt >= e->max_model_len) {
+        *status = GLM_SUBMIT_TOO_LONG;
+        glm_err(err, errlen,
+                "this model's maximum context length is %d tokens, but the prompt has %d tokens",
+                e->max_model_len, n_prompt);
+        return NULL;
+    }
+    int bs = e->p.block_size;
+    if ((n_prompt + 1 + bs - 1) / bs > e->kv->num_blocks) {
+        *status = GLM_SUBMIT_TOO_LONG;
+        glm_err(err, errlen, "the prompt (%d tokens) does not fit the KV cache (%zu tokens)", n_prompt,
+                glm_engine_kv_tokens(e));
+        return NULL;
+    }
+    glm_request *r = glm_calloc(1, sizeof *r);
+    atomic_init(&r->refs, 2);
+    atomic_init(&r->abort_requested, 0);
+    r->e = e;
+    r->prompt = glm_malloc(sizeof(int32_t) * (size_t)n_prompt);
+    memcpy(r->prompt, prompt, sizeof(int32_t) * (size_t)n_prompt);
+    r->n_prompt = n_prompt;
+    glm_sampling_params_copy(&r->sp, sp);
+    r->sp.processor = NULL;
+    /* the model's eos ids (generation_config), for min_tokens masking */
+    r->sp.eos_token_ids = c->eos_token_ids;
+    r->sp.n_eos_token_ids = c->n_eos;
+    r->max_new = e->max_model_len - n_prompt;
+    if (sp->has_max_tokens && sp->max_tokens < r->max_new)
+        r->max_new = sp->max_tokens;
+    r->t_submit = glm_now();
+    pthread_mutex_init(&r->mu, NULL);
+    pthread_cond_init(&r->cv, NULL);
+
+    pthread_mutex_lock(&e->mu);
+    if (e->stop || e->waiting_requests >= e->p.max_queue) {
+        int stopping = e->stop;
+        pthread_mutex_unlock(&e->mu);
+        *status = GLM_SUBMIT_OVERLOADED;
+        if (stopping)
+            glm_err(err, errlen, "the engine is shutting down");
+        else
+            glm_err(err, errlen, "the server is overloaded: %d requests are already waiting", e->p.max_queue);
+        atomic_store(&r->refs, 1);
+        req_unref(r);
+        return NULL;
+    }
+    if (sp->processor)
+        r->proc = *sp->processor; /* ours from here on */
+    e->waiting_requests++;
+    r->counted_waiting = 1;
+    if (e->in_tail)
+        e->in_tail->next = r;
+    else
+        e->in_head = r;
+    e->in_tail = r;
+    pthread_cond_signal(&e->cv);
+    pthread_mutex_unlock(&e->mu);
+    *status = GLM_SUBMIT_OK;
+    return r;
+}
+
+/* ---- engine thread ------------------------------------------------------------ */
+
+static void uncount_waiting(glm_engine *e, glm_request *r)
+{
+    if (!r->counted_waiting)
+        return;
+    r->counted_waiting = 0;
+    pthread_mutex_lock(&e->mu);
+    e->waiting_requests--;
+    pthread_mutex_unlock(&e->mu);
+}
+
+/* Starts a taken request: creates its samples, queues sample 0. */
+static void start_request(glm_engine *e, glm_request *r)
+{
+    int n = r->sp.n;
+    r->samples = glm_calloc((size_t)n, sizeof(sample));
+    glm_rng entropy;
+    uint64_t base = r->sp.has_seed ? r->sp.seed : glm_rng_seed_entropy(&entropy);
+    for (int i = 0; i < n; i++) {
+        sample *s = &r->samples[i];
+        s->req = r;
+        s->index = i;
+        /* room for a few hundred tokens; the sequence grows past that on demand */
+        s->seq = glm_seq_create(e->next_seq_id++, r->prompt, r->n_prompt, GLM_MIN(r->max_new, 256));
+        s->seq->owner = s;
+        s->seq->index = i;
+        /* each sample its own stream (seed + i, as vLLM): seeded requests
+         * reproduce sample by sample whatever else runs */
+        glm_rng_seed(&s->rng, base + (uint64_t)i);
+        if (r->proc.create)
+            s->proc = r->proc.create(r->proc.ctx, i);
+    }
+    r->n_live = n;
+    r->siblings_pending = n > 1;
+    glm_sched_add(e->sch, r->samples[0].seq, 0);
+    r->samples[0].added = 1;
+    e->prompt_tokens += (uint64_t)r->n_prompt;
+    r->next = e->live;
+    e->live = r;
+}
+
+static void finish_sample(glm_engine *e, sample *s, glm_finish_reason why, int32_t stop_token)
+{
+    glm_request *r = s->req;
+    if (s->finished)
+        return;
+    if (s->added)
+        glm_sched_remove(e->sch, s->seq);
+    double now = glm_now();
+    glm_event ev = {0};
+    ev.type = GLM_EV_FINISH;
+    ev.index = s->index;
+    ev.finish = why;
+    ev.stop_token = stop_token;
+    ev.prompt_tokens = r->n_prompt;
+    ev.completion_tokens = s->seq->n_tokens - s->seq->n_prompt;
+    ev.cached_tokens = s->seq->n_cached;
+    ev.queue_time = r->t_first_sched > 0 ? r->t_first_sched - r->t_submit : now - r->t_submit;
+    ev.ttft = s->t_first_token > 0 ? s->t_first_token - r->t_submit : 0;
+    ev.prefill_time = s->t_first_token > 0 && r->t_first_sched > 0 ? s->t_first_token - r->t_first_sched : 0;
+    ev.decode_time = s->t_first_token > 0 ? now - s->t_first_token : 0;
+    ev.e2e_time = now - r->t_submit;
+    s->finished = 1;
+    if (s->proc) {
+        r->proc.destroy(s->proc);
+        s->proc = NULL;
+    }
+    glm_seq_free(s->seq);
+    s->seq = NULL;
+    e->finished[why]++;
+    r->n_live--;
+    emit(r, &ev, r->n_live == 0);
+}
+
+/* Ends every sample of r (abort, or an error) and drops it from the live list. */
+static void end_request(glm_engine *e, glm_request *r, glm_finish_reason why)
+{
+    uncount_waiting(e, r);
+    for (int i = 0; i < r->sp.n; i++)
+        finish_sample(e, &r->samples[i], why, -1);
+}
+
+static void unlink_dead(glm_engine *e)
+{
+    glm_request **pp = &e->live;
+    while (*pp) {
+        glm_request *r = *pp;
+        if (r->n_live == 0) {
+            *pp = r->next;
+            req_unref(r);
+        } else {
+            pp = &r->next;
+        }
+    }
+}
+
+static int is_eos(const glm_config *c, int32_t t)
+{
+    for (int i = 0; i < c->n_eos; i++)
+        if (c->eos_token_ids[i] == t)
+            return 1;
+    return 0;
+}
+
+typedef struct {
+    glm_engine *e;
+    sample **s;                  /* [n] samples with a processor */
+    float **row;                 /* [n] their logits rows */
+} proc_job;
+
+static void proc_one(void *ctx, int i, int worker)
+{
+    proc_job *j = ctx;
+    sample *s = j->s[i];
+    s->proc_err[0] = 0;
+    s->proc_rc = s->req->proc.apply(s->proc, j->row[i], j->e->c->vocab_size, s->proc_err, sizeof s->proc_err);
+}
+
+/* Runs the logits processors of this step's finishing samples (a grammar mask
+ * each: milliseconds over a large vocabulary) on a thread pool when there are
+ * several; states are per sample, grammars and tries are read-only. */
+static void run_processors(glm_engine *e, sample **ss, const int *li_seq, int nl)
+{
+    sample **ps = glm_malloc(sizeof(sample *) * (size_t)(nl > 0 ? nl : 1));
+    float **rows = glm_malloc(sizeof(float *) * (size_t)(nl > 0 ? nl : 1));
+    int n = 0;
+    for (int k = 0; k < nl; k++) {
+        sample *s = ss[li_seq[k]];
+        if (!s->finished && s->proc) {
+            ps[n] = s;
+            rows[n++] = e->logits + (size_t)k * e->c->vocab_size;
+        }
+    }
+    proc_job j = {e, ps, rows};
+    if (n > 1) {
+        glm_pool_for(e->pool, n, proc_one, &j);
+    } else if (n == 1) {
+        proc_one(&j, 0, 0);
+    }
+    free(ps);
+    free(rows);
+}
+
+/* Samples the next token of s from its logits row and applies the stop rules. */
+static void advance(glm_engine *e, sample *s, float *logits)
+{
+    glm_request *r = s->req;
+    glm_sequence *seq = s->seq;
+    const glm_config *c = e->c;
+    if (s->finished)
+        return;
+    if (s->proc && s->proc_rc != 0) { /* run_processors found no token may follow */
+        glm_event ev = {0};
+        ev.type = GLM_EV_ERROR;
+        ev.index = s->index;
+        snprintf(ev.message, sizeof ev.message, "%s", s->proc_err);
+        ev.invalid_request = 1;
+        emit(r, &ev, 0);
+        end_request(e, r, GLM_FINISH_ABORT);
+        return;
+    }
+    glm_sampler_result res;
+    int n_out = seq->n_tokens - seq->n_prompt;
+    glm_sampler_history hist = {seq->tokens, seq->n_prompt, seq->tokens + seq->n_prompt, n_out};
+    glm_sampler_sample(&r->sp, &s->rng, logits, c->vocab_size, &hist, e->sampler_ws, e->sampler_ws_size, &res);
+    if ((res.flags & GLM_SAMPLE_NO_CANDIDATE) && s->proc && !(res.flags & GLM_SAMPLE_NONFINITE)) {
+        /* the processor allowed only end-of-sequence tokens and min_tokens forbids them:
+         * the constrained text is complete, so the sample ends here */
+        finish_sample(e, s, GLM_FINISH_STOP, -1);
+        return;
+    }
+    if (res.flags & GLM_SAMPLE_NO_CANDIDATE) {
+        /* every logit was -inf/NaN after processing: nothing sensible to emit */
+        glm_event ev = {0};
+        ev.type = GLM_EV_ERROR;
+        snprintf(ev.message, sizeof ev.message, "the model produced no valid token (non-finite logits)");
+        emit(r, &ev, 0);
+        end_request(e, r, GLM_FINISH_ABORT);
+        return;
+    }
+    int32_t tok = res.token;
+    glm_seq_append(seq, tok);
+    if (s->proc)
+        r->proc.accept(s->proc, tok);
+    e->gen_tokens++;
+    double now = glm_now();
+    if (s->t_first_token == 0)
+        s->t_first_token = now;
+
+    glm_event ev = {0};
+    ev.type = GLM_EV_TOKEN;
+    ev.index = s->index;
+    ev.token = tok;
+    ev.logprob = res.logprob;
+    ev.n_top = GLM_MIN(res.n_top, GLM_SAMPLING_MAX_TOP_LOGPROBS);
+    for (int i = 0; i < ev.n_top; i++) {
+        ev.top_ids[i] = res.top[i].id;
+        ev.top_logprobs[i] = res.top[i].logprob;
+    }
+    emit(r, &ev, 0);
+
+    n_out++;
+    int stop = 0;
+    if (!r->sp.ignore_eos && is_eos(c, tok) && n_out >= r->sp.min_tokens)
+        stop = 1;
+    for (int i = 0; i < r->sp.n_stop_token_ids && n_out >= r->sp.min_tokens; i++)
+        if (r->sp.stop_token_ids[i] == tok)
+            stop = 1;
+    if (stop)
+        finish_sample(e, s, GLM_FINISH_STOP, tok);
+    else if (n_out >= r->max_new || seq->n_tokens >= e->max_model_len)
+        finish_sample(e, s, GLM_FINISH_LENGTH, -1);
+}
+
+static void publish_metrics(glm_engine *e)
+{
+    glm_engine_metrics m;
+    memset(&m, 0, sizeof m);
+    m.num_running = glm_sched_num_running(e->sch);
+    m.num_waiting = glm_sched_num_waiting(e->sch);
+    m.kv_blocks_used = glm_bm_num_used(e->bm);
+    m.kv_blocks_total = glm_bm_num_blocks(e->bm);
+    m.num_preemptions = glm_sched_num_preemptions(e->sch);
+    glm_bm_counters(e->bm, &m.prefix_query_tokens, &m.prefix_hit_tokens);
+    m.prompt_tokens = e->prompt_tokens;
+    m.generation_tokens = e->gen_tokens;
+    memcpy(m.finished, e->finished, sizeof m.finished);
+    m.steps = e->steps;
+    pthread_mutex_lock(&e->mu);
+    e->metrics = m;
+    pthread_mutex_unlock(&e->mu);
+}
+
+/* Builds and runs one step; returns 0 if there was nothing to do. */
+static int step(glm_engine *e)
+{
+    glm_sched_batch sb;
+    glm_sched_step(e->sch, &sb);
+    for (int i = 0; i < sb.n_full; i++)
+        finish_sample(e, sb.full[i]->owner, GLM_FINISH_LENGTH, -1);
+    if (sb.n == 0)
+        return sb.n_full > 0;
+
+    /* the samples, kept apart: a sequence is freed when its sample finishes */
+    sample **ss = glm_malloc(sizeof(sample *) * (size_t)sb.n);
+    glm_batch_seq *parts = glm_malloc(sizeof *parts * (size_t)sb.n);
+    int32_t *li_seq = glm_malloc(sizeof(int32_t) * (size_t)sb.n); /* logits row -> batch index */
+    int nl = 0;
+    double now = glm_now();
+    for (int i = 0; i < sb.n; i++) {
+        glm_sequence *q = sb.seqs[i];
+        ss[i] = q->owner;
+        if (ss[i]->req->t_first_sched == 0) {
+            ss[i]->req->t_first_sched = now;
+            uncount_waiting(e, ss[i]->req);
+        }
+        int last = q->n_computed + sb.n_new[i] == q->n_tokens;
+        parts[i] = (glm_batch_seq){q->tokens + q->n_computed, q->n_computed, sb.n_new[i], q->table.ids,
+                                   q->table.n, last};
+        if (last)
+            li_seq[nl++] = i;
+    }
+    glm_batch_build(&e->buf, parts, sb.n, e->p.block_size);
+    free(parts);
+    size_t need = (size_t)nl * e->c->vocab_size;
+    if (need > e->logits_cap) {
+        free(e->logits);
+        e->logits = glm_malloc(sizeof(float) * need);
+        e->logits_cap = need;
+    }
+    char err[GLM_ERRLEN];
+    int rc = glm_backend_forward(e->be, &e->buf.b, e->logits, err, sizeof err);
+    if (rc != GLM_OK) {
+        /* a malformed batch is an engine bug; fail the requests involved, keep serving */
+        fprintf(stderr, "glm-server: engine step failed: %s\n", err);
+        for (int i = 0; i < sb.n; i++) {
+            glm_request *r = ss[i]->req;
+            if (r->n_live == 0)
+                continue;
+            glm_event ev = {0};
+            ev.type = GLM_EV_ERROR;
+            snprintf(ev.message, sizeof ev.message, "internal error: %.200s", err);
+            emit(r, &ev, 0);
+            end_request(e, r, GLM_FINISH_ABORT);
+        }
+    } else {
+        glm_sched_commit(e->sch, &sb);
+        run_processors(e, ss, li_seq, nl);
+        for (int k = 0; k < nl; k++)
+            if (!ss[li_seq[k]]->finished) /* a sibling's error may have ended it */
+                advance(e, ss[li_seq[k]], e->logits + (size_t)k * e->c->vocab_size);
+        /* n > 1: once sample 0's prompt is computed (and cached), admit the others */
+        for (int i = 0; i < sb.n; i++) {
+            sample *s = ss[i];
+            glm_request *r = s->req;
+            if (!r->siblings_pending || s->index != 0 || r->n_live == 0)
+                continue;
+            if (!s->finished && s->seq->n_computed < r->n_prompt)
+                continue;
+            r->siblings_pending = 0;
+            for (int k = r->sp.n - 1; k >= 1; k--) {
+                glm_sched_add(e->sch, r->samples[k].seq, 1);
+                r->samples[k].added = 1;
+            }
+        }
+    }
+    e->steps++;
+    free(li_seq);
+    free(ss);
+    return 1;
+}
+
+static void *engine_main(void *arg)
+{
+    glm_engine *e = arg;
+    for (;;) {
+        pthread_mutex_lock(&e->mu);
+        for (;;) {
+            if (e->stop)
+                break;
+            if (e->in_head || glm_sched_num_running(e->sch) || glm_sched_num_waiting(e->sch))
+                break;
+            /* idle; an abort of a live request also wakes us */
+            int any_abort = 0;
+            for (glm_request *r = e->live; r; r = r->next)
+                any_abort |= atomic_load(&r->abort_requested);
+            if (any_abort)
+                break;
+            pthread_cond_wait(&e->cv, &e->mu);
+        }
+        int stopping = e->stop;
+        glm_request *in = e->in_head;
+        e->in_head = e->in_tail = NULL;
+        pthread_mutex_unlock(&e->mu);
+
+        while (in) {
+            glm_request *r = in;
+            in = in->next;
+            r->next = NULL;
+            start_request(e, r);
+        }
+        for (glm_request *r = e->live; r; r = r->next)
+            if (stopping || atomic_load(&r->abort_requested))
+                end_request(e, r, GLM_FINISH_ABORT);
+        unlink_dead(e);
+        if (stopping)
+            break;
+        step(e);
+        unlink_dead(e);
+        publish_metrics(e);
+    }
+    publish_metrics(e);
+    return NULL;
+}
+
+/* ---- lifetime -------------------------------------------------------------- */
+
+glm_engine *glm_engine_create(const glm_model *m, const glm_engine_params *p, char *err, size_t errlen)
+{
+    const glm_config *c = &m->cfg;
+    if (p->max_num_seqs < 1 || p->max_num_batched_tokens < 1 || p->block_size < 1 || p->block_size > 1024 ||
+        p->max_queue < 1 || p->max_model_len < 0) {
+        glm_err(err, errlen, "engine: invalid parameters");
+        return NULL;
+    }
+    size_t per_block = glm_kv_bytes_per_token(c) * (size_t)p->block_size;
+    size_t nb = p->kv_cache_bytes / per_block;
+    if (nb < 1 || nb > (size_t)INT32_MAX / (size_t)p->block_size) {
+        glm_err(err, errlen, "engine: --kv-cache-memory %zu bytes holds %zu blocks of %d tokens (%zu bytes each)",
+                p->kv_cache_bytes, nb, p->block_size, per_block);
+        return NULL;
+    }
+    glm_engine *e = glm_calloc(1, sizeof *e);
+    e->m = m;
+    e->c = c;
+    e->p = *p;
+    e->max_model_len = p->max_model_len > 0 ? GLM_MIN(p->max_model_len, c->max_position_embeddings)
+                                            : c->max_position_embeddings;
+    e->kv = glm_kv_cache_create(c, (int)nb, p->block_size, err, errlen);
+    if (!e->kv) {
+        free(e);
+        return NULL;
+    }
+    e->pool = glm_pool_create(p->n_threads);
+    e->be = glm_cpu_backend_create(m, e->kv, e->pool);
+    e->bm = glm_bm_create((int)nb, p->block_size, p->enable_prefix_caching);
+    glm_sched_params sp = {p->max_num_seqs, p->max_num_batched_tokens};
+    e->sch = glm_sched_create(&sp, e->bm);
+    e->sampler_ws_size = glm_sampler_workspace_size(c->vocab_size);
+    e->sampler_ws = glm_malloc(e->sampler_ws_size);
+    pthread_mutex_init(&e->mu, NULL);
+    pthread_cond_init(&e->cv, NULL);
+    publish_metrics(e);
+    if (pthread_create(&e->thread, NULL, engine_main, e) != 0) {
+        glm_err(err, errlen, "engine: cannot start its thread");
+        e->stop = 1; /* no thread to join */
+        glm_engine_free(e);
+        return NULL;
+    }
+    return e;
+}
+
+void glm_engine_free(glm_engine *e)
+{
+    if (!e)
+        return;
+    pthread_mutex_lock(&e->mu);
+    int started = !e->stop;
+    e->stop = 1;
+    pthread_cond_signal(&e->cv);
+    pthread_mutex_unlock(&e->mu);
+    if (started && e->thread)
+        pthread_join(e->thread, NULL);
+    /* requests submitted but never taken: tell their readers */
+    for (glm_request *r = e->in_head; r;) {
+        glm_request *nx = r->next;
+        glm_event ev = {0};
+        ev.type = GLM_EV_ERROR;
+        snprintf(ev.message, sizeof ev.message, "the engine is shutting down");
+        emit(r, &ev, 1);
+        req_unref(r);
+        r = nx;
+    }
+    glm_sched_free(e->sch);
+    glm_bm_free(e->bm);
+    glm_backend_destroy(e->be);
+    glm_pool_free(e->pool);
+    glm_kv_cache_free(e->kv);
+    free(e->sampler_ws);
+    free(e->logits);
+    glm_batch_buf_free(&e->buf);
+    pthread_mutex_destroy(&e->mu);
+    pthread_cond_destroy(&e->cv);
+    free(e);
+}
+
+size_t glm_engine_kv_tokens(const glm_engine *e)
+{
+    return (size_t)e->kv->num_blocks * (size_t)e->kv->block_size;
+}
+
+int glm_engine_max_model_len(const glm_engine *e)
+{
+    return e->max_model_len;
+}
+
+void glm_engine_metrics_get(glm_engine *e, glm_engine_metrics *m)
+{
+    pthread_mutex_lock(&e->mu);
+    *m = e->metrics;
+    pthread_mutex_unlock(&e->mu);
+}

@@ -1,0 +1,144 @@
+/*
+ * engine.h - the serving engine: one thread that owns every sequence, the
+ * scheduler, the KV cache and the backend, and runs continuous batching.
+ *
+ * Requests come in through glm_engine_submit (any thread) and their results
+ * leave through a per-request channel of events (new token, finish, error)
+ * that the submitting thread reads with glm_request_next, optionally woken by
+ * a notify callback (the HTTP layer uses it to resume a suspended
+ * connection). glm_request_abort may be called at any time from any thread:
+ * the engine drops the request's sequences and frees their blocks before its
+ * next step. Nothing inside the engine thread takes a lock while computing.
+ */
+#ifndef GLM_ENGINE_H
+#define GLM_ENGINE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "model/model.h"
+#include "sched/sampler.h"
+
+typedef struct glm_engine glm_engine;
+typedef struct glm_request glm_request;
+
+typedef struct {
+    int max_num_seqs;            /* running sequences at most (default 256) */
+    int max_num_batched_tokens;  /* tokens per forward step at most (default 2048) */
+    int max_model_len;           /* prompt + output tokens at most; 0: the model's context */
+    int max_queue;               /* waiting requests at most before refusing (default 1024) */
+    int block_size;              /* tokens per KV block (default 16) */
+    size_t kv_cache_bytes;       /* KV cache memory (default 1 GiB) */
+    int enable_prefix_caching;   /* default 1 */
+    int n_threads;               /* compute threads; <= 0: one per CPU */
+} glm_engine_params;
+
+/* Fills the defaults above. */
+void glm_engine_params_default(glm_engine_params *p);
+
+typedef enum {
+    GLM_EV_TOKEN = 0,  /* a new token of sample `index` */
+    GLM_EV_FINISH,     /* sample `index` is done; usage fields set */
+    GLM_EV_ERROR       /* the request failed; message set; a GLM_FINISH_ABORT finish
+                          event follows for each sample still running */
+} glm_event_type;
+
+typedef enum {
+    GLM_FINISH_STOP = 0, /* eos or a stop token id */
+    GLM_FINISH_LENGTH,   /* max_tokens, max_model_len, or the cache is full */
+    GLM_FINISH_ABORT     /* aborted */
+} glm_finish_reason;
+
+typedef struct {
+    glm_event_type type;
+    int index;                   /* sample index, 0 .. n-1 */
+    /* GLM_EV_TOKEN */
+    int32_t token;
+    float logprob;               /* when logprobs were requested */
+    int n_top;
+    int32_t top_ids[GLM_SAMPLING_MAX_TOP_LOGPROBS];
+    float top_logprobs[GLM_SAMPLING_MAX_TOP_LOGPROBS];
+    /* GLM_EV_FINISH */
+    glm_finish_reason finish;
+    int32_t stop_token;          /* the eos/stop id that ended the sample, or -1 */
+    int prompt_tokens;           /* the request's prompt length */
+    int completion_tokens;       /* tokens this sample generated */
+    int cached_tokens;           /* prompt tokens served by the prefix cache */
+    /* timings, seconds (GLM_EV_FINISH): measured by the engine thread */
+    double queue_time;           /* submission -> first scheduled */
+    double ttft;                 /* submission -> first token of this sample */
+    double prefill_time;         /* first scheduled -> first token */
+    double decode_time;          /* first token -> finish */
+    double e2e_time;             /* submission -> finish */
+    /* GLM_EV_ERROR */
+    char message[256];
+    int invalid_request;         /* 1: caused by what the request asked for (its constraint), a 400 */
+} glm_event;
+
+/* Creates the engine and starts its thread. Reports "N tokens of KV cache"
+ * through glm_engine_kv_tokens. NULL with a message if the cache cannot be
+ * allocated or a parameter is out of range. model must outlive the engine. */
+glm_engine *glm_engine_create(const glm_model *m, const glm_engine_params *p, char *err, size_t errlen);
+/* Stops the thread and frees everything. Requests still running or queued
+ * end with a GLM_FINISH_ABORT finish event per sample; their handles stay
+ * readable and must still be released (abort/release are then no-ops on the
+ * engine). Do not call it concurrently with glm_request_abort. */
+void glm_engine_free(glm_engine *e);
+
+size_t glm_engine_kv_tokens(const glm_engine *e);
+int glm_engine_max_model_len(const glm_engine *e);
+
+typedef enum {
+    GLM_SUBMIT_OK = 0,
+    GLM_SUBMIT_INVALID,          /* bad prompt or parameters: a 400 */
+    GLM_SUBMIT_TOO_LONG,         /* prompt does not fit max_model_len or the cache: a 400 */
+    GLM_SUBMIT_OVERLOADED        /* waiting queue full: a 429/503 */
+} glm_submit_status;
+
+/*
+ * Queues a request. The engine copies the prompt and parameters. Returns a
+ * handle (release it with glm_request_release) or NULL with *status and a
+ * message in err. Thread-safe.
+ */
+glm_request *glm_engine_submit(glm_engine *e, const int32_t *prompt, int n_prompt,
+                               const glm_sampling_params *sp, glm_submit_status *status, char *err,
+                               size_t errlen);
+
+/*
+ * Takes the next event. timeout_ms < 0 waits forever, 0 polls. Returns 1 with
+ * *ev filled, 0 on timeout, -1 when the request is over and every event has
+ * been read. Thread-safe for one reader.
+ */
+int glm_request_next(glm_request *r, glm_event *ev, int timeout_ms);
+
+/* Called by the engine thread (without locks held) whenever events are
+ * added; must be quick and must not call back into the engine (in particular
+ * not glm_request_set_notify or glm_request_release: they wait for running
+ * callbacks and would wait for themselves). When
+ * glm_request_set_notify (or glm_request_release) returns, no call of the
+ * previous callback is still running, so its context may be freed. */
+void glm_request_set_notify(glm_request *r, void (*fn)(void *ctx), void *ctx);
+
+/* Asks the engine to stop the request; its blocks are freed before the
+ * next step, and a GLM_FINISH_ABORT finish event follows for each sample
+ * still running. Idempotent, any thread. */
+void glm_request_abort(glm_request *r);
+
+/* Drops the caller's handle (aborting the request if it is still running);
+ * the notify callback is detached first (see glm_request_set_notify). */
+void glm_request_release(glm_request *r);
+
+typedef struct {
+    int num_running, num_waiting;         /* sequences */
+    int kv_blocks_used, kv_blocks_total;
+    uint64_t num_preemptions;
+    uint64_t prefix_query_tokens, prefix_hit_tokens;
+    uint64_t prompt_tokens, generation_tokens;
+    uint64_t finished[3];                 /* by glm_finish_reason */
+    uint64_t steps;
+} glm_engine_metrics;
+
+/* A consistent snapshot, any thread. */
+void glm_engine_metrics_get(glm_engine *e, glm_engine_metrics *m);
+
+#endif
