@@ -13,7 +13,9 @@
 #include <string.h>
 
 #include "cli.h"
-#include "sched/runner.h"
+#include "sched/block_manager.h"
+#include "sched/model_runner.h"
+#include "sched/scheduler.h"
 #include "core/util.h"
 
 int glm_parse_id_list(const char *s, int **out, char *err, size_t errlen)
@@ -152,48 +154,49 @@ int glm_cli_generate(int argc, char **argv)
     int rc = 1;
     FILE *lf = NULL;
     float *logits = glm_malloc(sizeof(float) * (size_t)c->vocab_size);
-    int32_t *toks = glm_malloc(sizeof(int32_t) * (size_t)(n_prompt + max_tokens));
-    for (int i = 0; i < n_prompt; i++)
-        toks[i] = ids[i];
-    glm_seq seq = {0};
-    glm_runner *r = glm_runner_create(m, n_prompt + max_tokens, 16, threads, err, sizeof err);
+    glm_sequence *seq = glm_seq_create(0, ids, n_prompt, max_tokens);
+    glm_block_manager *bm = NULL;
+    glm_runner_params rp;
+    glm_runner_params_default(&rp);
+    rp.max_num_batched_tokens = chunk > 0 ? GLM_MIN(chunk, n_prompt) : n_prompt;
+    rp.max_num_seqs = 1;
+    rp.max_model_len = n_prompt + max_tokens;
+    rp.kv_cache_tokens = n_prompt + max_tokens;
+    rp.n_threads = threads;
+    glm_runner *r = glm_runner_create(m, &rp, err, sizeof err);
     if (!r)
         goto out;
+    bm = glm_bm_create(glm_runner_info(r)->limits.num_blocks, rp.block_size, 0);
     if (logits_path && !(lf = fopen(logits_path, "wb"))) {
         snprintf(err, sizeof err, "%s: %s", logits_path, strerror(errno));
         goto out;
     }
-    /* prefill, in chunks if asked */
-    int done = 0;
-    while (done < n_prompt) {
-        int nn = chunk > 0 ? GLM_MIN(chunk, n_prompt - done) : n_prompt - done;
-        glm_seq *sp = &seq;
-        const int32_t *tp = toks + done;
-        if (glm_runner_step(r, 1, &sp, &tp, &nn, 0, logits, err, sizeof err))
-            goto out;
-        done += nn;
-    }
+    /* prefill, in chunks if asked; then one token a step */
     int n_out = 0;
     for (;;) {
-        if (lf && fwrite(logits, sizeof(float), (size_t)c->vocab_size, lf) != (size_t)c->vocab_size) {
+        int nn = GLM_MIN(rp.max_num_batched_tokens, seq->n_tokens - seq->n_computed);
+        if (glm_runner_step_seqs(r, bm, &seq, &nn, 1, 0, err, sizeof err) != GLM_OK)
+            goto out;
+        if (seq->n_computed < seq->n_tokens)
+            continue;
+        int32_t row = 0, next;
+        if (lf && (glm_runner_logits(r, &row, 1, logits, err, sizeof err) != GLM_OK ||
+                   fwrite(logits, sizeof(float), (size_t)c->vocab_size, lf) != (size_t)c->vocab_size)) {
             snprintf(err, sizeof err, "%s: write failed", logits_path);
             goto out;
         }
-        int next = glm_argmax(logits, c->vocab_size);
-        toks[n_prompt + n_out++] = next;
+        if (glm_runner_greedy(r, &row, 1, &next, err, sizeof err) != GLM_OK)
+            goto out;
+        glm_seq_append(seq, next);
+        n_out++;
         int eos = 0;
         for (int i = 0; i < c->n_eos && !ignore_eos; i++)
             eos |= next == c->eos_token_ids[i];
         if (eos || n_out == max_tokens)
             break;
-        glm_seq *sp = &seq;
-        const int32_t *tp = toks + n_prompt + n_out - 1;
-        int one = 1;
-        if (glm_runner_step(r, 1, &sp, &tp, &one, 0, logits, err, sizeof err))
-            goto out;
     }
     for (int i = 0; i < n_out; i++)
-        printf("%s%d", i ? "," : "", toks[n_prompt + i]);
+        printf("%s%d", i ? "," : "", seq->tokens[n_prompt + i]);
     printf("\n");
     rc = 0;
 out:
@@ -203,11 +206,12 @@ out:
         fprintf(stderr, "glm-server: %s: write failed\n", logits_path);
         rc = 1;
     }
-    if (r)
-        glm_seq_release(r, &seq);
+    if (bm)
+        glm_bm_release(bm, &seq->table);
+    glm_seq_free(seq);
+    glm_bm_free(bm);
     glm_runner_free(r);
     free(logits);
-    free(toks);
     free(ids);
     glm_model_free(m);
     return rc;

@@ -17,7 +17,7 @@
 
 #include "constrain/grammar.h"
 #include "glm/output_parser.h"
-#include "sched/sampler.h"
+#include "backend/sampler.h"
 #include "server.h"
 
 #define GLM_OAI_MAX_STOP 16

@@ -39,7 +39,7 @@
 #include <stdint.h>
 
 #include "constrain/grammar.h"
-#include "sched/sampler.h"
+#include "backend/sampler.h"
 #include "text/tokenizer.h"
 
 typedef struct {

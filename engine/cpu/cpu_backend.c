@@ -23,6 +23,11 @@
  *     h = rmsnorm(x); x += dense SwiGLU(h) or MoE(h)
  *   logits = lm_head(rmsnorm(x)) for the rows asked for.
  *
+ * Memory: the backend owns its KV cache (kvcache.h) and one workspace arena,
+ * carved at create by a table of sizes for the largest step its parameters
+ * allow (max_num_batched_tokens, max context, max_logits_rows): forward,
+ * logits and sample allocate nothing.
+ *
  * Parallelism: matmuls over weight-row chunks, attention over (token, head),
  * the indexer over tokens, all on one thread pool. Results never depend on the
  * batch composition (see ops.h), and attention and MoE sums run in a fixed
@@ -34,43 +39,67 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "model/backend.h"
+#include "backend/backend.h"
+#include "cpu/kvcache.h"
 #include "core/util.h"
 
+/* The workspace and per-step state shared by the parallel tasks. Buffers are
+ * sized for T = max_num_batched_tokens rows (or as stated). */
 typedef struct {
+    struct cpu_backend *be;
+    const glm_batch *b;
+    const glm_layer *layer;
+    int li;                   /* layer index */
+    int n;                    /* tokens of this step */
+    int32_t *seq_of;          /* [T] sequence of each token */
+    float *rope_cos, *rope_sin; /* [T, rope/2] */
+    float *x, *h;             /* [T, H] */
+    float *q_resid;           /* [T, q_lora] */
+    float *q;                 /* [T, heads * qk_head] */
+    float *kv_a;              /* [T, kv_lora + rope] */
+    float *q_lat;             /* [T, heads, kv_lora + rope]: absorbed nope part | roped q_pe */
+    float *o_lat;             /* [T, heads, kv_lora] */
+    float *attn;              /* [T, heads * v] */
+    float *tmp_h;             /* [T, H] */
+    /* indexer */
+    float *iq;                /* [T, index_heads * index_dim] */
+    float *ik;                /* [T, index_dim] */
+    float *iw;                /* [T, index_heads] */
+    int32_t *topk;            /* [T, index_topk] chosen positions, ascending */
+    int32_t *topk_n;          /* [T] count; -1 = every earlier position */
+    /* FFN */
+    float *ffn_g, *ffn_u;     /* [T, max(intermediate, moe_intermediate * n_shared)] */
+    float *shared;            /* [T, H] shared expert output */
+    float *router;            /* [T, E] router logits */
+    int32_t *exp_ids;         /* [T, K] chosen experts, ascending */
+    float *exp_w;             /* [T, K] their weights */
+    int32_t *exp_first;       /* [E + 1] first row of each expert */
+    int32_t *exp_fill;        /* [E] */
+    int32_t *exp_tok;         /* [T * K] token of each expert row */
+    int32_t *exp_row;         /* [T * K] assignment (t, k) -> expert row */
+    float *exp_g, *exp_u;     /* [T * K, moe_intermediate] */
+    float *exp_y;             /* [T * K, H] */
+    glm_matmul_job *jobs;     /* [max(2E, heads)] */
+    /* logits */
+    float *final_h;           /* [max_logits_rows, H] */
+    float *logits;            /* [max_logits_rows, vocab] of the last forward */
+    int n_logits;             /* rows held */
+    /* per-worker scratch */
+    float **wscratch;         /* [workers] -> attention scores, top-k scratch, kv_b rows */
+    void **sampler_ws;        /* [workers] -> glm_sampler_workspace_size(vocab) bytes */
+    float *trace;             /* [L + 1, n, H] hidden states, or NULL */
+} step;
+
+typedef struct cpu_backend {
     glm_backend base;
     const glm_model *m;
     const glm_config *c;
     glm_kv_cache *kv;
     glm_pool *pool;
+    step s;                   /* the workspace */
+    void *arena;              /* the one allocation behind it */
+    size_t sampler_ws_size;
 } cpu_backend;
-
-/* Per-step state shared by the parallel tasks. */
-typedef struct {
-    cpu_backend *be;
-    const glm_batch *b;
-    const glm_layer *layer;
-    int li;                   /* layer index */
-    int n;                    /* tokens */
-    int32_t *seq_of;          /* [n] sequence of each token */
-    float *rope_cos, *rope_sin; /* [n, rope/2] */
-    float *x, *h;             /* [n, H] */
-    float *q_resid;           /* [n, q_lora] */
-    float *q;                 /* [n, heads * qk_head] */
-    float *kv_a;              /* [n, kv_lora + rope] */
-    float *q_lat;             /* [n, heads, kv_lora + rope]: absorbed nope part | roped q_pe */
-    float *o_lat;             /* [n, heads, kv_lora] */
-    float *attn;              /* [n, heads * v] */
-    float *tmp_h;             /* [n, H] */
-    /* indexer */
-    float *iq;                /* [n, index_heads * index_dim] */
-    float *ik;                /* [n, index_dim] */
-    float *iw;                /* [n, index_heads] */
-    int32_t *topk;            /* [n, index_topk] chosen positions, ascending */
-    int32_t *topk_n;          /* [n] count; -1 = every earlier position */
-    /* per-worker scratch */
-    float **wscratch;         /* [workers] -> scores etc. */
-} step;
 
 static inline int64_t slot_of(const step *s, int seq, int pos)
 {
@@ -258,12 +287,11 @@ static void attention(step *s)
     glm_pool_for(pool, n * heads, attn_task, s);
 
     /* expand by kv_b's value half, one job per head */
-    glm_matmul_job *vj = glm_malloc(sizeof *vj * (size_t)heads);
+    glm_matmul_job *vj = s->jobs;
     for (int h = 0; h < heads; h++)
         vj[h] = (glm_matmul_job){&L->kv_b, h * (nope + V) + nope, V, s->o_lat + (size_t)h * R, heads * R,
                                  NULL, n, s->attn + (size_t)h * V, heads * V};
     glm_matmul_jobs(pool, vj, heads);
-    free(vj);
     glm_matmul(pool, &L->o, s->attn, heads * V, n, s->tmp_h, H);
     for (size_t i = 0; i < (size_t)n * H; i++)
         s->x[i] += s->tmp_h[i];
@@ -274,14 +302,11 @@ static void attention(step *s)
 static void dense_ffn(step *s, const glm_weight *g, const glm_weight *u, const glm_weight *d, float *out)
 {
     int n = s->n, H = s->be->c->hidden_size, I = g->rows;
-    float *gb = glm_malloc_aligned(sizeof(float) * (size_t)n * I);
-    float *ub = glm_malloc_aligned(sizeof(float) * (size_t)n * I);
+    float *gb = s->ffn_g, *ub = s->ffn_u;
     glm_matmul_job j[2] = {{g, 0, I, s->h, H, NULL, n, gb, I}, {u, 0, I, s->h, H, NULL, n, ub, I}};
     glm_matmul_jobs(s->be->pool, j, 2);
     glm_swiglu(gb, ub, n * I);
     glm_matmul(s->be->pool, d, gb, I, n, out, H);
-    glm_free_aligned(gb);
-    glm_free_aligned(ub);
 }
 
 typedef struct {
@@ -349,22 +374,21 @@ static void moe_ffn(step *s, float *out)
     int n = s->n, H = c->hidden_size, E = c->n_routed_experts, K = c->num_experts_per_tok;
     int I = c->moe_intermediate_size;
 
-    float *rl = glm_malloc(sizeof(float) * (size_t)n * E);
+    float *rl = s->router;
     glm_matmul(pool, &L->router, s->h, H, n, rl, E);
-    int32_t *ids = glm_malloc(sizeof(int32_t) * (size_t)n * K);
-    float *wts = glm_malloc(sizeof(float) * (size_t)n * K);
+    int32_t *ids = s->exp_ids;
+    float *wts = s->exp_w;
     for (int t = 0; t < n; t++)
         route(c, rl + (size_t)t * E, L->router_bias, ids + (size_t)t * K, wts + (size_t)t * K);
 
     /* group assignments by expert: tok lists and output rows */
-    int32_t *count = glm_calloc((size_t)E + 1, sizeof(int32_t));
+    int32_t *count = s->exp_first, *fill = s->exp_fill, *tok = s->exp_tok, *row_of = s->exp_row;
+    memset(count, 0, sizeof(int32_t) * ((size_t)E + 1));
+    memset(fill, 0, sizeof(int32_t) * (size_t)E);
     for (int i = 0; i < n * K; i++)
         count[ids[i] + 1]++;
     for (int e = 0; e < E; e++)
         count[e + 1] += count[e];                  /* count[e] = first row of expert e */
-    int32_t *fill = glm_calloc((size_t)E, sizeof(int32_t));
-    int32_t *tok = glm_malloc(sizeof(int32_t) * (size_t)n * K);
-    int32_t *row_of = glm_malloc(sizeof(int32_t) * (size_t)n * K); /* assignment -> row */
     for (int t = 0; t < n; t++)
         for (int k = 0; k < K; k++) {
             int e = ids[t * K + k], r = count[e] + fill[e]++;
@@ -372,10 +396,8 @@ static void moe_ffn(step *s, float *out)
             row_of[t * K + k] = r;
         }
     size_t rows = (size_t)n * K;
-    float *gb = glm_malloc_aligned(sizeof(float) * rows * I);
-    float *ub = glm_malloc_aligned(sizeof(float) * rows * I);
-    float *yb = glm_malloc_aligned(sizeof(float) * rows * H);
-    glm_matmul_job *jobs = glm_malloc(sizeof *jobs * (size_t)(2 * E + 2));
+    float *gb = s->exp_g, *ub = s->exp_u, *yb = s->exp_y;
+    glm_matmul_job *jobs = s->jobs;
     int nj = 0;
     for (int e = 0; e < E; e++) {
         int ne = count[e + 1] - count[e];
@@ -409,133 +431,287 @@ static void moe_ffn(step *s, float *out)
         }
     }
     if (c->n_shared_experts > 0) {
-        float *sh = glm_malloc_aligned(sizeof(float) * (size_t)n * H);
+        float *sh = s->shared;
         dense_ffn(s, &L->sh_gate, &L->sh_up, &L->sh_down, sh);
         for (size_t i = 0; i < (size_t)n * H; i++)
             out[i] += sh[i];
-        glm_free_aligned(sh);
     }
-    free(rl);
-    free(ids);
-    free(wts);
-    free(count);
-    free(fill);
-    free(tok);
-    free(row_of);
-    free(jobs);
-    glm_free_aligned(gb);
-    glm_free_aligned(ub);
-    glm_free_aligned(yb);
 }
 
 /* ---- the step ------------------------------------------------------------- */
 
-static int cpu_forward(glm_backend *base, const glm_batch *b, float *logits, char *err, size_t errlen)
+static void trace(step *s, int entry)
+{
+    int H = s->be->c->hidden_size;
+    if (s->trace)
+        memcpy(s->trace + (size_t)entry * s->n * H, s->x, sizeof(float) * (size_t)s->n * H);
+}
+
+static int cpu_forward(glm_backend *base, const glm_batch *b, char *err, size_t errlen)
 {
     cpu_backend *be = (cpu_backend *)base;
     const glm_config *c = be->c;
     const glm_model *m = be->m;
-    if (glm_batch_validate(b, c, be->kv, err, errlen) != GLM_OK)
-        return GLM_ERR;
+    step *s = &be->s;
+    /* validated by the model runner (glm_batch_validate against base->info) */
+    GLM_ASSERT(b->n_tokens >= 1 && b->n_tokens <= base->info.limits.max_tokens);
+    GLM_ASSERT(b->n_logits <= base->info.limits.max_logits);
+    GLM_ASSERT(b->max_blocks_per_seq <= base->info.limits.max_blocks_per_seq);
 
-    int n = b->n_tokens, H = c->hidden_size, heads = c->num_attention_heads;
-    int R = c->kv_lora_rank, rope = c->qk_rope_head_dim, ld = R + rope;
-    int max_ctx = 0;
-    for (int i = 0; i < b->n_seqs; i++)
-        max_ctx = GLM_MAX(max_ctx, b->context_lens[i]);
-
-    step s = {0};
-    s.be = be;
-    s.b = b;
-    s.n = n;
-    size_t nn = (size_t)n;
-    s.seq_of = glm_malloc(sizeof(int32_t) * nn);
+    int n = b->n_tokens, H = c->hidden_size, rope = c->qk_rope_head_dim;
+    s->b = b;
+    s->n = n;
+    s->n_logits = 0;
     for (int q = 0; q < b->n_seqs; q++)
         for (int t = b->cu_seqlens_q[q]; t < b->cu_seqlens_q[q + 1]; t++)
-            s.seq_of[t] = q;
-    s.rope_cos = glm_malloc(sizeof(float) * nn * rope / 2);
-    s.rope_sin = glm_malloc(sizeof(float) * nn * rope / 2);
+            s->seq_of[t] = q;
     for (int t = 0; t < n; t++)
-        glm_rope_angles(b->positions[t], c->rope_theta, rope, s.rope_cos + (size_t)t * rope / 2,
-                        s.rope_sin + (size_t)t * rope / 2);
-    s.x = glm_malloc_aligned(sizeof(float) * nn * H);
-    s.h = glm_malloc_aligned(sizeof(float) * nn * H);
-    s.tmp_h = glm_malloc_aligned(sizeof(float) * nn * H);
-    s.q_resid = glm_malloc_aligned(sizeof(float) * nn * c->q_lora_rank);
-    s.q = glm_malloc_aligned(sizeof(float) * nn * heads * c->qk_head_dim);
-    s.kv_a = glm_malloc_aligned(sizeof(float) * nn * ld);
-    s.q_lat = glm_malloc_aligned(sizeof(float) * nn * heads * ld);
-    s.o_lat = glm_malloc_aligned(sizeof(float) * nn * heads * R);
-    s.attn = glm_malloc_aligned(sizeof(float) * nn * heads * c->v_head_dim);
-    s.iq = glm_malloc_aligned(sizeof(float) * nn * c->index_n_heads * c->index_head_dim);
-    s.ik = glm_malloc_aligned(sizeof(float) * nn * c->index_head_dim);
-    s.iw = glm_malloc_aligned(sizeof(float) * nn * c->index_n_heads);
-    s.topk = glm_malloc(sizeof(int32_t) * nn * c->index_topk);
-    s.topk_n = glm_malloc(sizeof(int32_t) * nn);
-    int workers = glm_pool_size(be->pool);
-    size_t absorb = (size_t)2 * c->qk_nope_head_dim * R;
-    size_t per_ctx = (size_t)max_ctx * 3; /* scores + glm_topk's scratch */
-    size_t wscratch_len = GLM_MAX(absorb, per_ctx) + 16;
-    s.wscratch = glm_malloc(sizeof(float *) * (size_t)workers);
-    for (int w = 0; w < workers; w++)
-        s.wscratch[w] = glm_malloc_aligned(sizeof(float) * wscratch_len);
-
+        glm_rope_angles(b->positions[t], c->rope_theta, rope, s->rope_cos + (size_t)t * rope / 2,
+                        s->rope_sin + (size_t)t * rope / 2);
     for (int t = 0; t < n; t++)
-        glm_weight_rows_f32(&m->embed, b->token_ids[t], 1, s.x + (size_t)t * H);
+        glm_weight_rows_f32(&m->embed, b->token_ids[t], 1, s->x + (size_t)t * H);
+    trace(s, 0);
 
     for (int li = 0; li < c->num_hidden_layers; li++) {
-        s.li = li;
-        s.layer = &m->layers[li];
+        s->li = li;
+        s->layer = &m->layers[li];
         for (int t = 0; t < n; t++)
-            glm_rmsnorm(s.h + (size_t)t * H, s.x + (size_t)t * H, s.layer->input_norm, H, c->rms_norm_eps);
-        attention(&s);
+            glm_rmsnorm(s->h + (size_t)t * H, s->x + (size_t)t * H, s->layer->input_norm, H, c->rms_norm_eps);
+        attention(s);
         for (int t = 0; t < n; t++)
-            glm_rmsnorm(s.h + (size_t)t * H, s.x + (size_t)t * H, s.layer->post_norm, H, c->rms_norm_eps);
-        if (s.layer->sparse)
-            moe_ffn(&s, s.tmp_h);
+            glm_rmsnorm(s->h + (size_t)t * H, s->x + (size_t)t * H, s->layer->post_norm, H, c->rms_norm_eps);
+        if (s->layer->sparse)
+            moe_ffn(s, s->tmp_h);
         else
-            dense_ffn(&s, &s.layer->gate, &s.layer->up, &s.layer->down, s.tmp_h);
-        for (size_t i = 0; i < nn * H; i++)
-            s.x[i] += s.tmp_h[i];
+            dense_ffn(s, &s->layer->gate, &s->layer->up, &s->layer->down, s->tmp_h);
+        for (size_t i = 0; i < (size_t)n * H; i++)
+            s->x[i] += s->tmp_h[i];
+        trace(s, li + 1);
     }
 
     if (b->n_logits > 0) {
-        float *hn = glm_malloc_aligned(sizeof(float) * (size_t)b->n_logits * H);
         for (int i = 0; i < b->n_logits; i++)
-            glm_rmsnorm(hn + (size_t)i * H, s.x + (size_t)b->logits_index[i] * H, m->final_norm, H,
+            glm_rmsnorm(s->final_h + (size_t)i * H, s->x + (size_t)b->logits_index[i] * H, m->final_norm, H,
                         c->rms_norm_eps);
-        glm_matmul(be->pool, &m->lm_head, hn, H, b->n_logits, logits, c->vocab_size);
-        glm_free_aligned(hn);
+        glm_matmul(be->pool, &m->lm_head, s->final_h, H, b->n_logits, s->logits, c->vocab_size);
     }
-
-    for (int w = 0; w < workers; w++)
-        glm_free_aligned(s.wscratch[w]);
-    free(s.wscratch);
-    free(s.seq_of);
-    free(s.rope_cos);
-    free(s.rope_sin);
-    float *bufs[] = {s.x, s.h, s.tmp_h, s.q_resid, s.q, s.kv_a, s.q_lat, s.o_lat, s.attn, s.iq, s.ik, s.iw};
-    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
-        glm_free_aligned(bufs[i]);
-    free(s.topk);
-    free(s.topk_n);
+    s->n_logits = b->n_logits;
+    (void)err;
+    (void)errlen;
     return GLM_OK;
+}
+
+static int cpu_logits(glm_backend *base, const int32_t *rows, int n, float *out, char *err, size_t errlen)
+{
+    cpu_backend *be = (cpu_backend *)base;
+    size_t V = (size_t)be->c->vocab_size;
+    for (int i = 0; i < n; i++) {
+        if (rows[i] < 0 || rows[i] >= be->s.n_logits)
+            return glm_err(err, errlen, "logits row %d: the last step kept %d", rows[i], be->s.n_logits);
+        memcpy(out + (size_t)i * V, be->s.logits + (size_t)rows[i] * V, sizeof(float) * V);
+    }
+    return GLM_OK;
+}
+
+typedef struct {
+    cpu_backend *be;
+    const glm_sample_req *reqs;
+    glm_sampler_result *out;
+} sample_job;
+
+static void sample_task(void *ctx, int i, int worker)
+{
+    sample_job *j = ctx;
+    cpu_backend *be = j->be;
+    const glm_sample_req *r = &j->reqs[i];
+    int V = be->c->vocab_size;
+    const float *row = r->logits ? r->logits : be->s.logits + (size_t)r->row * V;
+    glm_sampler_sample(r->params, r->rng, row, V, &r->hist, be->s.sampler_ws[worker], be->sampler_ws_size,
+                       &j->out[i]);
+}
+
+static int cpu_sample(glm_backend *base, const glm_sample_req *reqs, int n, glm_sampler_result *out, char *err,
+                      size_t errlen)
+{
+    cpu_backend *be = (cpu_backend *)base;
+    for (int i = 0; i < n; i++)
+        if (reqs[i].row < 0 || reqs[i].row >= be->s.n_logits)
+            return glm_err(err, errlen, "sample: logits row %d, the last step kept %d", reqs[i].row,
+                           be->s.n_logits);
+    sample_job j = {be, reqs, out};
+    if (n > 1)
+        glm_pool_for(be->pool, n, sample_task, &j);
+    else if (n == 1)
+        sample_task(&j, 0, 0);
+    return GLM_OK;
+}
+
+static void cpu_trace_hidden(glm_backend *base, float *out)
+{
+    ((cpu_backend *)base)->s.trace = out;
 }
 
 static void cpu_destroy(glm_backend *base)
 {
-    free(base); /* the pool is the caller's */
+    cpu_backend *be = (cpu_backend *)base;
+    glm_kv_cache_free(be->kv);
+    glm_free_aligned(be->arena);
+    free(be); /* the pool is the caller's */
 }
 
-static const glm_backend_ops cpu_ops = {"cpu", cpu_forward, cpu_destroy};
+static const glm_backend_ops cpu_ops = {cpu_forward, cpu_logits, cpu_sample, cpu_trace_hidden, cpu_destroy};
 
-glm_backend *glm_cpu_backend_create(const glm_model *model, glm_kv_cache *kv, glm_pool *pool)
+/* The workspace as a table of (pointer, bytes): laid out once, so that the
+ * sizes and the carving cannot disagree. */
+typedef struct {
+    void **ptr;
+    size_t bytes;
+} ws_part;
+
+static size_t carve(ws_part *parts, int n, char *base)
 {
+    size_t off = 0;
+    for (int i = 0; i < n; i++) {
+        if (base)
+            *parts[i].ptr = base + off;
+        off += (parts[i].bytes + 63) & ~(size_t)63;
+    }
+    return off;
+}
+
+/* Memory the system can still give (MemAvailable), in bytes; 0 if unknown. */
+static size_t available_memory(void)
+{
+    FILE *f = fopen("/proc/meminfo", "r");
+    if (!f)
+        return 0;
+    char line[256];
+    unsigned long long kb = 0;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "MemAvailable: %llu kB", &kb) == 1)
+            break;
+    fclose(f);
+    return (size_t)kb * 1024;
+}
+
+glm_backend *glm_cpu_backend_create(const glm_model *m, const glm_backend_params *p, char *err, size_t errlen)
+{
+    const glm_config *c = &m->cfg;
+    if (!p->pool || p->block_size < 1 || p->max_num_batched_tokens < 1 || p->max_num_seqs < 1 ||
+        p->max_blocks_per_seq < 1 || p->max_logits_rows < 0 || p->world != 1 || p->rank != 0) {
+        glm_err(err, errlen, "cpu backend: invalid parameters");
+        return NULL;
+    }
+    if ((int64_t)p->max_blocks_per_seq * p->block_size > (int64_t)INT32_MAX / 4) {
+        glm_err(err, errlen, "cpu backend: a context of %d blocks of %d tokens is too long", p->max_blocks_per_seq,
+                p->block_size);
+        return NULL;
+    }
     cpu_backend *be = glm_calloc(1, sizeof *be);
     be->base.ops = &cpu_ops;
-    be->m = model;
-    be->c = &model->cfg;
-    be->kv = kv;
-    be->pool = pool;
+    be->m = m;
+    be->c = c;
+    be->pool = p->pool;
+    step *s = &be->s;
+    s->be = be;
+
+    size_t T = (size_t)p->max_num_batched_tokens, Lr = (size_t)GLM_MAX(p->max_logits_rows, 1);
+    size_t H = (size_t)c->hidden_size, heads = (size_t)c->num_attention_heads, R = (size_t)c->kv_lora_rank;
+    size_t rope = (size_t)c->qk_rope_head_dim, ld = R + rope, V = (size_t)c->vocab_size;
+    size_t E = (size_t)GLM_MAX(c->n_routed_experts, 1), K = (size_t)GLM_MAX(c->num_experts_per_tok, 1);
+    size_t moeI = (size_t)c->moe_intermediate_size;
+    size_t ffnI = GLM_MAX((size_t)c->intermediate_size, moeI * (size_t)GLM_MAX(c->n_shared_experts, 1));
+    size_t max_ctx = (size_t)p->max_blocks_per_seq * (size_t)p->block_size;
+    int workers = glm_pool_size(p->pool);
+    be->sampler_ws_size = glm_sampler_workspace_size(c->vocab_size);
+    size_t wlen = GLM_MAX((size_t)2 * c->qk_nope_head_dim * R, 3 * max_ctx) + 16;
+    void *wscratch[GLM_POOL_MAX_THREADS], *sws[GLM_POOL_MAX_THREADS];
+    void *wtab = NULL, *stab = NULL;
+    ws_part parts[64];
+    int np = 0;
+#define PART(field, bytes) (parts[np++] = (ws_part){(void **)&(field), (bytes)})
+    PART(s->seq_of, sizeof(int32_t) * T);
+    PART(s->rope_cos, sizeof(float) * T * rope / 2);
+    PART(s->rope_sin, sizeof(float) * T * rope / 2);
+    PART(s->x, sizeof(float) * T * H);
+    PART(s->h, sizeof(float) * T * H);
+    PART(s->tmp_h, sizeof(float) * T * H);
+    PART(s->q_resid, sizeof(float) * T * c->q_lora_rank);
+    PART(s->q, sizeof(float) * T * heads * c->qk_head_dim);
+    PART(s->kv_a, sizeof(float) * T * ld);
+    PART(s->q_lat, sizeof(float) * T * heads * ld);
+    PART(s->o_lat, sizeof(float) * T * heads * R);
+    PART(s->attn, sizeof(float) * T * heads * c->v_head_dim);
+    PART(s->iq, sizeof(float) * T * c->index_n_heads * c->index_head_dim);
+    PART(s->ik, sizeof(float) * T * c->index_head_dim);
+    PART(s->iw, sizeof(float) * T * c->index_n_heads);
+    PART(s->topk, sizeof(int32_t) * T * c->index_topk);
+    PART(s->topk_n, sizeof(int32_t) * T);
+    PART(s->ffn_g, sizeof(float) * T * ffnI);
+    PART(s->ffn_u, sizeof(float) * T * ffnI);
+    PART(s->shared, sizeof(float) * T * H);
+    PART(s->router, sizeof(float) * T * E);
+    PART(s->exp_ids, sizeof(int32_t) * T * K);
+    PART(s->exp_w, sizeof(float) * T * K);
+    PART(s->exp_first, sizeof(int32_t) * (E + 1));
+    PART(s->exp_fill, sizeof(int32_t) * E);
+    PART(s->exp_tok, sizeof(int32_t) * T * K);
+    PART(s->exp_row, sizeof(int32_t) * T * K);
+    PART(s->exp_g, sizeof(float) * T * K * moeI);
+    PART(s->exp_u, sizeof(float) * T * K * moeI);
+    PART(s->exp_y, sizeof(float) * T * K * H);
+    PART(s->jobs, sizeof(glm_matmul_job) * GLM_MAX(2 * E, heads));
+    PART(s->final_h, sizeof(float) * Lr * H);
+    PART(s->logits, sizeof(float) * Lr * V);
+    PART(wtab, sizeof(float *) * (size_t)workers);
+    PART(stab, sizeof(void *) * (size_t)workers);
+    for (int w = 0; w < workers; w++) {
+        PART(wscratch[w], sizeof(float) * wlen);
+        PART(sws[w], be->sampler_ws_size);
+    }
+#undef PART
+    size_t ws_bytes = carve(parts, np, NULL);
+    be->arena = glm_malloc_aligned(ws_bytes);
+    carve(parts, np, be->arena);
+    s->wscratch = wtab;
+    s->sampler_ws = stab;
+    for (int w = 0; w < workers; w++) {
+        s->wscratch[w] = wscratch[w];
+        s->sampler_ws[w] = sws[w];
+    }
+
+    /* the KV cache: the budget given, or a share of what memory remains */
+    size_t per_block = glm_kv_bytes_per_token(c) * (size_t)p->block_size;
+    size_t budget = p->kv_bytes;
+    if (budget == 0) {
+        double frac = p->mem_fraction > 0 && p->mem_fraction <= 1 ? p->mem_fraction : 0.9;
+        size_t avail = available_memory();
+        budget = (size_t)((double)avail * frac);
+    }
+    size_t nb = p->kv_blocks > 0 ? (size_t)p->kv_blocks : budget / per_block;
+    if (nb < 1 || nb > (size_t)INT32_MAX / (size_t)p->block_size) {
+        glm_err(err, errlen, "cpu backend: a KV budget of %zu bytes holds %zu blocks of %d tokens (%zu bytes each)",
+                budget, nb, p->block_size, per_block);
+        cpu_destroy(&be->base);
+        return NULL;
+    }
+    be->kv = glm_kv_cache_create(c, (int)nb, p->block_size, err, errlen);
+    if (!be->kv) {
+        cpu_destroy(&be->base);
+        return NULL;
+    }
+    be->base.info = (glm_backend_info){
+        .name = "cpu",
+        .limits = {.vocab_size = c->vocab_size,
+                   .max_position = c->max_position_embeddings,
+                   .num_blocks = (int)nb,
+                   .block_size = p->block_size,
+                   .max_tokens = p->max_num_batched_tokens,
+                   .max_seqs = p->max_num_seqs,
+                   .max_blocks_per_seq = p->max_blocks_per_seq,
+                   .max_logits = p->max_logits_rows},
+        .kv_bytes = be->kv->bytes,
+        .workspace_bytes = ws_bytes,
+    };
     return &be->base;
 }

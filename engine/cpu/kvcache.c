@@ -52,10 +52,7 @@ glm_kv_cache *glm_kv_cache_create(const glm_config *c, int num_blocks, int block
             p += slots * (size_t)kv->index_dim;
         }
     }
-    kv->free_ids = glm_malloc(sizeof(int32_t) * (size_t)num_blocks);
-    for (int i = 0; i < num_blocks; i++)
-        kv->free_ids[i] = num_blocks - 1 - i; /* pop order: 0, 1, 2, ... */
-    kv->n_free = num_blocks;
+    kv->bytes = total;
     return kv;
 }
 
@@ -66,17 +63,5 @@ void glm_kv_cache_free(glm_kv_cache *kv)
     glm_free_aligned(kv->arena);
     free(kv->latent);
     free(kv->index_k);
-    free(kv->free_ids);
     free(kv);
-}
-
-int glm_kv_alloc_block(glm_kv_cache *kv)
-{
-    return kv->n_free > 0 ? kv->free_ids[--kv->n_free] : -1;
-}
-
-void glm_kv_free_block(glm_kv_cache *kv, int id)
-{
-    GLM_ASSERT(id >= 0 && id < kv->num_blocks && kv->n_free < kv->num_blocks);
-    kv->free_ids[kv->n_free++] = id;
 }

@@ -1,19 +1,18 @@
 /*
- * kvcache.h - the paged MLA cache memory of one rank.
+ * kvcache.h - the CPU backend's paged MLA cache memory (float32).
  *
  * Per layer and token it holds what GLM-5 needs to attend later, never the
  * expanded per-head keys and values:
  *   latent:  [kv_lora_rank] normalised latent (after kv_a_layernorm)
- *            + [qk_rope_head_dim] roped shared key         (float32)
+ *            + [qk_rope_head_dim] roped shared key
  *   index_k: [index_head_dim] the DSA indexer key, normalised and roped
- *            (only for layers that run their own indexer)   (float32)
+ *            (only for layers that run their own indexer)
  * Storage is num_blocks blocks of block_size token slots; slot s of layer l
- * is at latent[l] + s * latent_dim. Which blocks a sequence owns is the
- * business of the block manager (block tables in glm_batch), not of this
- * module; it only provides the memory and a simple free list.
+ * is at latent[l] + s * latent_dim. Which blocks a sequence owns is the block
+ * manager's business (block tables in glm_batch); this is only the memory.
  */
-#ifndef GLM_KVCACHE_H
-#define GLM_KVCACHE_H
+#ifndef GLM_CPU_KVCACHE_H
+#define GLM_CPU_KVCACHE_H
 
 #include <stddef.h>
 #include <stdint.h>
@@ -29,9 +28,7 @@ typedef struct {
     float **latent;       /* [n_layers] -> [num_blocks * block_size, latent_dim] */
     float **index_k;      /* [n_layers] -> [num_blocks * block_size, index_dim], NULL on shared layers */
     float *arena;         /* the one allocation behind both */
-    /* free list of block ids */
-    int32_t *free_ids;    /* [num_blocks] */
-    int n_free;
+    size_t bytes;         /* of the arena */
 } glm_kv_cache;
 
 /* Bytes of cache per token (all layers). */
@@ -41,10 +38,5 @@ size_t glm_kv_bytes_per_token(const glm_config *c);
 glm_kv_cache *glm_kv_cache_create(const glm_config *c, int num_blocks, int block_size, char *err,
                                   size_t errlen);
 void glm_kv_cache_free(glm_kv_cache *kv);
-
-/* Takes a free block id, or -1 if none is left. */
-int glm_kv_alloc_block(glm_kv_cache *kv);
-/* Returns a block to the free list. */
-void glm_kv_free_block(glm_kv_cache *kv, int id);
 
 #endif

@@ -7,10 +7,11 @@
  * new submissions, the waiting-request count and the metrics snapshot; each
  * request's event queue has its own mutex.
  *
- * One step: take new requests and aborts, ask the scheduler for a batch,
- * build the flat glm_batch, run the backend, commit the computed tokens, then
- * sample a token for every sequence whose step reached its last token, emit
- * it, and finish samples at a stop condition. The n samples of a request
+ * One step: take new requests and aborts, ask the scheduler for a plan, run
+ * it through the model runner, commit the computed tokens, run the logits
+ * processors of the rows that have one (on host copies of their logits, in
+ * parallel), sample every row in one backend call, emit the tokens, and
+ * finish samples at a stop condition. The n samples of a request
  * (n > 1) share the prompt's cached blocks: the first sample prefills, the
  * others are admitted when its prompt is in the cache.
  */
@@ -24,12 +25,11 @@
 #include <string.h>
 #include <time.h>
 
-#include "model/backend.h"
-#include "sched/block_manager.h"
-#include "cpu/kvcache.h"
-#include "sched/scheduler.h"
 #include "core/threadpool.h"
 #include "core/util.h"
+#include "sched/block_manager.h"
+#include "sched/model_runner.h"
+#include "sched/scheduler.h"
 
 typedef struct sample {
     glm_sequence *seq;
@@ -78,8 +78,7 @@ struct glm_engine {
     const glm_config *c;
     glm_engine_params p;
     int max_model_len;
-    glm_kv_cache *kv;
-    glm_backend *be;
+    glm_runner *runner;               /* the backend behind it */
     glm_block_manager *bm;
     glm_scheduler *sch;
     pthread_t thread;
@@ -93,12 +92,15 @@ struct glm_engine {
     glm_request *live;                /* requests with live samples */
     uint64_t next_seq_id;
     uint64_t prompt_tokens, gen_tokens, finished[3], steps;
-    void *sampler_ws;
-    size_t sampler_ws_size;
-    float *logits;
-    size_t logits_cap;
-    glm_batch_buf buf;                /* the step's batch arrays, reused */
-    glm_pool *pool;                   /* the backend's compute threads, then the step's logits processors */
+    /* the step's rows, reused: [max_num_seqs] each */
+    sample **row_sample;              /* sample of each logits row */
+    glm_sample_req *reqs;             /* rows to sample */
+    int32_t *req_row;                 /* [n_req] logits row of each request */
+    glm_sampler_result *results;
+    int32_t *proc_rows;               /* rows with a logits processor */
+    float *proc_logits;               /* [n_proc, vocab] their host logits */
+    sample **proc_samples;
+    sample **plan_samples;            /* the plan's samples (sequences may be freed meanwhile) */
 };
 
 /* ---- request channel ------------------------------------------------------ */
@@ -265,7 +267,7 @@ glm_request *glm_engine_submit(glm_engine *e, const int32_t *prompt, int n_promp
         return NULL;
     }
     int bs = e->p.block_size;
-    if ((n_prompt + 1 + bs - 1) / bs > e->kv->num_blocks) {
+    if ((n_prompt + 1 + bs - 1) / bs > glm_runner_info(e->runner)->limits.num_blocks) {
         *status = GLM_SUBMIT_TOO_LONG;
         glm_err(err, errlen, "the prompt (%d tokens) does not fit the KV cache (%zu tokens)", n_prompt,
                 glm_engine_kv_tokens(e));
@@ -425,81 +427,49 @@ static int is_eos(const glm_config *c, int32_t t)
 
 typedef struct {
     glm_engine *e;
-    sample **s;                  /* [n] samples with a processor */
-    float **row;                 /* [n] their logits rows */
+    int n;
 } proc_job;
 
 static void proc_one(void *ctx, int i, int worker)
 {
     proc_job *j = ctx;
-    sample *s = j->s[i];
+    glm_engine *e = j->e;
+    sample *s = e->proc_samples[i];
     s->proc_err[0] = 0;
-    s->proc_rc = s->req->proc.apply(s->proc, j->row[i], j->e->c->vocab_size, s->proc_err, sizeof s->proc_err);
+    s->proc_rc = s->req->proc.apply(s->proc, e->proc_logits + (size_t)i * e->c->vocab_size, e->c->vocab_size,
+                                    s->proc_err, sizeof s->proc_err);
 }
 
-/* Runs the logits processors of this step's finishing samples (a grammar mask
- * each: milliseconds over a large vocabulary) on a thread pool when there are
- * several; states are per sample, grammars and tries are read-only. */
-static void run_processors(glm_engine *e, sample **ss, const int *li_seq, int nl)
+/* Emits the error of a sample that cannot go on and ends its request. */
+static void fail_request(glm_engine *e, sample *s, const char *msg, int invalid_request)
 {
-    sample **ps = glm_malloc(sizeof(sample *) * (size_t)(nl > 0 ? nl : 1));
-    float **rows = glm_malloc(sizeof(float *) * (size_t)(nl > 0 ? nl : 1));
-    int n = 0;
-    for (int k = 0; k < nl; k++) {
-        sample *s = ss[li_seq[k]];
-        if (!s->finished && s->proc) {
-            ps[n] = s;
-            rows[n++] = e->logits + (size_t)k * e->c->vocab_size;
-        }
-    }
-    proc_job j = {e, ps, rows};
-    if (n > 1) {
-        glm_pool_for(e->pool, n, proc_one, &j);
-    } else if (n == 1) {
-        proc_one(&j, 0, 0);
-    }
-    free(ps);
-    free(rows);
+    glm_event ev = {0};
+    ev.type = GLM_EV_ERROR;
+    ev.index = s->index;
+    snprintf(ev.message, sizeof ev.message, "%s", msg);
+    ev.invalid_request = invalid_request;
+    emit(s->req, &ev, 0);
+    end_request(e, s->req, GLM_FINISH_ABORT);
 }
 
-/* Samples the next token of s from its logits row and applies the stop rules. */
-static void advance(glm_engine *e, sample *s, float *logits)
+/* Appends the sampled token of s, emits it, and applies the stop rules. */
+static void advance(glm_engine *e, sample *s, const glm_sampler_result *res)
 {
     glm_request *r = s->req;
     glm_sequence *seq = s->seq;
     const glm_config *c = e->c;
-    if (s->finished)
-        return;
-    if (s->proc && s->proc_rc != 0) { /* run_processors found no token may follow */
-        glm_event ev = {0};
-        ev.type = GLM_EV_ERROR;
-        ev.index = s->index;
-        snprintf(ev.message, sizeof ev.message, "%s", s->proc_err);
-        ev.invalid_request = 1;
-        emit(r, &ev, 0);
-        end_request(e, r, GLM_FINISH_ABORT);
-        return;
-    }
-    glm_sampler_result res;
-    int n_out = seq->n_tokens - seq->n_prompt;
-    glm_sampler_history hist = {seq->tokens, seq->n_prompt, seq->tokens + seq->n_prompt, n_out};
-    glm_sampler_sample(&r->sp, &s->rng, logits, c->vocab_size, &hist, e->sampler_ws, e->sampler_ws_size, &res);
-    if ((res.flags & GLM_SAMPLE_NO_CANDIDATE) && s->proc && !(res.flags & GLM_SAMPLE_NONFINITE)) {
+    if ((res->flags & GLM_SAMPLE_NO_CANDIDATE) && s->proc && !(res->flags & GLM_SAMPLE_NONFINITE)) {
         /* the processor allowed only end-of-sequence tokens and min_tokens forbids them:
          * the constrained text is complete, so the sample ends here */
         finish_sample(e, s, GLM_FINISH_STOP, -1);
         return;
     }
-    if (res.flags & GLM_SAMPLE_NO_CANDIDATE) {
+    if (res->flags & GLM_SAMPLE_NO_CANDIDATE) {
         /* every logit was -inf/NaN after processing: nothing sensible to emit */
-        glm_event ev = {0};
-        ev.type = GLM_EV_ERROR;
-        snprintf(ev.message, sizeof ev.message, "the model produced no valid token (non-finite logits)");
-        emit(r, &ev, 0);
-        end_request(e, r, GLM_FINISH_ABORT);
+        fail_request(e, s, "the model produced no valid token (non-finite logits)", 0);
         return;
     }
-    int32_t tok = res.token;
+    int32_t tok = res->token;
     glm_seq_append(seq, tok);
     if (s->proc)
         r->proc.accept(s->proc, tok);
@@ -512,15 +482,15 @@ static void advance(glm_engine *e, sample *s, float *logits)
     ev.type = GLM_EV_TOKEN;
     ev.index = s->index;
     ev.token = tok;
-    ev.logprob = res.logprob;
-    ev.n_top = GLM_MIN(res.n_top, GLM_SAMPLING_MAX_TOP_LOGPROBS);
+    ev.logprob = res->logprob;
+    ev.n_top = GLM_MIN(res->n_top, GLM_SAMPLING_MAX_TOP_LOGPROBS);
     for (int i = 0; i < ev.n_top; i++) {
-        ev.top_ids[i] = res.top[i].id;
-        ev.top_logprobs[i] = res.top[i].logprob;
+        ev.top_ids[i] = res->top[i].id;
+        ev.top_logprobs[i] = res->top[i].logprob;
     }
     emit(r, &ev, 0);
 
-    n_out++;
+    int n_out = seq->n_tokens - seq->n_prompt;
     int stop = 0;
     if (!r->sp.ignore_eos && is_eos(c, tok) && n_out >= r->sp.min_tokens)
         stop = 1;
@@ -531,6 +501,65 @@ static void advance(glm_engine *e, sample *s, float *logits)
         finish_sample(e, s, GLM_FINISH_STOP, tok);
     else if (n_out >= r->max_new || seq->n_tokens >= e->max_model_len)
         finish_sample(e, s, GLM_FINISH_LENGTH, -1);
+}
+
+/* After a forward: the logits processors of the rows that have one run on
+ * host copies of their logits (a grammar mask each: milliseconds over a large
+ * vocabulary, so in parallel on the pool; states are per sample, grammars and
+ * tries read-only), then every live row is sampled in one backend call. */
+static void sample_rows(glm_engine *e, int n_rows)
+{
+    char err[GLM_ERRLEN];
+    int np = 0;
+    for (int k = 0; k < n_rows; k++) {
+        sample *s = e->row_sample[k];
+        if (!s->finished && s->proc) {
+            e->proc_rows[np] = k;
+            e->proc_samples[np++] = s;
+        }
+    }
+    if (np > 0) {
+        if (glm_runner_logits(e->runner, e->proc_rows, np, e->proc_logits, err, sizeof err) != GLM_OK)
+            GLM_ASSERT(!"logits rows of the step just run");
+        proc_job j = {e, np};
+        if (np > 1)
+            glm_pool_for(glm_runner_pool(e->runner), np, proc_one, &j);
+        else
+            proc_one(&j, 0, 0);
+    }
+    int nr = 0, pi = 0;
+    for (int k = 0; k < n_rows; k++) {
+        sample *s = e->row_sample[k];
+        const float *host = NULL;
+        if (pi < np && e->proc_rows[pi] == k)
+            host = e->proc_logits + (size_t)pi++ * e->c->vocab_size;
+        if (s->finished) /* a sibling's error may have ended it */
+            continue;
+        if (host && s->proc_rc != 0) { /* the processor found no token may follow */
+            fail_request(e, s, s->proc_err, 1);
+            continue;
+        }
+        glm_sequence *seq = s->seq;
+        glm_request *r = s->req;
+        e->reqs[nr] = (glm_sample_req){k, host, &r->sp, &s->rng,
+                                       {seq->tokens, seq->n_prompt, seq->tokens + seq->n_prompt,
+                                        seq->n_tokens - seq->n_prompt}};
+        e->req_row[nr++] = k;
+    }
+    if (nr == 0)
+        return;
+    if (glm_runner_sample(e->runner, e->reqs, nr, e->results, err, sizeof err) != GLM_OK) {
+        fprintf(stderr, "glm-server: sampling failed: %s\n", err);
+        for (int i = 0; i < nr; i++)
+            if (!e->row_sample[e->req_row[i]]->finished)
+                fail_request(e, e->row_sample[e->req_row[i]], "internal error: sampling failed", 0);
+        return;
+    }
+    for (int i = 0; i < nr; i++) {
+        sample *s = e->row_sample[e->req_row[i]];
+        if (!s->finished) /* an earlier row's error may have ended its request */
+            advance(e, s, &e->results[i]);
+    }
 }
 
 static void publish_metrics(glm_engine *e)
@@ -552,7 +581,7 @@ static void publish_metrics(glm_engine *e)
     pthread_mutex_unlock(&e->mu);
 }
 
-/* Builds and runs one step; returns 0 if there was nothing to do. */
+/* Plans and runs one step; returns 0 if there was nothing to do. */
 static int step(glm_engine *e)
 {
     glm_sched_batch sb;
@@ -562,72 +591,56 @@ static int step(glm_engine *e)
     if (sb.n == 0)
         return sb.n_full > 0;
 
-    /* the samples, kept apart: a sequence is freed when its sample finishes */
-    sample **ss = glm_malloc(sizeof(sample *) * (size_t)sb.n);
-    glm_batch_seq *parts = glm_malloc(sizeof *parts * (size_t)sb.n);
-    int32_t *li_seq = glm_malloc(sizeof(int32_t) * (size_t)sb.n); /* logits row -> batch index */
-    int nl = 0;
     double now = glm_now();
     for (int i = 0; i < sb.n; i++) {
-        glm_sequence *q = sb.seqs[i];
-        ss[i] = q->owner;
-        if (ss[i]->req->t_first_sched == 0) {
-            ss[i]->req->t_first_sched = now;
-            uncount_waiting(e, ss[i]->req);
+        glm_request *r = ((sample *)sb.seqs[i]->owner)->req;
+        if (r->t_first_sched == 0) {
+            r->t_first_sched = now;
+            uncount_waiting(e, r);
         }
-        int last = q->n_computed + sb.n_new[i] == q->n_tokens;
-        parts[i] = (glm_batch_seq){q->tokens + q->n_computed, q->n_computed, sb.n_new[i], q->table.ids,
-                                   q->table.n, last};
-        if (last)
-            li_seq[nl++] = i;
-    }
-    glm_batch_build(&e->buf, parts, sb.n, e->p.block_size);
-    free(parts);
-    size_t need = (size_t)nl * e->c->vocab_size;
-    if (need > e->logits_cap) {
-        free(e->logits);
-        e->logits = glm_malloc(sizeof(float) * need);
-        e->logits_cap = need;
     }
     char err[GLM_ERRLEN];
-    int rc = glm_backend_forward(e->be, &e->buf.b, e->logits, err, sizeof err);
+    int rc = glm_runner_forward(e->runner, &sb, 0, err, sizeof err);
     if (rc != GLM_OK) {
-        /* a malformed batch is an engine bug; fail the requests involved, keep serving */
+        /* the plan's requests fail, the server keeps serving: a plan the backend
+         * cannot take is the requests' (400), a broken backend is ours (500) */
         fprintf(stderr, "glm-server: engine step failed: %s\n", err);
         for (int i = 0; i < sb.n; i++) {
-            glm_request *r = ss[i]->req;
-            if (r->n_live == 0)
+            sample *s = sb.seqs[i]->owner;
+            if (s->req->n_live == 0)
                 continue;
-            glm_event ev = {0};
-            ev.type = GLM_EV_ERROR;
-            snprintf(ev.message, sizeof ev.message, "internal error: %.200s", err);
-            emit(r, &ev, 0);
-            end_request(e, r, GLM_FINISH_ABORT);
+            char msg[sizeof err + 32];
+            snprintf(msg, sizeof msg, "%s%s", rc == GLM_BAD_BATCH ? "" : "internal error: ", err);
+            fail_request(e, s, msg, rc == GLM_BAD_BATCH);
         }
-    } else {
-        glm_sched_commit(e->sch, &sb);
-        run_processors(e, ss, li_seq, nl);
-        for (int k = 0; k < nl; k++)
-            if (!ss[li_seq[k]]->finished) /* a sibling's error may have ended it */
-                advance(e, ss[li_seq[k]], e->logits + (size_t)k * e->c->vocab_size);
-        /* n > 1: once sample 0's prompt is computed (and cached), admit the others */
-        for (int i = 0; i < sb.n; i++) {
-            sample *s = ss[i];
-            glm_request *r = s->req;
-            if (!r->siblings_pending || s->index != 0 || r->n_live == 0)
-                continue;
-            if (!s->finished && s->seq->n_computed < r->n_prompt)
-                continue;
-            r->siblings_pending = 0;
-            for (int k = r->sp.n - 1; k >= 1; k--) {
-                glm_sched_add(e->sch, r->samples[k].seq, 1);
-                r->samples[k].added = 1;
-            }
+        e->steps++;
+        return 1;
+    }
+    /* the samples, kept apart: a sequence is freed when its sample finishes */
+    int n_rows;
+    const int32_t *plan = glm_runner_rows(e->runner, &n_rows);
+    for (int k = 0; k < n_rows; k++)
+        e->row_sample[k] = sb.seqs[plan[k]]->owner;
+    sample **ss = e->plan_samples;
+    for (int i = 0; i < sb.n; i++)
+        ss[i] = sb.seqs[i]->owner;
+    glm_sched_commit(e->sch, &sb);
+    sample_rows(e, n_rows);
+    /* n > 1: once sample 0's prompt is computed (and cached), admit the others */
+    for (int i = 0; i < sb.n; i++) {
+        sample *s = ss[i];
+        glm_request *r = s->req;
+        if (!r->siblings_pending || s->index != 0 || r->n_live == 0)
+            continue;
+        if (!s->finished && s->seq->n_computed < r->n_prompt)
+            continue;
+        r->siblings_pending = 0;
+        for (int k = r->sp.n - 1; k >= 1; k--) {
+            glm_sched_add(e->sch, r->samples[k].seq, 1);
+            r->samples[k].added = 1;
         }
     }
     e->steps++;
-    free(li_seq);
-    free(ss);
     return 1;
 }
 
@@ -684,31 +697,36 @@ glm_engine *glm_engine_create(const glm_model *m, const glm_engine_params *p, ch
         glm_err(err, errlen, "engine: invalid parameters");
         return NULL;
     }
-    size_t per_block = glm_kv_bytes_per_token(c) * (size_t)p->block_size;
-    size_t nb = p->kv_cache_bytes / per_block;
-    if (nb < 1 || nb > (size_t)INT32_MAX / (size_t)p->block_size) {
-        glm_err(err, errlen, "engine: --kv-cache-memory %zu bytes holds %zu blocks of %d tokens (%zu bytes each)",
-                p->kv_cache_bytes, nb, p->block_size, per_block);
+    glm_runner_params rp;
+    glm_runner_params_default(&rp);
+    rp.block_size = p->block_size;
+    rp.kv_cache_bytes = p->kv_cache_bytes;
+    rp.max_num_batched_tokens = p->max_num_batched_tokens;
+    rp.max_num_seqs = p->max_num_seqs;
+    rp.max_model_len = p->max_model_len;
+    rp.n_threads = p->n_threads;
+    glm_runner *runner = glm_runner_create(m, &rp, err, errlen);
+    if (!runner)
         return NULL;
-    }
     glm_engine *e = glm_calloc(1, sizeof *e);
     e->m = m;
     e->c = c;
     e->p = *p;
-    e->max_model_len = p->max_model_len > 0 ? GLM_MIN(p->max_model_len, c->max_position_embeddings)
-                                            : c->max_position_embeddings;
-    e->kv = glm_kv_cache_create(c, (int)nb, p->block_size, err, errlen);
-    if (!e->kv) {
-        free(e);
-        return NULL;
-    }
-    e->pool = glm_pool_create(p->n_threads);
-    e->be = glm_cpu_backend_create(m, e->kv, e->pool);
-    e->bm = glm_bm_create((int)nb, p->block_size, p->enable_prefix_caching);
+    e->runner = runner;
+    e->max_model_len = glm_runner_max_model_len(runner);
+    int nb = glm_runner_info(runner)->limits.num_blocks;
+    e->bm = glm_bm_create(nb, p->block_size, p->enable_prefix_caching);
     glm_sched_params sp = {p->max_num_seqs, p->max_num_batched_tokens};
     e->sch = glm_sched_create(&sp, e->bm);
-    e->sampler_ws_size = glm_sampler_workspace_size(c->vocab_size);
-    e->sampler_ws = glm_malloc(e->sampler_ws_size);
+    size_t rows = (size_t)p->max_num_seqs;
+    e->row_sample = glm_malloc(sizeof(sample *) * rows);
+    e->reqs = glm_malloc(sizeof *e->reqs * rows);
+    e->req_row = glm_malloc(sizeof(int32_t) * rows);
+    e->results = glm_malloc(sizeof *e->results * rows);
+    e->proc_rows = glm_malloc(sizeof(int32_t) * rows);
+    e->proc_samples = glm_malloc(sizeof(sample *) * rows);
+    e->plan_samples = glm_malloc(sizeof(sample *) * rows);
+    e->proc_logits = glm_malloc_aligned(sizeof(float) * rows * (size_t)c->vocab_size);
     pthread_mutex_init(&e->mu, NULL);
     pthread_cond_init(&e->cv, NULL);
     publish_metrics(e);
@@ -744,12 +762,15 @@ void glm_engine_free(glm_engine *e)
     }
     glm_sched_free(e->sch);
     glm_bm_free(e->bm);
-    glm_backend_destroy(e->be);
-    glm_pool_free(e->pool);
-    glm_kv_cache_free(e->kv);
-    free(e->sampler_ws);
-    free(e->logits);
-    glm_batch_buf_free(&e->buf);
+    glm_runner_free(e->runner);
+    free(e->row_sample);
+    free(e->reqs);
+    free(e->req_row);
+    free(e->results);
+    free(e->proc_rows);
+    free(e->proc_samples);
+    free(e->plan_samples);
+    glm_free_aligned(e->proc_logits);
     pthread_mutex_destroy(&e->mu);
     pthread_cond_destroy(&e->cv);
     free(e);
@@ -757,7 +778,8 @@ void glm_engine_free(glm_engine *e)
 
 size_t glm_engine_kv_tokens(const glm_engine *e)
 {
-    return (size_t)e->kv->num_blocks * (size_t)e->kv->block_size;
+    const glm_batch_limits *l = &glm_runner_info(e->runner)->limits;
+    return (size_t)l->num_blocks * (size_t)l->block_size;
 }
 
 int glm_engine_max_model_len(const glm_engine *e)

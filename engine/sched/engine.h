@@ -17,7 +17,7 @@
 #include <stdint.h>
 
 #include "model/model.h"
-#include "sched/sampler.h"
+#include "backend/sampler.h"
 
 typedef struct glm_engine glm_engine;
 typedef struct glm_request glm_request;

@@ -16,7 +16,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "sched/runner.h"
+#include "sched/block_manager.h"
+#include "sched/model_runner.h"
+#include "sched/scheduler.h"
 #include "core/util.h"
 
 static void cpu_name(char *buf, size_t n)
@@ -52,42 +54,52 @@ static int run_once(const glm_model *m, int B, int plen, int steps, int threads,
 {
     const glm_config *c = &m->cfg;
     char err[GLM_ERRLEN];
-    glm_runner *r = glm_runner_create(m, B * (plen + steps + 16), 16, threads, err, sizeof err);
+    glm_runner_params rp;
+    glm_runner_params_default(&rp);
+    rp.max_num_batched_tokens = B * plen;
+    rp.max_num_seqs = B;
+    rp.max_model_len = plen + steps;
+    rp.kv_cache_tokens = B * (plen + steps + 16);
+    rp.n_threads = threads;
+    glm_runner *r = glm_runner_create(m, &rp, err, sizeof err);
     if (!r) {
         fprintf(stderr, "glm-bench: %s\n", err);
         return -1;
     }
-    int32_t *toks = malloc(sizeof(int32_t) * (size_t)B * plen);
+    glm_block_manager *bm = glm_bm_create(glm_runner_info(r)->limits.num_blocks, rp.block_size, 0);
+    int32_t *toks = malloc(sizeof(int32_t) * (size_t)plen);
+    glm_sequence **seqs = malloc(sizeof(glm_sequence *) * (size_t)B);
     uint64_t x = 88172645463325252ull;
-    for (int i = 0; i < B * plen; i++) {
-        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
-        toks[i] = (int32_t)(x % (uint64_t)c->vocab_size);
-    }
-    glm_seq *seqs = calloc((size_t)B, sizeof(glm_seq));
-    glm_seq **sp = malloc(sizeof(glm_seq *) * (size_t)B);
-    const int32_t **tp = malloc(sizeof(int32_t *) * (size_t)B);
-    int *nn = malloc(sizeof(int) * (size_t)B);
-    int32_t *next = malloc(sizeof(int32_t) * (size_t)B);
-    float *logits = malloc(sizeof(float) * (size_t)B * c->vocab_size);
     for (int i = 0; i < B; i++) {
-        sp[i] = &seqs[i];
-        tp[i] = toks + (size_t)i * plen;
+        for (int j = 0; j < plen; j++) {
+            x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+            toks[j] = (int32_t)(x % (uint64_t)c->vocab_size);
+        }
+        seqs[i] = glm_seq_create((uint64_t)i, toks, plen, steps);
+    }
+    int *nn = malloc(sizeof(int) * (size_t)B);
+    int32_t *rows = malloc(sizeof(int32_t) * (size_t)B), *next = malloc(sizeof(int32_t) * (size_t)B);
+    for (int i = 0; i < B; i++) {
         nn[i] = plen;
+        rows[i] = i;
     }
     double a = glm_now();
-    if (glm_runner_step(r, B, sp, tp, nn, 0, logits, err, sizeof err)) {
+    if (glm_runner_step_seqs(r, bm, seqs, nn, B, 0, err, sizeof err)) {
         fprintf(stderr, "glm-bench: %s\n", err);
         return -1;
     }
     double prefill = glm_now() - a;
     a = glm_now();
     for (int s = 0; s < steps; s++) {
+        if (glm_runner_greedy(r, rows, B, next, err, sizeof err)) {
+            fprintf(stderr, "glm-bench: %s\n", err);
+            return -1;
+        }
         for (int i = 0; i < B; i++) {
-            next[i] = glm_argmax(logits + (size_t)i * c->vocab_size, c->vocab_size);
-            tp[i] = &next[i];
+            glm_seq_append(seqs[i], next[i]);
             nn[i] = 1;
         }
-        if (glm_runner_step(r, B, sp, tp, nn, 0, logits, err, sizeof err)) {
+        if (glm_runner_step_seqs(r, bm, seqs, nn, B, 0, err, sizeof err)) {
             fprintf(stderr, "glm-bench: %s\n", err);
             return -1;
         }
@@ -95,16 +107,17 @@ static int run_once(const glm_model *m, int B, int plen, int steps, int threads,
     double decode = glm_now() - a;
     *prefill_rate = (double)B * plen / prefill;
     *decode_rate = (double)B * steps / decode;
-    for (int i = 0; i < B; i++)
-        glm_seq_release(r, &seqs[i]);
+    for (int i = 0; i < B; i++) {
+        glm_bm_release(bm, &seqs[i]->table);
+        glm_seq_free(seqs[i]);
+    }
+    glm_bm_free(bm);
     glm_runner_free(r);
     free(toks);
     free(seqs);
-    free(sp);
-    free(tp);
     free(nn);
+    free(rows);
     free(next);
-    free(logits);
     return 0;
 }
 

@@ -44,7 +44,7 @@
 #include "core/dtype.h"
 #include "mkmodel.h"
 #include "model/safetensors.h"
-#include "sched/sampler.h"
+#include "backend/sampler.h"
 #include "core/util.h"
 
 #define FP8_BLOCK 128

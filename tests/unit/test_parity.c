@@ -1,22 +1,29 @@
 /*
- * test_parity.c - the CPU engine against Hugging Face transformers.
+ * test_parity.c - the engine against Hugging Face transformers, through the
+ * model runner (the path serving uses).
  *
  * Goldens (tests/golden/tiny, written by tests/golden/make_goldens.py) hold the
  * logits transformers computed on models/tiny and its BF16 and FP8 copies: every
  * position of a 40-token prompt (longer than the model's index_topk of 16, so
  * DSA really drops tokens) and 32 greedy steps. The engine must agree within
- * max|dlogit| <= 1e-4 * max|logit| per row and pick the same greedy ids.
- * It also checks batch invariance: chunked prefill and mixed batches give
- * bitwise the logits of a lone, one-shot run.
+ * max|dlogit| <= 1e-4 * max|logit| per row and pick the same greedy ids, both
+ * when the runner is driven directly and when requests go through the engine
+ * thread (scheduler, block manager, prefix cache, sampler).
+ * It also checks batch invariance (chunked prefill and mixed batches give
+ * bitwise the logits of a lone, one-shot run) and that a forward pass
+ * allocates nothing once the runner exists.
  */
 #include <check.h>
+#include <dlfcn.h>
 #include <math.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "sched/runner.h"
 #include "core/util.h"
+#include "sched/engine.h"
+#include "sched/model_runner.h"
 #include "testutil.h"
 
 #define GOLDEN "tests/golden/tiny"
@@ -72,6 +79,42 @@ static glm_model *load(const char *variant)
     return m;
 }
 
+/* A runner for one driver's sequences: every position's logits when asked. */
+static glm_runner *runner_for(const glm_model *m, int max_tokens, int max_seqs, int kv_tokens, int block_size,
+                              int threads)
+{
+    char err[GLM_ERRLEN];
+    glm_runner_params rp;
+    glm_runner_params_default(&rp);
+    rp.block_size = block_size;
+    rp.max_num_batched_tokens = max_tokens;
+    rp.max_num_seqs = max_seqs;
+    rp.max_logits_rows = max_tokens;
+    rp.max_model_len = 128;
+    rp.kv_cache_tokens = kv_tokens;
+    rp.n_threads = threads;
+    glm_runner *r = glm_runner_create(m, &rp, err, sizeof err);
+    ck_assert_msg(r != NULL, "%s", err);
+    return r;
+}
+
+static glm_block_manager *bm_for(const glm_runner *r)
+{
+    const glm_batch_limits *l = &glm_runner_info(r)->limits;
+    return glm_bm_create(l->num_blocks, l->block_size, 0);
+}
+
+/* Logits rows [0, n) of the last forward. */
+static void get_logits(glm_runner *r, int n, float *out)
+{
+    char err[GLM_ERRLEN];
+    int32_t rows[128];
+    ck_assert(n <= 128);
+    for (int i = 0; i < n; i++)
+        rows[i] = i;
+    ck_assert_msg(glm_runner_logits(r, rows, n, out, err, sizeof err) == GLM_OK, "%s", err);
+}
+
 /* Prefill the prompt (in chunks of `chunk`, 0 = at once), then decode the golden
  * greedy ids; compare every step's logits with the golden rows. */
 static void check_variant(const char *model, const char *variant, int chunk, float *worst)
@@ -89,21 +132,18 @@ static void check_variant(const char *model, const char *variant, int chunk, flo
     float *gold = read_rows(path, ng, V);
     float *gprompt = strcmp(variant, "f32") == 0 ? read_rows(GOLDEN "/f32.prompt.f32", np, V) : NULL;
 
-    glm_runner *r = glm_runner_create(m, np + ng, 16, 0, err, sizeof err);
-    ck_assert_msg(r != NULL, "%s", err);
-    glm_seq seq = {0}, *sp = &seq;
+    int step_max = chunk ? chunk : np;
+    glm_runner *r = runner_for(m, step_max, 1, np + ng, 16, 0);
+    glm_block_manager *bm = bm_for(r);
+    glm_sequence *seq = glm_seq_create(0, prompt, np, ng);
     float *logits = malloc(sizeof(float) * (size_t)np * V);
-    int32_t toks[128];
-    for (int i = 0; i < np; i++)
-        toks[i] = prompt[i];
-    for (int i = 0; i < ng; i++)
-        toks[np + i] = greedy[i];
 
-    int done = 0;
-    while (done < np) {
-        int nn = chunk ? GLM_MIN(chunk, np - done) : np;
-        const int32_t *tp = toks + done;
-        ck_assert_msg(glm_runner_step(r, 1, &sp, &tp, &nn, 1, logits, err, sizeof err) == GLM_OK, "%s", err);
+    int nn = 0;
+    while (seq->n_computed < np) {
+        int done = seq->n_computed;
+        nn = GLM_MIN(step_max, np - done);
+        ck_assert_msg(glm_runner_step_seqs(r, bm, &seq, &nn, 1, 1, err, sizeof err) == GLM_OK, "%s", err);
+        get_logits(r, nn, logits);
         if (gprompt) {
             for (int i = 0; i < nn; i++) {
                 float e = row_err(logits + (size_t)i * V, gprompt + (size_t)(done + i) * V, V);
@@ -111,26 +151,30 @@ static void check_variant(const char *model, const char *variant, int chunk, flo
                 *worst = fmaxf(*worst, e);
             }
         }
-        done += nn;
     }
     /* the last prefill row is row 0 of the steps */
-    int lastrow = chunk ? (np - 1) % chunk : np - 1;
-    float *row = malloc(sizeof(float) * V);
-    memcpy(row, logits + (size_t)lastrow * V, sizeof(float) * V);
+    int32_t row = nn - 1;
+    float *cur = malloc(sizeof(float) * V);
+    memcpy(cur, logits + (size_t)row * V, sizeof(float) * V);
     for (int s = 0; s < ng; s++) {
-        float e = row_err(row, gold + (size_t)s * V, V);
+        float e = row_err(cur, gold + (size_t)s * V, V);
         ck_assert_msg(e <= REL_TOL, "%s step %d: relative error %g", variant, s, e);
         *worst = fmaxf(*worst, e);
-        ck_assert_msg(glm_argmax(row, V) == greedy[s], "%s step %d: greedy id %d, transformers %d", variant, s,
-                      glm_argmax(row, V), greedy[s]);
+        int32_t id;
+        ck_assert(glm_runner_greedy(r, &row, 1, &id, err, sizeof err) == GLM_OK);
+        ck_assert_msg(id == greedy[s], "%s step %d: greedy id %d, transformers %d", variant, s, id, greedy[s]);
         if (s + 1 < ng) {
-            const int32_t *tp = toks + np + s;
+            glm_seq_append(seq, greedy[s]);
             int one = 1;
-            ck_assert_msg(glm_runner_step(r, 1, &sp, &tp, &one, 0, row, err, sizeof err) == GLM_OK, "%s", err);
+            ck_assert_msg(glm_runner_step_seqs(r, bm, &seq, &one, 1, 0, err, sizeof err) == GLM_OK, "%s", err);
+            row = 0;
+            get_logits(r, 1, cur);
         }
     }
-    glm_seq_release(r, &seq);
-    ck_assert_int_eq(r->kv->n_free, r->kv->num_blocks);
+    glm_bm_release(bm, &seq->table);
+    ck_assert_int_eq(glm_bm_num_free(bm), glm_bm_num_blocks(bm));
+    glm_seq_free(seq);
+    glm_bm_free(bm);
     glm_runner_free(r);
     glm_model_free(m);
     free(prompt);
@@ -138,7 +182,7 @@ static void check_variant(const char *model, const char *variant, int chunk, flo
     free(gold);
     free(gprompt);
     free(logits);
-    free(row);
+    free(cur);
 }
 
 START_TEST(parity_f32)
@@ -172,6 +216,93 @@ START_TEST(parity_fp8)
 }
 END_TEST
 
+/* ---- the serving path: requests through the engine thread ------------------ */
+
+/* A logits processor that records the rows the engine samples from and
+ * changes nothing. */
+typedef struct {
+    float *rows; /* [32, V] */
+    int n, V;
+} recorder;
+
+static void *rec_create(void *ctx, int i) { return ctx; }
+static int rec_apply(void *st, float *logits, int vocab, char *err, size_t errlen)
+{
+    recorder *r = st;
+    if (r->n < 32)
+        memcpy(r->rows + (size_t)r->n * r->V, logits, sizeof(float) * (size_t)vocab);
+    r->n++;
+    return 0;
+}
+static void rec_accept(void *st, int32_t tok) {}
+static void rec_destroy(void *st) {}
+static void rec_release(void *ctx) {}
+
+/* The golden prompt through glm_engine_submit: greedy, 32 tokens, prefill in
+ * chunks of 7; then again, served from the prefix cache. Every row sampled
+ * from matches transformers, and the tokens are its greedy ids. */
+START_TEST(parity_serving)
+{
+    char err[GLM_ERRLEN];
+    glm_model *m = load("tiny");
+    int V = m->cfg.vocab_size;
+    int *prompt, *greedy;
+    int np = read_ids(GOLDEN "/prompt.txt", &prompt);
+    int ng = read_ids(GOLDEN "/f32.greedy.txt", &greedy);
+    float *gold = read_rows(GOLDEN "/f32.steps.f32", ng, V);
+    glm_engine_params ep;
+    glm_engine_params_default(&ep);
+    ep.max_num_batched_tokens = 7;
+    ep.kv_cache_bytes = 16 << 20;
+    glm_engine *e = glm_engine_create(m, &ep, err, sizeof err);
+    ck_assert_msg(e != NULL, "%s", err);
+    int32_t p[64];
+    for (int i = 0; i < np; i++)
+        p[i] = prompt[i];
+    for (int round = 0; round < 2; round++) {
+        recorder rec = {malloc(sizeof(float) * 32 * (size_t)V), 0, V};
+        glm_logits_processor proc = {rec_create, rec_apply, rec_accept, rec_destroy, rec_release, &rec};
+        glm_sampling_params sp;
+        glm_sampling_params_init(&sp);
+        sp.temperature = 0;
+        sp.has_max_tokens = 1;
+        sp.max_tokens = ng;
+        sp.ignore_eos = 1;
+        sp.processor = &proc;
+        glm_submit_status st;
+        glm_request *rq = glm_engine_submit(e, p, np, &sp, &st, err, sizeof err);
+        ck_assert_msg(rq != NULL, "%s", err);
+        glm_event ev;
+        int got = 0, cached = -1;
+        while (glm_request_next(rq, &ev, -1) == 1) {
+            ck_assert_msg(ev.type != GLM_EV_ERROR, "%s", ev.message);
+            if (ev.type == GLM_EV_TOKEN) {
+                ck_assert_msg(ev.token == greedy[got], "round %d token %d: %d, transformers %d", round, got, ev.token,
+                              greedy[got]);
+                got++;
+            } else if (ev.type == GLM_EV_FINISH) {
+                cached = ev.cached_tokens;
+            }
+        }
+        glm_request_release(rq);
+        ck_assert_int_eq(got, ng);
+        ck_assert_int_eq(rec.n, ng);
+        if (round == 1)
+            ck_assert_msg(cached > 0, "the second run should reuse the cached prompt (cached %d)", cached);
+        for (int s = 0; s < ng; s++) {
+            float er = row_err(rec.rows + (size_t)s * V, gold + (size_t)s * V, V);
+            ck_assert_msg(er <= REL_TOL, "serving round %d step %d: relative error %g", round, s, er);
+        }
+        free(rec.rows);
+    }
+    glm_engine_free(e);
+    glm_model_free(m);
+    free(prompt);
+    free(greedy);
+    free(gold);
+}
+END_TEST
+
 /* A sequence's logits are bitwise the same alone, chunked, or batched with
  * other sequences at other positions. */
 START_TEST(batch_invariance)
@@ -181,46 +312,47 @@ START_TEST(batch_invariance)
     int V = m->cfg.vocab_size;
     int *prompt;
     int np = read_ids(GOLDEN "/prompt.txt", &prompt);
-    int32_t toks[64];
-    for (int i = 0; i < np; i++)
-        toks[i] = prompt[i];
-    glm_runner *r = glm_runner_create(m, 4 * 64, 4, 2, err, sizeof err);
-    ck_assert(r != NULL);
+    glm_runner *r = runner_for(m, np, 3, 4 * 64, 4, 2);
+    glm_block_manager *bm = bm_for(r);
 
     /* A alone: all 40 at once, logits of every position */
     float *alone = malloc(sizeof(float) * (size_t)np * V);
-    glm_seq a = {0}, *ap = &a;
-    const int32_t *tp = toks;
-    int n = np;
-    ck_assert(glm_runner_step(r, 1, &ap, &tp, &n, 1, alone, err, sizeof err) == GLM_OK);
-    glm_seq_release(r, &a);
+    glm_sequence *a = glm_seq_create(0, prompt, np, 0);
+    ck_assert(glm_runner_step_seqs(r, bm, &a, &np, 1, 1, err, sizeof err) == GLM_OK);
+    get_logits(r, np, alone);
+    glm_bm_release(bm, &a->table);
+    glm_seq_free(a);
 
     /* A in pieces of 1..9 tokens, batched with B (a prefix at other positions)
      * and C (decoding one token at a time) */
-    glm_seq s[3] = {{0}}, *sp[3] = {&s[0], &s[1], &s[2]};
+    glm_sequence *s[3];
+    for (int i = 0; i < 3; i++)
+        s[i] = glm_seq_create((uint64_t)i + 1, prompt, np, 0);
     float *out = malloc(sizeof(float) * (size_t)(np + 64) * V);
-    int pa = 0, pb = 0, pc = 0, piece = 1;
-    while (pa < np) {
-        int na = GLM_MIN(piece, np - pa), nb = GLM_MIN(3, np - pb), nc = 1;
-        if (pb >= np)
-            pb = 0, glm_seq_release(r, &s[1]), nb = 3;
-        if (pc >= np)
-            pc = 0, glm_seq_release(r, &s[2]);
-        const int32_t *tt[3] = {toks + pa, toks + pb, toks + pc};
-        int nn[3] = {na, nb, nc};
-        ck_assert_msg(glm_runner_step(r, 3, sp, tt, nn, 1, out, err, sizeof err) == GLM_OK, "%s", err);
-        ck_assert_msg(memcmp(out, alone + (size_t)pa * V, sizeof(float) * (size_t)na * V) == 0,
-                      "logits of positions %d..%d differ from the lone run", pa, pa + na - 1);
-        ck_assert(memcmp(out + (size_t)na * V, alone + (size_t)pb * V, sizeof(float) * (size_t)nb * V) == 0);
-        ck_assert(memcmp(out + (size_t)(na + nb) * V, alone + (size_t)pc * V, sizeof(float) * V) == 0);
-        pa += na;
-        pb += nb;
-        pc += 1;
+    int piece = 1;
+    while (s[0]->n_computed < np) {
+        for (int i = 1; i < 3; i++)
+            if (s[i]->n_computed >= np) { /* start over */
+                glm_bm_release(bm, &s[i]->table);
+                glm_seq_free(s[i]);
+                s[i] = glm_seq_create((uint64_t)i + 1, prompt, np, 0);
+            }
+        int pa = s[0]->n_computed, pb = s[1]->n_computed, pc = s[2]->n_computed;
+        int nn[3] = {GLM_MIN(piece, np - pa), GLM_MIN(3, np - pb), 1};
+        ck_assert_msg(glm_runner_step_seqs(r, bm, s, nn, 3, 1, err, sizeof err) == GLM_OK, "%s", err);
+        get_logits(r, nn[0] + nn[1] + nn[2], out);
+        ck_assert_msg(memcmp(out, alone + (size_t)pa * V, sizeof(float) * (size_t)nn[0] * V) == 0,
+                      "logits of positions %d..%d differ from the lone run", pa, pa + nn[0] - 1);
+        ck_assert(memcmp(out + (size_t)nn[0] * V, alone + (size_t)pb * V, sizeof(float) * (size_t)nn[1] * V) == 0);
+        ck_assert(memcmp(out + (size_t)(nn[0] + nn[1]) * V, alone + (size_t)pc * V, sizeof(float) * V) == 0);
         piece = piece % 9 + 1;
     }
-    for (int i = 0; i < 3; i++)
-        glm_seq_release(r, &s[i]);
-    ck_assert_int_eq(r->kv->n_free, r->kv->num_blocks);
+    for (int i = 0; i < 3; i++) {
+        glm_bm_release(bm, &s[i]->table);
+        glm_seq_free(s[i]);
+    }
+    ck_assert_int_eq(glm_bm_num_free(bm), glm_bm_num_blocks(bm));
+    glm_bm_free(bm);
     glm_runner_free(r);
     glm_model_free(m);
     free(prompt);
@@ -229,27 +361,136 @@ START_TEST(batch_invariance)
 }
 END_TEST
 
-/* A bad token id is an error, not a crash, and leaves the sequence untouched. */
+/* A bad token id is a bad batch with a message, not a crash, and leaves the
+ * sequence uncomputed. */
 START_TEST(bad_token)
 {
     char err[GLM_ERRLEN];
     glm_model *m = load("tiny");
-    glm_runner *r = glm_runner_create(m, 64, 16, 1, err, sizeof err);
-    glm_seq s = {0}, *sp = &s;
+    glm_runner *r = runner_for(m, 16, 1, 64, 16, 1);
+    glm_block_manager *bm = bm_for(r);
     int32_t toks[2] = {1, m->cfg.vocab_size};
-    const int32_t *tp = toks;
+    glm_sequence *s = glm_seq_create(0, toks, 2, 4);
     int n = 2;
-    float *lg = malloc(sizeof(float) * m->cfg.vocab_size);
-    ck_assert(glm_runner_step(r, 1, &sp, &tp, &n, 0, lg, err, sizeof err) == GLM_ERR);
+    ck_assert(glm_runner_step_seqs(r, bm, &s, &n, 1, 0, err, sizeof err) == GLM_BAD_BATCH);
     ck_assert_msg(strstr(err, "outside the vocabulary") != NULL, "%s", err);
-    ck_assert_int_eq(s.len, 0);
-    ck_assert_int_eq(r->kv->n_free, r->kv->num_blocks);
-    toks[1] = 2;
-    ck_assert(glm_runner_step(r, 1, &sp, &tp, &n, 0, lg, err, sizeof err) == GLM_OK);
-    glm_seq_release(r, &s);
+    ck_assert_int_eq(s->n_computed, 0);
+    s->tokens[1] = 2;
+    ck_assert(glm_runner_step_seqs(r, bm, &s, &n, 1, 0, err, sizeof err) == GLM_OK);
+    ck_assert_int_eq(s->n_computed, 2);
+    glm_bm_release(bm, &s->table);
+    ck_assert_int_eq(glm_bm_num_free(bm), glm_bm_num_blocks(bm));
+    glm_seq_free(s);
+    glm_bm_free(bm);
     glm_runner_free(r);
     glm_model_free(m);
-    free(lg);
+}
+END_TEST
+
+/* ---- no allocation inside a step --------------------------------------------- */
+
+/* Every malloc-family call of the process is counted while `counting` is set
+ * (this binary interposes them; under a sanitizer, which owns malloc, the test
+ * reports itself skipped). */
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define COUNT_ALLOCS 0
+#else
+#define COUNT_ALLOCS 1
+static atomic_int counting, n_allocs;
+extern void *__libc_malloc(size_t);
+extern void *__libc_calloc(size_t, size_t);
+extern void *__libc_realloc(void *, size_t);
+extern void *__libc_memalign(size_t, size_t);
+static void count(void)
+{
+    if (atomic_load_explicit(&counting, memory_order_relaxed))
+        atomic_fetch_add(&n_allocs, 1);
+}
+void *malloc(size_t n) { count(); return __libc_malloc(n); }
+void *calloc(size_t a, size_t b) { count(); return __libc_calloc(a, b); }
+void *realloc(void *p, size_t n) { count(); return __libc_realloc(p, n); }
+void *aligned_alloc(size_t al, size_t n) { count(); return __libc_memalign(al, n); }
+void *memalign(size_t al, size_t n) { count(); return __libc_memalign(al, n); }
+int posix_memalign(void **p, size_t al, size_t n)
+{
+    count();
+    *p = __libc_memalign(al, n);
+    return *p ? 0 : 12; /* ENOMEM */
+}
+#endif
+
+/* After the first step, prefill chunks, decode steps of several sequences,
+ * logits copies and sampling allocate nothing (on any thread). */
+START_TEST(no_alloc_in_steps)
+{
+#if !COUNT_ALLOCS
+    printf("no_alloc_in_steps: skipped (a sanitizer owns malloc)\n");
+    return;
+#else
+    char err[GLM_ERRLEN];
+    glm_model *m = load("tiny");
+    int V = m->cfg.vocab_size;
+    int *prompt;
+    int np = read_ids(GOLDEN "/prompt.txt", &prompt);
+    glm_runner *r = runner_for(m, 16, 3, 3 * 128, 16, 2);
+    glm_block_manager *bm = bm_for(r);
+    glm_sequence *s[3];
+    for (int i = 0; i < 3; i++)
+        s[i] = glm_seq_create((uint64_t)i, prompt, np - 7 * i, 64);
+    float *row = malloc(sizeof(float) * (size_t)V);
+    glm_sampling_params sp;
+    glm_sampling_params_init(&sp);
+    sp.temperature = 0.8f;
+    sp.top_p = 0.9f;
+    sp.logprobs = 1;
+    sp.top_logprobs = 5;
+    glm_rng rng;
+    glm_rng_seed(&rng, 1);
+    int32_t rows[3] = {0, 1, 2};
+    /* first step: chunks of the three prompts */
+    int first[3] = {6, 5, 5};
+    ck_assert(glm_runner_step_seqs(r, bm, s, first, 3, 1, err, sizeof err) == GLM_OK);
+    int steps = 0, total = 0, rc = GLM_OK;
+    /* no ck_assert while counting: Check allocates to record each one */
+    atomic_store(&counting, 1);
+    while (steps < 40) {
+        int n_new[3];
+        for (int i = 0; i < 3; i++) {
+            int left = s[i]->n_tokens - s[i]->n_computed;
+            n_new[i] = left > 0 ? GLM_MIN(left, 5) : 1;
+            if (left == 0) /* decode: a sampled token first */
+                glm_seq_append(s[i], (int32_t)(steps * 7 + i) % V);
+        }
+        rc |= glm_runner_step_seqs(r, bm, s, n_new, 3, 0, err, sizeof err);
+        int n_rows;
+        glm_runner_rows(r, &n_rows);
+        if (n_rows > 0) {
+            glm_sample_req req[3];
+            glm_sampler_result res[3];
+            for (int i = 0; i < n_rows; i++)
+                req[i] = (glm_sample_req){rows[i], i == 1 ? row : NULL, &sp, &rng, {NULL, 0, NULL, 0}};
+            rc |= glm_runner_logits(r, rows, 1, row, err, sizeof err);
+            rc |= glm_runner_sample(r, req, n_rows, res, err, sizeof err);
+        }
+        total += n_new[0] + n_new[1] + n_new[2];
+        steps++;
+    }
+    atomic_store(&counting, 0);
+    ck_assert_msg(rc == GLM_OK, "%s", err);
+    ck_assert_msg(atomic_load(&n_allocs) == 0, "%d allocations in %d steps (%d tokens)", atomic_load(&n_allocs),
+                  steps, total);
+    printf("no_alloc_in_steps: 0 allocations in %d steps (%d tokens, workspace %zu bytes)\n", steps, total,
+           glm_runner_info(r)->workspace_bytes);
+    for (int i = 0; i < 3; i++) {
+        glm_bm_release(bm, &s[i]->table);
+        glm_seq_free(s[i]);
+    }
+    glm_bm_free(bm);
+    glm_runner_free(r);
+    glm_model_free(m);
+    free(prompt);
+    free(row);
+#endif
 }
 END_TEST
 
@@ -262,8 +503,10 @@ int main(void)
     tcase_add_test(tc, parity_f32_chunked);
     tcase_add_test(tc, parity_bf16);
     tcase_add_test(tc, parity_fp8);
+    tcase_add_test(tc, parity_serving);
     tcase_add_test(tc, batch_invariance);
     tcase_add_test(tc, bad_token);
+    tcase_add_test(tc, no_alloc_in_steps);
     suite_add_tcase(s, tc);
     return test_run_suite(s);
 }

@@ -37,7 +37,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "sched/sampler.h"
+#include "backend/sampler.h"
 #include "core/util.h"
 #include "testutil.h"
 

@@ -1,5 +1,5 @@
 /* batch.c - builds the flat per-step batch (batch.h) from per-sequence parts. */
-#include "model/batch.h"
+#include "backend/batch.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -14,15 +14,10 @@ static void grow32(int32_t **p, int *cap, int need)
     }
 }
 
-void glm_batch_build(glm_batch_buf *buf, const glm_batch_seq *seqs, int n_seqs, int block_size)
+void glm_batch_reserve(glm_batch_buf *buf, int n_tokens, int n_seqs, int max_blocks)
 {
-    int n_tok = 0, max_blocks = 1;
-    for (int i = 0; i < n_seqs; i++) {
-        n_tok += seqs[i].n_new;
-        max_blocks = GLM_MAX(max_blocks, seqs[i].n_blocks);
-    }
-    if (n_tok > buf->cap_tok) {
-        int cap = GLM_MAX(n_tok, 2 * buf->cap_tok);
+    if (n_tokens > buf->cap_tok) {
+        int cap = GLM_MAX(n_tokens, 2 * buf->cap_tok);
         buf->tok = glm_realloc(buf->tok, sizeof(int32_t) * (size_t)cap);
         buf->pos = glm_realloc(buf->pos, sizeof(int32_t) * (size_t)cap);
         buf->li = glm_realloc(buf->li, sizeof(int32_t) * (size_t)cap);
@@ -36,6 +31,16 @@ void glm_batch_build(glm_batch_buf *buf, const glm_batch_seq *seqs, int n_seqs, 
         buf->cap_seq = cap;
     }
     grow32(&buf->bt, &buf->cap_bt, n_seqs * max_blocks);
+}
+
+void glm_batch_build(glm_batch_buf *buf, const glm_batch_seq *seqs, int n_seqs, int block_size)
+{
+    int n_tok = 0, max_blocks = 1;
+    for (int i = 0; i < n_seqs; i++) {
+        n_tok += seqs[i].n_new;
+        max_blocks = GLM_MAX(max_blocks, seqs[i].n_blocks);
+    }
+    glm_batch_reserve(buf, n_tok, n_seqs, max_blocks);
     memset(buf->bt, 0, sizeof(int32_t) * (size_t)n_seqs * (size_t)max_blocks);
 
     int t = 0, nl = 0;
@@ -70,37 +75,49 @@ void glm_batch_buf_free(glm_batch_buf *buf)
     memset(buf, 0, sizeof *buf);
 }
 
-int glm_batch_validate(const glm_batch *b, const glm_config *c, const glm_kv_cache *kv, char *err,
-                       size_t errlen)
+int glm_batch_validate(const glm_batch *b, const glm_batch_limits *lim, char *err, size_t errlen)
 {
     if (b->n_tokens < 1 || b->n_seqs < 1 || b->n_seqs > b->n_tokens)
         return glm_err(err, errlen, "batch: %d tokens in %d sequences", b->n_tokens, b->n_seqs);
+    if (b->n_tokens > lim->max_tokens || b->n_seqs > lim->max_seqs)
+        return glm_err(err, errlen, "batch: %d tokens in %d sequences, the backend takes %d in %d at most",
+                       b->n_tokens, b->n_seqs, lim->max_tokens, lim->max_seqs);
+    if (b->max_blocks_per_seq < 1 || b->max_blocks_per_seq > lim->max_blocks_per_seq)
+        return glm_err(err, errlen, "batch: block tables of %d blocks, at most %d", b->max_blocks_per_seq,
+                       lim->max_blocks_per_seq);
+    if (b->n_logits < 0 || b->n_logits > lim->max_logits)
+        return glm_err(err, errlen, "batch: %d logits rows, the backend keeps %d at most", b->n_logits,
+                       lim->max_logits);
     if (b->cu_seqlens_q[0] != 0 || b->cu_seqlens_q[b->n_seqs] != b->n_tokens)
         return glm_err(err, errlen, "batch: cu_seqlens_q must run from 0 to n_tokens");
-    int64_t slots = (int64_t)kv->num_blocks * kv->block_size;
+    int bs = lim->block_size;
+    int64_t slots = (int64_t)lim->num_blocks * bs;
     for (int s = 0; s < b->n_seqs; s++) {
         int q0 = b->cu_seqlens_q[s], q1 = b->cu_seqlens_q[s + 1], ctx = b->context_lens[s];
         if (q1 <= q0)
             return glm_err(err, errlen, "batch: sequence %d has no new tokens", s);
-        if (ctx < q1 - q0 || ctx > c->max_position_embeddings)
+        if (ctx < q1 - q0 || ctx > lim->max_position)
             return glm_err(err, errlen, "batch: sequence %d: context length %d invalid", s, ctx);
-        if ((ctx + kv->block_size - 1) / kv->block_size > b->max_blocks_per_seq)
+        if ((ctx + bs - 1) / bs > b->max_blocks_per_seq)
             return glm_err(err, errlen, "batch: sequence %d: block table too short", s);
-        for (int i = 0; i < (ctx + kv->block_size - 1) / kv->block_size; i++) {
+        for (int i = 0; i < (ctx + bs - 1) / bs; i++) {
             int32_t blk = b->block_tables[(size_t)s * b->max_blocks_per_seq + i];
-            if (blk < 0 || blk >= kv->num_blocks)
+            if (blk < 0 || blk >= lim->num_blocks)
                 return glm_err(err, errlen, "batch: sequence %d: block id %d outside the cache", s, blk);
         }
         for (int t = q0; t < q1; t++) {
             if (b->positions[t] != ctx - (q1 - t))
                 return glm_err(err, errlen, "batch: token %d: position %d, expected %d", t, b->positions[t],
                                ctx - (q1 - t));
-            if (b->token_ids[t] < 0 || b->token_ids[t] >= c->vocab_size)
+            if (b->token_ids[t] < 0 || b->token_ids[t] >= lim->vocab_size)
                 return glm_err(err, errlen, "token id %d is outside the vocabulary (0..%d)", b->token_ids[t],
-                               c->vocab_size - 1);
-            if (b->slot_mapping[t] < 0 || b->slot_mapping[t] >= slots)
-                return glm_err(err, errlen, "batch: token %d: slot %lld outside the cache", t,
-                               (long long)b->slot_mapping[t]);
+                               lim->vocab_size - 1);
+            /* the slot must be the one the block table gives this position */
+            int p = b->positions[t];
+            int64_t want = (int64_t)b->block_tables[(size_t)s * b->max_blocks_per_seq + p / bs] * bs + p % bs;
+            if (b->slot_mapping[t] < 0 || b->slot_mapping[t] >= slots || b->slot_mapping[t] != want)
+                return glm_err(err, errlen, "batch: token %d: slot %lld, its block table gives %lld", t,
+                               (long long)b->slot_mapping[t], (long long)want);
         }
     }
     for (int i = 0; i < b->n_logits; i++)

@@ -30,7 +30,7 @@
 #ifndef _DEFAULT_SOURCE
 #define _DEFAULT_SOURCE /* getentropy */
 #endif
-#include "sched/sampler.h"
+#include "backend/sampler.h"
 
 #include <math.h>
 #include <stdarg.h>

@@ -11,9 +11,9 @@
 #ifndef GLM_BATCH_H
 #define GLM_BATCH_H
 
+#include <stddef.h>
 #include <stdint.h>
 
-#include "cpu/kvcache.h"
 
 typedef struct {
     int n_tokens;                  /* new tokens in this step, all sequences */
@@ -51,12 +51,25 @@ typedef struct {
  * each sequence's blocks of block_size tokens. Logits rows come in sequence
  * order. */
 void glm_batch_build(glm_batch_buf *buf, const glm_batch_seq *seqs, int n_seqs, int block_size);
+/* Grows the arrays to hold a step of n_tokens tokens in n_seqs sequences with
+ * tables of max_blocks blocks, so that building such steps allocates nothing. */
+void glm_batch_reserve(glm_batch_buf *buf, int n_tokens, int n_seqs, int max_blocks);
 void glm_batch_buf_free(glm_batch_buf *buf);
 
-/* Checks a batch against the model and cache: shapes, ranges, positions
- * consistent with context lengths (every backend calls it first). GLM_OK or
+/* What a batch may hold: the limits a backend was created with. */
+typedef struct {
+    int vocab_size;
+    int max_position;            /* positions < max_position (the model's context) */
+    int num_blocks, block_size;  /* the KV blocks the backend holds */
+    int max_tokens, max_seqs;    /* n_tokens, n_seqs at most */
+    int max_blocks_per_seq;
+    int max_logits;              /* n_logits at most */
+} glm_batch_limits;
+
+/* Checks a batch against the limits: shapes, ranges, positions consistent
+ * with context lengths, block ids and slots inside the cache. The model
+ * runner calls it once per step, before any backend sees the batch. GLM_OK or
  * GLM_ERR with a message. */
-int glm_batch_validate(const glm_batch *b, const glm_config *c, const glm_kv_cache *kv, char *err,
-                       size_t errlen);
+int glm_batch_validate(const glm_batch *b, const glm_batch_limits *lim, char *err, size_t errlen);
 
 #endif

@@ -1,0 +1,126 @@
+/*
+ * backend.h - the interface between the model runner and whatever computes
+ * the model: the CPU backend (engine/cpu) today, CUDA (cuda/) next. The model
+ * runner (engine/sched/model_runner.h) is its only caller; the scheduler never
+ * knows which backend it drives.
+ *
+ * A backend is created by kind with glm_backend_params and owns, for its rank:
+ *   - its copy of the weights (the CPU backend reads the mapped checkpoint);
+ *   - the KV memory: num_blocks blocks of block_size token slots, with the
+ *     layout and dtype of its choosing (block ids come from the block manager;
+ *     the backend only provides the memory they name);
+ *   - a workspace sized once at create from the limits below: forward, logits
+ *     and sample allocate nothing (CUDA graphs need fixed addresses, and a
+ *     GLM-5 MoE buffer is hundreds of MB: it must not be page-faulted per step);
+ *   - the logits of the last forward, kept until the next forward.
+ *
+ * A step is: forward(batch) -> [logits(rows) for the rows a logits processor
+ * needs] -> sample(rows). Batches reach a backend validated by the runner
+ * (glm_batch_validate against glm_backend_info): a backend asserts on what
+ * validation guarantees rather than checking it again.
+ *
+ * Returns: GLM_OK, GLM_BAD_BATCH (what the caller asked for cannot be done:
+ * the server answers 400) or GLM_BACKEND_FAILURE (the device or the backend
+ * broke: logged, answered 500). Either way a message is in err.
+ */
+#ifndef GLM_BACKEND_H
+#define GLM_BACKEND_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "backend/batch.h"
+#include "backend/sampler.h"
+#include "core/threadpool.h"
+#include "model/model.h"
+
+#define GLM_BAD_BATCH (-2)
+#define GLM_BACKEND_FAILURE (-3)
+
+typedef enum {
+    GLM_BACKEND_CPU = 0, /* engine/cpu: float32 reference, always built */
+    GLM_BACKEND_CUDA     /* cuda/: built when nvcc is found */
+} glm_backend_kind;
+
+struct glm_comm; /* the ranks' communicator (tensor parallelism); none yet */
+
+typedef struct {
+    glm_backend_kind kind;
+    int rank, world;             /* this backend's tensor-parallel rank in [0, world); world 1 */
+    struct glm_comm *comm;       /* NULL when world == 1 */
+    int block_size;              /* tokens per KV block, >= 1 */
+    size_t kv_bytes;             /* KV memory of this rank; 0: fit what memory remains
+                                    (mem_fraction of the memory available after weights
+                                    and workspace) */
+    double mem_fraction;         /* for kv_bytes 0: share of the available memory, (0, 1];
+                                    0 means 0.9 */
+    int kv_blocks;               /* > 0: exactly this many KV blocks, whatever kv_bytes says
+                                    (drivers that know their sequences: CLI, tests) */
+    int max_num_batched_tokens;  /* new tokens per forward at most */
+    int max_num_seqs;            /* sequences per forward at most */
+    int max_blocks_per_seq;      /* block-table width at most (max_model_len / block_size, up) */
+    int max_logits_rows;         /* logits rows per forward at most */
+    glm_pool *pool;              /* host threads the CPU backend computes on; owned by the
+                                    caller, free between calls; not NULL for GLM_BACKEND_CPU */
+} glm_backend_params;
+
+/* What a created backend holds: the limits it was sized for (the runner
+ * validates every batch against them) and its memory. */
+typedef struct {
+    const char *name;            /* "cpu", "cuda" */
+    glm_batch_limits limits;     /* limits.num_blocks: KV blocks held (the block manager is
+                                    sized from it) */
+    size_t kv_bytes;             /* bytes of KV memory */
+    size_t workspace_bytes;      /* bytes of the workspace allocated at create */
+} glm_backend_info;
+
+/* One row to sample, as the model runner asks for it. */
+typedef struct {
+    int row;                                /* logits row of the last forward, [0, n_logits) */
+    const float *logits;                    /* [vocab] host row that replaces the backend's (a
+                                               logits processor changed it), or NULL */
+    const glm_sampling_params *params;      /* validated for this vocabulary */
+    glm_rng *rng;                           /* the sample's generator: advanced by one draw */
+    glm_sampler_history hist;               /* prompt and output so far (penalties, min_tokens) */
+} glm_sample_req;
+
+typedef struct glm_backend glm_backend;
+
+typedef struct {
+    /* Runs one step: writes the new tokens' KV and keeps the logits of the
+     * rows in batch->logits_index, in that order, for logits/sample. */
+    int (*forward)(glm_backend *b, const glm_batch *batch, char *err, size_t errlen);
+    /* Copies logits rows [n] of the last forward into out [n, vocab] (host). */
+    int (*logits)(glm_backend *b, const int32_t *rows, int n, float *out, char *err, size_t errlen);
+    /* Samples reqs [n] (each row at most once) into out [n]: the token and
+     * the requested logprobs, as glm_sampler_sample defines them. */
+    int (*sample)(glm_backend *b, const glm_sample_req *reqs, int n, glm_sampler_result *out, char *err,
+                  size_t errlen);
+    /* Hidden states for tests (llm.c-style activation checks): when set,
+     * the next forwards write the residual stream of every batch row after
+     * the embedding and after each layer into out [n_layers + 1, n_tokens, H]
+     * (host, float32). NULL to stop. May be NULL in a backend without it. */
+    void (*trace_hidden)(glm_backend *b, float *out);
+    void (*destroy)(glm_backend *b);
+} glm_backend_ops;
+
+struct glm_backend {
+    const glm_backend_ops *ops;
+    glm_backend_info info;
+};
+
+/* Creates a backend of p->kind for model m (which outlives it). NULL with a
+ * message when the kind is not built, a parameter is out of range, or the
+ * memory cannot be had. */
+glm_backend *glm_backend_create(const glm_model *m, const glm_backend_params *p, char *err, size_t errlen);
+
+static inline void glm_backend_destroy(glm_backend *b)
+{
+    if (b)
+        b->ops->destroy(b);
+}
+
+/* The constructors behind glm_backend_create. */
+glm_backend *glm_cpu_backend_create(const glm_model *m, const glm_backend_params *p, char *err, size_t errlen);
+
+#endif

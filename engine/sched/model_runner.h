@@ -1,0 +1,108 @@
+/*
+ * model_runner.h - the one driver of backends. Serving (the engine thread),
+ * `glm-server generate`, the parity tests and the benchmarks all compute
+ * through it.
+ *
+ * It creates the backend (by kind, sized from the serving limits), turns a
+ * planned step (the scheduler's glm_sched_batch: sequences and how many new
+ * tokens each computes) into the flat glm_batch, validates it once against
+ * what the backend holds, and runs the backend; then it hands out the logits
+ * rows a logits processor needs and samples. The KV blocks the backend
+ * reports are what the block manager is sized from; the block manager is the
+ * only owner of block ids.
+ *
+ * Logits rows of a step, in plan order: with all_logits, one per new token;
+ * otherwise one per sequence whose step reaches its last token
+ * (n_computed + n_new == n_tokens: it gets a next token). glm_runner_rows
+ * says which plan entry each row belongs to.
+ *
+ * Owned by one thread (the engine thread, or the test/CLI driving it).
+ */
+#ifndef GLM_MODEL_RUNNER_H
+#define GLM_MODEL_RUNNER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "backend/backend.h"
+#include "model/model.h"
+#include "sched/block_manager.h"
+#include "sched/scheduler.h"
+
+typedef struct {
+    glm_backend_kind backend;    /* default GLM_BACKEND_CPU */
+    int block_size;              /* tokens per KV block (default 16) */
+    size_t kv_cache_bytes;       /* KV memory (default 1 GiB); 0: a share of what memory remains */
+    double mem_fraction;         /* that share when kv_cache_bytes is 0 (default 0.9) */
+    int kv_cache_tokens;         /* > 0: room for exactly this many tokens instead (in blocks;
+                                    drivers that know their sequences: CLI, tests) */
+    int max_num_batched_tokens;  /* new tokens per step at most (default 2048) */
+    int max_num_seqs;            /* sequences per step at most (default 256) */
+    int max_model_len;           /* tokens per sequence at most; 0: the model's context */
+    int max_logits_rows;         /* logits rows per step at most; 0: max_num_seqs (one per
+                                    sequence; drivers that want every position's logits set
+                                    max_num_batched_tokens) */
+    int n_threads;               /* host compute threads; <= 0: one per CPU */
+} glm_runner_params;
+
+/* Fills the defaults above. */
+void glm_runner_params_default(glm_runner_params *p);
+
+typedef struct glm_runner glm_runner;
+
+/* Creates the backend and the pool. NULL with a message (bad parameter, a
+ * backend kind not built, memory). m outlives the runner. */
+glm_runner *glm_runner_create(const glm_model *m, const glm_runner_params *p, char *err, size_t errlen);
+void glm_runner_free(glm_runner *r);
+
+/* What the backend holds (info->limits.num_blocks KV blocks of block_size). */
+const glm_backend_info *glm_runner_info(const glm_runner *r);
+/* max_model_len as resolved at create. */
+int glm_runner_max_model_len(const glm_runner *r);
+/* The host thread pool: the CPU backend computes on it; between steps the
+ * engine runs logits processors on it. */
+glm_pool *glm_runner_pool(glm_runner *r);
+
+/*
+ * Runs the forward pass of a planned step: sequence sb->seqs[i] computes
+ * tokens[n_computed, n_computed + n_new[i]) over the blocks of its table,
+ * which must already cover them (the scheduler grows tables). Nothing about
+ * the sequences changes (the scheduler commits). Returns GLM_OK,
+ * GLM_BAD_BATCH (the plan breaks a limit of the backend: a token outside the
+ * vocabulary, too many tokens, a block outside the cache...) or
+ * GLM_BACKEND_FAILURE, with a message.
+ */
+int glm_runner_forward(glm_runner *r, const glm_sched_batch *sb, int all_logits, char *err, size_t errlen);
+
+/* Logits rows of the last forward: *n_rows rows; returns [n_rows] plan
+ * indices (valid until the next forward). */
+const int32_t *glm_runner_rows(const glm_runner *r, int *n_rows);
+
+/* Host copies of logits rows [n] of the last forward into out [n, vocab]. */
+int glm_runner_logits(glm_runner *r, const int32_t *rows, int n, float *out, char *err, size_t errlen);
+
+/* Samples reqs [n] (rows of the last forward) into out [n]. */
+int glm_runner_sample(glm_runner *r, const glm_sample_req *reqs, int n, glm_sampler_result *out, char *err,
+                      size_t errlen);
+
+/* Tests: record hidden states of the following forwards (see
+ * glm_backend_ops.trace_hidden); GLM_ERR when the backend has no trace. */
+int glm_runner_trace_hidden(glm_runner *r, float *out);
+
+/*
+ * For drivers without a scheduler (the generate CLI, tests, benchmarks): grows
+ * each sequence's table through bm to cover n_new[i] more tokens (the tokens
+ * are already in the sequence), runs the forward, and on success commits
+ * (n_computed advances, full blocks are registered for prefix reuse). When
+ * blocks run out or the forward fails nothing is committed (tables may keep
+ * the blocks they grew) and GLM_ERR/GLM_BAD_BATCH/GLM_BACKEND_FAILURE is
+ * returned with a message.
+ */
+int glm_runner_step_seqs(glm_runner *r, glm_block_manager *bm, glm_sequence **seqs, const int *n_new, int n,
+                         int all_logits, char *err, size_t errlen);
+
+/* Greedy next tokens of logits rows [n] of the last forward (the sampler at
+ * temperature 0: lowest id on ties, NaN never wins) into ids [n]. */
+int glm_runner_greedy(glm_runner *r, const int32_t *rows, int n, int32_t *ids, char *err, size_t errlen);
+
+#endif
