@@ -39,7 +39,9 @@ static void usage(FILE *f)
             "  --max-num-seqs N              running sequences at most (default 256)\n"
             "  --max-num-batched-tokens N    tokens per engine step at most (default 2048)\n"
             "  --max-queue N                 waiting requests at most; more get a 503 (default 1024)\n"
-            "  --kv-cache-memory SIZE        KV cache bytes, e.g. 4GiB (default 1GiB)\n"
+            "  --kv-cache-memory SIZE|auto   KV cache bytes, e.g. 4GiB (default 1GiB); auto: a share of\n"
+            "                                the memory that remains (--gpu-memory-utilization)\n"
+            "  --gpu-memory-utilization F    that share, in (0, 1] (default 0.9)\n"
             "  --api-key KEY                 require 'Authorization: Bearer KEY' (repeatable;\n"
             "                                also GLM_API_KEY)\n"
             "  --[no-]enable-prefix-caching  reuse KV blocks of shared prompt prefixes (default on)\n"
@@ -96,7 +98,7 @@ static int parse_int(const char *flag, const char *s, int lo, int *out)
     return GLM_OK;
 }
 
-enum { O_HOST = 256, O_PORT, O_NAME, O_MML, O_SEQS, O_BATCHED, O_KV, O_KEY, O_PREFIX, O_NOPREFIX, O_THREADS,
+enum { O_HOST = 256, O_PORT, O_NAME, O_MML, O_SEQS, O_BATCHED, O_KV, O_MEMUTIL, O_KEY, O_PREFIX, O_NOPREFIX, O_THREADS,
        O_MAXREQ, O_GRACE, O_MODEL, O_HELP, O_KEEPALIVE, O_QUEUE, O_PING, O_ORIGINS, O_DEFKW };
 static const struct option opts[] = {
     {"model", required_argument, 0, O_MODEL},
@@ -107,6 +109,7 @@ static const struct option opts[] = {
     {"max-num-seqs", required_argument, 0, O_SEQS},
     {"max-num-batched-tokens", required_argument, 0, O_BATCHED},
     {"kv-cache-memory", required_argument, 0, O_KV},
+    {"gpu-memory-utilization", required_argument, 0, O_MEMUTIL},
     {"api-key", required_argument, 0, O_KEY},
     {"enable-prefix-caching", no_argument, 0, O_PREFIX},
     {"no-enable-prefix-caching", no_argument, 0, O_NOPREFIX},
@@ -213,7 +216,21 @@ static int serve_args(int argc, char **argv, const struct option *opts, int n_cf
         case O_QUEUE: if (parse_int("max-queue", optarg, 1, &ep.max_queue)) return 2; break;
         case O_KEEPALIVE: if (parse_int("timeout-keep-alive", optarg, 1, &keepalive)) return 2; break;
         case O_GRACE: if (parse_int("shutdown-timeout", optarg, 0, &grace)) return 2; break;
+        case O_MEMUTIL: {
+            char *end;
+            double v = strtod(optarg, &end);
+            if (end == optarg || *end || !(v > 0 && v <= 1)) {
+                fprintf(stderr, "glm-server: --gpu-memory-utilization must be in (0, 1], got \"%s\"\n", optarg);
+                return 2;
+            }
+            ep.mem_fraction = v;
+            break;
+        }
         case O_KV: {
+            if (strcmp(optarg, "auto") == 0) {
+                ep.kv_cache_bytes = 0;
+                break;
+            }
             long long v = parse_size(optarg);
             if (v <= 0) {
                 fprintf(stderr, "glm-server: --kv-cache-memory must be a size such as 4GiB, got \"%s\"\n", optarg);

@@ -236,6 +236,7 @@ void glm_engine_params_default(glm_engine_params *p)
     p->max_queue = 1024;
     p->block_size = 16;
     p->kv_cache_bytes = (size_t)1 << 30;
+    p->mem_fraction = 0.9;
     p->enable_prefix_caching = 1;
 }
 
@@ -701,6 +702,7 @@ glm_engine *glm_engine_create(const glm_model *m, const glm_engine_params *p, ch
     glm_runner_params_default(&rp);
     rp.block_size = p->block_size;
     rp.kv_cache_bytes = p->kv_cache_bytes;
+    rp.mem_fraction = p->mem_fraction;
     rp.max_num_batched_tokens = p->max_num_batched_tokens;
     rp.max_num_seqs = p->max_num_seqs;
     rp.max_model_len = p->max_model_len;
