@@ -5,6 +5,8 @@
 #   make venv       the Python virtual environment of the integration tests (.venv: openai, jsonschema)
 #   make test       unit tests, golden parity and integration tests (installs what they need)
 #   make models     write the test checkpoints to models/ (tiny, tiny-bf16, tiny-fp8, small, script)
+#   make golden-venv  the reference environment (.venv-ref: torch, transformers); not part of make test
+#   make goldens    regenerate tests/golden/tiny/ with transformers (needs golden-venv; by hand only)
 #   make bench      engine benchmark on models/small
 #   make asan       build + unit tests with AddressSanitizer/UBSan into build-asan/
 #   make deps       install the Debian -dev packages the build needs
@@ -55,7 +57,7 @@ endif
 VENV = .venv
 PY   = $(VENV)/bin/python
 
-.PHONY: all run venv test unit golden integration models bench asan deps clean distclean cuda-check
+.PHONY: all run venv golden-venv goldens test unit golden integration models bench asan deps clean distclean cuda-check
 
 all: glm-server
 
@@ -145,6 +147,23 @@ $(VENV)/.packages:
 	$(VENV)/bin/pip install -q $(VENV_PKGS)
 	touch $@
 
+# The reference environment of the goldens: Hugging Face transformers on CPU torch
+# (PyPI's default wheel). Only `make goldens` uses it; CI never needs torch. The versions
+# are pinned; the logits' last bits still depend on the CPU (MKL/oneDNN kernels), so
+# goldens regenerated on another machine can move by ~1e-6 relative (greedy ids stay).
+REF_VENV = .venv-ref
+REF_PKGS = torch==2.15.0 transformers==5.24.0 safetensors numpy
+golden-venv: $(REF_VENV)/.packages
+$(REF_VENV)/.packages:
+	python3 -m venv $(REF_VENV)
+	$(REF_VENV)/bin/pip install -q $(REF_PKGS)
+	touch $@
+
+# Rewrites tests/golden/tiny/ (logits, hidden states, checkpoint hashes) from models/tiny*.
+# Run by hand when the test checkpoints or their generator change, then commit the result.
+goldens: $(REF_VENV)/.packages models/tiny/config.json models/tiny-bf16/config.json models/tiny-fp8/config.json
+	$(REF_VENV)/bin/python tests/golden/make_goldens.py
+
 test: glm-server $(UNIT_BIN) $(TINY_MODELS) models/script/config.json
 	@bash tests/run_tests.sh $(BUILD)
 
@@ -174,4 +193,4 @@ clean:
 	rm -rf $(BUILD) build-asan glm-server
 
 distclean: clean
-	rm -rf models $(VENV)
+	rm -rf models $(VENV) $(REF_VENV)
