@@ -27,6 +27,8 @@ struct glm_pool {
     int total;
     atomic_int next;
     atomic_int finished_workers;
+    void **scratch;             /* [n] per-worker scratch (glm_pool_scratch) */
+    size_t *scratch_cap;        /* [n] its bytes */
 };
 
 typedef struct {
@@ -88,6 +90,8 @@ glm_pool *glm_pool_create(int n_threads)
     pthread_cond_init(&p->wake, NULL);
     pthread_cond_init(&p->done, NULL);
     p->threads = glm_calloc((size_t)p->n, sizeof(pthread_t));
+    p->scratch = glm_calloc((size_t)p->n, sizeof(void *));
+    p->scratch_cap = glm_calloc((size_t)p->n, sizeof(size_t));
     for (int i = 1; i < p->n; i++) {
         worker_arg *wa = glm_malloc(sizeof *wa);
         wa->p = p;
@@ -115,8 +119,29 @@ void glm_pool_free(glm_pool *p)
     pthread_mutex_destroy(&p->mu);
     pthread_cond_destroy(&p->wake);
     pthread_cond_destroy(&p->done);
+    for (int i = 0; i < p->n; i++)
+        glm_free_aligned(p->scratch[i]);
+    free(p->scratch);
+    free(p->scratch_cap);
     free(p->threads);
     free(p);
+}
+
+void *glm_pool_scratch(glm_pool *p, int worker, size_t bytes)
+{
+    GLM_ASSERT(worker >= 0 && worker < p->n);
+    if (p->scratch_cap[worker] < bytes) {
+        glm_free_aligned(p->scratch[worker]);
+        p->scratch[worker] = glm_malloc_aligned(bytes);
+        p->scratch_cap[worker] = bytes;
+    }
+    return p->scratch[worker];
+}
+
+void glm_pool_reserve(glm_pool *p, size_t bytes)
+{
+    for (int w = 0; w < p->n; w++)
+        glm_pool_scratch(p, w, bytes);
 }
 
 int glm_pool_size(const glm_pool *p)

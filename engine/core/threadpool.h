@@ -12,6 +12,8 @@
 #ifndef GLM_THREADPOOL_H
 #define GLM_THREADPOOL_H
 
+#include <stddef.h>
+
 #define GLM_POOL_MAX_THREADS 1024
 
 typedef struct glm_pool glm_pool;
@@ -23,5 +25,13 @@ glm_pool *glm_pool_create(int n_threads);
 void glm_pool_free(glm_pool *p);
 int glm_pool_size(const glm_pool *p);
 void glm_pool_for(glm_pool *p, int n, glm_pool_fn fn, void *ctx);
+
+/* Scratch memory owned by the pool, one buffer per worker: worker's buffer
+ * of at least `bytes` (64-byte aligned; contents not kept when it grows).
+ * It allocates only when the buffer is smaller than asked, so a caller that
+ * reserves the largest size it will need up front (glm_pool_reserve, from the
+ * driving thread between loops) makes its loops allocation-free. */
+void *glm_pool_scratch(glm_pool *p, int worker, size_t bytes);
+void glm_pool_reserve(glm_pool *p, size_t bytes);
 
 #endif

@@ -221,9 +221,9 @@ static void run_indexer(step *s)
     glm_pool *pool = s->be->pool;
     int n = s->n, ih = c->index_n_heads, id = c->index_head_dim, rope = c->qk_rope_head_dim;
     glm_matmul_job jobs[3] = {
-        {&L->idx_wq_b, 0, ih * id, s->q_resid, c->q_lora_rank, NULL, n, s->iq, ih * id},
-        {&L->idx_wk, 0, id, s->h, c->hidden_size, NULL, n, s->ik, id},
-        {&L->idx_weights_proj, 0, ih, s->h, c->hidden_size, NULL, n, s->iw, ih},
+        {&L->idx_wq_b, 0, ih * id, s->q_resid, c->q_lora_rank, NULL, n, s->iq, ih * id, 0},
+        {&L->idx_wk, 0, id, s->h, c->hidden_size, NULL, n, s->ik, id, 0},
+        {&L->idx_weights_proj, 0, ih, s->h, c->hidden_size, NULL, n, s->iw, ih, 0},
     };
     glm_matmul_jobs(pool, jobs, 3);
     float wscale = 1.0f / sqrtf((float)ih);
@@ -255,8 +255,8 @@ static void attention(step *s)
     /* q_a and kv_a read the same input: one parallel loop */
     float *qa = s->q_resid;
     glm_matmul_job j1[2] = {
-        {&L->q_a, 0, c->q_lora_rank, s->h, H, NULL, n, qa, c->q_lora_rank},
-        {&L->kv_a, 0, ld, s->h, H, NULL, n, s->kv_a, ld},
+        {&L->q_a, 0, c->q_lora_rank, s->h, H, NULL, n, qa, c->q_lora_rank, 0},
+        {&L->kv_a, 0, ld, s->h, H, NULL, n, s->kv_a, ld, 0},
     };
     glm_matmul_jobs(pool, j1, 2);
     for (int t = 0; t < n; t++)
@@ -290,7 +290,7 @@ static void attention(step *s)
     glm_matmul_job *vj = s->jobs;
     for (int h = 0; h < heads; h++)
         vj[h] = (glm_matmul_job){&L->kv_b, h * (nope + V) + nope, V, s->o_lat + (size_t)h * R, heads * R,
-                                 NULL, n, s->attn + (size_t)h * V, heads * V};
+                                 NULL, n, s->attn + (size_t)h * V, heads * V, 0};
     glm_matmul_jobs(pool, vj, heads);
     glm_matmul(pool, &L->o, s->attn, heads * V, n, s->tmp_h, H);
     for (size_t i = 0; i < (size_t)n * H; i++)
@@ -303,7 +303,7 @@ static void dense_ffn(step *s, const glm_weight *g, const glm_weight *u, const g
 {
     int n = s->n, H = s->be->c->hidden_size, I = g->rows;
     float *gb = s->ffn_g, *ub = s->ffn_u;
-    glm_matmul_job j[2] = {{g, 0, I, s->h, H, NULL, n, gb, I}, {u, 0, I, s->h, H, NULL, n, ub, I}};
+    glm_matmul_job j[2] = {{g, 0, I, s->h, H, NULL, n, gb, I, 0}, {u, 0, I, s->h, H, NULL, n, ub, I, 0}};
     glm_matmul_jobs(s->be->pool, j, 2);
     glm_swiglu(gb, ub, n * I);
     glm_matmul(s->be->pool, d, gb, I, n, out, H);
@@ -404,9 +404,9 @@ static void moe_ffn(step *s, float *out)
         if (!ne)
             continue;
         jobs[nj++] = (glm_matmul_job){&L->exp_gate[e], 0, I, s->h, H, tok + count[e], ne,
-                                      gb + (size_t)count[e] * I, I};
+                                      gb + (size_t)count[e] * I, I, 0};
         jobs[nj++] = (glm_matmul_job){&L->exp_up[e], 0, I, s->h, H, tok + count[e], ne,
-                                      ub + (size_t)count[e] * I, I};
+                                      ub + (size_t)count[e] * I, I, 0};
     }
     glm_matmul_jobs(pool, jobs, nj);
     glm_swiglu(gb, ub, (int)(rows * I));
@@ -415,7 +415,7 @@ static void moe_ffn(step *s, float *out)
         int ne = count[e + 1] - count[e];
         if (ne)
             jobs[nj++] = (glm_matmul_job){&L->exp_down[e], 0, H, gb + (size_t)count[e] * I, I, NULL, ne,
-                                          yb + (size_t)count[e] * H, H};
+                                          yb + (size_t)count[e] * H, H, 0};
     }
     glm_matmul_jobs(pool, jobs, nj);
 
@@ -670,6 +670,11 @@ glm_backend *glm_cpu_backend_create(const glm_model *m, const glm_backend_params
         PART(sws[w], be->sampler_ws_size);
     }
 #undef PART
+    /* the matmuls' per-worker scratch: rows of the widest weight */
+    int widest = GLM_MAX(GLM_MAX(c->hidden_size, c->q_lora_rank), GLM_MAX(c->kv_lora_rank, c->intermediate_size));
+    widest = GLM_MAX(widest, GLM_MAX(c->moe_intermediate_size * GLM_MAX(c->n_shared_experts, 1),
+                                     c->num_attention_heads * c->v_head_dim));
+    glm_pool_reserve(p->pool, glm_matmul_scratch_bytes(widest));
     size_t ws_bytes = carve(parts, np, NULL);
     be->arena = glm_malloc_aligned(ws_bytes);
     carve(parts, np, be->arena);

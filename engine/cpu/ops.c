@@ -203,7 +203,7 @@ static float *scratch_get(size_t n)
 typedef struct {
     const glm_matmul_job *jobs;
     int n_jobs;
-    const int *task_start; /* [n_jobs + 1]: first task index of each job */
+    glm_pool *pool;
 } jobs_ctx;
 
 /* Few tokens: read F32/BF16 rows in place instead of widening them first. */
@@ -228,7 +228,12 @@ static void run_chunk_direct(const glm_matmul_job *j, int r0, int nr)
     }
 }
 
-static void run_chunk(const glm_matmul_job *j, int chunk)
+size_t glm_matmul_scratch_bytes(int cols)
+{
+    return sizeof(float) * (size_t)ROW_CHUNK * (size_t)cols;
+}
+
+static void run_chunk(glm_pool *pool, int worker, const glm_matmul_job *j, int chunk)
 {
     const glm_weight *w = j->w;
     int r0 = j->row0 + chunk * ROW_CHUNK;
@@ -239,7 +244,9 @@ static void run_chunk(const glm_matmul_job *j, int chunk)
         run_chunk_direct(j, r0, nr);
         return;
     }
-    float *wf = scratch_get((size_t)ROW_CHUNK * (size_t)cols);
+    /* the pool's per-worker scratch; a direct call without a pool uses its thread's */
+    float *wf = pool ? glm_pool_scratch(pool, worker, glm_matmul_scratch_bytes(cols))
+                     : scratch_get((size_t)ROW_CHUNK * (size_t)cols);
     glm_weight_rows_f32(w, r0, nr, wf);
 
     /* token blocks small enough that their inputs stay in L2 across the chunk's rows */
@@ -272,39 +279,35 @@ static void run_chunk(const glm_matmul_job *j, int chunk)
 static void jobs_task(void *ctx, int i, int worker)
 {
     const jobs_ctx *c = ctx;
-    /* find the job holding task i (few jobs: linear scan is fine up to a few hundred) */
+    /* find the job holding task i: the last one whose first task is <= i (a job
+     * without tokens shares its first task with the next job, which comes later) */
     int lo = 0, hi = c->n_jobs - 1;
     while (lo < hi) {
         int mid = (lo + hi + 1) / 2;
-        if (c->task_start[mid] <= i)
+        if (c->jobs[mid].first_task <= i)
             lo = mid;
         else
             hi = mid - 1;
     }
-    run_chunk(&c->jobs[lo], i - c->task_start[lo]);
+    run_chunk(c->pool, worker, &c->jobs[lo], i - c->jobs[lo].first_task);
 }
 
-void glm_matmul_jobs(glm_pool *pool, const glm_matmul_job *jobs, int n_jobs)
+void glm_matmul_jobs(glm_pool *pool, glm_matmul_job *jobs, int n_jobs)
 {
-    int starts_local[65];
-    int *starts = n_jobs < 64 ? starts_local : glm_malloc(sizeof(int) * (size_t)(n_jobs + 1));
     int total = 0;
     for (int j = 0; j < n_jobs; j++) {
-        starts[j] = total;
+        jobs[j].first_task = total;
         if (jobs[j].n_tok > 0)
             total += (jobs[j].nrows + ROW_CHUNK - 1) / ROW_CHUNK;
     }
-    starts[n_jobs] = total;
-    jobs_ctx c = {jobs, n_jobs, starts};
+    jobs_ctx c = {jobs, n_jobs, pool};
     glm_pool_for(pool, total, jobs_task, &c);
-    if (starts != starts_local)
-        free(starts);
 }
 
 void glm_matmul(glm_pool *pool, const glm_weight *w, const float *x, int ldx, int n_tok, float *y,
                 int ldy)
 {
-    glm_matmul_job j = {w, 0, w->rows, x, ldx, NULL, n_tok, y, ldy};
+    glm_matmul_job j = {w, 0, w->rows, x, ldx, NULL, n_tok, y, ldy, 0};
     glm_matmul_jobs(pool, &j, 1);
 }
 

@@ -57,9 +57,17 @@ typedef struct {
     int n_tok;
     float *y;           /* [n_tok, ldy] */
     int ldy;
+    int first_task;     /* set by glm_matmul_jobs: its first chunk's index in the loop */
 } glm_matmul_job;
 
-void glm_matmul_jobs(glm_pool *pool, const glm_matmul_job *jobs, int n_jobs);
+/* Runs the jobs in one parallel loop (writing each job's first_task). With a
+ * pool, each worker widens weight rows into the pool's scratch: reserve
+ * glm_matmul_scratch_bytes(widest cols) with glm_pool_reserve once and the
+ * loop allocates nothing. */
+void glm_matmul_jobs(glm_pool *pool, glm_matmul_job *jobs, int n_jobs);
+
+/* Per-worker scratch a matmul over weights of `cols` columns uses. */
+size_t glm_matmul_scratch_bytes(int cols);
 
 
 /* y = x / sqrt(mean(x^2) + eps) * w (w may be NULL: no scale). In place ok. */

@@ -310,7 +310,7 @@ START_TEST(matmul_batch_invariance)
                             }
                             memcpy(x + (size_t)src * ldx, xt, sizeof(float) * (size_t)cols);
                             if (use_tok) {
-                                glm_matmul_job j = {&tw.w, 0, rows, x, ldx, tok, n, y, ldy};
+                                glm_matmul_job j = {&tw.w, 0, rows, x, ldx, tok, n, y, ldy, 0};
                                 glm_matmul_jobs(pools[p], &j, 1);
                             } else {
                                 glm_matmul(pools[p], &tw.w, x, ldx, n, y, ldy);
@@ -383,7 +383,7 @@ START_TEST(matmul_jobs_together)
                 y_alone[j] = alloc_canary(ysz[j]);
                 y_all[j] = alloc_canary(ysz[j]);
                 jobs[j] = (glm_matmul_job){w, row0, nrows, xs[wi], ldx[wi],
-                                           use_tok ? toks[j] : NULL, n_tok, NULL, ldy};
+                                           use_tok ? toks[j] : NULL, n_tok, NULL, ldy, 0};
             }
             /* each alone: glm_dot of the widened row, nothing written outside */
             for (int j = 0; j < nj; j++) {

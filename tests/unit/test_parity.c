@@ -24,10 +24,12 @@
 #include "core/util.h"
 #include "sched/engine.h"
 #include "sched/model_runner.h"
+#include "golden.h"
 #include "testutil.h"
 
 #define GOLDEN "tests/golden/tiny"
-#define REL_TOL 1e-4f
+#define REL_TOL 1e-4f    /* logits: max|dlogit| / max|logit| per row */
+#define HIDDEN_TOL 1e-4f /* hidden states: max|dh| / max|h| per entry (all prompt positions) */
 
 static int read_ids(const char *path, int **ids)
 {
@@ -115,6 +117,40 @@ static void get_logits(glm_runner *r, int n, float *out)
     ck_assert_msg(glm_runner_logits(r, rows, n, out, err, sizeof err) == GLM_OK, "%s", err);
 }
 
+/*
+ * The residual stream after the embedding and after every layer of the
+ * one-shot prefill against transformers' hidden_states, entry by entry (llm.c's
+ * test_gpt2 way): a wrong epsilon or scale shows in the layer where it is,
+ * not only as a small change of the logits. transformers' last entry is the
+ * final norm of the last layer's output, so the trace's last entry is normed
+ * here the same way.
+ */
+static void check_hidden(const glm_model *m, const char *variant, float *trace, int np)
+{
+    char err[GLM_ERRLEN];
+    int L = m->cfg.num_hidden_layers, H = m->cfg.hidden_size, ge, gt, gh;
+    float *gold = golden_read_hidden(variant, &ge, &gt, &gh, err, sizeof err);
+    ck_assert_msg(gold != NULL, "%s", err);
+    ck_assert_int_eq(ge, L + 1);
+    ck_assert_int_eq(gt, np);
+    ck_assert_int_eq(gh, H);
+    for (int t = 0; t < np; t++) {
+        float *x = trace + ((size_t)L * np + t) * H;
+        glm_rmsnorm(x, x, m->final_norm, H, m->cfg.rms_norm_eps);
+    }
+    char line[256];
+    int off = 0;
+    for (int e = 0; e <= L; e++) {
+        const float *a = trace + (size_t)e * np * H, *b = gold + (size_t)e * np * H;
+        float er = row_err(a, b, np * H);
+        off += snprintf(line + off, sizeof line - (size_t)off, " %.2g", er);
+        ck_assert_msg(er <= HIDDEN_TOL, "%s hidden state %d (%s): relative error %g > %g", variant, e,
+                      e == 0 ? "embedding" : e == L ? "final norm" : "after a layer", er, HIDDEN_TOL);
+    }
+    printf("parity %s: hidden-state relative error by entry:%s\n", variant, line);
+    free(gold);
+}
+
 /* Prefill the prompt (in chunks of `chunk`, 0 = at once), then decode the golden
  * greedy ids; compare every step's logits with the golden rows. */
 static void check_variant(const char *model, const char *variant, int chunk, float *worst)
@@ -132,11 +168,20 @@ static void check_variant(const char *model, const char *variant, int chunk, flo
     float *gold = read_rows(path, ng, V);
     float *gprompt = strcmp(variant, "f32") == 0 ? read_rows(GOLDEN "/f32.prompt.f32", np, V) : NULL;
 
+    char mdir[512];
+    snprintf(mdir, sizeof mdir, "%s/%s", test_models_dir(), model);
+    snprintf(path, sizeof path, GOLDEN "/%s.json", variant);
+    ck_assert_msg(golden_checkpoint_matches(mdir, path, err, sizeof err) == GLM_OK, "%s", err);
+
     int step_max = chunk ? chunk : np;
     glm_runner *r = runner_for(m, step_max, 1, np + ng, 16, 0);
     glm_block_manager *bm = bm_for(r);
     glm_sequence *seq = glm_seq_create(0, prompt, np, ng);
     float *logits = malloc(sizeof(float) * (size_t)np * V);
+    int L = m->cfg.num_hidden_layers, H = m->cfg.hidden_size;
+    float *trace = chunk ? NULL : malloc(sizeof(float) * (size_t)(L + 1) * np * H);
+    if (trace)
+        ck_assert(glm_runner_trace_hidden(r, trace) == GLM_OK);
 
     int nn = 0;
     while (seq->n_computed < np) {
@@ -151,6 +196,11 @@ static void check_variant(const char *model, const char *variant, int chunk, flo
                 *worst = fmaxf(*worst, e);
             }
         }
+    }
+    if (trace) {
+        ck_assert(glm_runner_trace_hidden(r, NULL) == GLM_OK);
+        check_hidden(m, variant, trace, np);
+        free(trace);
     }
     /* the last prefill row is row 0 of the steps */
     int32_t row = nn - 1;
