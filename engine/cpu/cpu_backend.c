@@ -41,6 +41,7 @@
 
 #include "backend/backend.h"
 #include "cpu/kvcache.h"
+#include "cpu/ops.h"
 #include "core/util.h"
 
 /* The workspace and per-step state shared by the parallel tasks. Buffers are

@@ -16,20 +16,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "core/dtype.h"
 #include "core/threadpool.h"
-
-/* A 2-D weight [rows = out features, cols = in features] in its stored dtype. */
-typedef struct {
-    const void *data;     /* [rows, cols], row-major, may be unaligned */
-    glm_dtype dtype;      /* F32, F16, BF16 or F8_E4M3 */
-    int rows, cols;
-    const float *scale;   /* F8_E4M3 only: [ceil(rows/block_r), ceil(cols/block_c)] */
-    int block_r, block_c; /* 128, 128 for FP8 checkpoints */
-} glm_weight;
-
-/* Converts rows [r0, r0+n) of w to float32 into dst [n, w->cols]. */
-void glm_weight_rows_f32(const glm_weight *w, int r0, int n, float *dst);
+#include "model/weight.h"
 
 /* The fixed-order dot product every kernel uses (see the file comment). */
 float glm_dot(const float *a, const float *b, int n);

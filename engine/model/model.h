@@ -12,7 +12,7 @@
 #define GLM_MODEL_H
 
 #include "model/config.h"
-#include "cpu/ops.h"
+#include "model/weight.h"
 #include "model/safetensors.h"
 
 typedef struct {

@@ -22,6 +22,7 @@
 #include <string.h>
 
 #include "core/util.h"
+#include "cpu/ops.h"
 #include "sched/engine.h"
 #include "sched/model_runner.h"
 #include "golden.h"
