@@ -284,10 +284,8 @@ static void jobs_task(void *ctx, int i, int worker)
     run_chunk(&c->jobs[lo], i - c->task_start[lo]);
 }
 
-void glm_matmul_jobs(glm_pool *pool, const glm_matmul_job *jobs, int n_jobs)
+void glm_matmul_jobs_ws(glm_pool *pool, const glm_matmul_job *jobs, int n_jobs, int *starts)
 {
-    int starts_local[65];
-    int *starts = n_jobs < 64 ? starts_local : glm_malloc(sizeof(int) * (size_t)(n_jobs + 1));
     int total = 0;
     for (int j = 0; j < n_jobs; j++) {
         starts[j] = total;
@@ -297,6 +295,13 @@ void glm_matmul_jobs(glm_pool *pool, const glm_matmul_job *jobs, int n_jobs)
     starts[n_jobs] = total;
     jobs_ctx c = {jobs, n_jobs, starts};
     glm_pool_for(pool, total, jobs_task, &c);
+}
+
+void glm_matmul_jobs(glm_pool *pool, const glm_matmul_job *jobs, int n_jobs)
+{
+    int starts_local[65];
+    int *starts = n_jobs < 64 ? starts_local : glm_malloc(sizeof(int) * (size_t)(n_jobs + 1));
+    glm_matmul_jobs_ws(pool, jobs, n_jobs, starts);
     if (starts != starts_local)
         free(starts);
 }

@@ -61,6 +61,11 @@ typedef struct {
 
 void glm_matmul_jobs(glm_pool *pool, const glm_matmul_job *jobs, int n_jobs);
 
+/* The same with the caller's task table, starts: [n_jobs + 1] ints, so that
+ * any number of jobs runs without allocating (glm_matmul_jobs allocates it
+ * from 64 jobs on). */
+void glm_matmul_jobs_ws(glm_pool *pool, const glm_matmul_job *jobs, int n_jobs, int *starts);
+
 
 /* y = x / sqrt(mean(x^2) + eps) * w (w may be NULL: no scale). In place ok. */
 void glm_rmsnorm(float *y, const float *x, const float *w, int n, float eps);
