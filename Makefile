@@ -4,6 +4,7 @@
 #   make run        generate the tiny test model if needed and serve it on 127.0.0.1:8000
 #   make venv       the Python virtual environment of the integration tests (.venv: openai, jsonschema)
 #   make test       unit tests, golden parity and integration tests (installs what they need)
+#   make backend-ops every op of every backend against the reference ops, error per case
 #   make models     write the test checkpoints to models/ (tiny, tiny-bf16, tiny-fp8, small, script)
 #   make golden-venv  the reference environment (.venv-ref: torch, transformers); not part of make test
 #   make goldens    regenerate tests/golden/tiny/ with transformers (needs golden-venv; by hand only)
@@ -38,6 +39,8 @@ ENGINE_OBJ = $(ENGINE_SRC:%.c=$(BUILD)/%.o)
 SERVER_OBJ = $(SERVER_SRC:%.c=$(BUILD)/%.o)
 UNIT_SRC   = $(wildcard tests/unit/test_*.c)
 UNIT_BIN   = $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+# every op of every backend against the reference ops (tests/backend/)
+BACKEND_BIN = $(BUILD)/tests/backend/test-backend-ops
 
 CUDA_SRC = $(wildcard cuda/*.cu)
 ifeq ($(CUDA_SRC),)
@@ -57,7 +60,7 @@ endif
 VENV = .venv
 PY   = $(VENV)/bin/python
 
-.PHONY: all run venv golden-venv goldens test unit golden integration models bench asan deps clean distclean cuda-check
+.PHONY: all run venv golden-venv goldens test unit backend-ops golden integration models bench asan deps clean distclean cuda-check
 
 all: glm-server
 
@@ -95,6 +98,10 @@ $(BUILD)/tests/%: tests/unit/%.c $(ENGINE_OBJ) $(filter-out $(BUILD)/server/main
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS_BASE) $$(pkg-config --libs check)
 
+$(BACKEND_BIN): $(BUILD)/tests/backend/test-backend-ops.o $(ENGINE_OBJ)
+	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS_BASE)
+
+-include $(BUILD)/tests/backend/test-backend-ops.d
 -include $(BUILD)/tests/models/mkmodel.d $(BUILD)/tests/models/mkscript.d $(BUILD)/tests/bench/bench_engine.d $(BUILD)/tests/bench/bench_tokenizer.d $(BUILD)/tests/bench/bench_serving.d \
          $(BUILD)/tests/bench/bench_grammar.d
 
@@ -164,11 +171,15 @@ $(REF_VENV)/.packages:
 goldens: $(REF_VENV)/.packages models/tiny/config.json models/tiny-bf16/config.json models/tiny-fp8/config.json
 	$(REF_VENV)/bin/python tests/golden/make_goldens.py
 
-test: glm-server $(UNIT_BIN) $(TINY_MODELS) models/script/config.json
+test: glm-server $(UNIT_BIN) $(BACKEND_BIN) $(TINY_MODELS) models/script/config.json
 	@bash tests/run_tests.sh $(BUILD)
 
-unit: $(UNIT_BIN)
+unit: $(UNIT_BIN) $(BACKEND_BIN)
 	@bash tests/run_tests.sh $(BUILD) unit
+
+# the op table alone: one line per (op, case, backend) with its error and tolerance
+backend-ops: $(BACKEND_BIN)
+	$(BACKEND_BIN)
 
 bench: glm-server $(BUILD)/glm-bench $(BUILD)/glm-bench-serving models/small/config.json
 	$(BUILD)/glm-bench --model models/small
@@ -176,7 +187,7 @@ bench: glm-server $(BUILD)/glm-bench $(BUILD)/glm-bench-serving models/small/con
 
 asan:
 	$(MAKE) BUILD=build-asan OPT="-O1 -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer" \
-	        CUDA=0 build-asan/glm-mkmodel $(patsubst $(BUILD)/%,build-asan/%,$(UNIT_BIN))
+	        CUDA=0 build-asan/glm-mkmodel $(patsubst $(BUILD)/%,build-asan/%,$(UNIT_BIN) $(BACKEND_BIN))
 	bash tests/run_tests.sh build-asan unit
 
 # --- dependencies -----------------------------------------------------------

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Runs the test suites: unit tests (Check), golden parity, CLI and bad-checkpoint
-# tests. Usage: tests/run_tests.sh BUILD_DIR [unit]
+# Runs the test suites: unit tests (Check), the backend op checks, golden parity,
+# CLI and bad-checkpoint tests. Usage: tests/run_tests.sh BUILD_DIR [unit]
 # Prints one closing line "N passed, N failed".
 set -uo pipefail
 BUILD=${1:-build}
@@ -32,6 +32,11 @@ for t in "$BUILD"/tests/test_*; do
     [ -x "$t" ] || continue
     run "unit: $(basename "$t")" "$t"
 done
+
+# every op of every backend against the reference ops (tests/backend/)
+if [ -x "$BUILD/tests/backend/test-backend-ops" ]; then
+    run "backend: test-backend-ops" "$BUILD/tests/backend/test-backend-ops"
+fi
 
 if [ "$ONLY" != unit ]; then
     for t in tests/cli/*.sh; do

@@ -28,6 +28,9 @@
  * allow (max_num_batched_tokens, max context, max_logits_rows): forward,
  * logits and sample allocate nothing.
  *
+ * The MLA, DSA, MoE, norm and RoPE steps are the reference ops (ref_ops.h),
+ * the same functions every other backend is checked against op by op.
+ *
  * Parallelism: matmuls over weight-row chunks, attention over (token, head),
  * the indexer over tokens, all on one thread pool. Results never depend on the
  * batch composition (see ops.h), and attention and MoE sums run in a fixed
@@ -42,6 +45,7 @@
 #include "backend/backend.h"
 #include "cpu/kvcache.h"
 #include "cpu/ops.h"
+#include "cpu/ref_ops.h"
 #include "core/util.h"
 
 /* The workspace and per-step state shared by the parallel tasks. Buffers are
@@ -66,27 +70,20 @@ typedef struct {
     float *iq;                /* [T, index_heads * index_dim] */
     float *ik;                /* [T, index_dim] */
     float *iw;                /* [T, index_heads] */
-    int32_t *topk;            /* [T, index_topk] chosen positions, ascending */
-    int32_t *topk_n;          /* [T] count; -1 = every earlier position */
+    int32_t *topk;            /* [T, index_topk] chosen positions, ascending, -1 padded */
     /* FFN */
     float *ffn_g, *ffn_u;     /* [T, max(intermediate, moe_intermediate * n_shared)] */
     float *shared;            /* [T, H] shared expert output */
     float *router;            /* [T, E] router logits */
     int32_t *exp_ids;         /* [T, K] chosen experts, ascending */
     float *exp_w;             /* [T, K] their weights */
-    int32_t *exp_first;       /* [E + 1] first row of each expert */
-    int32_t *exp_fill;        /* [E] */
-    int32_t *exp_tok;         /* [T * K] token of each expert row */
-    int32_t *exp_row;         /* [T * K] assignment (t, k) -> expert row */
-    float *exp_g, *exp_u;     /* [T * K, moe_intermediate] */
-    float *exp_y;             /* [T * K, H] */
-    glm_matmul_job *jobs;     /* [max(2E, heads)] */
     /* logits */
     float *final_h;           /* [max_logits_rows, H] */
     float *logits;            /* [max_logits_rows, vocab] of the last forward */
     int n_logits;             /* rows held */
-    /* per-worker scratch */
-    float **wscratch;         /* [workers] -> attention scores, top-k scratch, kv_b rows */
+    void *op_ws;              /* the reference ops' scratch (one op at a time) */
+    size_t op_ws_size;
+    int max_ctx;              /* positions < max_ctx */
     void **sampler_ws;        /* [workers] -> glm_sampler_workspace_size(vocab) bytes */
     float *trace;             /* [L + 1, n, H] hidden states, or NULL */
 } step;
@@ -102,119 +99,17 @@ typedef struct cpu_backend {
     size_t sampler_ws_size;
 } cpu_backend;
 
-static inline int64_t slot_of(const step *s, int seq, int pos)
+static glm_ref_paging paging(const step *s)
 {
-    const glm_batch *b = s->b;
-    int bs = s->be->kv->block_size;
-    int32_t blk = b->block_tables[(size_t)seq * b->max_blocks_per_seq + pos / bs];
-    return (int64_t)blk * bs + pos % bs;
-}
-
-/* ---- attention ------------------------------------------------------------ */
-
-/* q_lat[t, h, :kv_lora] = W_uk[h]^T q_nope[t, h] for every token; one task per head. */
-static void absorb_task(void *ctx, int h, int worker)
-{
-    step *s = ctx;
-    const glm_config *c = s->be->c;
-    int nope = c->qk_nope_head_dim, R = c->kv_lora_rank, qd = c->qk_head_dim;
-    int ld = R + c->qk_rope_head_dim;
-    float *w = s->wscratch[worker];          /* [nope, R] then transposed [R, nope] */
-    float *wt = w + (size_t)nope * R;
-    glm_weight_rows_f32(&s->layer->kv_b, h * (nope + c->v_head_dim), nope, w);
-    for (int d = 0; d < nope; d++)
-        for (int r = 0; r < R; r++)
-            wt[(size_t)r * nope + d] = w[(size_t)d * R + r];
-    for (int t = 0; t < s->n; t++) {
-        const float *qn = s->q + (size_t)t * c->num_attention_heads * qd + (size_t)h * qd;
-        float *out = s->q_lat + ((size_t)t * c->num_attention_heads + h) * ld;
-        for (int r = 0; r < R; r++)
-            out[r] = glm_dot(wt + (size_t)r * nope, qn, nope);
-    }
-}
-
-/* Attention of one (token, head) over the chosen earlier positions. */
-static void attn_task(void *ctx, int i, int worker)
-{
-    step *s = ctx;
-    const glm_config *c = s->be->c;
-    int heads = c->num_attention_heads;
-    int t = i / heads, h = i % heads;
-    int seq = s->seq_of[t];
-    int pos = s->b->positions[t];
-    int R = c->kv_lora_rank, ld = R + c->qk_rope_head_dim;
-    const float *ql = s->q_lat + ((size_t)t * heads + h) * ld;
-    const float *cache = s->be->kv->latent[s->li];
-    float *scores = s->wscratch[worker];
-    int nk = s->topk_n[t] < 0 ? pos + 1 : s->topk_n[t];
-    const int32_t *sel = s->topk + (size_t)t * c->index_topk;
-
-    float mx = -INFINITY;
-    for (int j = 0; j < nk; j++) {
-        int p = s->topk_n[t] < 0 ? j : sel[j];
-        const float *kv = cache + (size_t)slot_of(s, seq, p) * ld;
-        float sc = glm_dot(ql, kv, ld) * c->attn_scale;
-        scores[j] = sc;
-        if (sc > mx)
-            mx = sc;
-    }
-    float sum = 0;
-    for (int j = 0; j < nk; j++) {
-        scores[j] = expf(scores[j] - mx);
-        sum += scores[j];
-    }
-    float inv = 1.0f / sum;
-    float *o = s->o_lat + ((size_t)t * heads + h) * R;
-    memset(o, 0, sizeof(float) * (size_t)R);
-    for (int j = 0; j < nk; j++) {
-        int p = s->topk_n[t] < 0 ? j : sel[j];
-        const float *kv = cache + (size_t)slot_of(s, seq, p) * ld;
-        float pj = scores[j] * inv;
-        for (int r = 0; r < R; r++)
-            o[r] += pj * kv[r];
-    }
+    const glm_kv_cache *kv = s->be->kv;
+    return (glm_ref_paging){s->b->block_tables, s->b->max_blocks_per_seq, kv->block_size,
+                            (int64_t)kv->num_blocks * kv->block_size, s->seq_of, s->b->positions};
 }
 
 /* ---- DSA indexer ---------------------------------------------------------- */
 
-static int int_cmp(const void *a, const void *b)
-{
-    int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
-    return (x > y) - (x < y);
-}
-
-/* Chooses the top-k earlier positions of token t (one task per token). */
-static void index_task(void *ctx, int t, int worker)
-{
-    step *s = ctx;
-    const glm_config *c = s->be->c;
-    int pos = s->b->positions[t];
-    int K = c->index_topk;
-    if (pos + 1 <= K) {
-        s->topk_n[t] = -1;
-        return;
-    }
-    int ih = c->index_n_heads, id = c->index_head_dim, seq = s->seq_of[t];
-    const float *q = s->iq + (size_t)t * ih * id;
-    const float *w = s->iw + (size_t)t * ih;
-    const float *cache = s->be->kv->index_k[s->li];
-    float scale = 1.0f / sqrtf((float)id);
-    float *sc = s->wscratch[worker];
-    for (int p = 0; p <= pos; p++) {
-        const float *k = cache + (size_t)slot_of(s, seq, p) * id;
-        float acc = 0;
-        for (int hh = 0; hh < ih; hh++) {
-            float d = glm_dot(q + (size_t)hh * id, k, id) * scale;
-            acc += w[hh] * (d > 0 ? d : 0);
-        }
-        sc[p] = acc;
-    }
-    glm_topk(sc, pos + 1, K, s->topk + (size_t)t * K, sc + pos + 1);
-    s->topk_n[t] = K;
-}
-
-typedef void (*rope_fn)(float *x, const float *cos_, const float *sin_, int dim);
-
+/* The layer's indexer: its keys go to the cache, and each new token's top
+ * index_topk earlier positions to s->topk. */
 static void run_indexer(step *s)
 {
     const glm_config *c = s->be->c;
@@ -227,72 +122,63 @@ static void run_indexer(step *s)
         {&L->idx_weights_proj, 0, ih, s->h, c->hidden_size, NULL, n, s->iw, ih, 0},
     };
     glm_matmul_jobs(pool, jobs, 3);
-    float wscale = 1.0f / sqrtf((float)ih);
-    rope_fn rope_apply = c->indexer_rope_interleave ? glm_rope_interleaved : glm_rope_neox;
+    int il = c->indexer_rope_interleave;
+    glm_ref_rope(pool, &(glm_ref_rope_params){n, ih, id, 0, rope, il, s->rope_cos, s->rope_sin, s->iq});
+    glm_ref_layernorm(pool, &(glm_ref_norm_params){n, id, s->ik, id, L->idx_k_norm_w, L->idx_k_norm_b, 1e-6f,
+                                                  s->ik, id});
+    glm_ref_rope(pool, &(glm_ref_rope_params){n, 1, id, 0, rope, il, s->rope_cos, s->rope_sin, s->ik});
     float *icache = s->be->kv->index_k[s->li];
+    float wscale = 1.0f / sqrtf((float)ih);
     for (int t = 0; t < n; t++) {
-        const float *cs = s->rope_cos + (size_t)t * rope / 2, *sn = s->rope_sin + (size_t)t * rope / 2;
-        for (int hh = 0; hh < ih; hh++)
-            rope_apply(s->iq + ((size_t)t * ih + hh) * id, cs, sn, rope);
-        float *k = s->ik + (size_t)t * id;
-        glm_layernorm(k, k, L->idx_k_norm_w, L->idx_k_norm_b, id, 1e-6f);
-        rope_apply(k, cs, sn, rope);
-        memcpy(icache + (size_t)s->b->slot_mapping[t] * id, k, sizeof(float) * (size_t)id);
+        memcpy(icache + (size_t)s->b->slot_mapping[t] * id, s->ik + (size_t)t * id, sizeof(float) * (size_t)id);
         for (int hh = 0; hh < ih; hh++)
             s->iw[(size_t)t * ih + hh] *= wscale;
     }
-    glm_pool_for(pool, n, index_task, s);
+    glm_ref_dsa_params dp = {n, ih, id, c->index_topk, 1.0f / sqrtf((float)id), s->iq, s->iw, icache,
+                             paging(s), s->max_ctx, s->topk};
+    glm_ref_dsa_select(pool, &dp, s->op_ws, s->op_ws_size);
 }
+
+/* ---- attention ------------------------------------------------------------ */
 
 static void attention(step *s)
 {
     const glm_config *c = s->be->c;
     const glm_layer *L = s->layer;
     glm_pool *pool = s->be->pool;
-    int n = s->n, H = c->hidden_size, heads = c->num_attention_heads;
+    int n = s->n, H = c->hidden_size, heads = c->num_attention_heads, ql = c->q_lora_rank;
     int R = c->kv_lora_rank, rope = c->qk_rope_head_dim, nope = c->qk_nope_head_dim, qd = c->qk_head_dim;
-    int ld = R + rope, V = c->v_head_dim;
+    int ld = R + rope, V = c->v_head_dim, il = c->rope_interleave;
 
     /* q_a and kv_a read the same input: one parallel loop */
     float *qa = s->q_resid;
     glm_matmul_job j1[2] = {
-        {&L->q_a, 0, c->q_lora_rank, s->h, H, NULL, n, qa, c->q_lora_rank, 0},
+        {&L->q_a, 0, ql, s->h, H, NULL, n, qa, ql, 0},
         {&L->kv_a, 0, ld, s->h, H, NULL, n, s->kv_a, ld, 0},
     };
     glm_matmul_jobs(pool, j1, 2);
-    for (int t = 0; t < n; t++)
-        glm_rmsnorm(qa + (size_t)t * c->q_lora_rank, qa + (size_t)t * c->q_lora_rank, L->q_a_norm,
-                    c->q_lora_rank, 1e-6f);
-    glm_matmul(pool, &L->q_b, qa, c->q_lora_rank, n, s->q, heads * qd);
+    glm_ref_rmsnorm(pool, &(glm_ref_norm_params){n, ql, qa, ql, L->q_a_norm, NULL, 1e-6f, qa, ql});
+    glm_matmul(pool, &L->q_b, qa, ql, n, s->q, heads * qd);
 
+    /* latent | roped k_pe of every new token into its cache slot, before attention */
+    glm_ref_rmsnorm(pool, &(glm_ref_norm_params){n, R, s->kv_a, ld, L->kv_a_norm, NULL, 1e-6f, s->kv_a, ld});
+    glm_ref_rope(pool, &(glm_ref_rope_params){n, 1, ld, R, rope, il, s->rope_cos, s->rope_sin, s->kv_a});
+    glm_ref_rope(pool, &(glm_ref_rope_params){n, heads, qd, nope, rope, il, s->rope_cos, s->rope_sin, s->q});
     float *cache = s->be->kv->latent[s->li];
-    rope_fn rope_apply = c->rope_interleave ? glm_rope_interleaved : glm_rope_neox;
-    for (int t = 0; t < n; t++) {
-        const float *cs = s->rope_cos + (size_t)t * rope / 2, *sn = s->rope_sin + (size_t)t * rope / 2;
-        float *kv = s->kv_a + (size_t)t * ld;
-        glm_rmsnorm(kv, kv, L->kv_a_norm, R, 1e-6f);
-        rope_apply(kv + R, cs, sn, rope);
-        memcpy(cache + (size_t)s->b->slot_mapping[t] * ld, kv, sizeof(float) * (size_t)ld);
-        for (int h = 0; h < heads; h++) {
-            float *qpe = s->q + ((size_t)t * heads + h) * qd + nope;
-            rope_apply(qpe, cs, sn, rope);
-            memcpy(s->q_lat + ((size_t)t * heads + h) * ld + R, qpe, sizeof(float) * (size_t)rope);
-        }
-    }
-    glm_pool_for(pool, heads, absorb_task, s);
+    for (int t = 0; t < n; t++)
+        memcpy(cache + (size_t)s->b->slot_mapping[t] * ld, s->kv_a + (size_t)t * ld, sizeof(float) * (size_t)ld);
 
+    glm_ref_mla_absorb_params ap = {n, heads, nope, rope, R, V, &L->kv_b, s->q, s->q_lat};
+    glm_ref_mla_absorb(pool, &ap, s->op_ws, s->op_ws_size);
     if (L->has_indexer)
         run_indexer(s);
-    /* else: a "shared" layer keeps topk/topk_n from the previous layer */
+    /* else: a "shared" layer keeps the previous layer's selection in s->topk */
+    glm_ref_mla_attn_params mp = {n, heads, R, rope, c->attn_scale, s->q_lat, cache, paging(s), s->topk,
+                                  c->index_topk, s->max_ctx, s->o_lat};
+    glm_ref_mla_attn(pool, &mp, s->op_ws, s->op_ws_size);
+    glm_ref_mla_expand_params ep = {n, heads, nope, R, V, &L->kv_b, s->o_lat, s->attn};
+    glm_ref_mla_expand(pool, &ep, s->op_ws, s->op_ws_size);
 
-    glm_pool_for(pool, n * heads, attn_task, s);
-
-    /* expand by kv_b's value half, one job per head */
-    glm_matmul_job *vj = s->jobs;
-    for (int h = 0; h < heads; h++)
-        vj[h] = (glm_matmul_job){&L->kv_b, h * (nope + V) + nope, V, s->o_lat + (size_t)h * R, heads * R,
-                                 NULL, n, s->attn + (size_t)h * V, heads * V, 0};
-    glm_matmul_jobs(pool, vj, heads);
     glm_matmul(pool, &L->o, s->attn, heads * V, n, s->tmp_h, H);
     for (size_t i = 0; i < (size_t)n * H; i++)
         s->x[i] += s->tmp_h[i];
@@ -310,132 +196,32 @@ static void dense_ffn(step *s, const glm_weight *g, const glm_weight *u, const g
     glm_matmul(s->be->pool, d, gb, I, n, out, H);
 }
 
-typedef struct {
-    float v;
-    int e;
-} ev;
-
-static int ev_cmp(const void *a, const void *b)
+static glm_ref_moe_experts_params experts_params(const glm_config *c, const glm_layer *L, int n, const float *x,
+                                                 const int32_t *ids, const float *wts, float *out)
 {
-    const ev *x = a, *y = b;
-    if (x->v != y->v)
-        return x->v > y->v ? -1 : 1;
-    return (x->e > y->e) - (x->e < y->e);
+    return (glm_ref_moe_experts_params){n, c->hidden_size, c->moe_intermediate_size, c->n_routed_experts,
+                                        c->num_experts_per_tok, L ? L->exp_gate : NULL, L ? L->exp_up : NULL,
+                                        L ? L->exp_down : NULL, x, ids, wts, out};
 }
 
-/* Sigmoid router with correction bias for the choice, group-limited top-k,
- * renormalised weights times routed_scaling_factor. ids come out ascending. */
-static void route(const glm_config *c, const float *logits, const float *bias, int32_t *ids, float *wts)
-{
-    int E = c->n_routed_experts, G = c->n_group, per = E / G, K = c->num_experts_per_tok;
-    float score[E], choice[E];
-    ev gs[G], cand[E];
-    for (int e = 0; e < E; e++) {
-        score[e] = 1.0f / (1.0f + expf(-logits[e]));
-        choice[e] = score[e] + bias[e];
-    }
-    for (int g = 0; g < G; g++) {
-        float a = -INFINITY, b = -INFINITY; /* top two of the group */
-        for (int e = g * per; e < (g + 1) * per; e++) {
-            float v = choice[e];
-            if (v > a) {
-                b = a;
-                a = v;
-            } else if (v > b) {
-                b = v;
-            }
-        }
-        gs[g].v = per >= 2 ? a + b : a;
-        gs[g].e = g;
-    }
-    qsort(gs, (size_t)G, sizeof *gs, ev_cmp);
-    int nc = 0;
-    for (int k = 0; k < c->topk_group; k++)
-        for (int e = gs[k].e * per; e < (gs[k].e + 1) * per; e++)
-            cand[nc++] = (ev){choice[e], e};
-    qsort(cand, (size_t)nc, sizeof *cand, ev_cmp);
-    for (int k = 0; k < K; k++)
-        ids[k] = cand[k].e;
-    qsort(ids, (size_t)K, sizeof *ids, int_cmp);
-    float sum = 0;
-    for (int k = 0; k < K; k++) {
-        wts[k] = score[ids[k]];
-        sum += wts[k];
-    }
-    float den = c->norm_topk_prob ? sum + 1e-20f : 1.0f;
-    for (int k = 0; k < K; k++)
-        wts[k] = wts[k] / den * c->routed_scaling_factor;
-}
-
+/* Routed experts (sum in ascending expert id), then the shared expert. */
 static void moe_ffn(step *s, float *out)
 {
     const glm_config *c = s->be->c;
     const glm_layer *L = s->layer;
     glm_pool *pool = s->be->pool;
     int n = s->n, H = c->hidden_size, E = c->n_routed_experts, K = c->num_experts_per_tok;
-    int I = c->moe_intermediate_size;
 
-    float *rl = s->router;
-    glm_matmul(pool, &L->router, s->h, H, n, rl, E);
-    int32_t *ids = s->exp_ids;
-    float *wts = s->exp_w;
-    for (int t = 0; t < n; t++)
-        route(c, rl + (size_t)t * E, L->router_bias, ids + (size_t)t * K, wts + (size_t)t * K);
-
-    /* group assignments by expert: tok lists and output rows */
-    int32_t *count = s->exp_first, *fill = s->exp_fill, *tok = s->exp_tok, *row_of = s->exp_row;
-    memset(count, 0, sizeof(int32_t) * ((size_t)E + 1));
-    memset(fill, 0, sizeof(int32_t) * (size_t)E);
-    for (int i = 0; i < n * K; i++)
-        count[ids[i] + 1]++;
-    for (int e = 0; e < E; e++)
-        count[e + 1] += count[e];                  /* count[e] = first row of expert e */
-    for (int t = 0; t < n; t++)
-        for (int k = 0; k < K; k++) {
-            int e = ids[t * K + k], r = count[e] + fill[e]++;
-            tok[r] = t;
-            row_of[t * K + k] = r;
-        }
-    size_t rows = (size_t)n * K;
-    float *gb = s->exp_g, *ub = s->exp_u, *yb = s->exp_y;
-    glm_matmul_job *jobs = s->jobs;
-    int nj = 0;
-    for (int e = 0; e < E; e++) {
-        int ne = count[e + 1] - count[e];
-        if (!ne)
-            continue;
-        jobs[nj++] = (glm_matmul_job){&L->exp_gate[e], 0, I, s->h, H, tok + count[e], ne,
-                                      gb + (size_t)count[e] * I, I, 0};
-        jobs[nj++] = (glm_matmul_job){&L->exp_up[e], 0, I, s->h, H, tok + count[e], ne,
-                                      ub + (size_t)count[e] * I, I, 0};
-    }
-    glm_matmul_jobs(pool, jobs, nj);
-    glm_swiglu(gb, ub, (int)(rows * I));
-    nj = 0;
-    for (int e = 0; e < E; e++) {
-        int ne = count[e + 1] - count[e];
-        if (ne)
-            jobs[nj++] = (glm_matmul_job){&L->exp_down[e], 0, H, gb + (size_t)count[e] * I, I, NULL, ne,
-                                          yb + (size_t)count[e] * H, H, 0};
-    }
-    glm_matmul_jobs(pool, jobs, nj);
-
-    /* routed sum in ascending expert id (ids are sorted), then the shared expert */
-    for (int t = 0; t < n; t++) {
-        float *o = out + (size_t)t * H;
-        memset(o, 0, sizeof(float) * (size_t)H);
-        for (int k = 0; k < K; k++) {
-            const float *y = yb + (size_t)row_of[t * K + k] * H;
-            float w = wts[t * K + k];
-            for (int i = 0; i < H; i++)
-                o[i] += y[i] * w;
-        }
-    }
+    glm_matmul(pool, &L->router, s->h, H, n, s->router, E);
+    glm_ref_moe_route_params rp = {n, E, c->n_group, c->topk_group, K, c->norm_topk_prob, c->routed_scaling_factor,
+                                   s->router, L->router_bias, s->exp_ids, s->exp_w};
+    glm_ref_moe_route(pool, &rp);
+    glm_ref_moe_experts_params xp = experts_params(c, L, n, s->h, s->exp_ids, s->exp_w, out);
+    glm_ref_moe_experts(pool, &xp, s->op_ws, s->op_ws_size);
     if (c->n_shared_experts > 0) {
-        float *sh = s->shared;
-        dense_ffn(s, &L->sh_gate, &L->sh_up, &L->sh_down, sh);
+        dense_ffn(s, &L->sh_gate, &L->sh_up, &L->sh_down, s->shared);
         for (size_t i = 0; i < (size_t)n * H; i++)
-            out[i] += sh[i];
+            out[i] += s->shared[i];
     }
 }
 
@@ -466,9 +252,8 @@ static int cpu_forward(glm_backend *base, const glm_batch *b, char *err, size_t 
     for (int q = 0; q < b->n_seqs; q++)
         for (int t = b->cu_seqlens_q[q]; t < b->cu_seqlens_q[q + 1]; t++)
             s->seq_of[t] = q;
-    for (int t = 0; t < n; t++)
-        glm_rope_angles(b->positions[t], c->rope_theta, rope, s->rope_cos + (size_t)t * rope / 2,
-                        s->rope_sin + (size_t)t * rope / 2);
+    glm_ref_rope_angles(&(glm_ref_rope_angles_params){n, rope, c->rope_theta, b->positions, s->rope_cos,
+                                                      s->rope_sin});
     for (int t = 0; t < n; t++)
         glm_weight_rows_f32(&m->embed, b->token_ids[t], 1, s->x + (size_t)t * H);
     trace(s, 0);
@@ -625,9 +410,30 @@ glm_backend *glm_cpu_backend_create(const glm_model *m, const glm_backend_params
     size_t max_ctx = (size_t)p->max_blocks_per_seq * (size_t)p->block_size;
     int workers = glm_pool_size(p->pool);
     be->sampler_ws_size = glm_sampler_workspace_size(c->vocab_size);
-    size_t wlen = GLM_MAX((size_t)2 * c->qk_nope_head_dim * R, 3 * max_ctx) + 16;
-    void *wscratch[GLM_POOL_MAX_THREADS], *sws[GLM_POOL_MAX_THREADS];
-    void *wtab = NULL, *stab = NULL;
+    s->max_ctx = (int)max_ctx;
+
+    /* the reference ops run one at a time: one scratch of the largest size */
+    int T_ = p->max_num_batched_tokens, heads_ = c->num_attention_heads;
+    glm_ref_paging pg0 = {0};
+    glm_ref_mla_absorb_params ap = {T_, heads_, c->qk_nope_head_dim, c->qk_rope_head_dim, c->kv_lora_rank,
+                                    c->v_head_dim, NULL, NULL, NULL};
+    glm_ref_mla_attn_params mp = {T_, heads_, c->kv_lora_rank, c->qk_rope_head_dim, 1, NULL, NULL, pg0,
+                                  NULL /* no selection: the most keys */, c->index_topk, s->max_ctx, NULL};
+    glm_ref_mla_expand_params ep = {T_, heads_, c->qk_nope_head_dim, c->kv_lora_rank, c->v_head_dim, NULL, NULL,
+                                    NULL};
+    glm_ref_dsa_params dp = {T_, c->index_n_heads, c->index_head_dim, c->index_topk, 1, NULL, NULL, NULL, pg0,
+                             s->max_ctx, NULL};
+    glm_ref_moe_experts_params xp = experts_params(c, NULL, T_, NULL, NULL, NULL, NULL);
+    size_t op_ws = glm_ref_mla_absorb_workspace(&ap, workers);
+    op_ws = GLM_MAX(op_ws, glm_ref_mla_attn_workspace(&mp, workers));
+    op_ws = GLM_MAX(op_ws, glm_ref_mla_expand_workspace(&ep, workers));
+    op_ws = GLM_MAX(op_ws, glm_ref_dsa_workspace(&dp, workers));
+    if (c->n_routed_experts > 0)
+        op_ws = GLM_MAX(op_ws, glm_ref_moe_experts_workspace(&xp, workers));
+    s->op_ws_size = op_ws;
+
+    void *sws[GLM_POOL_MAX_THREADS];
+    void *stab = NULL;
     ws_part parts[64];
     int np = 0;
 #define PART(field, bytes) (parts[np++] = (ws_part){(void **)&(field), (bytes)})
@@ -647,29 +453,18 @@ glm_backend *glm_cpu_backend_create(const glm_model *m, const glm_backend_params
     PART(s->ik, sizeof(float) * T * c->index_head_dim);
     PART(s->iw, sizeof(float) * T * c->index_n_heads);
     PART(s->topk, sizeof(int32_t) * T * c->index_topk);
-    PART(s->topk_n, sizeof(int32_t) * T);
     PART(s->ffn_g, sizeof(float) * T * ffnI);
     PART(s->ffn_u, sizeof(float) * T * ffnI);
     PART(s->shared, sizeof(float) * T * H);
     PART(s->router, sizeof(float) * T * E);
     PART(s->exp_ids, sizeof(int32_t) * T * K);
     PART(s->exp_w, sizeof(float) * T * K);
-    PART(s->exp_first, sizeof(int32_t) * (E + 1));
-    PART(s->exp_fill, sizeof(int32_t) * E);
-    PART(s->exp_tok, sizeof(int32_t) * T * K);
-    PART(s->exp_row, sizeof(int32_t) * T * K);
-    PART(s->exp_g, sizeof(float) * T * K * moeI);
-    PART(s->exp_u, sizeof(float) * T * K * moeI);
-    PART(s->exp_y, sizeof(float) * T * K * H);
-    PART(s->jobs, sizeof(glm_matmul_job) * GLM_MAX(2 * E, heads));
     PART(s->final_h, sizeof(float) * Lr * H);
     PART(s->logits, sizeof(float) * Lr * V);
-    PART(wtab, sizeof(float *) * (size_t)workers);
+    PART(s->op_ws, op_ws);
     PART(stab, sizeof(void *) * (size_t)workers);
-    for (int w = 0; w < workers; w++) {
-        PART(wscratch[w], sizeof(float) * wlen);
+    for (int w = 0; w < workers; w++)
         PART(sws[w], be->sampler_ws_size);
-    }
 #undef PART
     /* the matmuls' per-worker scratch: rows of the widest weight */
     int widest = GLM_MAX(GLM_MAX(c->hidden_size, c->q_lora_rank), GLM_MAX(c->kv_lora_rank, c->intermediate_size));
@@ -679,12 +474,9 @@ glm_backend *glm_cpu_backend_create(const glm_model *m, const glm_backend_params
     size_t ws_bytes = carve(parts, np, NULL);
     be->arena = glm_malloc_aligned(ws_bytes);
     carve(parts, np, be->arena);
-    s->wscratch = wtab;
     s->sampler_ws = stab;
-    for (int w = 0; w < workers; w++) {
-        s->wscratch[w] = wscratch[w];
+    for (int w = 0; w < workers; w++)
         s->sampler_ws[w] = sws[w];
-    }
 
     /* the KV cache: the budget given, or a share of what memory remains */
     size_t per_block = glm_kv_bytes_per_token(c) * (size_t)p->block_size;
