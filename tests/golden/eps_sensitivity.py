@@ -10,10 +10,24 @@ max|d| / max|golden| over the whole entry ([40, hidden] or [40, vocab]) and
 the worst per-position row (max over positions of max|d_row| / max|golden_row|).
 The "float64" row is the same model in float64: the size of float32 rounding.
 
-On tiny as generated today the norms' inputs have mean squares of 0.3 to 5, so
-an epsilon off by 9e-6 moves the hidden states by only 3e-6 to 2e-5 relative
-(float32 rounding: up to 1.3e-6); the indexer's k_norm epsilon moves nothing
-(it only affects which tokens are selected, and none flips).
+With plain random weights the norms' inputs had mean squares of 0.3 to 5, so an
+epsilon off by 9e-6 moved the hidden states by only 3e-6 to 2e-5 relative
+(float32 rounding: up to 1.3e-6). glm-mkmodel therefore scales tiny's residual
+stream and the q_a / kv_a latents by 2^-4 (tests/models/mkmodel.c, "Residual
+scale"): mean squares 1e-3 to 3e-2. On that checkpoint (transformers 5.24,
+torch 2.15, x86-64 CPU), whole-entry max|d|/max|golden|:
+
+  mutation                              h1       h2       h3       h4   logits
+  q_a_layernorm eps 1e-6 -> 1e-5     9.2e-4   6.1e-2   1.6e-1   2.3e-1   2.1e-1
+  kv_a_layernorm eps 1e-6 -> 1e-5    1.3e-3   6.1e-2   1.6e-1   2.3e-1   2.1e-1
+  input_layernorm eps 1e-5 -> 1e-6   1.4e-3   1.4e-3   1.9e-3   2.2e-3   2.3e-3
+  post_attention_layernorm -> 1e-6   3.1e-3   3.5e-3   4.0e-3   2.3e-2   2.9e-2
+  indexer k_norm eps 1e-6 -> 1e-5         0        0        0        0        0
+  final norm eps 1e-5 -> 1e-6             0        0        0   3.0e-4   3.2e-4
+  float64 (float32 rounding)         5.4e-7   4.8e-7   7.3e-7   8.7e-7   1.1e-6
+
+(h0, the embedding, moves under none.) The indexer's k_norm epsilon still moves
+nothing: it only affects which tokens are selected, and none flips.
 
 Needs the reference environment:  make golden-venv models && .venv-ref/bin/python tests/golden/eps_sensitivity.py
 """

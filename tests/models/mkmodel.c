@@ -27,7 +27,34 @@
  *   k_norm.bias                   0.1f * u
  *   mlp.gate.weight (router)      u * sqrtf(3.0f / hidden) * 2.0f
  *   e_score_correction_bias       0.05f * u
+ * then, in presets with residual_log2 < 0 (tiny), some of them are multiplied
+ * by 2^residual_log2 (exact in float32, see "Residual scale" below).
  * bf16 rounds these to nearest even; fp8 quantises the same float32 values.
+ *
+ * Residual scale. tiny's residual stream and the inputs of q_a_layernorm and
+ * kv_a_layernorm are made small, so that every RMSNorm's epsilon matters and
+ * the goldens catch an engine that uses a wrong one (GLM-5 uses rms_norm_eps,
+ * 1e-5, for input_layernorm, post_attention_layernorm and model.norm, but 1e-6
+ * for q_a_layernorm and kv_a_layernorm). With the plain values every norm's
+ * input has a mean square of 0.3 to 5, so an epsilon off by 9e-6 moves the
+ * hidden states by 3e-6 to 2e-5 relative, hardly above float32 rounding
+ * (~1e-6), and no tolerance tells the bug from a correct engine. Multiplying
+ * by S = 2^residual_log2 (tiny: 2^-4)
+ *   model.embed_tokens and the MTP layer's embed_tokens and eh_proj,
+ *   every layer's o_proj and down_proj (dense MLP, routed and shared experts),
+ *   q_a_proj, and the first kv_lora_rank rows of kv_a_proj_with_mqa (the
+ *   latent that kv_a_layernorm normalises; the rope rows are left alone)
+ * scales the residual stream and those norm inputs by S, their mean squares by
+ * S^2 (to 1e-3 .. 3e-2), and changes nothing else: every norm's output, hence
+ * every other activation and the logits, keeps its scale. A wrong epsilon in
+ * any of the five kinds of RMSNorm then moves some hidden state by 3e-4
+ * (model.norm) to 0.23 (q_a_layernorm) relative, 300 to 2e5 times float32
+ * rounding (the table: tests/golden/eps_sensitivity.py). 2^-4 rather than 2^-5
+ * or 2^-6 (more sensitive still) because its greedy continuations are the
+ * clearest: the smallest top-2 logit gap of the goldens' 32 steps is >= 1.8e-3
+ * of the row's largest |logit| in all three dtypes. A power of two keeps the products exact, and
+ * bf16 rounding and fp8 block quantisation commute with it (except in
+ * kv_a_proj_with_mqa's fp8 block, whose scale is set by the unscaled rope rows).
  */
 #include <dirent.h>
 #include <errno.h>
@@ -68,6 +95,7 @@ static const preset presets[] = {
         .index_topk = 16, .index_n_heads = 8, .index_head_dim = 32,
         .indexer_types = "FFSF", .max_position_embeddings = 4096, .rope_theta = 10000.0,
         .nextn = 1,
+        .residual_log2 = -4, /* the norms' epsilons must matter: see "Residual scale" */
     },
     {
         .name = "small", .seed = 0x736d616c6c5eed02ull,
@@ -226,6 +254,8 @@ typedef struct {
     role_kind role;
     init_kind init;
     glm_dtype dtype;
+    int scale_log2;     /* < 0: the values are multiplied by 2^scale_log2 ... */
+    int64_t scale_rows; /* ... in rows [0, scale_rows) ([out, in] weights; 0: all rows) */
     int ndim;
     int64_t shape[2];  /* as stored */
     int64_t vshape[2]; /* of the source values ([out, in] for weights) */
@@ -268,9 +298,11 @@ static int64_t numel2(int ndim, const int64_t *shape)
 }
 
 /* Adds tensor `name` (1-D [d0] when d1 == 0, else 2-D [d0, d1]). fp8_ok marks
- * the linear weights that fp8 checkpoints store as F8_E4M3. */
-static void plan_add(plan *pl, const char *name, init_kind init, int64_t d0, int64_t d1, int fp8_ok)
+ * the linear weights that fp8 checkpoints store as F8_E4M3. Returns the index
+ * of its first plan entry (an fp8 weight's scales follow it). */
+static size_t plan_add(plan *pl, const char *name, init_kind init, int64_t d0, int64_t d1, int fp8_ok)
 {
+    size_t first = pl->n;
     plan_entry *e = plan_push(pl);
     set_name(e->name, name);
     set_name(e->src, name);
@@ -306,14 +338,29 @@ static void plan_add(plan *pl, const char *name, init_kind init, int64_t d0, int
         s->shape[1] = (d1 + FP8_BLOCK - 1) / FP8_BLOCK;
         s->nbytes = (size_t)numel2(2, s->shape) * 4;
     }
+    return first;
+}
+
+/* Scales rows [0, rows) (0: all) of the tensor whose plan entries start at
+ * `first` by the preset's residual scale (see "Residual scale" at the top);
+ * nothing for presets without one. */
+static void plan_residual_scale(plan *pl, size_t first, int64_t rows)
+{
+    if (pl->p->residual_log2 >= 0 || pl->p->scripted)
+        return;
+    for (size_t i = first; i < pl->n; i++) {
+        GLM_ASSERT(strcmp(pl->e[i].src, pl->e[first].name) == 0);
+        pl->e[i].scale_log2 = pl->p->residual_log2;
+        pl->e[i].scale_rows = rows;
+    }
 }
 
 /* plan_add with the name built from a printf format. */
-static void plan_addf(plan *pl, init_kind init, int64_t d0, int64_t d1, int fp8_ok,
-                      const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+static size_t plan_addf(plan *pl, init_kind init, int64_t d0, int64_t d1, int fp8_ok,
+                        const char *fmt, ...) __attribute__((format(printf, 6, 7)));
 
-static void plan_addf(plan *pl, init_kind init, int64_t d0, int64_t d1, int fp8_ok,
-                      const char *fmt, ...)
+static size_t plan_addf(plan *pl, init_kind init, int64_t d0, int64_t d1, int fp8_ok,
+                        const char *fmt, ...)
 {
     char name[NAME_MAX_LEN];
     va_list ap;
@@ -321,7 +368,7 @@ static void plan_addf(plan *pl, init_kind init, int64_t d0, int64_t d1, int fp8_
     int k = vsnprintf(name, sizeof name, fmt, ap);
     va_end(ap);
     GLM_ASSERT(k > 0 && k < (int)sizeof name);
-    plan_add(pl, name, init, d0, d1, fp8_ok);
+    return plan_add(pl, name, init, d0, d1, fp8_ok);
 }
 
 /* A SwiGLU MLP under prefix `pre` (e.g. "model.layers.0.mlp"); scripted
@@ -330,8 +377,10 @@ static void plan_mlp(plan *pl, const char *pre, int64_t hidden, int64_t inter)
 {
     plan_addf(pl, INIT_LINEAR, inter, hidden, 1, "%s.gate_proj.weight", pre);
     plan_addf(pl, INIT_LINEAR, inter, hidden, 1, "%s.up_proj.weight", pre);
-    plan_addf(pl, pl->p->scripted ? INIT_ZERO : INIT_LINEAR, hidden, inter, 1, "%s.down_proj.weight",
-              pre);
+    plan_residual_scale(pl,
+                        plan_addf(pl, pl->p->scripted ? INIT_ZERO : INIT_LINEAR, hidden, inter, 1,
+                                  "%s.down_proj.weight", pre),
+                        0);
 }
 
 /* Decoder layer i; i == num_hidden_layers is the MTP (next-n) layer. */
@@ -348,16 +397,21 @@ static void plan_layer(plan *pl, int i)
 
     plan_addf(pl, INIT_NORM, H, 0, 0, "%s.input_layernorm.weight", pre);
 
-    plan_addf(pl, INIT_LINEAR, p->q_lora_rank, H, 1, "%s.self_attn.q_a_proj.weight", pre);
+    plan_residual_scale(pl, plan_addf(pl, INIT_LINEAR, p->q_lora_rank, H, 1, "%s.self_attn.q_a_proj.weight", pre),
+                        0);
     plan_addf(pl, INIT_NORM, p->q_lora_rank, 0, 0, "%s.self_attn.q_a_layernorm.weight", pre);
     plan_addf(pl, INIT_LINEAR, heads * qk, p->q_lora_rank, 1, "%s.self_attn.q_b_proj.weight", pre);
-    plan_addf(pl, INIT_LINEAR, p->kv_lora_rank + p->qk_rope_head_dim, H, 1,
-              "%s.self_attn.kv_a_proj_with_mqa.weight", pre);
+    plan_residual_scale(pl,
+                        plan_addf(pl, INIT_LINEAR, p->kv_lora_rank + p->qk_rope_head_dim, H, 1,
+                                  "%s.self_attn.kv_a_proj_with_mqa.weight", pre),
+                        p->kv_lora_rank);
     plan_addf(pl, INIT_NORM, p->kv_lora_rank, 0, 0, "%s.self_attn.kv_a_layernorm.weight", pre);
     plan_addf(pl, INIT_LINEAR, heads * (p->qk_nope_head_dim + p->v_head_dim), p->kv_lora_rank, 1,
               "%s.self_attn.kv_b_proj.weight", pre);
-    plan_addf(pl, p->scripted ? INIT_ZERO : INIT_LINEAR, H, heads * p->v_head_dim, 1,
-              "%s.self_attn.o_proj.weight", pre);
+    plan_residual_scale(pl,
+                        plan_addf(pl, p->scripted ? INIT_ZERO : INIT_LINEAR, H, heads * p->v_head_dim, 1,
+                                  "%s.self_attn.o_proj.weight", pre),
+                        0);
     if (full_indexer) {
         const int64_t ih = p->index_n_heads, id = p->index_head_dim;
         plan_addf(pl, INIT_LINEAR, ih * id, p->q_lora_rank, 1, "%s.self_attn.indexer.wq_b.weight", pre);
@@ -388,10 +442,10 @@ static void plan_layer(plan *pl, int i)
     if (mtp) {
         plan_addf(pl, INIT_NORM, H, 0, 0, "%s.enorm.weight", pre);
         plan_addf(pl, INIT_NORM, H, 0, 0, "%s.hnorm.weight", pre);
-        plan_addf(pl, INIT_LINEAR, H, 2 * H, 1, "%s.eh_proj.weight", pre);
+        plan_residual_scale(pl, plan_addf(pl, INIT_LINEAR, H, 2 * H, 1, "%s.eh_proj.weight", pre), 0);
         plan_addf(pl, INIT_NORM, H, 0, 0, "%s.shared_head.norm.weight", pre);
         plan_addf(pl, INIT_LINEAR, p->vocab_size, H, 0, "%s.shared_head.head.weight", pre);
-        plan_addf(pl, INIT_EMBED, p->vocab_size, H, 0, "%s.embed_tokens.weight", pre);
+        plan_residual_scale(pl, plan_addf(pl, INIT_EMBED, p->vocab_size, H, 0, "%s.embed_tokens.weight", pre), 0);
     }
 }
 
@@ -401,8 +455,10 @@ static void plan_build(plan *pl)
 {
     const preset *p = pl->p;
     const int s = p->scripted;
-    plan_add(pl, "model.embed_tokens.weight", s ? INIT_CUSTOM : INIT_EMBED, p->vocab_size,
-             p->hidden_size, 0);
+    plan_residual_scale(pl,
+                        plan_add(pl, "model.embed_tokens.weight", s ? INIT_CUSTOM : INIT_EMBED, p->vocab_size,
+                                 p->hidden_size, 0),
+                        0);
     for (int i = 0; i < p->num_hidden_layers; i++)
         plan_layer(pl, i);
     plan_add(pl, "model.norm.weight", s ? INIT_ONE : INIT_NORM, p->hidden_size, 0, 0);
@@ -442,6 +498,12 @@ static void make_tensor(const plan *pl, const plan_entry *e, void *out)
         pl->fill(pl->fill_ctx, e->src, v, n);
     } else {
         gen_values(pl->p, e->src, e->init, e->ndim == 2 ? e->vshape[1] : 0, v, n);
+    }
+    if (e->scale_log2 < 0) { /* exact: a power of two, far from the subnormals */
+        size_t end = e->scale_rows ? (size_t)e->scale_rows * (size_t)e->vshape[1] : n;
+        GLM_ASSERT(end <= n);
+        for (size_t i = 0; i < end; i++)
+            v[i] = ldexpf(v[i], e->scale_log2);
     }
     switch (e->role) {
     case ROLE_PLAIN:

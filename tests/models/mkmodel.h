@@ -31,6 +31,9 @@ typedef struct {
     int nextn;    /* 1: write the MTP layer (num_nextn_predict_layers 1); 0: none */
     int scripted; /* 1: o_proj and every down_proj are zero, model.norm is 1, and
                      embed_tokens / lm_head come from the fill callback */
+    int residual_log2; /* < 0: the weights that write the residual stream and the inputs
+                          of q_a_layernorm / kv_a_layernorm are scaled by 2^residual_log2
+                          (see mkmodel.c); 0: no scaling */
 } mk_preset;
 
 typedef enum { STORE_F32, STORE_BF16, STORE_FP8 } mk_store_mode;
