@@ -5,8 +5,10 @@
  * Goldens (tests/golden/tiny, written by tests/golden/make_goldens.py) hold the
  * logits transformers computed on models/tiny and its BF16 and FP8 copies: every
  * position of a 40-token prompt (longer than the model's index_topk of 16, so
- * DSA really drops tokens) and 32 greedy steps. The engine must agree within
- * max|dlogit| <= 1e-4 * max|logit| per row and pick the same greedy ids, both
+ * DSA really drops tokens) and 32 greedy steps, and the hidden states after
+ * every layer of the prompt. The engine must agree within max|dlogit| <= 2e-5 *
+ * max|logit| per row (the hidden states likewise per layer) and pick the same
+ * greedy ids, both
  * when the runner is driven directly and when requests go through the engine
  * thread (scheduler, block manager, prefix cache, sampler).
  * It also checks batch invariance (chunked prefill and mixed batches give
@@ -29,8 +31,12 @@
 #include "testutil.h"
 
 #define GOLDEN "tests/golden/tiny"
-#define REL_TOL 1e-4f    /* logits: max|dlogit| / max|logit| per row */
-#define HIDDEN_TOL 1e-4f /* hidden states: max|dh| / max|h| per entry (all prompt positions) */
+/* Tolerances: float32 rounding puts a correct engine at ~2e-6 (logits) and
+ * ~1e-6 (hidden states) from transformers; on the epsilon-sensitive tiny
+ * checkpoint (tests/models/mkmodel.c) a wrong norm epsilon moves them by
+ * >= 3e-4 (final norm, logits only) and >= 9e-4 (the others, from layer 0). */
+#define REL_TOL 2e-5f    /* logits: max|dlogit| / max|logit| per row */
+#define HIDDEN_TOL 2e-5f /* hidden states: max|dh| / max|h| per entry (all prompt positions) */
 
 static int read_ids(const char *path, int **ids)
 {
@@ -145,8 +151,13 @@ static void check_hidden(const glm_model *m, const char *variant, float *trace, 
         const float *a = trace + (size_t)e * np * H, *b = gold + (size_t)e * np * H;
         float er = row_err(a, b, np * H);
         off += snprintf(line + off, sizeof line - (size_t)off, " %.2g", er);
-        ck_assert_msg(er <= HIDDEN_TOL, "%s hidden state %d (%s): relative error %g > %g", variant, e,
-                      e == 0 ? "embedding" : e == L ? "final norm" : "after a layer", er, HIDDEN_TOL);
+        char what[64];
+        if (e == 0)
+            snprintf(what, sizeof what, "the embedding");
+        else
+            snprintf(what, sizeof what, "%safter layer %d", e == L ? "final norm " : "", e - 1);
+        ck_assert_msg(er <= HIDDEN_TOL, "%s hidden state %d (%s): relative error %g > %g", variant, e, what, er,
+                      HIDDEN_TOL);
     }
     printf("parity %s: hidden-state relative error by entry:%s\n", variant, line);
     free(gold);
@@ -189,24 +200,23 @@ static void check_variant(const char *model, const char *variant, int chunk, flo
         int done = seq->n_computed;
         nn = GLM_MIN(step_max, np - done);
         ck_assert_msg(glm_runner_step_seqs(r, bm, &seq, &nn, 1, 1, err, sizeof err) == GLM_OK, "%s", err);
-        get_logits(r, nn, logits);
-        if (gprompt) {
-            for (int i = 0; i < nn; i++) {
-                float e = row_err(logits + (size_t)i * V, gprompt + (size_t)(done + i) * V, V);
-                ck_assert_msg(e <= REL_TOL, "%s prompt position %d: relative error %g", variant, done + i, e);
-                *worst = fmaxf(*worst, e);
-            }
-        }
+        get_logits(r, nn, logits + (size_t)done * V);
     }
+    /* layer by layer first: a mistake shows in the layer where it is */
     if (trace) {
         ck_assert(glm_runner_trace_hidden(r, NULL) == GLM_OK);
         check_hidden(m, variant, trace, np);
         free(trace);
     }
+    for (int i = 0; gprompt && i < np; i++) {
+        float e = row_err(logits + (size_t)i * V, gprompt + (size_t)i * V, V);
+        ck_assert_msg(e <= REL_TOL, "%s prompt position %d: relative error %g", variant, i, e);
+        *worst = fmaxf(*worst, e);
+    }
     /* the last prefill row is row 0 of the steps */
     int32_t row = nn - 1;
     float *cur = malloc(sizeof(float) * V);
-    memcpy(cur, logits + (size_t)row * V, sizeof(float) * V);
+    memcpy(cur, logits + (size_t)(np - 1) * V, sizeof(float) * V);
     for (int s = 0; s < ng; s++) {
         float e = row_err(cur, gold + (size_t)s * V, V);
         ck_assert_msg(e <= REL_TOL, "%s step %d: relative error %g", variant, s, e);
