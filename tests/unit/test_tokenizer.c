@@ -7,7 +7,7 @@
  *   tiny-VARIANT.*    the same with an overlay of top-level fields (another
  *                     pre-tokenizer, extra added tokens, ...), built here
  *   large.*           models/tokenizer-large when present (154880 ids,
- *                     ignore_merges); skipped with a note otherwise
+ *                     ignore_merges); reported as skipped otherwise
  * Every encode must give the golden ids exactly (with and without special-
  * token parsing), every decode the golden text; decode(encode(s)) == s; the
  * streaming detokenizer, fed every golden id sequence, yields pieces of whole
@@ -234,20 +234,22 @@ static void free_golden(golden *g)
 /* Loads `path`, with the golden's overlay applied when it has one; checks the
  * file is the one the goldens were made from. Returns NULL (and says why)
  * when `optional` and the file is missing or different. */
-static glm_tok *load_for(const char *path, const golden *g, int optional)
+static glm_tok *load_for(const char *name, const char *path, const golden *g, int optional)
 {
     size_t n;
     char *buf = read_file(path, &n);
+    char what[64];
+    snprintf(what, sizeof what, "%s_goldens", name);
     if (!buf) {
         ck_assert_msg(optional, "cannot read %s", path);
-        fprintf(stderr, "note: %s not found; its goldens are skipped\n", path);
+        test_skip_(what, "%s missing (make models)", path);
         return NULL;
     }
     if (fnv1a64(buf, n) != g->fnv) {
         free(buf);
         ck_assert_msg(optional, "%s is not the file the goldens were made from: rerun "
                                 "tests/golden/make_token_goldens.py", path);
-        fprintf(stderr, "note: %s differs from the one its goldens were made from; skipped\n", path);
+        test_skip_(what, "%s differs from the one the goldens were made from", path);
         return NULL;
     }
     char err[GLM_ERRLEN];
@@ -414,7 +416,7 @@ static int run_golden(const char *name, const char *path, int optional, int stre
 {
     golden g;
     read_golden(name, &g);
-    glm_tok *t = load_for(path, &g, optional);
+    glm_tok *t = load_for(name, path, &g, optional);
     if (!t) {
         free_golden(&g);
         return 0;
@@ -662,7 +664,7 @@ START_TEST(concurrent_encode)
 {
     golden g;
     read_golden("tiny", &g);
-    glm_tok *t = load_for(TINY, &g, 0);
+    glm_tok *t = load_for("tiny", TINY, &g, 0);
     enum { NT = 8 };
     pthread_t th[NT];
     thr_arg args[NT];
