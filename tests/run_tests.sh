@@ -12,10 +12,13 @@
 #     "SKIP  case (reason)" (testutil.h's TEST_SKIP, tests/integration/harness.py's
 #     skip(), or a shell test's own echo); they are shown under the suite's PASS
 #     line and counted as skipped.
+# Test cases without a timeout of their own get CK_DEFAULT_TIMEOUT (120 s here,
+# Check's default is 4 s): a hang guard, never a speed requirement.
 set -uo pipefail
 BUILD=${1:-build}
 ONLY=${2:-all}
 cd "$(dirname "$0")/.."
+export CK_DEFAULT_TIMEOUT=${CK_DEFAULT_TIMEOUT:-120}
 
 passed=0
 failed=0

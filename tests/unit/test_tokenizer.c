@@ -13,12 +13,14 @@
  * streaming detokenizer, fed every golden id sequence, yields pieces of whole
  * characters whose concatenation at every cut (plus the pending U+FFFD) is
  * the decode of that prefix; garbage files give one error line; eight
- * threads encoding on one tokenizer get the goldens; 1 MB runs are fast.
+ * threads encoding on one tokenizer get the goldens; 1 MB runs of one
+ * character round-trip (bounded work: the test case's timeout is the hang
+ * guard; speed is build/glm-bench-tok's business).
  * Paths are relative to the repository root (tests/run_tests.sh runs from
- * there); GLM_MODELS overrides "models". Under valgrind set GLM_SLOW=1 (no
- * timing limit) and GLM_PCRE2_JIT=0 (memcheck flags the JIT's vector reads):
+ * there); GLM_MODELS overrides "models". Under valgrind set GLM_PCRE2_JIT=0
+ * (memcheck flags the JIT's vector reads):
  *   make BUILD=/tmp/vgb OPT=-O1 /tmp/vgb/tests/test_tokenizer
- *   CK_FORK=no GLM_SLOW=1 GLM_PCRE2_JIT=0 valgrind --leak-check=full /tmp/vgb/tests/test_tokenizer
+ *   CK_FORK=no GLM_PCRE2_JIT=0 valgrind --leak-check=full /tmp/vgb/tests/test_tokenizer
  */
 #include <check.h>
 #include <dirent.h>
@@ -684,7 +686,7 @@ START_TEST(concurrent_encode)
 END_TEST
 
 /* Long single words and runs: bounded work, and still the right answer
- * (decode gives the text back; a 1 MB run takes well under a second). */
+ * (decode gives the text back). */
 START_TEST(long_inputs)
 {
     char err[GLM_ERRLEN];
@@ -701,16 +703,11 @@ START_TEST(long_inputs)
             n += k;
         }
         s[n++] = 'x'; /* a different ending: lookaheads see it */
-        double t0 = glm_now();
         int32_t *ids;
         size_t m, dn;
         ck_assert_msg(glm_tok_encode(t, s, n, 1, &ids, &m, err, sizeof err) == GLM_OK, "%s", err);
-        double dt = glm_now() - t0;
         char *d = glm_tok_decode(t, ids, m, 0, &dn);
         ck_assert_msg(dn == n && memcmp(d, s, n) == 0, "round trip of a 1 MB run of '%s'", units[u]);
-        fprintf(stderr, "1 MB run of '%s': %zu ids in %.3f s\n", units[u], m, dt);
-        if (!getenv("GLM_SLOW")) /* set under valgrind */
-            ck_assert_msg(dt < 2.0, "1 MB run of '%s' took %.2f s", units[u], dt);
         free(d);
         free(ids);
     }
