@@ -4,6 +4,8 @@
 #   make run        generate the tiny test model if needed and serve it on 127.0.0.1:8000
 #   make venv       the Python virtual environment of the integration tests (.venv: openai, jsonschema)
 #   make test       unit tests, golden parity and integration tests (installs what they need)
+#   make unit       the unit tests only (tests/unit, Check)
+#   make integration  the CLI and integration tests only (tests/cli: the binary, the server, the API)
 #   make models     write the test checkpoints to models/ (tiny, tiny-bf16, tiny-fp8, small, script)
 #   make bench      engine benchmark on models/small
 #   make asan       build + unit tests with AddressSanitizer/UBSan into build-asan/
@@ -55,7 +57,7 @@ endif
 VENV = .venv
 PY   = $(VENV)/bin/python
 
-.PHONY: all run venv test unit golden integration models bench asan deps clean distclean cuda-check
+.PHONY: all run venv test unit integration models bench asan deps deps-check clean distclean
 
 all: glm-server
 
@@ -148,14 +150,17 @@ $(VENV)/.packages:
 test: glm-server $(UNIT_BIN) $(TINY_MODELS) models/script/config.json
 	@bash tests/run_tests.sh $(BUILD)
 
-unit: $(UNIT_BIN)
+unit: $(UNIT_BIN) $(TINY_MODELS)
 	@bash tests/run_tests.sh $(BUILD) unit
+
+integration: glm-server $(TINY_MODELS) models/script/config.json
+	@bash tests/run_tests.sh $(BUILD) cli
 
 bench: glm-server $(BUILD)/glm-bench $(BUILD)/glm-bench-serving models/small/config.json
 	$(BUILD)/glm-bench --model models/small
 	$(BUILD)/glm-bench-serving --model models/small
 
-asan:
+asan: $(TINY_MODELS)
 	$(MAKE) BUILD=build-asan OPT="-O1 -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer" \
 	        CUDA=0 build-asan/glm-mkmodel $(patsubst $(BUILD)/%,build-asan/%,$(UNIT_BIN))
 	bash tests/run_tests.sh build-asan unit

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the test suites: unit tests (Check), golden parity, CLI and bad-checkpoint
 # tests, and the integration tests the CLI scripts start.
-# Usage: tests/run_tests.sh BUILD_DIR [unit]
+# Usage: tests/run_tests.sh BUILD_DIR [unit | cli]   (default: both)
 #
 # One line per suite: "PASS  name", "FAIL  name" (with the end of its output)
 # or "SKIP  name (reason)", and a closing line "N passed, N failed, N skipped".
@@ -57,10 +57,12 @@ run() { # name, command...
     rm -f "$log"
 }
 
-for t in "$BUILD"/tests/test_*; do
-    [ -x "$t" ] || continue
-    run "unit: $(basename "$t")" "$t"
-done
+if [ "$ONLY" != cli ]; then
+    for t in "$BUILD"/tests/test_*; do
+        [ -x "$t" ] || continue
+        run "unit: $(basename "$t")" "$t"
+    done
+fi
 
 if [ "$ONLY" != unit ]; then
     for t in tests/cli/*.sh; do
