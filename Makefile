@@ -5,6 +5,8 @@
 #   make venv       the Python virtual environment of the integration tests (.venv: openai, jsonschema)
 #   make test       unit tests, golden parity and integration tests (installs what they need)
 #   make backend-ops every op of every backend against the reference ops, error per case
+#   make unit       the unit tests only (tests/unit, Check)
+#   make integration  the CLI and integration tests only (tests/cli: the binary, the server, the API)
 #   make models     write the test checkpoints to models/ (tiny, tiny-bf16, tiny-fp8, small, script)
 #   make golden-venv  the reference environment (.venv-ref: torch, transformers); not part of make test
 #   make goldens    regenerate tests/golden/tiny/ with transformers (needs golden-venv; by hand only)
@@ -60,7 +62,7 @@ endif
 VENV = .venv
 PY   = $(VENV)/bin/python
 
-.PHONY: all run venv golden-venv goldens test unit backend-ops golden integration models bench asan deps clean distclean cuda-check
+.PHONY: all run venv golden-venv goldens test unit backend-ops integration models bench asan deps deps-check clean distclean
 
 all: glm-server
 
@@ -174,8 +176,11 @@ goldens: $(REF_VENV)/.packages models/tiny/config.json models/tiny-bf16/config.j
 test: glm-server $(UNIT_BIN) $(BACKEND_BIN) $(TINY_MODELS) models/script/config.json
 	@bash tests/run_tests.sh $(BUILD)
 
-unit: $(UNIT_BIN) $(BACKEND_BIN)
+unit: $(UNIT_BIN) $(BACKEND_BIN) $(TINY_MODELS)
 	@bash tests/run_tests.sh $(BUILD) unit
+
+integration: glm-server $(TINY_MODELS) models/script/config.json
+	@bash tests/run_tests.sh $(BUILD) cli
 
 # the op table alone: one line per (op, case, backend) with its error and tolerance
 backend-ops: $(BACKEND_BIN)
@@ -185,7 +190,7 @@ bench: glm-server $(BUILD)/glm-bench $(BUILD)/glm-bench-serving models/small/con
 	$(BUILD)/glm-bench --model models/small
 	$(BUILD)/glm-bench-serving --model models/small
 
-asan:
+asan: $(TINY_MODELS)
 	$(MAKE) BUILD=build-asan OPT="-O1 -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer" \
 	        CUDA=0 build-asan/glm-mkmodel $(patsubst $(BUILD)/%,build-asan/%,$(UNIT_BIN) $(BACKEND_BIN))
 	bash tests/run_tests.sh build-asan unit

@@ -17,15 +17,13 @@
  * hangs up has its request aborted and the abort's finish events drained
  * (bounded), so aborted samples are counted too.
  *
- * The engine reads the notify callback under its lock but calls it after
- * unlocking, so a call may still arrive after glm_request_release. The
- * notifier objects (eventfd + pointer) are therefore recycled through a free
- * list and never freed while the server runs: a late call is at worst a
- * spurious wakeup of a later request, which the wait loop tolerates.
+ * Each job owns its eventfd. The engine calls the notify callback without its
+ * lock, but glm_request_set_notify (and glm_request_release) wait for a call
+ * in progress, so once job_free has detached the callback no call can reach
+ * the eventfd and it is closed.
  */
 #include <errno.h>
 #include <poll.h>
-#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,46 +37,12 @@
 #include "structured.h"
 #include "core/util.h"
 
-/* ---- notifiers ------------------------------------------------------------------------- */
-
-typedef struct notifier {
-    int efd;
-    struct notifier *next;
-} notifier;
-
-static pthread_mutex_t pool_mu = PTHREAD_MUTEX_INITIALIZER;
-static notifier *pool;
-
-static notifier *notifier_get(void)
-{
-    pthread_mutex_lock(&pool_mu);
-    notifier *n = pool;
-    if (n)
-        pool = n->next;
-    pthread_mutex_unlock(&pool_mu);
-    if (!n) {
-        int fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-        if (fd < 0)
-            return NULL;
-        n = glm_calloc(1, sizeof *n);
-        n->efd = fd;
-    }
-    return n;
-}
-
-static void notifier_put(notifier *n)
-{
-    pthread_mutex_lock(&pool_mu);
-    n->next = pool;
-    pool = n;
-    pthread_mutex_unlock(&pool_mu);
-}
-
+/* The engine's notify callback (engine thread): wakes the connection thread. */
 static void notify(void *ctx)
 {
-    const notifier *n = ctx;
+    const int *efd = ctx;
     uint64_t one = 1;
-    ssize_t w = write(n->efd, &one, sizeof one);
+    ssize_t w = write(*efd, &one, sizeof one);
     (void)w; /* EAGAIN: the counter is already non-zero, which is all we need */
 }
 
@@ -90,7 +54,7 @@ typedef struct {
     json_t *root;
     glm_oai_request req;
     glm_request *er;
-    notifier *nt;
+    int efd;                    /* eventfd written by notify(); -1 when none */
     glm_gen *gen;
     int sock;
     int all_done, aborted, ended, error;
@@ -124,7 +88,7 @@ static int wait_event(job *j, glm_event *ev, int timeout_ms)
         double left = deadline - glm_now();
         if (left <= 0)
             return W_TIMEOUT;
-        struct pollfd p[2] = {{.fd = j->nt->efd, .events = POLLIN}, {.fd = j->sock, .events = POLLRDHUP}};
+        struct pollfd p[2] = {{.fd = j->efd, .events = POLLIN}, {.fd = j->sock, .events = POLLRDHUP}};
         int np = j->sock >= 0 ? 2 : 1;
         int ms = (int)(left * 1000) + 1;
         if (ms > 1000)
@@ -136,7 +100,7 @@ static int wait_event(job *j, glm_event *ev, int timeout_ms)
             return W_GONE;
         if (p[0].revents & POLLIN) {
             uint64_t v;
-            ssize_t rd = read(j->nt->efd, &v, sizeof v);
+            ssize_t rd = read(j->efd, &v, sizeof v);
             (void)rd;
         }
     }
@@ -201,12 +165,10 @@ static void job_free(job *j)
 {
     if (!j)
         return;
-    if (j->er) {
-        glm_request_set_notify(j->er, NULL, NULL);
+    if (j->er) /* detaches notify() first: no call can reach efd afterwards */
         glm_request_release(j->er);
-    }
-    if (j->nt)
-        notifier_put(j->nt);
+    if (j->efd >= 0)
+        close(j->efd);
     glm_gen_free(j->gen);
     glm_oai_request_free(&j->req);
     json_decref(j->root);
@@ -289,6 +251,7 @@ enum MHD_Result glm_handle_completions(glm_http_req *r, int chat)
     const glm_server *srv = r->srv;
     enum MHD_Result res;
     job *j = glm_calloc(1, sizeof *j);
+    j->efd = -1;
     j->srv = srv;
     j->http = r;
     j->root = glm_http_body_json(r, &res);
@@ -307,8 +270,8 @@ enum MHD_Result glm_handle_completions(glm_http_req *r, int chat)
     }
     r->prompt_tokens = j->req.n_prompt;
     j->last_token = glm_calloc((size_t)j->req.sp.n, sizeof *j->last_token);
-    j->nt = notifier_get();
-    if (!j->nt) {
+    j->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (j->efd < 0) {
         job_free(j);
         return glm_http_error(r, 503, NULL, NULL, "out of file descriptors");
     }
@@ -326,7 +289,7 @@ enum MHD_Result glm_handle_completions(glm_http_req *r, int chat)
             return glm_http_error(r, 503, NULL, NULL, "the server is overloaded: %s", err);
         return glm_http_error(r, 400, NULL, chat ? "messages" : "prompt", "%s", err);
     }
-    glm_request_set_notify(j->er, notify, j->nt);
+    glm_request_set_notify(j->er, notify, &j->efd);
     j->sock = glm_http_socket(r);
     char id[96];
     make_id(id, sizeof id, chat ? "chatcmpl-" : "cmpl-", r->request_id);

@@ -107,7 +107,7 @@ static const char *type_for(int status)
     case 404: return "NotFoundError";
     case 405: return "MethodNotAllowedError";
     case 415: return "UnsupportedMediaTypeError";
-    case 429: case 503: return "ServiceUnavailableError";
+    case 503: return "ServiceUnavailableError";
     default: return "InternalServerError";
     }
 }
@@ -133,7 +133,7 @@ enum MHD_Result glm_http_error(glm_http_req *r, int status, const char *type, co
     json_decref(o);
     if (!s)
         return MHD_NO;
-    return queue_text(r, status, s, "application/json", status == 429 || status == 503 ? "1" : NULL);
+    return queue_text(r, status, s, "application/json", status == 503 ? "1" : NULL);
 }
 
 json_t *glm_http_body_json(glm_http_req *r, enum MHD_Result *result)

@@ -102,11 +102,23 @@ static int parse_stop(glm_oai_request *r, const json_t *root, const char **param
     return GLM_OK;
 }
 
+void glm_oai_sampling_init(glm_sampling_params *sp, const glm_server *srv)
+{
+    glm_sampling_params_init(sp);
+    const glm_sampling_defaults *d = &srv->defaults;
+    if (d->temperature >= 0)
+        sp->temperature = d->temperature;
+    if (d->top_p >= 0)
+        sp->top_p = d->top_p;
+    if (d->top_k >= 0)
+        sp->top_k = d->top_k;
+}
+
 static int parse_sampling(glm_oai_request *r, const json_t *root, const glm_server *srv, const char **param,
                           char *err, size_t errlen)
 {
     glm_sampling_params *sp = &r->sp;
-    glm_sampling_params_init(sp);
+    glm_oai_sampling_init(sp, srv); /* the model's defaults; the request's fields override them */
     if (read_float(root, "temperature", &sp->temperature, param, err, errlen) ||
         read_float(root, "top_p", &sp->top_p, param, err, errlen) ||
         read_float(root, "min_p", &sp->min_p, param, err, errlen) ||

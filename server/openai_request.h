@@ -71,4 +71,8 @@ int glm_oai_request_parse(glm_oai_request *r, const json_t *root, int chat, cons
                           int *status, const char **param, char *err, size_t errlen);
 void glm_oai_request_free(glm_oai_request *r);
 
+/* glm_sampling_params_init, then srv's defaults (srv->defaults: the fields a
+ * request omits). */
+void glm_oai_sampling_init(glm_sampling_params *sp, const glm_server *srv);
+
 #endif

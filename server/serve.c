@@ -2,6 +2,7 @@
  * serve.c - `glm-server serve`: command-line flags (vLLM's names) and
  * --config FILE (serve_config.c; the command line wins), loading
  * the checkpoint (model, tokenizer, chat template), creating the engine,
+ * the request defaults from generation_config.json (--generation-config),
  * starting the HTTP daemon, and a graceful stop on SIGINT/SIGTERM: stop
  * accepting, let running requests finish within --shutdown-timeout seconds,
  * abort what is left, exit 0.
@@ -18,6 +19,7 @@
 
 #include "cli.h"
 #include "http.h"
+#include "openai_request.h"
 #include "serve_config.h"
 #include "structured.h"
 #include "server.h"
@@ -55,7 +57,11 @@ static void usage(FILE *f)
             "                                '{\"enable_thinking\": false}' to answer without thinking\n"
             "                                unless a request asks for it (default: the template's)\n"
             "  --allowed-origins LIST        CORS: comma-separated origins allowed to call from a\n"
-            "                                browser, or '*' (default: none)\n");
+            "                                browser, or '*' (default: none)\n"
+            "  --generation-config auto|vllm auto (default): the sampling values of the model's\n"
+            "                                generation_config.json (temperature, top_p, top_k) are\n"
+            "                                the defaults of requests that omit them; vllm: ignore\n"
+            "                                them (temperature 1, top_p 1, top_k off)\n");
 }
 
 /* "4GiB", "512M", "1000000": bytes; -1 if malformed. */
@@ -99,7 +105,7 @@ static int parse_int(const char *flag, const char *s, int lo, int *out)
 }
 
 enum { O_HOST = 256, O_PORT, O_NAME, O_MML, O_SEQS, O_BATCHED, O_KV, O_MEMUTIL, O_KEY, O_PREFIX, O_NOPREFIX, O_THREADS,
-       O_MAXREQ, O_GRACE, O_MODEL, O_HELP, O_KEEPALIVE, O_QUEUE, O_PING, O_ORIGINS, O_DEFKW };
+       O_MAXREQ, O_GRACE, O_MODEL, O_HELP, O_KEEPALIVE, O_QUEUE, O_PING, O_ORIGINS, O_DEFKW, O_GENCFG };
 static const struct option opts[] = {
     {"model", required_argument, 0, O_MODEL},
     {"host", required_argument, 0, O_HOST},
@@ -121,10 +127,42 @@ static const struct option opts[] = {
     {"sse-ping-interval", required_argument, 0, O_PING},
     {"allowed-origins", required_argument, 0, O_ORIGINS},
     {"default-chat-template-kwargs", required_argument, 0, O_DEFKW},
+    {"generation-config", required_argument, 0, O_GENCFG},
     {"help", no_argument, 0, O_HELP},
     {0, 0, 0, 0}};
 
 static int serve_args(int argc, char **argv, const struct option *opts, int n_cfg, int *cli_keys);
+
+/* --generation-config auto: the sampling values of generation_config.json
+ * become the defaults of requests that omit them, as vLLM does; values no
+ * request could give (temperature 5) stop the server with a message. */
+static int apply_generation_config(glm_server *srv, const glm_config *c)
+{
+    srv->defaults = (glm_sampling_defaults){c->default_temperature, c->default_top_p, c->default_top_k};
+    const glm_sampling_defaults *d = &srv->defaults;
+    if (d->temperature < 0 && d->top_p < 0 && d->top_k < 0)
+        return GLM_OK;
+    glm_sampling_params sp;
+    glm_oai_sampling_init(&sp, srv);
+    const char *bad = NULL;
+    char err[GLM_ERRLEN];
+    if (glm_sampling_params_validate(&sp, srv->vocab, &bad, err, sizeof err) != GLM_OK) {
+        fprintf(stderr, "glm-server: %s/generation_config.json: %s (--generation-config vllm ignores the file)\n",
+                srv->model_dir, err);
+        return GLM_ERR;
+    }
+    char line[160];
+    int n = 0;
+    if (d->temperature >= 0)
+        n += snprintf(line + n, sizeof line - (size_t)n, ", temperature %g", (double)d->temperature);
+    if (d->top_p >= 0)
+        n += snprintf(line + n, sizeof line - (size_t)n, ", top_p %g", (double)d->top_p);
+    if (d->top_k >= 0)
+        n += snprintf(line + n, sizeof line - (size_t)n, ", top_k %d", d->top_k);
+    fprintf(stderr, "glm-server: request defaults from generation_config.json: %s (a request's own values win; "
+                    "--generation-config vllm ignores them)\n", line + 2);
+    return GLM_OK;
+}
 
 int glm_cli_serve(int argc, char **argv)
 {
@@ -169,6 +207,7 @@ static int serve_args(int argc, char **argv, const struct option *opts, int n_cf
     glm_engine_params ep;
     glm_engine_params_default(&ep);
     json_t *defkw = NULL;
+    int gen_config = 1; /* --generation-config auto */
     int o;
     optind = 1;
     while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -185,6 +224,15 @@ static int serve_args(int argc, char **argv, const struct option *opts, int n_cf
             break;
         case O_NAME: name = optarg; break;
         case O_ORIGINS: origins = *optarg ? optarg : NULL; break;
+        case O_GENCFG:
+            if (strcmp(optarg, "auto") == 0 || strcmp(optarg, "vllm") == 0) {
+                gen_config = optarg[0] == 'a';
+                break;
+            }
+            fprintf(stderr, "glm-server: --generation-config must be \"auto\" or \"vllm\" (a folder path is not "
+                            "supported), got \"%s\"\n", optarg);
+            json_decref(defkw);
+            return 2;
         case O_DEFKW: {
             json_error_t je;
             json_t *kw = json_loads(optarg, 0, &je);
@@ -304,6 +352,7 @@ static int serve_args(int argc, char **argv, const struct option *opts, int n_cf
     srv.idle_timeout_s = keepalive;
     srv.allowed_origins = origins;
     srv.default_template_kwargs = defkw;
+    srv.defaults = (glm_sampling_defaults){-1.0f, -1.0f, -1};
     srv.created = (long)time(NULL);
     srv.id_base = (uint64_t)time(NULL) * 0x9E3779B97F4A7C15ull ^ (uint64_t)getpid() << 32;
     atomic_store(&srv.loading, 1);
@@ -344,6 +393,8 @@ static int serve_args(int argc, char **argv, const struct option *opts, int n_cf
     glm_oai_vocab_setup(&srv);
     for (int i = 0; i < m->cfg.n_eos && srv.n_eos < (int)(sizeof srv.eos_ids / sizeof srv.eos_ids[0]); i++)
         srv.eos_ids[srv.n_eos++] = m->cfg.eos_token_ids[i];
+    if (gen_config && apply_generation_config(&srv, &m->cfg) != GLM_OK)
+        goto out;
     srv.metrics = glm_metrics_create(srv.max_model_len);
     glm_out_params prm;
     glm_out_params_default(&prm);

@@ -23,6 +23,15 @@
 
 #define GLM_SERVER_VERSION "0.1.0"
 
+/* Sampling values a request gets for the fields it omits (vLLM's
+ * --generation-config auto: the checkpoint's generation_config.json); a
+ * field the request sets always wins. < 0: not given, the API's own default. */
+typedef struct {
+    float temperature;
+    float top_p;
+    int top_k;
+} glm_sampling_defaults;
+
 typedef struct {
     /* configuration */
     const char *model_dir;
@@ -34,6 +43,7 @@ typedef struct {
     int idle_timeout_s;             /* an idle connection is closed after this long */
     const json_t *default_template_kwargs; /* --default-chat-template-kwargs, or NULL */
     const char *allowed_origins;    /* CORS: comma-separated origins or "*"; NULL: none */
+    glm_sampling_defaults defaults; /* from generation_config.json unless --generation-config vllm */
     /* loaded state */
     const glm_model *model;
     const glm_tok *tok;

@@ -34,8 +34,8 @@ typedef struct {
     glm_grammar_matcher *m;      /* NULL without a grammar */
     uint32_t *allowed;           /* mask scratch */
     int dead;                    /* the grammar rejected a token: only eos from here on */
-    int n_slow;                  /* grammar steps over GLM_CONSTRAINT_SLOW_MS */
-    double slowest;              /* ms */
+    int n_costly;                /* grammar steps over GLM_CONSTRAINT_COSTLY_STEP work units */
+    uint64_t costliest;          /* work units of the costliest step */
 } state;
 
 static void pattern_set(pattern *p, const char *s)
@@ -119,14 +119,22 @@ static void only(float *logits, int vocab, const ctx *c, int keep_eos, int32_t k
         logits[keep] = kv;
 }
 
-/* Counts a grammar step's time; 1 when the sample has had too many slow ones. */
-static int too_slow(state *s, double ms)
+/* Counts a grammar step's work; 1 when the sample has had too many costly ones. */
+static int too_costly(state *s, uint64_t cost)
 {
-    if (ms > s->slowest)
-        s->slowest = ms;
-    if (ms > GLM_CONSTRAINT_SLOW_MS)
-        s->n_slow++;
-    return s->n_slow > GLM_CONSTRAINT_MAX_SLOW;
+    if (cost > s->costliest)
+        s->costliest = cost;
+    if (cost > GLM_CONSTRAINT_COSTLY_STEP)
+        s->n_costly++;
+    return s->n_costly > GLM_CONSTRAINT_MAX_COSTLY;
+}
+
+static int costly_err(const state *s, char *err, size_t errlen)
+{
+    return glm_err(err, errlen,
+                   "the output grammar is too costly to follow: %d steps took more than %d work units each "
+                   "(the costliest %llu)",
+                   s->n_costly, GLM_CONSTRAINT_COSTLY_STEP, (unsigned long long)s->costliest);
 }
 
 static int apply(void *vs, float *logits, int vocab, char *err, size_t errlen)
@@ -155,9 +163,8 @@ static int apply(void *vs, float *logits, int vocab, char *err, size_t errlen)
     }
     if (!s->m)
         return 0;
-    if (s->n_slow > GLM_CONSTRAINT_MAX_SLOW) {
-        glm_err(err, errlen, "the output grammar is too costly to follow: a step took %.0f ms (limit %d ms)",
-                s->slowest, GLM_CONSTRAINT_SLOW_MS);
+    if (s->n_costly > GLM_CONSTRAINT_MAX_COSTLY) {
+        costly_err(s, err, errlen);
         return -1;
     }
     if (s->dead || glm_grammar_matcher_is_dead_end(s->m)) {
@@ -168,11 +175,10 @@ static int apply(void *vs, float *logits, int vocab, char *err, size_t errlen)
         only(logits, vocab, c, 1, -1);
         return 0;
     }
-    double t0 = glm_now();
-    int n = glm_grammar_matcher_mask(s->m, c->p.trie, s->allowed);
-    if (too_slow(s, (glm_now() - t0) * 1e3)) {
-        glm_err(err, errlen, "the output grammar is too costly to follow: a step took %.0f ms (limit %d ms)",
-                s->slowest, GLM_CONSTRAINT_SLOW_MS);
+    uint64_t cost = 0;
+    int n = glm_grammar_matcher_mask_cost(s->m, c->p.trie, s->allowed, &cost);
+    if (too_costly(s, cost)) {
+        costly_err(s, err, errlen);
         return -1;
     }
     int can_end = glm_grammar_matcher_can_end(s->m);
@@ -199,10 +205,10 @@ static void answer(state *s, const char *b, size_t n)
 {
     if (!s->m || s->dead || n == 0)
         return;
-    double t0 = glm_now();
-    if (!glm_grammar_matcher_accept(s->m, b, n))
+    uint64_t cost = 0;
+    if (!glm_grammar_matcher_accept_cost(s->m, b, n, &cost))
         s->dead = 1; /* a token the mask did not allow (e.g. forced by a bias of +inf) */
-    too_slow(s, (glm_now() - t0) * 1e3);
+    too_costly(s, cost);
 }
 
 static void accept(void *vs, int32_t tok)

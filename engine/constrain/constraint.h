@@ -25,13 +25,17 @@
 #ifndef GLM_CONSTRAINT_H
 #define GLM_CONSTRAINT_H
 
-/* A grammar step (a mask, or accepting a token) slower than this counts as
- * slow; a sample with more than GLM_CONSTRAINT_MAX_SLOW slow steps ends with
- * an error, so that one costly grammar cannot stall the engine thread that
- * every request shares. Masks over a 154,880-token vocabulary take about
- * 0.01-3 ms (docs/performance.md). */
-#define GLM_CONSTRAINT_SLOW_MS 100
-#define GLM_CONSTRAINT_MAX_SLOW 2
+/* A grammar step (a mask, or accepting a token) whose work passes this many
+ * units (glm_grammar_matcher_mask_cost) is costly; a sample with more than
+ * GLM_CONSTRAINT_MAX_COSTLY costly steps ends with an error, so that one
+ * grammar cannot stall the engine thread that every request shares. Work,
+ * not time, so the same request gets the same answer on every machine and
+ * under any load. A unit is 4-7 ns on the development machine, so the limit
+ * is about 50-70 ms there; masks over a 154,880-token vocabulary take about
+ * 0.5 M units (JSON, schemas, tool calls), 1.3 M with 16,000 alternatives at
+ * the start (docs/performance.md). */
+#define GLM_CONSTRAINT_COSTLY_STEP 10000000
+#define GLM_CONSTRAINT_MAX_COSTLY 2
 
 /* End-of-sequence ids a processor knows at most (generation_config lists 3). */
 #define GLM_CONSTRAINT_MAX_EOS 8

@@ -1013,6 +1013,8 @@ typedef struct {
     uint32_t gen, n_visit;
     int over;
     size_t budget;
+    uint64_t n_scanned;  /* stacks looked at by uncached steps (ws_compute) */
+    uint64_t n_expanded; /* stack nodes expanded and stacks kept (ws_close) */
 } ws;
 
 /* Explicit stack set (what a matcher holds): stack i is pos[off[i] .. off[i+1]),
@@ -1066,6 +1068,16 @@ static void ws_free(ws *w)
     free(w->work);
     free(w->out);
     free(w);
+}
+
+/* The work so far in the units of glm_grammar_matcher_mask_cost, weighted to
+ * track time (measured on the grammars of tests/bench/bench_grammar.c and
+ * tests/unit/test_constraint.c: 4-7 ns a unit): a vocabulary-trie node visited
+ * is 1 (the caller adds those), a stack looked at 1/4, a stack node expanded
+ * or a stack kept 2 (hash-consing). */
+static uint64_t ws_cost(const ws *w)
+{
+    return w->n_scanned / 4 + 2 * w->n_expanded;
 }
 
 static size_t ws_bytes(const ws *w)
@@ -1240,6 +1252,7 @@ static int32_t ws_close(ws *w)
             ws_push(w, E_TYPE(g->elems[s]) == E_END ? rest : ws_node(w, s, rest));
         }
     }
+    w->n_expanded += w->n_visit + w->n_out;
     if (w->over || w->n_out == 0 || w->n_out > GLM_GRAMMAR_MAX_STACKS)
         return DEAD;
     size_t total = 0;
@@ -1341,6 +1354,7 @@ static int ws_viable(const ws *w, uint32_t s, uint32_t lo, uint32_t hi)
 static int32_t ws_compute(ws *w, uint32_t s, uint8_t b)
 {
     uint32_t u = w->st[s].utf8, v, n, L;
+    w->n_scanned += 1 + w->st[s].len;
     if (u == 0) {
         if (b < 0x80)
             return ws_step(w, s, b);
@@ -1653,6 +1667,11 @@ void glm_grammar_matcher_free(glm_grammar_matcher *m)
 
 int glm_grammar_matcher_accept(glm_grammar_matcher *m, const char *bytes, size_t n)
 {
+    return glm_grammar_matcher_accept_cost(m, bytes, n, NULL);
+}
+
+int glm_grammar_matcher_accept_cost(glm_grammar_matcher *m, const char *bytes, size_t n, uint64_t *cost)
+{
     if (n == 0)
         return 1;
     ws *w = ws_new(m->g);
@@ -1668,6 +1687,8 @@ int glm_grammar_matcher_accept(glm_grammar_matcher *m, const char *bytes, size_t
     }
     if (ok)
         ws_export(w, cur, &m->ss);
+    if (cost)
+        *cost += ws_cost(w);
     ws_free(w);
     return ok;
 }
@@ -1807,6 +1828,12 @@ int glm_token_trie_vocab(const glm_token_trie *t)
 
 int glm_grammar_matcher_mask(const glm_grammar_matcher *m, const glm_token_trie *t, uint32_t *allowed)
 {
+    return glm_grammar_matcher_mask_cost(m, t, allowed, NULL);
+}
+
+int glm_grammar_matcher_mask_cost(const glm_grammar_matcher *m, const glm_token_trie *t, uint32_t *allowed,
+                                  uint64_t *cost)
+{
     if (t->n_vocab > 0)
         memset(allowed, 0, ((size_t)t->n_vocab + 31) / 32 * sizeof *allowed);
     ws *w = ws_new(m->g);
@@ -1815,7 +1842,8 @@ int glm_grammar_matcher_mask(const glm_grammar_matcher *m, const glm_token_trie 
     const trie_node *nd = t->nodes;
     const uint32_t *ids = t->ids;
     int count = 0;
-    for (uint32_t i = 1; i < t->n_nodes;) {
+    uint64_t visited = 0;
+    for (uint32_t i = 1; i < t->n_nodes; visited++) {
         uint32_t d = nd[i].depth;
         int32_t s = ws_next(w, dstate, d, d - 1, nd[i].byte);
         if (s < 0) {
@@ -1829,6 +1857,8 @@ int glm_grammar_matcher_mask(const glm_grammar_matcher *m, const glm_token_trie 
         }
         i++;
     }
+    if (cost)
+        *cost += ws_cost(w) + visited;
     free(dstate);
     ws_free(w);
     return count;

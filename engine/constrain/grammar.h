@@ -87,6 +87,17 @@ int glm_token_trie_vocab(const glm_token_trie *t);
  * microseconds when few are (see grammar.c). */
 int glm_grammar_matcher_mask(const glm_grammar_matcher *m, const glm_token_trie *t, uint32_t *allowed);
 
+/* glm_grammar_matcher_mask and glm_grammar_matcher_accept that also add the
+ * work they did to *cost (may be NULL), in work units weighted to track time:
+ * 1 per vocabulary-trie node visited, 1/4 per parse stack looked at, 2 per
+ * stack node expanded or stack kept. The count depends only on the grammar,
+ * the state, the vocabulary and the input, never on the machine or its load,
+ * so a limit on it (constraint.h) decides the same way everywhere. About 4-7
+ * ns a unit on the development machine (docs/performance.md). */
+int glm_grammar_matcher_mask_cost(const glm_grammar_matcher *m, const glm_token_trie *t, uint32_t *allowed,
+                                  uint64_t *cost);
+int glm_grammar_matcher_accept_cost(glm_grammar_matcher *m, const char *bytes, size_t n, uint64_t *cost);
+
 /* Test helper: 1 when the whole string is a complete sentence of g. */
 int glm_grammar_matches(const glm_grammar *g, const char *s, size_t n);
 

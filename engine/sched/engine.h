@@ -5,8 +5,8 @@
  * Requests come in through glm_engine_submit (any thread) and their results
  * leave through a per-request channel of events (new token, finish, error)
  * that the submitting thread reads with glm_request_next, optionally woken by
- * a notify callback (the HTTP layer uses it to resume a suspended
- * connection). glm_request_abort may be called at any time from any thread:
+ * a notify callback (the HTTP layer's connection thread waits in poll() on
+ * an eventfd that the callback writes). glm_request_abort may be called at any time from any thread:
  * the engine drops the request's sequences and frees their blocks before its
  * next step. Nothing inside the engine thread takes a lock while computing.
  */
@@ -94,7 +94,7 @@ typedef enum {
     GLM_SUBMIT_OK = 0,
     GLM_SUBMIT_INVALID,          /* bad prompt or parameters: a 400 */
     GLM_SUBMIT_TOO_LONG,         /* prompt does not fit max_model_len or the cache: a 400 */
-    GLM_SUBMIT_OVERLOADED        /* waiting queue full: a 429/503 */
+    GLM_SUBMIT_OVERLOADED        /* waiting queue full: a 503 (as vLLM's admission control) */
 } glm_submit_status;
 
 /*

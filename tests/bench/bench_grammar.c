@@ -4,7 +4,11 @@
  * object, a JSON-Schema document and GLM-5 tool calls, the document is
  * tokenized and replayed token by token as the server's logits processor
  * does it: a mask over the whole vocabulary (which must allow the next token),
- * then accepting that token. Prints per-token mask and accept times.
+ * then accepting that token. Prints per-token mask and accept times, and the
+ * mask's work units (glm_grammar_matcher_mask_cost: what the server's limit on
+ * a grammar step counts, constraint.h) with the time per unit. A last case is
+ * a grammar built to be costly (ambiguous nested repetitions), the kind that
+ * limit stops.
  *
  *   glm-bench-grammar [--tokenizer FILE] [--repeat N]
  * Default tokenizer: models/tokenizer-large/tokenizer.json (154,880 ids).
@@ -81,14 +85,18 @@ static int run(const char *label, const char *gbnf, const char *doc, const glm_t
     int vocab = glm_token_trie_vocab(trie);
     uint32_t *allowed = glm_malloc(sizeof(uint32_t) * (size_t)((vocab + 31) / 32));
     double *mask_ms = glm_malloc(sizeof(double) * n * (size_t)repeat);
-    double accept_total = 0, allowed_total = 0;
+    double accept_total = 0, allowed_total = 0, cost_total = 0;
+    uint64_t cost_max = 0;
     size_t k = 0;
     for (int r = 0; r < repeat; r++) {
         glm_grammar_matcher *m = glm_grammar_matcher_new(g);
         for (size_t i = 0; i < n; i++) {
+            uint64_t cost = 0;
             double t0 = glm_now();
-            int na = glm_grammar_matcher_mask(m, trie, allowed);
+            int na = glm_grammar_matcher_mask_cost(m, trie, allowed, &cost);
             double t1 = glm_now();
+            cost_total += (double)cost;
+            cost_max = GLM_MAX(cost_max, cost);
             if (!(allowed[ids[i] >> 5] >> (ids[i] & 31) & 1u)) {
                 fprintf(stderr, "bench_grammar: %s: token %zu (id %d) not allowed\n", label, i, ids[i]);
                 return 1;
@@ -117,9 +125,10 @@ static int run(const char *label, const char *gbnf, const char *doc, const glm_t
         sum += mask_ms[i];
     qsort(mask_ms, k, sizeof *mask_ms, cmp_double);
     printf("%-12s %5zu tokens  mask: mean %.3f  p50 %.3f  p99 %.3f  max %.3f ms  allowed mean %.0f  "
-           "accept mean %.4f ms\n",
+           "accept mean %.4f ms\n%-12s %5s         work units per mask: mean %.0f  max %llu  (%.1f ns a unit)\n",
            label, n, sum / (double)k, mask_ms[k / 2], mask_ms[(size_t)(k * 0.99)], mask_ms[k - 1],
-           allowed_total / (double)k, accept_total / (double)k);
+           allowed_total / (double)k, accept_total / (double)k, "", "", cost_total / (double)k,
+           (unsigned long long)cost_max, cost_total > 0 ? sum * 1e6 / cost_total : 0.0);
     free(mask_ms);
     free(allowed);
     free(ids);
@@ -183,6 +192,8 @@ int main(int argc, char **argv)
     rc |= run("tool_calls", g, TOOLS_DOC, tok, tools, repeat);
     free(g);
     json_decref(t);
+    /* tests/integration/test_reasoning_tools.py: test_costly_grammar_is_stopped */
+    rc |= run("costly", "root ::= ([a-z ]{0,300}){0,300} \"!\"", "the cat sat on the mat!", tok, text, 1);
     glm_token_trie_free(text);
     glm_token_trie_free(tools);
     glm_tok_free(tok);

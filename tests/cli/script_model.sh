@@ -15,6 +15,7 @@
 set -euo pipefail
 BUILD=${1:-build}
 cd "$(dirname "$0")/../.."
+. tests/cli/lib/serve.bash
 
 MODEL=models/script
 for f in ./glm-server "$BUILD/glm-mkmodel" "$MODEL/config.json" "$MODEL/script.json"; do
@@ -61,7 +62,7 @@ prompt_ids() { # prompt text -> comma-separated ids
 }
 expect_ids() { # name, prompt ids, expected ids
     local got
-    got=$(timeout 30 ./glm-server generate --model "$MODEL" --prompt-ids "$2" --max-tokens 400 \
+    got=$(timeout "$HANG" ./glm-server generate --model "$MODEL" --prompt-ids "$2" --max-tokens 400 \
         --logits "$TMP/$1.logits")
     [ "$got" = "$3" ] || { echo "script_model.sh: generate $1: got $got, want $3" >&2; exit 1; }
 }
@@ -135,17 +136,13 @@ assert max(r[i] for i in range(V) if i not in tier) <= 12.0 + 1e-3, "an ordinary
 PY
 
 # --- the server ---------------------------------------------------------------
-PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+PORT=$(free_port)
 ./glm-server serve --model "$MODEL" --served-model-name script --port "$PORT" --threads 2 \
     --kv-cache-memory 64MiB >"$TMP/log" 2>&1 &
 PID=$!
-for _ in $(seq 100); do
-    curl -sf "http://127.0.0.1:$PORT/health" >/dev/null && break
-    kill -0 "$PID" 2>/dev/null || { cat "$TMP/log"; echo "script_model.sh: the server exited" >&2; exit 1; }
-    sleep 0.1
-done
+wait_ready script_model.sh "$PID" "http://127.0.0.1:$PORT/health" "$TMP/log"
 rc=0
-timeout -k 5 60 python3 - "$MODEL/script.json" "http://127.0.0.1:$PORT" <<'PY' || rc=$?
+timeout -k 5 $((HANG * 10)) python3 - "$MODEL/script.json" "http://127.0.0.1:$PORT" <<'PY' || rc=$?
 import json, subprocess, sys
 s = json.load(open(sys.argv[1]))
 url = sys.argv[2]
@@ -153,7 +150,7 @@ chains = s["chains"]
 eos_texts = ["<|endoftext|>", "<|user|>", "<|observation|>"]
 
 def post(path, body):
-    out = subprocess.run(["curl", "-sS", "--max-time", "30", "-H", "Content-Type: application/json",
+    out = subprocess.run(["curl", "-sS", "--max-time", "60", "-H", "Content-Type: application/json",
                           url + path, "-d", json.dumps(body)], capture_output=True, text=True, check=True)
     if body.get("stream"):
         return [json.loads(l[6:]) for l in out.stdout.splitlines()

@@ -9,13 +9,14 @@
 set -euo pipefail
 BUILD=${1:-build}
 cd "$(dirname "$0")/../.."
+. tests/cli/lib/serve.bash
 
 for f in ./glm-server models/script/config.json models/script/script.json; do
     [ -e "$f" ] || { echo "script_server.sh: missing $f (run make and make models)" >&2; exit 1; }
 done
 [ -f .venv/.packages ] && .venv/bin/python -c "import openai, jsonschema" 2>/dev/null || make -s venv
 
-PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+PORT=$(free_port)
 LOG=$(mktemp)
 PID=
 cleanup() {
@@ -28,13 +29,7 @@ start() { # extra flags...
     ./glm-server serve --model models/script --served-model-name script --port "$PORT" --threads 2 \
         --kv-cache-memory 64MiB "$@" >"$LOG" 2>&1 &
     PID=$!
-    for _ in $(seq 100); do
-        curl -sf "http://127.0.0.1:$PORT/health" >/dev/null && return 0
-        kill -0 "$PID" 2>/dev/null || { cat "$LOG"; echo "script_server.sh: the server exited" >&2; exit 1; }
-        sleep 0.1
-    done
-    echo "script_server.sh: no /health after 10 s" >&2
-    exit 1
+    wait_ready script_server.sh "$PID" "http://127.0.0.1:$PORT/health" "$LOG"
 }
 stop() {
     kill "$PID"
@@ -42,14 +37,8 @@ stop() {
     PID=
 }
 run() { # mode
-    local rc=0
-    timeout -k 5 300 .venv/bin/python tests/integration/test_reasoning_tools.py "http://127.0.0.1:$PORT" \
-        models/script "$1" || rc=$?
-    if [ "$rc" -ne 0 ]; then
-        echo "--- server log (last 30 lines)"
-        tail -30 "$LOG"
-        exit "$rc"
-    fi
+    run_suite script_server.sh "$LOG" timeout -k 5 $((HANG * 10)) .venv/bin/python \
+        tests/integration/test_reasoning_tools.py "http://127.0.0.1:$PORT" models/script "$1"
 }
 
 start

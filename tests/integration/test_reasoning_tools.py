@@ -8,13 +8,13 @@ Usage: test_reasoning_tools.py BASE_URL MODEL_DIR [default_off]
 tests/cli/script_server.sh starts the server (both ways) and runs this. Every check
 compares the server's answer with text the chains define, through the official
 `openai` SDK (streaming and not), plain curl, and raw SSE read from a socket.
-Prints one line per test and "N passed, N failed"; exits 1 on any failure.
+Prints one line per test and "N passed, N failed, N skipped" (harness.py);
+exits 1 on any failure. No test asserts how long something took.
 """
 import json
 import os
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 
@@ -589,7 +589,8 @@ def test_structured_completions_and_n():
 
 
 def test_hostile_structured():
-    """Hostile grammars and schemas get a 400 quickly and leave the server serving."""
+    """Hostile grammars and schemas get a 400 (the client's 60 s timeout guards against a
+    hang) and leave the server serving."""
     M = {"model": MODEL, "messages": MSGS, "max_tokens": 5}
     deep = {"type": "object"}
     for _ in range(200):
@@ -621,15 +622,12 @@ def test_hostile_structured():
         {"chat_template_kwargs": {"enable_thinking": "yes"}},
     ]
     for extra_body in bad:
-        t0 = time.time()
         s, b = post("/v1/chat/completions", dict(M, **extra_body))
         assert s == 400, (extra_body if len(str(extra_body)) < 200 else str(extra_body)[:200], s, b[:300])
-        assert time.time() - t0 < 5, ("slow", str(extra_body)[:200])
-    # a $ref cycle that never reaches a value is no constraint, not a hang
-    t0 = time.time()
+    # a $ref cycle that never reaches a value is no constraint: answered, not a hang
     s, b = post("/v1/chat/completions", dict(M, response_format={"type": "json_schema", "json_schema": {
         "name": "l", "schema": loop}}))
-    assert s in (200, 400) and time.time() - t0 < 10, (s, b[:300])
+    assert s == 200 and json.loads(b)["choices"][0]["finish_reason"] == "length", (s, b[:300])
     r = create()
     assert r.choices[0].message.content == ANSWER  # still serving
 
@@ -700,16 +698,16 @@ def test_tools_or_format():
 
 
 def test_costly_grammar_is_stopped():
-    # a grammar whose every step is slow ends with a 400 after a few steps instead of
-    # holding the engine thread (which every request shares) for the whole answer
+    # a grammar whose steps grow costly ends with a 400 after a few steps instead of
+    # holding the engine thread (which every request shares) for the whole answer;
+    # the limit counts work, not time, so this is the answer on every machine
     g = 'root ::= ([a-z ]{0,300}){0,300} "!"'
-    t0 = time.time()
     s, b = post("/v1/chat/completions", base_body(NOTHINK, grammar=g, max_tokens=200))
-    if s == 200:  # a fast machine: every step stayed under the limit
-        assert json.loads(b)["choices"][0]["message"]["content"] is not None
-    else:
-        assert "too costly" in check_error(s, b), b
-    assert time.time() - t0 < 60
+    msg = check_error(s, b)
+    assert "too costly" in msg and "3 steps" in msg, msg
+    # streamed: an error event after the tokens that were allowed, then [DONE]
+    events = raw_sse(base_body(NOTHINK, grammar=g, max_tokens=200))
+    assert "too costly" in events[-1]["error"]["message"], events[-1]
     assert create().choices[0].message.content == ANSWER  # still serving
 
 

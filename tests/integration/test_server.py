@@ -6,10 +6,12 @@ Usage: test_server.py BASE_URL API_KEY [queue]
   queue:   ... and --max-num-seqs 1 --max-queue 1 --sse-ping-interval 0.2
            --timeout-keep-alive 2 (runs only the queue_test_* tests: queueing, slow loris).
 tests/cli/server.sh starts both.
-Prints one line per test and a closing line "N passed, N failed"; exits 1 on
-any failure. The tiny model writes random-looking text: the tests check
-structure and consistency (greedy stream == non-stream, seeds, stops), never
-the words.
+Prints one line per test and a closing line "N passed, N failed, N skipped";
+exits 1 on any failure. The tiny model writes random-looking text: the tests
+check structure and consistency (greedy stream == non-stream, seeds, stops),
+never the words. No test asserts how long something took: waits for the
+server poll for a state with a generous hang guard (HANG seconds) and then
+check what happened (statuses, counters, which request finished how).
 """
 import json
 import os
@@ -33,6 +35,7 @@ MODEL = "tiny"
 client = openai.OpenAI(base_url=BASE + "/v1", api_key=KEY, max_retries=0, timeout=60)
 NOTHINK = {"chat_template_kwargs": {"enable_thinking": False}}
 MSGS = [{"role": "user", "content": "Tell me a story about a cat."}]
+HANG = 60  # seconds: only a hang takes this long, whatever the machine's load
 
 
 def raw(method, path, body=None, headers=None, key=KEY):
@@ -303,7 +306,7 @@ def test_metrics_exposition():
                                         extra_body={"ignore_eos": True}))
     # the engine publishes its counters after each step, which may end after the
     # answer left: wait for them (the histograms are observed before the answer)
-    deadline = time.time() + 3
+    deadline = time.time() + HANG
     while True:
         _, _, b = raw("GET", "/metrics", key=None)
         after, types = parse_exposition(b.decode())
@@ -347,7 +350,8 @@ def read_events(sock, n):
     return got
 
 
-def wait_metrics(cond, seconds=5):
+def wait_metrics(cond, seconds=HANG):
+    """Polls /metrics until cond holds; fails only if it never does (a hang)."""
     deadline = time.time() + seconds
     while time.time() < deadline:
         m = metrics()
@@ -401,21 +405,29 @@ def test_bad_input_never_5xx():
         assert s == 200, (body, b)
 
 
+def finished(reason):
+    return metric_sum(parse_exposition(raw("GET", "/metrics", key=None)[2].decode())[0],
+                      "glm:request_success_total", finished_reason=reason)
+
+
+def wait_finished(reason, n):
+    deadline = time.time() + HANG
+    while finished(reason) != n and time.time() < deadline:
+        time.sleep(0.02)
+    assert finished(reason) == n, (reason, n, finished(reason))
+
+
 def test_disconnect_mid_stream():
-    aborts = lambda: metric_sum(parse_exposition(raw("GET", "/metrics", key=None)[2].decode())[0],
-                                "glm:request_success_total", finished_reason="abort")
-    a0 = aborts()
+    """A client that hangs up mid-stream has its request aborted (KV freed): the
+    request ends as an abort, not after its 3000 tokens as a "length"."""
+    a0, l0 = finished("abort"), finished("length")
     sock = open_stream("Long")
     read_events(sock, 5)
     assert metrics()["glm:num_requests_running"] == 1
-    t0 = time.time()
     sock.close()
     wait_metrics(idle)
-    assert time.time() - t0 < 1.0, "abort took %.2fs" % (time.time() - t0)
-    deadline = time.time() + 3
-    while aborts() != a0 + 1 and time.time() < deadline:
-        time.sleep(0.02)
-    assert aborts() == a0 + 1, (a0, aborts())
+    wait_finished("abort", a0 + 1)
+    assert finished("length") == l0
     r = client.completions.create(model=MODEL, prompt="after", max_tokens=4, extra_body={"ignore_eos": True})
     assert r.usage.completion_tokens == 4
 
@@ -489,8 +501,12 @@ def queue_test_overload_and_queued_disconnect():
     s, h, body = raw("POST", "/v1/completions", {"model": MODEL, "prompt": "third", "max_tokens": 2})
     e = check_error(s, body, 503)  # as vLLM's admission control; the openai SDK retries it
     assert h["Retry-After"] == "1" and e["type"] == "ServiceUnavailableError", (dict(h), e)
-    b.close()  # hang up while queued: its request leaves the queue at once
-    wait_metrics(lambda m: m["glm:num_requests_waiting"] == 0, seconds=1)
+    a0, l0 = finished("abort"), finished("length")
+    b.close()  # hang up while queued: its request leaves the queue, aborted, while a still runs
+    m = wait_metrics(lambda m: m["glm:num_requests_waiting"] == 0)
+    assert m["glm:num_requests_running"] == 1, m
+    wait_finished("abort", a0 + 1)
+    assert finished("length") == l0  # a (3000 tokens) is still running: b never ran
     a.close()
     wait_metrics(idle)
     r = client.completions.create(model=MODEL, prompt="after", max_tokens=4, extra_body={"ignore_eos": True})
@@ -500,22 +516,22 @@ def queue_test_overload_and_queued_disconnect():
 def queue_test_slow_loris():
     """Stalled clients (a partial body, partial headers) are closed after
     --timeout-keep-alive (2 s here) without an HTTP answer, and never stop the
-    server from serving others meanwhile."""
+    server from serving others meanwhile. (Each socket waits HANG seconds at
+    most: only a server that never closes them fails.)"""
     host, port = BASE.split("//")[1].split(":")
     body = json.dumps({"model": MODEL, "prompt": "x", "max_tokens": 1})
     socks = []
     for _ in range(8):
-        s = socket.create_connection((host, int(port)), timeout=10)
+        s = socket.create_connection((host, int(port)), timeout=HANG)
         s.sendall(("POST /v1/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
                    "Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
                    % (KEY, len(body) + 10, body)).encode())  # 10 bytes never come
         socks.append(s)
-        s = socket.create_connection((host, int(port)), timeout=10)
+        s = socket.create_connection((host, int(port)), timeout=HANG)
         s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: ")  # headers never end
         socks.append(s)
-    t0 = time.time()
     s, _, _ = raw("GET", "/health", key=None)
-    assert s == 200 and time.time() - t0 < 1
+    assert s == 200
     r = client.completions.create(model=MODEL, prompt="meanwhile", max_tokens=2, extra_body={"ignore_eos": True})
     assert r.usage.completion_tokens == 2
     for s in socks:
@@ -525,7 +541,6 @@ def queue_test_slow_loris():
             got = b""
         assert got == b"", got  # closed without an answer
         s.close()
-    assert time.time() - t0 < 6, time.time() - t0
 
 
 if __name__ == "__main__":

@@ -5,8 +5,9 @@
  * forbids end-of-sequence inside it, the reasoning ends at the bytes of
  * </think> however they are split, the grammar's mask is exactly the tokens
  * it accepts, end-of-sequence comes only when the sentence is complete,
- * `forbid` and `end_after` hold, and greedy decoding under the mask always
- * produces a sentence of the grammar.
+ * `forbid` and `end_after` hold, greedy decoding under the mask always
+ * produces a sentence of the grammar, and a grammar whose steps are too
+ * costly ends the sample after the same number of steps on every machine.
  */
 #include <check.h>
 #include <math.h>
@@ -270,6 +271,59 @@ START_TEST(tool_call_ends_reasoning)
 }
 END_TEST
 
+/* A grammar whose steps grow past GLM_CONSTRAINT_COSTLY_STEP work units
+ * (ambiguous nested repetitions: the parse stacks multiply with every
+ * letter) is stopped at the mask after its (GLM_CONSTRAINT_MAX_COSTLY + 1)th
+ * costly step. Work is counted, not time, so it stops at the same step
+ * however slow or loaded the machine is. */
+START_TEST(costly_grammar_stops)
+{
+    glm_constraint_params p = params(0, -1, "root ::= ([a-z ]{0,300}){0,300} \"!\"");
+    glm_logits_processor lp;
+    glm_constraint_processor(&p, &lp);
+    float *row = malloc(sizeof(float) * (size_t)vocab);
+    int32_t t = id_of("the");
+    int first = -1;
+    for (int run = 0; run < 2; run++) {
+        void *st = lp.create(lp.ctx, 0);
+        char err[GLM_ERRLEN] = "";
+        int masks = 0, rc = 0;
+        while (masks < 20) {
+            for (int i = 0; i < vocab; i++)
+                row[i] = 0.0f;
+            rc = lp.apply(st, row, vocab, err, sizeof err);
+            if (rc != 0)
+                break;
+            masks++;
+            ck_assert(row[t] == 0.0f);
+            lp.accept(st, t);
+        }
+        ck_assert_int_eq(rc, -1);
+        ck_assert_msg(strstr(err, "too costly") != NULL && strstr(err, "3 steps took more than"), "%s", err);
+        ck_assert_int_lt(masks, 20);
+        if (run == 0)
+            first = masks;
+        else
+            ck_assert_int_eq(masks, first); /* the same step again */
+        lp.destroy(st);
+    }
+    /* an ordinary grammar on the same tokens never comes near the limit */
+    glm_constraint_params q = params(0, -1, "root ::= (\"the\" | \" \")* \"!\"");
+    glm_logits_processor l2;
+    glm_constraint_processor(&q, &l2);
+    void *s2 = l2.create(l2.ctx, 0);
+    int32_t last;
+    for (int i = 0; i < 50; i++) {
+        ck_assert_int_ge(allowed(&l2, s2, row, &last), 2);
+        l2.accept(s2, t);
+    }
+    l2.destroy(s2);
+    l2.release(l2.ctx);
+    free(row);
+    lp.release(lp.ctx);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("constraint");
@@ -281,6 +335,7 @@ int main(void)
     tcase_add_test(tc, forbid_and_end_after);
     tcase_add_test(tc, greedy_under_mask_is_valid);
     tcase_add_test(tc, tool_call_ends_reasoning);
+    tcase_add_test(tc, costly_grammar_stops);
     suite_add_tcase(s, tc);
     return test_run_suite(s);
 }

@@ -66,11 +66,11 @@ static uint64_t finished_total(const glm_engine_metrics *m)
 }
 
 /* Waits until `samples` samples have finished and the engine holds no
- * sequence and no block. */
+ * sequence and no block; fails only after 60 s (a hang guard). */
 static void wait_drained(glm_engine *e, uint64_t samples)
 {
     glm_engine_metrics m;
-    for (int i = 0; i < 6000; i++) {
+    for (int i = 0; i < 12000; i++) {
         glm_engine_metrics_get(e, &m);
         if (finished_total(&m) == samples && m.num_running == 0 && m.num_waiting == 0 && m.kv_blocks_used == 0)
             return;

@@ -257,16 +257,12 @@ START_TEST(endless_loops_stop)
         {"{% set ns = namespace(l=[1]) %}{% for i in range(60) %}{% set ns.l = ns.l + ns.l %}{% endfor %}",
          "memory"},
     };
+    /* each stops at the limit its message names (the test case's timeout is
+     * the hang guard; no wall-clock bound: machines are shared) */
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char err[GLM_ERRLEN] = "";
-        double t0 = glm_now();
         char *out = render_str(cases[i][0], NULL, err);
-        double dt = glm_now() - t0;
         ck_assert_msg(out == NULL && strstr(err, cases[i][1]), "[%s] -> [%s]", cases[i][0], err);
-        /* valgrind runs ~50x slower; the bound is for native runs */
-        const char *pre = getenv("LD_PRELOAD");
-        bool slow = (pre && strstr(pre, "vgpreload")) || getenv("JINJA_SLOW");
-        ck_assert_msg(slow || dt < 2.0, "[%s] took %.2f s", cases[i][0], dt);
     }
 }
 END_TEST

@@ -7,7 +7,8 @@
  * back by the output parser into the expected arguments; exhaustive checks of
  * integer ranges and bounded raw strings; random walks through grammars whose
  * every finished text must be valid JSON (and valid arguments); hostile
- * schemas that must fail cleanly and quickly.
+ * schemas that must fail cleanly (bounded work: the test case's timeout is
+ * the hang guard, no case is timed).
  */
 #include <check.h>
 #include <jansson.h>
@@ -987,12 +988,9 @@ static void expect_error(const char *schema_js, const char *want)
 {
     char err[GLM_ERRLEN] = "";
     json_t *s = load(schema_js);
-    double t0 = glm_now();
     char *text = glm_schema_gbnf(s, err, sizeof err);
-    double dt = glm_now() - t0;
     ck_assert_msg(text == NULL, "accepted (%zu bytes): %.200s", strlen(text), schema_js);
     ck_assert_msg(strstr(err, want) != NULL, "%.200s:\n got  %s\n want ...%s...", schema_js, err, want);
-    ck_assert_msg(dt < 5.0, "%.200s took %.1f s", schema_js, dt);
     json_decref(s);
 }
 
@@ -1081,12 +1079,8 @@ START_TEST(hostile)
         "{\"type\": \"array\", \"items\": {\"$ref\": \"#\"}}",
         "{\"type\": \"object\", \"properties\": {\"a\": {\"$ref\": \"#\"}, \"b\": {\"$ref\": \"#\"}}}",
     };
-    for (size_t i = 0; i < sizeof loops / sizeof loops[0]; i++) {
-        double t0 = glm_now();
-        glm_grammar *g = schema_grammar(loops[i], NULL);
-        ck_assert(glm_now() - t0 < 5.0); /* bounded work, generously */
-        glm_grammar_free(g);
-    }
+    for (size_t i = 0; i < sizeof loops / sizeof loops[0]; i++)
+        glm_grammar_free(schema_grammar(loops[i], NULL));
     glm_grammar *g = schema_grammar("{\"type\": \"array\", \"items\": {\"$ref\": \"#\"}}", NULL);
     ck_assert(matches(g, "[[],[[[]]]]"));
     ck_assert(!matches(g, "[1]"));
@@ -1261,9 +1255,7 @@ static void expect_wf(const char *schema_js, int ok, const char *want)
 {
     char err[GLM_ERRLEN] = "";
     json_t *s = load(schema_js);
-    double t0 = glm_now();
     int rc = glm_schema_wellformed(s, err, sizeof err);
-    ck_assert_msg(glm_now() - t0 < 5.0, "%.200s took %.1f s", schema_js, glm_now() - t0);
     if (ok)
         ck_assert_msg(rc == GLM_OK, "%.300s rejected: %s", schema_js, err);
     else {

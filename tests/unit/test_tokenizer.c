@@ -7,18 +7,20 @@
  *   tiny-VARIANT.*    the same with an overlay of top-level fields (another
  *                     pre-tokenizer, extra added tokens, ...), built here
  *   large.*           models/tokenizer-large when present (154880 ids,
- *                     ignore_merges); skipped with a note otherwise
+ *                     ignore_merges); reported as skipped otherwise
  * Every encode must give the golden ids exactly (with and without special-
  * token parsing), every decode the golden text; decode(encode(s)) == s; the
  * streaming detokenizer, fed every golden id sequence, yields pieces of whole
  * characters whose concatenation at every cut (plus the pending U+FFFD) is
  * the decode of that prefix; garbage files give one error line; eight
- * threads encoding on one tokenizer get the goldens; 1 MB runs are fast.
+ * threads encoding on one tokenizer get the goldens; 1 MB runs of one
+ * character round-trip (bounded work: the test case's timeout is the hang
+ * guard; speed is build/glm-bench-tok's business).
  * Paths are relative to the repository root (tests/run_tests.sh runs from
- * there); GLM_MODELS overrides "models". Under valgrind set GLM_SLOW=1 (no
- * timing limit) and GLM_PCRE2_JIT=0 (memcheck flags the JIT's vector reads):
+ * there); GLM_MODELS overrides "models". Under valgrind set GLM_PCRE2_JIT=0
+ * (memcheck flags the JIT's vector reads):
  *   make BUILD=/tmp/vgb OPT=-O1 /tmp/vgb/tests/test_tokenizer
- *   CK_FORK=no GLM_SLOW=1 GLM_PCRE2_JIT=0 valgrind --leak-check=full /tmp/vgb/tests/test_tokenizer
+ *   CK_FORK=no GLM_PCRE2_JIT=0 valgrind --leak-check=full /tmp/vgb/tests/test_tokenizer
  */
 #include <check.h>
 #include <dirent.h>
@@ -234,20 +236,22 @@ static void free_golden(golden *g)
 /* Loads `path`, with the golden's overlay applied when it has one; checks the
  * file is the one the goldens were made from. Returns NULL (and says why)
  * when `optional` and the file is missing or different. */
-static glm_tok *load_for(const char *path, const golden *g, int optional)
+static glm_tok *load_for(const char *name, const char *path, const golden *g, int optional)
 {
     size_t n;
     char *buf = read_file(path, &n);
+    char what[64];
+    snprintf(what, sizeof what, "%s_goldens", name);
     if (!buf) {
         ck_assert_msg(optional, "cannot read %s", path);
-        fprintf(stderr, "note: %s not found; its goldens are skipped\n", path);
+        test_skip_(what, "%s missing (make models)", path);
         return NULL;
     }
     if (fnv1a64(buf, n) != g->fnv) {
         free(buf);
         ck_assert_msg(optional, "%s is not the file the goldens were made from: rerun "
                                 "tests/golden/make_token_goldens.py", path);
-        fprintf(stderr, "note: %s differs from the one its goldens were made from; skipped\n", path);
+        test_skip_(what, "%s differs from the one the goldens were made from", path);
         return NULL;
     }
     char err[GLM_ERRLEN];
@@ -414,7 +418,7 @@ static int run_golden(const char *name, const char *path, int optional, int stre
 {
     golden g;
     read_golden(name, &g);
-    glm_tok *t = load_for(path, &g, optional);
+    glm_tok *t = load_for(name, path, &g, optional);
     if (!t) {
         free_golden(&g);
         return 0;
@@ -662,7 +666,7 @@ START_TEST(concurrent_encode)
 {
     golden g;
     read_golden("tiny", &g);
-    glm_tok *t = load_for(TINY, &g, 0);
+    glm_tok *t = load_for("tiny", TINY, &g, 0);
     enum { NT = 8 };
     pthread_t th[NT];
     thr_arg args[NT];
@@ -682,7 +686,7 @@ START_TEST(concurrent_encode)
 END_TEST
 
 /* Long single words and runs: bounded work, and still the right answer
- * (decode gives the text back; a 1 MB run takes well under a second). */
+ * (decode gives the text back). */
 START_TEST(long_inputs)
 {
     char err[GLM_ERRLEN];
@@ -699,16 +703,11 @@ START_TEST(long_inputs)
             n += k;
         }
         s[n++] = 'x'; /* a different ending: lookaheads see it */
-        double t0 = glm_now();
         int32_t *ids;
         size_t m, dn;
         ck_assert_msg(glm_tok_encode(t, s, n, 1, &ids, &m, err, sizeof err) == GLM_OK, "%s", err);
-        double dt = glm_now() - t0;
         char *d = glm_tok_decode(t, ids, m, 0, &dn);
         ck_assert_msg(dn == n && memcmp(d, s, n) == 0, "round trip of a 1 MB run of '%s'", units[u]);
-        fprintf(stderr, "1 MB run of '%s': %zu ids in %.3f s\n", units[u], m, dt);
-        if (!getenv("GLM_SLOW")) /* set under valgrind */
-            ck_assert_msg(dt < 2.0, "1 MB run of '%s' took %.2f s", units[u], dt);
         free(d);
         free(ids);
     }

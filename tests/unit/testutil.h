@@ -1,14 +1,17 @@
 /*
  * testutil.h - what the unit tests share (each test is one .c file, so the
  * helpers are static): a reproducible random stream, where the test models
- * are (GLM_MODELS overrides "models"), and the Check main.
+ * are (GLM_MODELS overrides "models"), skipping a case, and the Check main.
  */
 #ifndef GLM_TESTUTIL_H
 #define GLM_TESTUTIL_H
 
 #include <check.h>
+#include <stdarg.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "core/util.h"
 
@@ -37,6 +40,31 @@ static inline const char *test_models_dir(void)
     const char *d = getenv("GLM_MODELS");
     return d ? d : "models";
 }
+
+/* Prints "SKIP  case (reason)", the line tests/run_tests.sh counts as a
+ * skipped case (Check itself has no skip: the case then passes). fn is the
+ * case's function, "NAME_fn" for START_TEST(NAME). */
+static inline void test_skip_(const char *fn, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static inline void test_skip_(const char *fn, const char *fmt, ...)
+{
+    size_t n = strlen(fn);
+    if (n > 3 && strcmp(fn + n - 3, "_fn") == 0)
+        n -= 3;
+    char why[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof why, fmt, ap);
+    va_end(ap);
+    printf("SKIP  %.*s (%s)\n", (int)n, fn, why);
+    fflush(stdout);
+}
+
+/* Ends the current test case as skipped, with a reason (printf format). */
+#define TEST_SKIP(...)                       \
+    do {                                     \
+        test_skip_(__func__, __VA_ARGS__);   \
+        return;                              \
+    } while (0)
 
 /* Runs every case of s; the process exit status. */
 static inline int test_run_suite(Suite *s)
