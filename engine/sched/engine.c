@@ -426,15 +426,9 @@ static int is_eos(const glm_config *c, int32_t t)
     return 0;
 }
 
-typedef struct {
-    glm_engine *e;
-    int n;
-} proc_job;
-
 static void proc_one(void *ctx, int i, int worker)
 {
-    proc_job *j = ctx;
-    glm_engine *e = j->e;
+    glm_engine *e = ctx;
     sample *s = e->proc_samples[i];
     s->proc_err[0] = 0;
     s->proc_rc = s->req->proc.apply(s->proc, e->proc_logits + (size_t)i * e->c->vocab_size, e->c->vocab_size,
@@ -522,11 +516,10 @@ static void sample_rows(glm_engine *e, int n_rows)
     if (np > 0) {
         if (glm_runner_logits(e->runner, e->proc_rows, np, e->proc_logits, err, sizeof err) != GLM_OK)
             GLM_ASSERT(!"logits rows of the step just run");
-        proc_job j = {e, np};
         if (np > 1)
-            glm_pool_for(glm_runner_pool(e->runner), np, proc_one, &j);
+            glm_pool_for(glm_runner_pool(e->runner), np, proc_one, e);
         else
-            proc_one(&j, 0, 0);
+            proc_one(e, 0, 0);
     }
     int nr = 0, pi = 0;
     for (int k = 0; k < n_rows; k++) {
