@@ -193,8 +193,10 @@ static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max)
             size_t n = GLM_MIN(max, j->out.len - j->out_pos);
             memcpy(buf, j->out.p + j->out_pos, n);
             j->out_pos += n;
-            if (j->out_pos == j->out.len)
-                j->out_pos = j->out.len = 0;
+            if (j->out_pos == j->out.len) {
+                j->out_pos = 0;
+                glm_buf_clear(&j->out);
+            }
             return (ssize_t)n;
         }
         if (j->ended) {
@@ -212,12 +214,12 @@ static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max)
                 char *s = e ? json_dumps(e, JSON_COMPACT) : NULL;
                 json_decref(e);
                 if (s) {
-                    glm_buf_add(&j->out, "data: ", 6);
-                    glm_buf_add(&j->out, s, strlen(s));
-                    glm_buf_add(&j->out, "\n\n", 2);
+                    glm_buf_put(&j->out, "data: ", 6);
+                    glm_buf_put(&j->out, s, strlen(s));
+                    glm_buf_put(&j->out, "\n\n", 2);
                     free(s);
                 }
-                glm_buf_add(&j->out, "data: [DONE]\n\n", 14);
+                glm_buf_put(&j->out, "data: [DONE]\n\n", 14);
                 job_abort(j);
                 j->ended = 1;
             }
@@ -225,7 +227,7 @@ static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max)
             glm_gen_stream_end(j->gen, &j->out);
             j->ended = 1;
         } else if (rc == W_TIMEOUT) {
-            glm_buf_add(&j->out, ": ping\n\n", 8);
+            glm_buf_put(&j->out, ": ping\n\n", 8);
         } else {
             job_drain(j); /* the client went away */
             log_usage(j);

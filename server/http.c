@@ -196,10 +196,7 @@ static void set_request_id(glm_http_req *r, glm_server *srv)
         memcpy(r->request_id, h, n + 1);
         return;
     }
-    uint64_t x = srv->id_base + atomic_fetch_add(&srv->next_id, 1) * 0x9E3779B97F4A7C15ull;
-    x ^= x >> 31;
-    x *= 0xBF58476D1CE4E5B9ull;
-    x ^= x >> 29;
+    uint64_t x = glm_mix64(srv->id_base + atomic_fetch_add(&srv->next_id, 1) * 0x9E3779B97F4A7C15ull);
     snprintf(r->request_id, sizeof r->request_id, "%016llx", (unsigned long long)x);
 }
 

@@ -16,23 +16,6 @@
 #include "stop_strings.h"
 #include "core/util.h"
 
-void glm_buf_add(glm_buf *b, const char *s, size_t n)
-{
-    if (b->len + n + 1 > b->cap) {
-        b->cap = (b->len + n + 1) * 2;
-        b->p = glm_realloc(b->p, b->cap);
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = 0;
-}
-
-void glm_buf_free(glm_buf *b)
-{
-    free(b->p);
-    memset(b, 0, sizeof *b);
-}
-
 typedef struct {
     glm_detok *detok;
     glm_stop stop;
@@ -189,7 +172,7 @@ glm_gen *glm_gen_create(const glm_server *srv, const glm_oai_request *req, const
             GLM_ASSERT(s->parser); /* the tags were checked at startup */
         }
         if (!req->chat && req->echo && req->prompt_text)
-            glm_buf_add(&s->text, req->prompt_text, strlen(req->prompt_text));
+            glm_buf_put(&s->text, req->prompt_text, strlen(req->prompt_text));
     }
     return g;
 }
@@ -226,9 +209,9 @@ static void emit(glm_buf *out, json_t *obj)
     json_decref(obj);
     if (!s)
         return; /* every value is checked above; kept as a guard */
-    glm_buf_add(out, "data: ", 6);
-    glm_buf_add(out, s, strlen(s));
-    glm_buf_add(out, "\n\n", 2);
+    glm_buf_put(out, "data: ", 6);
+    glm_buf_put(out, s, strlen(s));
+    glm_buf_put(out, "\n\n", 2);
     free(s);
 }
 
@@ -344,7 +327,7 @@ void glm_gen_stream_end(glm_gen *g, glm_buf *out)
                                       g->cached_tokens, "completion_tokens_details", "reasoning_tokens", r));
         emit(out, c);
     }
-    glm_buf_add(out, "data: [DONE]\n\n", 14);
+    glm_buf_put(out, "data: [DONE]\n\n", 14);
 }
 
 /* ---- events -------------------------------------------------------------------------- */
@@ -381,7 +364,7 @@ static const char *release(glm_gen *g, int i, const char *text, size_t len, json
                 finish = "tool_calls";
         }
     } else {
-        glm_buf_add(&s->text, text, len);
+        glm_buf_put(&s->text, text, len);
         s->text_offset += len;
     }
     if (out)
@@ -401,11 +384,11 @@ static void finish_sample(glm_gen *g, int i, const char *finish, glm_buf *out)
         const char *p = glm_detok_flush(s->detok, &n1);
         if (glm_stop_push(&s->stop, p, n1, &t1, &n1))
             finish = "stop";
-        glm_buf_add(&tail, t1, n1);
+        glm_buf_put(&tail, t1, n1);
         glm_stop_flush(&s->stop, &t2, &n2);
-        glm_buf_add(&tail, t2, n2);
+        glm_buf_put(&tail, t2, n2);
     }
-    finish = release(g, i, tail.p ? tail.p : "", tail.len, NULL, finish, out);
+    finish = release(g, i, glm_buf_str(&tail), tail.len, NULL, finish, out);
     glm_buf_free(&tail);
     s->done = 1;
     s->finish = finish;
@@ -497,7 +480,7 @@ char *glm_gen_response(glm_gen *g)
             }
             json_object_set_new(c, "message", msg);
         } else {
-            json_object_set_new(c, "text", jstr(s->text.p ? s->text.p : "", s->text.len));
+            json_object_set_new(c, "text", jstr(glm_buf_str(&s->text), s->text.len));
         }
         json_object_set(c, "logprobs", s->logprobs ? s->logprobs : json_null());
         json_object_set_new(c, "finish_reason", json_string(s->finish ? s->finish : "abort"));

@@ -15,18 +15,10 @@
 
 #include <stddef.h>
 
+#include "core/buf.h"
 #include "sched/engine.h"
 #include "openai_request.h"
 #include "server.h"
-
-/* A growable byte buffer (SSE output). */
-typedef struct {
-    char *p;
-    size_t len, cap;
-} glm_buf;
-
-void glm_buf_add(glm_buf *b, const char *s, size_t n);
-void glm_buf_free(glm_buf *b);
 
 typedef struct glm_gen glm_gen;
 

@@ -15,15 +15,15 @@
 
 #include <stddef.h>
 
+#include "core/buf.h"
+
 typedef struct {
     const char *const *stops;  /* [n_stops], borrowed; non-empty strings */
     const size_t *stop_lens;   /* [n_stops] */
     int n_stops;
-    char *buf;                 /* held-back text, then the text released by the last call */
-    size_t len, cap;
+    glm_buf held;              /* text held back */
     int stopped;               /* 1 once a stop string was found */
-    char *out;                 /* released text of the last call (NUL-terminated) */
-    size_t out_cap;
+    glm_buf out;               /* released text of the last call */
 } glm_stop;
 
 /* Starts a matcher over the given strings (borrowed, must outlive it); n may be 0. */

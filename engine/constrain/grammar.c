@@ -50,6 +50,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/hash.h"
+#include "core/strmap.h"
+#include "core/utf8.h"
 #include "core/util.h"
 
 /* --- elements and the compiled grammar ------------------------------------- */
@@ -59,7 +62,7 @@ enum { E_END = 0, E_CHAR = 1, E_SET = 2, E_REF = 3 };
 #define E_VAL(e) ((e) >> 2)
 #define E_MAKE(t, v) ((uint32_t)(v) << 2 | (uint32_t)(t))
 
-#define CP_MAX 0x10FFFFu
+#define CP_MAX GLM_UTF8_MAX_CP
 #define IS_SURROGATE(c) ((c) >= 0xD800u && (c) <= 0xDFFFu)
 
 typedef struct {
@@ -201,16 +204,6 @@ void glm_grammar_free(glm_grammar *g)
         (arr)[(n)++] = (val);                                                      \
     } while (0)
 
-static inline uint32_t mix32(uint32_t x)
-{
-    x ^= x >> 16;
-    x *= 0x7feb352du;
-    x ^= x >> 15;
-    x *= 0x846ca68bu;
-    x ^= x >> 16;
-    return x;
-}
-
 /* --- parser ------------------------------------------------------------------ */
 
 typedef struct {
@@ -243,8 +236,7 @@ typedef struct {
     size_t n_sets, cap_sets;
     cp_range *ranges;
     size_t n_ranges, cap_ranges;
-    uint32_t *sym; /* name -> rule id + 1 (0: free), open addressing */
-    size_t sym_cap, n_sym;
+    glm_strmap sym; /* name -> rule id (user rules only) */
     uint32_t *set_hash; /* charset dedup: set id + 1 */
     size_t set_hash_cap;
     uint32_t any_set; /* '.' */
@@ -315,14 +307,6 @@ static int is_digit(char c)
     return c >= '0' && c <= '9';
 }
 
-static uint32_t name_hash(const char *s, size_t n)
-{
-    uint32_t h = 2166136261u;
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ (unsigned char)s[i]) * 16777619u;
-    return mix32(h);
-}
-
 static uint32_t new_rule(parser *p, const char *name, size_t name_len, int generated, size_t pos)
 {
     prule r = {.name = name, .name_len = (uint32_t)name_len, .generated = generated, .def_pos = pos,
@@ -331,37 +315,18 @@ static uint32_t new_rule(parser *p, const char *name, size_t name_len, int gener
     return (uint32_t)(p->n_rules - 1);
 }
 
+static const char *rule_name(const void *ctx, uint32_t id, size_t *n)
+{
+    const prule *r = &((const parser *)ctx)->rules[id];
+    *n = r->name_len;
+    return r->name;
+}
+
 /* The rule named name (created, undefined, when new); pos is where it is named. */
 static uint32_t symbol(parser *p, const char *name, size_t n, size_t pos)
 {
-    if (2 * (p->n_sym + 1) > p->sym_cap) {
-        size_t nc = p->sym_cap ? 2 * p->sym_cap : 256;
-        uint32_t *t = glm_calloc(nc, sizeof *t);
-        for (size_t i = 0; i < p->sym_cap; i++) {
-            uint32_t id = p->sym[i];
-            if (!id)
-                continue;
-            const prule *r = &p->rules[id - 1];
-            size_t h = name_hash(r->name, r->name_len) & (nc - 1);
-            while (t[h])
-                h = (h + 1) & (nc - 1);
-            t[h] = id;
-        }
-        free(p->sym);
-        p->sym = t;
-        p->sym_cap = nc;
-    }
-    size_t h = name_hash(name, n) & (p->sym_cap - 1);
-    while (p->sym[h]) {
-        const prule *r = &p->rules[p->sym[h] - 1];
-        if (r->name_len == n && memcmp(r->name, name, n) == 0)
-            return p->sym[h] - 1;
-        h = (h + 1) & (p->sym_cap - 1);
-    }
-    uint32_t id = new_rule(p, name, n, 0, pos);
-    p->sym[h] = id + 1;
-    p->n_sym++;
-    return id;
+    uint32_t id = (uint32_t)p->n_rules, got = glm_strmap_put(&p->sym, name, n, id, rule_name, p);
+    return got != id ? got : new_rule(p, name, n, 0, pos);
 }
 
 static void buf_push(parser *p, u32vec *b, uint32_t e, size_t pos)
@@ -406,43 +371,6 @@ static void add_rule(parser *p, uint32_t r, const u32vec *b)
     memcpy(p->elems + p->n_elems, b->v, b->n * sizeof *b->v);
     p->n_elems += b->n;
     p->rules[r].defined = 1;
-}
-
-static int utf8_decode(const unsigned char *s, size_t n, uint32_t *cp)
-{
-    unsigned char c = s[0];
-    if (c < 0x80) {
-        *cp = c;
-        return 1;
-    }
-    int len;
-    uint32_t v, min;
-    if (c >= 0xC2 && c <= 0xDF) {
-        len = 2;
-        v = c & 0x1F;
-        min = 0x80;
-    } else if (c >= 0xE0 && c <= 0xEF) {
-        len = 3;
-        v = c & 0x0F;
-        min = 0x800;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        len = 4;
-        v = c & 0x07;
-        min = 0x10000;
-    } else {
-        return 0;
-    }
-    if ((size_t)len > n)
-        return 0;
-    for (int i = 1; i < len; i++) {
-        if ((s[i] & 0xC0) != 0x80)
-            return 0;
-        v = v << 6 | (s[i] & 0x3F);
-    }
-    if (v < min || v > CP_MAX || IS_SURROGATE(v))
-        return 0;
-    *cp = v;
-    return len;
 }
 
 static int hexval(char c)
@@ -497,8 +425,8 @@ static size_t parse_char(parser *p, size_t pos, uint32_t *cp)
         }
         return pos + 2;
     }
-    int n = utf8_decode((const unsigned char *)t + pos, p->len - pos, cp);
-    if (!n) {
+    int n = glm_utf8_seq(t + pos, p->len - pos, cp);
+    if (n <= 0) {
         perr(p, pos, "invalid UTF-8");
         return p->len;
     }
@@ -556,7 +484,7 @@ static uint32_t add_set(parser *p, cp_range *r, size_t n, int neg)
     }
     uint32_t h = 0x9747b28cu ^ (uint32_t)k;
     for (size_t i = 0; i < k; i++)
-        h = mix32(h ^ o[i].lo) ^ mix32(o[i].hi + 0x51u);
+        h = glm_mix32(h ^ o[i].lo) ^ glm_mix32(o[i].hi + 0x51u);
     if (2 * (p->n_sets + 1) > p->set_hash_cap) {
         size_t nc = p->set_hash_cap ? 2 * p->set_hash_cap : 64;
         free(p->set_hash);
@@ -566,7 +494,7 @@ static uint32_t add_set(parser *p, cp_range *r, size_t n, int neg)
             const charset *cs = &p->sets[s];
             uint32_t hh = 0x9747b28cu ^ cs->n;
             for (uint32_t i = 0; i < cs->n; i++)
-                hh = mix32(hh ^ p->ranges[cs->off + i].lo) ^ mix32(p->ranges[cs->off + i].hi + 0x51u);
+                hh = glm_mix32(hh ^ p->ranges[cs->off + i].lo) ^ glm_mix32(p->ranges[cs->off + i].hi + 0x51u);
             size_t slot = hh & (nc - 1);
             while (p->set_hash[slot])
                 slot = (slot + 1) & (nc - 1);
@@ -1088,7 +1016,7 @@ static size_t ws_bytes(const ws *w)
 
 static inline uint32_t node_hash(uint32_t pos, uint32_t par)
 {
-    return mix32(pos * 0x9E3779B1u ^ mix32(par + 0x632BE5ABu));
+    return glm_mix32(pos * 0x9E3779B1u ^ glm_mix32(par + 0x632BE5ABu));
 }
 
 /* The stack with pos on top of stack par. */
@@ -1131,13 +1059,13 @@ static uint32_t list_hash(const uint32_t *ids, uint32_t n)
 {
     uint32_t h = 0x2545F491u ^ n;
     for (uint32_t i = 0; i < n; i++)
-        h = mix32(h ^ ids[i]) + 0x9E3779B9u;
+        h = glm_mix32(h ^ ids[i]) + 0x9E3779B9u;
     return h;
 }
 
 static inline uint32_t state_hash(uint32_t lhash, uint32_t utf8)
 {
-    return mix32(lhash ^ (utf8 * 0x85EBCA6Bu));
+    return glm_mix32(lhash ^ (utf8 * 0x85EBCA6Bu));
 }
 
 /* The state (ids[0..len) sorted, utf8). off: where ids already are in the pool,
@@ -1524,7 +1452,7 @@ static void parser_free(parser *p)
     free(p->rules);
     free(p->sets);
     free(p->ranges);
-    free(p->sym);
+    glm_strmap_free(&p->sym);
     free(p->set_hash);
 }
 
@@ -1559,15 +1487,10 @@ glm_grammar *glm_grammar_parse(const char *text, size_t len, const char *start, 
     uint32_t start_id = UINT32_MAX;
     if (!p.failed) {
         size_t sl = strlen(start);
-        for (size_t h = p.sym_cap ? name_hash(start, sl) & (p.sym_cap - 1) : 0; p.sym_cap && p.sym[h];
-             h = (h + 1) & (p.sym_cap - 1)) {
-            const prule *r = &p.rules[p.sym[h] - 1];
-            if (r->name_len == sl && memcmp(r->name, start, sl) == 0) {
-                start_id = p.sym[h] - 1;
-                break;
-            }
-        }
-        if (start_id == UINT32_MAX) {
+        int64_t id = glm_strmap_get(&p.sym, start, sl, rule_name, &p);
+        if (id >= 0)
+            start_id = (uint32_t)id;
+        else {
             glm_err(err, errlen, "grammar line %zu: no rule named '%.64s' (the start rule)",
                     line_of(&p, len), start);
             p.failed = 1;

@@ -39,6 +39,9 @@
 #include <string.h>
 
 #include "constrain/grammar.h"
+#include "core/buf.h"
+#include "core/hash.h"
+#include "core/utf8.h"
 #include "core/util.h"
 
 #define MAX_DEPTH 64                 /* schema nesting */
@@ -66,64 +69,10 @@ enum { G_JSON, G_TJSON, G_RAW, G_ARGS };
 enum { PM_STR = GLM_OUT_T_STR, PM_NUM = GLM_OUT_T_NUM, PM_BOOL = GLM_OUT_T_BOOL, PM_NULL = GLM_OUT_T_NULL,
        PM_OBJ = GLM_OUT_T_OBJ, PM_ARR = GLM_OUT_T_ARR };
 
-/* ---- text buffer with a size limit ------------------------------------------- */
-
-typedef struct {
-    char *p;
-    size_t n, cap;
-    int over; /* a write would have passed MAX_OUT */
-} buf;
-
-static void buf_put(buf *b, const char *s, size_t n)
-{
-    if (b->over)
-        return;
-    if (b->n + n + 1 > MAX_OUT) {
-        b->over = 1;
-        return;
-    }
-    if (b->n + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->n + n + 1)
-            cap *= 2;
-        b->p = glm_realloc(b->p, cap);
-        b->cap = cap;
-    }
-    memcpy(b->p + b->n, s, n);
-    b->n += n;
-    b->p[b->n] = 0;
-}
-
-static void buf_puts(buf *b, const char *s) { buf_put(b, s, strlen(s)); }
-
-static void buf_printf(buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void buf_printf(buf *b, const char *fmt, ...)
-{
-    char tmp[256];
-    va_list ap;
-    va_start(ap, fmt);
-    int k = vsnprintf(tmp, sizeof tmp, fmt, ap);
-    va_end(ap);
-    GLM_ASSERT(k >= 0);
-    if ((size_t)k < sizeof tmp) {
-        buf_put(b, tmp, (size_t)k);
-        return;
-    }
-    char *big = glm_malloc((size_t)k + 1);
-    va_start(ap, fmt);
-    vsnprintf(big, (size_t)k + 1, fmt, ap);
-    va_end(ap);
-    buf_put(b, big, (size_t)k);
-    free(big);
-}
-
-static const char *buf_str(const buf *b) { return b->p ? b->p : ""; }
-
-static void buf_free(buf *b)
-{
-    free(b->p);
-    memset(b, 0, sizeof *b);
-}
+/* Every text buffer here carries the grammar's size limit (core/buf.h): a
+ * write past it is dropped and marks the buffer `over`, which fails the
+ * grammar once, at the end. */
+#define TEXT {.max_len = MAX_OUT - 1}
 
 /* A growable list of ints. */
 typedef struct {
@@ -638,11 +587,7 @@ typedef struct {
 
 static size_t pset_slot(const pset *s, const json_t *p)
 {
-    uint64_t x = (uint64_t)(uintptr_t)p;
-    x ^= x >> 31;
-    x *= 0x9E3779B97F4A7C15ull;
-    x ^= x >> 29;
-    size_t h = (size_t)x & (s->cap - 1);
+    size_t h = (size_t)glm_mix64((uint64_t)(uintptr_t)p) & (s->cap - 1);
     while (s->v[h] && s->v[h] != p)
         h = (h + 1) & (s->cap - 1);
     return h;
@@ -1124,14 +1069,6 @@ static int json_eq(const json_t *a, const json_t *b)
     }
 }
 
-static size_t utf8_len(const char *s, size_t n)
-{
-    size_t k = 0;
-    for (size_t i = 0; i < n; i++)
-        k += ((unsigned char)s[i] & 0xC0) != 0x80;
-    return k;
-}
-
 /* Index of property k in s->keys, or -1. */
 static int node_key(const snode *s, const char *k)
 {
@@ -1218,7 +1155,7 @@ static int valid(vstate *vs, const json_t *v, const snode *n, const vstack *up, 
     if (n->const_val && !json_eq(v, n->const_val))
         return 0;
     if (t == T_STR) {
-        size_t len = utf8_len(json_string_value(v), json_string_length(v));
+        size_t len = glm_utf8_count(json_string_value(v), json_string_length(v));
         if (len < (size_t)n->min_len || (n->max_len >= 0 && len > (size_t)n->max_len))
             return 0;
     }
@@ -1255,88 +1192,62 @@ static int valid(vstate *vs, const json_t *v, const snode *n, const vstack *up, 
 
 /* A GBNF string literal of the bytes s[0..n): quotes, backslashes and control
  * characters escaped, UTF-8 kept. */
-static void lit(buf *b, const char *s, size_t n)
+static void lit(glm_buf *b, const char *s, size_t n)
 {
     static const char hex[] = "0123456789ABCDEF";
-    buf_put(b, "\"", 1);
+    glm_buf_put(b, "\"", 1);
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
         if (c == '"' || c == '\\') {
             char e[2] = {'\\', (char)c};
-            buf_put(b, e, 2);
+            glm_buf_put(b, e, 2);
         } else if (c == '\n')
-            buf_puts(b, "\\n");
+            glm_buf_puts(b, "\\n");
         else if (c == '\r')
-            buf_puts(b, "\\r");
+            glm_buf_puts(b, "\\r");
         else if (c == '\t')
-            buf_puts(b, "\\t");
+            glm_buf_puts(b, "\\t");
         else if (c < 0x20 || c == 0x7F) {
             char e[4] = {'\\', 'x', hex[c >> 4], hex[c & 15]};
-            buf_put(b, e, 4);
+            glm_buf_put(b, e, 4);
         } else
-            buf_put(b, (const char *)&c, 1);
+            glm_buf_put(b, (const char *)&c, 1);
     }
-    buf_put(b, "\"", 1);
+    glm_buf_put(b, "\"", 1);
 }
 
-static void lits(buf *b, const char *s) { lit(b, s, strlen(s)); }
-
-/* s[0..n) as the inside of a JSON string: minimal escapes; with `tool`, "/"
- * right after "<" becomes "\/" so that the text never holds "</". */
-static void json_escape(buf *b, const char *s, size_t n, int tool)
-{
-    static const char hex[] = "0123456789abcdef";
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        switch (c) {
-        case '"': buf_puts(b, "\\\""); break;
-        case '\\': buf_puts(b, "\\\\"); break;
-        case '\n': buf_puts(b, "\\n"); break;
-        case '\r': buf_puts(b, "\\r"); break;
-        case '\t': buf_puts(b, "\\t"); break;
-        case '\b': buf_puts(b, "\\b"); break;
-        case '\f': buf_puts(b, "\\f"); break;
-        default:
-            if (c < 0x20) {
-                char e[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
-                buf_put(b, e, 6);
-            } else if (c == '/' && tool && i > 0 && s[i - 1] == '<')
-                buf_puts(b, "\\/");
-            else
-                buf_put(b, (const char *)&c, 1);
-        }
-    }
-}
+static void lits(glm_buf *b, const char *s) { lit(b, s, strlen(s)); }
 
 /* The GBNF literal of s as a JSON string. */
-static void lit_json_string(buf *b, const char *s, size_t n, int tool)
+static void lit_json_string(glm_buf *b, const char *s, size_t n, int tool)
 {
-    buf t = {0};
-    buf_put(&t, "\"", 1);
-    json_escape(&t, s, n, tool);
-    buf_put(&t, "\"", 1);
+    glm_buf t = TEXT;
+    glm_buf_put(&t, "\"", 1);
+    /* minimal escapes; with `tool`, "</" is written "<\/" */
+    glm_buf_json_escape(&t, s, n, tool ? GLM_JSON_NO_ETAG : 0);
+    glm_buf_put(&t, "\"", 1);
     if (t.over)
         b->over = 1;
     else
-        lit(b, t.p, t.n);
-    buf_free(&t);
+        lit(b, t.p, t.len);
+    glm_buf_free(&t);
 }
 
 /* Repetition suffix for {lo,hi} (hi < 0: unbounded). */
-static void rep(buf *b, int lo, int hi)
+static void rep(glm_buf *b, int lo, int hi)
 {
     if (lo == 0 && hi < 0)
-        buf_puts(b, "*");
+        glm_buf_puts(b, "*");
     else if (lo == 1 && hi < 0)
-        buf_puts(b, "+");
+        glm_buf_puts(b, "+");
     else if (lo == 0 && hi == 1)
-        buf_puts(b, "?");
+        glm_buf_puts(b, "?");
     else if (hi < 0)
-        buf_printf(b, "{%d,}", lo);
+        glm_buf_printf(b, "{%d,}", lo);
     else if (lo == hi)
-        buf_printf(b, "{%d}", lo);
+        glm_buf_printf(b, "{%d}", lo);
     else
-        buf_printf(b, "{%d,%d}", lo, hi);
+        glm_buf_printf(b, "{%d,%d}", lo, hi);
 }
 
 /* The right-hand side of a rule that matches nothing: an empty character class. */
@@ -1390,7 +1301,7 @@ static const struct {
 
 typedef struct {
     arena nodes;
-    buf out;            /* generated rules */
+    glm_buf out;            /* generated rules */
     json_t *memo;       /* key -> rule index (-1 once known empty) */
     char **names;       /* [n_rules] */
     int n_rules, cap_rules;
@@ -1470,7 +1381,7 @@ enum { R_BUSY, R_BUSY_USED, R_DONE };
 /* A rule being built: its alternatives, and for each the generated rules it
  * cannot do without (its mandatory references), each list closed by -1. */
 typedef struct {
-    buf body;
+    glm_buf body;
     int nalt;
     ivec needs;
 } rbuild;
@@ -1614,13 +1525,13 @@ static void real_text(char *out, size_t cap, double x)
 }
 
 /* A JSON value as a GBNF sequence, whitespace allowed between tokens. */
-static void lit_value(gctx *g, buf *b, const json_t *v, int tool)
+static void lit_value(gctx *g, glm_buf *b, const json_t *v, int tool)
 {
     char num[64];
     switch (json_typeof(v)) {
-    case JSON_NULL: buf_puts(b, "\"null\""); break;
-    case JSON_TRUE: buf_puts(b, "\"true\""); break;
-    case JSON_FALSE: buf_puts(b, "\"false\""); break;
+    case JSON_NULL: glm_buf_puts(b, "\"null\""); break;
+    case JSON_TRUE: glm_buf_puts(b, "\"true\""); break;
+    case JSON_FALSE: glm_buf_puts(b, "\"false\""); break;
     case JSON_INTEGER:
         snprintf(num, sizeof num, "%lld", (long long)json_integer_value(v));
         lits(b, num);
@@ -1634,33 +1545,33 @@ static void lit_value(gctx *g, buf *b, const json_t *v, int tool)
         break;
     case JSON_ARRAY: {
         const char *ws = use(g, F_WS);
-        buf_printf(b, "\"[\" %s ", ws);
+        glm_buf_printf(b, "\"[\" %s ", ws);
         for (size_t i = 0; i < json_array_size(v); i++) {
             if (i)
-                buf_printf(b, " %s \",\" %s ", ws, ws);
+                glm_buf_printf(b, " %s \",\" %s ", ws, ws);
             lit_value(g, b, json_array_get(v, i), tool);
             if (i + 1 == json_array_size(v))
-                buf_printf(b, " %s", ws);
+                glm_buf_printf(b, " %s", ws);
         }
-        buf_puts(b, " \"]\"");
+        glm_buf_puts(b, " \"]\"");
         break;
     }
     case JSON_OBJECT: {
         const char *ws = use(g, F_WS), *k;
         json_t *m;
         size_t i = 0;
-        buf_printf(b, "\"{\" %s ", ws);
+        glm_buf_printf(b, "\"{\" %s ", ws);
         json_object_foreach((json_t *)v, k, m)
         {
             if (i++)
-                buf_printf(b, " %s \",\" %s ", ws, ws);
+                glm_buf_printf(b, " %s \",\" %s ", ws, ws);
             lit_json_string(b, k, strlen(k), tool);
-            buf_printf(b, " %s \":\" %s ", ws, ws);
+            glm_buf_printf(b, " %s \":\" %s ", ws, ws);
             lit_value(g, b, m, tool);
             if (i == json_object_size(v))
-                buf_printf(b, " %s", ws);
+                glm_buf_printf(b, " %s", ws);
         }
-        buf_puts(b, " \"}\"");
+        glm_buf_puts(b, " \"}\"");
         break;
     }
     }
@@ -1676,61 +1587,61 @@ static int all_char(const char *s, int n, char c)
     return 1;
 }
 
-static void digit_class(buf *b, char lo, char hi)
+static void digit_class(glm_buf *b, char lo, char hi)
 {
     if (lo == hi)
-        buf_printf(b, "\"%c\"", lo);
+        glm_buf_printf(b, "\"%c\"", lo);
     else
-        buf_printf(b, "[%c-%c]", lo, hi);
+        glm_buf_printf(b, "[%c-%c]", lo, hi);
 }
 
 /* Digit strings of length L from x to y (x <= y, same length). */
-static void digits_range(buf *b, const char *x, const char *y, int L)
+static void digits_range(glm_buf *b, const char *x, const char *y, int L)
 {
     static const char nines[] = "9999999999999999", zeros[] = "0000000000000000";
     if (L == 0)
         return;
     if (x[0] == y[0]) {
-        buf_printf(b, "\"%c\"", x[0]);
+        glm_buf_printf(b, "\"%c\"", x[0]);
         if (L > 1) {
-            buf_puts(b, " ");
+            glm_buf_puts(b, " ");
             digits_range(b, x + 1, y + 1, L - 1);
         }
         return;
     }
     int x0 = all_char(x + 1, L - 1, '0'), y9 = all_char(y + 1, L - 1, '9'), parts = 0;
     char lo = x0 ? x[0] : (char)(x[0] + 1), hi = y9 ? y[0] : (char)(y[0] - 1);
-    buf_puts(b, "( ");
+    glm_buf_puts(b, "( ");
     if (!x0) {
-        buf_printf(b, "\"%c\" ", x[0]);
+        glm_buf_printf(b, "\"%c\" ", x[0]);
         digits_range(b, x + 1, nines, L - 1);
         parts++;
     }
     if (lo <= hi) {
         if (parts++)
-            buf_puts(b, " | ");
+            glm_buf_puts(b, " | ");
         digit_class(b, lo, hi);
         if (L > 1) {
-            buf_puts(b, " [0-9]");
+            glm_buf_puts(b, " [0-9]");
             if (L > 2)
-                buf_printf(b, "{%d}", L - 1);
+                glm_buf_printf(b, "{%d}", L - 1);
         }
     }
     if (!y9) {
         if (parts++)
-            buf_puts(b, " | ");
-        buf_printf(b, "\"%c\" ", y[0]);
+            glm_buf_puts(b, " | ");
+        glm_buf_printf(b, "\"%c\" ", y[0]);
         digits_range(b, zeros, y + 1, L - 1);
     }
-    buf_puts(b, " )");
+    glm_buf_puts(b, " )");
 }
 
 /* Canonical decimals from a to z, 0 <= a <= z <= INT_CAP, as one group. */
-static void uint_range(buf *b, long long a, long long z)
+static void uint_range(glm_buf *b, long long a, long long z)
 {
     char sa[24], sz[24];
     int la = snprintf(sa, sizeof sa, "%lld", a), lz = snprintf(sz, sizeof sz, "%lld", z), parts = 0;
-    buf_puts(b, "( ");
+    glm_buf_puts(b, "( ");
     for (int L = la; L <= lz; L++) {
         char x[24], y[24];
         if (L == la)
@@ -1747,27 +1658,27 @@ static void uint_range(buf *b, long long a, long long z)
             y[L] = 0;
         }
         if (parts++)
-            buf_puts(b, " | ");
+            glm_buf_puts(b, " | ");
         digits_range(b, x, y, L);
     }
-    buf_puts(b, " )");
+    glm_buf_puts(b, " )");
 }
 
 /* Canonical JSON integers from lo to hi (no "-0"), both within +-INT_CAP. */
-static void int_range(buf *b, long long lo, long long hi)
+static void int_range(glm_buf *b, long long lo, long long hi)
 {
     int neg = lo < 0, pos = hi >= 0;
-    buf_puts(b, "( ");
+    glm_buf_puts(b, "( ");
     if (neg) {
-        buf_puts(b, "\"-\" ");
+        glm_buf_puts(b, "\"-\" ");
         uint_range(b, hi < 0 ? -hi : 1, -lo);
     }
     if (pos) {
         if (neg)
-            buf_puts(b, " | ");
+            glm_buf_puts(b, " | ");
         uint_range(b, lo > 0 ? lo : 0, hi);
     }
-    buf_puts(b, " )");
+    glm_buf_puts(b, " )");
 }
 
 /* ---- strings ------------------------------------------------------------------------ */
@@ -1776,35 +1687,35 @@ static void int_range(buf *b, long long lo, long long hi)
  * Bounded lengths need a chain of rules qK-aI / qK-bI, shared by every value
  * with the same bounds: aI after I characters not ending in "<", bI after I
  * characters ending in "<". Writes the start into b. */
-static void raw_bounded(gctx *g, buf *b, int min, int max)
+static void raw_bounded(gctx *g, glm_buf *b, int min, int max)
 {
     int last = max >= 0 ? max : min; /* rules for positions 0..last-1 */
     if (max == 0) {
-        buf_puts(b, "\"\"");
+        glm_buf_puts(b, "\"\"");
         return;
     }
     if (last == 0) { /* max < 0, min == 0 */
-        buf_puts(b, use(g, F_RAWA));
+        glm_buf_puts(b, use(g, F_RAWA));
         return;
     }
     char key[32];
     snprintf(key, sizeof key, "%d,%d", min, max);
     const json_t *known = json_object_get(g->raw_chains, key);
     int q = known ? (int)json_integer_value(known) : (int)json_object_size(g->raw_chains);
-    buf_printf(b, "q%d-a0", q);
+    glm_buf_printf(b, "q%d-a0", q);
     if (known)
         return;
     json_object_set_new(g->raw_chains, key, json_integer(q));
     for (int i = 0; i < last; i++) {
         for (int st = 0; st < 2; st++) {
-            buf_printf(&g->out, "q%d-%c%d ::= ( %s", q, st ? 'b' : 'a', i, st ? "[^</\\x00]" : "[^<\\x00]");
+            glm_buf_printf(&g->out, "q%d-%c%d ::= ( %s", q, st ? 'b' : 'a', i, st ? "[^</\\x00]" : "[^<\\x00]");
             if (i + 1 < last)
-                buf_printf(&g->out, " q%d-a%d | \"<\" q%d-b%d )", q, i + 1, q, i + 1);
+                glm_buf_printf(&g->out, " q%d-a%d | \"<\" q%d-b%d )", q, i + 1, q, i + 1);
             else if (max >= 0)
-                buf_puts(&g->out, " | \"<\" )");
+                glm_buf_puts(&g->out, " | \"<\" )");
             else
-                buf_printf(&g->out, " %s | \"<\" %s )", use(g, F_RAWA), use(g, F_RAWB));
-            buf_puts(&g->out, i >= min ? "?\n" : "\n");
+                glm_buf_printf(&g->out, " %s | \"<\" %s )", use(g, F_RAWA), use(g, F_RAWB));
+            glm_buf_puts(&g->out, i >= min ? "?\n" : "\n");
         }
     }
 }
@@ -1929,7 +1840,7 @@ static int key_ok(gctx *g, const char *k)
 }
 
 /* The argument list of a tool call (mode ARGS) as one alternative. */
-static int gen_args(gctx *g, const conj *c, buf *alt, ivec *needs)
+static int gen_args(gctx *g, const conj *c, glm_buf *alt, ivec *needs)
 {
     prop *p;
     int n, closed;
@@ -1955,33 +1866,33 @@ static int gen_args(gctx *g, const conj *c, buf *alt, ivec *needs)
             if (!p[i].rule)
                 continue;
             if (items++)
-                buf_puts(alt, " ");
+                glm_buf_puts(alt, " ");
             if (p[i].required)
                 need(g, needs, p[i].rule);
             else
-                buf_puts(alt, "( ");
+                glm_buf_puts(alt, "( ");
             lits(alt, g->tags->arg_key_start);
-            buf_puts(alt, " ");
+            glm_buf_puts(alt, " ");
             lits(alt, p[i].key);
-            buf_puts(alt, " ");
+            glm_buf_puts(alt, " ");
             lits(alt, g->tags->arg_key_end);
-            buf_printf(alt, " %s ", nl);
+            glm_buf_printf(alt, " %s ", nl);
             lits(alt, g->tags->arg_value_start);
-            buf_printf(alt, " %s ", p[i].rule);
+            glm_buf_printf(alt, " %s ", p[i].rule);
             lits(alt, g->tags->arg_value_end);
-            buf_printf(alt, " %s", nl);
+            glm_buf_printf(alt, " %s", nl);
             if (!p[i].required)
-                buf_puts(alt, " )?");
+                glm_buf_puts(alt, " )?");
         }
         if (!items)
-            buf_puts(alt, "\"\"");
+            glm_buf_puts(alt, "\"\"");
     }
     props_free(p, n);
     return ok && !g->failed;
 }
 
 /* A JSON object of conjunction c (modes JSON/TJSON) as one alternative. */
-static int gen_object(gctx *g, const conj *c, int mode, const char *name, buf *alt, ivec *needs)
+static int gen_object(gctx *g, const conj *c, int mode, const char *name, glm_buf *alt, ivec *needs)
 {
     prop *p;
     int n, closed, tool = mode == G_TJSON;
@@ -1992,18 +1903,18 @@ static int gen_object(gctx *g, const conj *c, int mode, const char *name, buf *a
     int ok = 1;
     if (n == 0) {
         if (closed)
-            buf_printf(alt, "\"{\" %s \"}\"", ws);
+            glm_buf_printf(alt, "\"{\" %s \"}\"", ws);
         else if (map.n) {
             const char *v = gen_set(g, map.v, map.n, mode, "value");
             const char *ks = use(g, tool ? F_TSTRING : F_JSTRING);
             if (v)
-                buf_printf(alt,
+                glm_buf_printf(alt,
                            "\"{\" %s ( %s %s \":\" %s %s ( %s \",\" %s %s %s \":\" %s %s )* %s )? \"}\"",
                            ws, ks, ws, ws, v, ws, ws, ks, ws, ws, v, ws);
             else
-                buf_printf(alt, "\"{\" %s \"}\"", ws);
+                glm_buf_printf(alt, "\"{\" %s \"}\"", ws);
         } else
-            buf_puts(alt, use(g, tool ? F_TOBJECT : F_JOBJECT));
+            glm_buf_puts(alt, use(g, tool ? F_TOBJECT : F_JOBJECT));
         conj_free(&map);
         free(p);
         return !g->failed;
@@ -2019,13 +1930,15 @@ static int gen_object(gctx *g, const conj *c, int mode, const char *name, buf *a
         return 0;
     }
     /* kv[i]: "\"key\"" ws ":" ws VALUE */
-    buf *kv = glm_calloc((size_t)n, sizeof *kv);
+    glm_buf *kv = glm_calloc((size_t)n, sizeof *kv);
+    for (int i = 0; i < n; i++)
+        kv[i].max_len = MAX_OUT - 1;
     int m = 0, first_req = -1;
     for (int i = 0; i < n; i++) {
         if (!p[i].rule)
             continue;
         lit_json_string(&kv[m], p[i].key, strlen(p[i].key), tool);
-        buf_printf(&kv[m], " %s \":\" %s %s", ws, ws, p[i].rule);
+        glm_buf_printf(&kv[m], " %s \":\" %s %s", ws, ws, p[i].rule);
         p[m].required = p[i].required;
         if (p[i].required)
             need(g, needs, p[i].rule);
@@ -2034,43 +1947,43 @@ static int gen_object(gctx *g, const conj *c, int mode, const char *name, buf *a
         m++;
     }
     if (m == 0)
-        buf_printf(alt, "\"{\" %s \"}\"", ws);
+        glm_buf_printf(alt, "\"{\" %s \"}\"", ws);
     else if (first_req >= 0) {
         /* optional members before the first required one carry their comma
            after them, the others before them */
-        buf_printf(alt, "\"{\" %s", ws);
+        glm_buf_printf(alt, "\"{\" %s", ws);
         for (int i = 0; i < m; i++) {
             if (i < first_req)
-                buf_printf(alt, " ( %s %s \",\" %s )?", buf_str(&kv[i]), ws, ws);
+                glm_buf_printf(alt, " ( %s %s \",\" %s )?", glm_buf_str(&kv[i]), ws, ws);
             else if (i == first_req)
-                buf_printf(alt, " %s", buf_str(&kv[i]));
+                glm_buf_printf(alt, " %s", glm_buf_str(&kv[i]));
             else if (p[i].required)
-                buf_printf(alt, " %s \",\" %s %s", ws, ws, buf_str(&kv[i]));
+                glm_buf_printf(alt, " %s \",\" %s %s", ws, ws, glm_buf_str(&kv[i]));
             else
-                buf_printf(alt, " ( %s \",\" %s %s )?", ws, ws, buf_str(&kv[i]));
+                glm_buf_printf(alt, " ( %s \",\" %s %s )?", ws, ws, glm_buf_str(&kv[i]));
         }
-        buf_printf(alt, " %s \"}\"", ws);
+        glm_buf_printf(alt, " %s \"}\"", ws);
     } else {
         /* all optional: the first member present, then a chain of optional
            ", member" rules name-rJ for the ones after it */
         for (int j = m - 1; j >= 1; j--) {
-            buf_printf(&g->out, "%s-r%d ::= ( %s \",\" %s %s )?", name, j, ws, ws, buf_str(&kv[j]));
+            glm_buf_printf(&g->out, "%s-r%d ::= ( %s \",\" %s %s )?", name, j, ws, ws, glm_buf_str(&kv[j]));
             if (j + 1 < m)
-                buf_printf(&g->out, " %s-r%d", name, j + 1);
-            buf_puts(&g->out, "\n");
+                glm_buf_printf(&g->out, " %s-r%d", name, j + 1);
+            glm_buf_puts(&g->out, "\n");
         }
-        buf_printf(alt, "\"{\" %s ( ( ", ws);
+        glm_buf_printf(alt, "\"{\" %s ( ( ", ws);
         for (int i = 0; i < m; i++) {
             if (i)
-                buf_puts(alt, " | ");
-            buf_puts(alt, buf_str(&kv[i]));
+                glm_buf_puts(alt, " | ");
+            glm_buf_puts(alt, glm_buf_str(&kv[i]));
             if (i + 1 < m)
-                buf_printf(alt, " %s-r%d", name, i + 1);
+                glm_buf_printf(alt, " %s-r%d", name, i + 1);
         }
-        buf_printf(alt, " ) %s )? \"}\"", ws);
+        glm_buf_printf(alt, " ) %s )? \"}\"", ws);
     }
     for (int i = 0; i < n; i++)
-        buf_free(&kv[i]);
+        glm_buf_free(&kv[i]);
     free(kv);
     props_free(p, n);
     return 1;
@@ -2081,7 +1994,7 @@ static int gen_object(gctx *g, const conj *c, int mode, const char *name, buf *a
 /* A JSON array of conjunction c as one alternative. Items past minItems are
  * optional: the prefix positions through a chain of rules name-pI ("," item
  * I and the rest), the items after the prefix through a repetition. */
-static int gen_array(gctx *g, const conj *c, int mode, const char *name, buf *alt, ivec *needs)
+static int gen_array(gctx *g, const conj *c, int mode, const char *name, glm_buf *alt, ivec *needs)
 {
     int P = 0, min = 0, max = -1;
     for (int i = 0; i < c->n; i++) {
@@ -2125,7 +2038,7 @@ static int gen_array(gctx *g, const conj *c, int mode, const char *name, buf *al
     }
     const char *ws = use(g, F_WS);
     if (max == 0) {
-        buf_printf(alt, "\"[\" %s \"]\"", ws);
+        glm_buf_printf(alt, "\"[\" %s \"]\"", ws);
         free(el);
         return 1;
     }
@@ -2134,47 +2047,47 @@ static int gen_array(gctx *g, const conj *c, int mode, const char *name, buf *al
     if (min > P)
         need(g, needs, tail);
     /* the items after the prefix */
-    buf rest = {0};
+    glm_buf rest = TEXT;
     if (tail && (max < 0 || max > P)) {
         int lo = GLM_MAX(0, min - P), hi = max < 0 ? -1 : max - P;
         if (P > 0) {
-            buf_printf(&rest, " ( %s \",\" %s %s )", ws, ws, tail);
+            glm_buf_printf(&rest, " ( %s \",\" %s %s )", ws, ws, tail);
             rep(&rest, lo, hi);
         } else {
-            buf_puts(&rest, tail);
+            glm_buf_puts(&rest, tail);
             if (hi != 1) {
-                buf_printf(&rest, " ( %s \",\" %s %s )", ws, ws, tail);
+                glm_buf_printf(&rest, " ( %s \",\" %s %s )", ws, ws, tail);
                 rep(&rest, lo > 0 ? lo - 1 : 0, hi < 0 ? -1 : hi - 1);
             }
         }
     }
     /* the prefix: mandatory items, then the optional ones as a chain */
-    buf body = {0};
+    glm_buf body = TEXT;
     int start = GLM_MAX(min, 1); /* item 0 is optional through the brackets */
     for (int i = 0; i < GLM_MIN(K, start); i++) {
         if (i)
-            buf_printf(&body, " %s \",\" %s ", ws, ws);
-        buf_puts(&body, el[i]);
+            glm_buf_printf(&body, " %s \",\" %s ", ws, ws);
+        glm_buf_puts(&body, el[i]);
     }
     if (start < K) {
-        buf_printf(&body, " %s-p%d", name, start);
+        glm_buf_printf(&body, " %s-p%d", name, start);
         for (int i = start; i < K; i++) {
-            buf_printf(&g->out, "%s-p%d ::= ( %s \",\" %s %s", name, i, ws, ws, el[i]);
+            glm_buf_printf(&g->out, "%s-p%d ::= ( %s \",\" %s %s", name, i, ws, ws, el[i]);
             if (i + 1 < K)
-                buf_printf(&g->out, " %s-p%d )?\n", name, i + 1);
+                glm_buf_printf(&g->out, " %s-p%d )?\n", name, i + 1);
             else
-                buf_printf(&g->out, "%s )?\n", buf_str(&rest));
+                glm_buf_printf(&g->out, "%s )?\n", glm_buf_str(&rest));
         }
     } else
-        buf_put(&body, buf_str(&rest), rest.n);
+        glm_buf_put(&body, glm_buf_str(&rest), rest.len);
     if (min == 0)
-        buf_printf(alt, "\"[\" %s ( %s %s )? \"]\"", ws, buf_str(&body), ws);
+        glm_buf_printf(alt, "\"[\" %s ( %s %s )? \"]\"", ws, glm_buf_str(&body), ws);
     else
-        buf_printf(alt, "\"[\" %s %s %s \"]\"", ws, buf_str(&body), ws);
+        glm_buf_printf(alt, "\"[\" %s %s %s \"]\"", ws, glm_buf_str(&body), ws);
     if (body.over || rest.over)
         alt->over = 1;
-    buf_free(&body);
-    buf_free(&rest);
+    glm_buf_free(&body);
+    glm_buf_free(&rest);
     free(el);
     return 1;
 }
@@ -2182,11 +2095,11 @@ static int gen_array(gctx *g, const conj *c, int mode, const char *name, buf *al
 /* ---- one conjunction with every union chosen -------------------------------------------- */
 
 /* Adds alt (needing the rules in `needs`, may be NULL) to the rule. */
-static void add_alt(rbuild *rb, const buf *alt, const ivec *needs)
+static void add_alt(rbuild *rb, const glm_buf *alt, const ivec *needs)
 {
     if (rb->nalt++)
-        buf_puts(&rb->body, " | ");
-    buf_put(&rb->body, buf_str(alt), alt->n);
+        glm_buf_puts(&rb->body, " | ");
+    glm_buf_put(&rb->body, glm_buf_str(alt), alt->len);
     if (alt->over)
         rb->body.over = 1;
     for (int i = 0; needs && i < needs->n; i++)
@@ -2204,18 +2117,18 @@ static void gen_string(gctx *g, const conj *c, int mode, const char *name, rbuil
     }
     if (max >= 0 && min > max)
         return;
-    buf alt = {0};
+    glm_buf alt = TEXT;
     if (mode == G_RAW)
         raw_bounded(g, &alt, min, max);
     else if (min == 0 && max < 0)
-        buf_puts(&alt, use(g, mode == G_TJSON ? F_TSTRING : F_JSTRING));
+        glm_buf_puts(&alt, use(g, mode == G_TJSON ? F_TSTRING : F_JSTRING));
     else {
-        buf_printf(&alt, "\"\\\"\" %s", use(g, mode == G_TJSON ? F_TCHAR : F_JCHAR));
+        glm_buf_printf(&alt, "\"\\\"\" %s", use(g, mode == G_TJSON ? F_TCHAR : F_JCHAR));
         rep(&alt, min, max);
-        buf_puts(&alt, " \"\\\"\"");
+        glm_buf_puts(&alt, " \"\\\"\"");
     }
     add_alt(rb, &alt, NULL);
-    buf_free(&alt);
+    glm_buf_free(&alt);
 }
 
 /* The alternatives of a conjunction whose unions are all chosen. */
@@ -2224,14 +2137,14 @@ static void gen_merged(gctx *g, const conj *c, int mode, const char *name, rbuil
     unsigned t = conj_types(c);
     json_t *owned;
     const json_t *cand = conj_candidates(c, &owned);
-    buf alt = {0};
+    glm_buf alt = TEXT;
     ivec needs = {0};
     if (mode == G_ARGS) {
         if (cand) {
             fail(g, "%s: 'enum'/'const' on tool parameters is not supported", c->v[0]->path);
         } else if ((t & T_OBJ) && gen_args(g, c, &alt, &needs))
             add_alt(rb, &alt, &needs);
-        buf_free(&alt);
+        glm_buf_free(&alt);
         free(needs.v);
         json_decref(owned);
         return;
@@ -2241,7 +2154,7 @@ static void gen_merged(gctx *g, const conj *c, int mode, const char *name, rbuil
             const json_t *v = json_array_get(cand, i);
             if (!conj_valid(g, c, v, cand))
                 continue;
-            alt.n = 0;
+            glm_buf_clear(&alt);
             if (mode == G_RAW) {
                 if (!json_is_string(v))
                     continue;
@@ -2254,7 +2167,7 @@ static void gen_merged(gctx *g, const conj *c, int mode, const char *name, rbuil
                 lit_value(g, &alt, v, mode == G_TJSON);
             add_alt(rb, &alt, NULL);
         }
-        buf_free(&alt);
+        glm_buf_free(&alt);
         json_decref(owned);
         return;
     }
@@ -2264,18 +2177,18 @@ static void gen_merged(gctx *g, const conj *c, int mode, const char *name, rbuil
         return;
     }
     if (t & T_NULL) {
-        buf_puts(&alt, "\"null\"");
+        glm_buf_puts(&alt, "\"null\"");
         add_alt(rb, &alt, NULL);
     }
     if (t & T_BOOL) {
-        alt.n = 0;
-        buf_puts(&alt, "\"true\" | \"false\"");
+        glm_buf_clear(&alt);
+        glm_buf_puts(&alt, "\"true\" | \"false\"");
         add_alt(rb, &alt, NULL);
     }
     if (t & T_INT) {
-        alt.n = 0;
+        glm_buf_clear(&alt);
         if (t & T_FRAC)
-            buf_puts(&alt, use(g, F_JNUMBER));
+            glm_buf_puts(&alt, use(g, F_JNUMBER));
         else {
             long long lo = -INT_CAP, hi = INT_CAP;
             int bounded = 0;
@@ -2286,29 +2199,29 @@ static void gen_merged(gctx *g, const conj *c, int mode, const char *name, rbuil
                     hi = c->v[i]->hi, bounded = 1;
             }
             if (!bounded)
-                buf_puts(&alt, use(g, F_JINT));
+                glm_buf_puts(&alt, use(g, F_JINT));
             else if (lo <= hi)
                 int_range(&alt, lo, hi);
         }
-        if (alt.n)
+        if (alt.len)
             add_alt(rb, &alt, NULL);
     }
     if (t & T_STR)
         gen_string(g, c, mode, name, rb);
     if (t & T_ARR) {
-        alt.n = 0;
+        glm_buf_clear(&alt);
         needs.n = 0;
         if (gen_array(g, c, mode, name, &alt, &needs))
             add_alt(rb, &alt, &needs);
     }
     if ((t & T_OBJ) && !g->failed) {
-        alt.n = 0;
+        glm_buf_clear(&alt);
         needs.n = 0;
         if (gen_object(g, c, mode, name, &alt, &needs))
             add_alt(rb, &alt, &needs);
     }
     free(needs.v);
-    buf_free(&alt);
+    glm_buf_free(&alt);
 }
 
 /* ---- the memoised rule generator ----------------------------------------------------- */
@@ -2344,21 +2257,21 @@ static const char *gen(gctx *g, const conj *in, snode *extra, int extra_res, int
         conj_free(&c);
         return use(g, mode == G_JSON ? F_JVALUE : mode == G_TJSON ? F_TVALUE : F_RAWA);
     }
-    buf key = {0};
-    buf_printf(&key, "%d.%d:", mode, mode == G_ARGS ? g->tool : 0);
+    glm_buf key = TEXT;
+    glm_buf_printf(&key, "%d.%d:", mode, mode == G_ARGS ? g->tool : 0);
     for (int i = 0; i < c.n; i++)
-        buf_printf(&key, "%d,", c.v[i]->id);
-    buf_puts(&key, "|");
+        glm_buf_printf(&key, "%d,", c.v[i]->id);
+    glm_buf_puts(&key, "|");
     for (int i = 0; i < c.nres; i++)
-        buf_printf(&key, "%d,", c.res[i]);
-    if (json_object_get(g->skip, buf_str(&key))) {
-        buf_free(&key);
+        glm_buf_printf(&key, "%d,", c.res[i]);
+    if (json_object_get(g->skip, glm_buf_str(&key))) {
+        glm_buf_free(&key);
         conj_free(&c);
         return NULL;
     }
-    const json_t *hit = json_object_get(g->memo, buf_str(&key));
+    const json_t *hit = json_object_get(g->memo, glm_buf_str(&key));
     if (hit || key.over) {
-        buf_free(&key);
+        glm_buf_free(&key);
         conj_free(&c);
         if (!hit) {
             fail(g, "schema is too large");
@@ -2369,18 +2282,18 @@ static const char *gen(gctx *g, const conj *in, snode *extra, int extra_res, int
             g->rstate[idx] = R_BUSY_USED;
         return idx >= 0 ? g->names[idx] : NULL;
     }
-    if (c.n > MAX_CONJ || g->out.over || g->body_bytes + g->out.n > MAX_OUT) {
+    if (c.n > MAX_CONJ || g->out.over || g->body_bytes + g->out.len > MAX_OUT) {
         fail(g, c.n > MAX_CONJ ? "%s: more than 256 subschemas apply to one value"
                                : "%s: the grammar would be over 1 MB",
              c.n ? c.v[0]->path : "schema");
-        buf_free(&key);
+        glm_buf_free(&key);
         conj_free(&c);
         return NULL;
     }
     if (g->n_rules >= MAX_RULES || g->depth >= MAX_GEN_DEPTH) {
         fail(g, "%s: schema needs %s", c.n ? c.v[0]->path : "schema",
              g->depth >= MAX_GEN_DEPTH ? "too deeply nested grammar rules" : "too many grammar rules");
-        buf_free(&key);
+        glm_buf_free(&key);
         conj_free(&c);
         return NULL;
     }
@@ -2401,13 +2314,13 @@ static const char *gen(gctx *g, const conj *in, snode *extra, int extra_res, int
     memset(&g->needs[idx], 0, sizeof g->needs[idx]);
     json_object_set_new(g->name_index, name, json_integer(idx));
     json_t *slot = json_integer(idx);
-    json_object_set_new(g->memo, buf_str(&key), slot);
+    json_object_set_new(g->memo, glm_buf_str(&key), slot);
     g->keys[idx] = key.p;
     key.p = NULL;
-    buf_free(&key);
+    glm_buf_free(&key);
 
     g->depth++;
-    rbuild rb = {{0}, 0, {0}};
+    rbuild rb = {TEXT, 0, {0}};
     int dead = 0, u_node = -1, u = 0;
     for (int i = 0; i < c.n; i++)
         dead |= c.v[i]->is_false;
@@ -2429,20 +2342,20 @@ static const char *gen(gctx *g, const conj *in, snode *extra, int extra_res, int
             if (!r || dup)
                 continue;
             seen[n_seen++] = r;
-            buf alt = {0};
+            glm_buf alt = TEXT;
             ivec nd = {0};
-            buf_puts(&alt, r);
+            glm_buf_puts(&alt, r);
             need(g, &nd, r);
             add_alt(&rb, &alt, &nd);
-            buf_free(&alt);
+            glm_buf_free(&alt);
             free(nd.v);
         }
         free(seen);
     } else if (!dead)
         gen_merged(g, &c, mode, g->names[idx], &rb);
     g->depth--;
-    g->body_bytes += rb.body.n;
-    if (rb.body.over || g->body_bytes + g->out.n > MAX_OUT)
+    g->body_bytes += rb.body.len;
+    if (rb.body.over || g->body_bytes + g->out.len > MAX_OUT)
         fail(g, "the grammar would be over 1 MB");
     /* a rule that matches nothing is kept only when a recursive reference to
        it was made while it was being built */
@@ -2457,7 +2370,7 @@ static const char *gen(gctx *g, const conj *in, snode *extra, int extra_res, int
         free(rb.needs.v);
     }
     g->rstate[idx] = R_DONE;
-    buf_free(&rb.body);
+    glm_buf_free(&rb.body);
     conj_free(&c);
     return rb.nalt ? g->names[idx] : NULL;
 }
@@ -2534,12 +2447,14 @@ static void gctx_init(gctx *g, char *err, size_t errlen)
     g->skip = json_object();
     g->raw_chains = json_object();
     g->root_name = "root";
+    g->out.max_len = MAX_OUT - 1;
 }
 
 /* Drops everything generated (the compiled schemas and the skip set stay). */
 static void gctx_reset(gctx *g)
 {
-    buf_free(&g->out);
+    glm_buf_free(&g->out);
+    g->out.max_len = MAX_OUT - 1;
     json_object_clear(g->memo);
     json_object_clear(g->name_index);
     json_object_clear(g->raw_chains);
@@ -2623,24 +2538,24 @@ static int rule_productive(const gctx *g, const unsigned char *prod, const char 
  * or NULL on failure. */
 static char *assemble(gctx *g, const char *root_body, const unsigned char *prod)
 {
-    buf b = {0};
-    buf_printf(&b, "%s ::= ", g->root_name);
-    buf_puts(&b, root_body);
-    buf_puts(&b, "\n");
-    buf_put(&b, buf_str(&g->out), g->out.n);
+    glm_buf b = TEXT;
+    glm_buf_printf(&b, "%s ::= ", g->root_name);
+    glm_buf_puts(&b, root_body);
+    glm_buf_puts(&b, "\n");
+    glm_buf_put(&b, glm_buf_str(&g->out), g->out.len);
     for (int i = 0; i < g->n_rules; i++) {
         if (!g->bodies[i])
             continue;
-        buf_puts(&b, g->names[i]);
-        buf_puts(&b, " ::= ");
-        buf_puts(&b, prod && prod[i] ? g->bodies[i] : NEVER);
-        buf_puts(&b, "\n");
+        glm_buf_puts(&b, g->names[i]);
+        glm_buf_puts(&b, " ::= ");
+        glm_buf_puts(&b, prod && prod[i] ? g->bodies[i] : NEVER);
+        glm_buf_puts(&b, "\n");
     }
     for (int i = 0; i < F_COUNT; i++)
         if (g->fixed & (1u << i))
-            buf_puts(&b, FIXED[i].text);
+            glm_buf_puts(&b, FIXED[i].text);
     if (b.over || g->out.over) {
-        buf_free(&b);
+        glm_buf_free(&b);
         fail(g, "the grammar would be over 1 MB");
         return NULL;
     }
@@ -2711,7 +2626,7 @@ typedef struct {
 
 /* Appends the rule callN (N = f->index) of one function's call to calls; NULL
  * args_rule when it takes no arguments. */
-static int gen_call(gctx *g, const callable *f, buf *calls, const char **args_rule)
+static int gen_call(gctx *g, const callable *f, glm_buf *calls, const char **args_rule)
 {
     const char *args = NULL;
     if (f->root) {
@@ -2725,15 +2640,15 @@ static int gen_call(gctx *g, const callable *f, buf *calls, const char **args_ru
             return GLM_ERR;
     }
     *args_rule = args;
-    buf_printf(calls, "call%d ::= ", f->index);
+    glm_buf_printf(calls, "call%d ::= ", f->index);
     lits(calls, g->tags->tool_call_start);
-    buf_puts(calls, " ");
+    glm_buf_puts(calls, " ");
     lits(calls, f->name);
-    buf_printf(calls, " %s ", use(g, F_NL));
+    glm_buf_printf(calls, " %s ", use(g, F_NL));
     if (args)
-        buf_printf(calls, "%s ", args);
+        glm_buf_printf(calls, "%s ", args);
     lits(calls, g->tags->tool_call_end);
-    buf_puts(calls, "\n");
+    glm_buf_puts(calls, "\n");
     return GLM_OK;
 }
 
@@ -2842,12 +2757,12 @@ static char *tool_calls_text(const json_t *tools, const char *only_name, int par
     if (!(fs = callables(&g, tools, only_name, &n)))
         goto out;
     for (int pass = 0; pass < 2 && !g.failed && !text; pass++) {
-        buf calls = {0}, alts = {0}, r = {0};
+        glm_buf calls = TEXT, alts = TEXT, r = TEXT;
         const char **args = glm_calloc((size_t)n, sizeof *args);
         for (int i = 0; i < n && !g.failed; i++) {
             if (gen_call(&g, &fs[i], &calls, &args[i]) != GLM_OK)
                 break;
-            buf_printf(&alts, "%scall%d", i ? " | " : "", fs[i].index);
+            glm_buf_printf(&alts, "%scall%d", i ? " | " : "", fs[i].index);
         }
         unsigned char *prod = g.failed ? NULL : productive(&g);
         for (int i = 0; i < n && !g.failed; i++)
@@ -2855,19 +2770,19 @@ static char *tool_calls_text(const json_t *tools, const char *only_name, int par
                 fail(&g, "%s.parameters: no arguments satisfy the schema", fs[i].path);
         if (!g.failed && (pass == 1 || !mark_unproductive(&g, prod))) {
             if (parallel)
-                buf_printf(&r, "( %s ) ( %s ( %s ) )*", buf_str(&alts), use(&g, F_NL), buf_str(&alts));
+                glm_buf_printf(&r, "( %s ) ( %s ( %s ) )*", glm_buf_str(&alts), use(&g, F_NL), glm_buf_str(&alts));
             else
-                buf_puts(&r, buf_str(&alts));
-            buf_put(&g.out, buf_str(&calls), calls.n);
+                glm_buf_puts(&r, glm_buf_str(&alts));
+            glm_buf_put(&g.out, glm_buf_str(&calls), calls.len);
             if (calls.over || r.over)
                 g.out.over = 1;
-            text = assemble(&g, buf_str(&r), prod);
+            text = assemble(&g, glm_buf_str(&r), prod);
         }
         free(prod);
         free(args);
-        buf_free(&calls);
-        buf_free(&alts);
-        buf_free(&r);
+        glm_buf_free(&calls);
+        glm_buf_free(&alts);
+        glm_buf_free(&r);
         if (!text)
             gctx_reset(&g);
     }

@@ -27,6 +27,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/buf.h"
+#include "core/utf8.h"
 #include "core/util.h"
 
 #define TAG_MAX 64        /* bytes per tag */
@@ -34,41 +36,7 @@
 #define KEY_MAX_RAW 512   /* raw bytes of an argument key */
 #define JSON_MAX_DEPTH 64 /* nesting of a JSON argument value */
 
-static const char REPLACEMENT[] = "\xEF\xBF\xBD"; /* U+FFFD */
-
-/* ---- growable byte buffer, NUL-terminated once allocated ------------------ */
-
-typedef struct {
-    char *p;
-    size_t n, cap;
-} sbuf;
-
-static void sb_put(sbuf *b, const char *s, size_t n)
-{
-    GLM_ASSERT(n < SIZE_MAX / 4 && b->n < SIZE_MAX / 4);
-    if (b->n + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 64;
-        while (cap < b->n + n + 1)
-            cap *= 2;
-        b->p = glm_realloc(b->p, cap);
-        b->cap = cap;
-    }
-    if (n)
-        memcpy(b->p + b->n, s, n);
-    b->n += n;
-    b->p[b->n] = 0;
-}
-
-static void sb_puts(sbuf *b, const char *s) { sb_put(b, s, strlen(s)); }
-
-static void sb_clear(sbuf *b)
-{
-    b->n = 0;
-    if (b->p)
-        b->p[0] = 0;
-}
-
-static const char *sb_str(const sbuf *b) { return b->p ? b->p : ""; }
+#define REPLACEMENT GLM_UTF8_REPLACEMENT
 
 /* ---- types and the parser ------------------------------------------------- */
 
@@ -97,7 +65,7 @@ typedef struct {
 typedef struct {
     char id[GLM_OUT_ID_MAX];
     char *name;
-    sbuf args;   /* the arguments JSON so far */
+    glm_buf args;   /* the arguments JSON so far */
     size_t sent; /* bytes of args already handed out in deltas */
     int announced;
 } call;
@@ -116,17 +84,17 @@ struct glm_out_parser {
 
     unsigned char u8[4]; /* incomplete UTF-8 sequence from the previous feed */
     int u8n;
-    sbuf raw; /* scratch: u8 + the fed bytes */
-    sbuf in;  /* sanitised text not yet consumed (a possible tag prefix) */
+    glm_buf raw; /* scratch: u8 + the fed bytes */
+    glm_buf in;  /* sanitised text not yet consumed (a possible tag prefix) */
     state st;
     int finished;
 
-    sbuf reasoning, content; /* accumulated, trimmed */
-    sbuf r_ws, c_ws;         /* trailing whitespace held back */
+    glm_buf reasoning, content; /* accumulated, trimmed */
+    glm_buf r_ws, c_ws;         /* trailing whitespace held back */
     size_t r_sent, c_sent;   /* bytes already handed out in deltas */
 
     /* the tool call being parsed */
-    sbuf name, key, gap, value;
+    glm_buf name, key, gap, value;
     int garbage;      /* ARGS: the current text run holds more than whitespace */
     int value_stream; /* VALUE: the value streams as a JSON string */
     int n_args;
@@ -140,59 +108,30 @@ struct glm_out_parser {
     int cap_deltas;
     glm_out_tool_call *view;
     int cap_view;
-    sbuf scratch;
+    glm_buf scratch;
 };
 
 static int is_ws(unsigned char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
 
 /* ---- UTF-8 --------------------------------------------------------------- */
 
-/* Length of the well-formed sequence at s[0..n); 0 if s is a proper prefix of
- * one (more bytes needed); -k if the first k bytes are an ill-formed maximal
- * subpart (Unicode 3.9, "U+FFFD substitution of maximal subparts"). NUL counts
- * as ill-formed: output strings are C strings. */
+/* glm_utf8_seq, except that NUL counts as ill-formed: output strings are C
+ * strings. */
 static int utf8_seq(const unsigned char *s, size_t n)
 {
-    unsigned c = s[0], lo = 0x80, hi = 0xBF;
-    int len;
-    if (c < 0x80)
-        return c ? 1 : -1;
-    if (c >= 0xC2 && c <= 0xDF)
-        len = 2;
-    else if (c >= 0xE0 && c <= 0xEF) {
-        len = 3;
-        if (c == 0xE0)
-            lo = 0xA0;
-        else if (c == 0xED)
-            hi = 0x9F;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        len = 4;
-        if (c == 0xF0)
-            lo = 0x90;
-        else if (c == 0xF4)
-            hi = 0x8F;
-    } else
-        return -1;
-    for (int i = 1; i < len; i++) {
-        if ((size_t)i >= n)
-            return 0;
-        unsigned b = s[i];
-        if (b < (i == 1 ? lo : 0x80) || b > (i == 1 ? hi : 0xBF))
-            return -i;
-    }
-    return len;
+    return s[0] ? glm_utf8_seq((const char *)s, n, NULL) : -1;
 }
 
 /* Appends u8 + text to `in` as valid UTF-8; an incomplete sequence at the end
  * waits in u8 for the next feed unless `final`. */
 static void sanitize(glm_out_parser *p, const char *text, size_t len, int final)
 {
-    sb_clear(&p->raw);
-    sb_put(&p->raw, (const char *)p->u8, (size_t)p->u8n);
-    sb_put(&p->raw, text, len);
+    glm_buf_clear(&p->raw);
+    glm_buf_put(&p->raw, (const char *)p->u8, (size_t)p->u8n);
+    glm_buf_put(&p->raw, text, len);
     p->u8n = 0;
-    const unsigned char *s = (const unsigned char *)sb_str(&p->raw);
-    size_t n = p->raw.n, i = 0, run = 0;
+    const unsigned char *s = (const unsigned char *)glm_buf_str(&p->raw);
+    size_t n = p->raw.len, i = 0, run = 0;
     while (i < n) {
         if (s[i] - 1u < 0x7Fu) { /* 0x01..0x7F */
             i++;
@@ -203,18 +142,18 @@ static void sanitize(glm_out_parser *p, const char *text, size_t len, int final)
             i += (size_t)r;
             continue;
         }
-        sb_put(&p->in, (const char *)s + run, i - run);
+        glm_buf_put(&p->in, (const char *)s + run, i - run);
         if (r == 0 && !final) {
             memcpy(p->u8, s + i, n - i);
             p->u8n = (int)(n - i);
             run = i = n;
             break;
         }
-        sb_put(&p->in, REPLACEMENT, 3);
+        glm_buf_put(&p->in, REPLACEMENT, 3);
         i += r == 0 ? n - i : (size_t)-r;
         run = i;
     }
-    sb_put(&p->in, (const char *)s + run, n - run);
+    glm_buf_put(&p->in, (const char *)s + run, n - run);
 }
 
 /* ---- output primitives ----------------------------------------------------- */
@@ -222,23 +161,23 @@ static void sanitize(glm_out_parser *p, const char *text, size_t len, int final)
 /* Appends s to acc without leading whitespace (when acc is empty) and with its
  * trailing whitespace held in ws until more non-whitespace text follows: acc
  * is always the trimmed text so far, however the text arrives. */
-static void emit_trim(sbuf *acc, sbuf *ws, const char *s, size_t n)
+static void emit_trim(glm_buf *acc, glm_buf *ws, const char *s, size_t n)
 {
     size_t end = n, start = 0;
     while (end > 0 && is_ws((unsigned char)s[end - 1]))
         end--;
     if (end == 0) {
-        if (acc->n)
-            sb_put(ws, s, n);
+        if (acc->len)
+            glm_buf_put(ws, s, n);
         return;
     }
-    if (acc->n == 0)
+    if (acc->len == 0)
         while (is_ws((unsigned char)s[start]))
             start++;
-    sb_put(acc, sb_str(ws), ws->n);
-    sb_clear(ws);
-    sb_put(acc, s + start, end - start);
-    sb_put(ws, s + end, n - end);
+    glm_buf_put(acc, glm_buf_str(ws), ws->len);
+    glm_buf_clear(ws);
+    glm_buf_put(acc, s + start, end - start);
+    glm_buf_put(ws, s + end, n - end);
 }
 
 static void content(glm_out_parser *p, const char *s, size_t n)
@@ -248,50 +187,10 @@ static void content(glm_out_parser *p, const char *s, size_t n)
 
 static void content_tag(glm_out_parser *p, int t) { content(p, p->tag[t], p->tag_len[t]); }
 
-static sbuf *cur_args(glm_out_parser *p)
+static glm_buf *cur_args(glm_out_parser *p)
 {
     GLM_ASSERT(p->call_open && p->n_calls > 0);
     return &p->calls[p->n_calls - 1].args;
-}
-
-/* Appends s as the inside of a JSON string, escaped as Python's json.dumps
- * with ensure_ascii=False does. */
-static void json_escape(sbuf *b, const char *s, size_t n)
-{
-    static const char hex[] = "0123456789abcdef";
-    size_t run = 0;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        char u[7];
-        const char *e = NULL;
-        if (c == '"')
-            e = "\\\"";
-        else if (c == '\\')
-            e = "\\\\";
-        else if (c == '\n')
-            e = "\\n";
-        else if (c == '\r')
-            e = "\\r";
-        else if (c == '\t')
-            e = "\\t";
-        else if (c == '\b')
-            e = "\\b";
-        else if (c == '\f')
-            e = "\\f";
-        else if (c < 0x20) {
-            memcpy(u, "\\u00", 4);
-            u[4] = hex[c >> 4];
-            u[5] = hex[c & 15];
-            u[6] = 0;
-            e = u;
-        }
-        if (e) {
-            sb_put(b, s + run, i - run);
-            sb_puts(b, e);
-            run = i + 1;
-        }
-    }
-    sb_put(b, s + run, n - run);
 }
 
 /* ---- JSON argument values ---------------------------------------------------- */
@@ -301,7 +200,7 @@ static void json_escape(sbuf *b, const char *s, size_t n)
 typedef struct {
     const char *s;
     size_t n, i;
-    sbuf *out;
+    glm_buf *out;
     int depth;
 } jreader;
 
@@ -323,7 +222,7 @@ static int j_string(jreader *j)
         unsigned char c = (unsigned char)j->s[j->i];
         if (c == '"') {
             j->i++;
-            sb_put(j->out, j->s + st, j->i - st);
+            glm_buf_put(j->out, j->s + st, j->i - st);
             return 1;
         }
         if (c < 0x20)
@@ -381,7 +280,7 @@ static int j_number(jreader *j)
         if (!j_digits(j))
             return 0;
     }
-    sb_put(j->out, j->s + st, j->i - st);
+    glm_buf_put(j->out, j->s + st, j->i - st);
     return 1;
 }
 
@@ -390,7 +289,7 @@ static int j_word(jreader *j, const char *w)
     size_t k = strlen(w);
     if (j->n - j->i < k || memcmp(j->s + j->i, w, k) != 0)
         return 0;
-    sb_put(j->out, w, k);
+    glm_buf_put(j->out, w, k);
     j->i += k;
     return 1;
 }
@@ -408,7 +307,7 @@ static int j_value(jreader *j, unsigned *type)
         if (++j->depth > JSON_MAX_DEPTH)
             return 0;
         j->i++;
-        sb_put(j->out, &c, 1);
+        glm_buf_put(j->out, &c, 1);
         j_ws(j);
         if (!j_peek(j, close)) {
             for (;;) {
@@ -420,7 +319,7 @@ static int j_value(jreader *j, unsigned *type)
                     if (!j_peek(j, ':'))
                         return 0;
                     j->i++;
-                    sb_puts(j->out, ": ");
+                    glm_buf_puts(j->out, ": ");
                 }
                 if (!j_value(j, &t))
                     return 0;
@@ -428,13 +327,13 @@ static int j_value(jreader *j, unsigned *type)
                 if (!j_peek(j, ','))
                     break;
                 j->i++;
-                sb_puts(j->out, ", ");
+                glm_buf_puts(j->out, ", ");
             }
             if (!j_peek(j, close))
                 return 0;
         }
         j->i++;
-        sb_put(j->out, &close, 1);
+        glm_buf_put(j->out, &close, 1);
         j->depth--;
         *type = c == '{' ? M_OBJ : M_ARR;
         return 1;
@@ -471,7 +370,7 @@ static int eq_nocase(const char *s, size_t n, const char *w)
 
 /* Appends the JSON for raw value text s given the types its schema allows
  * (see the header): a JSON value when one parses and fits, else a string. */
-static void put_value(glm_out_parser *p, sbuf *out, const char *s, size_t n, unsigned mask)
+static void put_value(glm_out_parser *p, glm_buf *out, const char *s, size_t n, unsigned mask)
 {
     size_t a = 0, b = n;
     while (a < b && is_ws((unsigned char)s[a]))
@@ -481,20 +380,20 @@ static void put_value(glm_out_parser *p, sbuf *out, const char *s, size_t n, uns
     if (mask != M_STR) {
         jreader j = {s + a, b - a, 0, &p->scratch, 0};
         unsigned type = 0;
-        sb_clear(&p->scratch);
+        glm_buf_clear(&p->scratch);
         if (j_value(&j, &type) && (j_ws(&j), j.i == j.n) &&
             (mask == 0 || !(mask & M_STR) || (type & mask))) {
-            sb_put(out, sb_str(&p->scratch), p->scratch.n);
+            glm_buf_put(out, glm_buf_str(&p->scratch), p->scratch.len);
             return;
         }
         if ((mask & M_BOOL) && (eq_nocase(s + a, b - a, "true") || eq_nocase(s + a, b - a, "false"))) {
-            sb_puts(out, (s[a] | 0x20) == 't' ? "true" : "false");
+            glm_buf_puts(out, (s[a] | 0x20) == 't' ? "true" : "false");
             return;
         }
     }
-    sb_puts(out, "\"");
-    json_escape(out, s, n);
-    sb_puts(out, "\"");
+    glm_buf_puts(out, "\"");
+    glm_buf_json_escape(out, s, n, 0);
+    glm_buf_puts(out, "\"");
 }
 
 /* ---- tool schemas ------------------------------------------------------------ */
@@ -613,10 +512,10 @@ static unsigned find_mask(const tool_schema *ts, const char *key, size_t n)
 
 /* ---- tool calls ---------------------------------------------------------------- */
 
-static void trim(const sbuf *b, const char **s, size_t *n)
+static void trim(const glm_buf *b, const char **s, size_t *n)
 {
-    const char *a = sb_str(b);
-    size_t len = b->n;
+    const char *a = glm_buf_str(b);
+    size_t len = b->len;
     while (len && is_ws((unsigned char)a[len - 1]))
         len--;
     while (len && is_ws((unsigned char)*a)) {
@@ -658,7 +557,7 @@ static int name_ok(const char *s, size_t n)
 
 static void begin_call(glm_out_parser *p)
 {
-    sb_clear(&p->name);
+    glm_buf_clear(&p->name);
     p->st = S_NAME;
 }
 
@@ -680,7 +579,7 @@ static void announce(glm_out_parser *p, const char *name, size_t n)
     }
     if (!c->id[0])
         default_id(p->id_seed, p->n_calls, c->id);
-    sb_put(&c->args, "", 0);
+    glm_buf_put(&c->args, "", 0);
     p->n_calls++;
     p->call_open = 1;
     p->n_args = 0;
@@ -689,26 +588,26 @@ static void announce(glm_out_parser *p, const char *name, size_t n)
 
 static void close_call(glm_out_parser *p)
 {
-    sb_puts(cur_args(p), p->n_args ? "}" : "{}");
+    glm_buf_puts(cur_args(p), p->n_args ? "}" : "{}");
     p->call_open = 0;
     p->tool = NULL;
-    sb_clear(&p->key);
-    sb_clear(&p->gap);
-    sb_clear(&p->value);
+    glm_buf_clear(&p->key);
+    glm_buf_clear(&p->gap);
+    glm_buf_clear(&p->value);
 }
 
 /* The raw text of a call whose name turned out bad goes to content. */
 static void name_bad(glm_out_parser *p)
 {
     content_tag(p, T_TOOL_START);
-    content(p, sb_str(&p->name), p->name.n);
-    sb_clear(&p->name);
+    content(p, glm_buf_str(&p->name), p->name.len);
+    glm_buf_clear(&p->name);
     p->st = S_CONTENT;
 }
 
 static void key_begin(glm_out_parser *p)
 {
-    sb_clear(&p->key);
+    glm_buf_clear(&p->key);
     p->st = S_KEY;
 }
 
@@ -716,13 +615,13 @@ static void key_begin(glm_out_parser *p)
 static void key_dump(glm_out_parser *p, int closed)
 {
     content_tag(p, T_KEY_START);
-    content(p, sb_str(&p->key), p->key.n);
+    content(p, glm_buf_str(&p->key), p->key.len);
     if (closed) {
         content_tag(p, T_KEY_END);
-        content(p, sb_str(&p->gap), p->gap.n);
+        content(p, glm_buf_str(&p->gap), p->gap.len);
     }
-    sb_clear(&p->key);
-    sb_clear(&p->gap);
+    glm_buf_clear(&p->key);
+    glm_buf_clear(&p->gap);
 }
 
 /* `{"key": ` or `, "key": ` */
@@ -730,11 +629,11 @@ static void arg_prefix(glm_out_parser *p)
 {
     const char *k;
     size_t kn;
-    sbuf *a = cur_args(p);
+    glm_buf *a = cur_args(p);
     trim(&p->key, &k, &kn);
-    sb_puts(a, p->n_args++ ? ", \"" : "{\"");
-    json_escape(a, k, kn);
-    sb_puts(a, "\": ");
+    glm_buf_puts(a, p->n_args++ ? ", \"" : "{\"");
+    glm_buf_json_escape(a, k, kn, 0);
+    glm_buf_puts(a, "\": ");
 }
 
 static void value_begin(glm_out_parser *p)
@@ -743,10 +642,10 @@ static void value_begin(glm_out_parser *p)
     size_t kn;
     trim(&p->key, &k, &kn);
     p->value_stream = find_mask(p->tool, k, kn) == M_STR;
-    sb_clear(&p->value);
+    glm_buf_clear(&p->value);
     if (p->value_stream) {
         arg_prefix(p);
-        sb_puts(cur_args(p), "\"");
+        glm_buf_puts(cur_args(p), "\"");
     }
     p->st = S_VALUE;
 }
@@ -754,17 +653,17 @@ static void value_begin(glm_out_parser *p)
 static void value_end(glm_out_parser *p)
 {
     if (p->value_stream)
-        sb_puts(cur_args(p), "\"");
+        glm_buf_puts(cur_args(p), "\"");
     else {
         const char *k;
         size_t kn;
         trim(&p->key, &k, &kn);
         unsigned mask = find_mask(p->tool, k, kn);
         arg_prefix(p);
-        put_value(p, cur_args(p), sb_str(&p->value), p->value.n, mask);
+        put_value(p, cur_args(p), glm_buf_str(&p->value), p->value.len, mask);
     }
-    sb_clear(&p->key);
-    sb_clear(&p->value);
+    glm_buf_clear(&p->key);
+    glm_buf_clear(&p->value);
     p->value_stream = 0;
 }
 
@@ -772,7 +671,7 @@ static void value_end(glm_out_parser *p)
 static void args_tag(glm_out_parser *p, int t)
 {
     p->garbage = 0;
-    sb_clear(&p->gap);
+    glm_buf_clear(&p->gap);
     if (t == T_KEY_START)
         key_begin(p);
     else {
@@ -801,13 +700,13 @@ static size_t on_text(glm_out_parser *p, const char *s, size_t n)
         return n;
     case S_NAME:
     case S_KEY: {
-        sbuf *b = p->st == S_NAME ? &p->name : &p->key;
-        size_t room = (p->st == S_NAME ? NAME_MAX_RAW : KEY_MAX_RAW) - b->n;
+        glm_buf *b = p->st == S_NAME ? &p->name : &p->key;
+        size_t room = (p->st == S_NAME ? NAME_MAX_RAW : KEY_MAX_RAW) - b->len;
         if (n <= room) {
-            sb_put(b, s, n);
+            glm_buf_put(b, s, n);
             return n;
         }
-        sb_put(b, s, room + 1); /* too long: the call (or the pair) is malformed */
+        glm_buf_put(b, s, room + 1); /* too long: the call (or the pair) is malformed */
         if (p->st == S_NAME)
             name_bad(p);
         else {
@@ -821,19 +720,19 @@ static size_t on_text(glm_out_parser *p, const char *s, size_t n)
         if (!p->garbage) {
             while (i < n && is_ws((unsigned char)s[i]))
                 i++;
-            sb_put(&p->gap, s, i);
+            glm_buf_put(&p->gap, s, i);
             if (i == n)
                 return n;
             p->garbage = 1; /* text between parts: to content, as written */
-            content(p, sb_str(&p->gap), p->gap.n);
-            sb_clear(&p->gap);
+            content(p, glm_buf_str(&p->gap), p->gap.len);
+            glm_buf_clear(&p->gap);
         }
         content(p, s + i, n - i);
         return n;
     case S_AFTER_KEY:
         while (i < n && is_ws((unsigned char)s[i]))
             i++;
-        sb_put(&p->gap, s, i);
+        glm_buf_put(&p->gap, s, i);
         if (i == n)
             return n;
         key_dump(p, 1); /* text where <arg_value> should be */
@@ -842,9 +741,9 @@ static size_t on_text(glm_out_parser *p, const char *s, size_t n)
         return i;
     case S_VALUE:
         if (p->value_stream)
-            json_escape(cur_args(p), s, n);
+            glm_buf_json_escape(cur_args(p), s, n, 0);
         else
-            sb_put(&p->value, s, n);
+            glm_buf_put(&p->value, s, n);
         return n;
     default:
         GLM_ASSERT(0);
@@ -879,7 +778,7 @@ static void on_tag(glm_out_parser *p, int t)
             content_tag(p, t);
         } else {
             announce(p, nm, nn);
-            sb_clear(&p->name);
+            glm_buf_clear(&p->name);
             if (t == T_KEY_START)
                 key_begin(p);
             else {
@@ -893,7 +792,7 @@ static void on_tag(glm_out_parser *p, int t)
         break;
     case S_KEY:
         if (t == T_KEY_END) {
-            sb_clear(&p->gap);
+            glm_buf_clear(&p->gap);
             p->st = S_AFTER_KEY;
         } else if (t == T_VAL_START)
             value_begin(p); /* </arg_key> missing: accepted */
@@ -914,7 +813,7 @@ static void on_tag(glm_out_parser *p, int t)
         value_end(p);
         if (t == T_VAL_END) {
             p->garbage = 0;
-            sb_clear(&p->gap);
+            glm_buf_clear(&p->gap);
             p->st = S_ARGS;
         } else {
             close_call(p);
@@ -966,8 +865,8 @@ static void run(glm_out_parser *p, int final)
 {
     size_t pos = 0;
     for (;;) {
-        const char *s = sb_str(&p->in) + pos;
-        size_t n = p->in.n - pos, end;
+        const char *s = glm_buf_str(&p->in) + pos;
+        size_t n = p->in.len - pos, end;
         state st = p->st;
         int t;
         size_t at = find_tag(p, st, s, n, &t);
@@ -987,24 +886,24 @@ static void run(glm_out_parser *p, int final)
         pos += p->tag_len[t];
         on_tag(p, t);
     }
-    memmove(p->in.p, p->in.p + pos, p->in.n - pos);
-    p->in.n -= pos;
-    p->in.p[p->in.n] = 0;
+    memmove(p->in.p, p->in.p + pos, p->in.len - pos);
+    p->in.len -= pos;
+    p->in.p[p->in.len] = 0;
 }
 
 /* Fills d with what the accumulators gained since the last delta. */
 static void make_delta(glm_out_parser *p, glm_out_delta *d)
 {
-    d->reasoning = sb_str(&p->reasoning) + p->r_sent;
-    d->reasoning_len = p->reasoning.n - p->r_sent;
-    p->r_sent = p->reasoning.n;
-    d->content = sb_str(&p->content) + p->c_sent;
-    d->content_len = p->content.n - p->c_sent;
-    p->c_sent = p->content.n;
+    d->reasoning = glm_buf_str(&p->reasoning) + p->r_sent;
+    d->reasoning_len = p->reasoning.len - p->r_sent;
+    p->r_sent = p->reasoning.len;
+    d->content = glm_buf_str(&p->content) + p->c_sent;
+    d->content_len = p->content.len - p->c_sent;
+    p->c_sent = p->content.len;
     int nd = 0;
     for (int i = p->delta_lo; i < p->n_calls; i++) {
         call *c = &p->calls[i];
-        if (c->announced && c->args.n == c->sent)
+        if (c->announced && c->args.len == c->sent)
             continue;
         if (nd == p->cap_deltas) {
             p->cap_deltas = p->cap_deltas ? 2 * p->cap_deltas : 4;
@@ -1014,10 +913,10 @@ static void make_delta(glm_out_parser *p, glm_out_delta *d)
         td->index = i;
         td->id = c->announced ? NULL : c->id;
         td->name = c->announced ? NULL : c->name;
-        td->arguments = sb_str(&c->args) + c->sent;
-        td->arguments_len = c->args.n - c->sent;
+        td->arguments = glm_buf_str(&c->args) + c->sent;
+        td->arguments_len = c->args.len - c->sent;
         c->announced = 1;
-        c->sent = c->args.n;
+        c->sent = c->args.len;
     }
     p->delta_lo = p->n_calls > 0 ? p->n_calls - 1 : 0;
     d->tool_calls = nd ? p->deltas : NULL;
@@ -1149,7 +1048,7 @@ glm_out_parser *glm_out_create(const glm_out_params *prm, char *err, size_t errl
     return p;
 }
 
-static void sb_free(sbuf *b) { free(b->p); }
+static void sb_free(glm_buf *b) { free(b->p); }
 
 void glm_out_free(glm_out_parser *p)
 {
@@ -1169,7 +1068,7 @@ void glm_out_free(glm_out_parser *p)
     free(p->calls);
     free(p->deltas);
     free(p->view);
-    sbuf *bufs[] = {&p->raw,  &p->in,  &p->reasoning, &p->content, &p->r_ws,  &p->c_ws,
+    glm_buf *bufs[] = {&p->raw,  &p->in,  &p->reasoning, &p->content, &p->r_ws,  &p->c_ws,
                     &p->name, &p->key, &p->gap,       &p->value,   &p->scratch};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         sb_free(bufs[i]);
@@ -1210,8 +1109,8 @@ void glm_out_finish(glm_out_parser *p, glm_out_delta *d)
     }
     if (p->st != S_REASONING)
         p->st = S_CONTENT;
-    sb_clear(&p->r_ws);
-    sb_clear(&p->c_ws);
+    glm_buf_clear(&p->r_ws);
+    glm_buf_clear(&p->c_ws);
     p->finished = 1;
     make_delta(p, d);
 }
@@ -1227,13 +1126,13 @@ void glm_out_get(glm_out_parser *p, glm_out_message *m)
     for (int i = 0; i < p->n_calls; i++) {
         p->view[i].id = p->calls[i].id;
         p->view[i].name = p->calls[i].name;
-        p->view[i].arguments = sb_str(&p->calls[i].args);
-        p->view[i].arguments_len = p->calls[i].args.n;
+        p->view[i].arguments = glm_buf_str(&p->calls[i].args);
+        p->view[i].arguments_len = p->calls[i].args.len;
     }
-    m->reasoning = sb_str(&p->reasoning);
-    m->reasoning_len = p->reasoning.n;
-    m->content = sb_str(&p->content);
-    m->content_len = p->content.n;
+    m->reasoning = glm_buf_str(&p->reasoning);
+    m->reasoning_len = p->reasoning.len;
+    m->content = glm_buf_str(&p->content);
+    m->content_len = p->content.len;
     m->tool_calls = p->n_calls ? p->view : NULL;
     m->n_tool_calls = p->n_calls;
 }

@@ -18,27 +18,11 @@
 #include <string.h>
 
 #include "text/tokenizer.h"
+#include "core/buf.h"
+#include "core/utf8.h"
 #include "core/util.h"
 
-static const char REPL[3] = {(char)0xef, (char)0xbf, (char)0xbd}; /* U+FFFD */
-
-typedef struct {
-    char *p;
-    size_t n, cap;
-} sbuf;
-
-static void put(sbuf *b, const char *s, size_t n)
-{
-    if (b->n + n + 1 > b->cap) {
-        size_t c = b->cap ? b->cap : 64;
-        while (c < b->n + n + 1)
-            c *= 2;
-        b->p = glm_realloc(b->p, c);
-        b->cap = c;
-    }
-    memcpy(b->p + b->n, s, n);
-    b->n += n;
-}
+#define REPL GLM_UTF8_REPLACEMENT
 
 /* The UTF-8 repair state: the open prefix of a character. */
 typedef struct {
@@ -47,22 +31,7 @@ typedef struct {
     int need; /* continuation bytes still missing */
 } u8state;
 
-/* Bounds of the second byte after lead byte c (the first continuation). */
-static void second_range(unsigned char c, unsigned char *lo, unsigned char *hi)
-{
-    *lo = 0x80;
-    *hi = 0xbf;
-    if (c == 0xe0)
-        *lo = 0xa0;
-    else if (c == 0xed)
-        *hi = 0x9f;
-    else if (c == 0xf0)
-        *lo = 0x90;
-    else if (c == 0xf4)
-        *hi = 0x8f;
-}
-
-static void feed(u8state *st, sbuf *out, const unsigned char *s, size_t n)
+static void feed(u8state *st, glm_buf *out, const unsigned char *s, size_t n)
 {
     size_t i = 0;
     while (i < n) {
@@ -72,19 +41,15 @@ static void feed(u8state *st, sbuf *out, const unsigned char *s, size_t n)
             while (j < n && s[j] < 0x80)
                 j++;
             if (j > i) {
-                put(out, (const char *)s + i, j - i);
+                glm_buf_put(out, s + i, j - i);
                 i = j;
                 continue;
             }
             unsigned char c = s[i++];
-            if (c >= 0xc2 && c <= 0xdf)
-                st->need = 1;
-            else if (c >= 0xe0 && c <= 0xef)
-                st->need = 2;
-            else if (c >= 0xf0 && c <= 0xf4)
-                st->need = 3;
-            else {
-                put(out, REPL, 3);
+            st->need = glm_utf8_need(c);
+            if (st->need < 0) {
+                st->need = 0;
+                glm_buf_put(out, REPL, 3);
                 continue;
             }
             st->pend[st->np++] = c;
@@ -92,9 +57,9 @@ static void feed(u8state *st, sbuf *out, const unsigned char *s, size_t n)
         }
         unsigned char c = s[i], lo = 0x80, hi = 0xbf;
         if (st->np == 1)
-            second_range(st->pend[0], &lo, &hi);
+            glm_utf8_second_range(st->pend[0], &lo, &hi);
         if (c < lo || c > hi) { /* the open prefix is a maximal invalid subsequence */
-            put(out, REPL, 3);
+            glm_buf_put(out, REPL, 3);
             st->np = 0;
             st->need = 0;
             continue; /* c starts over */
@@ -102,16 +67,16 @@ static void feed(u8state *st, sbuf *out, const unsigned char *s, size_t n)
         st->pend[st->np++] = c;
         i++;
         if (--st->need == 0) {
-            put(out, (const char *)st->pend, (size_t)st->np);
+            glm_buf_put(out, st->pend, (size_t)st->np);
             st->np = 0;
         }
     }
 }
 
-static void finish(u8state *st, sbuf *out)
+static void finish(u8state *st, glm_buf *out)
 {
     if (st->np) {
-        put(out, REPL, 3);
+        glm_buf_put(out, REPL, 3);
         st->np = 0;
         st->need = 0;
     }
@@ -127,9 +92,8 @@ static const char *piece(const glm_tok *t, int32_t id, int skip_special, size_t 
 
 char *glm_tok_decode(const glm_tok *t, const int32_t *ids, size_t n, int skip_special, size_t *len)
 {
-    sbuf out = {0};
+    glm_buf out = {0};
     u8state st = {0};
-    put(&out, "", 0);
     for (size_t i = 0; i < n; i++) {
         size_t k;
         const char *s = piece(t, ids[i], skip_special, &k);
@@ -137,10 +101,7 @@ char *glm_tok_decode(const glm_tok *t, const int32_t *ids, size_t n, int skip_sp
             feed(&st, &out, (const unsigned char *)s, k);
     }
     finish(&st, &out);
-    out.p[out.n] = 0;
-    if (len)
-        *len = out.n;
-    return out.p;
+    return glm_buf_take(&out, len);
 }
 
 struct glm_detok {
@@ -149,7 +110,7 @@ struct glm_detok {
     int32_t keep[GLM_DETOK_MAX_KEEP]; /* special ids decoded even with skip_special */
     int n_keep;
     u8state st;
-    sbuf out;
+    glm_buf out;
 };
 
 void glm_detok_keep(glm_detok *d, const int32_t *ids, int n)
@@ -173,7 +134,7 @@ glm_detok *glm_detok_new(const glm_tok *t, int skip_special)
     glm_detok *d = glm_calloc(1, sizeof *d);
     d->t = t;
     d->skip_special = skip_special != 0;
-    put(&d->out, "", 0);
+    glm_buf_put(&d->out, "", 0);
     return d;
 }
 
@@ -181,28 +142,26 @@ void glm_detok_free(glm_detok *d)
 {
     if (!d)
         return;
-    free(d->out.p);
+    glm_buf_free(&d->out);
     free(d);
 }
 
 const char *glm_detok_push(glm_detok *d, int32_t id, size_t *len)
 {
-    d->out.n = 0;
+    glm_buf_clear(&d->out);
     size_t k;
     const char *s = piece(d->t, id, d->skip_special && !kept(d, id), &k);
     if (s)
         feed(&d->st, &d->out, (const unsigned char *)s, k);
-    d->out.p[d->out.n] = 0;
-    *len = d->out.n;
+    *len = d->out.len;
     return d->out.p;
 }
 
 const char *glm_detok_flush(glm_detok *d, size_t *len)
 {
-    d->out.n = 0;
+    glm_buf_clear(&d->out);
     finish(&d->st, &d->out);
-    d->out.p[d->out.n] = 0;
-    *len = d->out.n;
+    *len = d->out.len;
     return d->out.p;
 }
 

@@ -7,7 +7,7 @@
  *   ent[id]        spelling (the string in tokenizer.json) and decoded bytes,
  *                  both in arenas, plus flags (model vocabulary / added /
  *                  special); unassigned ids have neither.
- *   spell map      spelling -> id, open addressing over the arena.
+ *   spell map      spelling -> id (core/strmap.h over the spelling arena).
  *   merge map      (left id, right id) -> (rank, merged id).
  *   init[v][b]     id of byte b's one-character token (v: with the
  *                  continuing-subword prefix and/or end-of-word suffix).
@@ -44,6 +44,10 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "core/buf.h"
+#include "core/hash.h"
+#include "core/strmap.h"
+#include "core/utf8.h"
 #include "core/util.h"
 
 #define MAX_FILE_BYTES ((size_t)1 << 30)
@@ -54,11 +58,6 @@ typedef struct {
     uint32_t spell_off, spell_len; /* into t->spell (NUL-terminated there) */
     uint32_t bytes_off, bytes_len; /* into t->bytes */
 } tok_ent;
-
-typedef struct {
-    uint32_t id1; /* id + 1; 0 = empty */
-    uint32_t tag; /* high bits of the hash */
-} map_slot;
 
 typedef struct {
     uint64_t key;  /* (left << 32) | right */
@@ -119,13 +118,10 @@ struct glm_tok {
     size_t n_model;     /* entries of the model vocabulary */
     tok_ent *ent;       /* [n_ids] */
     uint8_t *flags;     /* [n_ids] */
-    char *spell;        /* arena */
-    size_t spell_len, spell_cap;
-    char *bytes;        /* arena */
-    size_t bytes_len, bytes_cap;
+    glm_buf spell;      /* arena of NUL-terminated spellings */
+    glm_buf bytes;      /* arena of decoded bytes */
 
-    map_slot *map;      /* spelling -> id */
-    uint32_t map_mask;
+    glm_strmap map;     /* spelling -> id */
     merge_slot *merges;
     uint32_t merge_mask;
     size_t n_merges;
@@ -154,123 +150,18 @@ struct glm_tok {
 /* ------------------------------------------------------------------------ */
 /* small helpers                                                            */
 
-static uint64_t mix64(uint64_t x)
+/* The code point at u[i] of well-formed text that ends at u[end]. */
+static inline uint32_t cp_at(const unsigned char *u, size_t i, size_t end)
 {
-    x ^= x >> 33;
-    x *= 0xff51afd7ed558ccdull;
-    x ^= x >> 33;
-    x *= 0xc4ceb9fe1a85ec53ull;
-    x ^= x >> 33;
-    return x;
+    uint32_t c;
+    glm_utf8_decode_valid((const char *)u + i, (const char *)u + end, &c);
+    return c;
 }
 
-static uint64_t hash_bytes(const void *p, size_t n)
+/* Offset of the character that ends at u[i], in well-formed text from u[s] (s < i). */
+static inline size_t prev_at(const unsigned char *u, size_t s, size_t i)
 {
-    const unsigned char *s = p;
-    uint64_t h = 0x9e3779b97f4a7c15ull ^ (n * 0x100000001b3ull);
-    while (n >= 8) {
-        uint64_t v;
-        memcpy(&v, s, 8);
-        h = (h ^ v) * 0xbf58476d1ce4e5b9ull;
-        h ^= h >> 31;
-        s += 8;
-        n -= 8;
-    }
-    uint64_t v = 0;
-    memcpy(&v, s, n);
-    h = (h ^ v) * 0x94d049bb133111ebull;
-    return mix64(h);
-}
-
-/* Length of the UTF-8 sequence starting with byte b (input known valid). */
-static inline size_t u8len(unsigned char b)
-{
-    return b < 0x80 ? 1 : b < 0xe0 ? 2 : b < 0xf0 ? 3 : 4;
-}
-
-/* Decodes one code point of valid UTF-8 at s. */
-static uint32_t u8dec(const unsigned char *s)
-{
-    if (s[0] < 0x80)
-        return s[0];
-    if (s[0] < 0xe0)
-        return ((uint32_t)(s[0] & 0x1f) << 6) | (s[1] & 0x3f);
-    if (s[0] < 0xf0)
-        return ((uint32_t)(s[0] & 0x0f) << 12) | ((uint32_t)(s[1] & 0x3f) << 6) | (s[2] & 0x3f);
-    return ((uint32_t)(s[0] & 0x07) << 18) | ((uint32_t)(s[1] & 0x3f) << 12) |
-           ((uint32_t)(s[2] & 0x3f) << 6) | (s[3] & 0x3f);
-}
-
-static size_t u8enc(uint32_t c, char *o)
-{
-    if (c < 0x80) {
-        o[0] = (char)c;
-        return 1;
-    }
-    if (c < 0x800) {
-        o[0] = (char)(0xc0 | (c >> 6));
-        o[1] = (char)(0x80 | (c & 0x3f));
-        return 2;
-    }
-    if (c < 0x10000) {
-        o[0] = (char)(0xe0 | (c >> 12));
-        o[1] = (char)(0x80 | ((c >> 6) & 0x3f));
-        o[2] = (char)(0x80 | (c & 0x3f));
-        return 3;
-    }
-    o[0] = (char)(0xf0 | (c >> 18));
-    o[1] = (char)(0x80 | ((c >> 12) & 0x3f));
-    o[2] = (char)(0x80 | ((c >> 6) & 0x3f));
-    o[3] = (char)(0x80 | (c & 0x3f));
-    return 4;
-}
-
-/* Offset of the first byte that is not part of valid UTF-8, or n. */
-static size_t utf8_invalid_at(const unsigned char *s, size_t n)
-{
-    size_t i = 0;
-    while (i < n) {
-        if (i + 8 <= n) {
-            uint64_t v;
-            memcpy(&v, s + i, 8);
-            if (!(v & 0x8080808080808080ull)) {
-                i += 8;
-                continue;
-            }
-        }
-        unsigned char c = s[i];
-        if (c < 0x80) {
-            i++;
-            continue;
-        }
-        size_t k;
-        unsigned char lo = 0x80, hi = 0xbf;
-        if (c >= 0xc2 && c <= 0xdf)
-            k = 1;
-        else if (c >= 0xe0 && c <= 0xef) {
-            k = 2;
-            if (c == 0xe0)
-                lo = 0xa0;
-            if (c == 0xed)
-                hi = 0x9f;
-        } else if (c >= 0xf0 && c <= 0xf4) {
-            k = 3;
-            if (c == 0xf0)
-                lo = 0x90;
-            if (c == 0xf4)
-                hi = 0x8f;
-        } else
-            return i;
-        if (i + k >= n)
-            return i;
-        if (s[i + 1] < lo || s[i + 1] > hi)
-            return i;
-        for (size_t j = 2; j <= k; j++)
-            if ((s[i + j] & 0xc0) != 0x80)
-                return i;
-        i += k + 1;
-    }
-    return n;
+    return (size_t)(glm_utf8_prev((const char *)u + s, (const char *)u + i) - (const char *)u);
 }
 
 /* Unicode White_Space (what Rust's regex \s and Oniguruma's \s match). */
@@ -297,8 +188,8 @@ static const char *show(const char *s, size_t n, char *buf, size_t cap)
             w = (size_t)snprintf(tmp, sizeof tmp, "\\x%02x", c);
         else if (c < 0x80)
             tmp[0] = (char)c, w = 1;
-        else if (i + u8len(c) <= n && utf8_invalid_at((const unsigned char *)s + i, u8len(c)) == u8len(c))
-            k = w = u8len(c), memcpy(tmp, s + i, k);
+        else if (i + glm_utf8_len(c) <= n && glm_utf8_valid(s + i, glm_utf8_len(c)))
+            k = w = glm_utf8_len(c), memcpy(tmp, s + i, k);
         else
             w = (size_t)snprintf(tmp, sizeof tmp, "\\x%02x", c);
         if (o + w + 4 > cap) {
@@ -317,47 +208,31 @@ static const char *show(const char *s, size_t n, char *buf, size_t cap)
 /* ------------------------------------------------------------------------ */
 /* tables                                                                   */
 
-static uint32_t arena_add(char **a, size_t *len, size_t *cap, const char *s, size_t n)
+/* Appends s[0..n) and a NUL to an arena; returns its offset. */
+static uint32_t arena_add(glm_buf *a, const char *s, size_t n)
 {
-    if (*len + n + 1 > *cap) {
-        size_t c = *cap ? *cap : 4096;
-        while (c < *len + n + 1)
-            c *= 2;
-        *a = glm_realloc(*a, c);
-        *cap = c;
-    }
-    GLM_ASSERT(*len + n < UINT32_MAX); /* input files are at most 1 GiB */
-    uint32_t off = (uint32_t)*len;
-    if (n)
-        memcpy(*a + *len, s, n);
-    (*a)[*len + n] = 0;
-    *len += n + 1;
+    GLM_ASSERT(a->len + n < UINT32_MAX); /* input files are at most 1 GiB */
+    uint32_t off = (uint32_t)a->len;
+    glm_buf_put(a, s, n);
+    glm_buf_putc(a, 0);
     return off;
 }
 
 static const char *spelling(const glm_tok *t, int32_t id, size_t *n)
 {
     *n = t->ent[id].spell_len;
-    return t->spell + t->ent[id].spell_off;
+    return t->spell.p + t->ent[id].spell_off;
+}
+
+static const char *spelling_key(const void *ctx, uint32_t id, size_t *n)
+{
+    return spelling(ctx, (int32_t)id, n);
 }
 
 /* Id whose spelling is s, or -1. Any id with a spelling (model or added). */
 static int32_t map_find(const glm_tok *t, const char *s, size_t n)
 {
-    if (!t->map)
-        return -1;
-    uint64_t h = hash_bytes(s, n);
-    uint32_t tag = (uint32_t)(h >> 32);
-    for (uint32_t i = (uint32_t)h & t->map_mask;; i = (i + 1) & t->map_mask) {
-        const map_slot *m = &t->map[i];
-        if (!m->id1)
-            return -1;
-        if (m->tag == tag) {
-            int32_t id = (int32_t)m->id1 - 1;
-            if (t->ent[id].spell_len == n && memcmp(t->spell + t->ent[id].spell_off, s, n) == 0)
-                return id;
-        }
-    }
+    return (int32_t)glm_strmap_get(&t->map, s, n, spelling_key, t);
 }
 
 /* Id of s in the BPE model's vocabulary (not an added-only token), or -1. */
@@ -372,28 +247,21 @@ static void map_build(glm_tok *t)
     size_t cnt = 0;
     for (int32_t i = 0; i < t->n_ids; i++)
         cnt += (t->flags[i] & (F_MODEL | F_ADDED)) != 0;
-    uint32_t cap = 16;
-    while (cap < 2 * cnt)
-        cap *= 2;
-    t->map = glm_calloc(cap, sizeof *t->map);
-    t->map_mask = cap - 1;
+    glm_strmap_free(&t->map);
+    glm_strmap_init(&t->map, cnt);
+    /* ids in order: of two with one spelling, the lower is found */
     for (int32_t id = 0; id < t->n_ids; id++) {
         if (!(t->flags[id] & (F_MODEL | F_ADDED)))
             continue;
         size_t n;
         const char *s = spelling(t, id, &n);
-        uint64_t h = hash_bytes(s, n);
-        uint32_t i = (uint32_t)h & t->map_mask;
-        while (t->map[i].id1)
-            i = (i + 1) & t->map_mask;
-        t->map[i].id1 = (uint32_t)id + 1;
-        t->map[i].tag = (uint32_t)(h >> 32);
+        glm_strmap_put(&t->map, s, n, (uint32_t)id, spelling_key, t);
     }
 }
 
 static inline uint32_t merge_hash(uint64_t key, uint32_t mask)
 {
-    return (uint32_t)mix64(key) & mask;
+    return (uint32_t)glm_mix64(key) & mask;
 }
 
 /* Later duplicates overwrite earlier ones, as a HashMap collect does. */
@@ -909,11 +777,18 @@ static int parse_model_vocab(lctx *x, glm_tok *t, const json_t *vocab, const jso
                            show(other, on, s1, sizeof s1), show(key, kn, s2, sizeof s2), id);
         }
         t->flags[id] |= F_MODEL;
-        t->ent[id].spell_off = arena_add(&t->spell, &t->spell_len, &t->spell_cap, key, kn);
+        t->ent[id].spell_off = arena_add(&t->spell, key, kn);
         t->ent[id].spell_len = (uint32_t)kn;
         t->n_model++;
     }
     return GLM_OK;
+}
+
+static const char *added_key(const void *ctx, uint32_t i, size_t *n)
+{
+    const added_tok *a = &((const glm_tok *)ctx)->added[i];
+    *n = a->len;
+    return a->content;
 }
 
 /* Gives each added token its id the way tokenizers'
@@ -926,13 +801,9 @@ static int parse_model_vocab(lctx *x, glm_tok *t, const json_t *vocab, const jso
 static int assign_added(lctx *x, glm_tok *t, raw_added *ra, size_t na)
 {
     map_build(t); /* model vocabulary only, for now */
-    /* added contents seen so far -> index into t->added (linear probing) */
-    size_t cap = 16;
-    while (cap < 2 * na + 2)
-        cap *= 2;
-    int32_t *seen = glm_malloc(cap * sizeof *seen);
-    for (size_t i = 0; i < cap; i++)
-        seen[i] = -1;
+    /* added contents seen so far -> index into t->added */
+    glm_strmap seen;
+    glm_strmap_init(&seen, na);
     t->added = glm_calloc(na ? na : 1, sizeof *t->added);
     int32_t next_id = (int32_t)t->n_model;
     int rc = GLM_OK;
@@ -941,16 +812,7 @@ static int assign_added(lctx *x, glm_tok *t, raw_added *ra, size_t na)
         size_t cn = json_string_length(ra[i].content);
         if (cn == 0)
             continue; /* tokenizers ignores empty added tokens */
-        size_t h = (size_t)hash_bytes(c, cn) & (cap - 1);
-        int32_t prev = -1;
-        while (seen[h] >= 0) {
-            const added_tok *a = &t->added[seen[h]];
-            if (a->len == cn && memcmp(a->content, c, cn) == 0) {
-                prev = seen[h];
-                break;
-            }
-            h = (h + 1) & (cap - 1);
-        }
+        int32_t prev = (int32_t)glm_strmap_get(&seen, c, cn, added_key, t);
         int32_t want;
         if (prev >= 0)
             want = t->added[prev].id;
@@ -988,13 +850,13 @@ static int assign_added(lctx *x, glm_tok *t, raw_added *ra, size_t na)
                 break;
             }
             a = &t->added[t->n_added];
-            seen[h] = t->n_added++;
+            glm_strmap_put(&seen, c, cn, (uint32_t)t->n_added++, added_key, t);
             a->id = want;
             a->len = (uint32_t)cn;
             a->content = c; /* the JSON's copy until the loop ends, then the arena's */
             a->special = (uint8_t)ra[i].special;
             if (!(t->flags[want] & F_MODEL)) {
-                t->ent[want].spell_off = arena_add(&t->spell, &t->spell_len, &t->spell_cap, c, cn);
+                t->ent[want].spell_off = arena_add(&t->spell, c, cn);
                 t->ent[want].spell_len = (uint32_t)cn;
             }
             t->flags[want] |= F_ADDED;
@@ -1004,7 +866,7 @@ static int assign_added(lctx *x, glm_tok *t, raw_added *ra, size_t na)
         a->single_word = (uint8_t)ra[i].single_word;
         a->normalized = (uint8_t)ra[i].normalized;
     }
-    free(seen);
+    glm_strmap_free(&seen);
     if (rc != GLM_OK)
         return rc;
     /* contents now live in the arena (stable: no more additions) */
@@ -1015,7 +877,6 @@ static int assign_added(lctx *x, glm_tok *t, raw_added *ra, size_t na)
         if (a->special)
             t->flags[a->id] |= F_SPECIAL;
     }
-    free(t->map);
     map_build(t); /* now with the added-only spellings */
     return GLM_OK;
 }
@@ -1032,7 +893,7 @@ static void build_byte_tables(glm_tok *t)
                 memcpy(buf, t->prefix, pl);
                 o = pl;
             }
-            o += u8enc(t->byte_char[b], buf + o);
+            o += glm_utf8_encode(t->byte_char[b], buf + o);
             if ((v & 2) && sl) {
                 memcpy(buf + o, t->suffix, sl);
                 o += sl;
@@ -1066,17 +927,18 @@ static void build_byte_tables(glm_tok *t)
         size_t o = 0;
         int raw = 0;
         for (size_t i = 0; i < n;) {
-            uint32_t c = u8dec(s + i);
+            uint32_t c;
+            size_t k = glm_utf8_decode_valid((const char *)s + i, (const char *)s + n, &c);
             if (c >= 0x144 || rev[c] < 0) {
                 raw = 1;
                 break;
             }
             tmp[o++] = (char)rev[c];
-            i += u8len(s[i]);
+            i += k;
         }
         const char *src = raw ? (const char *)s : tmp;
         size_t sn = raw ? n : o;
-        t->ent[id].bytes_off = arena_add(&t->bytes, &t->bytes_len, &t->bytes_cap, src, sn);
+        t->ent[id].bytes_off = arena_add(&t->bytes, src, sn);
         t->ent[id].bytes_len = (uint32_t)sn;
     }
     free(tmp);
@@ -1284,11 +1146,11 @@ void glm_tok_free(glm_tok *t)
         free(t->tries[i].nodes);
     free(t->added);
     free(t->merges);
-    free(t->map);
+    glm_strmap_free(&t->map);
     free(t->ent);
     free(t->flags);
-    free(t->spell);
-    free(t->bytes);
+    glm_buf_free(&t->spell);
+    glm_buf_free(&t->bytes);
     free(t->unk_token);
     free(t->prefix);
     free(t->suffix);
@@ -1329,7 +1191,7 @@ const char *glm_tok_token_bytes(const glm_tok *t, int32_t id, size_t *len)
     if (!assigned(t, id))
         return NULL;
     *len = t->ent[id].bytes_len;
-    return t->bytes + t->ent[id].bytes_off;
+    return t->bytes.p + t->ent[id].bytes_off;
 }
 
 int glm_tok_is_special(const glm_tok *t, int32_t id)
@@ -1487,7 +1349,7 @@ static int bpe_word(enc *e, const unsigned char *w, size_t n)
     uint64_t h = 0;
     int cacheable = n >= CACHE_KEY_MIN && n <= CACHE_KEY_MAX;
     if (cacheable) {
-        h = hash_bytes(w, n);
+        h = glm_hash_bytes(w, n);
         if (cache_get(e, h, w, n))
             return GLM_OK;
     }
@@ -1495,7 +1357,7 @@ static int bpe_word(enc *e, const unsigned char *w, size_t n)
         e->buf = grow(e->buf, &e->buf_cap, 2 * n + 1, 1);
         size_t o = 0;
         for (size_t i = 0; i < n; i++)
-            o += u8enc(t->byte_char[w[i]], e->buf + o);
+            o += glm_utf8_encode(t->byte_char[w[i]], e->buf + o);
         int32_t id = model_find(t, e->buf, o);
         if (id >= 0) {
             push_id(e, id);
@@ -1532,7 +1394,7 @@ static int bpe_word(enc *e, const unsigned char *w, size_t n)
                 memcpy(s, t->prefix, pl);
                 o = pl;
             }
-            o += u8enc(t->byte_char[w[i]], s + o);
+            o += glm_utf8_encode(t->byte_char[w[i]], s + o);
             if ((v & 2) && sl <= 32) {
                 memcpy(s + o, t->suffix, sl);
                 o += sl;
@@ -1728,7 +1590,7 @@ static int pretok(enc *e, int step, const char *p, size_t n)
         if (ms == me && have_last && last_end == me) {
             if (pos >= n)
                 break;
-            pos += u8len((unsigned char)p[pos]);
+            pos += glm_utf8_len((unsigned char)p[pos]);
             continue;
         }
         pos = me;
@@ -1792,24 +1654,17 @@ static int added_pass(enc *e, int pass, const char *text, size_t s, size_t end)
         if (!e->parse_special && a->special)
             continue;
         if (a->single_word) {
-            size_t b = ms;
-            if (b > s) {
-                b--;
-                while (b > s && (u[b] & 0xc0) == 0x80)
-                    b--;
-            }
+            size_t b = ms > s ? prev_at(u, s, ms) : ms;
             int start_space = ms == s || !word_char(t, u, b, ms);
-            int stop_space = me == end || !word_char(t, u, me, me + u8len(u[me]));
+            int stop_space = me == end || !word_char(t, u, me, me + glm_utf8_len(u[me]));
             if (!start_space || !stop_space)
                 continue;
         }
         size_t st = ms, sp = me;
         if (a->lstrip) {
             while (st > start_offset) {
-                size_t b = st - 1;
-                while (b > s && (u[b] & 0xc0) == 0x80)
-                    b--;
-                if (!is_white_space(u8dec(u + b)))
+                size_t b = prev_at(u, s, st);
+                if (!is_white_space(cp_at(u, b, end)))
                     break;
                 st = b;
             }
@@ -1817,8 +1672,8 @@ static int added_pass(enc *e, int pass, const char *text, size_t s, size_t end)
                 st = start_offset;
         }
         if (a->rstrip)
-            while (sp < end && is_white_space(u8dec(u + sp)))
-                sp += u8len(u[sp]);
+            while (sp < end && is_white_space(cp_at(u, sp, end)))
+                sp += glm_utf8_len(u[sp]);
         if (start_offset < st && (rc = after_pass(e, pass, text, start_offset, st)) != GLM_OK)
             return rc;
         push_id(e, a->id);
@@ -1837,7 +1692,7 @@ int glm_tok_encode(const glm_tok *t, const char *text, size_t len, int parse_spe
     if (len > GLM_TOK_MAX_TEXT)
         return glm_err(err, errlen, "text of %zu bytes is too long to encode (at most %zu)", len,
                        GLM_TOK_MAX_TEXT);
-    size_t bad = utf8_invalid_at((const unsigned char *)text, len);
+    size_t bad = glm_utf8_valid_prefix(text, len);
     if (bad < len)
         return glm_err(err, errlen, "text is not valid UTF-8 (byte %zu of %zu)", bad, len);
     enc e = {.t = t, .parse_special = parse_special != 0, .err = err, .errlen = errlen};

@@ -21,28 +21,9 @@
 #include <string.h>
 
 #include "text/tokenizer.h"
+#include "core/buf.h"
+#include "core/hash.h"
 #include "core/util.h"
-
-typedef struct {
-    char *p;
-    size_t n, cap;
-} buf;
-
-static void put(buf *b, const char *s, size_t n)
-{
-    if (b->n + n + 1 > b->cap) {
-        b->cap = 2 * (b->n + n + 1);
-        b->p = glm_realloc(b->p, b->cap);
-    }
-    memcpy(b->p + b->n, s, n);
-    b->n += n;
-    b->p[b->n] = 0;
-}
-
-static void puts_(buf *b, const char *s)
-{
-    put(b, s, strlen(s));
-}
 
 static uint64_t rng = 0x2545f4914f6cdd1dull;
 
@@ -79,11 +60,11 @@ static const char *OTHER[] = {"Привет, как дела?", "Größe und Üb
                               "😀", "👍🏽", "🚀🎉", "👨‍👩‍👧‍👦", "❤️", "✅"};
 
 /* Deterministic mixed text of about `bytes` bytes, in lines. */
-static buf make_text(size_t bytes)
+static glm_buf make_text(size_t bytes)
 {
-    buf b = {0};
+    glm_buf b = {0};
     char tmp[256];
-    while (b.n < bytes) {
+    while (b.len < bytes) {
         uint32_t kind = rnd(100);
         if (kind < 45) { /* English sentences */
             int ns = 1 + (int)rnd(4);
@@ -94,53 +75,57 @@ static buf make_text(size_t bytes)
                     if (w == 0) {
                         snprintf(tmp, sizeof tmp, "%c%s", word[0] >= 'a' && word[0] <= 'z' ? word[0] - 32 : word[0],
                                  word + 1);
-                        puts_(&b, tmp);
+                        glm_buf_puts(&b, tmp);
                     } else {
-                        puts_(&b, " ");
-                        puts_(&b, word);
+                        glm_buf_puts(&b, " ");
+                        glm_buf_puts(&b, word);
                     }
                     if (rnd(12) == 0)
-                        puts_(&b, ",");
+                        glm_buf_puts(&b, ",");
                     if (rnd(40) == 0) {
                         snprintf(tmp, sizeof tmp, " %u", rnd(100000));
-                        puts_(&b, tmp);
+                        glm_buf_puts(&b, tmp);
                     }
                 }
-                puts_(&b, rnd(5) ? ". " : "? ");
+                glm_buf_puts(&b, rnd(5) ? ". " : "? ");
             }
         } else if (kind < 70) { /* Chinese */
             int ns = 1 + (int)rnd(4);
             for (int s = 0; s < ns; s++) {
                 int nw = 3 + (int)rnd(12);
                 for (int w = 0; w < nw; w++)
-                    puts_(&b, PICK(ZH));
-                puts_(&b, rnd(3) ? "，" : "。");
+                    glm_buf_puts(&b, PICK(ZH));
+                glm_buf_puts(&b, rnd(3) ? "，" : "。");
             }
         } else if (kind < 85) { /* code */
             int nl = 1 + (int)rnd(6);
             for (int l = 0; l < nl; l++)
-                puts_(&b, PICK(CODE));
+                glm_buf_puts(&b, PICK(CODE));
         } else if (kind < 93) { /* JSON */
             snprintf(tmp, sizeof tmp, "{\"id\": %u, \"name\": \"%s\", \"score\": %u.%02u, \"tags\": [\"%s\", \"%s\"]}",
                      rnd(1000000), PICK(EN), rnd(100), rnd(100), PICK(EN), PICK(ZH));
-            puts_(&b, tmp);
+            glm_buf_puts(&b, tmp);
         } else { /* other scripts and emoji */
             int n = 1 + (int)rnd(5);
             for (int i = 0; i < n; i++) {
-                puts_(&b, PICK(OTHER));
-                puts_(&b, " ");
+                glm_buf_puts(&b, PICK(OTHER));
+                glm_buf_puts(&b, " ");
             }
         }
-        puts_(&b, rnd(4) ? "\n" : "\n\n");
+        glm_buf_puts(&b, rnd(4) ? "\n" : "\n\n");
     }
     return b;
 }
 
+/* FNV-1a-64 over the ids' little-endian bytes (as bench_tokenizer.py computes it). */
 static uint64_t fnv_ids(const int32_t *ids, size_t n, uint64_t h)
 {
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < n; i++) {
+        unsigned char b[4];
         for (int k = 0; k < 4; k++)
-            h = (h ^ ((uint32_t)ids[i] >> (8 * k) & 0xff)) * 0x100000001b3ull;
+            b[k] = (unsigned char)((uint32_t)ids[i] >> (8 * k));
+        h = glm_fnv1a64(h, b, 4);
+    }
     return h;
 }
 
@@ -179,17 +164,17 @@ int main(int argc, char **argv)
         return 1;
     }
     double t_load = glm_now() - t0;
-    buf text = make_text((size_t)(mb * 1e6));
+    glm_buf text = make_text((size_t)(mb * 1e6));
     if (text_out) {
         FILE *f = fopen(text_out, "wb");
-        if (!f || fwrite(text.p, 1, text.n, f) != text.n) {
+        if (!f || fwrite(text.p, 1, text.len, f) != text.len) {
             fprintf(stderr, "%s: cannot write\n", text_out);
             return 1;
         }
         fclose(f);
     }
     printf("tokenizer %s: %d ids, loaded in %.3f s\n", path, glm_tok_vocab_size(t), t_load);
-    printf("text: %.2f MB\n", text.n / 1e6);
+    printf("text: %.2f MB\n", text.len / 1e6);
 
     /* whole text as one string; the first run fills the word cache */
     int32_t *ids = NULL;
@@ -198,7 +183,7 @@ int main(int argc, char **argv)
     for (int r = 0; r < reps; r++) {
         free(ids);
         t0 = glm_now();
-        if (glm_tok_encode(t, text.p, text.n, 1, &ids, &n, err, sizeof err) != GLM_OK) {
+        if (glm_tok_encode(t, text.p, text.len, 1, &ids, &n, err, sizeof err) != GLM_OK) {
             fprintf(stderr, "%s\n", err);
             return 1;
         }
@@ -207,7 +192,7 @@ int main(int argc, char **argv)
         best = GLM_MIN(best, dt);
     }
     printf("encode whole text:  %8.2f MB/s  %10.0f tokens/s  (%zu tokens, %.2f bytes/token, ids fnv %016llx)\n",
-           text.n / 1e6 / best, n / best, n, (double)text.n / n, (unsigned long long)fnv_ids(ids, n, 0xcbf29ce484222325ull));
+           text.len / 1e6 / best, n / best, n, (double)text.len / n, (unsigned long long)fnv_ids(ids, n, GLM_FNV64_INIT));
 
     /* line by line (each line with its newline) */
     best = 1e30;
@@ -215,11 +200,11 @@ int main(int argc, char **argv)
     uint64_t h = 0;
     for (int r = 0; r < reps; r++) {
         nl_tokens = lines = 0;
-        h = 0xcbf29ce484222325ull;
+        h = GLM_FNV64_INIT;
         t0 = glm_now();
-        for (size_t i = 0; i < text.n;) {
-            const char *nl = memchr(text.p + i, '\n', text.n - i);
-            size_t e = nl ? (size_t)(nl - text.p) + 1 : text.n;
+        for (size_t i = 0; i < text.len;) {
+            const char *nl = memchr(text.p + i, '\n', text.len - i);
+            size_t e = nl ? (size_t)(nl - text.p) + 1 : text.len;
             int32_t *li;
             size_t ln;
             if (glm_tok_encode(t, text.p + i, e - i, 1, &li, &ln, err, sizeof err) != GLM_OK) {
@@ -235,7 +220,7 @@ int main(int argc, char **argv)
         best = GLM_MIN(best, glm_now() - t0);
     }
     printf("encode line by line: %7.2f MB/s  %10.0f tokens/s  (%zu lines, %zu tokens, ids fnv %016llx)\n",
-           text.n / 1e6 / best, nl_tokens / best, lines, nl_tokens, (unsigned long long)h);
+           text.len / 1e6 / best, nl_tokens / best, lines, nl_tokens, (unsigned long long)h);
 
     /* decode and the streaming detokenizer */
     size_t dn;
@@ -243,7 +228,7 @@ int main(int argc, char **argv)
     char *d = glm_tok_decode(t, ids, n, 0, &dn);
     double dt = glm_now() - t0;
     printf("decode:             %8.2f MB/s  %10.0f tokens/s  (round trip %s)\n", dn / 1e6 / dt, n / dt,
-           dn == text.n && memcmp(d, text.p, dn) == 0 ? "exact" : "DIFFERS");
+           dn == text.len && memcmp(d, text.p, dn) == 0 ? "exact" : "DIFFERS");
     free(d);
     glm_detok *s = glm_detok_new(t, 0);
     size_t total = 0, pn;

@@ -69,6 +69,7 @@
 #include <jansson.h>
 
 #include "core/dtype.h"
+#include "core/hash.h"
 #include "mkmodel.h"
 #include "model/safetensors.h"
 #include "backend/sampler.h"
@@ -139,21 +140,11 @@ void mk_die(const char *fmt, ...)
 /* ------------------------------------------------------------------------ */
 /* Deterministic values                                                      */
 
-static uint64_t fnv1a64(const char *s)
-{
-    uint64_t h = 0xcbf29ce484222325ull;
-    for (; *s; s++) {
-        h ^= (unsigned char)*s;
-        h *= 0x100000001b3ull;
-    }
-    return h;
-}
-
 /* The engine's generator (xoshiro256** seeded by splitmix64), one stream per tensor. */
 static glm_rng rng_for(uint64_t preset_seed, const char *tensor)
 {
     glm_rng r;
-    glm_rng_seed(&r, preset_seed ^ fnv1a64(tensor));
+    glm_rng_seed(&r, preset_seed ^ glm_fnv1a64(GLM_FNV64_INIT, tensor, strlen(tensor)));
     return r;
 }
 

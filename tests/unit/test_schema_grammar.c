@@ -19,6 +19,7 @@
 #include "constrain/grammar.h"
 #include "glm/output_parser.h"
 #include "constrain/schema_grammar.h"
+#include "core/utf8.h"
 #include "core/util.h"
 #include "testutil.h"
 
@@ -770,10 +771,7 @@ static int is_int_in(const json_t *v, long long lo, long long hi)
 
 static size_t cps(const char *s)
 {
-    size_t k = 0;
-    for (; *s; s++)
-        k += ((unsigned char)*s & 0xC0) != 0x80;
-    return k;
+    return glm_utf8_count(s, strlen(s));
 }
 
 /* {"id": 1..99, "name"?: string 1..3, "tags"?: [string]{0,2}, "kind"?: "a"|"b"|null}, closed */

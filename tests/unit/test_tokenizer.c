@@ -33,6 +33,7 @@
 #include <unistd.h>
 
 #include "text/tokenizer.h"
+#include "core/utf8.h"
 #include "core/util.h"
 #include "testutil.h"
 
@@ -334,36 +335,6 @@ static int check_decode(const glm_tok *t, const idvec *ids, int skip, const str 
     return ok;
 }
 
-/* Strict UTF-8: the whole buffer is complete, valid characters. */
-static int valid_utf8(const unsigned char *s, size_t n)
-{
-    for (size_t i = 0; i < n;) {
-        unsigned char c = s[i];
-        size_t k;
-        if (c < 0x80)
-            k = 0;
-        else if (c >= 0xc2 && c <= 0xdf)
-            k = 1;
-        else if (c >= 0xe0 && c <= 0xef)
-            k = 2;
-        else if (c >= 0xf0 && c <= 0xf4)
-            k = 3;
-        else
-            return 0;
-        if (i + k >= n && k > 0)
-            return 0;
-        unsigned char lo = c == 0xe0 ? 0xa0 : c == 0xf0 ? 0x90 : 0x80;
-        unsigned char hi = c == 0xed ? 0x9f : c == 0xf4 ? 0x8f : 0xbf;
-        if (k && (s[i + 1] < lo || s[i + 1] > hi))
-            return 0;
-        for (size_t j = 2; j <= k; j++)
-            if ((s[i + j] & 0xc0) != 0x80)
-                return 0;
-        i += k + 1;
-    }
-    return 1;
-}
-
 /* Streams ids through a glm_detok: every piece is whole characters, and at
  * every cut k the text so far (plus U+FFFD when a character is pending) is
  * glm_tok_decode of ids[0, k); at the end (with the flush) of all ids. */
@@ -387,7 +358,7 @@ static int check_stream(const glm_tok *t, const int32_t *ids, size_t n, int skip
             break;
         size_t pn;
         const char *p = glm_detok_push(d, ids[k], &pn);
-        if (!valid_utf8((const unsigned char *)p, pn) || p[pn] != 0) {
+        if (!glm_utf8_valid(p, pn) || p[pn] != 0) {
             fprintf(stderr, "%s: stream piece %zu is not whole UTF-8 characters\n", name, k);
             ok = 0;
         }
@@ -523,21 +494,7 @@ START_TEST(roundtrip_random)
                 c = 0x10000 + (uint32_t)(rng_next(&s) % 0x100000);
             if (c >= 0xd800 && c <= 0xdfff)
                 continue;
-            if (c < 0x80)
-                buf[n++] = (char)c;
-            else if (c < 0x800) {
-                buf[n++] = (char)(0xc0 | (c >> 6));
-                buf[n++] = (char)(0x80 | (c & 0x3f));
-            } else if (c < 0x10000) {
-                buf[n++] = (char)(0xe0 | (c >> 12));
-                buf[n++] = (char)(0x80 | ((c >> 6) & 0x3f));
-                buf[n++] = (char)(0x80 | (c & 0x3f));
-            } else {
-                buf[n++] = (char)(0xf0 | (c >> 18));
-                buf[n++] = (char)(0x80 | ((c >> 12) & 0x3f));
-                buf[n++] = (char)(0x80 | ((c >> 6) & 0x3f));
-                buf[n++] = (char)(0x80 | (c & 0x3f));
-            }
+            n += glm_utf8_encode(c, buf + n);
         }
         for (int ps = 0; ps < 2; ps++) {
             int32_t *ids;

@@ -617,7 +617,7 @@ static jv reverse_of(jx *x, jv v)
         jsb_init(&b);
         const char *s = v.u.s->p, *p = s + v.u.s->len;
         while (p > s) {
-            const char *q = js_prev_cp(s, p);
+            const char *q = glm_utf8_prev(s, p);
             jsb_put(x, &b, q, (size_t)(p - q));
             p = q;
         }
@@ -662,7 +662,7 @@ static jv wordcount(jx *x, jv v)
     const char *p = s.u.s->p, *e = p + s.u.s->len;
     while (p < e) {
         uint32_t c;
-        p += u8_decode(p, e, &c);
+        p += glm_utf8_decode_valid(p, e, &c);
         bool w = c == '_' || (c < 0x80 ? isalnum((int)c) != 0 : !py_isspace(c) && c != 0xA0);
         if (w && !in_word)
             n++;

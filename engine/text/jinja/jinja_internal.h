@@ -28,6 +28,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "core/utf8.h"
 #include "text/jinja/jinja.h"
 
 /* ---- arena ------------------------------------------------------------- */
@@ -350,9 +351,6 @@ void jv_to_json(jx *x, jsb *b, jv v, const jjson_opts *o, int level);
 void jv_iterate(jx *x, jv v, const jv **items, size_t *n);
 
 /* UTF-8 and Python str helpers */
-size_t u8_decode(const char *p, const char *end, uint32_t *cp); /* bytes used (>= 1) */
-size_t u8_encode(uint32_t cp, char out[4]);
-bool u8_valid(const char *p, size_t n);
 bool py_isspace(uint32_t cp);
 size_t jstr_nchars(jstr *s);
 size_t jstr_byte_offset(jstr *s, size_t char_index); /* clamps to len */
@@ -397,7 +395,6 @@ bool jb_str_eq(const jstr *s, const char *lit);
 int64_t jb_want_int(jx *x, jv v, const char *what);   /* int or bool, else fails */
 jstr *jb_want_str(jx *x, jv v, const char *what);     /* str, else fails */
 void jb_no_args(jx *x, const jargs *a, const char *name);
-const char *js_prev_cp(const char *begin, const char *p); /* start of the previous code point */
 const char *js_find_bytes(const char *h, size_t hn, const jstr *needle);
 size_t js_cp_index(const jstr *s, const char *at);    /* code point index of a byte position */
 /* Python str.strip/lstrip/rstrip; chars NULL = whitespace. */

@@ -98,7 +98,7 @@ static size_t ws_span(const char *s, size_t n)
     size_t i = 0;
     while (i < n) {
         uint32_t cp;
-        size_t k = u8_decode(s + i, s + n, &cp);
+        size_t k = glm_utf8_decode_valid(s + i, s + n, &cp);
         if (!py_isspace(cp))
             break;
         i += k;
@@ -111,11 +111,9 @@ static size_t rstrip_len(const char *s, size_t n)
 {
     size_t end = n;
     while (end > 0) {
-        size_t st = end - 1;
-        while (st > 0 && ((unsigned char)s[st] & 0xC0) == 0x80)
-            st--;
+        size_t st = (size_t)(glm_utf8_prev(s, s + end) - s);
         uint32_t cp;
-        u8_decode(s + st, s + end, &cp);
+        glm_utf8_decode_valid(s + st, s + end, &cp);
         if (!py_isspace(cp))
             break;
         end = st;
@@ -276,13 +274,13 @@ static void decode_string(jlex *p, int line, const char *s, size_t n, const char
                 cp = (uint32_t)(c - '0');
                 for (int d = 0; d < 2 && i < n && s[i] >= '0' && s[i] <= '7'; d++)
                     cp = cp * 8 + (uint32_t)(s[i++] - '0');
-                k += u8_encode(cp, o + k);
+                k += glm_utf8_encode(cp, o + k);
                 continue;
             }
             if ((unsigned char)c >= 0x80) {
                 /* Python sees "\\" + backslashreplace(char): a backslash, then text */
                 uint32_t ch;
-                size_t used = u8_decode(s + i - 1, s + n, &ch);
+                size_t used = glm_utf8_decode_valid(s + i - 1, s + n, &ch);
                 i += used - 1;
                 o[k++] = '\\';
                 k += (size_t)sprintf(o + k, ch < 0x100 ? "x%02x" : ch < 0x10000 ? "u%04x" : "U%08x", ch);
@@ -301,7 +299,7 @@ static void decode_string(jlex *p, int line, const char *s, size_t n, const char
         }
         if (cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
             lfail(p, line, "invalid \\%c escape in string literal", c);
-        k += u8_encode(cp, o + k);
+        k += glm_utf8_encode(cp, o + k);
     }
     o[k] = 0;
     *out = o;
@@ -420,7 +418,7 @@ static void lex_tag(jlex *p, size_t *pos, int *line, bool block, bool *line_star
             }
             if (op < 0) {
                 uint32_t cp;
-                u8_decode(s + i, s + n, &cp);
+                glm_utf8_decode_valid(s + i, s + n, &cp);
                 lfail(p, *line, "unexpected char U+%04X", (unsigned)cp);
             }
             if (op == TK_LPAREN || op == TK_LBRACKET || op == TK_LBRACE) {
@@ -585,7 +583,7 @@ int jinja_lex(jarena *arena, const char *name, const char *src, size_t len, jtok
     *toks = NULL;
     *ntoks = 0;
     if (setjmp(p->jmp) == 0) {
-        if (!u8_valid(src, len))
+        if (!glm_utf8_valid(src, len))
             lfail(p, 1, "template is not valid UTF-8");
         if (memchr(src, 0, len))
             lfail(p, 1, "template contains a NUL byte");

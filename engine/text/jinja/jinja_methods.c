@@ -177,7 +177,7 @@ static bool str_class(jv s, int kind) /* 0 alnum, 1 alpha, 2 digit, 3 space */
         return false;
     while (p < e) {
         uint32_t c;
-        p += u8_decode(p, e, &c);
+        p += glm_utf8_decode_valid(p, e, &c);
         bool digit = (c >= '0' && c <= '9') || (c >= 0xFF10 && c <= 0xFF19) || (c >= 0x660 && c <= 0x669);
         bool alpha = c < 0x80 ? isalpha((int)c) != 0
                               : (py_iscased_upper(c) || py_iscased_lower(c) || (c >= 0x4E00 && c <= 0x9FFF) ||

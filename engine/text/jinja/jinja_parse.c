@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/strmap.h"
 #include "core/util.h"
 
 #define MAX_NEST 200 /* nested expressions / blocks */
@@ -33,8 +34,7 @@ typedef struct {
     int depth;
     int loop_depth; /* for break/continue */
     /* symbol interning */
-    int *symhash;
-    size_t symhcap;
+    glm_strmap syms; /* name -> index in t->syms */
     int symcap;
     /* open tags, for messages */
     struct {
@@ -78,39 +78,19 @@ static int ascii_flag(const char *s, size_t n)
     return 1;
 }
 
-static uint32_t hash_bytes(const char *s, size_t n)
+static const char *sym_key(const void *ctx, uint32_t k, size_t *n)
 {
-    uint32_t h = 2166136261u;
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ (unsigned char)s[i]) * 16777619u;
-    return h;
+    const jstr *e = &((const glm_jinja *)ctx)->syms[k];
+    *n = e->len;
+    return e->p;
 }
 
 static int intern(jp *p, const char *s, size_t n)
 {
     glm_jinja *t = p->t;
-    if ((size_t)(t->nsyms + 1) * 2 > p->symhcap) {
-        size_t cap = p->symhcap ? p->symhcap * 2 : 64;
-        int *h = glm_malloc(cap * sizeof *h);
-        for (size_t i = 0; i < cap; i++)
-            h[i] = -1;
-        for (int k = 0; k < t->nsyms; k++) {
-            size_t j = hash_bytes(t->syms[k].p, t->syms[k].len) & (cap - 1);
-            while (h[j] >= 0)
-                j = (j + 1) & (cap - 1);
-            h[j] = k;
-        }
-        free(p->symhash);
-        p->symhash = h;
-        p->symhcap = cap;
-    }
-    size_t j = hash_bytes(s, n) & (p->symhcap - 1);
-    while (p->symhash[j] >= 0) {
-        jstr *e = &t->syms[p->symhash[j]];
-        if (e->len == n && memcmp(e->p, s, n) == 0)
-            return p->symhash[j];
-        j = (j + 1) & (p->symhcap - 1);
-    }
+    int64_t known = glm_strmap_get(&p->syms, s, n, sym_key, t);
+    if (known >= 0)
+        return (int)known;
     if (t->nsyms == p->symcap) {
         p->symcap = p->symcap ? p->symcap * 2 : 32;
         t->syms = glm_realloc(t->syms, (size_t)p->symcap * sizeof *t->syms);
@@ -118,7 +98,7 @@ static int intern(jp *p, const char *s, size_t n)
     char *copy = palloc(p, n + 1);
     memcpy(copy, s, n);
     t->syms[t->nsyms] = (jstr){.len = n, .p = copy, .ascii = ascii_flag(s, n)};
-    p->symhash[j] = t->nsyms;
+    glm_strmap_put(&p->syms, copy, n, (uint32_t)t->nsyms, sym_key, t);
     return t->nsyms++;
 }
 
@@ -1491,7 +1471,7 @@ int jinja_parse(glm_jinja *t, const char *src, size_t len, char *err, size_t err
         rc = GLM_OK;
     }
     free(p->toks);
-    free(p->symhash);
+    glm_strmap_free(&p->syms);
     free(p);
     return rc;
 }

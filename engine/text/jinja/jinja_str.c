@@ -65,20 +65,12 @@ void jb_no_args(jx *x, const jargs *a, const char *name)
 
 /* ---- string helpers (code points) ------------------------------------------ */
 
-const char *js_prev_cp(const char *begin, const char *p)
-{
-    do {
-        p--;
-    } while (p > begin && ((unsigned char)*p & 0xC0) == 0x80);
-    return p;
-}
-
 static bool in_chars(uint32_t c, const jstr *chars)
 {
     const char *p = chars->p, *end = p + chars->len;
     while (p < end) {
         uint32_t d;
-        p += u8_decode(p, end, &d);
+        p += glm_utf8_decode_valid(p, end, &d);
         if (d == c)
             return true;
     }
@@ -91,15 +83,15 @@ jv js_strip(jx *x, jv s, const jstr *chars, bool left, bool right)
     const char *b = s.u.s->p, *e = b + s.u.s->len;
     while (left && b < e) {
         uint32_t c;
-        size_t k = u8_decode(b, e, &c);
+        size_t k = glm_utf8_decode_valid(b, e, &c);
         if (chars ? !in_chars(c, chars) : !py_isspace(c))
             break;
         b += k;
     }
     while (right && e > b) {
-        const char *q = js_prev_cp(b, e);
+        const char *q = glm_utf8_prev(b, e);
         uint32_t c;
-        u8_decode(q, e, &c);
+        glm_utf8_decode_valid(q, e, &c);
         if (chars ? !in_chars(c, chars) : !py_isspace(c))
             break;
         e = q;
@@ -118,7 +110,7 @@ jv js_case(jx *x, jv s, int mode) /* 0 upper, 1 lower, 2 capitalize, 3 title, 4 
     jx_charge(x, s.u.s->len / 256);
     while (p < end) {
         uint32_t c, o;
-        size_t k = u8_decode(p, end, &c);
+        size_t k = glm_utf8_decode_valid(p, end, &c);
         switch (mode) {
         case 0: o = py_toupper(c); break;
         case 1: o = py_tolower(c); break;
@@ -132,7 +124,7 @@ jv js_case(jx *x, jv s, int mode) /* 0 upper, 1 lower, 2 capitalize, 3 title, 4 
             jsb_put(x, &b, p, k);
         } else {
             char u[4];
-            jsb_put(x, &b, u, u8_encode(o, u));
+            jsb_put(x, &b, u, glm_utf8_encode(o, u));
         }
         p += k;
     }
@@ -148,12 +140,12 @@ jv js_title_words(jx *x, jv s)
     bool at_start = true;
     while (p < end) {
         uint32_t c;
-        size_t k = u8_decode(p, end, &c);
+        size_t k = glm_utf8_decode_valid(p, end, &c);
         bool boundary = c == '-' || py_isspace(c) || c == '(' || c == '{' || c == '[' || c == '<';
         uint32_t o = boundary ? c : at_start ? py_toupper(c) : py_tolower(c);
         at_start = boundary;
         char u[4];
-        jsb_put(x, &b, u, u8_encode(o, u));
+        jsb_put(x, &b, u, glm_utf8_encode(o, u));
         p += k;
     }
     return jsb_value(x, &b);
@@ -182,7 +174,7 @@ jv js_replace(jx *x, jv s, const jstr *old, const jstr *new, int64_t count)
             if (p >= end)
                 break;
             uint32_t c;
-            size_t k = u8_decode(p, end, &c);
+            size_t k = glm_utf8_decode_valid(p, end, &c);
             jsb_put(x, &b, p, k);
             p += k;
         }
@@ -208,10 +200,7 @@ jv js_replace(jx *x, jv s, const jstr *old, const jstr *new, int64_t count)
 
 size_t js_cp_index(const jstr *s, const char *at)
 {
-    size_t n = 0;
-    for (const char *p = s->p; p < at; p++)
-        n += ((unsigned char)*p & 0xC0) != 0x80;
-    return n;
+    return glm_utf8_count(s->p, (size_t)(at - s->p));
 }
 
 /* Python str.split / rsplit. */
@@ -228,8 +217,8 @@ jv js_split(jx *x, jv s, jv sepv, int64_t maxsplit, bool from_right)
             const char *p = b;
             while (p < e) {
                 uint32_t c;
-                while (p < e && (u8_decode(p, e, &c), py_isspace(c)))
-                    p += u8_decode(p, e, &c);
+                while (p < e && (glm_utf8_decode_valid(p, e, &c), py_isspace(c)))
+                    p += glm_utf8_decode_valid(p, e, &c);
                 if (p >= e)
                     break;
                 if (maxsplit >= 0 && (int64_t)parts.u.l->n == maxsplit) {
@@ -237,8 +226,8 @@ jv js_split(jx *x, jv s, jv sepv, int64_t maxsplit, bool from_right)
                     break;
                 }
                 const char *w = p;
-                while (p < e && (u8_decode(p, e, &c), !py_isspace(c)))
-                    p += u8_decode(p, e, &c);
+                while (p < e && (glm_utf8_decode_valid(p, e, &c), !py_isspace(c)))
+                    p += glm_utf8_decode_valid(p, e, &c);
                 jv_list_push(x, parts, jv_str_ref(x, w, (size_t)(p - w)));
             }
             return parts;
@@ -247,7 +236,7 @@ jv js_split(jx *x, jv s, jv sepv, int64_t maxsplit, bool from_right)
         while (p > b) {
             uint32_t c;
             const char *q;
-            while (p > b && (q = js_prev_cp(b, p), u8_decode(q, e, &c), py_isspace(c)))
+            while (p > b && (q = glm_utf8_prev(b, p), glm_utf8_decode_valid(q, e, &c), py_isspace(c)))
                 p = q;
             if (p <= b)
                 break;
@@ -256,7 +245,7 @@ jv js_split(jx *x, jv s, jv sepv, int64_t maxsplit, bool from_right)
                 break;
             }
             const char *w = p;
-            while (p > b && (q = js_prev_cp(b, p), u8_decode(q, e, &c), !py_isspace(c)))
+            while (p > b && (q = glm_utf8_prev(b, p), glm_utf8_decode_valid(q, e, &c), !py_isspace(c)))
                 p = q;
             jv_list_push(x, parts, jv_str_ref(x, p, (size_t)(w - p)));
         }
@@ -327,7 +316,7 @@ jv js_splitlines(jx *x, jv s, bool keepends)
     const char *p = s.u.s->p, *e = p + s.u.s->len, *line = p;
     while (p < e) {
         uint32_t c;
-        size_t k = u8_decode(p, e, &c);
+        size_t k = glm_utf8_decode_valid(p, e, &c);
         if (is_line_break(c)) {
             const char *eol = p;
             p += k;
@@ -374,7 +363,7 @@ bool js_cased_all(jx *x, jv v, int kind) /* 0 lower, 1 upper */
     bool cased = false;
     while (p < e) {
         uint32_t c;
-        p += u8_decode(p, e, &c);
+        p += glm_utf8_decode_valid(p, e, &c);
         bool up = py_iscased_upper(c), lo = py_iscased_lower(c);
         if (kind == 0 ? up : lo)
             return false;
@@ -656,7 +645,7 @@ jv jb_percent_format(jx *x, jv fmtv, jv args)
                 int64_t c = jb_want_int(x, v, "%c");
                 if (c < 0 || c > 0x10FFFF)
                     jx_fail(x, "%%c arg not in range(0x110000)");
-                jsb_put(x, &b, u, u8_encode((uint32_t)c, u));
+                jsb_put(x, &b, u, glm_utf8_encode((uint32_t)c, u));
             }
             break;
         }
@@ -686,7 +675,7 @@ static jv format_spec(jx *x, jv v, const char *spec, size_t n)
     char fillbuf[4];
     if (e - p >= 2) {
         uint32_t c;
-        size_t k = u8_decode(p, e, &c);
+        size_t k = glm_utf8_decode_valid(p, e, &c);
         if (p + k < e && strchr("<>^=", p[k])) {
             jcopy(fillbuf, p, k);
             fill = (jstr){k, fillbuf, -1};

@@ -3,8 +3,8 @@
  * semantics templates can observe: str() and repr() (including Python's
  * shortest float repr), truthiness, ==, ordering, hashing, len(), iteration,
  * dicts that keep insertion order, conversion from jansson values and JSON
- * output like Python's json.dumps. Also the UTF-8 helpers: strings are UTF-8
- * bytes, while Python indexes, slices and strips them by code point.
+ * output like Python's json.dumps. Strings are UTF-8 bytes (core/utf8.h),
+ * while Python indexes, slices and strips them by code point.
  */
 #include "text/jinja/jinja_internal.h"
 
@@ -13,95 +13,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/buf.h"
+#include "core/hash.h"
 #include "core/util.h"
 
 #define MAX_VALUE_DEPTH 512
 
-/* ---- UTF-8 -------------------------------------------------------------- */
-
-size_t u8_decode(const char *p, const char *end, uint32_t *cp)
-{
-    const unsigned char *s = (const unsigned char *)p;
-    size_t avail = (size_t)(end - p);
-    unsigned char c = s[0];
-    if (c < 0x80 || avail < 2) {
-        *cp = c;
-        return 1;
-    }
-    if ((c & 0xE0) == 0xC0) {
-        *cp = ((uint32_t)(c & 0x1F) << 6) | (s[1] & 0x3F);
-        return 2;
-    }
-    if ((c & 0xF0) == 0xE0 && avail >= 3) {
-        *cp = ((uint32_t)(c & 0x0F) << 12) | ((uint32_t)(s[1] & 0x3F) << 6) | (s[2] & 0x3F);
-        return 3;
-    }
-    if ((c & 0xF8) == 0xF0 && avail >= 4) {
-        *cp = ((uint32_t)(c & 0x07) << 18) | ((uint32_t)(s[1] & 0x3F) << 12) |
-              ((uint32_t)(s[2] & 0x3F) << 6) | (s[3] & 0x3F);
-        return 4;
-    }
-    *cp = c;
-    return 1;
-}
-
-size_t u8_encode(uint32_t cp, char out[4])
-{
-    if (cp < 0x80) {
-        out[0] = (char)cp;
-        return 1;
-    }
-    if (cp < 0x800) {
-        out[0] = (char)(0xC0 | (cp >> 6));
-        out[1] = (char)(0x80 | (cp & 0x3F));
-        return 2;
-    }
-    if (cp < 0x10000) {
-        out[0] = (char)(0xE0 | (cp >> 12));
-        out[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
-        out[2] = (char)(0x80 | (cp & 0x3F));
-        return 3;
-    }
-    out[0] = (char)(0xF0 | (cp >> 18));
-    out[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
-    out[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
-    out[3] = (char)(0x80 | (cp & 0x3F));
-    return 4;
-}
-
-bool u8_valid(const char *p, size_t n)
-{
-    const unsigned char *s = (const unsigned char *)p;
-    for (size_t i = 0; i < n;) {
-        unsigned char c = s[i];
-        if (c < 0x80) {
-            i++;
-            continue;
-        }
-        size_t k;
-        uint32_t cp, min;
-        if ((c & 0xE0) == 0xC0) {
-            k = 2, cp = c & 0x1F, min = 0x80;
-        } else if ((c & 0xF0) == 0xE0) {
-            k = 3, cp = c & 0x0F, min = 0x800;
-        } else if ((c & 0xF8) == 0xF0) {
-            k = 4, cp = c & 0x07, min = 0x10000;
-        } else {
-            return false;
-        }
-        if (i + k > n)
-            return false;
-        for (size_t j = 1; j < k; j++) {
-            if ((s[i + j] & 0xC0) != 0x80)
-                return false;
-            cp = (cp << 6) | (s[i + j] & 0x3F);
-        }
-        if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
-            return false;
-        i += k;
-    }
-    return true;
-}
+/* ---- Python's view of UTF-8 strings ----------------------------------- */
 
 bool py_isspace(uint32_t c)
 {
@@ -127,10 +45,7 @@ size_t jstr_nchars(jstr *s)
 {
     if (str_ascii(s))
         return s->len;
-    size_t n = 0;
-    for (size_t i = 0; i < s->len; i++)
-        n += ((unsigned char)s->p[i] & 0xC0) != 0x80;
-    return n;
+    return glm_utf8_count(s->p, s->len);
 }
 
 size_t jstr_byte_offset(jstr *s, size_t ci)
@@ -335,36 +250,18 @@ jv jv_dict_new(jx *x, size_t cap)
 
 /* ---- hashing and dict index ------------------------------------------------ */
 
-static uint64_t mix64(uint64_t h)
-{
-    h ^= h >> 33;
-    h *= 0xff51afd7ed558ccdull;
-    h ^= h >> 33;
-    h *= 0xc4ceb9fe1a85ec53ull;
-    h ^= h >> 33;
-    return h;
-}
-
-static uint64_t hash_bytes(const char *p, size_t n)
-{
-    uint64_t h = 1469598103934665603ull;
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ (unsigned char)p[i]) * 1099511628211ull;
-    return h;
-}
-
 /* Returns false for unhashable values (lists, dicts, namespaces). */
 static bool hash_rec(jv v, uint64_t *h, int depth)
 {
     switch (v.t) {
-    case JV_STR: *h = hash_bytes(v.u.s->p, v.u.s->len); return true;
+    case JV_STR: *h = glm_hash_bytes(v.u.s->p, v.u.s->len); return true;
     case JV_BOOL:
-    case JV_INT: *h = mix64((uint64_t)v.u.i); return true;
+    case JV_INT: *h = glm_mix64((uint64_t)v.u.i); return true;
     case JV_FLOAT:
         if (v.u.f == floor(v.u.f) && fabs(v.u.f) < 9.2e18)
-            *h = mix64((uint64_t)(int64_t)v.u.f);
+            *h = glm_mix64((uint64_t)(int64_t)v.u.f);
         else
-            *h = mix64((uint64_t)v.u.i ^ 0x5bd1e995u);
+            *h = glm_mix64((uint64_t)v.u.i ^ 0x5bd1e995u);
         return true;
     case JV_NONE: *h = 0x9e3779b97f4a7c15ull; return true;
     case JV_UNDEF: *h = 0x12345; return true;
@@ -376,12 +273,12 @@ static bool hash_rec(jv v, uint64_t *h, int depth)
             uint64_t e;
             if (!hash_rec(v.u.l->v[i], &e, depth + 1))
                 return false;
-            *h = mix64(*h ^ e) + i;
+            *h = glm_mix64(*h ^ e) + i;
         }
         return true;
     case JV_DICT:
     case JV_NS: return false;
-    default: *h = mix64((uint64_t)(uintptr_t)v.u.m); return true;
+    default: *h = glm_mix64((uint64_t)(uintptr_t)v.u.m); return true;
     }
 }
 
@@ -430,7 +327,7 @@ jv *jv_dict_get_str(jv dict, const char *p, size_t n)
 {
     jdict *d = dict.u.d;
     if (d->index) {
-        uint64_t h = hash_bytes(p, n);
+        uint64_t h = glm_hash_bytes(p, n);
         for (size_t j = h & (d->icap - 1); d->index[j]; j = (j + 1) & (d->icap - 1)) {
             jv *k = &d->k[d->index[j] - 1];
             if (k->t == JV_STR && k->u.s->len == n && memcmp(k->u.s->p, p, n) == 0)
@@ -767,7 +664,7 @@ static void repr_str(jx *x, jsb *b, const jstr *s)
     const char *p = s->p, *end = s->p + s->len;
     while (p < end) {
         uint32_t c;
-        size_t k = u8_decode(p, end, &c);
+        size_t k = glm_utf8_decode_valid(p, end, &c);
         if (c == (uint32_t)q || c == '\\') {
             jsb_putc(x, b, '\\');
             jsb_putc(x, b, (char)c);
@@ -938,38 +835,22 @@ jv jv_from_json(jx *x, const json_t *j)
     return from_json_rec(x, j, 0);
 }
 
+typedef struct {
+    jx *x;
+    jsb *b;
+} jsb_sink;
+
+static void sink_put(void *ctx, const char *p, size_t n)
+{
+    jsb_sink *k = ctx;
+    jsb_put(k->x, k->b, p, n);
+}
+
 static void json_str(jx *x, jsb *b, const jstr *s, bool ensure_ascii)
 {
+    jsb_sink k = {x, b};
     jsb_putc(x, b, '"');
-    const char *p = s->p, *end = s->p + s->len, *run = p;
-    while (p < end) {
-        unsigned char c = (unsigned char)*p;
-        if (!(c < 0x20 || c == '"' || c == '\\' || (ensure_ascii && c >= 0x7F))) {
-            p++;
-            continue;
-        }
-        jsb_put(x, b, run, (size_t)(p - run));
-        uint32_t cp;
-        size_t k = u8_decode(p, end, &cp);
-        switch (cp) {
-        case '"': jsb_puts(x, b, "\\\""); break;
-        case '\\': jsb_puts(x, b, "\\\\"); break;
-        case '\n': jsb_puts(x, b, "\\n"); break;
-        case '\r': jsb_puts(x, b, "\\r"); break;
-        case '\t': jsb_puts(x, b, "\\t"); break;
-        case '\b': jsb_puts(x, b, "\\b"); break;
-        case '\f': jsb_puts(x, b, "\\f"); break;
-        default:
-            if (cp >= 0x10000)
-                jsb_printf(x, b, "\\u%04x\\u%04x", 0xD800 + ((cp - 0x10000) >> 10),
-                           0xDC00 + ((cp - 0x10000) & 0x3FF));
-            else
-                jsb_printf(x, b, "\\u%04x", cp);
-        }
-        p += k;
-        run = p;
-    }
-    jsb_put(x, b, run, (size_t)(p - run));
+    glm_json_escape(sink_put, &k, s->p, s->len, ensure_ascii ? GLM_JSON_ASCII : 0);
     jsb_putc(x, b, '"');
 }
 
@@ -1110,7 +991,7 @@ void jv_iterate(jx *x, jv v, const jv **items, size_t *n)
         const char *p = s->p, *end = s->p + s->len;
         for (size_t i = 0; i < nc; i++) {
             uint32_t cp;
-            size_t k = u8_decode(p, end, &cp);
+            size_t k = glm_utf8_decode_valid(p, end, &cp);
             out[i] = jv_str_ref(x, p, k);
             p += k;
         }
