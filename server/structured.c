@@ -19,6 +19,7 @@
 
 #include "constrain/constraint.h"
 #include "constrain/schema_grammar.h"
+#include "glm/tool_grammar.h"
 #include "core/util.h"
 #include "json_field.h"
 

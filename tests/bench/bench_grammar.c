@@ -21,6 +21,7 @@
 #include "constrain/grammar.h"
 #include "glm/output_parser.h"
 #include "constrain/schema_grammar.h"
+#include "glm/tool_grammar.h"
 #include "text/tokenizer.h"
 #include "core/util.h"
 

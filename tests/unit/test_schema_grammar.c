@@ -19,6 +19,7 @@
 #include "constrain/grammar.h"
 #include "glm/output_parser.h"
 #include "constrain/schema_grammar.h"
+#include "glm/tool_grammar.h"
 #include "core/utf8.h"
 #include "core/util.h"
 #include "testutil.h"
