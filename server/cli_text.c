@@ -2,9 +2,12 @@
  * cli_text.c - text tools over a checkpoint's tokenizer and chat template:
  *   glm-server tokenize   --model DIR [--no-special]   text on stdin -> ids
  *   glm-server detokenize --model DIR [--skip-special] ids on stdin -> text
- *   glm-server render     --model DIR                  chat request JSON on stdin -> prompt
+ *   glm-server render     --model DIR [--ids] [--default-chat-template-kwargs JSON]
+ *                                                      chat request JSON on stdin -> prompt
  * `render` prints exactly the prompt the server feeds the model (no newline
- * added); `tokenize` and `detokenize` use the same code as /tokenize and
+ * added), or with --ids its token ids: it builds it with the chat API's and
+ * /tokenize's function (engine/glm/chat_prompt.h), so it accepts and rejects
+ * what they do. `tokenize` and `detokenize` use the same code as /tokenize and
  * /detokenize.
  */
 #include <errno.h>
@@ -15,7 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "chat_request.h"
+#include "glm/chat_prompt.h"
 #include "text/chat_template.h"
 #include "cli.h"
 #include "text/tokenizer.h"
@@ -202,71 +205,81 @@ int glm_cli_detokenize(int argc, char **argv)
 
 int glm_cli_render(int argc, char **argv)
 {
-    const char *dir;
-    int unused;
-    int rc = parse_common(argc, argv, "render", NULL, &dir, &unused);
-    if (rc)
-        return rc < 0 ? 0 : rc;
+    struct option opts[] = {{"model", required_argument, 0, 'm'},
+                            {"ids", no_argument, 0, 'i'},
+                            {"default-chat-template-kwargs", required_argument, 0, 'k'},
+                            {"help", no_argument, 0, 'h'},
+                            {0, 0, 0, 0}};
+    const char *dir = NULL, *defkw_text = NULL;
+    int ids_out = 0, o;
+    optind = 1;
+    while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (o) {
+        case 'm': dir = optarg; break;
+        case 'i': ids_out = 1; break;
+        case 'k': defkw_text = optarg; break;
+        case 'h':
+            printf("usage: glm-server render --model DIR [--ids] [--default-chat-template-kwargs JSON]\n");
+            return 0;
+        default: return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "glm-server: unexpected argument \"%s\"\n", argv[optind]);
+        return 2;
+    }
+    if (!dir) {
+        fprintf(stderr, "glm-server: render: --model is required\n");
+        return 2;
+    }
+    json_error_t je;
+    json_t *defkw = defkw_text ? json_loads(defkw_text, 0, &je) : NULL;
+    if (defkw_text && !json_is_object(defkw)) {
+        fprintf(stderr, "glm-server: --default-chat-template-kwargs must be a JSON object\n");
+        json_decref(defkw);
+        return 2;
+    }
     char err[GLM_ERRLEN];
     glm_chat_template *ct = NULL;
-    if (glm_chat_template_load(dir, &ct, err, sizeof err) != GLM_OK) {
-        fprintf(stderr, "glm-server: %s\n", err);
-        return 1;
+    glm_tok *tok = NULL;
+    json_t *req = NULL;
+    glm_chat_prompt p = {0};
+    int rc = 1;
+    if (glm_chat_template_load(dir, &ct, err, sizeof err) != GLM_OK || !(tok = load_tokenizer(dir))) {
+        if (!ct)
+            fprintf(stderr, "glm-server: %s\n", err);
+        goto out;
     }
     size_t len;
     char *text = read_stdin(&len);
-    if (!text) {
-        glm_chat_template_free(ct);
-        return 1;
-    }
-    json_error_t je;
-    json_t *req = json_loadb(text, len, 0, &je);
+    if (!text)
+        goto out;
+    req = json_loadb(text, len, 0, &je);
     free(text);
-    json_t *kw = NULL, *msgs = NULL;
-    char *prompt = NULL;
-    size_t plen = 0;
-    rc = 1;
     if (!req || !json_is_object(req)) {
         fprintf(stderr, "glm-server: the request is not a JSON object%s%s\n", req ? "" : ": ", req ? "" : je.text);
         goto out;
     }
-    json_t *messages = json_object_get(req, "messages");
-    if (!json_is_array(messages) || json_array_size(messages) == 0) {
-        fprintf(stderr, "glm-server: 'messages' must be a non-empty array\n");
-        goto out;
-    }
-    msgs = glm_chat_messages_for_template(messages, err, sizeof err);
-    if (!msgs) {
+    glm_out_tags tags;
+    glm_out_tags_default(&tags);
+    glm_chat_ctx c = {.tmpl = ct, .tok = tok, .default_kwargs = defkw, .tags = &tags};
+    if (glm_chat_prompt_build(&c, req, &p, err, sizeof err) != GLM_OK) {
         fprintf(stderr, "glm-server: %s\n", err);
         goto out;
     }
-    json_t *tools = json_object_get(req, "tools");
-    if (tools && json_is_null(tools))
-        tools = NULL;
-    if (tools && !json_is_array(tools)) {
-        fprintf(stderr, "glm-server: 'tools' must be an array\n");
-        goto out;
+    if (ids_out) {
+        for (size_t i = 0; i < p.n_ids; i++)
+            printf("%s%d", i ? "," : "", p.ids[i]);
+        printf("\n");
+    } else {
+        fwrite(p.text, 1, p.len, stdout);
     }
-    json_t *agp = json_object_get(req, "add_generation_prompt");
-    bool add_gen = !agp || json_is_true(agp);
-    glm_chat_options co;
-    if (glm_chat_options_parse(req, NULL, &co, err, sizeof err) == GLM_OK)
-        kw = co.kwargs;
-    if (!kw) {
-        fprintf(stderr, "glm-server: %s\n", err);
-        goto out;
-    }
-    if (glm_chat_render(ct, msgs, tools, add_gen, kw, &prompt, &plen, err, sizeof err) != GLM_OK) {
-        fprintf(stderr, "glm-server: %s\n", err);
-        goto out;
-    }
-    fwrite(prompt, 1, plen, stdout);
     rc = 0;
 out:
-    free(prompt);
-    json_decref(kw);
-    json_decref(msgs);
+    glm_chat_prompt_free(&p);
     json_decref(req);
+    json_decref(defkw);
+    glm_tok_free(tok);
     glm_chat_template_free(ct);
     return rc;
 }

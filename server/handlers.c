@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "chat_request.h"
+#include "glm/chat_prompt.h"
 #include "http.h"
 #include "core/util.h"
 
@@ -65,9 +65,7 @@ enum MHD_Result glm_handle_tokenize(glm_http_req *r)
     if (!req)
         return res;
     char err[GLM_ERRLEN];
-    char *rendered = NULL;
-    const char *text;
-    size_t len;
+    glm_chat_prompt cp = {0};
     json_t *model = json_object_get(req, "model");
     if (json_is_string(model) && strcmp(json_string_value(model), srv->served_model_name) != 0) {
         res = glm_http_error(r, 404, NULL, "model", "The model `%s` does not exist.", json_string_value(model));
@@ -75,42 +73,24 @@ enum MHD_Result glm_handle_tokenize(glm_http_req *r)
     }
     json_t *messages = json_object_get(req, "messages");
     json_t *prompt = json_object_get(req, "prompt");
-    if (messages) {
-        if (!json_is_array(messages) || json_array_size(messages) == 0) {
-            res = glm_http_error(r, 400, NULL, "messages", "'messages' must be a non-empty array");
-            goto out;
-        }
-        glm_chat_options co;
-        json_t *kw = NULL;
-        if (glm_chat_options_parse(req, srv->default_template_kwargs, &co, err, sizeof err) == GLM_OK)
-            kw = co.kwargs;
-        json_t *msgs = kw ? glm_chat_messages_for_template(messages, err, sizeof err) : NULL;
-        json_t *tools = json_object_get(req, "tools");
-        json_t *agp = json_object_get(req, "add_generation_prompt");
-        int rc = msgs && (!tools || json_is_array(tools) || json_is_null(tools))
-                     ? glm_chat_render(srv->tmpl, msgs, json_is_array(tools) ? tools : NULL, !agp || json_is_true(agp),
-                                       kw, &rendered, &len, err, sizeof err)
-                     : GLM_ERR;
-        if (msgs && tools && !json_is_array(tools) && !json_is_null(tools))
-            snprintf(err, sizeof err, "'tools' must be an array");
-        json_decref(kw);
-        json_decref(msgs);
-        if (rc != GLM_OK) {
-            res = glm_http_error(r, 400, NULL, "messages", "%s", err);
-            goto out;
-        }
-        text = rendered;
-    } else if (json_is_string(prompt)) {
-        text = json_string_value(prompt);
-        len = json_string_length(prompt);
-    } else {
-        res = glm_http_error(r, 400, NULL, "prompt", "'prompt' (a string) or 'messages' is required");
-        goto out;
-    }
     int32_t *ids = NULL;
     size_t n = 0;
-    if (glm_tok_encode(srv->tok, text, len, 1, &ids, &n, err, sizeof err) != GLM_OK) {
-        res = glm_http_error(r, 400, NULL, messages ? "messages" : "prompt", "%s", err);
+    if (messages) { /* the chat API's prompt, to the token (engine/glm/chat_prompt.h) */
+        if (glm_chat_prompt_build(&srv->chat, req, &cp, err, sizeof err) != GLM_OK) {
+            res = glm_http_error(r, 400, NULL, cp.param[0] ? cp.param : NULL, "%s", err);
+            goto out;
+        }
+        ids = cp.ids;
+        n = cp.n_ids;
+        cp.ids = NULL;
+    } else if (json_is_string(prompt)) {
+        if (glm_tok_encode(srv->tok, json_string_value(prompt), json_string_length(prompt), 1, &ids, &n, err,
+                           sizeof err) != GLM_OK) {
+            res = glm_http_error(r, 400, NULL, "prompt", "%s", err);
+            goto out;
+        }
+    } else {
+        res = glm_http_error(r, 400, NULL, "prompt", "'prompt' (a string) or 'messages' is required");
         goto out;
     }
     json_t *arr = json_array();
@@ -135,7 +115,7 @@ enum MHD_Result glm_handle_tokenize(glm_http_req *r)
     res = glm_http_json(r, 200, json_pack("{s:i,s:i,s:o,s:o}", "count", (int)n, "max_model_len", srv->max_model_len,
                                           "tokens", arr, "token_strs", strs));
 out:
-    free(rendered);
+    glm_chat_prompt_free(&cp);
     json_decref(req);
     return res;
 }

@@ -10,10 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "chat_request.h"
 #include "structured.h"
 #include "core/util.h"
-#include "json_field.h"
+#include "core/json_field.h"
 
 /* ---- typed field readers: 0 absent/null, 1 set, -1 wrong type ---------------------- */
 
@@ -234,6 +233,10 @@ static int parse_sampling(glm_oai_request *r, const json_t *root, const glm_serv
         if (get_bool(so, "include_usage", &r->include_usage) < 0)
             return BAD("stream_options", "'stream_options.include_usage' must be a boolean");
     }
+    if (get_bool(root, "return_token_ids", &r->return_token_ids) < 0)
+        return BAD("return_token_ids", "'return_token_ids' must be a boolean");
+    if (r->return_token_ids && r->stream)
+        return BAD("return_token_ids", "'return_token_ids' is supported without streaming only");
     if (parse_stop(r, root, param, err, errlen) != GLM_OK)
         return GLM_ERR;
 
@@ -261,86 +264,21 @@ static int encode(glm_oai_request *r, const glm_server *srv, const char *text, s
     return GLM_OK;
 }
 
-/* One chat message: an object with a known role and text content (a string,
- * or an array of {"type": "text", "text": ...} parts); assistant messages may
- * have null content (tool calls). As OpenAI, unknown roles are a 400. */
-static int check_message(const json_t *m, size_t i, const char **param, char *err, size_t errlen)
-{
-    static const char *roles[] = {"system", "user", "assistant", "tool"};
-    const json_t *role = json_is_object(m) ? json_object_get(m, "role") : NULL;
-    if (!json_is_string(role))
-        return BAD("messages", "messages[%zu] must be an object with a string 'role'", i);
-    const char *rs = json_string_value(role);
-    int known = 0;
-    for (size_t k = 0; k < sizeof roles / sizeof roles[0]; k++)
-        known |= strcmp(rs, roles[k]) == 0;
-    if (!known)
-        return BAD("messages", "messages[%zu].role must be one of 'system', 'user', 'assistant', 'tool'", i);
-    const json_t *c = json_object_get(m, "content");
-    if (!c || json_is_null(c)) {
-        if (strcmp(rs, "assistant") != 0)
-            return BAD("messages", "messages[%zu].content is required", i);
-        return GLM_OK;
-    }
-    if (json_is_string(c))
-        return GLM_OK;
-    if (!json_is_array(c))
-        return BAD("messages", "messages[%zu].content must be a string or an array of content parts", i);
-    size_t k;
-    const json_t *part;
-    json_array_foreach(c, k, part) {
-        const json_t *type = json_is_object(part) ? json_object_get(part, "type") : NULL;
-        if (!json_is_string(type) || strcmp(json_string_value(type), "text") != 0)
-            return BAD("messages", "messages[%zu].content[%zu]: this model accepts only parts of type 'text'", i, k);
-        if (!json_is_string(json_object_get(part, "text")))
-            return BAD("messages", "messages[%zu].content[%zu].text must be a string", i, k);
-    }
-    return GLM_OK;
-}
-
+/* The chat prompt: engine/glm's one request-to-prompt function. */
 static int chat_prompt(glm_oai_request *r, const json_t *root, const glm_server *srv, const char **param, char *err,
                        size_t errlen)
 {
-    const json_t *messages = glm_json_field(root, "messages");
-    if (!json_is_array(messages) || json_array_size(messages) == 0)
-        return BAD("messages", "'messages' must be a non-empty array");
-    size_t i;
-    const json_t *m;
-    json_array_foreach(messages, i, m) {
-        if (check_message(m, i, param, err, errlen))
-            return GLM_ERR;
-    }
-    if (glm_oai_tools_parse(r, root, param, err, errlen) != GLM_OK)
+    glm_chat_prompt *cp = &r->prompt_info;
+    if (glm_chat_prompt_build(&srv->chat, root, cp, err, errlen) != GLM_OK) {
+        *param = cp->param[0] ? cp->param : NULL;
         return GLM_ERR;
-    const json_t *tools = r->tools;
-    int add_gen = 1;
-    if (get_bool(root, "add_generation_prompt", &add_gen) < 0)
-        return BAD("add_generation_prompt", "'add_generation_prompt' must be a boolean");
-
-    char cerr[GLM_ERRLEN];
-    glm_chat_options co;
-    if (glm_chat_options_parse(root, srv->default_template_kwargs, &co, cerr, sizeof cerr) != GLM_OK) {
-        snprintf(r->param_buf, sizeof r->param_buf, "%s", co.param);
-        return BAD(r->param_buf[0] ? r->param_buf : NULL, "%s", cerr);
     }
-    json_t *kw = co.kwargs;
-    r->exclude_reasoning = co.exclude;
-    r->budget = co.budget;
-    json_t *msgs = glm_chat_messages_for_template(messages, cerr, sizeof cerr);
-    if (!msgs) {
-        json_decref(kw);
-        return BAD("messages", "%s", cerr);
-    }
-    char *prompt = NULL;
-    size_t plen = 0;
-    int rc = glm_chat_render(srv->tmpl, msgs, tools, add_gen, kw, &prompt, &plen, cerr, sizeof cerr);
-    json_decref(kw);
-    json_decref(msgs);
-    if (rc != GLM_OK)
-        return BAD("messages", "%s", cerr);
-    r->think = glm_out_think_mode_for_prompt(prompt, plen, &srv->tags);
-    r->prompt_text = prompt;
-    return encode(r, srv, prompt, plen, "messages", param, err, errlen);
+    r->prompt_text = cp->text;
+    r->prompt = cp->ids;
+    r->n_prompt = (int)cp->n_ids;
+    cp->text = NULL;
+    cp->ids = NULL;
+    return GLM_OK;
 }
 
 static int completion_prompt(glm_oai_request *r, const json_t *root, const glm_server *srv, const char **param,
@@ -387,9 +325,10 @@ int glm_oai_request_parse(glm_oai_request *r, const json_t *root, int chat, cons
 {
     memset(r, 0, sizeof *r);
     r->chat = chat;
-    r->budget = -1;
-    r->parallel_tool_calls = 1;
-    r->think = GLM_OUT_THINK_OFF;
+    r->prompt_info.budget = -1;
+    r->prompt_info.parallel_tool_calls = 1;
+    r->prompt_info.think = GLM_OUT_THINK_OFF;
+    r->prompt_info.tool_choice = GLM_TOOL_CHOICE_NONE;
     *status = 400;
     *param = NULL;
     const json_t *model = glm_json_field(root, "model");

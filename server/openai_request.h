@@ -1,9 +1,9 @@
 /*
  * openai_request.h - parsing and validating the body of POST
  * /v1/chat/completions and /v1/completions into engine inputs: the prompt's
- * token ids (chat: rendered through the chat template first), sampling
- * parameters, stop strings, streaming and logprob options, and what the
- * output parser needs (think mode, tools).
+ * token ids (chat: engine/glm/chat_prompt.h, as /tokenize and `render`),
+ * sampling parameters, stop strings, streaming and logprob options, and what
+ * the output parser needs (think mode, tools).
  *
  * Unknown fields are ignored; a known field with the wrong type or range is
  * an error naming the field (a 400 with "param" set). Nothing here talks to
@@ -16,23 +16,19 @@
 #include <stdint.h>
 
 #include "constrain/grammar.h"
+#include "glm/chat_prompt.h"
 #include "glm/output_parser.h"
 #include "backend/sampler.h"
 #include "server.h"
 
 #define GLM_OAI_MAX_STOP 16
 
-typedef enum {
-    GLM_TOOL_CHOICE_AUTO = 0,
-    GLM_TOOL_CHOICE_NONE,
-    GLM_TOOL_CHOICE_REQUIRED,
-    GLM_TOOL_CHOICE_NAMED,
-} glm_tool_choice;
-
 typedef struct {
     int chat;                     /* 1: chat completions; 0: completions */
     int stream;
     int include_usage;            /* stream_options.include_usage */
+    int return_token_ids;         /* vLLM's return_token_ids: the prompt's and each choice's
+                                     token ids in the response (not with stream) */
     int logprobs;                 /* report per-token logprobs */
     int top_logprobs;             /* 0..20 alternatives per token */
     int skip_special;             /* skip_special_tokens, default 1 */
@@ -46,18 +42,13 @@ typedef struct {
     int32_t *prompt;              /* [n_prompt], malloc'd */
     int n_prompt;
     char *prompt_text;            /* completions with echo, or the rendered chat prompt */
-    glm_out_think_mode think;     /* chat: from the rendered prompt's ending */
-    int parse_tools;              /* chat: tools given and tool_choice is not "none" */
-    const json_t *tools;          /* borrowed */
-    int exclude_reasoning;        /* reasoning.exclude / include_reasoning false */
-    int budget;                   /* reasoning tokens at most, or -1 */
-    glm_tool_choice tool_choice;
-    const char *tool_name;        /* GLM_TOOL_CHOICE_NAMED: the function (borrowed) */
-    int parallel_tool_calls;      /* default 1 */
+    glm_chat_prompt prompt_info;  /* chat: what engine/glm read from the request (think mode,
+                                     reasoning budget and exclusion, tools, tool_choice); its
+                                     text and ids moved to prompt_text and prompt. Completions:
+                                     no tools, think off, budget -1 */
     glm_grammar *grammar;         /* the answer's grammar (tool_choice required/named,
                                      response_format), or NULL; owned */
     int content_plain;            /* an output format governs the answer: no tags parsed in it */
-    char param_buf[64];           /* storage for a field name reported by chat_request.c */
 } glm_oai_request;
 
 /*

@@ -27,6 +27,7 @@ typedef struct {
     int done;
     const char *finish;         /* "stop", "length", "abort" */
     int started;                /* streaming: role chunk written */
+    int32_t *ids;               /* return_token_ids: the generated ids [n_tokens] */
 } gen_sample;
 
 struct glm_gen {
@@ -161,10 +162,10 @@ glm_gen *glm_gen_create(const glm_server *srv, const glm_oai_request *req, const
             glm_out_params prm;
             glm_out_params_default(&prm);
             prm.tags = srv->tags;
-            prm.think = req->think;
-            prm.parse_tools = req->parse_tools;
+            prm.think = req->prompt_info.think;
+            prm.parse_tools = req->prompt_info.parse_tools;
             prm.content_plain = req->content_plain;
-            prm.tools = req->tools;
+            prm.tools = req->prompt_info.tools;
             prm.id_fn = id_fn;
             prm.id_ctx = g;
             char err[GLM_ERRLEN];
@@ -187,6 +188,7 @@ void glm_gen_free(glm_gen *g)
         glm_out_free(g->s[i].parser);
         glm_buf_free(&g->s[i].text);
         json_decref(g->s[i].logprobs);
+        free(g->s[i].ids);
     }
     free(g->s);
     free(g);
@@ -284,7 +286,7 @@ static void stream_piece(glm_gen *g, int i, const char *text, size_t len, const 
     json_object_set_new(ch, "index", json_integer(i));
     if (g->req->chat) {
         json_t *delta = json_object();
-        if (d && d->reasoning_len && !g->req->exclude_reasoning) {
+        if (d && d->reasoning_len && !g->req->prompt_info.exclude_reasoning) {
             json_object_set_new(delta, "reasoning_content", jstr(d->reasoning, d->reasoning_len));
             json_object_set_new(delta, "reasoning", jstr(d->reasoning, d->reasoning_len));
             empty = 0;
@@ -414,13 +416,17 @@ int glm_gen_event(glm_gen *g, const glm_event *ev, glm_buf *out)
     }
     if (s->done)
         return g->n_done == g->n;
+    if (g->req->return_token_ids) {
+        s->ids = glm_realloc(s->ids, sizeof *s->ids * (size_t)(s->n_tokens + 1));
+        s->ids[s->n_tokens] = ev->token;
+    }
     s->n_tokens++;
     int in_reasoning = s->parser && glm_out_in_reasoning(s->parser);
     if (in_reasoning)
         s->reasoning_tokens++;
     json_t *lp = NULL;
     /* reasoning.exclude hides the reasoning's logprobs too (they spell its tokens) */
-    if (g->req->logprobs && !(in_reasoning && g->req->exclude_reasoning)) {
+    if (g->req->logprobs && !(in_reasoning && g->req->prompt_info.exclude_reasoning)) {
         json_t *target = s->logprobs;
         if (out) /* streaming: this step's logprobs go in this chunk */
             target = new_logprobs(g->req->chat);
@@ -441,6 +447,14 @@ int glm_gen_event(glm_gen *g, const glm_event *ev, glm_buf *out)
 
 /* ---- non-streaming response --------------------------------------------------------------- */
 
+static json_t *id_array(const int32_t *ids, int n)
+{
+    json_t *a = json_array();
+    for (int i = 0; i < n; i++)
+        json_array_append_new(a, json_integer(ids[i]));
+    return a;
+}
+
 char *glm_gen_response(glm_gen *g)
 {
     json_t *choices = json_array();
@@ -459,7 +473,7 @@ char *glm_gen_response(glm_gen *g)
             int no_content = m.content_len == 0 && (m.n_tool_calls || m.reasoning_len);
             json_object_set_new(msg, "content", no_content ? json_null() : jstr(m.content, m.content_len));
             /* reasoning.exclude: generated and counted, not returned */
-            json_t *r = m.reasoning_len && !g->req->exclude_reasoning ? jstr(m.reasoning, m.reasoning_len)
+            json_t *r = m.reasoning_len && !g->req->prompt_info.exclude_reasoning ? jstr(m.reasoning, m.reasoning_len)
                                                                        : json_null();
             json_object_set(msg, "reasoning_content", r);
             json_object_set_new(msg, "reasoning", r);
@@ -484,11 +498,15 @@ char *glm_gen_response(glm_gen *g)
         }
         json_object_set(c, "logprobs", s->logprobs ? s->logprobs : json_null());
         json_object_set_new(c, "finish_reason", json_string(s->finish ? s->finish : "abort"));
+        if (g->req->return_token_ids)
+            json_object_set_new(c, "token_ids", id_array(s->ids, s->n_tokens));
         json_array_append_new(choices, c);
     }
     json_t *o = chunk(g, NULL);
     json_object_set_new(o, "object", json_string(g->req->chat ? "chat.completion" : "text_completion"));
     json_object_set_new(o, "choices", choices);
+    if (g->req->return_token_ids)
+        json_object_set_new(o, "prompt_token_ids", id_array(g->req->prompt, g->req->n_prompt));
     int p, n;
     glm_gen_usage(g, &p, &n);
     json_object_set_new(o, "usage",

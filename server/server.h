@@ -18,6 +18,7 @@
 #include "constrain/grammar.h"
 #include "metrics.h"
 #include "model/model.h"
+#include "glm/chat_prompt.h"
 #include "glm/output_parser.h"
 #include "text/tokenizer.h"
 
@@ -52,6 +53,7 @@ typedef struct {
     int max_model_len;
     int vocab;
     glm_out_tags tags;
+    glm_chat_ctx chat;              /* the chat prompt's inputs (glm_oai_vocab_setup) */
     /* constrained decoding (engine/constrain/constraint.h) */
     glm_token_trie *trie_text;      /* the vocabulary without added tokens */
     glm_token_trie *trie_tools;     /* the same plus the six tool-call tags */

@@ -10,15 +10,11 @@
 
 #include "openai_request.h"
 
-/* Reads and checks tools, tool_choice and parallel_tool_calls into r
- * (tools, tool_choice, tool_name, parallel_tool_calls, parse_tools).
- * GLM_ERR with *param and one line in err. */
-int glm_oai_tools_parse(glm_oai_request *r, const json_t *root, const char **param, char *err, size_t errlen);
-
 /* Builds r->grammar from tool_choice "required" / a named function, or from
  * response_format (json_object, json_schema), structured_outputs (json,
- * json_object, grammar) or llama.cpp's json_schema / grammar. Call after
- * glm_oai_tools_parse. GLM_ERR with *param and one line in err. */
+ * json_object, grammar) or llama.cpp's json_schema / grammar. Call after the
+ * prompt is built (r->prompt_info holds the tools). GLM_ERR with *param and one
+ * line in err. */
 int glm_oai_grammar_build(glm_oai_request *r, const json_t *root, const glm_server *srv, const char **param,
                           char *err, size_t errlen);
 

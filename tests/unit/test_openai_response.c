@@ -60,7 +60,7 @@ static void init_req(glm_oai_request *r, int chat, int stream)
     r->stream = stream;
     r->skip_special = 0;
     r->n_prompt = 5;
-    r->think = GLM_OUT_THINK_AUTO;
+    r->prompt_info.think = GLM_OUT_THINK_AUTO;
 }
 
 /* Feeds ids then a finish event; returns the SSE text (streaming) or NULL. */
@@ -96,8 +96,8 @@ START_TEST(tool_call_one_shot)
     json_t *t = tools();
     glm_oai_request r;
     init_req(&r, 1, 0);
-    r.parse_tools = 1;
-    r.tools = t;
+    r.prompt_info.parse_tools = 1;
+    r.prompt_info.tools = t;
     glm_gen *g = glm_gen_create(&srv, &r, "chatcmpl-x");
     feed(g, CALL, NCALL, GLM_FINISH_STOP, 0, -1.0f);
     char *s = glm_gen_response(g);
@@ -130,8 +130,8 @@ START_TEST(tool_call_stream_adds_up)
     json_t *t = tools();
     glm_oai_request r;
     init_req(&r, 1, 1);
-    r.parse_tools = 1;
-    r.tools = t;
+    r.prompt_info.parse_tools = 1;
+    r.prompt_info.tools = t;
     r.include_usage = 1;
     r.logprobs = 1;
     r.top_logprobs = 1;
@@ -229,8 +229,8 @@ START_TEST(special_tokens_and_eos)
     glm_oai_request r;
     init_req(&r, 1, 0);
     r.skip_special = 1;
-    r.parse_tools = 1;
-    r.tools = t;
+    r.prompt_info.parse_tools = 1;
+    r.prompt_info.tools = t;
     glm_gen *g = glm_gen_create(&srv, &r, "chatcmpl-x");
     feed(g, ids, NCALL + 1, GLM_FINISH_STOP, 0, -1.0f);
     char *s = glm_gen_response(g);

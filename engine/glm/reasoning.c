@@ -1,5 +1,5 @@
-/* chat_request.c - see chat_request.h. */
-#include "chat_request.h"
+/* reasoning.c - see reasoning.h. */
+#include "glm/reasoning.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "core/util.h"
-#include "json_field.h"
+#include "core/json_field.h"
 
 /* One statement about thinking: which field said it, on or off, explicit or implied. */
 typedef struct {
@@ -16,7 +16,7 @@ typedef struct {
 } vote;
 
 typedef struct {
-    glm_chat_options *o;
+    glm_reasoning *o;
     vote votes[8];
     int n_votes;
     const char *effort, *effort_field;
@@ -200,8 +200,7 @@ static int read_request(reader *r, const json_t *req)
     return GLM_OK;
 }
 
-int glm_chat_options_parse(const json_t *request, const json_t *defaults, glm_chat_options *o, char *err,
-                           size_t errlen)
+int glm_reasoning_parse(const json_t *request, const json_t *defaults, glm_reasoning *o, char *err, size_t errlen)
 {
     memset(o, 0, sizeof *o);
     o->budget = -1;
@@ -239,45 +238,4 @@ int glm_chat_options_parse(const json_t *request, const json_t *defaults, glm_ch
         json_object_set_new(kw, "reasoning_effort", json_string(r.effort));
     o->kwargs = kw;
     return GLM_OK;
-}
-
-json_t *glm_chat_messages_for_template(const json_t *messages, char *err, size_t errlen)
-{
-    if (!json_is_array(messages)) {
-        glm_err(err, errlen, "'messages' must be an array");
-        return NULL;
-    }
-    json_t *out = json_deep_copy(messages);
-    size_t i, k;
-    json_t *m, *tc;
-    json_array_foreach(out, i, m) {
-        if (!json_is_object(m))
-            continue;
-        json_t *rs = json_object_get(m, "reasoning");
-        json_t *rc = json_object_get(m, "reasoning_content");
-        if (json_is_string(rs) && (!rc || json_is_null(rc)))
-            json_object_set(m, "reasoning_content", rs);
-        json_t *calls = json_object_get(m, "tool_calls");
-        if (!json_is_array(calls))
-            continue;
-        json_array_foreach(calls, k, tc) {
-            json_t *fn = json_is_object(tc) ? json_object_get(tc, "function") : NULL;
-            json_t *args = json_is_object(fn) ? json_object_get(fn, "arguments") : NULL;
-            if (!json_is_string(args))
-                continue;
-            json_error_t je;
-            json_t *obj = json_loadb(json_string_value(args), json_string_length(args), JSON_DECODE_ANY, &je);
-            if (!obj) {
-                json_decref(out);
-                glm_err(err, errlen, "messages[%zu].tool_calls[%zu].function.arguments is not valid JSON: %s", i,
-                        k, je.text);
-                return NULL;
-            }
-            if (json_is_object(obj))
-                json_object_set_new(fn, "arguments", obj);
-            else
-                json_decref(obj);
-        }
-    }
-    return out;
 }

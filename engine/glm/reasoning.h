@@ -1,9 +1,8 @@
 /*
- * chat_request.h - the parts of an OpenAI chat request that shape the prompt
- * and the reasoning: which variables the chat template sees, whether the
- * model thinks, the reasoning budget and whether reasoning is returned.
- * Shared by `glm-server render`, /tokenize and the chat endpoint, so all of
- * them produce the same prompt for the same request.
+ * reasoning.h - GLM-5's thinking switch in every spelling clients use, read
+ * from an OpenAI chat request into one decision: which variables the chat
+ * template sees (enable_thinking, clear_thinking, reasoning_effort), the
+ * reasoning budget and whether reasoning is returned.
  *
  * The reasoning switch, in every spelling clients use (../docs/api.md):
  *   reasoning: true|false                         seed's extra_body, OpenRouter
@@ -22,8 +21,8 @@
  * (GLM-5 thinks). The same holds for clear_thinking, the effort and the
  * budget: two different values are an error.
  */
-#ifndef GLM_CHAT_REQUEST_H
-#define GLM_CHAT_REQUEST_H
+#ifndef GLM_REASONING_H
+#define GLM_REASONING_H
 
 #include <jansson.h>
 #include <stddef.h>
@@ -34,7 +33,7 @@ typedef struct {
     int budget;           /* reasoning tokens at most, or -1 */
     int exclude;          /* 1: reasoning is generated and counted but not returned */
     char param[64];       /* on error: the top-level field to report */
-} glm_chat_options;
+} glm_reasoning;
 
 /*
  * Reads the switches above from a request object. defaults: the server's
@@ -42,20 +41,6 @@ typedef struct {
  * GLM_OK, or GLM_ERR with one line in err and o->param set; on GLM_OK the
  * caller owns o->kwargs (json_decref).
  */
-int glm_chat_options_parse(const json_t *request, const json_t *defaults, glm_chat_options *o, char *err,
-                           size_t errlen);
-
-/*
- * A copy of the request's messages ready for the template:
- *  - the OpenAI form of an assistant tool call carries `function.arguments` as
- *    a JSON string; GLM templates iterate it as an object
- *    (`arguments.items()`), so a string that parses to a JSON object is
- *    replaced by the object, as vLLM does;
- *  - reasoning sent back on an assistant message as `reasoning` (OpenRouter,
- *    vLLM) becomes `reasoning_content`, the name the template reads.
- * Returns a new array or NULL with a message (e.g. arguments that are not
- * valid JSON).
- */
-json_t *glm_chat_messages_for_template(const json_t *messages, char *err, size_t errlen);
+int glm_reasoning_parse(const json_t *request, const json_t *defaults, glm_reasoning *o, char *err, size_t errlen);
 
 #endif
