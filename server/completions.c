@@ -8,7 +8,7 @@
  * (POLLRDHUP), so a token leaves as soon as the engine makes it and a client
  * that hangs up is noticed at once and its request aborted (KV freed), also
  * while it is still queued. While nothing happens a stream gets an SSE
- * comment (": ping") every srv->ping_interval_ms, which also finds dead peers
+ * comment (": ping") every ping_interval_ms, which also finds dead peers
  * that did not close cleanly.
  *
  * Metrics (metrics.h): the arrival time of each token event gives the
@@ -50,7 +50,7 @@ static void notify(void *ctx)
 
 typedef struct {
     glm_http_req *http;         /* NULL once the connection is done with us */
-    const glm_server *srv;
+    const glm_gen_ctx *g;
     json_t *root;
     glm_oai_request req;
     glm_request *er;
@@ -80,7 +80,7 @@ static int wait_event(job *j, glm_event *ev, int timeout_ms)
 {
     double deadline = glm_now() + timeout_ms / 1000.0;
     for (;;) {
-        if (atomic_load(&((glm_server *)j->srv)->stopping))
+        if (atomic_load(j->g->stopping))
             job_abort(j);
         int rc = glm_request_next(j->er, ev, 0);
         if (rc != 0)
@@ -92,7 +92,7 @@ static int wait_event(job *j, glm_event *ev, int timeout_ms)
         int np = j->sock >= 0 ? 2 : 1;
         int ms = (int)(left * 1000) + 1;
         if (ms > 1000)
-            ms = 1000; /* re-check srv->stopping at least once a second */
+            ms = 1000; /* re-check the stopping flag at least once a second */
         int pr = poll(p, (nfds_t)np, ms);
         if (pr < 0 && errno != EINTR)
             return W_TIMEOUT;
@@ -114,7 +114,7 @@ static void observe_finish(job *j, const glm_event *ev)
     glm_finish_reason r = !why || strcmp(why, "abort") == 0 ? GLM_FINISH_ABORT
                           : strcmp(why, "length") == 0       ? GLM_FINISH_LENGTH
                                                              : GLM_FINISH_STOP;
-    glm_metrics_observe_finish(j->srv->metrics, ev, r);
+    glm_metrics_observe_finish(j->g->metrics, ev, r);
 }
 
 /* Handles one event; sets all_done/error, aborts the engine request when
@@ -133,7 +133,7 @@ static void job_event(job *j, const glm_event *ev, glm_buf *out)
     if (ev->type == GLM_EV_TOKEN && !glm_gen_finish_reason(j->gen, i)) {
         double now = glm_now();
         if (j->last_token[i] > 0)
-            glm_metrics_observe_itl(j->srv->metrics, now - j->last_token[i]);
+            glm_metrics_observe_itl(j->g->metrics, now - j->last_token[i]);
         j->last_token[i] = now;
     }
     int all = glm_gen_event(j->gen, ev, out);
@@ -204,7 +204,7 @@ static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max)
             return MHD_CONTENT_READER_END_OF_STREAM;
         }
         glm_event ev;
-        int rc = wait_event(j, &ev, j->srv->ping_interval_ms);
+        int rc = wait_event(j, &ev, j->g->ping_interval_ms);
         if (rc == W_EVENT) {
             job_event(j, &ev, &j->out);
             if (j->error) {
@@ -248,13 +248,12 @@ static void make_id(char *buf, size_t n, const char *prefix, const char *request
     snprintf(buf, n, "%s%s", prefix, request_id);
 }
 
-enum MHD_Result glm_handle_completions(glm_http_req *r, int chat)
+enum MHD_Result glm_handle_completions(glm_http_req *r, const glm_gen_ctx *g, int chat)
 {
-    const glm_server *srv = r->srv;
     enum MHD_Result res;
     job *j = glm_calloc(1, sizeof *j);
     j->efd = -1;
-    j->srv = srv;
+    j->g = g;
     j->http = r;
     j->root = glm_http_body_json(r, &res);
     if (!j->root) {
@@ -264,7 +263,7 @@ enum MHD_Result glm_handle_completions(glm_http_req *r, int chat)
     int status;
     const char *param;
     char err[GLM_ERRLEN];
-    if (glm_oai_request_parse(&j->req, j->root, chat, srv, &status, &param, err, sizeof err) != GLM_OK) {
+    if (glm_oai_request_parse(&j->req, j->root, chat, g, &status, &param, err, sizeof err) != GLM_OK) {
         res = glm_http_error(r, status, NULL, param, "%s", err);
         json_decref(j->root);
         free(j);
@@ -279,9 +278,9 @@ enum MHD_Result glm_handle_completions(glm_http_req *r, int chat)
     }
     glm_submit_status st;
     glm_logits_processor proc;
-    int has_proc = glm_oai_processor(&j->req, srv, &proc);
+    int has_proc = glm_oai_processor(&j->req, g->out, &proc);
     j->req.sp.processor = has_proc ? &proc : NULL;
-    j->er = glm_engine_submit(srv->engine, j->req.prompt, j->req.n_prompt, &j->req.sp, &st, err, sizeof err);
+    j->er = glm_engine_submit(g->engine, j->req.prompt, j->req.n_prompt, &j->req.sp, &st, err, sizeof err);
     j->req.sp.processor = NULL;
     if (!j->er) {
         if (has_proc)
@@ -295,7 +294,7 @@ enum MHD_Result glm_handle_completions(glm_http_req *r, int chat)
     j->sock = glm_http_socket(r);
     char id[96];
     make_id(id, sizeof id, chat ? "chatcmpl-" : "cmpl-", r->request_id);
-    j->gen = glm_gen_create(srv, &j->req, id);
+    j->gen = glm_gen_create(g, &j->req, id);
 
     if (j->req.stream) {
         glm_gen_stream_start(j->gen, &j->out);

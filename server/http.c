@@ -29,6 +29,15 @@ struct glm_http {
     glm_server *srv;
 };
 
+/* One request as the router holds it: what handlers see, plus the server and
+ * the route, which only the router uses. */
+typedef struct {
+    glm_http_req req; /* first: handlers get &req */
+    glm_server *srv;
+    int route;
+    int counted;      /* counted in srv->active */
+} conn;
+
 enum { R_HEALTH, R_VERSION, R_MODELS, R_MODEL, R_METRICS, R_TOKENIZE, R_DETOKENIZE, R_CHAT, R_COMPLETIONS, R_NONE };
 
 static const struct {
@@ -161,10 +170,11 @@ int glm_http_socket(const glm_http_req *r)
 
 /* ---- the access handler ------------------------------------------------------------------- */
 
-static int authorized(const glm_http_req *r)
+static int authorized(const conn *c)
 {
-    const glm_server *srv = r->srv;
-    if (srv->n_api_keys == 0 || routes[r->route].open)
+    const glm_http_req *r = &c->req;
+    const glm_server *srv = c->srv;
+    if (srv->n_api_keys == 0 || routes[c->route].open)
         return 1;
     const char *h = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
     if (!h || strncasecmp(h, "Bearer ", 7) != 0)
@@ -219,9 +229,8 @@ static int json_content_type(const glm_http_req *r)
 
 /* The request's Origin if --allowed-origins lets it in ("*" allows all;
  * otherwise exact, case-sensitive matches of a comma-separated list). */
-static const char *cors_origin(const glm_http_req *r)
+static const char *cors_origin(const glm_http_req *r, const char *list)
 {
-    const char *list = r->srv->allowed_origins;
     const char *o = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Origin");
     if (!list || !o)
         return NULL;
@@ -243,11 +252,12 @@ static const char *cors_origin(const glm_http_req *r)
  * an allowed origin gets 204 and the allowed methods and headers; one from
  * another origin a 400 (as Starlette's CORSMiddleware, which vLLM uses); a
  * plain OPTIONS a 204 with Allow. Never needs an API key. */
-static enum MHD_Result handle_options(glm_http_req *r)
+static enum MHD_Result handle_options(conn *c)
 {
+    glm_http_req *r = &c->req;
     const char *origin = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Origin");
     const char *method = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Access-Control-Request-Method");
-    const char *allow = strcmp(routes[r->route].method, "POST") == 0 ? "POST, OPTIONS" : "GET, HEAD, OPTIONS";
+    const char *allow = strcmp(routes[c->route].method, "POST") == 0 ? "POST, OPTIONS" : "GET, HEAD, OPTIONS";
     if (origin && method && !r->cors_origin)
         return glm_http_error(r, 400, NULL, NULL, "Disallowed CORS origin");
     struct MHD_Response *resp = MHD_create_response_from_buffer(0, "", MHD_RESPMEM_PERSISTENT);
@@ -264,68 +274,72 @@ static enum MHD_Result handle_options(glm_http_req *r)
     return glm_http_queue(r, 204, resp, NULL);
 }
 
-static enum MHD_Result dispatch(glm_http_req *r)
+static enum MHD_Result dispatch(conn *c)
 {
-    if (r->route == R_NONE)
+    glm_http_req *r = &c->req;
+    glm_server *srv = c->srv;
+    if (c->route == R_NONE)
         return glm_http_error(r, 404, NULL, NULL, "Not Found: %s", r->url);
     if (strcmp(r->method, "OPTIONS") == 0)
-        return handle_options(r);
-    if (strcmp(r->method, routes[r->route].method) != 0 &&
-        !(strcmp(r->method, "HEAD") == 0 && strcmp(routes[r->route].method, "GET") == 0))
+        return handle_options(c);
+    if (strcmp(r->method, routes[c->route].method) != 0 &&
+        !(strcmp(r->method, "HEAD") == 0 && strcmp(routes[c->route].method, "GET") == 0))
         return glm_http_error(r, 405, NULL, NULL, "Method Not Allowed: %s %s", r->method, r->url);
     if (r->too_large)
         return glm_http_error(r, 413, NULL, NULL, "the request body is larger than %zu bytes",
-                              r->srv->max_request_bytes);
-    if (!authorized(r))
+                              srv->max_request_bytes);
+    if (!authorized(c))
         return glm_http_error(r, 401, NULL, NULL, "Unauthorized: a valid API key is required");
-    if (strcmp(routes[r->route].method, "POST") == 0 && !json_content_type(r))
+    if (strcmp(routes[c->route].method, "POST") == 0 && !json_content_type(r))
         return glm_http_error(r, 415, NULL, NULL, "Unsupported Media Type: send the body as application/json");
-    if (atomic_load(&((glm_server *)r->srv)->loading) && r->route != R_HEALTH && r->route != R_VERSION)
+    if (atomic_load(&srv->loading) && c->route != R_HEALTH && c->route != R_VERSION)
         return glm_http_error(r, 503, NULL, NULL, "the model is still loading");
     /* a kept-alive connection may still send requests while the server drains */
-    if (atomic_load(&((glm_server *)r->srv)->draining) && r->route != R_HEALTH && r->route != R_METRICS)
+    if (atomic_load(&srv->draining) && c->route != R_HEALTH && c->route != R_METRICS)
         return glm_http_error(r, 503, NULL, NULL, "the server is shutting down");
-    switch (r->route) {
-    case R_HEALTH: return glm_handle_health(r);
+    switch (c->route) {
+    case R_HEALTH: return glm_handle_health(r, atomic_load(&srv->loading));
     case R_VERSION: return glm_handle_version(r);
-    case R_MODELS: return glm_handle_models(r, NULL);
-    case R_MODEL: return glm_handle_models(r, r->url + strlen(routes[R_MODEL].path));
-    case R_METRICS: return glm_handle_metrics(r);
-    case R_TOKENIZE: return glm_handle_tokenize(r);
-    case R_DETOKENIZE: return glm_handle_detokenize(r);
-    case R_CHAT: return glm_handle_completions(r, 1);
-    case R_COMPLETIONS: return glm_handle_completions(r, 0);
+    case R_MODELS: return glm_handle_models(r, &srv->served, NULL);
+    case R_MODEL: return glm_handle_models(r, &srv->served, r->url + strlen(routes[R_MODEL].path));
+    case R_METRICS: return glm_handle_metrics(r, &srv->gen);
+    case R_TOKENIZE: return glm_handle_tokenize(r, &srv->served, &srv->chat);
+    case R_DETOKENIZE: return glm_handle_detokenize(r, &srv->served, srv->out.tok);
+    case R_CHAT: return glm_handle_completions(r, &srv->gen, 1);
+    case R_COMPLETIONS: return glm_handle_completions(r, &srv->gen, 0);
     default: return glm_http_error(r, 404, NULL, NULL, "Not Found");
     }
 }
 
-static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *connection, const char *url, const char *method,
                                   const char *version, const char *upload_data, size_t *upload_data_size,
                                   void **con_cls)
 {
     glm_server *srv = cls;
-    glm_http_req *r = *con_cls;
-    if (!r) {
-        r = glm_calloc(1, sizeof *r);
-        r->srv = srv;
-        r->conn = conn;
+    conn *c = *con_cls;
+    glm_http_req *r = c ? &c->req : NULL;
+    if (!c) {
+        c = glm_calloc(1, sizeof *c);
+        r = &c->req;
+        c->srv = srv;
+        r->conn = connection;
         r->method = method;
         r->url = url;
         r->t0 = glm_now();
-        r->route = find_route(url);
+        c->route = find_route(url);
         set_request_id(r, srv);
-        r->cors_origin = cors_origin(r);
+        r->cors_origin = cors_origin(r, srv->allowed_origins);
         atomic_fetch_add(&srv->active, 1);
-        r->counted = 1;
-        *con_cls = r;
+        c->counted = 1;
+        *con_cls = c;
         /* An announced oversized body: answer 413 before reading it when the
          * client waits for "100 Continue" or the body is huge; otherwise read
          * and drop it first, since clients that are still sending when the
          * connection closes see a broken pipe instead of the 413. */
-        const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+        const char *cl = MHD_lookup_connection_value(connection, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
         if (cl && strtoull(cl, NULL, 10) > srv->max_request_bytes) {
             r->too_large = 1;
-            const char *expect = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_EXPECT);
+            const char *expect = MHD_lookup_connection_value(connection, MHD_HEADER_KIND, MHD_HTTP_HEADER_EXPECT);
             if (expect || strtoull(cl, NULL, 10) > srv->max_request_bytes + ((size_t)64 << 20))
                 return glm_http_error(r, 413, NULL, NULL, "the request body is larger than %zu bytes",
                                       srv->max_request_bytes);
@@ -350,22 +364,24 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     }
     if (r->status) /* already answered (413 on the first call) */
         return MHD_YES;
-    return dispatch(r);
+    return dispatch(c);
 }
 
-static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls, enum MHD_RequestTerminationCode toe)
+static void on_completed(void *cls, struct MHD_Connection *connection, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
 {
     glm_server *srv = cls;
-    glm_http_req *r = *con_cls;
-    if (!r)
+    conn *c = *con_cls;
+    if (!c)
         return;
+    glm_http_req *r = &c->req;
     fprintf(stderr, "glm-server: %s %s %s %d prompt_tokens=%d completion_tokens=%d %.3fs%s\n", r->request_id,
             r->method, r->url, r->status, r->prompt_tokens, r->completion_tokens, glm_now() - r->t0,
             toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " (connection closed early)");
-    if (r->counted)
+    if (c->counted)
         atomic_fetch_sub(&srv->active, 1);
     free(r->body);
-    free(r);
+    free(c);
     *con_cls = NULL;
 }
 

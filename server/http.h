@@ -6,8 +6,9 @@
  * errors, CORS (--allowed-origins: headers on every response, OPTIONS
  * preflights answered before authentication) and one log line per request.
  *
- * Handlers (handlers.c, completions.c) receive a glm_http_req and must queue
- * exactly one response through the helpers below (or glm_http_queue).
+ * Handlers (handlers.c, completions.c) receive a glm_http_req and the
+ * contexts of their concern (server.h), never the whole server, and must
+ * queue exactly one response through the helpers below (or glm_http_queue).
  */
 #ifndef GLM_HTTP_H
 #define GLM_HTTP_H
@@ -19,7 +20,6 @@
 #include "server.h"
 
 typedef struct {
-    const glm_server *srv;
     struct MHD_Connection *conn;
     const char *method, *url;
     char *body;                 /* NUL-terminated, body_len bytes */
@@ -29,8 +29,6 @@ typedef struct {
     int status;                 /* of the queued response, for the log */
     int prompt_tokens, completion_tokens;
     double t0;
-    int route;                  /* internal */
-    int counted;                /* internal: counted in srv->active */
     const char *cors_origin;    /* internal: the request's Origin when allowed (or "*") */
 } glm_http_req;
 
@@ -66,13 +64,13 @@ void glm_http_quiesce(glm_http *h);
  * srv->active and srv->stopping). */
 void glm_http_stop(glm_http *h);
 
-/* Handlers, by route. */
-enum MHD_Result glm_handle_health(glm_http_req *r);
+/* Handlers, by route; each gets the contexts it needs (server.h). */
+enum MHD_Result glm_handle_health(glm_http_req *r, int loading);
 enum MHD_Result glm_handle_version(glm_http_req *r);
-enum MHD_Result glm_handle_models(glm_http_req *r, const char *id);
-enum MHD_Result glm_handle_metrics(glm_http_req *r);
-enum MHD_Result glm_handle_tokenize(glm_http_req *r);
-enum MHD_Result glm_handle_detokenize(glm_http_req *r);
-enum MHD_Result glm_handle_completions(glm_http_req *r, int chat);
+enum MHD_Result glm_handle_models(glm_http_req *r, const glm_served_model *m, const char *id);
+enum MHD_Result glm_handle_metrics(glm_http_req *r, const glm_gen_ctx *g);
+enum MHD_Result glm_handle_tokenize(glm_http_req *r, const glm_served_model *m, const glm_chat_ctx *chat);
+enum MHD_Result glm_handle_detokenize(glm_http_req *r, const glm_served_model *m, const glm_tok *tok);
+enum MHD_Result glm_handle_completions(glm_http_req *r, const glm_gen_ctx *g, int chat);
 
 #endif

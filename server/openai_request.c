@@ -101,10 +101,9 @@ static int parse_stop(glm_oai_request *r, const json_t *root, const char **param
     return GLM_OK;
 }
 
-void glm_oai_sampling_init(glm_sampling_params *sp, const glm_server *srv)
+void glm_oai_sampling_init(glm_sampling_params *sp, const glm_sampling_defaults *d)
 {
     glm_sampling_params_init(sp);
-    const glm_sampling_defaults *d = &srv->defaults;
     if (d->temperature >= 0)
         sp->temperature = d->temperature;
     if (d->top_p >= 0)
@@ -113,11 +112,11 @@ void glm_oai_sampling_init(glm_sampling_params *sp, const glm_server *srv)
         sp->top_k = d->top_k;
 }
 
-static int parse_sampling(glm_oai_request *r, const json_t *root, const glm_server *srv, const char **param,
+static int parse_sampling(glm_oai_request *r, const json_t *root, const glm_gen_ctx *g, const char **param,
                           char *err, size_t errlen)
 {
     glm_sampling_params *sp = &r->sp;
-    glm_oai_sampling_init(sp, srv); /* the model's defaults; the request's fields override them */
+    glm_oai_sampling_init(sp, &g->defaults); /* the model's defaults; the request's fields override them */
     if (read_float(root, "temperature", &sp->temperature, param, err, errlen) ||
         read_float(root, "top_p", &sp->top_p, param, err, errlen) ||
         read_float(root, "min_p", &sp->min_p, param, err, errlen) ||
@@ -169,8 +168,8 @@ static int parse_sampling(glm_oai_request *r, const json_t *root, const glm_serv
         size_t i;
         const json_t *x;
         json_array_foreach(ids, i, x) {
-            if (!json_is_integer(x) || json_integer_value(x) < 0 || json_integer_value(x) >= srv->vocab)
-                return BAD("stop_token_ids", "'stop_token_ids' must hold token ids in [0, %d)", srv->vocab);
+            if (!json_is_integer(x) || json_integer_value(x) < 0 || json_integer_value(x) >= g->model->vocab)
+                return BAD("stop_token_ids", "'stop_token_ids' must hold token ids in [0, %d)", g->model->vocab);
             r->stop_ids[i] = (int32_t)json_integer_value(x);
         }
         sp->stop_token_ids = r->stop_ids;
@@ -179,7 +178,7 @@ static int parse_sampling(glm_oai_request *r, const json_t *root, const glm_serv
 
     const json_t *lb = glm_json_field(root, "logit_bias");
     if (lb) {
-        if (!json_is_object(lb) || json_object_size(lb) > (size_t)srv->vocab)
+        if (!json_is_object(lb) || json_object_size(lb) > (size_t)g->model->vocab)
             return BAD("logit_bias", "'logit_bias' must be an object of token ids to numbers");
         r->bias = glm_malloc(sizeof *r->bias * (json_object_size(lb) + 1));
         const char *k;
@@ -187,8 +186,8 @@ static int parse_sampling(glm_oai_request *r, const json_t *root, const glm_serv
         json_object_foreach((json_t *)lb, k, x) {
             char *end;
             long id = strtol(k, &end, 10);
-            if (!*k || *end || id < 0 || id >= srv->vocab)
-                return BAD("logit_bias", "'logit_bias' keys must be token ids in [0, %d), got \"%.40s\"", srv->vocab, k);
+            if (!*k || *end || id < 0 || id >= g->model->vocab)
+                return BAD("logit_bias", "'logit_bias' keys must be token ids in [0, %d), got \"%.40s\"", g->model->vocab, k);
             if (!json_is_number(x) || !isfinite(json_number_value(x)))
                 return BAD("logit_bias", "'logit_bias' values must be numbers");
             r->bias[sp->n_logit_bias].id = (int32_t)id;
@@ -242,18 +241,18 @@ static int parse_sampling(glm_oai_request *r, const json_t *root, const glm_serv
 
     const char *bad = NULL;
     char verr[GLM_ERRLEN];
-    if (glm_sampling_params_validate(sp, srv->vocab, &bad, verr, sizeof verr) != GLM_OK)
+    if (glm_sampling_params_validate(sp, g->model->vocab, &bad, verr, sizeof verr) != GLM_OK)
         return BAD(bad, "%s", verr);
     return GLM_OK;
 }
 
-static int encode(glm_oai_request *r, const glm_server *srv, const char *text, size_t len, const char *name,
+static int encode(glm_oai_request *r, const glm_gen_ctx *g, const char *text, size_t len, const char *name,
                   const char **param, char *err, size_t errlen)
 {
     int32_t *ids = NULL;
     size_t n = 0;
     char terr[GLM_ERRLEN];
-    if (glm_tok_encode(srv->tok, text, len, 1, &ids, &n, terr, sizeof terr) != GLM_OK)
+    if (glm_tok_encode(g->out->tok, text, len, 1, &ids, &n, terr, sizeof terr) != GLM_OK)
         return BAD(name, "%s", terr);
     if (n > INT32_MAX / 2) {
         free(ids);
@@ -265,11 +264,11 @@ static int encode(glm_oai_request *r, const glm_server *srv, const char *text, s
 }
 
 /* The chat prompt: engine/glm's one request-to-prompt function. */
-static int chat_prompt(glm_oai_request *r, const json_t *root, const glm_server *srv, const char **param, char *err,
+static int chat_prompt(glm_oai_request *r, const json_t *root, const glm_gen_ctx *g, const char **param, char *err,
                        size_t errlen)
 {
     glm_chat_prompt *cp = &r->prompt_info;
-    if (glm_chat_prompt_build(&srv->chat, root, cp, err, errlen) != GLM_OK) {
+    if (glm_chat_prompt_build(g->chat, root, cp, err, errlen) != GLM_OK) {
         *param = cp->param[0] ? cp->param : NULL;
         return GLM_ERR;
     }
@@ -281,7 +280,7 @@ static int chat_prompt(glm_oai_request *r, const json_t *root, const glm_server 
     return GLM_OK;
 }
 
-static int completion_prompt(glm_oai_request *r, const json_t *root, const glm_server *srv, const char **param,
+static int completion_prompt(glm_oai_request *r, const json_t *root, const glm_gen_ctx *g, const char **param,
                              char *err, size_t errlen)
 {
     const json_t *p = glm_json_field(root, "prompt");
@@ -293,7 +292,7 @@ static int completion_prompt(glm_oai_request *r, const json_t *root, const glm_s
         if (json_string_length(p) == 0)
             return BAD("prompt", "'prompt' must not be empty");
         r->prompt_text = glm_strdup(json_string_value(p));
-        return encode(r, srv, json_string_value(p), json_string_length(p), "prompt", param, err, errlen);
+        return encode(r, g, json_string_value(p), json_string_length(p), "prompt", param, err, errlen);
     }
     if (!json_is_array(p) || json_array_size(p) == 0)
         return BAD("prompt", "'prompt' must be a non-empty string or array of token ids");
@@ -303,11 +302,11 @@ static int completion_prompt(glm_oai_request *r, const json_t *root, const glm_s
         return BAD("prompt", "the prompt is too long");
     int32_t *ids = glm_malloc(sizeof(int32_t) * n);
     json_array_foreach(p, i, x) {
-        if (!json_is_integer(x) || json_integer_value(x) < 0 || json_integer_value(x) >= srv->vocab) {
+        if (!json_is_integer(x) || json_integer_value(x) < 0 || json_integer_value(x) >= g->model->vocab) {
             free(ids);
             if (json_is_string(x) || json_is_array(x))
                 return BAD("prompt", "batched prompts are not supported: send one prompt per request");
-            return BAD("prompt", "'prompt' token ids must be integers in [0, %d)", srv->vocab);
+            return BAD("prompt", "'prompt' token ids must be integers in [0, %d)", g->model->vocab);
         }
         ids[i] = (int32_t)json_integer_value(x);
     }
@@ -315,12 +314,12 @@ static int completion_prompt(glm_oai_request *r, const json_t *root, const glm_s
     r->n_prompt = (int)n;
     if (r->echo) {
         size_t len;
-        r->prompt_text = glm_tok_decode(srv->tok, ids, n, 0, &len);
+        r->prompt_text = glm_tok_decode(g->out->tok, ids, n, 0, &len);
     }
     return GLM_OK;
 }
 
-int glm_oai_request_parse(glm_oai_request *r, const json_t *root, int chat, const glm_server *srv, int *status,
+int glm_oai_request_parse(glm_oai_request *r, const json_t *root, int chat, const glm_gen_ctx *g, int *status,
                           const char **param, char *err, size_t errlen)
 {
     memset(r, 0, sizeof *r);
@@ -334,28 +333,28 @@ int glm_oai_request_parse(glm_oai_request *r, const json_t *root, int chat, cons
     const json_t *model = glm_json_field(root, "model");
     if (model && !json_is_string(model))
         return BAD("model", "'model' must be a string");
-    if (model && strcmp(json_string_value(model), srv->served_model_name) != 0) {
+    if (model && strcmp(json_string_value(model), g->model->served_model_name) != 0) {
         *status = 404;
         return BAD("model", "The model `%s` does not exist.", json_string_value(model));
     }
-    int rc = parse_sampling(r, root, srv, param, err, errlen);
+    int rc = parse_sampling(r, root, g, param, err, errlen);
     if (rc == GLM_OK)
-        rc = chat ? chat_prompt(r, root, srv, param, err, errlen) : completion_prompt(r, root, srv, param, err, errlen);
+        rc = chat ? chat_prompt(r, root, g, param, err, errlen) : completion_prompt(r, root, g, param, err, errlen);
     if (rc == GLM_OK)
-        rc = glm_oai_grammar_build(r, root, srv, param, err, errlen);
-    if (rc == GLM_OK && r->n_prompt >= srv->max_model_len) {
+        rc = glm_oai_grammar_build(r, root, g->out, param, err, errlen);
+    if (rc == GLM_OK && r->n_prompt >= g->model->max_model_len) {
         rc = BAD(chat ? "messages" : "prompt",
                  "This model's maximum context length is %d tokens. However, your request has %d input tokens. "
                  "Please reduce the length of the input messages.",
-                 srv->max_model_len, r->n_prompt);
+                 g->model->max_model_len, r->n_prompt);
     } else if (rc == GLM_OK && r->sp.has_max_tokens &&
-               (long long)r->n_prompt + r->sp.max_tokens > srv->max_model_len) {
+               (long long)r->n_prompt + r->sp.max_tokens > g->model->max_model_len) {
         /* vLLM's wording */
         const char *mt = chat && glm_json_field(root, "max_completion_tokens") ? "max_completion_tokens" : "max_tokens";
         rc = BAD(mt,
                  "This model's maximum context length is %d tokens. However, you requested %lld tokens (%d in "
                  "the messages, %d in the completion). Please reduce the length of the messages or completion.",
-                 srv->max_model_len, (long long)r->n_prompt + r->sp.max_tokens, r->n_prompt, r->sp.max_tokens);
+                 g->model->max_model_len, (long long)r->n_prompt + r->sp.max_tokens, r->n_prompt, r->sp.max_tokens);
     }
     if (rc != GLM_OK) {
         glm_oai_request_free(r);

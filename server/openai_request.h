@@ -58,12 +58,12 @@ typedef struct {
  * exist."). On GLM_ERR nothing needs freeing; on GLM_OK call
  * glm_oai_request_free.
  */
-int glm_oai_request_parse(glm_oai_request *r, const json_t *root, int chat, const glm_server *srv,
-                          int *status, const char **param, char *err, size_t errlen);
+int glm_oai_request_parse(glm_oai_request *r, const json_t *root, int chat, const glm_gen_ctx *g, int *status,
+                          const char **param, char *err, size_t errlen);
 void glm_oai_request_free(glm_oai_request *r);
 
-/* glm_sampling_params_init, then srv's defaults (srv->defaults: the fields a
+/* glm_sampling_params_init, then the server's defaults d (for the fields a
  * request omits). */
-void glm_oai_sampling_init(glm_sampling_params *sp, const glm_server *srv);
+void glm_oai_sampling_init(glm_sampling_params *sp, const glm_sampling_defaults *d);
 
 #endif

@@ -31,7 +31,7 @@ typedef struct {
 } gen_sample;
 
 struct glm_gen {
-    const glm_server *srv;
+    const glm_gen_ctx *cx;
     const glm_oai_request *req;
     char id[80];
     long created;
@@ -47,8 +47,8 @@ static int silent_token(const glm_gen *g, int32_t t)
 {
     const glm_oai_request *r = g->req;
     if (!r->sp.ignore_eos)
-        for (int i = 0; i < g->srv->n_eos; i++)
-            if (g->srv->eos_ids[i] == t)
+        for (int i = 0; i < g->cx->out->n_eos; i++)
+            if (g->cx->out->eos_ids[i] == t)
                 return 1;
     for (int i = 0; i < r->sp.n_stop_token_ids; i++)
         if (r->sp.stop_token_ids[i] == t)
@@ -69,19 +69,19 @@ static json_t *jlogprob(float lp)
     return json_real(isfinite(lp) ? (double)lp : -9999.0);
 }
 
-static json_t *token_str(const glm_server *srv, int32_t id)
+static json_t *token_str(const glm_gen_ctx *cx, int32_t id)
 {
     size_t len;
-    char *t = glm_tok_decode(srv->tok, &id, 1, 0, &len);
+    char *t = glm_tok_decode(cx->out->tok, &id, 1, 0, &len);
     json_t *v = jstr(t, len);
     free(t);
     return v;
 }
 
-static json_t *token_bytes(const glm_server *srv, int32_t id)
+static json_t *token_bytes(const glm_gen_ctx *cx, int32_t id)
 {
     size_t len = 0;
-    const char *b = glm_tok_token_bytes(srv->tok, id, &len);
+    const char *b = glm_tok_token_bytes(cx->out->tok, id, &len);
     json_t *a = json_array();
     for (size_t i = 0; b && i < len; i++)
         json_array_append_new(a, json_integer((unsigned char)b[i]));
@@ -91,31 +91,31 @@ static json_t *token_bytes(const glm_server *srv, int32_t id)
 /* Appends one token's logprobs to sample state `lp` (chat shape or completions shape). */
 static void add_logprobs(const glm_gen *g, json_t *lp, const glm_event *ev, size_t text_offset)
 {
-    const glm_server *srv = g->srv;
+    const glm_gen_ctx *cx = g->cx;
     if (g->req->chat) {
         json_t *e = json_object();
-        json_object_set_new(e, "token", token_str(srv, ev->token));
+        json_object_set_new(e, "token", token_str(cx, ev->token));
         json_object_set_new(e, "logprob", jlogprob(ev->logprob));
-        json_object_set_new(e, "bytes", token_bytes(srv, ev->token));
+        json_object_set_new(e, "bytes", token_bytes(cx, ev->token));
         json_t *top = json_array();
         for (int k = 0; k < ev->n_top && k < g->req->top_logprobs; k++) {
             json_t *t = json_object();
-            json_object_set_new(t, "token", token_str(srv, ev->top_ids[k]));
+            json_object_set_new(t, "token", token_str(cx, ev->top_ids[k]));
             json_object_set_new(t, "logprob", jlogprob(ev->top_logprobs[k]));
-            json_object_set_new(t, "bytes", token_bytes(srv, ev->top_ids[k]));
+            json_object_set_new(t, "bytes", token_bytes(cx, ev->top_ids[k]));
             json_array_append_new(top, t);
         }
         json_object_set_new(e, "top_logprobs", top);
         json_array_append_new(json_object_get(lp, "content"), e);
         return;
     }
-    json_t *tok = token_str(srv, ev->token);
+    json_t *tok = token_str(cx, ev->token);
     json_array_append(json_object_get(lp, "tokens"), tok);
     json_array_append_new(json_object_get(lp, "token_logprobs"), jlogprob(ev->logprob));
     json_array_append_new(json_object_get(lp, "text_offset"), json_integer((json_int_t)text_offset));
     json_t *top = json_object();
     for (int k = 0; k < ev->n_top && k < g->req->top_logprobs; k++) {
-        json_t *ts = token_str(srv, ev->top_ids[k]);
+        json_t *ts = token_str(cx, ev->top_ids[k]);
         json_object_set_new(top, json_string_value(ts), jlogprob(ev->top_logprobs[k]));
         json_decref(ts);
     }
@@ -138,10 +138,10 @@ static void id_fn(void *ctx, int index, char buf[GLM_OUT_ID_MAX])
     snprintf(buf, GLM_OUT_ID_MAX, "call_%.40s_%d", g->id + (g->req->chat ? 9 : 5), index);
 }
 
-glm_gen *glm_gen_create(const glm_server *srv, const glm_oai_request *req, const char *id)
+glm_gen *glm_gen_create(const glm_gen_ctx *cx, const glm_oai_request *req, const char *id)
 {
     glm_gen *g = glm_calloc(1, sizeof *g);
-    g->srv = srv;
+    g->cx = cx;
     g->req = req;
     snprintf(g->id, sizeof g->id, "%s", id);
     g->created = (long)time(NULL);
@@ -150,18 +150,18 @@ glm_gen *glm_gen_create(const glm_server *srv, const glm_oai_request *req, const
     g->s = glm_calloc((size_t)g->n, sizeof *g->s);
     for (int i = 0; i < g->n; i++) {
         gen_sample *s = &g->s[i];
-        s->detok = glm_detok_new(srv->tok, req->skip_special);
+        s->detok = glm_detok_new(cx->out->tok, req->skip_special);
         /* the output parser needs the reasoning and tool-call tags even when special
          * tokens are skipped (vLLM's GLM parsers turn skip_special_tokens off) */
         if (req->chat)
-            glm_detok_keep(s->detok, srv->tag_ids, GLM_OUT_TAG_COUNT);
+            glm_detok_keep(s->detok, cx->out->tag_ids, GLM_OUT_TAG_COUNT);
         glm_stop_init(&s->stop, req->stops, req->stop_lens, req->n_stops);
         if (req->logprobs)
             s->logprobs = new_logprobs(req->chat);
         if (req->chat) {
             glm_out_params prm;
             glm_out_params_default(&prm);
-            prm.tags = srv->tags;
+            prm.tags = cx->out->tags;
             prm.think = req->prompt_info.think;
             prm.parse_tools = req->prompt_info.parse_tools;
             prm.content_plain = req->content_plain;
@@ -223,7 +223,7 @@ static json_t *chunk(const glm_gen *g, json_t *choice)
     json_object_set_new(c, "id", json_string(g->id));
     json_object_set_new(c, "object", json_string(g->req->chat ? "chat.completion.chunk" : "text_completion"));
     json_object_set_new(c, "created", json_integer(g->created));
-    json_object_set_new(c, "model", json_string(g->srv->served_model_name));
+    json_object_set_new(c, "model", json_string(g->cx->model->served_model_name));
     json_t *arr = json_array();
     if (choice)
         json_array_append_new(arr, choice);

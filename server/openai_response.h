@@ -24,7 +24,7 @@ typedef struct glm_gen glm_gen;
 
 /* Per-request state; req (and its JSON) must outlive it. id: the response id
  * ("chatcmpl-..." / "cmpl-..."). Never NULL. */
-glm_gen *glm_gen_create(const glm_server *srv, const glm_oai_request *req, const char *id);
+glm_gen *glm_gen_create(const glm_gen_ctx *cx, const glm_oai_request *req, const char *id);
 void glm_gen_free(glm_gen *g);
 
 /*

@@ -143,7 +143,7 @@ static int apply_generation_config(glm_server *srv, const glm_config *c)
     if (d->temperature < 0 && d->top_p < 0 && d->top_k < 0)
         return GLM_OK;
     glm_sampling_params sp;
-    glm_oai_sampling_init(&sp, srv);
+    glm_oai_sampling_init(&sp, &srv->defaults);
     const char *bad = NULL;
     char err[GLM_ERRLEN];
     if (glm_sampling_params_validate(&sp, srv->vocab, &bad, err, sizeof err) != GLM_OK) {
@@ -408,6 +408,7 @@ static int serve_args(int argc, char **argv, const struct option *opts, int n_cf
     fprintf(stderr, "glm-server: model %s served as \"%s\": vocab %d, max_model_len %d%s\n", model_dir,
             srv.served_model_name, srv.vocab, srv.max_model_len, n_keys ? ", API key required" : "");
     fprintf(stderr, "glm-server: %zu tokens of KV cache\n", glm_engine_kv_tokens(e));
+    glm_server_ready(&srv);
     atomic_store(&srv.loading, 0); /* publishes everything above to the handler threads */
     fprintf(stderr, "glm-server: ready\n");
 

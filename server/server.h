@@ -1,9 +1,23 @@
 /*
- * server.h - what every HTTP handler of `glm-server serve` shares: the loaded
- * model, tokenizer, chat template and engine, and the configuration given on
- * the command line. Built once by serve.c before the HTTP daemon starts and
- * read-only afterwards (except the atomic counters), so handlers on any
- * connection thread may use it without locks.
+ * server.h - `glm-server serve` as the parts that need it see it.
+ *
+ * serve.c assembles a glm_server: the configuration from the command line and
+ * what it loads (model, tokenizer, chat template, engine, metrics). Only
+ * serve.c and the router (http.c) see that whole struct. Once everything is
+ * loaded, glm_server_ready derives from it one small context per concern, and
+ * each handler receives the ones it needs:
+ *
+ *   glm_served_model   the model as clients name and size it     /v1/models, /tokenize,
+ *                                                                 /detokenize, requests
+ *   glm_chat_ctx       the chat prompt's inputs (engine/glm)      /tokenize, chat requests
+ *   glm_output_ctx     turning generated ids into the answer and  completions: parser,
+ *                      constraining them                          detokenizer, grammars
+ *   glm_gen_ctx        the above plus engine, metrics, stream     /v1/(chat/)completions,
+ *                      settings, shutdown flag                    /metrics
+ *
+ * All of it is written before loading is cleared and read-only afterwards
+ * (except the atomic counters), so handlers on any connection thread use it
+ * without locks.
  */
 #ifndef GLM_SERVER_H
 #define GLM_SERVER_H
@@ -13,13 +27,13 @@
 
 #include <jansson.h>
 
-#include "text/chat_template.h"
-#include "sched/engine.h"
 #include "constrain/grammar.h"
-#include "metrics.h"
-#include "model/model.h"
 #include "glm/chat_prompt.h"
 #include "glm/output_parser.h"
+#include "metrics.h"
+#include "model/model.h"
+#include "sched/engine.h"
+#include "text/chat_template.h"
 #include "text/tokenizer.h"
 
 #define GLM_SERVER_VERSION "0.1.0"
@@ -33,8 +47,40 @@ typedef struct {
     int top_k;
 } glm_sampling_defaults;
 
+/* The model as clients name and size it. */
 typedef struct {
-    /* configuration */
+    const char *model_dir;          /* "root" in /v1/models */
+    const char *served_model_name;  /* the only accepted "model" value */
+    long created;                   /* start time, "created" in /v1/models */
+    int max_model_len;              /* prompt + output tokens at most */
+    int vocab;                      /* token ids are below this */
+} glm_served_model;
+
+/* What turns the engine's tokens into an answer, and constrains them. */
+typedef struct {
+    const glm_tok *tok;             /* detokenizer, token bytes */
+    glm_out_tags tags;              /* the reasoning and tool-call tags */
+    int32_t tag_ids[GLM_OUT_TAG_COUNT]; /* the tags' token ids (-1: not a token), GLM_OUT_TAG_* order */
+    glm_token_trie *trie_text;      /* the vocabulary without added tokens (owned: glm_oai_vocab_free) */
+    glm_token_trie *trie_tools;     /* the same plus the six tool-call tags */
+    int32_t eos_ids[8];             /* the model's end-of-sequence ids (generation_config) */
+    int n_eos;
+} glm_output_ctx;
+
+/* What the completions endpoints need. */
+typedef struct {
+    const glm_served_model *model;
+    const glm_chat_ctx *chat;
+    const glm_output_ctx *out;
+    glm_engine *engine;
+    glm_metrics *metrics;           /* thread-safe */
+    glm_sampling_defaults defaults; /* what a request that omits a sampling field gets */
+    int ping_interval_ms;           /* SSE ": ping" comment while waiting */
+    const atomic_int *stopping;     /* 1 once the shutdown grace period ran out: waiters abort */
+} glm_gen_ctx;
+
+typedef struct {
+    /* configuration (serve.c) */
     const char *model_dir;
     const char *served_model_name;  /* the only accepted "model" value */
     const char *const *api_keys;    /* [n_api_keys]; none: no authentication */
@@ -45,7 +91,8 @@ typedef struct {
     const json_t *default_template_kwargs; /* --default-chat-template-kwargs, or NULL */
     const char *allowed_origins;    /* CORS: comma-separated origins or "*"; NULL: none */
     glm_sampling_defaults defaults; /* from generation_config.json unless --generation-config vllm */
-    /* loaded state */
+    long created;                   /* start time */
+    /* loaded (serve.c) */
     const glm_model *model;
     const glm_tok *tok;
     const glm_chat_template *tmpl;
@@ -53,15 +100,14 @@ typedef struct {
     int max_model_len;
     int vocab;
     glm_out_tags tags;
-    glm_chat_ctx chat;              /* the chat prompt's inputs (glm_oai_vocab_setup) */
-    /* constrained decoding (engine/constrain/constraint.h) */
-    glm_token_trie *trie_text;      /* the vocabulary without added tokens */
-    glm_token_trie *trie_tools;     /* the same plus the six tool-call tags */
-    int32_t tag_ids[GLM_OUT_TAG_COUNT]; /* the tags' token ids (-1: not a token), GLM_OUT_TAG_* order */
     int32_t eos_ids[8];             /* the model's end-of-sequence ids (generation_config) */
     int n_eos;
-    long created;                   /* start time, for "created" of /v1/models */
-    glm_metrics *metrics;           /* thread-safe; observed by completions.c */
+    glm_metrics *metrics;
+    /* each handler's view (glm_oai_vocab_setup: out's tag ids and tries; glm_server_ready: the rest) */
+    glm_served_model served;
+    glm_chat_ctx chat;
+    glm_output_ctx out;
+    glm_gen_ctx gen;
     /* runtime */
     atomic_int loading;             /* 1 until the model is loaded: /health 503, the rest 503 */
     atomic_int draining;            /* 1 after SIGINT/SIGTERM: new requests get a 503 */
@@ -70,5 +116,10 @@ typedef struct {
     atomic_uint_least64_t next_id;  /* request id counter (mixed with a random base) */
     uint64_t id_base;
 } glm_server;
+
+/* Derives the handlers' contexts (served, chat, out, gen) from the
+ * configuration and the loaded state. Call once everything above is set
+ * (glm_oai_vocab_setup included), before loading is cleared. */
+void glm_server_ready(glm_server *srv);
 
 #endif

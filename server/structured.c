@@ -149,7 +149,7 @@ static char *format_gbnf(const json_t *root, int *none, const char **param, char
     return g;
 }
 
-int glm_oai_grammar_build(glm_oai_request *r, const json_t *root, const glm_server *srv, const char **param,
+int glm_oai_grammar_build(glm_oai_request *r, const json_t *root, const glm_output_ctx *out, const char **param,
                           char *err, size_t errlen)
 {
     int none = 1;
@@ -166,7 +166,7 @@ int glm_oai_grammar_build(glm_oai_request *r, const json_t *root, const glm_serv
         }
         char serr[GLM_ERRLEN];
         gbnf = glm_tool_calls_gbnf(r->prompt_info.tools, r->prompt_info.tool_choice == GLM_TOOL_CHOICE_NAMED ? r->prompt_info.tool_name : NULL,
-                                   r->prompt_info.tool_choice == GLM_TOOL_CHOICE_REQUIRED && r->prompt_info.parallel_tool_calls, &srv->tags,
+                                   r->prompt_info.tool_choice == GLM_TOOL_CHOICE_REQUIRED && r->prompt_info.parallel_tool_calls, &out->tags,
                                    serr, sizeof serr);
         if (!gbnf)
             return BAD("tools", "%s", serr);
@@ -174,7 +174,7 @@ int glm_oai_grammar_build(glm_oai_request *r, const json_t *root, const glm_serv
     } else if (fmt && r->prompt_info.parse_tools) {
         /* tools under "auto" and an output format: a tool call or the formatted answer */
         char serr[GLM_ERRLEN];
-        gbnf = glm_tool_calls_or_content_gbnf(r->prompt_info.tools, r->prompt_info.parallel_tool_calls, &srv->tags, fmt, serr, sizeof serr);
+        gbnf = glm_tool_calls_or_content_gbnf(r->prompt_info.tools, r->prompt_info.parallel_tool_calls, &out->tags, fmt, serr, sizeof serr);
         free(fmt);
         if (!gbnf)
             return BAD(what, "%s", serr);
@@ -195,48 +195,47 @@ int glm_oai_grammar_build(glm_oai_request *r, const json_t *root, const glm_serv
 
 void glm_oai_vocab_setup(glm_server *srv)
 {
-    srv->chat = (glm_chat_ctx){.tmpl = srv->tmpl, .tok = srv->tok, .default_kwargs = srv->default_template_kwargs,
-                               .tags = &srv->tags};
+    glm_output_ctx *out = &srv->out;
     const char *tags[GLM_OUT_TAG_COUNT];
     glm_out_tag_list(&srv->tags, tags);
     for (int k = 0; k < GLM_OUT_TAG_COUNT; k++)
-        srv->tag_ids[k] = glm_tok_token_to_id(srv->tok, tags[k], strlen(tags[k]));
-    srv->trie_text = glm_constraint_vocab(srv->tok, srv->vocab, NULL, 0);
-    srv->trie_tools = glm_constraint_vocab(srv->tok, srv->vocab, tags + GLM_OUT_TAG_TOOL_CALL_START, 6);
+        out->tag_ids[k] = glm_tok_token_to_id(srv->tok, tags[k], strlen(tags[k]));
+    out->trie_text = glm_constraint_vocab(srv->tok, srv->vocab, NULL, 0);
+    out->trie_tools = glm_constraint_vocab(srv->tok, srv->vocab, tags + GLM_OUT_TAG_TOOL_CALL_START, 6);
 }
 
 void glm_oai_vocab_free(glm_server *srv)
 {
-    glm_token_trie_free(srv->trie_text);
-    glm_token_trie_free(srv->trie_tools);
-    srv->trie_text = srv->trie_tools = NULL;
+    glm_token_trie_free(srv->out.trie_text);
+    glm_token_trie_free(srv->out.trie_tools);
+    srv->out.trie_text = srv->out.trie_tools = NULL;
 }
 
-int glm_oai_processor(glm_oai_request *r, const glm_server *srv, glm_logits_processor *proc)
+int glm_oai_processor(glm_oai_request *r, const glm_output_ctx *out, glm_logits_processor *proc)
 {
     int think_open = r->chat && r->prompt_info.think == GLM_OUT_THINK_OPEN;
     int budget = think_open ? r->prompt_info.budget : -1;
-    int forbid = r->chat && r->prompt_info.tools && r->prompt_info.tool_choice == GLM_TOOL_CHOICE_NONE ? srv->tag_ids[GLM_OUT_TAG_TOOL_CALL_START] : -1;
+    int forbid = r->chat && r->prompt_info.tools && r->prompt_info.tool_choice == GLM_TOOL_CHOICE_NONE ? out->tag_ids[GLM_OUT_TAG_TOOL_CALL_START] : -1;
     const char *end_after =
-        r->prompt_info.parse_tools && r->prompt_info.tool_choice == GLM_TOOL_CHOICE_AUTO && !r->prompt_info.parallel_tool_calls ? srv->tags.tool_call_end
+        r->prompt_info.parse_tools && r->prompt_info.tool_choice == GLM_TOOL_CHOICE_AUTO && !r->prompt_info.parallel_tool_calls ? out->tags.tool_call_end
                                                                                              : NULL;
     if (budget < 0 && !r->grammar && forbid < 0 && !end_after)
         return 0;
     int tool_grammar = r->prompt_info.parse_tools && r->grammar; /* a grammar that spells tool calls */
     glm_constraint_params cp = {
-        .tok = srv->tok,
+        .tok = out->tok,
         .think_open = think_open,
-        .think_end = srv->tags.think_end,
-        .think_end_id = srv->tag_ids[GLM_OUT_TAG_THINK_END],
+        .think_end = out->tags.think_end,
+        .think_end_id = out->tag_ids[GLM_OUT_TAG_THINK_END],
         .budget = budget,
         .grammar = r->grammar,
-        .trie = tool_grammar ? srv->trie_tools : srv->trie_text,
-        .eos_ids = srv->eos_ids,
-        .n_eos = srv->n_eos,
+        .trie = tool_grammar ? out->trie_tools : out->trie_text,
+        .eos_ids = out->eos_ids,
+        .n_eos = out->n_eos,
         .forbid = forbid,
         .end_after = end_after,
         /* the output parser ends the reasoning at <tool_call> too: so must a constraint on calls */
-        .think_end_alt = tool_grammar || end_after ? srv->tags.tool_call_start : NULL,
+        .think_end_alt = tool_grammar || end_after ? out->tags.tool_call_start : NULL,
     };
     glm_constraint_processor(&cp, proc);
     r->grammar = NULL; /* the processor owns it now */

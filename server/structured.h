@@ -15,17 +15,17 @@
  * json_object, grammar) or llama.cpp's json_schema / grammar. Call after the
  * prompt is built (r->prompt_info holds the tools). GLM_ERR with *param and one
  * line in err. */
-int glm_oai_grammar_build(glm_oai_request *r, const json_t *root, const glm_server *srv, const char **param,
+int glm_oai_grammar_build(glm_oai_request *r, const json_t *root, const glm_output_ctx *out, const char **param,
                           char *err, size_t errlen);
 
-/* Builds the server's vocabulary tries and the tags' token ids (after the
- * tokenizer and model are loaded). */
+/* Builds the server's vocabulary tries and the tags' token ids into srv->out
+ * (after the tokenizer and model are loaded). */
 void glm_oai_vocab_setup(glm_server *srv);
 void glm_oai_vocab_free(glm_server *srv);
 
 /* When the request needs a logits processor (a reasoning budget, a grammar,
  * tool_choice "none", parallel_tool_calls false), fills *proc and returns 1;
  * the request's grammar moves into it. Else 0. */
-int glm_oai_processor(glm_oai_request *r, const glm_server *srv, glm_logits_processor *proc);
+int glm_oai_processor(glm_oai_request *r, const glm_output_ctx *out, glm_logits_processor *proc);
 
 #endif

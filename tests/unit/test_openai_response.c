@@ -37,6 +37,7 @@ static void setup(void)
     memcpy(srv.eos_ids, eos, sizeof eos);
     srv.n_eos = 3;
     glm_oai_vocab_setup(&srv); /* the tags' ids, as serve.c does */
+    glm_server_ready(&srv);
 }
 
 static void teardown(void)
@@ -98,7 +99,7 @@ START_TEST(tool_call_one_shot)
     init_req(&r, 1, 0);
     r.prompt_info.parse_tools = 1;
     r.prompt_info.tools = t;
-    glm_gen *g = glm_gen_create(&srv, &r, "chatcmpl-x");
+    glm_gen *g = glm_gen_create(&srv.gen, &r, "chatcmpl-x");
     feed(g, CALL, NCALL, GLM_FINISH_STOP, 0, -1.0f);
     char *s = glm_gen_response(g);
     ck_assert_ptr_nonnull(s);
@@ -136,7 +137,7 @@ START_TEST(tool_call_stream_adds_up)
     r.logprobs = 1;
     r.top_logprobs = 1;
     r.sp.logprobs = 1;
-    glm_gen *g = glm_gen_create(&srv, &r, "chatcmpl-x");
+    glm_gen *g = glm_gen_create(&srv.gen, &r, "chatcmpl-x");
     char *sse = feed(g, CALL, NCALL, GLM_FINISH_STOP, 1, -INFINITY);
     ck_assert_ptr_nonnull(sse);
     /* every event parses; deltas concatenate to the one-shot parts */
@@ -201,7 +202,7 @@ START_TEST(completion_stop_string)
     r.stops[0] = stops[0];
     r.stop_lens[0] = 3;
     r.n_stops = 1;
-    glm_gen *g = glm_gen_create(&srv, &r, "cmpl-x");
+    glm_gen *g = glm_gen_create(&srv.gen, &r, "cmpl-x");
     feed(g, CALL + 3, 3, GLM_FINISH_LENGTH, 0, -0.5f);
     char *s = glm_gen_response(g);
     json_t *o = json_loads(s, 0, NULL);
@@ -231,7 +232,7 @@ START_TEST(special_tokens_and_eos)
     r.skip_special = 1;
     r.prompt_info.parse_tools = 1;
     r.prompt_info.tools = t;
-    glm_gen *g = glm_gen_create(&srv, &r, "chatcmpl-x");
+    glm_gen *g = glm_gen_create(&srv.gen, &r, "chatcmpl-x");
     feed(g, ids, NCALL + 1, GLM_FINISH_STOP, 0, -1.0f);
     char *s = glm_gen_response(g);
     json_t *o = json_loads(s, 0, NULL);
@@ -247,7 +248,7 @@ START_TEST(special_tokens_and_eos)
     /* completions, skip_special_tokens false: [gMASK] stays, the final eos does not */
     int32_t text[] = {3310, 78, 4038, 4043};
     init_req(&r, 0, 0);
-    g = glm_gen_create(&srv, &r, "cmpl-x");
+    g = glm_gen_create(&srv.gen, &r, "cmpl-x");
     feed(g, text, 4, GLM_FINISH_STOP, 0, -1.0f);
     s = glm_gen_response(g);
     o = json_loads(s, 0, NULL);
