@@ -4,7 +4,6 @@
  */
 #include "glm/chat_prompt.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,22 +13,14 @@
 #include "core/util.h"
 #include "glm/reasoning.h"
 
-/* Blames `param` (NULL: none) with a message; returns GLM_ERR. */
-static int fail(glm_chat_prompt *p, const char *param, char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 5, 6)));
-static int fail(glm_chat_prompt *p, const char *param, char *err, size_t errlen, const char *fmt, ...)
+/* Records the request field to blame (NULL: none). */
+static void blame(glm_chat_prompt *p, const char *param)
 {
     snprintf(p->param, sizeof p->param, "%s", param ? param : "");
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return GLM_ERR;
 }
 
-#define BAD(param, ...) fail(p, param, err, errlen, __VA_ARGS__)
+/* Blames `param` with a message; evaluates to GLM_ERR. */
+#define BAD(param, ...) (blame(p, param), glm_err(err, errlen, __VA_ARGS__))
 
 /* ---- messages ------------------------------------------------------------------------- */
 

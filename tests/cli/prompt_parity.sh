@@ -9,12 +9,13 @@
 set -euo pipefail
 BUILD=${1:-build}
 cd "$(dirname "$0")/../.."
+. tests/cli/lib/serve.bash
 
 for f in ./glm-server models/tiny/config.json; do
     [ -e "$f" ] || { echo "prompt_parity.sh: missing $f (run make and make models)" >&2; exit 1; }
 done
 
-PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+PORT=$(free_port)
 LOG=$(mktemp)
 PID=
 cleanup() {
@@ -27,13 +28,7 @@ start() { # extra flags...
     ./glm-server serve --model models/tiny --served-model-name parity --port "$PORT" --threads 2 \
         --kv-cache-memory 64MiB "$@" >"$LOG" 2>&1 &
     PID=$!
-    for _ in $(seq 100); do
-        curl -sf "http://127.0.0.1:$PORT/health" >/dev/null && return 0
-        kill -0 "$PID" 2>/dev/null || { cat "$LOG"; echo "prompt_parity.sh: the server exited" >&2; exit 1; }
-        sleep 0.1
-    done
-    echo "prompt_parity.sh: no /health after 10 s" >&2
-    exit 1
+    wait_ready prompt_parity.sh "$PID" "http://127.0.0.1:$PORT/health" "$LOG"
 }
 stop() {
     kill "$PID"
@@ -41,13 +36,8 @@ stop() {
     PID=
 }
 run() { # [default kwargs]
-    local rc=0
-    timeout -k 5 300 python3 tests/integration/prompt_parity.py "http://127.0.0.1:$PORT" models/tiny "$@" || rc=$?
-    if [ "$rc" -ne 0 ]; then
-        echo "--- server log (last 30 lines)"
-        tail -30 "$LOG"
-        exit "$rc"
-    fi
+    run_suite prompt_parity.sh "$LOG" timeout -k 5 $((HANG * 10)) python3 tests/integration/prompt_parity.py \
+        "http://127.0.0.1:$PORT" models/tiny "$@"
 }
 
 start

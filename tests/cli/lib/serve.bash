@@ -1,5 +1,6 @@
 # tests/cli/lib/serve.bash - sourced by the CLI tests that start `glm-server serve`
-# (server.sh, script_server.sh, script_model.sh, generation_config.sh).
+# (server.sh, script_server.sh, script_model.sh, generation_config.sh,
+# prompt_parity.sh).
 #
 # No test asserts how long something took: every wait here polls for a state
 # and gives up only after HANG seconds, which only a hang takes, however busy
