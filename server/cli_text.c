@@ -22,6 +22,7 @@
 #include "text/chat_template.h"
 #include "cli.h"
 #include "text/tokenizer.h"
+#include "core/buf.h"
 #include "core/util.h"
 
 #define STDIN_MAX ((size_t)256 << 20)
@@ -29,31 +30,16 @@
 /* Reads all of stdin; NULL (message printed) past STDIN_MAX or on error. */
 static char *read_stdin(size_t *len)
 {
-    size_t cap = 65536, n = 0;
-    char *buf = glm_malloc(cap + 1);
-    for (;;) {
-        if (n == cap) {
-            if (cap >= STDIN_MAX) {
-                fprintf(stderr, "glm-server: input larger than %zu bytes\n", STDIN_MAX);
-                free(buf);
-                return NULL;
-            }
-            cap *= 2;
-            buf = glm_realloc(buf, cap + 1);
-        }
-        size_t r = fread(buf + n, 1, cap - n, stdin);
-        n += r;
-        if (r == 0)
-            break;
-    }
-    if (ferror(stdin)) {
-        fprintf(stderr, "glm-server: cannot read standard input: %s\n", strerror(errno));
-        free(buf);
+    glm_buf b = {0};
+    if (glm_buf_read(&b, stdin, STDIN_MAX) != GLM_OK) {
+        if (ferror(stdin))
+            fprintf(stderr, "glm-server: cannot read standard input: %s\n", strerror(errno));
+        else
+            fprintf(stderr, "glm-server: input larger than %zu bytes\n", STDIN_MAX);
+        glm_buf_free(&b);
         return NULL;
     }
-    buf[n] = 0;
-    *len = n;
-    return buf;
+    return glm_buf_take(&b, len);
 }
 
 /* Parses --model DIR and one optional flag; returns 0, or the exit status. */

@@ -84,6 +84,26 @@ char *glm_buf_take(glm_buf *b, size_t *len)
     return s;
 }
 
+int glm_buf_read(glm_buf *b, FILE *f, size_t max_total)
+{
+    for (;;) {
+        if (b->len >= max_total) { /* full: one more byte tells whether that was all */
+            int c = fgetc(f);
+            if (c == EOF)
+                return ferror(f) ? GLM_ERR : GLM_OK;
+            return GLM_ERR;
+        }
+        size_t want = GLM_MIN(max_total - b->len, (size_t)1 << 20);
+        if (!reserve(b, want))
+            return GLM_ERR;
+        size_t got = fread(b->p + b->len, 1, want, f);
+        b->len += got;
+        b->p[b->len] = 0;
+        if (got < want)
+            return ferror(f) ? GLM_ERR : GLM_OK;
+    }
+}
+
 void glm_buf_free(glm_buf *b)
 {
     free(b->p);

@@ -16,6 +16,7 @@
 #define GLM_CORE_BUF_H
 
 #include <stddef.h>
+#include <stdio.h>
 #include <string.h>
 
 typedef struct {
@@ -74,6 +75,11 @@ char *glm_buf_take(glm_buf *b, size_t *len);
 
 /* Frees the memory; b is {0} afterwards. */
 void glm_buf_free(glm_buf *b);
+
+/* Appends what is left to read of f. GLM_OK; GLM_ERR when f holds more than
+ * max_total bytes in all (b is over; `over` is set when max_len is not) or a
+ * read fails (ferror(f) tells which). Reads in large blocks. */
+int glm_buf_read(glm_buf *b, FILE *f, size_t max_total);
 
 /* ---- JSON strings --------------------------------------------------------------- */
 

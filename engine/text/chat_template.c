@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "core/buf.h"
 #include "core/util.h"
 
 #define MAX_TEMPLATE_BYTES ((size_t)4 << 20)
@@ -114,18 +115,15 @@ static int read_file(const char *path, size_t max, char **out, size_t *len, char
         glm_err(err, errlen, "%s: not a regular file of at most %zu bytes", path, max);
         return -1;
     }
-    char *buf = glm_malloc((size_t)st.st_size + 1);
-    size_t n = fread(buf, 1, (size_t)st.st_size, f);
-    int bad = ferror(f);
+    glm_buf b = {0};
+    int rc = glm_buf_read(&b, f, (size_t)st.st_size);
     fclose(f);
-    if (bad || n != (size_t)st.st_size) {
-        free(buf);
+    if (rc != GLM_OK || b.len != (size_t)st.st_size) {
+        glm_buf_free(&b);
         glm_err(err, errlen, "%s: read error", path);
         return -1;
     }
-    buf[n] = 0;
-    *out = buf;
-    *len = n;
+    *out = glm_buf_take(&b, len);
     return 1;
 }
 

@@ -1114,16 +1114,15 @@ int glm_tok_load(const char *path, glm_tok **out, char *err, size_t errlen)
                        (long long)st.st_size, MAX_FILE_BYTES);
     }
     size_t n = (size_t)st.st_size;
-    char *buf = glm_malloc(n + 1);
-    size_t got = fread(buf, 1, n, f);
-    int rerr = ferror(f);
+    glm_buf b = {0};
+    int rc = glm_buf_read(&b, f, n);
     fclose(f);
-    if (got != n || rerr) {
-        free(buf);
-        return glm_err(err, errlen, "%s: read error (%zu of %zu bytes)", path, got, n);
+    if (rc != GLM_OK || b.len != n) {
+        glm_buf_free(&b);
+        return glm_err(err, errlen, "%s: read error (%zu of %zu bytes)", path, b.len, n);
     }
-    int rc = glm_tok_load_buffer(buf, n, path, out, err, errlen);
-    free(buf);
+    rc = glm_tok_load_buffer(glm_buf_str(&b), n, path, out, err, errlen);
+    glm_buf_free(&b);
     return rc;
 }
 
