@@ -84,7 +84,7 @@ int glm_token_trie_vocab(const glm_token_trie *t);
  * with scratch memory of its own (several threads may mask at once, on one
  * grammar and trie). Returns the number of allowed tokens. About 2.5 ms for
  * 155k tokens when nearly all are allowed (inside a JSON string), tens of
- * microseconds when few are (see grammar.c). */
+ * microseconds when few are (see grammar_match.c). */
 int glm_grammar_matcher_mask(const glm_grammar_matcher *m, const glm_token_trie *t, uint32_t *allowed);
 
 /* glm_grammar_matcher_mask and glm_grammar_matcher_accept that also add the

@@ -1,5 +1,5 @@
 /*
- * test_grammar.c - the GBNF grammar engine (engine/constrain/grammar.c): parse errors
+ * test_grammar.c - the GBNF grammar engine (engine/constrain/grammar_*.c): parse errors
  * with line numbers, the notation (literals, escapes, classes, negation, '.',
  * groups, repetition bounds), a JSON grammar and one written the way
  * llama.cpp's json-schema-to-grammar writes them, accepting and rejecting

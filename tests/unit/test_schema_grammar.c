@@ -1,6 +1,7 @@
 /*
- * test_schema_grammar.c - engine/constrain/schema_grammar.c: JSON Schema and GLM-5 tool
- * calls -> GBNF, checked through engine/constrain/grammar.c.
+ * test_schema_grammar.c - engine/constrain/schema_*.c and engine/glm/tool_grammar.c:
+ * JSON Schema and GLM-5 tool calls -> GBNF, checked through the grammar engine
+ * (engine/constrain/grammar_*.c).
  *
  * Tables of schemas with texts that must match and texts that must not; the
  * checker's error messages; tool-call grammars whose accepted texts are read
