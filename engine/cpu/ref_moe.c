@@ -93,7 +93,7 @@ void glm_ref_moe_route(glm_pool *pool, const glm_ref_moe_route_params *p)
     GLM_ASSERT(p->n_group >= 1 && p->n_experts % p->n_group == 0);
     GLM_ASSERT(p->topk_group >= 1 && p->topk_group <= p->n_group);
     GLM_ASSERT(p->top_k >= 1 && p->top_k <= p->topk_group * (p->n_experts / p->n_group));
-    glm_pool_for(pool, p->n_tokens, route_task, (void *)p);
+    glm_ref_for(pool, p->n_tokens, (size_t)p->n_experts, route_task, (void *)p);
 }
 
 /* ---- experts ------------------------------------------------------------------- */
@@ -197,5 +197,5 @@ void glm_ref_moe_experts(glm_pool *pool, const glm_ref_moe_experts_params *p, vo
     glm_matmul_jobs(pool, w.jobs, nj);
 
     sum_ctx s = {p, &w};
-    glm_pool_for(pool, n, sum_task, &s);
+    glm_ref_for(pool, n, (size_t)p->top_k * H, sum_task, &s);
 }

@@ -4,6 +4,7 @@
  * over strided rows and heads, one task per row or token.
  */
 #include "cpu/ref_ops.h"
+#include "cpu/ref_ws.h"
 #include "core/util.h"
 
 static void rms_task(void *ctx, int t, int worker)
@@ -29,13 +30,13 @@ void glm_ref_rmsnorm(glm_pool *pool, const glm_ref_norm_params *p)
 {
     norm_check(p);
     GLM_ASSERT(p->b == NULL);
-    glm_pool_for(pool, p->n_rows, rms_task, (void *)p);
+    glm_ref_for(pool, p->n_rows, (size_t)p->dim, rms_task, (void *)p);
 }
 
 void glm_ref_layernorm(glm_pool *pool, const glm_ref_norm_params *p)
 {
     norm_check(p);
-    glm_pool_for(pool, p->n_rows, ln_task, (void *)p);
+    glm_ref_for(pool, p->n_rows, (size_t)p->dim, ln_task, (void *)p);
 }
 
 void glm_ref_rope_angles(const glm_ref_rope_angles_params *p)
@@ -62,5 +63,5 @@ static void rope_task(void *ctx, int t, int worker)
 void glm_ref_rope(glm_pool *pool, const glm_ref_rope_params *p)
 {
     GLM_ASSERT(p->dim >= 2 && p->dim % 2 == 0 && p->offset >= 0 && p->offset + p->dim <= p->head_stride);
-    glm_pool_for(pool, p->n_tokens, rope_task, (void *)p);
+    glm_ref_for(pool, p->n_tokens, (size_t)p->n_heads * p->dim, rope_task, (void *)p);
 }

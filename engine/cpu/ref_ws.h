@@ -10,7 +10,18 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/threadpool.h"
 #include "core/util.h"
+
+/* A loop over n items of about `work` floats each runs on the pool only when
+ * there is enough of it: waking the workers costs more than normalising or
+ * rotating a few decode rows. Each item is computed the same either way. */
+#define GLM_REF_PARALLEL_MIN ((size_t)1 << 16)
+
+static inline void glm_ref_for(glm_pool *pool, int n, size_t work, glm_pool_fn fn, void *ctx)
+{
+    glm_pool_for((size_t)n * work >= GLM_REF_PARALLEL_MIN ? pool : NULL, n, fn, ctx);
+}
 
 #define GLM_REF_WS_ALIGN 64
 

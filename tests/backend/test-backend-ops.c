@@ -1325,6 +1325,7 @@ static const route_case route_cases[] = {
     {11, 9, 9, 4, 3, 1, 2.5f, 1},   /* one expert per group */
     {33, 24, 8, 4, 8, 1, 2.5f, 0},
     {7, 20, 4, 4, 6, 0, 1.5f, 0},
+    {2800, 24, 8, 4, 8, 1, 2.5f, 0}, /* enough work to run on the pool (GLM_REF_PARALLEL_MIN) */
 };
 
 static const experts_case experts_cases[] = {
@@ -1334,6 +1335,7 @@ static const experts_case experts_cases[] = {
     {37, 12, 3, 21, 11, GLM_DTYPE_BF16, 0},
     {9, 6, 2, 33, 17, GLM_DTYPE_F32, 1},
     {13, 5, 4, 24, 16, GLM_DTYPE_F8_E4M3, 0},
+    {400, 7, 4, 48, 8, GLM_DTYPE_BF16, 0}, /* the weighted sum runs on the pool */
 };
 
 static const norm_case norm_cases[] = {
@@ -1345,6 +1347,8 @@ static const norm_case norm_cases[] = {
     {1, 5, 12, 12, 12, 0, 0, 0.0, 1e-6f},
     {1, 3, 20, 24, 24, 1, 0, 10.0, 1e-6f},
     {1, 4, 128, 128, 130, 0, 1, 2.0, 1e-5f},
+    {0, 520, 130, 133, 130, 0, 0, 0.0, 1e-6f}, /* enough rows to run on the pool */
+    {1, 520, 128, 128, 128, 1, 0, 1.0, 1e-6f},
 };
 
 static const rope_case rope_cases[] = {
@@ -1355,6 +1359,7 @@ static const rope_case rope_cases[] = {
     {7, 5, 12, 0, 4, 1},
     {7, 5, 12, 0, 12, 0},
     {2, 2, 64, 0, 64, 1},
+    {520, 4, 40, 8, 32, 1}, /* enough tokens to run on the pool */
 };
 
 int main(int argc, char **argv)
