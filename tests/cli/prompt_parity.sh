@@ -15,25 +15,9 @@ for f in ./glm-server models/tiny/config.json; do
     [ -e "$f" ] || { echo "prompt_parity.sh: missing $f (run make and make models)" >&2; exit 1; }
 done
 
-PORT=$(free_port)
-LOG=$(mktemp)
-PID=
-cleanup() {
-    [ -n "$PID" ] && kill "$PID" 2>/dev/null && wait "$PID" 2>/dev/null
-    rm -f "$LOG"
-}
-trap cleanup EXIT
-
+serve_init prompt_parity.sh
 start() { # extra flags...
-    ./glm-server serve --model models/tiny --served-model-name parity --port "$PORT" --threads 2 \
-        --kv-cache-memory 64MiB "$@" >"$LOG" 2>&1 &
-    PID=$!
-    wait_ready prompt_parity.sh "$PID" "http://127.0.0.1:$PORT/health" "$LOG"
-}
-stop() {
-    kill "$PID"
-    wait "$PID" 2>/dev/null || true
-    PID=
+    serve_start --model models/tiny --served-model-name parity --threads 2 --kv-cache-memory 64MiB "$@"
 }
 run() { # [default kwargs]
     run_suite prompt_parity.sh "$LOG" timeout -k 5 $((HANG * 10)) python3 tests/integration/prompt_parity.py \
@@ -42,8 +26,8 @@ run() { # [default kwargs]
 
 start
 run
-stop
+serve_stop
 DEFKW='{"enable_thinking": false}'
 start --default-chat-template-kwargs "$DEFKW"
 run "$DEFKW"
-stop
+serve_stop

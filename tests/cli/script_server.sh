@@ -16,25 +16,9 @@ for f in ./glm-server models/script/config.json models/script/script.json; do
 done
 [ -f .venv/.packages ] && .venv/bin/python -c "import openai, jsonschema" 2>/dev/null || make -s venv
 
-PORT=$(free_port)
-LOG=$(mktemp)
-PID=
-cleanup() {
-    [ -n "$PID" ] && kill "$PID" 2>/dev/null && wait "$PID" 2>/dev/null
-    rm -f "$LOG"
-}
-trap cleanup EXIT
-
+serve_init script_server.sh
 start() { # extra flags...
-    ./glm-server serve --model models/script --served-model-name script --port "$PORT" --threads 2 \
-        --kv-cache-memory 64MiB "$@" >"$LOG" 2>&1 &
-    PID=$!
-    wait_ready script_server.sh "$PID" "http://127.0.0.1:$PORT/health" "$LOG"
-}
-stop() {
-    kill "$PID"
-    wait "$PID" 2>/dev/null || true
-    PID=
+    serve_start --model models/script --served-model-name script --threads 2 --kv-cache-memory 64MiB "$@"
 }
 run() { # mode
     run_suite script_server.sh "$LOG" timeout -k 5 $((HANG * 10)) .venv/bin/python \
@@ -43,7 +27,7 @@ run() { # mode
 
 start
 run main
-stop
+serve_stop
 start --default-chat-template-kwargs '{"enable_thinking": false}'
 run default_off
-stop
+serve_stop

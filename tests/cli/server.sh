@@ -18,27 +18,19 @@ for f in ./glm-server models/tiny/config.json; do
 done
 [ -f .venv/.packages ] && .venv/bin/python -c "import openai, jsonschema" 2>/dev/null || make -s venv
 
-PORT=$(free_port)
-LOG=$(mktemp)
-PID=
-cleanup() {
-    [ -n "$PID" ] && kill "$PID" 2>/dev/null && wait "$PID" 2>/dev/null
-    rm -f "$LOG" "$CFG"
-}
-trap cleanup EXIT
+serve_init server.sh
 
 # --config: the file's settings, overridden by the command line (port, and the
 # API keys: sk-config is replaced by sk-test, which test_server.py checks)
 CFG=$(mktemp --suffix=.json)
+CLEANUP_FILES+=("$CFG")
 cat >"$CFG" <<'JSON'
 {"_comment": "server.sh", "model": "models/tiny", "served_model_name": "tiny", "port": 1,
  "api_key": ["sk-config"], "max_request_bytes": "1MiB", "threads": 2,
  "allowed_origins": "http://good.example, http://also.example", "enable_prefix_caching": true}
 JSON
 start() { # extra flags...
-    ./glm-server serve --config "$CFG" --port "$PORT" --api-key sk-test "$@" >"$LOG" 2>&1 &
-    PID=$!
-    wait_ready server.sh "$PID" "http://127.0.0.1:$PORT/health" "$LOG"
+    serve_start --config "$CFG" --api-key sk-test "$@"
 }
 
 # a broken config file stops the server before it loads anything, naming the key
@@ -50,13 +42,11 @@ echo "$out" | grep -q 'unknown key "max_modle_len"' || { echo "server.sh: bad --
 for c in config/*.json; do
     ./glm-server serve --config "$c" --help >/dev/null || { echo "server.sh: $c does not parse" >&2; exit 1; }
 done
-./glm-server serve --config config/tiny.json --port "$PORT" --kv-cache-memory 16MiB --allowed-origins '*' >"$LOG" 2>&1 &
-PID=$!
-wait_ready server.sh "$PID" "http://127.0.0.1:$PORT/v1/models" "$LOG"
+serve_start --config config/tiny.json --kv-cache-memory 16MiB --allowed-origins '*'
 curl -sf "http://127.0.0.1:$PORT/v1/models" | grep -q '"id":"tiny"' || { cat "$LOG"; echo "server.sh: config/tiny.json" >&2; exit 1; }
 curl -si -H "Origin: http://any.example" "http://127.0.0.1:$PORT/v1/models" | grep -qi '^Access-Control-Allow-Origin: \*' ||
     { echo "server.sh: --allowed-origins '*'" >&2; exit 1; }
-kill "$PID"; wait "$PID" 2>/dev/null || true
+serve_stop
 
 start
 grep -q "tokens of KV cache" "$LOG" || { echo "server.sh: no KV cache line" >&2; exit 1; }
@@ -64,8 +54,7 @@ run_suite server.sh "$LOG" timeout -k 5 $((HANG * 10)) .venv/bin/python tests/in
     "http://127.0.0.1:$PORT" sk-test
 
 # queueing: one running sequence, one waiting request, the next gets a 503
-kill "$PID"
-wait "$PID" 2>/dev/null || true
+serve_stop
 start --max-num-seqs 1 --max-queue 1 --sse-ping-interval 0.2 --timeout-keep-alive 2
 run_suite server.sh "$LOG" timeout -k 5 $((HANG * 10)) .venv/bin/python tests/integration/test_server.py \
     "http://127.0.0.1:$PORT" sk-test queue

@@ -40,6 +40,34 @@ wait_until() {
     exit 1
 }
 
+# One server per script: serve_init NAME sets PORT (free), LOG (a temp file)
+# and an EXIT trap that stops a server still running and removes LOG and the
+# files listed in CLEANUP_FILES; serve_start FLAGS... starts
+# `./glm-server serve --port $PORT FLAGS...` (PID) and waits for /health;
+# serve_stop stops it.
+serve_init() {
+    SERVE_NAME=$1
+    PORT=$(free_port)
+    LOG=$(mktemp)
+    PID=
+    CLEANUP_FILES=()
+    trap serve_cleanup EXIT
+}
+serve_cleanup() {
+    [ -n "$PID" ] && kill "$PID" 2>/dev/null && wait "$PID" 2>/dev/null
+    rm -f "$LOG" "${CLEANUP_FILES[@]}"
+}
+serve_start() {
+    ./glm-server serve --port "$PORT" "$@" >"$LOG" 2>&1 &
+    PID=$!
+    wait_ready "$SERVE_NAME" "$PID" "http://127.0.0.1:$PORT/health" "$LOG"
+}
+serve_stop() {
+    kill "$PID"
+    wait "$PID" 2>/dev/null || true
+    PID=
+}
+
 # run_suite NAME LOG COMMAND...: runs an integration test program. On a
 # failure shows the end of the server LOG and exits with its status; a
 # program whose every test was skipped (status 77) makes the whole script
