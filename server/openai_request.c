@@ -110,6 +110,14 @@ void glm_oai_sampling_init(glm_sampling_params *sp, const glm_sampling_defaults 
         sp->top_p = d->top_p;
     if (d->top_k >= 0)
         sp->top_k = d->top_k;
+    if (d->min_p >= 0)
+        sp->min_p = d->min_p;
+    if (d->repetition_penalty >= 0)
+        sp->repetition_penalty = d->repetition_penalty;
+    if (d->max_tokens > 0) {
+        sp->has_max_tokens = 1;
+        sp->max_tokens = d->max_tokens;
+    }
 }
 
 static int parse_sampling(glm_oai_request *r, const json_t *root, const glm_gen_ctx *g, const char **param,
@@ -147,7 +155,7 @@ static int parse_sampling(glm_oai_request *r, const json_t *root, const glm_gen_
     if (rc > 0) {
         sp->has_max_tokens = 1;
         sp->max_tokens = (int)v;
-    } else if (!r->chat) {
+    } else if (!r->chat && g->defaults.max_tokens <= 0) {
         sp->has_max_tokens = 1; /* OpenAI's completions default */
         sp->max_tokens = 16;
     }
@@ -348,8 +356,11 @@ int glm_oai_request_parse(glm_oai_request *r, const json_t *root, int chat, cons
                  "Please reduce the length of the input messages.",
                  g->model->max_model_len, r->n_prompt);
     } else if (rc == GLM_OK && r->sp.has_max_tokens &&
-               (long long)r->n_prompt + r->sp.max_tokens > g->model->max_model_len) {
-        /* vLLM's wording */
+               (long long)r->n_prompt + r->sp.max_tokens > g->model->max_model_len &&
+               glm_json_field(root, chat && glm_json_field(root, "max_completion_tokens") ? "max_completion_tokens"
+                                                                                         : "max_tokens")) {
+        /* the request's own limit does not fit (vLLM's wording); a default one (generation_config's
+         * max_new_tokens, the completions API's 16) is cut to the context as vLLM does */
         const char *mt = chat && glm_json_field(root, "max_completion_tokens") ? "max_completion_tokens" : "max_tokens";
         rc = BAD(mt,
                  "This model's maximum context length is %d tokens. However, you requested %lld tokens (%d in "

@@ -59,9 +59,9 @@ static void usage(FILE *f)
             "  --allowed-origins LIST        CORS: comma-separated origins allowed to call from a\n"
             "                                browser, or '*' (default: none)\n"
             "  --generation-config auto|vllm auto (default): the sampling values of the model's\n"
-            "                                generation_config.json (temperature, top_p, top_k) are\n"
-            "                                the defaults of requests that omit them; vllm: ignore\n"
-            "                                them (temperature 1, top_p 1, top_k off)\n");
+            "                                generation_config.json (temperature, top_p, top_k,\n"
+            "                                min_p, repetition_penalty, max_new_tokens) are the\n"
+            "                                defaults of requests that omit them; vllm: ignore them\n");
 }
 
 /* "4GiB", "512M", "1000000": bytes; -1 if malformed. */
@@ -138,9 +138,12 @@ static int serve_args(int argc, char **argv, const struct option *opts, int n_cf
  * request could give (temperature 5) stop the server with a message. */
 static int apply_generation_config(glm_server *srv, const glm_config *c)
 {
-    srv->defaults = (glm_sampling_defaults){c->default_temperature, c->default_top_p, c->default_top_k};
+    srv->defaults = (glm_sampling_defaults){c->default_temperature, c->default_top_p,      c->default_top_k,
+                                            c->default_min_p,       c->default_repetition_penalty,
+                                            c->default_max_new_tokens};
     const glm_sampling_defaults *d = &srv->defaults;
-    if (d->temperature < 0 && d->top_p < 0 && d->top_k < 0)
+    if (d->temperature < 0 && d->top_p < 0 && d->top_k < 0 && d->min_p < 0 && d->repetition_penalty < 0 &&
+        d->max_tokens < 0)
         return GLM_OK;
     glm_sampling_params sp;
     glm_oai_sampling_init(&sp, &srv->defaults);
@@ -151,7 +154,7 @@ static int apply_generation_config(glm_server *srv, const glm_config *c)
                 srv->model_dir, err);
         return GLM_ERR;
     }
-    char line[160];
+    char line[256];
     int n = 0;
     if (d->temperature >= 0)
         n += snprintf(line + n, sizeof line - (size_t)n, ", temperature %g", (double)d->temperature);
@@ -159,6 +162,12 @@ static int apply_generation_config(glm_server *srv, const glm_config *c)
         n += snprintf(line + n, sizeof line - (size_t)n, ", top_p %g", (double)d->top_p);
     if (d->top_k >= 0)
         n += snprintf(line + n, sizeof line - (size_t)n, ", top_k %d", d->top_k);
+    if (d->min_p >= 0)
+        n += snprintf(line + n, sizeof line - (size_t)n, ", min_p %g", (double)d->min_p);
+    if (d->repetition_penalty >= 0)
+        n += snprintf(line + n, sizeof line - (size_t)n, ", repetition_penalty %g", (double)d->repetition_penalty);
+    if (d->max_tokens >= 0)
+        n += snprintf(line + n, sizeof line - (size_t)n, ", max_new_tokens %d", d->max_tokens);
     fprintf(stderr, "glm-server: request defaults from generation_config.json: %s (a request's own values win; "
                     "--generation-config vllm ignores them)\n", line + 2);
     return GLM_OK;
@@ -352,7 +361,7 @@ static int serve_args(int argc, char **argv, const struct option *opts, int n_cf
     srv.idle_timeout_s = keepalive;
     srv.allowed_origins = origins;
     srv.default_template_kwargs = defkw;
-    srv.defaults = (glm_sampling_defaults){-1.0f, -1.0f, -1};
+    srv.defaults = (glm_sampling_defaults){-1.0f, -1.0f, -1, -1.0f, -1.0f, -1};
     srv.created = (long)time(NULL);
     srv.id_base = (uint64_t)time(NULL) * 0x9E3779B97F4A7C15ull ^ (uint64_t)getpid() << 32;
     atomic_store(&srv.loading, 1);

@@ -45,6 +45,9 @@ typedef struct {
     float temperature;
     float top_p;
     int top_k;
+    float min_p;
+    float repetition_penalty;
+    int max_tokens;              /* generation_config's max_new_tokens */
 } glm_sampling_defaults;
 
 /* The model as clients name and size it. */

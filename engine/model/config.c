@@ -364,8 +364,8 @@ int glm_config_parse(const char *json, size_t len, const char *path, glm_config 
                      size_t errlen)
 {
     memset(c, 0, sizeof *c);
-    c->default_temperature = c->default_top_p = -1.0f;
-    c->default_top_k = -1;
+    c->default_temperature = c->default_top_p = c->default_min_p = c->default_repetition_penalty = -1.0f;
+    c->default_top_k = c->default_max_new_tokens = -1;
     json_error_t je;
     json_t *root = json_loadb(json, len, JSON_REJECT_DUPLICATES, &je);
     if (!root)
@@ -391,8 +391,8 @@ int glm_config_parse_generation(const char *json, size_t len, const char *path, 
         return glm_err(err, errlen, "%s: invalid JSON at line %d: %s", path, je.line, je.text);
     cfg_ctx x = {root, path, err, errlen};
     int rc = GLM_OK;
-    double t, p;
-    int k;
+    double t, p, mp, rp;
+    int k, mnt;
     double neg = -1.0;
     int negi = -1;
     if (!json_is_object(root))
@@ -402,12 +402,18 @@ int glm_config_parse_generation(const char *json, size_t len, const char *path, 
              parse_optional_id(&x, root, "bos_token_id", c->vocab_size, &c->bos_token_id) ||
              get_num(&x, root, "temperature", &neg, -1.0, 1e6, &t) ||
              get_num(&x, root, "top_p", &neg, -1.0, 1.0, &p) ||
-             get_int(&x, "top_k", &negi, -1, 1 << 30, &k))
+             get_int(&x, "top_k", &negi, -1, 1 << 30, &k) ||
+             get_num(&x, root, "min_p", &neg, 0.0, 1.0, &mp) ||
+             get_num(&x, root, "repetition_penalty", &neg, 1e-6, 1e6, &rp) ||
+             get_int(&x, "max_new_tokens", &negi, 1, 1 << 30, &mnt))
         rc = GLM_ERR;
     else {
         c->default_temperature = (float)t;
         c->default_top_p = (float)p;
         c->default_top_k = k;
+        c->default_min_p = (float)mp;
+        c->default_repetition_penalty = (float)rp;
+        c->default_max_new_tokens = mnt;
     }
     json_decref(root);
     return rc;

@@ -66,9 +66,10 @@ typedef struct {
     int eos_token_ids[GLM_MAX_EOS];
     int pad_token_id;            /* -1 if none */
     int bos_token_id;            /* -1 if none */
-    /* generation defaults; < 0 when not given */
-    float default_temperature, default_top_p;
+    /* generation defaults (vLLM's --generation-config auto); < 0 when not given */
+    float default_temperature, default_top_p, default_min_p, default_repetition_penalty;
     int default_top_k;
+    int default_max_new_tokens;  /* max_new_tokens: a request's default max_tokens */
 } glm_config;
 
 /* Reads DIR/config.json and, when present, DIR/generation_config.json into *c.

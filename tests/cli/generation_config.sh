@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # tests/cli/generation_config.sh BUILD_DIR - generation_config.json's sampling
 # values as request defaults (vLLM's --generation-config auto), end to end.
-# A copy of models/tiny whose generation_config.json says temperature 0 and
-# top_k 1 is served twice at once: as is (--generation-config auto, the
+# A copy of models/tiny whose generation_config.json says temperature 0,
+# top_k 1 and max_new_tokens 7 (min_p 0 and repetition_penalty 1, their
+# neutral values, are read and shown too) is served twice at once: as is (--generation-config auto, the
 # default) and with --generation-config vllm; then
 # tests/integration/test_generation_config.py (standard library only) checks
 # that requests omitting the fields decode greedily on the first server and
@@ -52,7 +53,7 @@ timeout "$HANG" ./glm-server serve --model "$MODEL" --port "$PORT" >"$TMP/bad.lo
     cat "$TMP/bad.log"; echo "generation_config.sh: temperature 5 in generation_config.json: exit $rc" >&2; exit 1; }
 
 # the two servers
-gen_config ', "do_sample": false, "temperature": 0.0, "top_k": 1'
+gen_config ', "do_sample": false, "temperature": 0.0, "top_k": 1, "min_p": 0.0, "repetition_penalty": 1.0, "max_new_tokens": 7'
 PORT_A=$(free_port)
 ./glm-server serve --model "$MODEL" --served-model-name tiny --port "$PORT_A" --threads 1 \
     --kv-cache-memory 64MiB >"$TMP/a.log" 2>&1 &
@@ -64,7 +65,7 @@ PORT_B=$(free_port)
 PIDS+=($!)
 wait_ready generation_config.sh "${PIDS[1]}" "http://127.0.0.1:$PORT_B/health" "$TMP/b.log"
 
-grep -q "request defaults from generation_config.json: temperature 0, top_k 1" "$TMP/a.log" || {
+grep -q "request defaults from generation_config.json: temperature 0, top_k 1, min_p 0, repetition_penalty 1, max_new_tokens 7" "$TMP/a.log" || {
     cat "$TMP/a.log"; echo "generation_config.sh: no defaults line" >&2; exit 1; }
 if grep -q "request defaults" "$TMP/b.log"; then
     echo "generation_config.sh: --generation-config vllm still applied the file" >&2

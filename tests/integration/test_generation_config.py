@@ -3,7 +3,8 @@
 
 Usage: test_generation_config.py BASE_AUTO BASE_VLLM
   BASE_AUTO: a server whose checkpoint's generation_config.json says
-             temperature 0 and top_k 1 (--generation-config auto, the default);
+             temperature 0, top_k 1 and max_new_tokens 7 (--generation-config
+             auto, the default);
   BASE_VLLM: the same checkpoint with --generation-config vllm.
 tests/cli/generation_config.sh starts both. The tiny model writes random text,
 so every check compares token ids: a seeded request is reproducible on both
@@ -72,6 +73,19 @@ def test_each_field_separately():
     assert ids(AUTO, temperature=1.0, seed=7) == greedy()
     # top_k off alone: temperature 0 still comes from the file
     assert ids(AUTO, top_k=-1, seed=7) == greedy()
+
+
+def test_max_new_tokens_is_the_default_limit():
+    # max_new_tokens 7 from the file: the limit of a request that sets none (completions'
+    # own default of 16 gives way to it), and a request's max_tokens wins
+    for path, body in (("/v1/completions", dict(prompt=PROMPT)),
+                       ("/v1/chat/completions", dict(messages=[{"role": "user", "content": "Hi"}]))):
+        r = post(AUTO, path, dict(body, ignore_eos=True))
+        assert r["usage"]["completion_tokens"] == 7 and r["choices"][0]["finish_reason"] == "length", r
+        r = post(AUTO, path, dict(body, ignore_eos=True, max_tokens=9))
+        assert r["usage"]["completion_tokens"] == 9, r["usage"]
+    r = post(VLLM, "/v1/completions", dict(prompt=PROMPT, ignore_eos=True))
+    assert r["usage"]["completion_tokens"] == 16, r["usage"]
 
 
 def test_vllm_ignores_the_file():

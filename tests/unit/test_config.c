@@ -120,6 +120,34 @@ START_TEST(bad_fields)
 }
 END_TEST
 
+/* generation_config.json: eos ids and the sampling defaults (vLLM's
+ * --generation-config auto), each < 0 when absent; out-of-range values are
+ * errors naming the file and the field. */
+START_TEST(generation_config)
+{
+    glm_config c;
+    char err[GLM_ERRLEN];
+    ck_assert(glm_config_parse(GLM5, strlen(GLM5), "config.json", &c, err, sizeof err) == GLM_OK);
+    ck_assert(c.default_temperature < 0 && c.default_top_p < 0 && c.default_top_k < 0 && c.default_min_p < 0 &&
+              c.default_repetition_penalty < 0 && c.default_max_new_tokens < 0);
+    const char *g = "{\"eos_token_id\": [154820, 154827], \"temperature\": 1.0, \"top_p\": 0.95, \"top_k\": 40,"
+                    " \"min_p\": 0.05, \"repetition_penalty\": 1.1, \"max_new_tokens\": 512, \"do_sample\": true}";
+    ck_assert_msg(glm_config_parse_generation(g, strlen(g), "g.json", &c, err, sizeof err) == GLM_OK, "%s", err);
+    ck_assert_int_eq(c.n_eos, 2);
+    ck_assert(c.default_temperature == 1.0f && c.default_top_p == 0.95f && c.default_top_k == 40);
+    ck_assert(c.default_min_p == 0.05f && c.default_repetition_penalty == 1.1f && c.default_max_new_tokens == 512);
+    static const char *bad[][2] = {{"{\"min_p\": 1.5}", "min_p"},
+                                   {"{\"repetition_penalty\": 0}", "repetition_penalty"},
+                                   {"{\"max_new_tokens\": 0}", "max_new_tokens"},
+                                   {"{\"top_p\": \"x\"}", "top_p"}};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        ck_assert(glm_config_parse_generation(bad[i][0], strlen(bad[i][0]), "g.json", &c, err, sizeof err) == GLM_ERR);
+        ck_assert_msg(strstr(err, "g.json") && strstr(err, bad[i][1]), "%s: %s", bad[i][0], err);
+    }
+    glm_config_free(&c);
+}
+END_TEST
+
 START_TEST(not_json)
 {
     glm_config c;
@@ -158,6 +186,7 @@ int main(void)
     tcase_add_test(tc, glm5_config);
     tcase_add_test(tc, derived_patterns);
     tcase_add_loop_test(tc, bad_fields, 0, (int)(sizeof bad / sizeof bad[0]));
+    tcase_add_test(tc, generation_config);
     tcase_add_test(tc, not_json);
     tcase_add_test(tc, dtype_conversions);
     suite_add_tcase(s, tc);
