@@ -49,11 +49,12 @@ typedef struct {
     int rank, world;             /* this backend's tensor-parallel rank in [0, world); world 1 */
     struct glm_comm *comm;       /* NULL when world == 1 */
     int block_size;              /* tokens per KV block, >= 1 */
-    size_t kv_bytes;             /* KV memory of this rank; 0: fit what memory remains
-                                    (mem_fraction of the memory available after weights
-                                    and workspace) */
-    double mem_fraction;         /* for kv_bytes 0: share of the available memory, (0, 1];
-                                    0 means 0.9 */
+    size_t kv_bytes;             /* KV memory of this rank; 0: what remains of mem_fraction of
+                                    the device's memory (the CPU's: MemTotal, or a cgroup
+                                    limit) once the weights and the workspace are counted,
+                                    and no more than is available now */
+    double mem_fraction;         /* for kv_bytes 0: the share of the memory this server may
+                                    use, (0, 1] (vLLM's gpu_memory_utilization); 0 means 0.9 */
     int kv_blocks;               /* > 0: exactly this many KV blocks, whatever kv_bytes says
                                     (drivers that know their sequences: CLI, tests) */
     int max_num_batched_tokens;  /* new tokens per forward at most */

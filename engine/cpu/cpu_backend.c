@@ -192,7 +192,7 @@ static void dense_ffn(step *s, const glm_weight *g, const glm_weight *u, const g
     float *gb = s->ffn_g, *ub = s->ffn_u;
     glm_matmul_job j[2] = {{g, 0, I, s->h, H, NULL, n, gb, I, 0}, {u, 0, I, s->h, H, NULL, n, ub, I, 0}};
     glm_matmul_jobs(s->be->pool, j, 2);
-    glm_swiglu(gb, ub, n * I);
+    glm_swiglu(gb, ub, (size_t)n * I);
     glm_matmul(s->be->pool, d, gb, I, n, out, H);
 }
 
@@ -365,19 +365,35 @@ static size_t carve(ws_part *parts, int n, char *base)
     return off;
 }
 
-/* Memory the system can still give (MemAvailable), in bytes; 0 if unknown. */
-static size_t available_memory(void)
+/* One number from a file (a /proc/meminfo line given by fmt, or a cgroup
+ * file); 0 when it cannot be read or says "max". */
+static unsigned long long read_number(const char *path, const char *fmt)
 {
-    FILE *f = fopen("/proc/meminfo", "r");
+    FILE *f = fopen(path, "r");
     if (!f)
         return 0;
     char line[256];
-    unsigned long long kb = 0;
+    unsigned long long v = 0;
     while (fgets(line, sizeof line, f))
-        if (sscanf(line, "MemAvailable: %llu kB", &kb) == 1)
+        if (sscanf(line, fmt, &v) == 1)
             break;
     fclose(f);
-    return (size_t)kb * 1024;
+    return v;
+}
+
+/* The machine's memory as this process may use it: the total and what is
+ * available now (MemTotal / MemAvailable, bounded by a cgroup v2 limit and
+ * what the cgroup already uses). 0 when unknown. */
+static void machine_memory(size_t *total, size_t *avail)
+{
+    *total = (size_t)read_number("/proc/meminfo", "MemTotal: %llu kB") * 1024;
+    *avail = (size_t)read_number("/proc/meminfo", "MemAvailable: %llu kB") * 1024;
+    size_t limit = (size_t)read_number("/sys/fs/cgroup/memory.max", "%llu");
+    if (limit > 0) {
+        size_t used = (size_t)read_number("/sys/fs/cgroup/memory.current", "%llu");
+        *total = GLM_MIN(*total, limit);
+        *avail = GLM_MIN(*avail, limit > used ? limit - used : 0);
+    }
 }
 
 glm_backend *glm_cpu_backend_create(const glm_model *m, const glm_backend_params *p, char *err, size_t errlen)
@@ -471,20 +487,37 @@ glm_backend *glm_cpu_backend_create(const glm_model *m, const glm_backend_params
     widest = GLM_MAX(widest, GLM_MAX(c->moe_intermediate_size * GLM_MAX(c->n_shared_experts, 1),
                                      c->num_attention_heads * c->v_head_dim));
     glm_pool_reserve(p->pool, glm_matmul_scratch_bytes(widest));
+    /* element counts are int in the kernels' loops */
+    for (int i = 0; i < np; i++)
+        if (parts[i].bytes / sizeof(float) > (size_t)INT32_MAX) {
+            glm_err(err, errlen, "cpu backend: %d batched tokens need a buffer of %zu elements; at most %d",
+                    p->max_num_batched_tokens, parts[i].bytes / sizeof(float), INT32_MAX);
+            cpu_destroy(&be->base);
+            return NULL;
+        }
     size_t ws_bytes = carve(parts, np, NULL);
-    be->arena = glm_malloc_aligned(ws_bytes);
+    if (posix_memalign(&be->arena, 64, ws_bytes) != 0) {
+        be->arena = NULL;
+        glm_err(err, errlen, "cpu backend: cannot allocate a workspace of %zu bytes", ws_bytes);
+        cpu_destroy(&be->base);
+        return NULL;
+    }
     carve(parts, np, be->arena);
     s->sampler_ws = stab;
     for (int w = 0; w < workers; w++)
         s->sampler_ws[w] = sws[w];
 
-    /* the KV cache: the budget given, or a share of what memory remains */
+    /* the KV cache: the budget given, or (as vLLM's gpu_memory_utilization) what
+     * remains of mem_fraction of the machine's memory once the weights and the
+     * workspace are counted, within what is available now */
     size_t per_block = glm_kv_bytes_per_token(c) * (size_t)p->block_size;
     size_t budget = p->kv_bytes;
-    if (budget == 0) {
+    if (budget == 0 && p->kv_blocks <= 0) {
         double frac = p->mem_fraction > 0 && p->mem_fraction <= 1 ? p->mem_fraction : 0.9;
-        size_t avail = available_memory();
-        budget = (size_t)((double)avail * frac);
+        size_t total, avail;
+        machine_memory(&total, &avail);
+        size_t share = GLM_MIN((size_t)((double)total * frac), avail), used = m->weight_bytes + ws_bytes;
+        budget = share > used ? share - used : 0;
     }
     size_t nb = p->kv_blocks > 0 ? (size_t)p->kv_blocks : budget / per_block;
     if (nb < 1 || nb > (size_t)INT32_MAX / (size_t)p->block_size) {

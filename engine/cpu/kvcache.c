@@ -34,13 +34,19 @@ glm_kv_cache *glm_kv_cache_create(const glm_config *c, int num_blocks, int block
         glm_err(err, errlen, "KV cache: %d blocks of %d tokens is too large", num_blocks, block_size);
         return NULL;
     }
+    void *arena = NULL;
+    if (posix_memalign(&arena, 64, total) != 0) {
+        glm_err(err, errlen, "KV cache: cannot allocate %zu bytes (%d blocks of %d tokens)", total, num_blocks,
+                block_size);
+        return NULL;
+    }
     glm_kv_cache *kv = glm_calloc(1, sizeof *kv);
     kv->n_layers = c->num_hidden_layers;
     kv->block_size = block_size;
     kv->num_blocks = num_blocks;
     kv->latent_dim = c->kv_lora_rank + c->qk_rope_head_dim;
     kv->index_dim = c->index_head_dim;
-    kv->arena = glm_malloc_aligned(total);
+    kv->arena = arena;
     kv->latent = glm_calloc((size_t)kv->n_layers, sizeof(float *));
     kv->index_k = glm_calloc((size_t)kv->n_layers, sizeof(float *));
     float *p = kv->arena;

@@ -322,9 +322,9 @@ void glm_layernorm(float *y, const float *x, const float *w, const float *b, int
     }
 }
 
-void glm_swiglu(float *g, const float *u, int n)
+void glm_swiglu(float *g, const float *u, size_t n)
 {
-    for (int i = 0; i < n; i++) {
+    for (size_t i = 0; i < n; i++) {
         float x = g[i];
         g[i] = x / (1.0f + expf(-x)) * u[i];
     }

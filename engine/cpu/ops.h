@@ -65,7 +65,7 @@ void glm_rmsnorm(float *y, const float *x, const float *w, int n, float eps);
 void glm_layernorm(float *y, const float *x, const float *w, const float *b, int n, float eps);
 
 /* silu(g) * u elementwise into g. */
-void glm_swiglu(float *g, const float *u, int n);
+void glm_swiglu(float *g, const float *u, size_t n);
 
 /*
  * Interleaved-pair RoPE as GLM-5 applies it (main attention and indexer):

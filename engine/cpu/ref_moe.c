@@ -186,7 +186,7 @@ void glm_ref_moe_experts(glm_pool *pool, const glm_ref_moe_experts_params *p, vo
                                         w.u + (size_t)w.first[e] * I, I, 0};
     }
     glm_matmul_jobs(pool, w.jobs, nj);
-    glm_swiglu(w.g, w.u, (int)(rows * I));
+    glm_swiglu(w.g, w.u, rows * (size_t)I);
     nj = 0;
     for (int e = 0; e < E; e++) {
         int ne = w.first[e + 1] - w.first[e];

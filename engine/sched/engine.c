@@ -514,25 +514,31 @@ static void sample_rows(glm_engine *e, int n_rows)
         }
     }
     if (np > 0) {
-        if (glm_runner_logits(e->runner, e->proc_rows, np, e->proc_logits, err, sizeof err) != GLM_OK)
-            GLM_ASSERT(!"logits rows of the step just run");
-        if (np > 1)
+        if (glm_runner_logits(e->runner, e->proc_rows, np, e->proc_logits, err, sizeof err) != GLM_OK) {
+            fprintf(stderr, "glm-server: logits copy failed: %s\n", err);
+            for (int i = 0; i < np; i++)
+                if (!e->proc_samples[i]->finished)
+                    fail_request(e, e->proc_samples[i], "internal error: logits copy failed", 0);
+            np = 0;
+        } else if (np > 1) {
             glm_pool_for(glm_runner_pool(e->runner), np, proc_one, e);
-        else
+        } else {
             proc_one(e, 0, 0);
+        }
     }
+    /* a processor that found no token may follow ends its request (every
+     * sample of it) before anything is sampled: no request below is half-ended */
+    for (int i = 0; i < np; i++)
+        if (!e->proc_samples[i]->finished && e->proc_samples[i]->proc_rc != 0)
+            fail_request(e, e->proc_samples[i], e->proc_samples[i]->proc_err, 1);
     int nr = 0, pi = 0;
     for (int k = 0; k < n_rows; k++) {
         sample *s = e->row_sample[k];
         const float *host = NULL;
         if (pi < np && e->proc_rows[pi] == k)
             host = e->proc_logits + (size_t)pi++ * e->c->vocab_size;
-        if (s->finished) /* a sibling's error may have ended it */
+        if (s->finished) /* its request ended (an error here or of a sibling) */
             continue;
-        if (host && s->proc_rc != 0) { /* the processor found no token may follow */
-            fail_request(e, s, s->proc_err, 1);
-            continue;
-        }
         glm_sequence *seq = s->seq;
         glm_request *r = s->req;
         e->reqs[nr] = (glm_sample_req){k, host, &r->sp, &s->rng,
@@ -593,6 +599,11 @@ static int step(glm_engine *e)
             uncount_waiting(e, r);
         }
     }
+    /* the plan's samples, kept apart: a sequence is freed when its sample
+     * finishes, and an error ends every sample of its request */
+    sample **ss = e->plan_samples;
+    for (int i = 0; i < sb.n; i++)
+        ss[i] = sb.seqs[i]->owner;
     char err[GLM_ERRLEN];
     int rc = glm_runner_forward(e->runner, &sb, 0, err, sizeof err);
     if (rc != GLM_OK) {
@@ -600,7 +611,7 @@ static int step(glm_engine *e)
          * cannot take is the requests' (400), a broken backend is ours (500) */
         fprintf(stderr, "glm-server: engine step failed: %s\n", err);
         for (int i = 0; i < sb.n; i++) {
-            sample *s = sb.seqs[i]->owner;
+            sample *s = ss[i];
             if (s->req->n_live == 0)
                 continue;
             char msg[sizeof err + 32];
@@ -610,14 +621,10 @@ static int step(glm_engine *e)
         e->steps++;
         return 1;
     }
-    /* the samples, kept apart: a sequence is freed when its sample finishes */
     int n_rows;
     const int32_t *plan = glm_runner_rows(e->runner, &n_rows);
     for (int k = 0; k < n_rows; k++)
-        e->row_sample[k] = sb.seqs[plan[k]]->owner;
-    sample **ss = e->plan_samples;
-    for (int i = 0; i < sb.n; i++)
-        ss[i] = sb.seqs[i]->owner;
+        e->row_sample[k] = ss[plan[k]];
     glm_sched_commit(e->sch, &sb);
     sample_rows(e, n_rows);
     /* n > 1: once sample 0's prompt is computed (and cached), admit the others */

@@ -28,8 +28,8 @@ typedef struct {
     int max_model_len;           /* prompt + output tokens at most; 0: the model's context */
     int max_queue;               /* waiting requests at most before refusing (default 1024) */
     int block_size;              /* tokens per KV block (default 16) */
-    size_t kv_cache_bytes;       /* KV cache memory (default 1 GiB); 0: mem_fraction of what
-                                    memory remains once the backend is set up */
+    size_t kv_cache_bytes;       /* KV cache memory (default 1 GiB); 0: what remains of
+                                    mem_fraction of the memory after weights and workspace */
     double mem_fraction;         /* for kv_cache_bytes 0, in (0, 1] (default 0.9) */
     int enable_prefix_caching;   /* default 1 */
     int n_threads;               /* compute threads; <= 0: one per CPU */

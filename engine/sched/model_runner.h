@@ -32,7 +32,8 @@
 typedef struct {
     glm_backend_kind backend;    /* default GLM_BACKEND_CPU */
     int block_size;              /* tokens per KV block (default 16) */
-    size_t kv_cache_bytes;       /* KV memory (default 1 GiB); 0: a share of what memory remains */
+    size_t kv_cache_bytes;       /* KV memory (default 1 GiB); 0: what remains of mem_fraction of
+                                    the memory after weights and workspace (backend.h) */
     double mem_fraction;         /* that share when kv_cache_bytes is 0 (default 0.9) */
     int kv_cache_tokens;         /* > 0: room for exactly this many tokens instead (in blocks;
                                     drivers that know their sequences: CLI, tests) */

@@ -334,6 +334,68 @@ START_TEST(n_samples_and_seeds)
 }
 END_TEST
 
+/* A processor of sample 1 of 2 that finds no token may follow after one
+ * token: the request ends with one 400-kind error and an abort finish per
+ * sample, and sample 0, sampled in the same steps with a repetition penalty
+ * that reads its history, is never sampled from a freed sequence (ASan). */
+static void *ef_create(void *ctx, int i)
+{
+    int *st = calloc(2, sizeof(int));
+    st[0] = i;
+    return st;
+}
+static int ef_apply(void *state, float *logits, int vocab, char *err, size_t errlen)
+{
+    int *st = state;
+    if (st[0] == 1 && st[1] >= 1) {
+        snprintf(err, errlen, "no token may follow");
+        return -1;
+    }
+    return 0;
+}
+static void ef_accept(void *state, int32_t tok) { ((int *)state)[1]++; }
+static void ef_destroy(void *state) { free(state); }
+static void ef_release(void *ctx) {}
+
+START_TEST(processor_error_ends_siblings)
+{
+    glm_engine *e = make_engine(4096, 8, 64);
+    int32_t p[30];
+    for (int k = 0; k < 30; k++)
+        p[k] = (k * 53 + 5) % 4000;
+    glm_sampling_params sp;
+    glm_sampling_params_init(&sp);
+    sp.repetition_penalty = 1.5f;
+    sp.has_max_tokens = 1;
+    sp.max_tokens = 12;
+    sp.ignore_eos = 1;
+    sp.n = 2;
+    glm_logits_processor lp = {ef_create, ef_apply, ef_accept, ef_destroy, ef_release, NULL};
+    sp.processor = &lp;
+    glm_submit_status st;
+    char err[GLM_ERRLEN];
+    glm_request *r = glm_engine_submit(e, p, 30, &sp, &st, err, sizeof err);
+    ck_assert_msg(r != NULL, "%s", err);
+    glm_event ev;
+    int errors = 0, aborts = 0, rc;
+    while ((rc = glm_request_next(r, &ev, 60000)) == 1) {
+        if (ev.type == GLM_EV_ERROR) {
+            errors++;
+            ck_assert(ev.invalid_request);
+            ck_assert_msg(strstr(ev.message, "no token may follow"), "%s", ev.message);
+        }
+        if (ev.type == GLM_EV_FINISH)
+            aborts += ev.finish == GLM_FINISH_ABORT;
+    }
+    ck_assert_int_eq(rc, -1);
+    ck_assert_int_eq(errors, 1);
+    ck_assert_int_eq(aborts, 2);
+    glm_request_release(r);
+    wait_idle(e);
+    glm_engine_free(e);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("engine");
@@ -345,6 +407,7 @@ int main(void)
     tcase_add_test(tc, abort_everywhere);
     tcase_add_test(tc, queue_overflow_and_bad_input);
     tcase_add_test(tc, n_samples_and_seeds);
+    tcase_add_test(tc, processor_error_ends_siblings);
     suite_add_tcase(s, tc);
     return test_run_suite(s);
 }
