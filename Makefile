@@ -59,6 +59,12 @@ else
   CUDA_LIBS =
 endif
 
+# The cuBLAS/cuBLASLt stand-in (tests/cuda_cpu/blas/): test-only C++17, compiled with g++ against
+# the toolkit's headers (no GPU, no CUDA library); CUDA_HOME as nvcc's, else /usr/local/cuda.
+CXX ?= g++
+CUDA_HOME ?= $(or $(patsubst %/bin/nvcc,%,$(realpath $(shell command -v nvcc 2>/dev/null))),/usr/local/cuda)
+BLAS_TEST = $(BUILD)/tests/cuda_cpu/blas/test-cublas
+
 VENV = .venv
 PY   = $(VENV)/bin/python
 
@@ -104,6 +110,20 @@ $(BACKEND_BIN): $(BUILD)/tests/backend/test-backend-ops.o $(ENGINE_OBJ)
 	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS_BASE)
 
 -include $(BUILD)/tests/backend/test-backend-ops.d
+
+# Without the toolkit's headers the test is a script that exits 77: run_tests.sh reports SKIP.
+ifneq ($(wildcard $(CUDA_HOME)/include/cublasLt.h),)
+$(BLAS_TEST): tests/cuda_cpu/blas/test_cublas.cpp tests/cuda_cpu/blas/cublas_cpu.cpp
+	@mkdir -p $(dir $@)
+	$(CXX) -std=c++17 -Wall -Wextra $(WERROR) $(OPT) -g -ffp-contract=off -isystem $(CUDA_HOME)/include \
+	    -o $@ $^
+else
+.PHONY: $(BLAS_TEST)
+$(BLAS_TEST):
+	@mkdir -p $(dir $@)
+	@printf '#!/bin/sh\necho "SKIP  CUDA toolkit headers not found: $(CUDA_HOME)/include/cublasLt.h (set CUDA_HOME)"\nexit 77\n' > $@
+	@chmod +x $@
+endif
 -include $(BUILD)/tests/models/mkmodel.d $(BUILD)/tests/models/mkscript.d $(BUILD)/tests/bench/bench_engine.d $(BUILD)/tests/bench/bench_tokenizer.d $(BUILD)/tests/bench/bench_serving.d \
          $(BUILD)/tests/bench/bench_grammar.d
 
@@ -173,10 +193,10 @@ $(REF_VENV)/.packages:
 goldens: $(REF_VENV)/.packages models/tiny/config.json models/tiny-bf16/config.json models/tiny-fp8/config.json
 	$(REF_VENV)/bin/python tests/golden/make_goldens.py
 
-test: glm-server $(UNIT_BIN) $(BACKEND_BIN) $(TINY_MODELS) models/script/config.json
+test: glm-server $(UNIT_BIN) $(BACKEND_BIN) $(BLAS_TEST) $(TINY_MODELS) models/script/config.json
 	@bash tests/run_tests.sh $(BUILD)
 
-unit: $(UNIT_BIN) $(BACKEND_BIN) $(TINY_MODELS)
+unit: $(UNIT_BIN) $(BACKEND_BIN) $(BLAS_TEST) $(TINY_MODELS)
 	@bash tests/run_tests.sh $(BUILD) unit
 
 integration: glm-server $(TINY_MODELS) models/script/config.json
@@ -192,7 +212,7 @@ bench: glm-server $(BUILD)/glm-bench $(BUILD)/glm-bench-serving models/small/con
 
 asan: $(TINY_MODELS)
 	$(MAKE) BUILD=build-asan OPT="-O1 -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer" \
-	        CUDA=0 build-asan/glm-mkmodel $(patsubst $(BUILD)/%,build-asan/%,$(UNIT_BIN) $(BACKEND_BIN))
+	        CUDA=0 build-asan/glm-mkmodel $(patsubst $(BUILD)/%,build-asan/%,$(UNIT_BIN) $(BACKEND_BIN) $(BLAS_TEST))
 	bash tests/run_tests.sh build-asan unit
 
 # --- dependencies -----------------------------------------------------------

@@ -66,6 +66,10 @@ if [ "$ONLY" != cli ]; then
     if [ -x "$BUILD/tests/backend/test-backend-ops" ]; then
         run "backend: test-backend-ops" "$BUILD/tests/backend/test-backend-ops"
     fi
+    # the cuBLAS/cuBLASLt stand-in against a double reference (tests/cuda_cpu/blas/)
+    if [ -x "$BUILD/tests/cuda_cpu/blas/test-cublas" ]; then
+        run "cuda_cpu: test-cublas" "$BUILD/tests/cuda_cpu/blas/test-cublas"
+    fi
 fi
 
 if [ "$ONLY" != unit ]; then
