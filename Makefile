@@ -113,10 +113,11 @@ $(BACKEND_BIN): $(BUILD)/tests/backend/test-backend-ops.o $(ENGINE_OBJ)
 
 # Without the toolkit's headers the test is a script that exits 77: run_tests.sh reports SKIP.
 ifneq ($(wildcard $(CUDA_HOME)/include/cublasLt.h),)
-$(BLAS_TEST): tests/cuda_cpu/blas/test_cublas.cpp tests/cuda_cpu/blas/cublas_cpu.cpp
+$(BLAS_TEST): tests/cuda_cpu/blas/test_cublas.cpp tests/cuda_cpu/blas/cublas_cpu.cpp \
+              tests/cuda_cpu/blas/cublaslt_cpu.cpp tests/cuda_cpu/blas/blas_internal.h
 	@mkdir -p $(dir $@)
 	$(CXX) -std=c++17 -Wall -Wextra $(WERROR) $(OPT) -g -ffp-contract=off -isystem $(CUDA_HOME)/include \
-	    -o $@ $^
+	    -o $@ $(filter %.cpp,$^)
 else
 .PHONY: $(BLAS_TEST)
 $(BLAS_TEST):
