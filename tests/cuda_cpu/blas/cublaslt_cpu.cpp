@@ -181,8 +181,14 @@ cublasStatus_t lt_check(const char* fn, cublasLtHandle_t handle, const Desc* dp,
   if ((ablk || outer_a) && d.epilogue != CUBLASLT_EPILOGUE_DEFAULT &&
       d.epilogue != CUBLASLT_EPILOGUE_BIAS)
     return fail(CUBLAS_STATUS_NOT_SUPPORTED, fn, "block scaling with an activation epilogue");
-  cudaDataType bias_type = d.bias_type == -1 ? D->type : static_cast<cudaDataType>(d.bias_type);
-  if (bias && !(bias_type == D->type || bias_type == CUDA_R_32F))
+  // BIAS_DATA_TYPE's default (-1) is D's type, except for FP8 kernels with F32 output, whose
+  // bias is BF16 (cublasLt.h and the cublasLtMatmul FP8 table)
+  cudaDataType bias_type = d.bias_type != -1 ? static_cast<cudaDataType>(d.bias_type)
+                           : fp8 && D->type == CUDA_R_32F ? CUDA_R_16BF
+                                                          : D->type;
+  if (bias && !(bias_type == CUDA_R_16BF || bias_type == CUDA_R_32F))
+    return fail(CUBLAS_STATUS_NOT_SUPPORTED, fn, "bias type must be CUDA_R_16BF or CUDA_R_32F");
+  if (bias && !fp8 && bias_type != D->type && bias_type != CUDA_R_32F)
     return fail(CUBLAS_STATUS_NOT_SUPPORTED, fn, "bias type must be D's type or CUDA_R_32F");
 
   g->m = static_cast<int64_t>(m), g->n = static_cast<int64_t>(n), g->k = static_cast<int64_t>(ka);

@@ -475,11 +475,12 @@ void test_lt_fp8() {
     Stored sc = pack(C, cs.d, false, false, 1);
     Stored sd = sc;
     memset(sd.bytes.data(), 0xff, sd.bytes.size());
+    // BIAS_DATA_TYPE left at its default: D's type, but BF16 for FP8 with F32 output
     std::vector<double> bias(cs.m);
     std::vector<uint8_t> bbytes(cs.m * 4);
     for (int i = 0; i < cs.m; i++) {
-      bias[i] = round_to(cs.d, std::uniform_real_distribution<double>(-4, 4)(g_rng));
-      put(cs.d, bbytes.data(), i, bias[i]);
+      bias[i] = round_to(CUDA_R_16BF, std::uniform_real_distribution<double>(-4, 4)(g_rng));
+      put(CUDA_R_16BF, bbytes.data(), i, bias[i]);
     }
     LtCall c;
     c.ta = CUBLAS_OP_T, c.tb = CUBLAS_OP_N, c.alpha = 0.5f, c.beta = cs.bias ? 0.0f : 2.0f;
