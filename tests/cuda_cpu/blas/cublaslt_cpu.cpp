@@ -49,7 +49,7 @@ struct Desc {
   int32_t a_mode = CUBLASLT_MATMUL_MATRIX_SCALE_SCALAR_32F;
   int32_t b_mode = CUBLASLT_MATMUL_MATRIX_SCALE_SCALAR_32F;
   int32_t pointer_mode = CUBLASLT_POINTER_MODE_HOST;
-  const char* unmodelled = nullptr;  // an attribute set to a value this stand-in does not model
+  int unmodelled = -1;  // the last attribute set whose effect this stand-in does not model
 };
 
 struct Pref {
@@ -86,7 +86,10 @@ cublasStatus_t lt_check(const char* fn, cublasLtHandle_t handle, const Desc* dp,
   if (!dp || !A || !B || !C || !D)
     return fail(CUBLAS_STATUS_INVALID_VALUE, fn, "a descriptor is NULL");
   const Desc& d = *dp;
-  if (d.unmodelled) return fail(CUBLAS_STATUS_NOT_SUPPORTED, fn, d.unmodelled);
+  if (d.unmodelled != -1) {
+    fprintf(stderr, "cublas_cpu: %s: cublasLtMatmulDescAttributes_t %d\n", fn, d.unmodelled);
+    return fail(CUBLAS_STATUS_NOT_SUPPORTED, fn, "a descriptor attribute whose effect is not modelled");
+  }
   const Layout* ls[4] = {A, B, C, D};
   const char* names[4] = {"A", "B", "C", "D"};
   for (int i = 0; i < 4; i++) {
@@ -292,7 +295,7 @@ cublasStatus_t CUBLASWINAPI cublasLtMatmulDescSetAttribute(cublasLtMatmulDesc_t 
       // accepted as the library does, but cublasLtMatmul then says NOT_SUPPORTED: a result that
       // ignored the attribute would be wrong
       if (!buf || sizeInBytes == 0) return fail(CUBLAS_STATUS_INVALID_VALUE, fn, "buf is NULL");
-      d->unmodelled = "a matmul descriptor attribute this stand-in does not model was set";
+      d->unmodelled = attr;
       break;
   }
   if (!ok) return fail(CUBLAS_STATUS_INVALID_VALUE, fn, "buf is NULL or sizeInBytes is wrong");

@@ -648,6 +648,44 @@ void test_checks(cublasHandle_t h) {
   mx.a_mode = mx.b_mode = CUBLASLT_MATMUL_MATRIX_SCALE_VEC32_UE8M0;
   mx.a_scale = mx.b_scale = sc.data();
   EXPECT(run(CUDA_R_8F_E4M3, BF, 16, 16, 32, 0, true, false, false, mx), CUBLAS_STATUS_NOT_SUPPORTED);
+  // shapes and batch counts that disagree, and attributes the stand-in does not model, straight
+  // through cublasLtMatmul (no heuristic first; a NULL algo lets the library choose)
+  {
+    cublasLtMatmulDesc_t dd;
+    CHECK(cublasLtMatmulDescCreate(&dd, C32, CUDA_R_32F) == 0, "desc");
+    cublasLtMatrixLayout_t la, lb, lc, lb_bad;
+    CHECK(cublasLtMatrixLayoutCreate(&la, F, 8, 6, 8) == 0 && cublasLtMatrixLayoutCreate(&lb, F, 6, 4, 6) == 0 &&
+          cublasLtMatrixLayoutCreate(&lc, F, 8, 4, 8) == 0 && cublasLtMatrixLayoutCreate(&lb_bad, F, 7, 4, 7) == 0,
+          "layouts");
+    EXPECT(cublasLtMatmul(lt, dd, &one, p, la, p, lb, &zero, p, lc, p, lc, nullptr, nullptr, 0, nullptr),
+           CUBLAS_STATUS_SUCCESS);
+    EXPECT(cublasLtMatmul(lt, dd, &one, p, la, p, lb_bad, &zero, p, lc, p, lc, nullptr, nullptr, 0, nullptr),
+           CUBLAS_STATUS_INVALID_VALUE);  // K of A (6) != K of B (7)
+    EXPECT(cublasLtMatmul(lt, dd, &one, p, la, p, lb, &zero, p, lb, p, lc, nullptr, nullptr, 0, nullptr),
+           CUBLAS_STATUS_INVALID_VALUE);  // C is not M x N
+    EXPECT(cublasLtMatmul(lt, dd, nullptr, p, la, p, lb, &zero, p, lc, p, lc, nullptr, nullptr, 0, nullptr),
+           CUBLAS_STATUS_INVALID_VALUE);  // alpha NULL
+    int32_t two = 2;
+    CHECK(cublasLtMatrixLayoutSetAttribute(la, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &two, sizeof two) == 0, "batch");
+    EXPECT(cublasLtMatmul(lt, dd, &one, p, la, p, lb, &zero, p, lc, p, lc, nullptr, nullptr, 0, nullptr),
+           CUBLAS_STATUS_INVALID_VALUE);  // batch counts differ
+    int32_t one_batch = 1;
+    CHECK(cublasLtMatrixLayoutSetAttribute(la, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &one_batch, sizeof one_batch) == 0,
+          "batch");
+    int32_t vec = CUBLASLT_POINTER_MODE_DEVICE_VECTOR;
+    CHECK(cublasLtMatmulDescSetAttribute(dd, CUBLASLT_MATMUL_DESC_POINTER_MODE, &vec, sizeof vec) == 0, "mode");
+    EXPECT(cublasLtMatmul(lt, dd, &one, p, la, p, lb, &zero, p, lc, p, lc, nullptr, nullptr, 0, nullptr),
+           CUBLAS_STATUS_NOT_SUPPORTED);  // alpha vectors are not modelled
+    cublasLtMatmulDesc_t da;
+    CHECK(cublasLtMatmulDescCreate(&da, C32, CUDA_R_32F) == 0, "desc");
+    float* amax = p;
+    CHECK(cublasLtMatmulDescSetAttribute(da, CUBLASLT_MATMUL_DESC_AMAX_D_POINTER, &amax, sizeof amax) == 0, "amax");
+    EXPECT(cublasLtMatmul(lt, da, &one, p, la, p, lb, &zero, p, lc, p, lc, nullptr, nullptr, 0, nullptr),
+           CUBLAS_STATUS_NOT_SUPPORTED);  // an attribute whose effect is not modelled
+    cublasLtMatmulDescDestroy(da), cublasLtMatmulDescDestroy(dd);
+    cublasLtMatrixLayoutDestroy(la), cublasLtMatrixLayoutDestroy(lb);
+    cublasLtMatrixLayoutDestroy(lc), cublasLtMatrixLayoutDestroy(lb_bad);
+  }
   // handles
   cublasLtMatmulHeuristicResult_t res;
   int count = 7;
