@@ -16,6 +16,10 @@
 //     with the K-block count padded to a multiple of 4 (16-byte rows):
 //     scale(o, k) = s[(o / 128) * roundup(ceil(K/128), 4) + k / 128].
 //   A partial last block (K or the outer size not a multiple of 128) has its own scale.
+//   The same layouts are what PyTorch checks before it hands block scales to cuBLASLt
+//   (torch/_meta_registrations.py, _check_scaled_mm_sizes_v2: 1x128 scales [outer, K/128] with
+//   strides [1, outer]; 128x128 scales [L4, outer/128] with strides [1, L4], L4 = roundup(K/128,
+//   4)). Not yet run against the real library on a GPU; PyTorch only uses multiples of 128.
 //   Hopper's kernels take VEC128 x VEC128, VEC128 x BLK128x128 and BLK128x128 x VEC128 on
 //   E4M3 inputs with COMPUTE_32F; any other mix of a block mode is NOT_SUPPORTED here.
 #include "blas_internal.h"
