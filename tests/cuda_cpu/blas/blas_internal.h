@@ -24,12 +24,25 @@ struct Handle {
   cublasMath_t math;
 };
 
+// The enumerator's name, as cublasGetStatusName returns it.
+inline const char* status_name(cublasStatus_t st) {
+  switch (st) {
+    case CUBLAS_STATUS_SUCCESS: return "CUBLAS_STATUS_SUCCESS";
+    case CUBLAS_STATUS_NOT_INITIALIZED: return "CUBLAS_STATUS_NOT_INITIALIZED";
+    case CUBLAS_STATUS_ALLOC_FAILED: return "CUBLAS_STATUS_ALLOC_FAILED";
+    case CUBLAS_STATUS_INVALID_VALUE: return "CUBLAS_STATUS_INVALID_VALUE";
+    case CUBLAS_STATUS_ARCH_MISMATCH: return "CUBLAS_STATUS_ARCH_MISMATCH";
+    case CUBLAS_STATUS_MAPPING_ERROR: return "CUBLAS_STATUS_MAPPING_ERROR";
+    case CUBLAS_STATUS_EXECUTION_FAILED: return "CUBLAS_STATUS_EXECUTION_FAILED";
+    case CUBLAS_STATUS_INTERNAL_ERROR: return "CUBLAS_STATUS_INTERNAL_ERROR";
+    case CUBLAS_STATUS_NOT_SUPPORTED: return "CUBLAS_STATUS_NOT_SUPPORTED";
+    case CUBLAS_STATUS_LICENSE_ERROR: return "CUBLAS_STATUS_LICENSE_ERROR";
+    default: return "CUBLAS_STATUS_UNKNOWN";
+  }
+}
+
 inline cublasStatus_t fail(cublasStatus_t st, const char* fn, const char* why) {
-  fprintf(stderr, "cublas_cpu: %s: %s (%s)\n", fn, why,
-          st == CUBLAS_STATUS_INVALID_VALUE ? "CUBLAS_STATUS_INVALID_VALUE"
-          : st == CUBLAS_STATUS_NOT_SUPPORTED ? "CUBLAS_STATUS_NOT_SUPPORTED"
-          : st == CUBLAS_STATUS_NOT_INITIALIZED ? "CUBLAS_STATUS_NOT_INITIALIZED"
-                                                : "error");
+  fprintf(stderr, "cublas_cpu: %s: %s (%s)\n", fn, why, status_name(st));
   return st;
 }
 
@@ -123,6 +136,8 @@ struct Gemm {
   void* const* c_array = nullptr;
 
   void run() {
+    const bool scalar_scales = sa.mode == CUBLASLT_MATMUL_MATRIX_SCALE_SCALAR_32F &&
+                               sb.mode == CUBLASLT_MATMUL_MATRIX_SCALE_SCALAR_32F;
     for (int64_t bt = 0; bt < batch; bt++) {
       Operand A = a, B = b, C = c;
       void* D = d;
@@ -134,8 +149,13 @@ struct Gemm {
       for (int64_t j = 0; j < n; j++)
         for (int64_t i = 0; i < m; i++) {
           double acc = 0;
-          for (int64_t kk = 0; kk < k; kk++)
-            acc += sa.at(i, kk) * A.at(i, kk, bi) * sb.at(j, kk) * B.at(kk, j, bi);
+          if (scalar_scales) {
+            for (int64_t kk = 0; kk < k; kk++) acc += A.at(i, kk, bi) * B.at(kk, j, bi);
+            acc *= sa.at(0, 0) * sb.at(0, 0);
+          } else {
+            for (int64_t kk = 0; kk < k; kk++)
+              acc += sa.at(i, kk) * A.at(i, kk, bi) * sb.at(j, kk) * B.at(kk, j, bi);
+          }
           double v = alpha * acc;
           if (beta != 0) v += beta * C.at(i, j, bi);
           if (bias) v += load(bias_type, bias, bt * bias_stride + i);

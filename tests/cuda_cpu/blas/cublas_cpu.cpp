@@ -4,11 +4,12 @@
 // Implements, against the real CUDA 13 prototypes of cublas_v2.h and cublasLt.h (so a call site
 // with a wrong argument fails to compile), exactly the functions the CUDA backend calls:
 //   cuBLAS:   cublasCreate/Destroy, cublasSetStream, cublasSetMathMode, cublasGemmEx,
-//             cublasGemmStridedBatchedEx, cublasGemmBatchedEx;
+//             cublasGemmStridedBatchedEx, cublasGemmBatchedEx, cublasGetStatusName/String;
 //   cuBLASLt: cublasLtCreate/Destroy, cublasLtMatmulDesc{Create,Destroy,SetAttribute},
 //             cublasLtMatrixLayout{Create,Destroy,SetAttribute},
 //             cublasLtMatmulPreference{Create,Destroy,SetAttribute},
-//             cublasLtMatmulAlgoGetHeuristic (one algo), cublasLtMatmul.
+//             cublasLtMatmulAlgoGetHeuristic (one algo), cublasLtMatmul,
+//             cublasLtGetStatusName/String.
 // Every result is D = act(alpha * op(A) op(B) + beta * C + bias), summed in double and rounded
 // once to the output type with the toolkit's own round-to-nearest-even conversions. "Device"
 // pointers are host pointers (the CPU layer's cudaMalloc returns host memory); streams are
@@ -179,6 +180,19 @@ cublasStatus_t CUBLASWINAPI cublasGemmBatchedEx(
   g.a_array = Aarray, g.b_array = Barray, g.c_array = Carray;
   g.run();
   return CUBLAS_STATUS_SUCCESS;
+}
+
+const char* CUBLASWINAPI cublasGetStatusName(cublasStatus_t status) { return status_name(status); }
+
+const char* CUBLASWINAPI cublasGetStatusString(cublasStatus_t status) {
+  switch (status) {
+    case CUBLAS_STATUS_SUCCESS: return "success";
+    case CUBLAS_STATUS_NOT_INITIALIZED: return "the library was not initialized";
+    case CUBLAS_STATUS_ALLOC_FAILED: return "the resource allocation failed";
+    case CUBLAS_STATUS_INVALID_VALUE: return "an invalid numeric value was used as an argument";
+    case CUBLAS_STATUS_NOT_SUPPORTED: return "the functionality requested is not supported";
+    default: return "an error occurred in the cuBLAS stand-in";
+  }
 }
 
 }  // extern "C"

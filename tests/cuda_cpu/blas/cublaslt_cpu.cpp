@@ -444,4 +444,10 @@ cublasStatus_t CUBLASWINAPI cublasLtMatmul(cublasLtHandle_t lightHandle,
   return CUBLAS_STATUS_SUCCESS;
 }
 
+const char* CUBLASWINAPI cublasLtGetStatusName(cublasStatus_t status) { return status_name(status); }
+
+const char* CUBLASWINAPI cublasLtGetStatusString(cublasStatus_t status) {
+  return cublasGetStatusString(status);
+}
+
 }  // extern "C"

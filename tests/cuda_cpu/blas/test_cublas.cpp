@@ -695,6 +695,9 @@ void test_checks(cublasHandle_t h) {
                         nullptr, 0, nullptr), CUBLAS_STATUS_NOT_INITIALIZED);
   CHECK(cublasLtDestroy(lt) == 0, "destroy");
   EXPECT(cublasLtDestroy(nullptr), CUBLAS_STATUS_NOT_INITIALIZED);
+  CHECK(strcmp(cublasGetStatusName(CUBLAS_STATUS_NOT_SUPPORTED), "CUBLAS_STATUS_NOT_SUPPORTED") == 0, "name");
+  CHECK(strcmp(cublasLtGetStatusName(CUBLAS_STATUS_INVALID_VALUE), "CUBLAS_STATUS_INVALID_VALUE") == 0, "name");
+  CHECK(cublasGetStatusString(CUBLAS_STATUS_SUCCESS) && cublasLtGetStatusString(CUBLAS_STATUS_ALLOC_FAILED), "string");
   printf("argument checks: %d calls returned the documented status\n", n_checks);
 #undef EXPECT
 }
