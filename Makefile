@@ -63,6 +63,7 @@ endif
 # the toolkit's headers (no GPU, no CUDA library); CUDA_HOME as nvcc's, else /usr/local/cuda.
 CXX ?= g++
 CUDA_HOME ?= $(or $(patsubst %/bin/nvcc,%,$(realpath $(shell command -v nvcc 2>/dev/null))),/usr/local/cuda)
+BLAS_CPU_SRC = tests/cuda_cpu/blas/cublas_cpu.cpp tests/cuda_cpu/blas/cublaslt_cpu.cpp  # what a CUDA-on-CPU build links
 BLAS_TEST = $(BUILD)/tests/cuda_cpu/blas/test-cublas
 
 VENV = .venv
@@ -113,8 +114,7 @@ $(BACKEND_BIN): $(BUILD)/tests/backend/test-backend-ops.o $(ENGINE_OBJ)
 
 # Without the toolkit's headers the test is a script that exits 77: run_tests.sh reports SKIP.
 ifneq ($(wildcard $(CUDA_HOME)/include/cublasLt.h),)
-$(BLAS_TEST): tests/cuda_cpu/blas/test_cublas.cpp tests/cuda_cpu/blas/cublas_cpu.cpp \
-              tests/cuda_cpu/blas/cublaslt_cpu.cpp tests/cuda_cpu/blas/blas_internal.h
+$(BLAS_TEST): tests/cuda_cpu/blas/test_cublas.cpp $(BLAS_CPU_SRC) tests/cuda_cpu/blas/blas_internal.h
 	@mkdir -p $(dir $@)
 	$(CXX) -std=c++17 -Wall -Wextra $(WERROR) $(OPT) -g -ffp-contract=off -isystem $(CUDA_HOME)/include \
 	    -o $@ $(filter %.cpp,$^)

@@ -295,6 +295,12 @@ cublasStatus_t CUBLASWINAPI cublasLtMatmulDescSetAttribute(cublasLtMatmulDesc_t 
       break;
     }
     case CUBLASLT_MATMUL_DESC_SM_COUNT_TARGET: ok = get_attr(buf, sizeInBytes, &i32); break;
+    case CUBLASLT_MATMUL_DESC_TRANSC:  // the library supports CUBLAS_OP_N only
+      ok = get_attr(buf, sizeInBytes, &i32);
+      if (ok && !valid_op(static_cast<cublasOperation_t>(i32)))
+        return fail(CUBLAS_STATUS_INVALID_VALUE, fn, "transpose is not N, T or C");
+      if (ok && i32 != CUBLAS_OP_N) d->unmodelled = attr;
+      break;
     default:
       // accepted as the library does, but cublasLtMatmul then says NOT_SUPPORTED: a result that
       // ignored the attribute would be wrong
