@@ -63,7 +63,8 @@ endif
 # the toolkit's headers (no GPU, no CUDA library); CUDA_HOME as nvcc's, else /usr/local/cuda.
 CXX ?= g++
 CUDA_HOME ?= $(or $(patsubst %/bin/nvcc,%,$(realpath $(shell command -v nvcc 2>/dev/null))),/usr/local/cuda)
-BLAS_CPU_SRC = tests/cuda_cpu/blas/cublas_cpu.cpp tests/cuda_cpu/blas/cublaslt_cpu.cpp  # what a CUDA-on-CPU build links
+# BLAS_CPU_SRC: the stand-in itself, what a CUDA-on-CPU build links instead of -lcublas -lcublasLt
+BLAS_CPU_SRC = tests/cuda_cpu/blas/cublas_cpu.cpp tests/cuda_cpu/blas/cublaslt_cpu.cpp
 BLAS_TEST = $(BUILD)/tests/cuda_cpu/blas/test-cublas
 
 VENV = .venv
