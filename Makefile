@@ -48,8 +48,10 @@ CUDA_SRC = $(wildcard cuda/*.cu)
 ifeq ($(CUDA_SRC),)
   NVCC :=
 endif
+# The toolkit: from nvcc's path (even with CUDA=0: the CPU execution layer needs its headers).
+NVCC_ANY := $(shell command -v nvcc 2>/dev/null)
+CUDA_HOME ?= $(if $(NVCC_ANY),$(patsubst %/bin/nvcc,%,$(realpath $(NVCC_ANY))),/usr/local/cuda)
 ifneq ($(NVCC),)
-  CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(realpath $(NVCC)))
   CUDA_OBJ = $(CUDA_SRC:%.cu=$(BUILD)/%.o)
   ALL_CFLAGS += -DGLM_HAVE_CUDA=1 -I$(CUDA_HOME)/include
   CUDA_LIBS = -L$(CUDA_HOME)/lib64 -lcudart -lcublas -lnccl -lstdc++
@@ -104,6 +106,32 @@ $(BACKEND_BIN): $(BUILD)/tests/backend/test-backend-ops.o $(ENGINE_OBJ)
 	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS_BASE)
 
 -include $(BUILD)/tests/backend/test-backend-ops.d
+
+# --- the CPU execution layer for CUDA code (tests/cuda_cpu/, test-only) -------
+# .cu files compiled by g++ as C++17 against the toolkit's headers; never linked into glm-server.
+# Without the headers the test is a script that reports SKIP (exit 77).
+CXX ?= g++
+CUDA_CPU_CXXFLAGS = -std=c++17 -D_GNU_SOURCE -Wall -Wextra $(WERROR) $(OPT) -g -pthread -fno-math-errno \
+                    -ffp-contract=off -I. -I$(CUDA_HOME)/include $(CXXFLAGS)
+CUDA_CPU_BIN = $(BUILD)/tests/test_cuda_cpu
+CUDA_CPU_OBJ = $(BUILD)/tests/cuda_cpu/cuda_cpu.o
+ifneq ($(wildcard $(CUDA_HOME)/include/cuda_runtime_api.h),)
+$(BUILD)/tests/cuda_cpu/%.o: tests/cuda_cpu/%.cpp
+	@mkdir -p $(dir $@)
+	$(CXX) $(CUDA_CPU_CXXFLAGS) -MMD -MP -c -o $@ $<
+$(BUILD)/tests/cuda_cpu/%.o: tests/cuda_cpu/%.cu
+	@mkdir -p $(dir $@)
+	$(CXX) $(CUDA_CPU_CXXFLAGS) -MMD -MP -x c++ -c -o $@ $<
+$(CUDA_CPU_BIN): $(BUILD)/tests/cuda_cpu/test_cuda_cpu.o $(CUDA_CPU_OBJ)
+	$(CXX) $(CUDA_CPU_CXXFLAGS) -o $@ $^
+-include $(BUILD)/tests/cuda_cpu/cuda_cpu.d $(BUILD)/tests/cuda_cpu/test_cuda_cpu.d
+else
+.PHONY: $(CUDA_CPU_BIN)
+$(CUDA_CPU_BIN):
+	@mkdir -p $(dir $@)
+	printf '#!/bin/sh\necho "SKIP  CUDA toolkit headers not found: $(CUDA_HOME)/include/cuda_runtime_api.h"\nexit 77\n' > $@
+	chmod +x $@
+endif
 -include $(BUILD)/tests/models/mkmodel.d $(BUILD)/tests/models/mkscript.d $(BUILD)/tests/bench/bench_engine.d $(BUILD)/tests/bench/bench_tokenizer.d $(BUILD)/tests/bench/bench_serving.d \
          $(BUILD)/tests/bench/bench_grammar.d
 
@@ -173,10 +201,10 @@ $(REF_VENV)/.packages:
 goldens: $(REF_VENV)/.packages models/tiny/config.json models/tiny-bf16/config.json models/tiny-fp8/config.json
 	$(REF_VENV)/bin/python tests/golden/make_goldens.py
 
-test: glm-server $(UNIT_BIN) $(BACKEND_BIN) $(TINY_MODELS) models/script/config.json
+test: glm-server $(UNIT_BIN) $(BACKEND_BIN) $(CUDA_CPU_BIN) $(TINY_MODELS) models/script/config.json
 	@bash tests/run_tests.sh $(BUILD)
 
-unit: $(UNIT_BIN) $(BACKEND_BIN) $(TINY_MODELS)
+unit: $(UNIT_BIN) $(BACKEND_BIN) $(CUDA_CPU_BIN) $(TINY_MODELS)
 	@bash tests/run_tests.sh $(BUILD) unit
 
 integration: glm-server $(TINY_MODELS) models/script/config.json
@@ -192,7 +220,7 @@ bench: glm-server $(BUILD)/glm-bench $(BUILD)/glm-bench-serving models/small/con
 
 asan: $(TINY_MODELS)
 	$(MAKE) BUILD=build-asan OPT="-O1 -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer" \
-	        CUDA=0 build-asan/glm-mkmodel $(patsubst $(BUILD)/%,build-asan/%,$(UNIT_BIN) $(BACKEND_BIN))
+	        CUDA=0 build-asan/glm-mkmodel $(patsubst $(BUILD)/%,build-asan/%,$(UNIT_BIN) $(BACKEND_BIN) $(CUDA_CPU_BIN))
 	bash tests/run_tests.sh build-asan unit
 
 # --- dependencies -----------------------------------------------------------
