@@ -23,12 +23,19 @@
 #define GLM_CPU_ASAN 0
 #endif
 
+/* x86-64: a hand-written register switch; elsewhere (or with -DGLM_CUDA_CPU_UCONTEXT) ucontext. */
+#if defined(__x86_64__) && !defined(GLM_CUDA_CPU_UCONTEXT)
+#define GLM_CPU_ASM_SWITCH 1
+#else
+#define GLM_CPU_ASM_SWITCH 0
+#endif
+
 namespace glm_cpu {
 
 thread_local const coords *cur_coords;
 
 /* ---- fibers ---------------------------------------------------------------------------------- */
-#if defined(__x86_64__)
+#if GLM_CPU_ASM_SWITCH
 /* glm_cpu_switch(&save_sp, new_sp): saves callee-saved registers, MXCSR and the x87 control word
  * on the current stack, stores the stack pointer, and resumes the context saved at new_sp. */
 extern "C" void glm_cpu_switch(void **save, void *to);
@@ -54,7 +61,7 @@ asm(".text\n"
 enum fstate { F_RUN, F_BARRIER, F_WARP, F_DONE };
 
 struct fiber {
-#if defined(__x86_64__)
+#if GLM_CPU_ASM_SWITCH
     void *sp;
 #else
     ucontext_t uc;
@@ -75,6 +82,9 @@ struct fiber {
     size_t size;
     int arg, width;
     unsigned long long wres;
+#if GLM_CPU_ASAN
+    void *fake_stack;
+#endif
 };
 
 struct block_run;
@@ -84,7 +94,7 @@ static thread_local fiber *cur_fiber;
 struct block_run {
     std::vector<fiber> f;
     int n;
-#if defined(__x86_64__)
+#if GLM_CPU_ASM_SWITCH
     void *sched_sp;
 #else
     ucontext_t sched_uc;
@@ -96,8 +106,7 @@ struct block_run {
     size_t smem_size;
     std::mt19937 rng;
 #if GLM_CPU_ASAN
-    void *fake_stack;
-    const void *os_stack_bottom;
+    const void *os_stack_bottom; /* the OS thread's stack, where the scheduler runs */
     size_t os_stack_size;
 #endif
 };
@@ -115,17 +124,17 @@ static void to_scheduler(fiber *f, bool exiting)
 {
     block_run *b = cur_block;
 #if GLM_CPU_ASAN
-    __sanitizer_start_switch_fiber(exiting ? nullptr : &b->fake_stack, b->os_stack_bottom, b->os_stack_size);
+    __sanitizer_start_switch_fiber(exiting ? nullptr : &f->fake_stack, b->os_stack_bottom, b->os_stack_size);
 #else
     (void)exiting;
 #endif
-#if defined(__x86_64__)
+#if GLM_CPU_ASM_SWITCH
     glm_cpu_switch(&f->sp, b->sched_sp);
 #else
     swapcontext(&f->uc, &b->sched_uc);
 #endif
 #if GLM_CPU_ASAN
-    __sanitizer_finish_switch_fiber(b->fake_stack, nullptr, nullptr);
+    __sanitizer_finish_switch_fiber(f->fake_stack, nullptr, nullptr);
 #endif
 }
 
@@ -137,19 +146,19 @@ static void to_fiber(block_run *b, fiber *f)
     void *fake = nullptr;
     __sanitizer_start_switch_fiber(&fake, f->stack, f->stack_size);
 #endif
-#if defined(__x86_64__)
+#if GLM_CPU_ASM_SWITCH
     glm_cpu_switch(&b->sched_sp, f->sp);
 #else
     swapcontext(&b->sched_uc, &f->uc);
 #endif
 #if GLM_CPU_ASAN
-    __sanitizer_finish_switch_fiber(fake, &b->os_stack_bottom, &b->os_stack_size);
+    __sanitizer_finish_switch_fiber(fake, nullptr, nullptr);
 #endif
     cur_fiber = nullptr;
     cur_coords = nullptr;
 }
 
-#if defined(__x86_64__)
+#if GLM_CPU_ASM_SWITCH
 extern "C" void glm_cpu_fiber_entry(fiber *f) { fiber_main(f); }
 #else
 static void uc_entry(unsigned hi, unsigned lo)
@@ -171,7 +180,7 @@ static void fiber_main(fiber *f)
 
 static void fiber_init(fiber *f)
 {
-#if defined(__x86_64__)
+#if GLM_CPU_ASM_SWITCH
     uintptr_t top = ((uintptr_t)(f->stack + f->stack_size)) & ~(uintptr_t)15;
     uint64_t *sp = reinterpret_cast<uint64_t *>(top - 80);
     uint32_t mx = 0x1f80;
@@ -211,6 +220,12 @@ static void read_env()
     if (s) g_seed = (unsigned)strtoul(s, nullptr, 10);
     int expect = -1;
     g_order.compare_exchange_strong(expect, v);
+}
+
+void reload_env()
+{
+    g_order = -1;
+    read_env();
 }
 
 void set_order(order o, unsigned seed)

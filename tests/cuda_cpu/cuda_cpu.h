@@ -74,6 +74,8 @@ extern thread_local const coords *cur_coords;
 /* Override the resume order chosen by GLM_CUDA_CPU_ORDER (tests run several orders in one process). */
 void set_order(order o, unsigned seed);
 order get_order();
+/* Read GLM_CUDA_CPU_ORDER / GLM_CUDA_CPU_SEED again (done once, at the first launch, otherwise). */
+void reload_env();
 
 /* Launch: validates like the driver, then runs every block; returns (and records as the last
  * error) cudaSuccess or the launch error. Streams run in order: the launch completes before return. */

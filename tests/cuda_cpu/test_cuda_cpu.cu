@@ -12,6 +12,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <chrono>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -164,6 +165,22 @@ __global__ void votes(const int *x, unsigned *out)
     out[t * 7 + 6] = (unsigned)cnt;
 }
 
+/* Coordinates on a 2-D grid of 3-D blocks. */
+__global__ void coords(int *out)
+{
+    int b = blockIdx.x + blockIdx.y * gridDim.x;
+    int nt = blockDim.x * blockDim.y * blockDim.z;
+    int t = threadIdx.x + threadIdx.y * blockDim.x + threadIdx.z * blockDim.x * blockDim.y;
+    out[b * nt + t] = (int)((blockIdx.y * 10 + blockIdx.x) * 100000 + threadIdx.z * 10000 + threadIdx.y * 100 + threadIdx.x);
+}
+
+/* bf16 through a shuffle: lane l receives lane 31 - l's value, bit for bit. */
+__global__ void bf16_reverse(const __nv_bfloat16 *x, __nv_bfloat16 *y)
+{
+    int l = threadIdx.x % 32;
+    y[threadIdx.x] = __shfl_sync(0xffffffffu, x[threadIdx.x], 31 - l);
+}
+
 /* ---- faulty kernels (Part 2) ------------------------------------------------------------------ */
 enum { DIVERGENT_LINE = __LINE__ + 5 }; /* the first __syncthreads below */
 __global__ void divergent_barrier(float *x)
@@ -197,7 +214,9 @@ static void test_block_sum(const char *order)
     CUDA_OK(cudaMalloc(&dx, x.size() * 4));
     CUDA_OK(cudaMalloc(&dout, B * 4));
     CUDA_OK(cudaMemcpy(dx, x.data(), x.size() * 4, cudaMemcpyHostToDevice));
+    auto t0 = std::chrono::steady_clock::now();
     CUDA_OK(GLM_LAUNCH(block_sum, dim3(B), dim3(256), 0, (cudaStream_t)0, dx, N, dout));
+    double ns = std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - t0).count();
     CUDA_OK(cudaMemcpy(out.data(), dout, B * 4, cudaMemcpyDeviceToHost));
     double worst = 0;
     for (int b = 0; b < B; b++) {
@@ -206,7 +225,8 @@ static void test_block_sum(const char *order)
         worst = fmax(worst, rel_err(out[b], ref));
     }
     CHECK(worst <= 1e-5, "block_sum max rel err %.3g", worst);
-    printf("block_sum        order=%-7s 37 blocks x 256 threads, max rel err %.2e\n", order, worst);
+    printf("block_sum        order=%-7s 37 blocks x 256 threads, max rel err %.2e (%.0f ns per thread, 9 barriers)\n",
+           order, worst, ns / (B * 256));
     cudaFree(dx);
     cudaFree(dout);
 }
@@ -425,6 +445,40 @@ static void test_votes(const char *order)
     cudaFree(dout);
 }
 
+static void test_coords_bf16(const char *order)
+{
+    const int n = 6 * 64;
+    std::vector<int> out(n);
+    int *d;
+    CUDA_OK(cudaMalloc(&d, n * 4));
+    CUDA_OK(GLM_LAUNCH(coords, dim3(3, 2), dim3(8, 4, 2), 0, (cudaStream_t)0, d));
+    CUDA_OK(cudaMemcpy(out.data(), d, n * 4, cudaMemcpyDeviceToHost));
+    int bad = 0;
+    for (int by = 0; by < 2; by++)
+        for (int bx = 0; bx < 3; bx++)
+            for (int tz = 0; tz < 2; tz++)
+                for (int ty = 0; ty < 4; ty++)
+                    for (int tx = 0; tx < 8; tx++)
+                        bad += out[(by * 3 + bx) * 64 + tz * 32 + ty * 8 + tx] !=
+                               (by * 10 + bx) * 100000 + tz * 10000 + ty * 100 + tx;
+    cudaFree(d);
+    std::vector<__nv_bfloat16> x(64), y(64);
+    for (int i = 0; i < 64; i++) x[i] = __float2bfloat16(0.37f * (float)i - 5.0f);
+    __nv_bfloat16 *dx, *dy;
+    CUDA_OK(cudaMalloc(&dx, 128));
+    CUDA_OK(cudaMalloc(&dy, 128));
+    CUDA_OK(cudaMemcpy(dx, x.data(), 128, cudaMemcpyHostToDevice));
+    CUDA_OK(GLM_LAUNCH(bf16_reverse, dim3(1), dim3(64), 0, (cudaStream_t)0, dx, dy));
+    CUDA_OK(cudaMemcpy(y.data(), dy, 128, cudaMemcpyDeviceToHost));
+    int badb = 0;
+    for (int i = 0; i < 64; i++) badb += memcmp(&y[i], &x[i / 32 * 32 + 31 - i % 32], 2) != 0;
+    CHECK(bad == 0 && badb == 0, "%d coordinates, %d bf16 shuffles wrong", bad, badb);
+    printf("coords/bf16      order=%-7s grid 3x2 of 8x4x2 blocks: %d wrong; bf16 __shfl_sync: %d wrong\n", order, bad,
+           badb);
+    cudaFree(dx);
+    cudaFree(dy);
+}
+
 #if GLM_CUDA_ON_CPU
 /* ---- Part 2 --------------------------------------------------------------------------------- */
 /* Runs fn in a child; returns its stderr, sets *aborted if it died by a signal or exited non-zero. */
@@ -468,8 +522,37 @@ static void run_warp_deadlock()
     (void)GLM_LAUNCH(warp_deadlock, dim3(1), dim3(64), 0, (cudaStream_t)0, d);
 }
 
+static void run_env_order()
+{
+    setenv("GLM_CUDA_CPU_ORDER", "reverse", 1);
+    glm_cpu::reload_env();
+    _exit(glm_cpu::get_order() == glm_cpu::ORDER_REVERSE ? 0 : 3);
+}
+
+__global__ void overrun(float *x, int n) { x[threadIdx.x] = (float)n; }
+
+static void run_overrun()
+{
+    float *d;
+    cudaMalloc(&d, 31 * 4); /* 32 threads write 32 floats */
+    (void)GLM_LAUNCH(overrun, dim3(1), dim3(32), 0, (cudaStream_t)0, d, 31);
+}
+
 static void test_catches()
 {
+    int env_bad = 0;
+    (void)in_child(run_env_order, &env_bad);
+    CHECK(!env_bad, "GLM_CUDA_CPU_ORDER=reverse was not read");
+#if defined(__SANITIZE_ADDRESS__)
+    int ov = 0;
+    std::string ro = in_child(run_overrun, &ov);
+    CHECK(ov && ro.find("heap-buffer-overflow") != std::string::npos, "overrun not seen by ASan: %s", ro.c_str());
+    printf("ASan: a kernel writing one float past a cudaMalloc buffer: %s\n",
+           ro.find("heap-buffer-overflow") != std::string::npos ? "heap-buffer-overflow reported" : "NOT reported");
+#else
+    (void)run_overrun;
+#endif
+
     /* a missing __syncthreads: a wrong (or NaN) result under at least one resume order */
     const int B = 4, N = 512;
     std::vector<float> x((size_t)B * N, 1.0f), out(B);
@@ -551,6 +634,7 @@ int main()
         test_atomics(names[o]);
         test_streams(names[o]);
         test_votes(names[o]);
+        test_coords_bf16(names[o]);
     }
 #if GLM_CUDA_ON_CPU
     test_catches();
