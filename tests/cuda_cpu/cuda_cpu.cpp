@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
 #include <sanitizer/common_interface_defs.h>
 #define GLM_CPU_ASAN 1
 #else
@@ -180,6 +181,10 @@ static void fiber_main(fiber *f)
 
 static void fiber_init(fiber *f)
 {
+#if GLM_CPU_ASAN
+    /* a finished fiber never returned: its frames' redzones are still poisoned */
+    ASAN_UNPOISON_MEMORY_REGION(f->stack, f->stack_size);
+#endif
 #if GLM_CPU_ASM_SWITCH
     uintptr_t top = ((uintptr_t)(f->stack + f->stack_size)) & ~(uintptr_t)15;
     uint64_t *sp = reinterpret_cast<uint64_t *>(top - 80);
@@ -491,6 +496,48 @@ static std::map<const void *, int> g_max_dyn_smem;
 static const size_t STACK_SIZE = 128 * 1024;
 static const int SMEM_OPTIN_MAX = 232448; /* H100/H200: 227 KiB */
 
+/* Fiber stacks: mapped once (a guard page below each stack) and reused by later launches, so a
+ * launch costs no mmap and no fresh page faults. */
+struct stack_map {
+    char *base;
+    int n;
+    size_t slot;
+};
+static std::mutex g_stack_lock;
+static std::vector<stack_map> g_stack_free;
+
+static stack_map stacks_get(int n)
+{
+    {
+        std::lock_guard<std::mutex> g(g_stack_lock);
+        for (size_t i = 0; i < g_stack_free.size(); i++)
+            if (g_stack_free[i].n >= n) {
+                stack_map m = g_stack_free[i];
+                g_stack_free.erase(g_stack_free.begin() + (long)i);
+                return m;
+            }
+    }
+    long page = sysconf(_SC_PAGESIZE);
+    stack_map m;
+    m.n = n;
+    m.slot = STACK_SIZE + (size_t)page;
+    void *p = mmap(nullptr, m.slot * n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (p == MAP_FAILED) fail("cannot map fiber stacks");
+    m.base = static_cast<char *>(p);
+    for (int i = 0; i < n; i++) mprotect(m.base + m.slot * i, (size_t)page, PROT_NONE);
+    return m;
+}
+
+static void stacks_put(stack_map m)
+{
+    std::lock_guard<std::mutex> g(g_stack_lock);
+    if (g_stack_free.size() >= 16) {
+        munmap(m.base, m.slot * m.n);
+        return;
+    }
+    g_stack_free.push_back(m);
+}
+
 static cudaError_t set_error(cudaError_t e)
 {
     if (e != cudaSuccess) g_last_error = e;
@@ -530,16 +577,12 @@ cudaError_t launch_erased(const void *func, dim3 grid, dim3 block, size_t smem, 
         b.smem_size = smem;
         b.smem = smem ? static_cast<unsigned char *>(aligned_alloc(16, (smem + 15) & ~(size_t)15)) : nullptr;
         b.rng.seed(seed * 7919u + (unsigned)wi);
+        stack_map sm = stacks_get(n);
         long page = sysconf(_SC_PAGESIZE);
-        size_t slot = STACK_SIZE + (size_t)page;
-        char *stacks = static_cast<char *>(
-            mmap(nullptr, slot * n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0));
-        if (stacks == MAP_FAILED) fail("cannot map fiber stacks");
         b.f.resize(n);
         for (int i = 0; i < n; i++) {
             fiber *f = &b.f[i];
-            mprotect(stacks + slot * i, (size_t)page, PROT_NONE); /* guard page below each stack */
-            f->stack = stacks + slot * i + page;
+            f->stack = sm.base + sm.slot * i + page;
             f->stack_size = STACK_SIZE;
             f->c.thread_idx = make_uint3(i % block.x, i / block.x % block.y, i / (block.x * block.y));
             f->c.block_dim = block;
@@ -556,7 +599,7 @@ cudaError_t launch_erased(const void *func, dim3 grid, dim3 block, size_t smem, 
             run_block(&b, bi);
         }
         cur_block = nullptr;
-        munmap(stacks, slot * n);
+        stacks_put(sm);
         free(b.smem);
     };
     if (nworkers == 1) {
