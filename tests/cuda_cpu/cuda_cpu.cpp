@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <map>
@@ -677,10 +678,13 @@ cudaError_t cudaStreamWaitEvent(cudaStream_t, cudaEvent_t e, unsigned int)
 cudaError_t cudaStreamQuery(cudaStream_t) { return cudaSuccess; }
 cudaError_t cudaDeviceSynchronize(void) { return cudaSuccess; }
 
-struct glm_cpu_event { int recorded; };
+struct glm_cpu_event {
+    int recorded;
+    std::chrono::steady_clock::time_point t; /* when recorded: work before it has completed */
+};
 cudaError_t cudaEventCreate(cudaEvent_t *e)
 {
-    *e = reinterpret_cast<cudaEvent_t>(new glm_cpu_event{0});
+    *e = reinterpret_cast<cudaEvent_t>(new glm_cpu_event{0, {}});
     return cudaSuccess;
 }
 cudaError_t cudaEventCreateWithFlags(cudaEvent_t *e, unsigned int) { return cudaEventCreate(e); }
@@ -693,6 +697,7 @@ cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t)
 {
     if (!e) return set_error(cudaErrorInvalidResourceHandle);
     reinterpret_cast<glm_cpu_event *>(e)->recorded = 1;
+    reinterpret_cast<glm_cpu_event *>(e)->t = std::chrono::steady_clock::now();
     return cudaSuccess;
 }
 cudaError_t cudaEventSynchronize(cudaEvent_t e) { return e ? cudaSuccess : set_error(cudaErrorInvalidResourceHandle); }
@@ -700,7 +705,9 @@ cudaError_t cudaEventQuery(cudaEvent_t e) { return e ? cudaSuccess : set_error(c
 cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t a, cudaEvent_t b)
 {
     if (!a || !b || !ms) return set_error(cudaErrorInvalidValue);
-    *ms = 0.0f;
+    glm_cpu_event *ea = reinterpret_cast<glm_cpu_event *>(a), *eb = reinterpret_cast<glm_cpu_event *>(b);
+    if (!ea->recorded || !eb->recorded) return set_error(cudaErrorInvalidResourceHandle);
+    *ms = (float)std::chrono::duration<double, std::milli>(eb->t - ea->t).count();
     return cudaSuccess;
 }
 
@@ -721,6 +728,8 @@ const char *cudaGetErrorString(cudaError_t e)
     case cudaErrorInvalidResourceHandle: return "invalid resource handle";
     case cudaErrorInvalidMemcpyDirection: return "invalid copy direction for memcpy";
     case cudaErrorInvalidDevice: return "invalid device ordinal";
+    case cudaErrorNotSupported: return "operation not supported";
+    case cudaErrorInvalidPitchValue: return "invalid pitch argument";
     default: return "unknown error";
     }
 }
@@ -806,3 +815,56 @@ cudaError_t cudaFuncSetAttribute(const void *func, cudaFuncAttribute attr, int v
     if (attr == cudaFuncAttributePreferredSharedMemoryCarveout) return cudaSuccess;
     return set_error(cudaErrorInvalidValue);
 }
+
+cudaError_t cudaMallocAsync(void **p, size_t size, cudaStream_t) { return cudaMalloc(p, size); }
+cudaError_t cudaFreeAsync(void *p, cudaStream_t) { return cudaFree(p); }
+cudaError_t cudaDeviceReset(void) { return cudaSuccess; }
+
+cudaError_t cudaMemcpy2D(void *dst, size_t dpitch, const void *src, size_t spitch, size_t width, size_t height,
+                         cudaMemcpyKind kind)
+{
+    if (width > dpitch || width > spitch) return set_error(cudaErrorInvalidPitchValue);
+    for (size_t r = 0; r < height; r++)
+        cudaMemcpy(static_cast<char *>(dst) + r * dpitch, static_cast<const char *>(src) + r * spitch, width, kind);
+    return cudaSuccess;
+}
+cudaError_t cudaMemcpy2DAsync(void *dst, size_t dpitch, const void *src, size_t spitch, size_t width,
+                              size_t height, cudaMemcpyKind kind, cudaStream_t)
+{
+    return cudaMemcpy2D(dst, dpitch, src, spitch, width, height, kind);
+}
+
+/* __constant__ and __device__ variables are host globals: a symbol is its own address. */
+cudaError_t cudaMemcpyToSymbol(const void *symbol, const void *src, size_t count, size_t offset, cudaMemcpyKind)
+{
+    memcpy(static_cast<char *>(const_cast<void *>(symbol)) + offset, src, count);
+    return cudaSuccess;
+}
+cudaError_t cudaMemcpyToSymbolAsync(const void *symbol, const void *src, size_t count, size_t offset,
+                                    cudaMemcpyKind kind, cudaStream_t)
+{
+    return cudaMemcpyToSymbol(symbol, src, count, offset, kind);
+}
+cudaError_t cudaMemcpyFromSymbol(void *dst, const void *symbol, size_t count, size_t offset, cudaMemcpyKind)
+{
+    memcpy(dst, static_cast<const char *>(symbol) + offset, count);
+    return cudaSuccess;
+}
+
+/* CUDA graphs are not emulated: capture reports cudaErrorNotSupported (keep graphs behind a switch
+ * the CPU tests turn off). */
+cudaError_t cudaStreamBeginCapture(cudaStream_t, cudaStreamCaptureMode) { return set_error(cudaErrorNotSupported); }
+cudaError_t cudaStreamEndCapture(cudaStream_t, cudaGraph_t *g)
+{
+    if (g) *g = nullptr;
+    return set_error(cudaErrorNotSupported);
+}
+cudaError_t cudaStreamIsCapturing(cudaStream_t, cudaStreamCaptureStatus *st)
+{
+    *st = cudaStreamCaptureStatusNone;
+    return cudaSuccess;
+}
+cudaError_t cudaGraphInstantiate(cudaGraphExec_t *, cudaGraph_t, unsigned long long) { return set_error(cudaErrorNotSupported); }
+cudaError_t cudaGraphLaunch(cudaGraphExec_t, cudaStream_t) { return set_error(cudaErrorNotSupported); }
+cudaError_t cudaGraphExecDestroy(cudaGraphExec_t) { return cudaSuccess; }
+cudaError_t cudaGraphDestroy(cudaGraph_t) { return cudaSuccess; }

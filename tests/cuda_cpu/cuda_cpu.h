@@ -155,6 +155,18 @@ inline cudaError_t cudaFuncSetAttribute(T *entry, cudaFuncAttribute attr, int va
 {
     return ::cudaFuncSetAttribute(reinterpret_cast<const void *>(entry), attr, value);
 }
+template <class T>
+inline cudaError_t cudaMemcpyToSymbol(const T &symbol, const void *src, size_t count, size_t offset = 0,
+                                      cudaMemcpyKind kind = cudaMemcpyHostToDevice)
+{
+    return ::cudaMemcpyToSymbol(static_cast<const void *>(&symbol), src, count, offset, kind);
+}
+template <class T>
+inline cudaError_t cudaMemcpyFromSymbol(void *dst, const T &symbol, size_t count, size_t offset = 0,
+                                        cudaMemcpyKind kind = cudaMemcpyDeviceToHost)
+{
+    return ::cudaMemcpyFromSymbol(dst, static_cast<const void *>(&symbol), count, offset, kind);
+}
 template <class T> inline cudaError_t cudaMalloc(T **p, size_t size)
 {
     return ::cudaMalloc(reinterpret_cast<void **>(p), size);

@@ -138,6 +138,15 @@ __global__ void atomics(const int *ids, const float *w, int n, int *hist, float 
     atomicAdd(bsum, __float2bfloat16(1.0f));
 }
 
+__constant__ float c_offset[4];
+
+/* y[i] = x[i] + c_offset[i % 4], on a pitched 2-D layout: rows of w floats, pitch p floats */
+__global__ void add_const(const float *x, int w, int h, int p, float *y)
+{
+    int c = blockIdx.x * blockDim.x + threadIdx.x, r = blockIdx.y;
+    if (c < w && r < h) y[r * p + c] = x[r * p + c] + c_offset[c % 4];
+}
+
 __global__ void scale(const float *x, float a, int n, float *y)
 {
     int i = blockIdx.x * blockDim.x + threadIdx.x;
@@ -408,6 +417,51 @@ static void test_streams(const char *order)
     cudaStreamDestroy(b);
 }
 
+/* __constant__ through cudaMemcpyToSymbol, pitched copies, events with times, graphs refused. */
+static void test_api(const char *order)
+{
+    const int w = 37, h = 5, p = 40;
+    float off[4] = {1.0f, -2.0f, 0.5f, 8.0f};
+    std::vector<float> x((size_t)w * h), y(x.size(), 0.0f);
+    unsigned s = 21;
+    for (auto &v : x) v = frand(&s);
+    float *dx, *dy;
+    CUDA_OK(cudaMalloc(&dx, (size_t)p * h * 4));
+    CUDA_OK(cudaMalloc(&dy, (size_t)p * h * 4));
+    CUDA_OK(cudaMemcpyToSymbol(c_offset, off, sizeof off));
+    CUDA_OK(cudaMemcpy2D(dx, p * 4, x.data(), w * 4, w * 4, h, cudaMemcpyHostToDevice));
+    cudaEvent_t e0, e1;
+    CUDA_OK(cudaEventCreate(&e0));
+    CUDA_OK(cudaEventCreate(&e1));
+    CUDA_OK(cudaEventRecord(e0, 0));
+    CUDA_OK(GLM_LAUNCH(add_const, dim3((w + 31) / 32, h), dim3(32), 0, (cudaStream_t)0, dx, w, h, p, dy));
+    CUDA_OK(cudaEventRecord(e1, 0));
+    CUDA_OK(cudaEventSynchronize(e1));
+    float ms = -1.0f;
+    CUDA_OK(cudaEventElapsedTime(&ms, e0, e1));
+    CUDA_OK(cudaMemcpy2D(y.data(), w * 4, dy, p * 4, w * 4, h, cudaMemcpyDeviceToHost));
+    int bad = 0;
+    for (int r = 0; r < h; r++)
+        for (int c = 0; c < w; c++) bad += y[(size_t)r * w + c] != x[(size_t)r * w + c] + off[c % 4];
+    CHECK(bad == 0 && ms >= 0.0f, "%d wrong, %g ms", bad, ms);
+    float back[4];
+    CUDA_OK(cudaMemcpyFromSymbol(back, c_offset, sizeof back));
+    CHECK(!memcmp(back, off, sizeof off), "cudaMemcpyFromSymbol");
+#if GLM_CUDA_ON_CPU
+    cudaStream_t st;
+    CUDA_OK(cudaStreamCreate(&st));
+    CHECK(cudaStreamBeginCapture(st, cudaStreamCaptureModeGlobal) == cudaErrorNotSupported, "graph capture");
+    CHECK(cudaGetLastError() == cudaErrorNotSupported, "graph capture error not recorded");
+    CUDA_OK(cudaStreamDestroy(st));
+#endif
+    printf("api              order=%-7s __constant__ + 2-D pitched copies: %d wrong; event time %.3f ms\n", order,
+           bad, ms);
+    cudaEventDestroy(e0);
+    cudaEventDestroy(e1);
+    cudaFree(dx);
+    cudaFree(dy);
+}
+
 static void test_votes(const char *order)
 {
     int x[64];
@@ -477,6 +531,28 @@ static void test_coords_bf16(const char *order)
            badb);
     cudaFree(dx);
     cudaFree(dy);
+}
+
+/* Launch checks, the same on a GPU: the driver's error codes. */
+static void test_launch_checks()
+{
+    float *d;
+    CUDA_OK(cudaMalloc(&d, 4096 * 4));
+    cudaError_t e = GLM_LAUNCH(trivial, dim3(1), dim3(2048), 0, (cudaStream_t)0, d);
+    CHECK(e == cudaErrorInvalidConfiguration, "2048 threads: %s", cudaGetErrorString(e));
+    CHECK(cudaGetLastError() == cudaSuccess, "the launch error was not cleared");
+    printf("2048 threads per block: %s\n", cudaGetErrorName(e));
+    e = GLM_LAUNCH(trivial, dim3(1), dim3(32, 32, 2), 0, (cudaStream_t)0, d);
+    CHECK(e == cudaErrorInvalidConfiguration, "32x32x2 threads: %s", cudaGetErrorString(e));
+    e = GLM_LAUNCH(softmax_rows_noattr, dim3(1), dim3(128), 49 * 1024, (cudaStream_t)0, d, 8, d);
+    CHECK(e == cudaErrorInvalidValue, "49 KiB dynamic smem without the attribute: %s", cudaGetErrorString(e));
+    printf("49 KiB dynamic shared memory without the attribute: %s\n", cudaGetErrorName(e));
+    e = GLM_LAUNCH(softmax_rows_noattr, dim3(1), dim3(128), 48 * 1024, (cudaStream_t)0, d, 8, d);
+    CHECK(e == cudaSuccess, "48 KiB dynamic smem: %s", cudaGetErrorString(e));
+    e = cudaFuncSetAttribute(softmax_rows_noattr, cudaFuncAttributeMaxDynamicSharedMemorySize, 300 * 1024);
+    CHECK(e == cudaErrorInvalidValue, "300 KiB attribute: %s", cudaGetErrorString(e));
+    (void)cudaGetLastError();
+    cudaFree(d);
 }
 
 #if GLM_CUDA_ON_CPU
@@ -595,25 +671,9 @@ static void test_catches()
           "warp deadlock not reported: %s", r.c_str());
     printf("warp deadlock: child aborted=%d, report:\n%s", ab, r.c_str());
 
-    float *d;
-    CUDA_OK(cudaMalloc(&d, 4096 * 4));
-    cudaError_t e = GLM_LAUNCH(trivial, dim3(1), dim3(2048), 0, (cudaStream_t)0, d);
-    CHECK(e == cudaErrorInvalidConfiguration, "2048 threads: %s", cudaGetErrorString(e));
-    CHECK(cudaGetLastError() == cudaSuccess, "the launch error was not cleared");
-    printf("2048 threads per block: %s\n", cudaGetErrorName(e));
-    e = GLM_LAUNCH(trivial, dim3(1), dim3(32, 32, 2), 0, (cudaStream_t)0, d);
-    CHECK(e == cudaErrorInvalidConfiguration, "32x32x2 threads: %s", cudaGetErrorString(e));
-    e = GLM_LAUNCH(softmax_rows_noattr, dim3(1), dim3(128), 49 * 1024, (cudaStream_t)0, d, 8, d);
-    CHECK(e == cudaErrorInvalidValue, "49 KiB dynamic smem without the attribute: %s", cudaGetErrorString(e));
-    printf("49 KiB dynamic shared memory without the attribute: %s\n", cudaGetErrorName(e));
-    e = GLM_LAUNCH(softmax_rows_noattr, dim3(1), dim3(128), 48 * 1024, (cudaStream_t)0, d, 8, d);
-    CHECK(e == cudaSuccess, "48 KiB dynamic smem: %s", cudaGetErrorString(e));
-    e = cudaFuncSetAttribute(softmax_rows_noattr, cudaFuncAttributeMaxDynamicSharedMemorySize, 300 * 1024);
-    CHECK(e == cudaErrorInvalidValue, "300 KiB attribute: %s", cudaGetErrorString(e));
-    (void)cudaGetLastError();
-    cudaFree(d);
 }
 #endif
+
 
 int main()
 {
@@ -635,7 +695,9 @@ int main()
         test_streams(names[o]);
         test_votes(names[o]);
         test_coords_bf16(names[o]);
+        test_api(names[o]);
     }
+    test_launch_checks();
 #if GLM_CUDA_ON_CPU
     test_catches();
 #endif
