@@ -32,6 +32,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <ctime>
 #include <functional>
 #include <tuple>
 #include <type_traits>
@@ -145,7 +146,7 @@ static constexpr int warpSize = 32;
 
 /* As under nvcc: the launch, then cudaGetLastError() (which returns and clears the launch's error). */
 #define GLM_LAUNCH(kernel, grid, block, smem, stream, ...)                                              \
-    ((void)glm_cpu::launch(__FILE__, __LINE__, (kernel), (grid), (block), (smem), (stream), __VA_ARGS__), \
+    ((void)glm_cpu::launch(__FILE__, __LINE__, (kernel), (grid), (block), (smem), (stream), ##__VA_ARGS__), \
      cudaGetLastError())
 #define GLM_DYN_SMEM(T, name) T *name = reinterpret_cast<T *>(glm_cpu::dyn_smem())
 
@@ -248,6 +249,13 @@ inline void __threadfence_block() { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
 
 /* ---- the few device-only intrinsics kernels use ------------------------------------------- */
 template <class T> inline T __ldg(const T *p) { return *p; }
+inline long long clock64()
+{
+    timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (long long)t.tv_sec * 1000000000LL + t.tv_nsec;
+}
+inline void __nanosleep(unsigned) {}
 inline int __popc(unsigned x) { return __builtin_popcount(x); }
 inline int __popcll(unsigned long long x) { return __builtin_popcountll(x); }
 inline int __clz(int x) { return x ? __builtin_clz((unsigned)x) : 32; }
@@ -267,6 +275,10 @@ inline int min(int a, int b) { return a < b ? a : b; }
 inline int max(int a, int b) { return a > b ? a : b; }
 inline unsigned min(unsigned a, unsigned b) { return a < b ? a : b; }
 inline unsigned max(unsigned a, unsigned b) { return a > b ? a : b; }
+inline long long min(long long a, long long b) { return a < b ? a : b; }
+inline long long max(long long a, long long b) { return a > b ? a : b; }
+inline unsigned long long min(unsigned long long a, unsigned long long b) { return a < b ? a : b; }
+inline unsigned long long max(unsigned long long a, unsigned long long b) { return a > b ? a : b; }
 inline float min(float a, float b) { return std::fmin(a, b); }
 inline float max(float a, float b) { return std::fmax(a, b); }
 

@@ -139,6 +139,10 @@ __global__ void atomics(const int *ids, const float *w, int n, int *hist, float 
 }
 
 __constant__ float c_offset[4];
+__device__ int g_counter;
+
+/* A kernel without arguments, counting its threads in a __device__ variable. */
+__global__ void count_threads() { atomicAdd(&g_counter, 1); }
 
 /* y[i] = x[i] + c_offset[i % 4], on a pitched 2-D layout: rows of w floats, pitch p floats */
 __global__ void add_const(const float *x, int w, int h, int p, float *y)
@@ -444,6 +448,11 @@ static void test_api(const char *order)
     for (int r = 0; r < h; r++)
         for (int c = 0; c < w; c++) bad += y[(size_t)r * w + c] != x[(size_t)r * w + c] + off[c % 4];
     CHECK(bad == 0 && ms >= 0.0f, "%d wrong, %g ms", bad, ms);
+    int zero = 0, counted = -1;
+    CUDA_OK(cudaMemcpyToSymbol(g_counter, &zero, sizeof zero));
+    CUDA_OK(GLM_LAUNCH(count_threads, dim3(7), dim3(96), 0, (cudaStream_t)0));
+    CUDA_OK(cudaMemcpyFromSymbol(&counted, g_counter, sizeof counted));
+    CHECK(counted == 7 * 96, "count_threads counted %d", counted);
     float back[4];
     CUDA_OK(cudaMemcpyFromSymbol(back, c_offset, sizeof back));
     CHECK(!memcmp(back, off, sizeof off), "cudaMemcpyFromSymbol");
