@@ -114,7 +114,7 @@ CXX ?= g++
 CUDA_CPU_CXXFLAGS = -std=c++17 -D_GNU_SOURCE -Wall -Wextra $(WERROR) $(OPT) -g -pthread -fno-math-errno \
                     -ffp-contract=off -I. -I$(CUDA_HOME)/include $(CXXFLAGS)
 CUDA_CPU_BIN = $(BUILD)/tests/test_cuda_cpu
-CUDA_CPU_OBJ = $(BUILD)/tests/cuda_cpu/cuda_cpu.o
+CUDA_CPU_OBJ = $(BUILD)/tests/cuda_cpu/cuda_cpu.o $(BUILD)/tests/cuda_cpu/cuda_cpu_runtime.o
 ifneq ($(wildcard $(CUDA_HOME)/include/cuda_runtime_api.h),)
 $(BUILD)/tests/cuda_cpu/%.o: tests/cuda_cpu/%.cpp
 	@mkdir -p $(dir $@)
@@ -124,7 +124,7 @@ $(BUILD)/tests/cuda_cpu/%.o: tests/cuda_cpu/%.cu
 	$(CXX) $(CUDA_CPU_CXXFLAGS) -MMD -MP -x c++ -c -o $@ $<
 $(CUDA_CPU_BIN): $(BUILD)/tests/cuda_cpu/test_cuda_cpu.o $(CUDA_CPU_OBJ)
 	$(CXX) $(CUDA_CPU_CXXFLAGS) -o $@ $^
--include $(BUILD)/tests/cuda_cpu/cuda_cpu.d $(BUILD)/tests/cuda_cpu/test_cuda_cpu.d
+-include $(CUDA_CPU_OBJ:.o=.d) $(BUILD)/tests/cuda_cpu/test_cuda_cpu.d
 else
 .PHONY: $(CUDA_CPU_BIN)
 $(CUDA_CPU_BIN):

@@ -6,6 +6,7 @@
  *
  * The portable subset (docs/architecture.md, "The CPU execution layer for CUDA code"):
  *   - launch only through GLM_LAUNCH (g++ cannot parse <<<>>>); it yields the launch's cudaError_t;
+ *     a template kernel whose arguments hold a comma goes in parentheses: GLM_LAUNCH((k<T, 4>), ...);
  *   - dynamic shared memory only through GLM_DYN_SMEM, never `extern __shared__`;
  *   - only the *_sync warp intrinsics, warp size 32; no inline PTX, mma/wgmma, cp.async/TMA, CUB.
  */
