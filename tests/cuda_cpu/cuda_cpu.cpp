@@ -6,7 +6,6 @@
 
 #include <algorithm>
 #include <atomic>
-#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <mutex>
@@ -30,6 +29,7 @@
 #define GLM_CPU_ASM_SWITCH 1
 #else
 #define GLM_CPU_ASM_SWITCH 0
+#include <ucontext.h>
 #endif
 
 namespace glm_cpu {
@@ -56,8 +56,6 @@ asm(".text\n"
     "glm_cpu_fiber_start:\n"
     "  movq %r12, %rdi\n  callq *%r13\n  ud2\n"
     ".size glm_cpu_fiber_start,.-glm_cpu_fiber_start\n");
-#else
-#include <ucontext.h>
 #endif
 
 enum fstate { F_RUN, F_BARRIER, F_WARP, F_DONE };
