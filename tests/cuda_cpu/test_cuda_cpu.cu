@@ -157,7 +157,7 @@ __global__ void scale(const float *x, float a, int n, float *y)
     if (i < n) y[i] = a * x[i];
 }
 
-/* ballot / any / all / match / reduce / __syncthreads_count on a block of 64 (two warps). */
+/* ballot / any / all / match / reduce / __syncthreads_count, _and, _or on a block of 64 (two warps). */
 __global__ void votes(const int *x, unsigned *out)
 {
     int t = threadIdx.x, v = x[t];
@@ -168,7 +168,10 @@ __global__ void votes(const int *x, unsigned *out)
     unsigned ra = __reduce_add_sync(0xffffffffu, (unsigned)v);
     int rm = __reduce_min_sync(t % 32 < 16 ? 0x0000ffffu : 0xffff0000u, v - 4);
     int cnt = __syncthreads_count(v > 2);
+    int band = __syncthreads_and(v > -2), ball = __syncthreads_and(v >= -2);
+    int bor = __syncthreads_or(v > 7), bnone = __syncthreads_or(v > 100);
     __syncwarp();
+    if (t == 0) out[64 * 7] = (unsigned)(ball * 1000 + band * 100 + bor * 10 + bnone);
     out[t * 7 + 0] = b;
     out[t * 7 + 1] = (unsigned)an;
     out[t * 7 + 2] = (unsigned)al;
@@ -474,7 +477,7 @@ static void test_api(const char *order)
 static void test_votes(const char *order)
 {
     int x[64];
-    unsigned out[64 * 7];
+    unsigned out[64 * 7 + 1];
     for (int t = 0; t < 64; t++) x[t] = (t * 7 + 3) % 11 - 2;
     int *dx;
     unsigned *dout;
@@ -501,8 +504,14 @@ static void test_votes(const char *order)
         unsigned want[7] = {b, (unsigned)an, (unsigned)al, mt, ra, (unsigned)rm, (unsigned)cnt};
         for (int j = 0; j < 7; j++) bad += out[t * 7 + j] != want[j];
     }
+    int band = 1, bor = 0;
+    for (int t = 0; t < 64; t++) {
+        band &= x[t] > -2;
+        bor |= x[t] > 7;
+    }
+    bad += out[64 * 7] != (unsigned)(1000 + band * 100 + bor * 10);
     CHECK(bad == 0, "%d vote results differ", bad);
-    printf("votes            order=%-7s ballot/any/all/match_any/reduce_add/reduce_min/syncthreads_count: %d wrong\n",
+    printf("votes            order=%-7s ballot/any/all/match_any/reduce_add/reduce_min/syncthreads_count/and/or: %d wrong\n",
            order, bad);
     cudaFree(dx);
     cudaFree(dout);
