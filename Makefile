@@ -48,8 +48,10 @@ CUDA_SRC = $(wildcard cuda/*.cu)
 ifeq ($(CUDA_SRC),)
   NVCC :=
 endif
+# The toolkit: from nvcc's path (even with CUDA=0: the CPU execution layer needs its headers).
+NVCC_ANY := $(shell command -v nvcc 2>/dev/null)
+CUDA_HOME ?= $(if $(NVCC_ANY),$(patsubst %/bin/nvcc,%,$(realpath $(NVCC_ANY))),/usr/local/cuda)
 ifneq ($(NVCC),)
-  CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(realpath $(NVCC)))
   CUDA_OBJ = $(CUDA_SRC:%.cu=$(BUILD)/%.o)
   ALL_CFLAGS += -DGLM_HAVE_CUDA=1 -I$(CUDA_HOME)/include
   CUDA_LIBS = -L$(CUDA_HOME)/lib64 -lcudart -lcublas -lnccl -lstdc++
@@ -60,9 +62,7 @@ else
 endif
 
 # The cuBLAS/cuBLASLt stand-in (tests/cuda_cpu/blas/): test-only C++17, compiled with g++ against
-# the toolkit's headers (no GPU, no CUDA library); CUDA_HOME as nvcc's, else /usr/local/cuda.
-CXX ?= g++
-CUDA_HOME ?= $(or $(patsubst %/bin/nvcc,%,$(realpath $(shell command -v nvcc 2>/dev/null))),/usr/local/cuda)
+# the toolkit's headers (no GPU, no CUDA library; CUDA_HOME above).
 # BLAS_CPU_SRC: the stand-in itself, what a CUDA-on-CPU build links instead of -lcublas -lcublasLt
 BLAS_CPU_SRC = tests/cuda_cpu/blas/cublas_cpu.cpp tests/cuda_cpu/blas/cublaslt_cpu.cpp
 BLAS_TEST = $(BUILD)/tests/cuda_cpu/blas/test-cublas
@@ -125,6 +125,32 @@ $(BLAS_TEST):
 	@mkdir -p $(dir $@)
 	@printf '#!/bin/sh\necho "SKIP  CUDA toolkit headers not found: $(CUDA_HOME)/include/cublasLt.h (set CUDA_HOME)"\nexit 77\n' > $@
 	@chmod +x $@
+endif
+
+# --- the CPU execution layer for CUDA code (tests/cuda_cpu/, test-only) -------
+# .cu files compiled by g++ as C++17 against the toolkit's headers; never linked into glm-server.
+# Without the headers the test is a script that reports SKIP (exit 77).
+CXX ?= g++
+CUDA_CPU_CXXFLAGS = -std=c++17 -D_GNU_SOURCE -Wall -Wextra $(WERROR) $(OPT) -g -pthread -fno-math-errno \
+                    -ffp-contract=off -I. -I$(CUDA_HOME)/include $(CXXFLAGS)
+CUDA_CPU_BIN = $(BUILD)/tests/test_cuda_cpu
+CUDA_CPU_OBJ = $(BUILD)/tests/cuda_cpu/cuda_cpu.o $(BUILD)/tests/cuda_cpu/cuda_cpu_runtime.o
+ifneq ($(wildcard $(CUDA_HOME)/include/cuda_runtime_api.h),)
+$(BUILD)/tests/cuda_cpu/%.o: tests/cuda_cpu/%.cpp
+	@mkdir -p $(dir $@)
+	$(CXX) $(CUDA_CPU_CXXFLAGS) -MMD -MP -c -o $@ $<
+$(BUILD)/tests/cuda_cpu/%.o: tests/cuda_cpu/%.cu
+	@mkdir -p $(dir $@)
+	$(CXX) $(CUDA_CPU_CXXFLAGS) -MMD -MP -x c++ -c -o $@ $<
+$(CUDA_CPU_BIN): $(BUILD)/tests/cuda_cpu/test_cuda_cpu.o $(CUDA_CPU_OBJ)
+	$(CXX) $(CUDA_CPU_CXXFLAGS) -o $@ $^
+-include $(CUDA_CPU_OBJ:.o=.d) $(BUILD)/tests/cuda_cpu/test_cuda_cpu.d
+else
+.PHONY: $(CUDA_CPU_BIN)
+$(CUDA_CPU_BIN):
+	@mkdir -p $(dir $@)
+	printf '#!/bin/sh\necho "SKIP  CUDA toolkit headers not found: $(CUDA_HOME)/include/cuda_runtime_api.h"\nexit 77\n' > $@
+	chmod +x $@
 endif
 -include $(BUILD)/tests/models/mkmodel.d $(BUILD)/tests/models/mkscript.d $(BUILD)/tests/bench/bench_engine.d $(BUILD)/tests/bench/bench_tokenizer.d $(BUILD)/tests/bench/bench_serving.d \
          $(BUILD)/tests/bench/bench_grammar.d
@@ -195,10 +221,10 @@ $(REF_VENV)/.packages:
 goldens: $(REF_VENV)/.packages models/tiny/config.json models/tiny-bf16/config.json models/tiny-fp8/config.json
 	$(REF_VENV)/bin/python tests/golden/make_goldens.py
 
-test: glm-server $(UNIT_BIN) $(BACKEND_BIN) $(BLAS_TEST) $(TINY_MODELS) models/script/config.json
+test: glm-server $(UNIT_BIN) $(BACKEND_BIN) $(CUDA_CPU_BIN) $(BLAS_TEST) $(TINY_MODELS) models/script/config.json
 	@bash tests/run_tests.sh $(BUILD)
 
-unit: $(UNIT_BIN) $(BACKEND_BIN) $(BLAS_TEST) $(TINY_MODELS)
+unit: $(UNIT_BIN) $(BACKEND_BIN) $(CUDA_CPU_BIN) $(BLAS_TEST) $(TINY_MODELS)
 	@bash tests/run_tests.sh $(BUILD) unit
 
 integration: glm-server $(TINY_MODELS) models/script/config.json
@@ -214,7 +240,7 @@ bench: glm-server $(BUILD)/glm-bench $(BUILD)/glm-bench-serving models/small/con
 
 asan: $(TINY_MODELS)
 	$(MAKE) BUILD=build-asan OPT="-O1 -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer" \
-	        CUDA=0 build-asan/glm-mkmodel $(patsubst $(BUILD)/%,build-asan/%,$(UNIT_BIN) $(BACKEND_BIN) $(BLAS_TEST))
+	        CUDA=0 build-asan/glm-mkmodel $(patsubst $(BUILD)/%,build-asan/%,$(UNIT_BIN) $(BACKEND_BIN) $(CUDA_CPU_BIN) $(BLAS_TEST))
 	bash tests/run_tests.sh build-asan unit
 
 # --- dependencies -----------------------------------------------------------
