@@ -130,7 +130,6 @@ endif
 # --- the CPU execution layer for CUDA code (tests/cuda_cpu/, test-only) -------
 # .cu files compiled by g++ as C++17 against the toolkit's headers; never linked into glm-server.
 # Without the headers the test is a script that reports SKIP (exit 77).
-CXX ?= g++
 CUDA_CPU_CXXFLAGS = -std=c++17 -D_GNU_SOURCE -Wall -Wextra $(WERROR) $(OPT) -g -pthread -fno-math-errno \
                     -ffp-contract=off -I. -I$(CUDA_HOME)/include $(CXXFLAGS)
 CUDA_CPU_BIN = $(BUILD)/tests/test_cuda_cpu
