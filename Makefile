@@ -54,8 +54,9 @@ CUDA_HOME ?= $(if $(NVCC_ANY),$(patsubst %/bin/nvcc,%,$(realpath $(NVCC_ANY))),/
 ifneq ($(NVCC),)
   CUDA_OBJ = $(CUDA_SRC:%.cu=$(BUILD)/%.o)
   ALL_CFLAGS += -DGLM_HAVE_CUDA=1 -I$(CUDA_HOME)/include
-  CUDA_LIBS = -L$(CUDA_HOME)/lib64 -lcudart -lcublas -lnccl -lstdc++
-  NVCCFLAGS ?= -O3 -std=c++17 -arch=sm_90a -Xcompiler -fPIC -I. -Iengine
+  CUDA_LIBS = -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcudart -lcublasLt -lcublas -lstdc++
+  NVCCFLAGS ?= -O3 -std=c++17 -arch=sm_90a -Werror all-warnings -Xcompiler -Wall,-Wextra,-Wno-unused-parameter \
+               -Xcompiler -fPIC -I. -Iengine
 else
   CUDA_OBJ =
   CUDA_LIBS =
@@ -66,6 +67,11 @@ endif
 # BLAS_CPU_SRC: the stand-in itself, what a CUDA-on-CPU build links instead of -lcublas -lcublasLt
 BLAS_CPU_SRC = tests/cuda_cpu/blas/cublas_cpu.cpp tests/cuda_cpu/blas/cublaslt_cpu.cpp
 BLAS_TEST = $(BUILD)/tests/cuda_cpu/blas/test-cublas
+# The CPU execution layer's runtime (tests/cuda_cpu/).
+CUDA_CPU_OBJ = $(BUILD)/tests/cuda_cpu/cuda_cpu.o $(BUILD)/tests/cuda_cpu/cuda_cpu_runtime.o
+# Everything a CUDA-on-CPU program links: the kernels and the CUDA backend (cuda/*.cu), the layer,
+# and the cuBLAS/cuBLASLt stand-in instead of the libraries.
+CUDA_ON_CPU_OBJ = $(CUDA_SRC:%.cu=$(BUILD)/cuda_cpu/%.o) $(CUDA_CPU_OBJ) $(BLAS_CPU_SRC:%.cpp=$(BUILD)/cuda_cpu/%.o)
 
 VENV = .venv
 PY   = $(VENV)/bin/python
@@ -83,7 +89,9 @@ $(BUILD)/%.o: %.c | deps-check
 
 $(BUILD)/cuda/%.o: cuda/%.cu
 	@mkdir -p $(dir $@)
-	$(NVCC) $(NVCCFLAGS) -c -o $@ $<
+	$(NVCC) $(NVCCFLAGS) -MMD -MP -c -o $@ $<
+
+-include $(CUDA_OBJ:.o=.d)
 
 -include $(ENGINE_OBJ:.o=.d) $(SERVER_OBJ:.o=.d)
 
@@ -108,8 +116,17 @@ $(BUILD)/tests/%: tests/unit/%.c $(ENGINE_OBJ) $(filter-out $(BUILD)/server/main
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS_BASE) $$(pkg-config --libs check)
 
+# With the toolkit's headers test-backend-ops has a "cuda" row: cuda/*.cu on the CPU execution layer
+# (tests/backend/cuda_row.cu adapts the reference ops' params to the CUDA launchers).
+ifneq ($(wildcard $(CUDA_HOME)/include/cublasLt.h),)
+$(BUILD)/tests/backend/test-backend-ops.o: ALL_CFLAGS += -DGLM_TEST_CUDA=1 -I$(CUDA_HOME)/include
+$(BACKEND_BIN): $(BUILD)/tests/backend/test-backend-ops.o $(BUILD)/cuda_cpu/tests/backend/cuda_row.o \
+                $(CUDA_ON_CPU_OBJ) $(ENGINE_OBJ)
+	$(CXX) $(CUDA_CPU_CXXFLAGS) -o $@ $^ $(LDLIBS_BASE)
+else
 $(BACKEND_BIN): $(BUILD)/tests/backend/test-backend-ops.o $(ENGINE_OBJ)
 	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS_BASE)
+endif
 
 -include $(BUILD)/tests/backend/test-backend-ops.d
 
@@ -130,10 +147,9 @@ endif
 # --- the CPU execution layer for CUDA code (tests/cuda_cpu/, test-only) -------
 # .cu files compiled by g++ as C++17 against the toolkit's headers; never linked into glm-server.
 # Without the headers the test is a script that reports SKIP (exit 77).
-CUDA_CPU_CXXFLAGS = -std=c++17 -D_GNU_SOURCE -Wall -Wextra $(WERROR) $(OPT) -g -pthread -fno-math-errno \
+CUDA_CPU_CXXFLAGS = -std=c++17 -D_GNU_SOURCE -Wall -Wextra $(WERROR) -Wno-unused-parameter $(OPT) -g -pthread -fno-math-errno \
                     -ffp-contract=off -I. -I$(CUDA_HOME)/include $(CXXFLAGS)
 CUDA_CPU_BIN = $(BUILD)/tests/test_cuda_cpu
-CUDA_CPU_OBJ = $(BUILD)/tests/cuda_cpu/cuda_cpu.o $(BUILD)/tests/cuda_cpu/cuda_cpu_runtime.o
 ifneq ($(wildcard $(CUDA_HOME)/include/cuda_runtime_api.h),)
 $(BUILD)/tests/cuda_cpu/%.o: tests/cuda_cpu/%.cpp
 	@mkdir -p $(dir $@)
@@ -144,6 +160,14 @@ $(BUILD)/tests/cuda_cpu/%.o: tests/cuda_cpu/%.cu
 $(CUDA_CPU_BIN): $(BUILD)/tests/cuda_cpu/test_cuda_cpu.o $(CUDA_CPU_OBJ)
 	$(CXX) $(CUDA_CPU_CXXFLAGS) -o $@ $^
 -include $(CUDA_CPU_OBJ:.o=.d) $(BUILD)/tests/cuda_cpu/test_cuda_cpu.d
+# The project's CUDA sources and test adapters compiled for the CPU layer, into $(BUILD)/cuda_cpu/.
+$(BUILD)/cuda_cpu/%.o: %.cu
+	@mkdir -p $(dir $@)
+	$(CXX) $(CUDA_CPU_CXXFLAGS) -Iengine -MMD -MP -x c++ -c -o $@ $<
+$(BUILD)/cuda_cpu/%.o: %.cpp
+	@mkdir -p $(dir $@)
+	$(CXX) $(CUDA_CPU_CXXFLAGS) -Iengine -MMD -MP -c -o $@ $<
+-include $(CUDA_ON_CPU_OBJ:.o=.d) $(BUILD)/cuda_cpu/tests/backend/cuda_row.d
 else
 .PHONY: $(CUDA_CPU_BIN)
 $(CUDA_CPU_BIN):

@@ -65,6 +65,11 @@ if [ "$ONLY" != cli ]; then
     # every op of every backend against the reference ops (tests/backend/)
     if [ -x "$BUILD/tests/backend/test-backend-ops" ]; then
         run "backend: test-backend-ops" "$BUILD/tests/backend/test-backend-ops"
+        # the CUDA row's kernels again with the CPU layer's threads resumed in reverse order
+        if "$BUILD/tests/backend/test-backend-ops" --has-cuda >/dev/null 2>&1; then
+            run "backend: test-backend-ops (cuda, reverse order)" \
+                env GLM_CUDA_CPU_ORDER=reverse "$BUILD/tests/backend/test-backend-ops"
+        fi
     fi
     # the cuBLAS/cuBLASLt stand-in against a double reference (tests/cuda_cpu/blas/)
     if [ -x "$BUILD/tests/cuda_cpu/blas/test-cublas" ]; then

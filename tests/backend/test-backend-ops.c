@@ -42,6 +42,12 @@
 #include "core/threadpool.h"
 #include "core/util.h"
 #include "cpu/ref_ops.h"
+#ifndef GLM_TEST_CUDA
+#define GLM_TEST_CUDA 0
+#endif
+#if GLM_TEST_CUDA
+#include "tests/backend/cuda_row.h"
+#endif
 
 /* ---- tolerances (for float32 backends; a backend row may scale them) ---------------
  * Measured on the CPU rows: see the printed errors; the tolerances leave room
@@ -193,6 +199,9 @@ typedef struct {
     void (*layernorm)(void *ctx, const glm_ref_norm_params *p);
     void (*rope_angles)(void *ctx, const glm_ref_rope_angles_params *p);
     void (*rope)(void *ctx, const glm_ref_rope_params *p);
+    /* y[n, w->rows] = x[n, ldx] w^T; force_plain: a backend's plain kernel instead of its library GEMM */
+    void (*linear)(void *ctx, const glm_weight *w, const float *x, int ldx, int n, float *y, int ldy,
+                   int force_plain);
 } backend;
 
 /* CPU rows: ctx is the pool (NULL = calling thread). The workspace is handed
@@ -227,18 +236,36 @@ static void cpu_layernorm(void *ctx, const glm_ref_norm_params *p) { glm_ref_lay
 static void cpu_rope_angles(void *ctx, const glm_ref_rope_angles_params *p) { glm_ref_rope_angles(p); }
 static void cpu_rope(void *ctx, const glm_ref_rope_params *p) { glm_ref_rope(ctx, p); }
 
+static void cpu_linear(void *ctx, const glm_weight *w, const float *x, int ldx, int n, float *y, int ldy,
+                       int force_plain)
+{
+    glm_pool *pool = ctx;
+    if (pool)
+        glm_pool_reserve(pool, glm_matmul_scratch_bytes(w->cols));
+    glm_matmul(pool, w, x, ldx, n, y, ldy);
+}
+
 static void *cpu_init_serial(void) { return NULL; }
 static void *cpu_init_pool3(void) { return glm_pool_create(3); }
 static void cpu_fini(void *ctx) { glm_pool_free(ctx); }
 
 #define CPU_OPS                                                                          \
     cpu_mla_absorb, cpu_mla_attn, cpu_mla_expand, cpu_dsa_select, cpu_moe_route, cpu_moe_experts, \
-        cpu_rmsnorm, cpu_layernorm, cpu_rope_angles, cpu_rope
+        cpu_rmsnorm, cpu_layernorm, cpu_rope_angles, cpu_rope, cpu_linear
+
+#if GLM_TEST_CUDA
+/* The CUDA row (cuda_row.h): its ops are filled in main; a NULL one is skipped. */
+static void *cuda_init(void) { return NULL; }
+static void cuda_fini(void *ctx) {}
+#endif
 
 static backend backends[] = {
     {"cpu", 0, 1.0, NULL, cpu_init_serial, cpu_fini, CPU_OPS},
     {"cpu-pool3", 1, 1.0, NULL, cpu_init_pool3, cpu_fini, CPU_OPS},
-    /* {"cuda", 0, 1.0, NULL, cuda_init, cuda_fini, ...} when cuda/ exists */
+#if GLM_TEST_CUDA
+    /* float32 kernels in another summation order: the CPU's tolerances */
+    {"cuda", 0, 1.0, NULL, cuda_init, cuda_fini, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL},
+#endif
 };
 #define N_BACKENDS ((int)(sizeof backends / sizeof backends[0]))
 
@@ -1364,12 +1391,35 @@ static const rope_case rope_cases[] = {
 
 int main(int argc, char **argv)
 {
+    if (argc > 1 && strcmp(argv[1], "--has-cuda") == 0) /* exit 0 when the binary has a cuda row */
+        return GLM_TEST_CUDA ? 0 : 1;
     const char *only = argc > 1 ? argv[1] : NULL; /* an op name prefix, e.g. MLA, DSA, MOE */
+#if GLM_TEST_CUDA
+    {
+        cuda_row_ops co;
+        cuda_row_init(&co);
+        backend *cb = &backends[N_BACKENDS - 1];
+        cb->mla_absorb = co.mla_absorb;
+        cb->mla_attn = co.mla_attn;
+        cb->mla_expand = co.mla_expand;
+        cb->dsa_select = co.dsa_select;
+        cb->moe_route = co.moe_route;
+        cb->moe_experts = co.moe_experts;
+        cb->rmsnorm = co.rmsnorm;
+        cb->layernorm = co.layernorm;
+        cb->rope_angles = co.rope_angles;
+        cb->rope = co.rope;
+        cb->linear = co.linear;
+    }
+#endif
     for (int b = 0; b < N_BACKENDS; b++)
         backends[b].ctx = backends[b].init();
     printf("backends:");
     for (int b = 0; b < N_BACKENDS; b++)
         printf(" %s", backends[b].name);
+#if GLM_TEST_CUDA
+    printf(" (cuda: %s)", cuda_row_order());
+#endif
     printf("\n");
 #define WANT(name) (!only || strncmp(name, only, strlen(only)) == 0)
     uint64_t seed = 1;

@@ -1,0 +1,372 @@
+/*
+ * cuda_row.cu - the "cuda" row of test-backend-ops (cuda_row.h): host params
+ * in, device buffers, the CUDA launcher, host results out.
+ *
+ * Weights go up through glm_dweight_upload in float32 mode (F32 and BF16
+ * exact, FP8 kept as FP8 with its block scales), caches as float32: the row
+ * checks the kernels' math at float32 tolerances. A launcher not built yet
+ * is a weak symbol left NULL: its op is skipped.
+ */
+#include "cuda/glm_cuda.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cuda/dsa.h"
+#include "cuda/dweight.h"
+#include "cuda/linear.h"
+#include "cuda/mla.h"
+#include "cuda/moe.h"
+#include "cuda/norm.h"
+#include "tests/backend/cuda_row.h"
+
+#pragma weak glm_cu_mla_absorb
+#pragma weak glm_cu_mla_attn
+#pragma weak glm_cu_mla_attn_workspace
+#pragma weak glm_cu_mla_expand
+#pragma weak glm_cu_dsa_select
+#pragma weak glm_cu_dsa_workspace
+#pragma weak glm_cu_moe_route
+#pragma weak glm_cu_moe_experts
+#pragma weak glm_cu_moe_experts_workspace
+#pragma weak glm_cu_rmsnorm
+#pragma weak glm_cu_layernorm
+#pragma weak glm_cu_rope_angles
+#pragma weak glm_cu_rope
+#pragma weak glm_cu_linear
+#pragma weak glm_cu_linear_workspace
+
+#define CK(call)                                                                                    \
+    do {                                                                                            \
+        cudaError_t e_ = (call);                                                                    \
+        if (e_ != cudaSuccess) {                                                                    \
+            fprintf(stderr, "cuda row: %s:%d: %s: %s\n", __FILE__, __LINE__, #call,                 \
+                    cudaGetErrorString(e_));                                                        \
+            exit(1);                                                                                \
+        }                                                                                           \
+    } while (0)
+
+/* ---- device buffers ---------------------------------------------------------------- */
+
+/* A device copy of n bytes of host (or n bytes of NaN when host is NULL). */
+static void *up(const void *host, size_t n)
+{
+    void *d = NULL;
+    CK(cudaMalloc(&d, n ? n : 1));
+    if (host)
+        CK(cudaMemcpy(d, host, n, cudaMemcpyHostToDevice));
+    else
+        CK(cudaMemset(d, 0xff, n));
+    return d;
+}
+
+static void down(void *host, const void *dev, size_t n)
+{
+    CK(cudaMemcpy(host, dev, n, cudaMemcpyDeviceToHost));
+}
+
+/* floats of a strided [rows, ld] matrix whose rows use the first dim */
+static size_t strided(int rows, int ld, int dim)
+{
+    return rows > 0 ? (size_t)(rows - 1) * ld + dim : 0;
+}
+
+typedef struct {
+    glm_dweight w;
+    void *mem;
+} dev_weight;
+
+static dev_weight weight_up(const glm_weight *w)
+{
+    dev_weight d;
+    size_t bytes = glm_dweight_bytes(w, GLM_DW_F32), st_bytes = (size_t)1 << 20;
+    void *st = NULL;
+    CK(cudaMalloc(&d.mem, bytes));
+    CK(cudaMallocHost(&st, st_bytes));
+    CK(glm_dweight_upload(&d.w, w, GLM_DW_F32, d.mem, st, st_bytes, 0));
+    CK(cudaFreeHost(st));
+    return d;
+}
+
+static int paging_rows(const glm_ref_paging *pg, int n_tokens)
+{
+    int rows = 0;
+    for (int t = 0; t < n_tokens; t++)
+        rows = pg->seq_of[t] + 1 > rows ? pg->seq_of[t] + 1 : rows;
+    return rows;
+}
+
+/* The device paging of pg; the arrays are freed by paging_free. */
+static glm_cu_paging paging_up(const glm_ref_paging *pg, int n_tokens)
+{
+    int rows = paging_rows(pg, n_tokens);
+    glm_cu_paging d = {(const int32_t *)up(pg->block_tables, sizeof(int32_t) * (size_t)rows * pg->max_blocks),
+                       pg->max_blocks, pg->block_size, pg->n_slots,
+                       (const int32_t *)up(pg->seq_of, sizeof(int32_t) * (size_t)n_tokens),
+                       (const int32_t *)up(pg->positions, sizeof(int32_t) * (size_t)n_tokens)};
+    return d;
+}
+
+static void paging_free(glm_cu_paging *d)
+{
+    cudaFree((void *)d->block_tables);
+    cudaFree((void *)d->seq_of);
+    cudaFree((void *)d->positions);
+}
+
+/* ---- MLA ---------------------------------------------------------------------------- */
+
+static void cu_mla_absorb(void *ctx, const glm_ref_mla_absorb_params *p)
+{
+    dev_weight kv_b = weight_up(p->kv_b);
+    size_t nq = (size_t)p->n_tokens * p->n_heads * (p->nope + p->rope);
+    size_t nl = (size_t)p->n_tokens * p->n_heads * (p->kv_lora + p->rope);
+    float *q = (float *)up(p->q, sizeof(float) * nq), *ql = (float *)up(NULL, sizeof(float) * nl);
+    glm_cu_mla_absorb_params c = {p->n_tokens, p->n_heads, p->nope, p->rope, p->kv_lora, p->v_dim, &kv_b.w, q, ql};
+    CK(glm_cu_mla_absorb(&c, 0));
+    down(p->q_lat, ql, sizeof(float) * nl);
+    cudaFree(q);
+    cudaFree(ql);
+    cudaFree(kv_b.mem);
+}
+
+static void cu_mla_attn(void *ctx, const glm_ref_mla_attn_params *p)
+{
+    int ld = p->kv_lora + p->rope;
+    size_t nq = (size_t)p->n_tokens * p->n_heads * ld, no = (size_t)p->n_tokens * p->n_heads * p->kv_lora;
+    float *ql = (float *)up(p->q_lat, sizeof(float) * nq), *o = (float *)up(NULL, sizeof(float) * no);
+    void *cache = up(p->cache, sizeof(float) * (size_t)p->pg.n_slots * ld);
+    int32_t *sel = p->sel ? (int32_t *)up(p->sel, sizeof(int32_t) * (size_t)p->n_tokens * p->sel_width) : NULL;
+    glm_cu_mla_attn_params c = {p->n_tokens, p->n_heads, p->kv_lora, p->rope, p->scale, ql, cache,
+                                GLM_DTYPE_F32, paging_up(&p->pg, p->n_tokens), sel, p->sel_width, p->max_ctx, o};
+    size_t wsb = glm_cu_mla_attn_workspace(&c);
+    void *ws = up(NULL, wsb);
+    CK(glm_cu_mla_attn(&c, ws, wsb, 0));
+    down(p->o_lat, o, sizeof(float) * no);
+    paging_free(&c.pg);
+    cudaFree(ql);
+    cudaFree(o);
+    cudaFree(cache);
+    cudaFree(sel);
+    cudaFree(ws);
+}
+
+static void cu_mla_expand(void *ctx, const glm_ref_mla_expand_params *p)
+{
+    dev_weight kv_b = weight_up(p->kv_b);
+    size_t ni = (size_t)p->n_tokens * p->n_heads * p->kv_lora, no = (size_t)p->n_tokens * p->n_heads * p->v_dim;
+    float *ol = (float *)up(p->o_lat, sizeof(float) * ni), *out = (float *)up(NULL, sizeof(float) * no);
+    glm_cu_mla_expand_params c = {p->n_tokens, p->n_heads, p->nope, p->kv_lora, p->v_dim, &kv_b.w, ol, out};
+    CK(glm_cu_mla_expand(&c, 0));
+    down(p->out, out, sizeof(float) * no);
+    cudaFree(ol);
+    cudaFree(out);
+    cudaFree(kv_b.mem);
+}
+
+/* ---- DSA ---------------------------------------------------------------------------- */
+
+static void cu_dsa_select(void *ctx, const glm_ref_dsa_params *p)
+{
+    size_t nq = (size_t)p->n_tokens * p->n_heads * p->head_dim, nw = (size_t)p->n_tokens * p->n_heads;
+    size_t ns = (size_t)p->n_tokens * p->topk;
+    float *q = (float *)up(p->q, sizeof(float) * nq), *w = (float *)up(p->w, sizeof(float) * nw);
+    void *cache = up(p->cache, sizeof(float) * (size_t)p->pg.n_slots * p->head_dim);
+    int32_t *sel = (int32_t *)up(NULL, sizeof(int32_t) * ns);
+    glm_cu_dsa_params c = {p->n_tokens, p->n_heads, p->head_dim, p->topk, p->scale, q, w, cache, GLM_DTYPE_F32,
+                           paging_up(&p->pg, p->n_tokens), p->max_ctx, sel};
+    size_t wsb = glm_cu_dsa_workspace(&c);
+    void *ws = up(NULL, wsb);
+    CK(glm_cu_dsa_select(&c, ws, wsb, 0));
+    down(p->sel, sel, sizeof(int32_t) * ns);
+    paging_free(&c.pg);
+    cudaFree(q);
+    cudaFree(w);
+    cudaFree(cache);
+    cudaFree(sel);
+    cudaFree(ws);
+}
+
+/* ---- MoE ---------------------------------------------------------------------------- */
+
+static void cu_moe_route(void *ctx, const glm_ref_moe_route_params *p)
+{
+    size_t nl = (size_t)p->n_tokens * p->n_experts, nk = (size_t)p->n_tokens * p->top_k;
+    float *lg = (float *)up(p->logits, sizeof(float) * nl);
+    float *bias = (float *)up(p->bias, sizeof(float) * (size_t)p->n_experts);
+    int32_t *ids = (int32_t *)up(NULL, sizeof(int32_t) * nk);
+    float *wts = (float *)up(NULL, sizeof(float) * nk);
+    glm_cu_moe_route_params c = {p->n_tokens, p->n_experts, p->n_group, p->topk_group, p->top_k,
+                                 p->norm_topk_prob, p->scaling, lg, bias, ids, wts};
+    CK(glm_cu_moe_route(&c, 0));
+    down(p->ids, ids, sizeof(int32_t) * nk);
+    down(p->weights, wts, sizeof(float) * nk);
+    cudaFree(lg);
+    cudaFree(bias);
+    cudaFree(ids);
+    cudaFree(wts);
+}
+
+static void cu_moe_experts(void *ctx, const glm_ref_moe_experts_params *p)
+{
+    int E = p->n_experts;
+    dev_weight *dw = (dev_weight *)calloc((size_t)3 * E, sizeof *dw);
+    glm_dweight *tab = (glm_dweight *)calloc((size_t)3 * E, sizeof *tab);
+    for (int e = 0; e < E; e++) {
+        dw[e] = weight_up(&p->gate[e]);
+        dw[E + e] = weight_up(&p->up[e]);
+        dw[2 * E + e] = weight_up(&p->down[e]);
+    }
+    for (int i = 0; i < 3 * E; i++)
+        tab[i] = dw[i].w;
+    glm_dweight *dtab = (glm_dweight *)up(tab, sizeof(glm_dweight) * 3 * (size_t)E);
+    size_t nx = (size_t)p->n_tokens * p->hidden, nk = (size_t)p->n_tokens * p->top_k;
+    float *x = (float *)up(p->x, sizeof(float) * nx), *out = (float *)up(NULL, sizeof(float) * nx);
+    int32_t *ids = (int32_t *)up(p->ids, sizeof(int32_t) * nk);
+    float *wts = (float *)up(p->weights, sizeof(float) * nk);
+    glm_cu_moe_experts_params c = {p->n_tokens, p->hidden, p->inter, E, p->top_k, dtab, dtab + E, dtab + 2 * E,
+                                   x, ids, wts, out};
+    size_t wsb = glm_cu_moe_experts_workspace(&c);
+    void *ws = up(NULL, wsb);
+    CK(glm_cu_moe_experts(&c, ws, wsb, 0));
+    down(p->out, out, sizeof(float) * nx);
+    for (int i = 0; i < 3 * E; i++)
+        cudaFree(dw[i].mem);
+    free(dw);
+    free(tab);
+    cudaFree(dtab);
+    cudaFree(x);
+    cudaFree(out);
+    cudaFree(ids);
+    cudaFree(wts);
+    cudaFree(ws);
+}
+
+/* ---- norms and RoPE ------------------------------------------------------------------ */
+
+static void cu_norm(const glm_ref_norm_params *p, int layer)
+{
+    size_t nx = strided(p->n_rows, p->ldx, p->dim), ny = strided(p->n_rows, p->ldy, p->dim);
+    float *x = (float *)up(p->x, sizeof(float) * nx);
+    float *y = p->y == p->x ? x : (float *)up(p->y, sizeof(float) * ny); /* gaps keep the host's values */
+    float *w = p->w ? (float *)up(p->w, sizeof(float) * (size_t)p->dim) : NULL;
+    float *b = p->b ? (float *)up(p->b, sizeof(float) * (size_t)p->dim) : NULL;
+    glm_cu_norm_params c = {p->n_rows, p->dim, x, p->ldx, NULL, 0, w, b, p->eps, y, p->ldy};
+    CK(layer ? glm_cu_layernorm(&c, 0) : glm_cu_rmsnorm(&c, 0));
+    down(p->y, y, sizeof(float) * ny);
+    if (y != x)
+        cudaFree(y);
+    cudaFree(x);
+    cudaFree(w);
+    cudaFree(b);
+}
+
+static void cu_rmsnorm(void *ctx, const glm_ref_norm_params *p) { cu_norm(p, 0); }
+static void cu_layernorm(void *ctx, const glm_ref_norm_params *p) { cu_norm(p, 1); }
+
+static void cu_rope_angles(void *ctx, const glm_ref_rope_angles_params *p)
+{
+    size_t nh = (size_t)p->n_tokens * (p->dim / 2);
+    int32_t *pos = (int32_t *)up(p->positions, sizeof(int32_t) * (size_t)p->n_tokens);
+    float *cs = (float *)up(NULL, sizeof(float) * nh), *sn = (float *)up(NULL, sizeof(float) * nh);
+    glm_cu_rope_angles_params c = {p->n_tokens, p->dim, p->theta, pos, cs, sn};
+    CK(glm_cu_rope_angles(&c, 0));
+    down(p->cos_, cs, sizeof(float) * nh);
+    down(p->sin_, sn, sizeof(float) * nh);
+    cudaFree(pos);
+    cudaFree(cs);
+    cudaFree(sn);
+}
+
+static void cu_rope(void *ctx, const glm_ref_rope_params *p)
+{
+    size_t nh = (size_t)p->n_tokens * (p->dim / 2), nx = (size_t)p->n_tokens * p->n_heads * p->head_stride;
+    float *cs = (float *)up(p->cos_, sizeof(float) * nh), *sn = (float *)up(p->sin_, sizeof(float) * nh);
+    float *x = (float *)up(p->x, sizeof(float) * nx);
+    glm_cu_rope_params c = {p->n_tokens, p->n_heads, p->head_stride, p->offset, p->dim, p->interleaved, cs, sn, x};
+    CK(glm_cu_rope(&c, 0));
+    down(p->x, x, sizeof(float) * nx);
+    cudaFree(cs);
+    cudaFree(sn);
+    cudaFree(x);
+}
+
+/* ---- linear --------------------------------------------------------------------------- */
+
+static void cu_linear(void *ctx, const glm_weight *w, const float *x, int ldx, int n, float *y, int ldy,
+                      int force_plain)
+{
+    static cublasHandle_t blas;
+    static cublasLtHandle_t lt;
+    if (!blas && (cublasCreate(&blas) != CUBLAS_STATUS_SUCCESS || cublasLtCreate(&lt) != CUBLAS_STATUS_SUCCESS)) {
+        fprintf(stderr, "cuda row: cannot create the cuBLAS handles\n");
+        exit(1);
+    }
+    dev_weight dw = weight_up(w);
+    size_t lt_bytes = (size_t)32 << 20;
+    void *lt_ws = up(NULL, lt_bytes);
+    glm_cu_linear_ctx lc = {blas, lt, lt_ws, lt_bytes, force_plain};
+    size_t ny = strided(n, ldy, w->rows);
+    float *dx = (float *)up(x, sizeof(float) * strided(n, ldx, w->cols));
+    float *dy = (float *)up(y, sizeof(float) * ny);
+    glm_cu_linear_params c = {n, &dw.w, 0, w->rows, dx, ldx, dy, ldy};
+    size_t wsb = glm_cu_linear_workspace(&dw.w, n);
+    void *ws = up(NULL, wsb);
+    char err[256];
+    if (glm_cu_linear(&lc, &c, ws, wsb, 0, err, sizeof err) != 0) {
+        fprintf(stderr, "cuda row: linear: %s\n", err);
+        exit(1);
+    }
+    down(y, dy, sizeof(float) * ny);
+    cudaFree(dx);
+    cudaFree(dy);
+    cudaFree(ws);
+    cudaFree(lt_ws);
+    cudaFree(dw.mem);
+}
+
+/* ---- the row ---------------------------------------------------------------------------- */
+
+void cuda_row_init(cuda_row_ops *o)
+{
+    memset(o, 0, sizeof *o);
+    if (glm_cu_mla_absorb)
+        o->mla_absorb = cu_mla_absorb;
+    if (glm_cu_mla_attn && glm_cu_mla_attn_workspace)
+        o->mla_attn = cu_mla_attn;
+    if (glm_cu_mla_expand)
+        o->mla_expand = cu_mla_expand;
+    if (glm_cu_dsa_select && glm_cu_dsa_workspace)
+        o->dsa_select = cu_dsa_select;
+    if (glm_cu_moe_route)
+        o->moe_route = cu_moe_route;
+    if (glm_cu_moe_experts && glm_cu_moe_experts_workspace)
+        o->moe_experts = cu_moe_experts;
+    if (glm_cu_rmsnorm)
+        o->rmsnorm = cu_rmsnorm;
+    if (glm_cu_layernorm)
+        o->layernorm = cu_layernorm;
+    if (glm_cu_rope_angles)
+        o->rope_angles = cu_rope_angles;
+    if (glm_cu_rope)
+        o->rope = cu_rope;
+    if (glm_cu_linear && glm_cu_linear_workspace)
+        o->linear = cu_linear;
+}
+
+const char *cuda_row_order(void)
+{
+#if GLM_CUDA_ON_CPU
+    switch (glm_cpu::get_order()) {
+    case glm_cpu::ORDER_REVERSE:
+        return "reverse";
+    case glm_cpu::ORDER_RANDOM:
+        return "random";
+    default:
+        return "forward";
+    }
+#else
+    return "gpu";
+#endif
+}
