@@ -44,6 +44,14 @@ typedef enum {
 
 struct glm_comm; /* the ranks' communicator (tensor parallelism); none yet */
 
+/* What a backend computes in (vLLM's --dtype). The CPU backend is float32 whatever is asked. */
+typedef enum {
+    GLM_COMPUTE_AUTO = 0,  /* the backend's default: bfloat16 on CUDA */
+    GLM_COMPUTE_BF16,      /* BF16 weights (F32 ones narrowed), BF16 KV cache, float32 accumulation */
+    GLM_COMPUTE_F32        /* BF16/F32 weights widened to float32, float32 KV cache and math;
+                              FP8 weights stay FP8 */
+} glm_compute_dtype;
+
 typedef struct {
     glm_backend_kind kind;
     int rank, world;             /* this backend's tensor-parallel rank in [0, world); world 1 */
@@ -63,6 +71,9 @@ typedef struct {
     int max_logits_rows;         /* logits rows per forward at most */
     glm_pool *pool;              /* host threads the CPU backend computes on; owned by the
                                     caller, free between calls; not NULL for GLM_BACKEND_CPU */
+    glm_compute_dtype dtype;     /* GLM_COMPUTE_AUTO unless --dtype says otherwise */
+    int device;                  /* CUDA: the device ordinal of this rank (rank when 0 and world > 1) */
+    int cuda_graphs;             /* CUDA: 1 = capture decode steps as CUDA graphs, 0 = eager */
 } glm_backend_params;
 
 /* What a created backend holds: the limits it was sized for (the runner
@@ -121,7 +132,17 @@ static inline void glm_backend_destroy(glm_backend *b)
         b->ops->destroy(b);
 }
 
-/* The constructors behind glm_backend_create. */
+/* The constructors behind glm_backend_create. glm_cuda_backend_create is
+ * defined by cuda/cuda_backend.cu, linked only into builds with the CUDA
+ * backend (nvcc, or the CPU execution layer in tests). */
 glm_backend *glm_cpu_backend_create(const glm_model *m, const glm_backend_params *p, char *err, size_t errlen);
+glm_backend *glm_cuda_backend_create(const glm_model *m, const glm_backend_params *p, char *err, size_t errlen);
+
+/* 1 when this binary has the CUDA backend and a CUDA device is usable (the
+ * default of --device), else 0 with the reason in why (may be NULL). */
+int glm_cuda_available(char *why, size_t whylen);
+/* Defined with glm_cuda_backend_create: the number of usable CUDA devices, or
+ * -1 with the runtime's message. */
+int glm_cuda_device_count(char *err, size_t errlen);
 
 #endif

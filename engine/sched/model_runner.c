@@ -39,6 +39,7 @@ void glm_runner_params_default(glm_runner_params *p)
     p->mem_fraction = 0.9;
     p->max_num_batched_tokens = 2048;
     p->max_num_seqs = 256;
+    p->cuda_graphs = 1;
 }
 
 glm_runner *glm_runner_create(const glm_model *m, const glm_runner_params *p, char *err, size_t errlen)
@@ -69,6 +70,9 @@ glm_runner *glm_runner_create(const glm_model *m, const glm_runner_params *p, ch
         .max_blocks_per_seq = (r->max_model_len + p->block_size - 1) / p->block_size,
         .max_logits_rows = max_rows,
         .pool = r->pool,
+        .dtype = p->dtype,
+        .device = p->device,
+        .cuda_graphs = p->cuda_graphs,
     };
     r->be = glm_backend_create(m, &bp, err, errlen);
     if (!r->be) {

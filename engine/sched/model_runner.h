@@ -44,6 +44,9 @@ typedef struct {
                                     sequence; drivers that want every position's logits set
                                     max_num_batched_tokens) */
     int n_threads;               /* host compute threads; <= 0: one per CPU */
+    glm_compute_dtype dtype;     /* default GLM_COMPUTE_AUTO (backend.h) */
+    int device;                  /* CUDA device ordinal (default 0) */
+    int cuda_graphs;             /* CUDA: capture decode steps as graphs (default 1) */
 } glm_runner_params;
 
 /* Fills the defaults above. */
