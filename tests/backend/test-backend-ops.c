@@ -1353,6 +1353,8 @@ static const route_case route_cases[] = {
     {33, 24, 8, 4, 8, 1, 2.5f, 0},
     {7, 20, 4, 4, 6, 0, 1.5f, 0},
     {2800, 24, 8, 4, 8, 1, 2.5f, 0}, /* enough work to run on the pool (GLM_REF_PARALLEL_MIN) */
+    {9, 256, 8, 4, 8, 1, 2.5f, 0},   /* GLM-5's routing: 256 experts, 8 groups, 4 kept, top-8 */
+    {6, 256, 8, 4, 8, 1, 2.5f, 1},
 };
 
 static const experts_case experts_cases[] = {
@@ -1363,6 +1365,8 @@ static const experts_case experts_cases[] = {
     {9, 6, 2, 33, 17, GLM_DTYPE_F32, 1},
     {13, 5, 4, 24, 16, GLM_DTYPE_F8_E4M3, 0},
     {400, 7, 4, 48, 8, GLM_DTYPE_BF16, 0}, /* the weighted sum runs on the pool */
+    {150, 9, 2, 72, 80, GLM_DTYPE_F8_E4M3, 1}, /* ~100 rows on each of 3 experts, 6 idle; widths over 64 */
+    {5, 256, 8, 40, 24, GLM_DTYPE_BF16, 0},    /* GLM-5's 256 experts, top-8: most experts idle */
 };
 
 static const norm_case norm_cases[] = {
