@@ -228,6 +228,21 @@ cudaError_t glm_cu_scale(float *x, float s, int n_rows, int dim, int ld, cudaStr
     return GLM_LAUNCH(scale_kernel, dim3(ew_blocks(n)), dim3(EW_THREADS), 0, stream, x, s, n_rows, dim, ld);
 }
 
+__global__ void gather_kernel(float *out, const float *x, const int32_t *rows, int dim)
+{
+    int i = blockIdx.x;
+    const float *src = x + (size_t)rows[i] * dim;
+    for (int c = threadIdx.x; c < dim; c += blockDim.x)
+        out[(size_t)i * dim + c] = src[c];
+}
+
+cudaError_t glm_cu_gather_rows(float *out, const float *x, const int32_t *rows, int n, int dim, cudaStream_t stream)
+{
+    if (n <= 0)
+        return cudaSuccess;
+    return GLM_LAUNCH(gather_kernel, dim3(n), dim3(128), 0, stream, out, x, rows, dim);
+}
+
 __global__ void add_kernel(float *y, const float *x, size_t n)
 {
     for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)

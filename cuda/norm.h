@@ -73,6 +73,9 @@ cudaError_t glm_cu_swiglu(float *g, const float *u, int n_rows, int dim, int ld,
 /* x[r, c] *= s for r < n_rows, c < dim; x: [n_rows, ld]. */
 cudaError_t glm_cu_scale(float *x, float s, int n_rows, int dim, int ld, cudaStream_t stream);
 
+/* out[i] = x[rows[i]] for i < n (rows of dim floats). */
+cudaError_t glm_cu_gather_rows(float *out, const float *x, const int32_t *rows, int n, int dim, cudaStream_t stream);
+
 /* y[i] += x[i] for i < n. */
 cudaError_t glm_cu_add(float *y, const float *x, size_t n, cudaStream_t stream);
 
