@@ -303,7 +303,17 @@ static void cu_linear(void *ctx, const glm_weight *w, const float *x, int ldx, i
         fprintf(stderr, "cuda row: cannot create the cuBLAS handles\n");
         exit(1);
     }
-    dev_weight dw = weight_up(w);
+    /* the weight in its own dtype (weight_up widens BF16 to F32): the BF16 path is under test */
+    dev_weight dw;
+    {
+        glm_dw_mode mode = w->dtype == GLM_DTYPE_BF16 ? GLM_DW_NATIVE : GLM_DW_F32;
+        size_t bytes = glm_dweight_bytes(w, mode), st_bytes = (size_t)1 << 20;
+        void *st = NULL;
+        CK(cudaMalloc(&dw.mem, bytes));
+        CK(cudaMallocHost(&st, st_bytes));
+        CK(glm_dweight_upload(&dw.w, w, mode, dw.mem, st, st_bytes, 0));
+        CK(cudaFreeHost(st));
+    }
     size_t lt_bytes = (size_t)32 << 20;
     void *lt_ws = up(NULL, lt_bytes);
     glm_cu_linear_ctx lc = {blas, lt, lt_ws, lt_bytes, force_plain};

@@ -20,6 +20,9 @@
  *   MOE_ROUTE    sigmoid, bias for the choice, group-limited top-k     ids exact, weights max rel
  *   MOE_EXPERTS  sum_k w_k down(silu(gate x) * up x)                   NMSE
  *   RMS_NORM, LAYER_NORM, ROPE (interleaved, NeoX), ROPE_ANGLES        NMSE / max abs
+ *   LINEAR       x W^T (F32, BF16, FP8 4x8 and 128x128 blocks); the cuda
+ *                row against x as linear.h quantises it (BF16 rounding,
+ *                FP8 1x128 groups), its plain FP8 kernel against cuBLASLt NMSE
  *
  * Hostile inputs: odd head counts, widths that are not multiples of 8,
  * contexts across block boundaries, block tables shuffled over a pool with
@@ -293,7 +296,8 @@ static void keep_first(const char *op, const char *desc, int b, void *out, void 
 /* ---- weights ---------------------------------------------------------------------- */
 
 /* A weight [rows, cols] in dtype with normal(0, sd) values, and its exact float64 copy
- * decoded here (not through dtype.c). FP8 uses 4 x 8 blocks of random scales. */
+ * decoded here (not through dtype.c). FP8 uses 4 x 8 blocks of random scales unless the
+ * block shape is given (weight_make_blocks). */
 typedef struct {
     glm_weight w;
     void *data;
@@ -308,7 +312,9 @@ static double e4m3_decode(uint8_t b)
     return s ? -v : v;
 }
 
-static void weight_make(test_weight *tw, rng *r, glm_dtype dt, int rows, int cols, double sd)
+/* FP8 with br x bc blocks (the LINEAR tests' 128 x 128 as in the checkpoints). */
+static void weight_make_blocks(test_weight *tw, rng *r, glm_dtype dt, int rows, int cols, double sd, int br,
+                               int bc)
 {
     size_t n = (size_t)rows * cols;
     memset(tw, 0, sizeof *tw);
@@ -334,7 +340,7 @@ static void weight_make(test_weight *tw, rng *r, glm_dtype dt, int rows, int col
         tw->data = d;
     } else {
         GLM_ASSERT(dt == GLM_DTYPE_F8_E4M3);
-        int br = 4, bc = 8, nbr = (rows + br - 1) / br, nbc = (cols + bc - 1) / bc;
+        int nbr = (rows + br - 1) / br, nbc = (cols + bc - 1) / bc;
         uint8_t *d = glm_malloc(n);
         tw->scale = glm_malloc(sizeof(float) * (size_t)nbr * nbc);
         for (int i = 0; i < nbr * nbc; i++)
@@ -354,6 +360,11 @@ static void weight_make(test_weight *tw, rng *r, glm_dtype dt, int rows, int col
         tw->w.block_c = bc;
     }
     tw->w.data = tw->data;
+}
+
+static void weight_make(test_weight *tw, rng *r, glm_dtype dt, int rows, int cols, double sd)
+{
+    weight_make_blocks(tw, r, dt, rows, cols, sd, 4, 8);
 }
 
 static void weight_free(test_weight *tw)
@@ -1323,6 +1334,158 @@ static void test_rope_angles(int n, int dim, double theta, int max_pos, uint64_t
     free(ref_s);
 }
 
+/* ---- linear ----------------------------------------------------------------------- */
+
+typedef struct {
+    int n, rows, cols, ldx, ldy;
+    glm_dtype dt;
+    int block;      /* FP8 block edge: 128 (128 x 128) or 0 (the 4 x 8 blocks) */
+} linear_case;
+
+/* v rounded to the nearest e4m3 value, ties to the even code, saturated to +-448 (CUDA's
+ * __NV_SATFINITE conversion). */
+static double e4m3_round(float v)
+{
+    double a = fabs((double)v);
+    if (a >= 448.0)
+        return v < 0 ? -448.0 : 448.0;
+    int lo = 0; /* the largest code whose value is <= a (codes 0..126 ascend) */
+    while (lo < 126 && e4m3_decode((uint8_t)(lo + 1)) <= a)
+        lo++;
+    double vlo = e4m3_decode((uint8_t)lo), vhi = e4m3_decode((uint8_t)(lo + 1));
+    double q = a - vlo < vhi - a ? vlo : a - vlo > vhi - a ? vhi : (lo & 1) ? vhi : vlo;
+    return v < 0 ? -q : q;
+}
+
+/* The activations a CUDA linear multiplies (linear.h): x itself for an F32 weight, x rounded
+ * to BF16 for BF16, for FP8 q * s of its 1 x 128 group along K with s = amax / 448 in float32
+ * (1 for an all-zero group) and q = e4m3(x / s), the division in float32. xd is [n, cols]. */
+static void linear_cuda_x(glm_dtype dt, const float *x, int ldx, int n, int cols, double *xd)
+{
+    for (int t = 0; t < n; t++) {
+        const float *xr = x + (size_t)t * ldx;
+        double *o = xd + (size_t)t * cols;
+        for (int g = 0; g < cols; g += 128) {
+            int end = g + 128 < cols ? g + 128 : cols;
+            float amax = 0.0f;
+            for (int k = g; k < end; k++)
+                amax = fabsf(xr[k]) > amax ? fabsf(xr[k]) : amax;
+            float s = amax / 448.0f;
+            s = s > 0.0f ? s : 1.0f;
+            for (int k = g; k < end; k++) {
+                if (dt == GLM_DTYPE_F32) {
+                    o[k] = xr[k];
+                } else if (dt == GLM_DTYPE_BF16) {
+                    uint32_t u = (uint32_t)glm_f32_to_bf16(xr[k]) << 16;
+                    float f;
+                    memcpy(&f, &u, sizeof f);
+                    o[k] = f;
+                } else {
+                    o[k] = e4m3_round(xr[k] / s) * (double)s;
+                }
+            }
+        }
+    }
+}
+
+/* ref[n, rows] = xd[n, cols] W^T in double */
+static void linear_ref(const double *xd, const double *w, int n, int rows, int cols, double *ref)
+{
+    for (int t = 0; t < n; t++)
+        for (int r = 0; r < rows; r++) {
+            double acc = 0;
+            for (int k = 0; k < cols; k++)
+                acc += xd[(size_t)t * cols + k] * w[(size_t)r * cols + k];
+            ref[(size_t)t * rows + r] = acc;
+        }
+}
+
+/* y's n_rows columns of each row, densely [n, rows]; pad_ok: the columns past rows kept their canaries */
+static float *linear_dense(const float *y, int n, int rows, int ldy, int *pad_ok)
+{
+    float *d = glm_malloc(sizeof(float) * ((size_t)n * rows + 1));
+    *pad_ok = 1;
+    for (int t = 0; t < n; t++) {
+        memcpy(d + (size_t)t * rows, y + (size_t)t * ldy, sizeof(float) * (size_t)rows);
+        for (int j = rows; j < ldy; j++) {
+            float c = canary();
+            *pad_ok &= memcmp(&y[(size_t)t * ldy + j], &c, sizeof c) == 0;
+        }
+    }
+    return d;
+}
+
+static const char *dtype_tag(glm_dtype dt)
+{
+    return dt == GLM_DTYPE_F32 ? "f32" : dt == GLM_DTYPE_BF16 ? "bf16" : "fp8";
+}
+
+static void test_linear(const linear_case *lc, uint64_t seed)
+{
+    rng r = {seed};
+    int n = lc->n, R = lc->rows, K = lc->cols, ldx = lc->ldx, ldy = lc->ldy;
+    int fp8 = lc->dt == GLM_DTYPE_F8_E4M3, blk = lc->block ? lc->block : 4;
+    char desc[160];
+    if (fp8)
+        snprintf(desc, sizeof desc, "n=%d,rows=%d,cols=%d,ldx=%d,ldy=%d,fp8 %dx%d", n, R, K, ldx, ldy, blk,
+                 lc->block ? lc->block : 8);
+    else
+        snprintf(desc, sizeof desc, "n=%d,rows=%d,cols=%d,ldx=%d,ldy=%d,%s", n, R, K, ldx, ldy, dtype_tag(lc->dt));
+    test_weight tw;
+    weight_make_blocks(&tw, &r, lc->dt, R, K, 1.0 / sqrt((double)K), blk, lc->block ? lc->block : 8);
+    /* x with NaN in the columns past cols, which must not be read */
+    float *x = glm_malloc(sizeof(float) * (size_t)n * ldx);
+    for (int t = 0; t < n; t++)
+        for (int k = 0; k < ldx; k++)
+            x[(size_t)t * ldx + k] = k < K ? (float)rng_normal(&r) : NAN;
+    if (n > 2) /* an all-zero 1 x 128 group (FP8: scale 1) */
+        memset(x + (size_t)2 * ldx, 0, sizeof(float) * (size_t)(K < 128 ? K : 128));
+    double *xd = glm_malloc(sizeof(double) * (size_t)n * K);
+    double *ref = glm_malloc(sizeof(double) * (size_t)n * R), *ref_cuda = glm_malloc(sizeof(double) * (size_t)n * R);
+    linear_cuda_x(GLM_DTYPE_F32, x, ldx, n, K, xd);
+    linear_ref(xd, tw.ref, n, R, K, ref);
+    linear_cuda_x(lc->dt, x, ldx, n, K, xd);
+    linear_ref(xd, tw.ref, n, R, K, ref_cuda);
+    size_t ny = (size_t)n * ldy;
+    float *first = NULL;
+    for (int b = 0; b < N_BACKENDS; b++) {
+        if (!backends[b].linear)
+            continue;
+        int cuda = strcmp(backends[b].name, "cuda") == 0;
+        float *y = out_f32(ny);
+        backends[b].linear(backends[b].ctx, &tw.w, x, ldx, n, y, ldy, 0);
+        int pad_ok;
+        float *dense = linear_dense(y, n, R, ldy, &pad_ok);
+        double e = nmse(dense, cuda ? ref_cuda : ref, (size_t)n * R), tol = TOL_NMSE * backends[b].tol_scale;
+        report("LINEAR", desc, backends[b].name, cuda && lc->dt != GLM_DTYPE_F32 ? "NMSE vs x as quantised" : "NMSE",
+               e, tol, e <= tol && pad_ok && guard_f32_ok(y, ny));
+        if (cuda && fp8) { /* the plain FP8 kernel against the library path (the same where it fell back) */
+            float *yp = out_f32(ny);
+            backends[b].linear(backends[b].ctx, &tw.w, x, ldx, n, yp, ldy, 1);
+            int pad_p;
+            float *dp = linear_dense(yp, n, R, ldy, &pad_p);
+            double *dd = glm_malloc(sizeof(double) * ((size_t)n * R + 1));
+            for (size_t i = 0; i < (size_t)n * R; i++)
+                dd[i] = dense[i];
+            double ep = nmse(dp, ref_cuda, (size_t)n * R), ea = nmse(dp, dd, (size_t)n * R);
+            report("LINEAR", desc, "cuda-plain", "NMSE vs x as quantised", ep, tol,
+                   ep <= tol && pad_p && guard_f32_ok(yp, ny));
+            report("LINEAR", desc, "cuda-plain", "NMSE vs cuda", ea, tol, ea <= tol);
+            free(dd);
+            free(dp);
+            free(yp);
+        }
+        free(dense);
+        keep_first("LINEAR", desc, b, y, (void **)&first, sizeof(float) * ny);
+    }
+    free(first);
+    weight_free(&tw);
+    free(x);
+    free(xd);
+    free(ref);
+    free(ref_cuda);
+}
+
 /* ---- the cases -------------------------------------------------------------------- */
 
 static const mla_case mla_cases[] = {
@@ -1393,6 +1556,24 @@ static const rope_case rope_cases[] = {
     {520, 4, 40, 8, 32, 1}, /* enough tokens to run on the pool */
 };
 
+static const linear_case linear_cases[] = {
+    /* n, rows, cols, ldx, ldy, dtype, FP8 block (0: 4 x 8) */
+    {1, 19, 45, 45, 19, GLM_DTYPE_F32, 0},
+    {5, 37, 53, 60, 41, GLM_DTYPE_F32, 0},
+    {33, 128, 256, 256, 132, GLM_DTYPE_F32, 0},
+    {1, 24, 40, 44, 27, GLM_DTYPE_BF16, 0},
+    {7, 45, 130, 133, 50, GLM_DTYPE_BF16, 0},
+    {40, 128, 128, 128, 128, GLM_DTYPE_BF16, 0},
+    {1, 19, 45, 47, 21, GLM_DTYPE_F8_E4M3, 0},     /* partial 4 x 8 blocks */
+    {17, 64, 300, 301, 67, GLM_DTYPE_F8_E4M3, 0},   /* a partial last 1 x 128 group */
+    {8, 256, 256, 260, 260, GLM_DTYPE_F8_E4M3, 128}, /* cuBLASLt's shapes */
+    {12, 128, 384, 390, 132, GLM_DTYPE_F8_E4M3, 128}, /* 3 K blocks: scale rows padded to 4 */
+    {40, 128, 256, 256, 128, GLM_DTYPE_F8_E4M3, 128},
+    {3, 256, 256, 256, 260, GLM_DTYPE_F8_E4M3, 128},  /* n % 4 != 0: the plain kernel */
+    {4, 128, 128, 128, 130, GLM_DTYPE_F8_E4M3, 128},  /* ldy % 4 != 0: the plain kernel */
+    {9, 200, 300, 303, 203, GLM_DTYPE_F8_E4M3, 128},  /* partial 128 x 128 blocks */
+};
+
 int main(int argc, char **argv)
 {
     if (argc > 1 && strcmp(argv[1], "--has-cuda") == 0) /* exit 0 when the binary has a cuda row */
@@ -1449,6 +1630,9 @@ int main(int argc, char **argv)
         test_rope_angles(5, 6, 1e4, 4095, 600 + seed++);
         test_rope_angles(3, 10, 5e5, 100, 600 + seed++);
     }
+    if (WANT("LINEAR"))
+        for (size_t i = 0; i < sizeof linear_cases / sizeof linear_cases[0]; i++)
+            test_linear(&linear_cases[i], 700 + seed++);
     for (int b = 0; b < N_BACKENDS; b++)
         backends[b].fini(backends[b].ctx);
     printf("%d/%d checks passed\n", n_checks - n_failed, n_checks);
