@@ -4,6 +4,8 @@
  * --logits FILE it also writes the float32 logits of every step (row 0: the
  * prompt's last position, then one row per generated token but the last),
  * little-endian, vocab_size floats a row: the format the parity tests read.
+ * --device, --dtype and --enforce-eager choose the backend (backend_flags.h);
+ * one stderr line names the one chosen and why.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -12,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend_flags.h"
 #include "cli.h"
 #include "sched/block_manager.h"
 #include "sched/model_runner.h"
@@ -84,7 +87,14 @@ static void usage(FILE *f)
 {
     fprintf(f, "usage: glm-server generate --model DIR --prompt-ids 1,2,3 [--max-tokens N]\n"
                "                           [--logits FILE] [--threads N] [--ignore-eos]\n"
-               "                           [--prefill-chunk N]\n");
+               "                           [--prefill-chunk N] [--device auto|cuda|cpu]\n"
+               "                           [--dtype auto|bfloat16|float32] [--enforce-eager]\n\n"
+               "  --device auto|cuda|cpu        the backend (default auto: cuda when this binary has the\n"
+               "                                CUDA backend and a device is usable, else cpu); CUDA runs\n"
+               "                                on device 0 of what CUDA_VISIBLE_DEVICES leaves visible\n"
+               "  --dtype auto|bfloat16|float32 what the backend computes in (also: float = float32);\n"
+               "                                auto: bfloat16 on cuda; the cpu backend is always float32\n"
+               "  --enforce-eager               cuda: no CUDA graphs, every step runs eagerly\n");
 }
 
 int glm_cli_generate(int argc, char **argv)
@@ -94,9 +104,14 @@ int glm_cli_generate(int argc, char **argv)
         {"max-tokens", required_argument, 0, 'n'}, {"logits", required_argument, 0, 'l'},
         {"threads", required_argument, 0, 't'},    {"ignore-eos", no_argument, 0, 'e'},
         {"prefill-chunk", required_argument, 0, 'c'}, {"help", no_argument, 0, 'h'},
+        {"device", required_argument, 0, 'd'},     {"dtype", required_argument, 0, 'D'},
+        {"enforce-eager", no_argument, 0, 'E'},    {"no-enforce-eager", no_argument, 0, 'G'},
         {0, 0, 0, 0}};
     const char *model_dir = NULL, *prompt = NULL, *logits_path = NULL;
     int max_tokens = 16, threads = 0, ignore_eos = 0, chunk = 0, o;
+    char err[GLM_ERRLEN];
+    glm_backend_flags bf;
+    glm_backend_flags_default(&bf);
     optind = 1;
     while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (o) {
@@ -116,6 +131,16 @@ int glm_cli_generate(int argc, char **argv)
             if (parse_int_opt("prefill-chunk", optarg, 0, 1 << 30, &chunk))
                 return 2;
             break;
+        case 'd':
+        case 'D':
+            if ((o == 'd' ? glm_backend_flags_set_device : glm_backend_flags_set_dtype)(&bf, optarg, err,
+                                                                                     sizeof err) != GLM_OK) {
+                fprintf(stderr, "glm-server: %s\n", err);
+                return 2;
+            }
+            break;
+        case 'E': bf.enforce_eager = 1; break;
+        case 'G': bf.enforce_eager = 0; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
@@ -130,12 +155,19 @@ int glm_cli_generate(int argc, char **argv)
         usage(stderr);
         return 2;
     }
-    char err[GLM_ERRLEN];
     int *ids = NULL;
     int n_prompt = glm_parse_id_list(prompt, &ids, err, sizeof err);
     if (n_prompt < 0) {
         fprintf(stderr, "glm-server: %s\n", err);
         return 2;
+    }
+    /* before the checkpoint is read: --device cuda without CUDA fails at once */
+    glm_backend_choice bc;
+    char blog[GLM_ERRLEN], bnote[GLM_ERRLEN];
+    if (glm_backend_flags_resolve(&bf, &bc, blog, sizeof blog, bnote, sizeof bnote, err, sizeof err) != GLM_OK) {
+        fprintf(stderr, "glm-server: %s\n", err);
+        free(ids);
+        return 1;
     }
     glm_model *m = glm_model_load(model_dir, err, sizeof err);
     if (!m) {
@@ -163,6 +195,13 @@ int glm_cli_generate(int argc, char **argv)
     rp.max_model_len = n_prompt + max_tokens;
     rp.kv_cache_tokens = n_prompt + max_tokens;
     rp.n_threads = threads;
+    rp.backend = bc.kind;
+    rp.dtype = bc.dtype;
+    rp.device = bc.device;
+    rp.cuda_graphs = bc.cuda_graphs;
+    fprintf(stderr, "glm-server: %s\n", blog);
+    if (bnote[0])
+        fprintf(stderr, "glm-server: %s\n", bnote);
     glm_runner *r = glm_runner_create(m, &rp, err, sizeof err);
     if (!r)
         goto out;

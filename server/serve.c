@@ -17,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "backend_flags.h"
 #include "cli.h"
 #include "http.h"
 #include "openai_request.h"
@@ -49,6 +50,12 @@ static void usage(FILE *f)
             "  --api-key KEY                 require 'Authorization: Bearer KEY' (repeatable;\n"
             "                                also GLM_API_KEY)\n"
             "  --[no-]enable-prefix-caching  reuse KV blocks of shared prompt prefixes (default on)\n"
+            "  --device auto|cuda|cpu        the backend (default auto: cuda when this binary has the\n"
+            "                                CUDA backend and a device is usable, else cpu); CUDA runs\n"
+            "                                on device 0 of what CUDA_VISIBLE_DEVICES leaves visible\n"
+            "  --dtype auto|bfloat16|float32 what the backend computes in (also: float = float32);\n"
+            "                                auto: bfloat16 on cuda; the cpu backend is always float32\n"
+            "  --[no-]enforce-eager          cuda: no CUDA graphs, every step runs eagerly (default off)\n"
             "  --threads N                   compute threads (default: one per CPU)\n"
             "  --max-request-bytes N         largest request body (default 32MiB)\n"
             "  --sse-ping-interval SECONDS   ': ping' comment on a silent stream (default 5)\n"
@@ -107,7 +114,8 @@ static int parse_int(const char *flag, const char *s, int lo, int *out)
 }
 
 enum { O_HOST = 256, O_PORT, O_NAME, O_MML, O_SEQS, O_BATCHED, O_KV, O_MEMUTIL, O_KEY, O_PREFIX, O_NOPREFIX, O_THREADS,
-       O_MAXREQ, O_GRACE, O_MODEL, O_HELP, O_KEEPALIVE, O_QUEUE, O_PING, O_ORIGINS, O_DEFKW, O_GENCFG };
+       O_MAXREQ, O_GRACE, O_MODEL, O_HELP, O_KEEPALIVE, O_QUEUE, O_PING, O_ORIGINS, O_DEFKW, O_GENCFG,
+       O_DEVICE, O_DTYPE, O_EAGER, O_NOEAGER };
 static const struct option opts[] = {
     {"model", required_argument, 0, O_MODEL},
     {"host", required_argument, 0, O_HOST},
@@ -130,6 +138,10 @@ static const struct option opts[] = {
     {"allowed-origins", required_argument, 0, O_ORIGINS},
     {"default-chat-template-kwargs", required_argument, 0, O_DEFKW},
     {"generation-config", required_argument, 0, O_GENCFG},
+    {"device", required_argument, 0, O_DEVICE},
+    {"dtype", required_argument, 0, O_DTYPE},
+    {"enforce-eager", no_argument, 0, O_EAGER},
+    {"no-enforce-eager", no_argument, 0, O_NOEAGER},
     {"help", no_argument, 0, O_HELP},
     {0, 0, 0, 0}};
 
@@ -219,6 +231,9 @@ static int serve_args(int argc, char **argv, const struct option *opts, int n_cf
     glm_engine_params_default(&ep);
     json_t *defkw = NULL;
     int gen_config = 1; /* --generation-config auto */
+    glm_backend_flags bf;
+    glm_backend_flags_default(&bf);
+    char err[GLM_ERRLEN], path[4096];
     int o;
     optind = 1;
     while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -316,6 +331,17 @@ static int serve_args(int argc, char **argv, const struct option *opts, int n_cf
             }
             keys[n_keys++] = optarg;
             break;
+        case O_DEVICE:
+        case O_DTYPE:
+            if ((o == O_DEVICE ? glm_backend_flags_set_device : glm_backend_flags_set_dtype)(&bf, optarg, err,
+                                                                                          sizeof err) != GLM_OK) {
+                fprintf(stderr, "glm-server: %s\n", err);
+                json_decref(defkw);
+                return 2;
+            }
+            break;
+        case O_EAGER: bf.enforce_eager = 1; break;
+        case O_NOEAGER: bf.enforce_eager = 0; break;
         case O_PREFIX: ep.enable_prefix_caching = 1; break;
         case O_NOPREFIX: ep.enable_prefix_caching = 0; break;
         case O_HELP: usage(stdout); return 0;
@@ -330,6 +356,34 @@ static int serve_args(int argc, char **argv, const struct option *opts, int n_cf
         fprintf(stderr, "glm-server: serve: --model is required\n");
         return 2;
     }
+    /* the backend, before anything is loaded: --device cuda without CUDA fails at once */
+    glm_backend_choice bc;
+    char blog[GLM_ERRLEN], bnote[GLM_ERRLEN];
+    if (glm_backend_flags_resolve(&bf, &bc, blog, sizeof blog, bnote, sizeof bnote, err, sizeof err) != GLM_OK) {
+        fprintf(stderr, "glm-server: %s\n", err);
+        json_decref(defkw);
+        return 1;
+    }
+    if (bc.kind == GLM_BACKEND_CUDA) {
+        /* glm_engine_params has no backend fields yet: the engine creates the
+         * CPU backend. Until it takes bc, serving on CUDA is refused when
+         * asked for and --device auto stays on the CPU. */
+        if (bf.device == GLM_DEVICE_CUDA) {
+            fprintf(stderr, "glm-server: --device cuda: serve cannot run the CUDA backend yet (the engine "
+                            "creates the CPU backend); use --device cpu\n");
+            json_decref(defkw);
+            return 1;
+        }
+        bc = (glm_backend_choice){GLM_BACKEND_CPU, GLM_COMPUTE_F32, 0, 0};
+        snprintf(blog, sizeof blog, "backend cpu (float32): --device auto, and serve cannot run the CUDA "
+                                    "backend yet");
+        snprintf(bnote, sizeof bnote, "%s", bf.dtype == GLM_COMPUTE_BF16 ?
+                 "--dtype bfloat16: the CPU backend computes in float32" : "");
+    }
+    fprintf(stderr, "glm-server: %s\n", blog);
+    if (bnote[0])
+        fprintf(stderr, "glm-server: %s\n", bnote);
+
     const char *env_key = getenv("GLM_API_KEY");
     if (env_key && *env_key && n_keys < MAX_KEYS)
         keys[n_keys++] = env_key;
@@ -343,7 +397,6 @@ static int serve_args(int argc, char **argv, const struct option *opts, int n_cf
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    char err[GLM_ERRLEN], path[4096];
     int rc = 1;
     glm_server srv;
     memset(&srv, 0, sizeof srv);

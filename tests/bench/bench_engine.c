@@ -1,5 +1,5 @@
 /*
- * bench_engine.c - CPU engine throughput on a checkpoint (models/small by
+ * bench_engine.c - engine throughput (CPU backend unless --device says otherwise) on a checkpoint (models/small by
  * default): prefill tokens/s for a 512-token prompt and greedy decode tokens/s
  * over 128 steps, at batch 1 and batch 8 (8 sequences prefilled in one step,
  * then decoded together, one token each per step). Prints what it measured and
@@ -7,6 +7,11 @@
  *
  *   build/glm-bench --model models/small [--threads N] [--prompt-len 512]
  *                   [--steps 128] [--batches 1,8] [--repeat 3]
+ *                   [--device auto|cuda|cpu] [--dtype auto|bfloat16|float32] [--enforce-eager]
+ *
+ * The backend flags are glm-server's (server/backend_flags.c, compiled in
+ * here: glm-bench links the engine only, so it has no CUDA backend and
+ * --device auto means cpu).
  *
  * Each configuration runs --repeat times on a fresh cache; the best and the
  * median rate are printed (the best is the least disturbed by other load).
@@ -16,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../../server/backend_flags.c"
 #include "sched/block_manager.h"
 #include "sched/model_runner.h"
 #include "sched/scheduler.h"
@@ -49,8 +55,8 @@ static int dbl_cmp(const void *a, const void *b)
 }
 
 /* One prefill of B random prompts, then `steps` greedy decode steps. */
-static int run_once(const glm_model *m, int B, int plen, int steps, int threads, double *prefill_rate,
-                    double *decode_rate)
+static int run_once(const glm_model *m, const glm_backend_choice *bc, int B, int plen, int steps, int threads,
+                    double *prefill_rate, double *decode_rate)
 {
     const glm_config *c = &m->cfg;
     char err[GLM_ERRLEN];
@@ -61,6 +67,10 @@ static int run_once(const glm_model *m, int B, int plen, int steps, int threads,
     rp.max_model_len = plen + steps;
     rp.kv_cache_tokens = B * (plen + steps + 16);
     rp.n_threads = threads;
+    rp.backend = bc->kind;
+    rp.dtype = bc->dtype;
+    rp.device = bc->device;
+    rp.cuda_graphs = bc->cuda_graphs;
     glm_runner *r = glm_runner_create(m, &rp, err, sizeof err);
     if (!r) {
         fprintf(stderr, "glm-bench: %s\n", err);
@@ -131,7 +141,13 @@ int main(int argc, char **argv)
                                          {"steps", required_argument, 0, 's'},
                                          {"batches", required_argument, 0, 'b'},
                                          {"repeat", required_argument, 0, 'r'},
+                                         {"device", required_argument, 0, 'd'},
+                                         {"dtype", required_argument, 0, 'D'},
+                                         {"enforce-eager", no_argument, 0, 'E'},
                                          {0, 0, 0, 0}};
+    char err[GLM_ERRLEN], cpu[256];
+    glm_backend_flags bf;
+    glm_backend_flags_default(&bf);
     while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (o) {
         case 'm': model_dir = optarg; break;
@@ -140,14 +156,32 @@ int main(int argc, char **argv)
         case 's': steps = atoi(optarg); break;
         case 'b': batches = optarg; break;
         case 'r': repeat = atoi(optarg); break;
+        case 'd':
+        case 'D':
+            if ((o == 'd' ? glm_backend_flags_set_device : glm_backend_flags_set_dtype)(&bf, optarg, err,
+                                                                                     sizeof err) != GLM_OK) {
+                fprintf(stderr, "glm-bench: %s\n", err);
+                return 2;
+            }
+            break;
+        case 'E': bf.enforce_eager = 1; break;
         default:
-            fprintf(stderr, "usage: glm-bench --model DIR [--threads N] [--prompt-len N] [--steps N] [--batches 1,8]\n");
+            fprintf(stderr, "usage: glm-bench --model DIR [--threads N] [--prompt-len N] [--steps N] [--batches 1,8]\n"
+                            "                 [--repeat N] [--device auto|cuda|cpu] [--dtype auto|bfloat16|float32]\n"
+                            "                 [--enforce-eager]\n");
             return 2;
         }
     }
     if (plen < 1 || steps < 1 || repeat < 1)
         return 2;
-    char err[GLM_ERRLEN], cpu[256];
+    glm_backend_choice bc;
+    char blog[GLM_ERRLEN], bnote[GLM_ERRLEN];
+    if (glm_backend_flags_resolve(&bf, &bc, blog, sizeof blog, bnote, sizeof bnote, err, sizeof err) != GLM_OK) {
+        fprintf(stderr, "glm-bench: %s\n", err);
+        return 1;
+    }
+    if (bnote[0])
+        fprintf(stderr, "glm-bench: %s\n", bnote);
     double t0 = glm_now();
     glm_model *m = glm_model_load(model_dir, err, sizeof err);
     if (!m) {
@@ -161,6 +195,7 @@ int main(int argc, char **argv)
            model_dir, c->num_hidden_layers, c->hidden_size, c->n_routed_experts, c->num_experts_per_tok,
            c->index_topk, m->weight_bytes / 1e6, glm_dtype_name(m->layers[0].q_a.dtype));
     printf("machine:  %s, %d threads (of %d CPUs)\n", cpu, nthreads, glm_cpu_count());
+    printf("backend:  %s\n", blog + strlen("backend "));
     printf("load:     %.2f s\n\n", glm_now() - t0);
     printf("%-6s %-8s %-26s %-26s\n", "batch", "prompt", "prefill tok/s best/median",
            "decode tok/s best/median");
@@ -184,7 +219,7 @@ int main(int argc, char **argv)
             continue;
         double *pf = calloc((size_t)repeat, sizeof(double)), *dc = calloc((size_t)repeat, sizeof(double));
         for (int rep = 0; rep < repeat; rep++)
-            if (run_once(m, B, plen, steps, threads, &pf[rep], &dc[rep]))
+            if (run_once(m, &bc, B, plen, steps, threads, &pf[rep], &dc[rep]))
                 return 1;
         qsort(pf, (size_t)repeat, sizeof(double), dbl_cmp);
         qsort(dc, (size_t)repeat, sizeof(double), dbl_cmp);

@@ -4,8 +4,8 @@
 # equal the Hugging Face transformers goldens exactly; --logits writes one
 # float32 vocab row per generated token whose argmax is that token; chunked
 # prefill gives the same ids; usage errors exit 2 with a message on stderr;
-# an out-of-vocabulary id exits 1 with one stderr line; --help / --version /
-# unknown commands behave. Needs ./glm-server and models/tiny{,-bf16,-fp8}.
+# an out-of-vocabulary id exits 1 with one stderr line after the backend's;
+# --help / --version / unknown commands behave. Needs ./glm-server and models/tiny{,-bf16,-fp8}.
 set -euo pipefail
 BUILD=${1:-build}
 cd "$(dirname "$0")/../.."
@@ -66,7 +66,10 @@ for pair in tiny:f32 tiny-bf16:bf16 tiny-fp8:fp8; do
     [ "$OUT" = "$want" ] || fail "golden $model: generated ids differ from $GOLDEN/${pair#*:}.greedy.txt
   expected: $want
   got:      $OUT"
-    [ -z "$ERR" ] || fail "golden $model: expected empty stderr, got: $ERR"
+    # stderr: only the start-up line naming the backend (tests/cli/backend_flags.sh)
+    if ! grep -Eqx 'glm-server: backend (cpu|cuda) \(.*' <<<"$ERR" || [ "$(wc -l <"$TMP/err")" -ne 1 ]; then
+        fail "golden $model: expected only the backend line on stderr, got: $ERR"
+    fi
 done
 F32_IDS=$(cat "$GOLDEN/f32.greedy.txt")
 
@@ -130,7 +133,9 @@ for ids in "1,$VOCAB" "$((VOCAB + 100)),1,2"; do
     run "vocab $ids" generate --model models/tiny --prompt-ids "$ids" --max-tokens 2
     expect_rc "id outside vocabulary ($ids)" 1 || continue
     lines=$(wc -l <"$TMP/err")
-    [ "$lines" -eq 1 ] || fail "id outside vocabulary ($ids): expected one stderr line, got $lines: $ERR"
+    if [ "$lines" -ne 2 ] || ! grep -Eq '^glm-server: backend (cpu|cuda) \(' <<<"$ERR"; then
+        fail "id outside vocabulary ($ids): expected the backend line and one error line, got $lines: $ERR"
+    fi
     grep -q "vocabulary" <<<"$ERR" || fail "id outside vocabulary ($ids): expected 'vocabulary' in: $ERR"
     [ -z "$OUT" ] || fail "id outside vocabulary ($ids): expected empty stdout, got: $OUT"
 done
