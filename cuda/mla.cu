@@ -72,6 +72,22 @@ __device__ __forceinline__ long long page_slot(const glm_cu_paging &pg, int seq,
 /* An odd row stride >= n: rows read by consecutive lanes fall in distinct banks. */
 __host__ __device__ __forceinline__ int odd_stride(int n) { return n | 1; }
 
+/* a . b over n floats in eight interleaved partial sums (the lanes of glm_dot): a long
+ * score dot in one running sum loses several bits more than the reference. */
+__device__ __forceinline__ float dot8(const float *a, const float *b, int n)
+{
+    float s[8] = {0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f};
+    int c = 0;
+    for (; c + 8 <= n; c += 8) {
+        UNROLL
+        for (int u = 0; u < 8; u++)
+            s[u] += a[c + u] * b[c + u];
+    }
+    for (; c < n; c++)
+        s[c & 7] += a[c] * b[c];
+    return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
+}
+
 template <typename K> static cudaError_t allow_smem(K *kernel, size_t bytes)
 {
     if (bytes <= SMEM_DEFAULT_MAX)
@@ -179,11 +195,20 @@ __global__ void __launch_bounds__(EX_THREADS) mla_expand_kernel(glm_cu_mla_expan
         }
         __syncthreads();
         const float *wr = w_s + e * rs, *oa = o_s + slot * rs, *ob = o_s + (slot + EX_TT / 2) * rs;
-        float a = 0.0f, b = 0.0f;
-        for (int c = 0; c < R; c++) {
-            a += wr[c] * oa[c];
-            b += wr[c] * ob[c];
+        float a4[4] = {0.0f, 0.0f, 0.0f, 0.0f}, b4[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+        int c = 0;
+        for (; c + 4 <= R; c += 4) {
+            UNROLL
+            for (int u = 0; u < 4; u++) {
+                a4[u] += wr[c + u] * oa[c + u];
+                b4[u] += wr[c + u] * ob[c + u];
+            }
         }
+        for (; c < R; c++) {
+            a4[c & 3] += wr[c] * oa[c];
+            b4[c & 3] += wr[c] * ob[c];
+        }
+        float a = (a4[0] + a4[1]) + (a4[2] + a4[3]), b = (b4[0] + b4[1]) + (b4[2] + b4[3]);
         int ta = t0 + slot, tb = t0 + slot + EX_TT / 2;
         if (e0 + e < V && ta < p.n_tokens)
             p.out[(size_t)ta * H * V + (size_t)h * V + e0 + e] = a;
@@ -300,11 +325,7 @@ UNROLL
             int h = i / AT_KT, j = i % AT_KT;
             float sc = -INFINITY;
             if (slot_s[j] >= 0) {
-                const float *qh = q_s + h * ld, *kj = k_s + j * kst;
-                float d = 0.0f;
-                for (int c = 0; c < ld; c++)
-                    d += qh[c] * kj[c];
-                sc = d * p.scale;
+                sc = dot8(q_s + h * ld, k_s + j * kst, ld) * p.scale;
             }
             p_s[i] = sc;
         }
