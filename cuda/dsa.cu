@@ -189,7 +189,7 @@ __global__ void __launch_bounds__(TK_THREADS) dsa_topk_kernel(glm_cu_dsa_params 
         const int shift = 24 - 8 * pass;
         for (int i = tid; i < 256; i += TK_THREADS)
             hist_s[i] = 0;
-        __syncthreads(); /* also: prefix_s of the previous pass is visible */
+        __syncthreads();
         const unsigned prefix = prefix_s;
         for (int i = tid; i < n; i += TK_THREADS) {
             unsigned key = score_key(sc[i]);
@@ -207,8 +207,8 @@ __global__ void __launch_bounds__(TK_THREADS) dsa_topk_kernel(glm_cu_dsa_params 
             prefix_s = (prefix << 8) | (unsigned)d;
             krem_s = kr;
         }
+        __syncthreads(); /* hist_s is read before the next pass clears it */
     }
-    __syncthreads();
     const unsigned thr = prefix_s;      /* the K-th largest key */
     const int need_eq = (int)krem_s;    /* keys == thr to take, lowest positions first */
 
