@@ -3,9 +3,11 @@
  * in, device buffers, the CUDA launcher, host results out.
  *
  * Weights go up through glm_dweight_upload in float32 mode (F32 and BF16
- * exact, FP8 kept as FP8 with its block scales), caches as float32: the row
- * checks the kernels' math at float32 tolerances. A launcher not built yet
- * is a weak symbol left NULL: its op is skipped.
+ * exact, FP8 kept as FP8 with its block scales), caches as float32, or as
+ * BF16 when every value of the cache is a bf16 value (the cases that round
+ * their cache to bf16: the kernels' BF16 path, read exactly): the row checks
+ * the kernels' math at float32 tolerances. A launcher not built yet is a
+ * weak symbol left NULL: its op is skipped.
  */
 #include "cuda/glm_cuda.h"
 
@@ -72,6 +74,33 @@ static size_t strided(int rows, int ld, int dim)
     return rows > 0 ? (size_t)(rows - 1) * ld + dim : 0;
 }
 
+/* A device copy of a float cache of n values: BF16 when every value is exactly a
+ * bf16 value (NaN included), else float32; *dt says which. */
+static void *cache_up(const float *c, size_t n, glm_dtype *dt)
+{
+    size_t i = 0;
+    for (; i < n; i++) {
+        uint32_t u;
+        memcpy(&u, &c[i], sizeof u);
+        if (c[i] == c[i] && (u & 0xffffu) != 0)
+            break;
+    }
+    if (i < n || n == 0) {
+        *dt = GLM_DTYPE_F32;
+        return up(c, sizeof(float) * n);
+    }
+    uint16_t *h = (uint16_t *)malloc(sizeof(uint16_t) * n);
+    for (i = 0; i < n; i++) {
+        uint32_t u;
+        memcpy(&u, &c[i], sizeof u);
+        h[i] = c[i] == c[i] ? (uint16_t)(u >> 16) : (uint16_t)0x7fc0u;
+    }
+    void *d = up(h, sizeof(uint16_t) * n);
+    free(h);
+    *dt = GLM_DTYPE_BF16;
+    return d;
+}
+
 typedef struct {
     glm_dweight w;
     void *mem;
@@ -136,10 +165,11 @@ static void cu_mla_attn(void *ctx, const glm_ref_mla_attn_params *p)
     int ld = p->kv_lora + p->rope;
     size_t nq = (size_t)p->n_tokens * p->n_heads * ld, no = (size_t)p->n_tokens * p->n_heads * p->kv_lora;
     float *ql = (float *)up(p->q_lat, sizeof(float) * nq), *o = (float *)up(NULL, sizeof(float) * no);
-    void *cache = up(p->cache, sizeof(float) * (size_t)p->pg.n_slots * ld);
+    glm_dtype cdt;
+    void *cache = cache_up(p->cache, (size_t)p->pg.n_slots * ld, &cdt);
     int32_t *sel = p->sel ? (int32_t *)up(p->sel, sizeof(int32_t) * (size_t)p->n_tokens * p->sel_width) : NULL;
     glm_cu_mla_attn_params c = {p->n_tokens, p->n_heads, p->kv_lora, p->rope, p->scale, ql, cache,
-                                GLM_DTYPE_F32, paging_up(&p->pg, p->n_tokens), sel, p->sel_width, p->max_ctx, o};
+                                cdt, paging_up(&p->pg, p->n_tokens), sel, p->sel_width, p->max_ctx, o};
     size_t wsb = glm_cu_mla_attn_workspace(&c);
     void *ws = up(NULL, wsb);
     CK(glm_cu_mla_attn(&c, ws, wsb, 0));
@@ -172,14 +202,28 @@ static void cu_dsa_select(void *ctx, const glm_ref_dsa_params *p)
     size_t nq = (size_t)p->n_tokens * p->n_heads * p->head_dim, nw = (size_t)p->n_tokens * p->n_heads;
     size_t ns = (size_t)p->n_tokens * p->topk;
     float *q = (float *)up(p->q, sizeof(float) * nq), *w = (float *)up(p->w, sizeof(float) * nw);
-    void *cache = up(p->cache, sizeof(float) * (size_t)p->pg.n_slots * p->head_dim);
+    glm_dtype cdt;
+    void *cache = cache_up(p->cache, (size_t)p->pg.n_slots * p->head_dim, &cdt);
     int32_t *sel = (int32_t *)up(NULL, sizeof(int32_t) * ns);
-    glm_cu_dsa_params c = {p->n_tokens, p->n_heads, p->head_dim, p->topk, p->scale, q, w, cache, GLM_DTYPE_F32,
+    glm_cu_dsa_params c = {p->n_tokens, p->n_heads, p->head_dim, p->topk, p->scale, q, w, cache, cdt,
                            paging_up(&p->pg, p->n_tokens), p->max_ctx, sel};
     size_t wsb = glm_cu_dsa_workspace(&c);
     void *ws = up(NULL, wsb);
     CK(glm_cu_dsa_select(&c, ws, wsb, 0));
     down(p->sel, sel, sizeof(int32_t) * ns);
+    /* a workspace of one token's scores: the step in one-token chunks must choose the same */
+    size_t one = sizeof(float) * (size_t)p->max_ctx;
+    if (wsb > one) {
+        int32_t *again = (int32_t *)malloc(sizeof(int32_t) * ns);
+        CK(cudaMemset(sel, 0xff, sizeof(int32_t) * ns));
+        CK(glm_cu_dsa_select(&c, ws, one, 0));
+        down(again, sel, sizeof(int32_t) * ns);
+        if (memcmp(again, p->sel, sizeof(int32_t) * ns) != 0) {
+            fprintf(stderr, "cuda row: DSA_SELECT: one-token chunks choose otherwise than one chunk\n");
+            exit(1);
+        }
+        free(again);
+    }
     paging_free(&c.pg);
     cudaFree(q);
     cudaFree(w);

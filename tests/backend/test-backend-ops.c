@@ -95,6 +95,13 @@ static void shuffle_i32(rng *r, int32_t *a, int n)
     }
 }
 
+/* Rounds x to bf16 values in place (the cache a BF16 backend holds, read exactly by the references). */
+static void round_bf16(float *x, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        x[i] = glm_bf16_to_f32(glm_f32_to_bf16(x[i]));
+}
+
 /* ---- NaN canaries ----------------------------------------------------------------- */
 
 #define GUARD 16
@@ -473,6 +480,7 @@ typedef struct {
     int topk;               /* 0: no selection (dense causal) */
     int sparse_rows;        /* selections of fewer than topk positions (-1 padded) */
     glm_dtype dt;
+    int cache_bf16;         /* cache values rounded to bf16 (a backend may keep the cache in BF16) */
 } mla_case;
 
 /* A selection per token: 0..pos (+ -1s) while pos + 1 <= topk, else topk (or
@@ -561,6 +569,10 @@ static void test_mla(const mla_case *mc, uint64_t seed)
         size_t l = strlen(desc);
         snprintf(desc + l, sizeof desc - l, "%d", mc->topk);
     }
+    if (mc->cache_bf16) {
+        size_t l = strlen(desc);
+        snprintf(desc + l, sizeof desc - l, ",cache=bf16");
+    }
 
     test_weight kvb;
     weight_make(&kvb, &r, mc->dt, H * (nope + V), R, 1.0 / sqrt((double)R));
@@ -568,6 +580,8 @@ static void test_mla(const mla_case *mc, uint64_t seed)
     fill_normal(&r, q, (size_t)n * H * qd, 1.0);
     float *lat = glm_malloc(sizeof(float) * (size_t)mc->n_seqs * pg.max_ctx * ld);
     fill_normal(&r, lat, (size_t)mc->n_seqs * pg.max_ctx * ld, 1.0);
+    if (mc->cache_bf16)
+        round_bf16(lat, (size_t)mc->n_seqs * pg.max_ctx * ld);
     int32_t *sel = NULL;
     uint8_t *needed = glm_calloc((size_t)mc->n_seqs * pg.max_ctx, 1);
     if (mc->topk) {
@@ -757,6 +771,7 @@ typedef struct {
     int heads, dim, topk, block_size, n_seqs;
     int ctx[MAX_SEQS], qlen[MAX_SEQS];
     int exact; /* small integer data: every score exact in any order, many exact ties */
+    int cache_bf16; /* keys rounded to bf16 (a backend may keep the cache in BF16) */
 } dsa_case;
 
 typedef struct {
@@ -821,8 +836,8 @@ static void test_dsa(const dsa_case *dc, uint64_t seed)
     int n = pg.n_tokens, IH = dc->heads, D = dc->dim, K = dc->topk;
     float scale = 1.0f / sqrtf((float)D);
     char desc[160];
-    snprintf(desc, sizeof desc, "n=%d,heads=%d,dim=%d,topk=%d,bs=%d,max_ctx=%d,%s", n, IH, D, K,
-             dc->block_size, pg.max_ctx, dc->exact ? "ties" : "real");
+    snprintf(desc, sizeof desc, "n=%d,heads=%d,dim=%d,topk=%d,bs=%d,max_ctx=%d,%s%s", n, IH, D, K,
+             dc->block_size, pg.max_ctx, dc->exact ? "ties" : "real", dc->cache_bf16 ? ",cache=bf16" : "");
 
     float *q = glm_malloc(sizeof(float) * (size_t)n * IH * D);
     float *w = glm_malloc(sizeof(float) * (size_t)n * IH);
@@ -843,6 +858,8 @@ static void test_dsa(const dsa_case *dc, uint64_t seed)
         fill_normal(&r, keys, nk, 1.0);
         fill_normal(&r, w, (size_t)n * IH, 1.0 / sqrt((double)IH));
     }
+    if (dc->cache_bf16)
+        round_bf16(keys, nk);
     /* the indexer reads every earlier position: only future slots and spares stay NaN */
     uint8_t *needed = glm_calloc((size_t)dc->n_seqs * pg.max_ctx, 1);
     for (int s = 0; s < dc->n_seqs; s++)
@@ -1490,21 +1507,31 @@ static void test_linear(const linear_case *lc, uint64_t seed)
 
 static const mla_case mla_cases[] = {
     /* heads, nope, rope, R, v, bs, seqs, ctx, qlen, topk, sparse, dtype */
-    {3, 5, 6, 13, 7, 4, 3, {1, 9, 17}, {1, 4, 17}, 0, 0, GLM_DTYPE_F32},       /* prefill + decode, dense */
-    {5, 11, 4, 36, 9, 16, 2, {33, 50}, {1, 1}, 8, 0, GLM_DTYPE_BF16},             /* decode, full top-k */
-    {1, 8, 8, 8, 8, 5, 3, {4, 23, 12}, {2, 3, 12}, 5, 1, GLM_DTYPE_F32},            /* short + sparse rows */
-    {7, 11, 10, 27, 9, 5, 4, {70, 6, 41, 19}, {1, 6, 9, 19}, 16, 1, GLM_DTYPE_BF16}, /* mixed */
-    {4, 16, 2, 19, 3, 7, 2, {64, 30}, {64, 1}, 0, 0, GLM_DTYPE_F8_E4M3},        /* long prefill, FP8 */
+    {3, 5, 6, 13, 7, 4, 3, {1, 9, 17}, {1, 4, 17}, 0, 0, GLM_DTYPE_F32, 0},       /* prefill + decode, dense */
+    {5, 11, 4, 36, 9, 16, 2, {33, 50}, {1, 1}, 8, 0, GLM_DTYPE_BF16, 0},             /* decode, full top-k */
+    {1, 8, 8, 8, 8, 5, 3, {4, 23, 12}, {2, 3, 12}, 5, 1, GLM_DTYPE_F32, 0},            /* short + sparse rows */
+    {7, 11, 10, 27, 9, 5, 4, {70, 6, 41, 19}, {1, 6, 9, 19}, 16, 1, GLM_DTYPE_BF16, 0}, /* mixed */
+    {4, 16, 2, 19, 3, 7, 2, {64, 30}, {64, 1}, 0, 0, GLM_DTYPE_F8_E4M3, 0},        /* long prefill, FP8 */
+    /* contexts past a backend's KV-split threshold (CUDA: 128 keys): decode and short prefill
+     * beside a context shorter than one split, GLM-5's rank shape (8 heads, 512 + 64) */
+    {8, 16, 64, 512, 16, 16, 3, {300, 7, 170}, {1, 2, 3}, 0, 0, GLM_DTYPE_BF16, 1},
+    {3, 9, 6, 300, 5, 16, 3, {600, 10, 420}, {2, 1, 3}, 0, 0, GLM_DTYPE_F32, 0},
+    {5, 8, 8, 40, 6, 8, 3, {700, 90, 333}, {1, 2, 2}, 200, 1, GLM_DTYPE_F32, 1}, /* split selections */
+    {2, 8, 4, 520, 6, 32, 2, {400, 129}, {2, 1}, 0, 0, GLM_DTYPE_F8_E4M3, 0},  /* kv_lora > 512 */
 };
 
 static const dsa_case dsa_cases[] = {
     /* heads, dim, topk, bs, seqs, ctx, qlen, exact */
-    {3, 16, 5, 4, 3, {3, 20, 37}, {3, 6, 1}, 1},
-    {1, 4, 1, 5, 2, {1, 17}, {1, 17}, 1},
-    {5, 64, 8, 7, 2, {50, 9}, {50, 2}, 1},
-    {3, 12, 8, 4, 3, {5, 40, 66}, {5, 4, 1}, 0},
-    {7, 20, 16, 16, 2, {90, 16}, {3, 16}, 0},
-    {2, 9, 3, 3, 1, {31}, {31}, 0},
+    {3, 16, 5, 4, 3, {3, 20, 37}, {3, 6, 1}, 1, 0},
+    {1, 4, 1, 5, 2, {1, 17}, {1, 17}, 1, 0},
+    {5, 64, 8, 7, 2, {50, 9}, {50, 2}, 1, 0},
+    {3, 12, 8, 4, 3, {5, 40, 66}, {5, 4, 1}, 0, 0},
+    {7, 20, 16, 16, 2, {90, 16}, {3, 16}, 0, 0},
+    {2, 9, 3, 3, 1, {31}, {31}, 0, 0},
+    /* contexts well beyond topk: a radix select over thousands of scores */
+    {4, 16, 256, 8, 2, {5000, 300}, {3, 2}, 1, 0},            /* exact ties at the k-th place */
+    {32, 128, 2048, 64, 2, {9000, 2100}, {2, 1}, 0, 1},       /* GLM-5's indexer shape, bf16 keys */
+    {3, 20, 100, 16, 3, {1500, 101, 650}, {4, 2, 5}, 0, 0},
 };
 
 static const route_case route_cases[] = {
