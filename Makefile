@@ -11,6 +11,8 @@
 #   make golden-venv  the reference environment (.venv-ref: torch, transformers); not part of make test
 #   make goldens    regenerate tests/golden/tiny/ with transformers (needs golden-venv; by hand only)
 #   make bench      engine benchmark on models/small
+#   make gpu-tests  the op checks and the CUDA forward test built with nvcc for a GPU (tests/gpu/run.sh)
+#   make cuda-cpu   build/glm-server-cuda-cpu: the server with its CUDA backend on the CPU execution layer
 #   make asan       build + unit tests with AddressSanitizer/UBSan into build-asan/
 #   make deps       install the Debian -dev packages the build needs
 
@@ -76,7 +78,7 @@ CUDA_ON_CPU_OBJ = $(CUDA_SRC:%.cu=$(BUILD)/cuda_cpu/%.o) $(CUDA_CPU_OBJ) $(BLAS_
 VENV = .venv
 PY   = $(VENV)/bin/python
 
-.PHONY: all run venv golden-venv goldens test unit backend-ops integration models bench asan deps deps-check clean distclean
+.PHONY: all run venv golden-venv goldens test unit cuda-cpu gpu-tests backend-ops integration models bench asan deps deps-check clean distclean
 
 all: glm-server
 
@@ -93,6 +95,19 @@ $(BUILD)/cuda/%.o: cuda/%.cu
 
 -include $(CUDA_OBJ:.o=.d)
 
+# The same checks built with nvcc against the real CUDA libraries, for a machine with a GPU
+# (tests/gpu/run.sh): test-backend-ops with its cuda row, and the CUDA backend's forward test.
+GPU_TESTS = $(BUILD)/gpu/test-backend-ops $(BUILD)/gpu/test_cuda_backend
+gpu-tests: $(GPU_TESTS)
+$(BUILD)/gpu/cuda_row.o: tests/backend/cuda_row.cu
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVCCFLAGS) -MMD -MP -c -o $@ $<
+$(BUILD)/gpu/test-backend-ops: $(BUILD)/tests/backend/test-backend-ops.o $(BUILD)/gpu/cuda_row.o $(CUDA_OBJ) $(ENGINE_OBJ)
+	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS_BASE) $(CUDA_LIBS)
+$(BUILD)/gpu/test_cuda_backend: $(BUILD)/tests/cuda/test_cuda_backend.o $(CUDA_OBJ) $(ENGINE_OBJ)
+	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS_BASE) $(CUDA_LIBS) $$(pkg-config --libs check)
+-include $(BUILD)/gpu/cuda_row.d
+
 -include $(ENGINE_OBJ:.o=.d) $(SERVER_OBJ:.o=.d)
 
 # --- test tools -------------------------------------------------------------
@@ -100,8 +115,8 @@ $(BUILD)/cuda/%.o: cuda/%.cu
 $(BUILD)/glm-mkmodel: $(BUILD)/tests/models/mkmodel.o $(BUILD)/tests/models/mkscript.o $(ENGINE_OBJ)
 	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS_BASE)
 
-$(BUILD)/glm-bench: $(BUILD)/tests/bench/bench_engine.o $(ENGINE_OBJ)
-	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS_BASE)
+$(BUILD)/glm-bench: $(BUILD)/tests/bench/bench_engine.o $(BUILD)/server/backend_flags.o $(ENGINE_OBJ) $(CUDA_OBJ)
+	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS_BASE) $(CUDA_LIBS)
 
 $(BUILD)/glm-bench-serving: $(BUILD)/tests/bench/bench_serving.o $(ENGINE_OBJ)
 	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS_BASE)
@@ -150,6 +165,10 @@ endif
 CUDA_CPU_CXXFLAGS = -std=c++17 -D_GNU_SOURCE -Wall -Wextra $(WERROR) -Wno-unused-parameter $(OPT) -g -pthread -fno-math-errno \
                     -ffp-contract=off -I. -I$(CUDA_HOME)/include $(CXXFLAGS)
 CUDA_CPU_BIN = $(BUILD)/tests/test_cuda_cpu
+CUDA_BACKEND_TEST = $(BUILD)/tests/test_cuda_backend
+CUDA_CPU_SERVER = $(BUILD)/glm-server-cuda-cpu
+# what make test builds of it: nothing without the toolkit's headers (tests/cli/cuda_cpu.sh then skips)
+TEST_CUDA_CPU_SERVER = $(if $(wildcard $(CUDA_HOME)/include/cublasLt.h),$(CUDA_CPU_SERVER))
 ifneq ($(wildcard $(CUDA_HOME)/include/cuda_runtime_api.h),)
 $(BUILD)/tests/cuda_cpu/%.o: tests/cuda_cpu/%.cpp
 	@mkdir -p $(dir $@)
@@ -168,12 +187,22 @@ $(BUILD)/cuda_cpu/%.o: %.cpp
 	@mkdir -p $(dir $@)
 	$(CXX) $(CUDA_CPU_CXXFLAGS) -Iengine -MMD -MP -c -o $@ $<
 -include $(CUDA_ON_CPU_OBJ:.o=.d) $(BUILD)/cuda_cpu/tests/backend/cuda_row.d
+# The CUDA backend's forward on the tiny checkpoints, against the goldens and the CPU engine.
+$(CUDA_BACKEND_TEST): $(BUILD)/tests/cuda/test_cuda_backend.o $(CUDA_ON_CPU_OBJ) $(ENGINE_OBJ)
+	$(CXX) $(CUDA_CPU_CXXFLAGS) -o $@ $^ $(LDLIBS_BASE) $$(pkg-config --libs check)
+-include $(BUILD)/tests/cuda/test_cuda_backend.d
+# The whole server with its CUDA backend on the CPU execution layer: every black-box test can run
+# through the CUDA path without a GPU (tests/cli/*.sh with GLM_SERVER=$(CUDA_CPU_SERVER)).
+$(CUDA_CPU_SERVER): $(ENGINE_OBJ) $(SERVER_OBJ) $(CUDA_ON_CPU_OBJ)
+	$(CXX) $(CUDA_CPU_CXXFLAGS) -o $@ $^ $(LDLIBS_BASE)
 else
-.PHONY: $(CUDA_CPU_BIN)
-$(CUDA_CPU_BIN):
+.PHONY: $(CUDA_CPU_BIN) $(CUDA_BACKEND_TEST) $(CUDA_CPU_SERVER)
+$(CUDA_CPU_BIN) $(CUDA_BACKEND_TEST):
 	@mkdir -p $(dir $@)
 	printf '#!/bin/sh\necho "SKIP  CUDA toolkit headers not found: $(CUDA_HOME)/include/cuda_runtime_api.h"\nexit 77\n' > $@
 	chmod +x $@
+$(CUDA_CPU_SERVER):
+	@echo "make cuda-cpu needs the CUDA toolkit's headers ($(CUDA_HOME)/include)"; exit 1
 endif
 -include $(BUILD)/tests/models/mkmodel.d $(BUILD)/tests/models/mkscript.d $(BUILD)/tests/bench/bench_engine.d $(BUILD)/tests/bench/bench_tokenizer.d $(BUILD)/tests/bench/bench_serving.d \
          $(BUILD)/tests/bench/bench_grammar.d
@@ -215,6 +244,9 @@ models: $(TINY_MODELS) models/small/config.json models/script/config.json
 
 # --- run / test -------------------------------------------------------------
 
+# The server with its CUDA backend on the CPU execution layer (test-only; see CUDA_CPU_SERVER).
+cuda-cpu: $(CUDA_CPU_SERVER)
+
 run: glm-server models/tiny/config.json
 	./glm-server serve --model models/tiny --served-model-name tiny
 
@@ -244,13 +276,14 @@ $(REF_VENV)/.packages:
 goldens: $(REF_VENV)/.packages models/tiny/config.json models/tiny-bf16/config.json models/tiny-fp8/config.json
 	$(REF_VENV)/bin/python tests/golden/make_goldens.py
 
-test: glm-server $(UNIT_BIN) $(BACKEND_BIN) $(CUDA_CPU_BIN) $(BLAS_TEST) $(TINY_MODELS) models/script/config.json
+test: glm-server $(UNIT_BIN) $(BACKEND_BIN) $(CUDA_CPU_BIN) $(CUDA_BACKEND_TEST) $(BLAS_TEST) $(TEST_CUDA_CPU_SERVER) \
+      $(TINY_MODELS) models/script/config.json
 	@bash tests/run_tests.sh $(BUILD)
 
-unit: $(UNIT_BIN) $(BACKEND_BIN) $(CUDA_CPU_BIN) $(BLAS_TEST) $(TINY_MODELS)
+unit: $(UNIT_BIN) $(BACKEND_BIN) $(CUDA_CPU_BIN) $(CUDA_BACKEND_TEST) $(BLAS_TEST) $(TINY_MODELS)
 	@bash tests/run_tests.sh $(BUILD) unit
 
-integration: glm-server $(TINY_MODELS) models/script/config.json
+integration: glm-server $(TEST_CUDA_CPU_SERVER) $(TINY_MODELS) models/script/config.json
 	@bash tests/run_tests.sh $(BUILD) cli
 
 # the op table alone: one line per (op, case, backend) with its error and tolerance
@@ -263,7 +296,7 @@ bench: glm-server $(BUILD)/glm-bench $(BUILD)/glm-bench-serving models/small/con
 
 asan: $(TINY_MODELS)
 	$(MAKE) BUILD=build-asan OPT="-O1 -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer" \
-	        CUDA=0 build-asan/glm-mkmodel $(patsubst $(BUILD)/%,build-asan/%,$(UNIT_BIN) $(BACKEND_BIN) $(CUDA_CPU_BIN) $(BLAS_TEST))
+	        CUDA=0 build-asan/glm-mkmodel $(patsubst $(BUILD)/%,build-asan/%,$(UNIT_BIN) $(BACKEND_BIN) $(CUDA_CPU_BIN) $(CUDA_BACKEND_TEST) $(BLAS_TEST))
 	bash tests/run_tests.sh build-asan unit
 
 # --- dependencies -----------------------------------------------------------

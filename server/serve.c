@@ -364,22 +364,10 @@ static int serve_args(int argc, char **argv, const struct option *opts, int n_cf
         json_decref(defkw);
         return 1;
     }
-    if (bc.kind == GLM_BACKEND_CUDA) {
-        /* glm_engine_params has no backend fields yet: the engine creates the
-         * CPU backend. Until it takes bc, serving on CUDA is refused when
-         * asked for and --device auto stays on the CPU. */
-        if (bf.device == GLM_DEVICE_CUDA) {
-            fprintf(stderr, "glm-server: --device cuda: serve cannot run the CUDA backend yet (the engine "
-                            "creates the CPU backend); use --device cpu\n");
-            json_decref(defkw);
-            return 1;
-        }
-        bc = (glm_backend_choice){GLM_BACKEND_CPU, GLM_COMPUTE_F32, 0, 0};
-        snprintf(blog, sizeof blog, "backend cpu (float32): --device auto, and serve cannot run the CUDA "
-                                    "backend yet");
-        snprintf(bnote, sizeof bnote, "%s", bf.dtype == GLM_COMPUTE_BF16 ?
-                 "--dtype bfloat16: the CPU backend computes in float32" : "");
-    }
+    ep.backend = bc.kind;
+    ep.dtype = bc.dtype;
+    ep.device = bc.device;
+    ep.cuda_graphs = bc.cuda_graphs;
     fprintf(stderr, "glm-server: %s\n", blog);
     if (bnote[0])
         fprintf(stderr, "glm-server: %s\n", bnote);

@@ -71,6 +71,10 @@ if [ "$ONLY" != cli ]; then
                 env GLM_CUDA_CPU_ORDER=reverse "$BUILD/tests/backend/test-backend-ops"
         fi
     fi
+    # the CUDA backend's forward once more with the CPU layer's threads resumed in reverse order
+    if [ -f "$BUILD/cuda_cpu/cuda/cuda_backend.o" ]; then
+        run "unit: test_cuda_backend (reverse order)" env GLM_CUDA_CPU_ORDER=reverse "$BUILD/tests/test_cuda_backend"
+    fi
     # the cuBLAS/cuBLASLt stand-in against a double reference (tests/cuda_cpu/blas/)
     if [ -x "$BUILD/tests/cuda_cpu/blas/test-cublas" ]; then
         run "cuda_cpu: test-cublas" "$BUILD/tests/cuda_cpu/blas/test-cublas"

@@ -238,6 +238,7 @@ void glm_engine_params_default(glm_engine_params *p)
     p->kv_cache_bytes = (size_t)1 << 30;
     p->mem_fraction = 0.9;
     p->enable_prefix_caching = 1;
+    p->cuda_graphs = 1;
 }
 
 glm_request *glm_engine_submit(glm_engine *e, const int32_t *prompt, int n_prompt,
@@ -707,6 +708,10 @@ glm_engine *glm_engine_create(const glm_model *m, const glm_engine_params *p, ch
     rp.max_num_seqs = p->max_num_seqs;
     rp.max_model_len = p->max_model_len;
     rp.n_threads = p->n_threads;
+    rp.backend = p->backend;
+    rp.dtype = p->dtype;
+    rp.device = p->device;
+    rp.cuda_graphs = p->cuda_graphs;
     glm_runner *runner = glm_runner_create(m, &rp, err, errlen);
     if (!runner)
         return NULL;

@@ -17,6 +17,7 @@
 #include <stdint.h>
 
 #include "model/model.h"
+#include "backend/backend.h"
 #include "backend/sampler.h"
 
 typedef struct glm_engine glm_engine;
@@ -33,6 +34,10 @@ typedef struct {
     double mem_fraction;         /* for kv_cache_bytes 0, in (0, 1] (default 0.9) */
     int enable_prefix_caching;   /* default 1 */
     int n_threads;               /* compute threads; <= 0: one per CPU */
+    glm_backend_kind backend;    /* default GLM_BACKEND_CPU */
+    glm_compute_dtype dtype;     /* default GLM_COMPUTE_AUTO (backend.h) */
+    int device;                  /* CUDA device ordinal (default 0) */
+    int cuda_graphs;             /* CUDA: capture decode steps as graphs (default 1) */
 } glm_engine_params;
 
 /* Fills the defaults above. */

@@ -9,9 +9,8 @@
  *                   [--steps 128] [--batches 1,8] [--repeat 3]
  *                   [--device auto|cuda|cpu] [--dtype auto|bfloat16|float32] [--enforce-eager]
  *
- * The backend flags are glm-server's (server/backend_flags.c, compiled in
- * here: glm-bench links the engine only, so it has no CUDA backend and
- * --device auto means cpu).
+ * The backend flags are glm-server's (server/backend_flags.c); glm-bench is
+ * linked with the CUDA backend when glm-server is (nvcc found).
  *
  * Each configuration runs --repeat times on a fresh cache; the best and the
  * median rate are printed (the best is the least disturbed by other load).
@@ -21,7 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../server/backend_flags.c"
+#include "backend_flags.h"
 #include "sched/block_manager.h"
 #include "sched/model_runner.h"
 #include "sched/scheduler.h"

@@ -61,9 +61,11 @@ run_suite server.sh "$LOG" timeout -k 5 $((HANG * 10)) .venv/bin/python tests/in
 
 # graceful stop: a stream in flight runs to its end, new connections are refused
 # while it runs, exit status 0
+# (STOP_STREAM_TOKENS: long enough to be running at SIGTERM, short enough to end within the
+# shutdown timeout; tests/cli/cuda_cpu.sh lowers it for the slower CUDA-on-CPU server)
 STREAM=$(mktemp)
 curl -sN -H "Authorization: Bearer sk-test" "http://127.0.0.1:$PORT/v1/completions" \
-    -d '{"prompt": "x", "max_tokens": 4000, "ignore_eos": true, "stream": true}' >"$STREAM" &
+    -d '{"prompt": "x", "max_tokens": '"${STOP_STREAM_TOKENS:-4000}"', "ignore_eos": true, "stream": true}' >"$STREAM" &
 CURL=$!
 wait_until server.sh "the stream started" test -s "$STREAM"
 kill -TERM "$PID"

@@ -7,6 +7,11 @@
 # the machine is.
 
 HANG=${HANG:-60}
+# The binary serve_start runs, and flags it gives every server before the test's own
+# (tests/cli/cuda_cpu.sh and tests/gpu/run.sh run the server tests through the CUDA backend:
+# GLM_SERVER=build/glm-server-cuda-cpu, GLM_SERVE_FLAGS="--device cuda").
+GLM_SERVER=${GLM_SERVER:-./glm-server}
+read -r -a SERVE_FLAGS <<<"${GLM_SERVE_FLAGS:-}"
 
 # A free TCP port on 127.0.0.1.
 free_port() {
@@ -43,7 +48,7 @@ wait_until() {
 # One server per script: serve_init NAME sets PORT (free), LOG (a temp file)
 # and an EXIT trap that stops a server still running and removes LOG and the
 # files listed in CLEANUP_FILES; serve_start FLAGS... starts
-# `./glm-server serve --port $PORT FLAGS...` (PID) and waits for /health;
+# `$GLM_SERVER serve --port $PORT $GLM_SERVE_FLAGS FLAGS...` (PID) and waits for /health;
 # serve_stop stops it.
 serve_init() {
     SERVE_NAME=$1
@@ -58,7 +63,7 @@ serve_cleanup() {
     rm -f "$LOG" "${CLEANUP_FILES[@]}"
 }
 serve_start() {
-    ./glm-server serve --port "$PORT" "$@" >"$LOG" 2>&1 &
+    "$GLM_SERVER" serve --port "$PORT" ${SERVE_FLAGS[@]+"${SERVE_FLAGS[@]}"} "$@" >"$LOG" 2>&1 &
     PID=$!
     wait_ready "$SERVE_NAME" "$PID" "http://127.0.0.1:$PORT/health" "$LOG"
 }

@@ -1,0 +1,860 @@
+/*
+ * cuda_backend.cu - the GLM-5 forward pass on one CUDA device, behind the
+ * backend interface (engine/backend/backend.h). The computation is that of
+ * engine/cpu/cpu_backend.c step for step; each step is a kernel of this
+ * directory (norm, linear, mla, dsa, moe), checked op by op against the CPU
+ * reference ops by tests/backend/test-backend-ops.
+ *
+ * Device model (created once, nothing allocated afterwards):
+ *   - weights: one device allocation holding every weight the forward reads,
+ *     uploaded from the memory-mapped checkpoint through one pinned staging
+ *     buffer (cuda/dweight.h): BF16 as stored and F32 narrowed to BF16 by
+ *     default, both widened to F32 under --dtype float32; FP8 e4m3 weights
+ *     stay FP8 with their 128 x 128 block scales in either mode. Norm weights,
+ *     biases and the router (whose choice must not move with a rounding) are
+ *     float32.
+ *   - the KV cache: per layer the latent row [kv_lora | rope] of every token
+ *     slot and, on layers with their own indexer, the index key [index_dim];
+ *     BF16 by default, F32 under --dtype float32. Its size is what remains of
+ *     --gpu-memory-utilization of the device once the weights, the workspace
+ *     and what other processes hold are counted (printed at start-up with the
+ *     arithmetic), or exactly kv_blocks / kv_bytes when asked.
+ *   - the workspace: the step's activations for max_num_batched_tokens rows,
+ *     the batch description, every op's scratch, the logits of max_logits_rows
+ *     rows, carved from one allocation by a table of sizes.
+ *
+ * A step: the batch goes up in one copy; the layers run on one stream; the
+ * logits rows stay on the device until logits() or sample() asks for them.
+ * Sampling runs on the host over the copied rows (the CPU backend's sampler).
+ */
+#include "cuda/glm_cuda.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cuda/dsa.h"
+#include "cuda/dweight.h"
+#include "cuda/linear.h"
+#include "cuda/mla.h"
+#include "cuda/moe.h"
+#include "cuda/norm.h"
+
+extern "C" {
+#include "backend/backend.h"
+#include "core/util.h"
+}
+
+#define ALIGN 256
+#define STAGING_BYTES ((size_t)32 << 20)
+#define LT_WS_BYTES ((size_t)32 << 20)
+
+/* ---- the device model ------------------------------------------------------------- */
+
+typedef struct {
+    float *input_norm, *q_a_norm, *kv_a_norm, *post_norm;  /* [H], [q_lora], [kv_lora], [H] */
+    glm_dweight q_a, q_b, kv_a, kv_b, o;
+    int has_indexer;
+    glm_dweight idx_wq_b, idx_wk, idx_weights_proj;
+    float *idx_k_norm_w, *idx_k_norm_b;                    /* [index_dim] */
+    int sparse;
+    glm_dweight gate, up, down;                            /* dense layers */
+    glm_dweight router;                                    /* [E, H] float32 */
+    float *router_bias;                                    /* [E] */
+    glm_dweight *experts;                                  /* device [3E]: gate[E], up[E], down[E] */
+    glm_dweight sh_gate, sh_up, sh_down;
+    void *latent;                                          /* [slots, kv_lora + rope] kv dtype */
+    void *index_k;                                         /* [slots, index_dim], NULL on shared layers */
+} dlayer;
+
+/* The step's buffers (device unless stated), sized for T = max_num_batched_tokens rows. */
+typedef struct {
+    int32_t *tok, *pos, *seq_of, *bt, *li;  /* batch: [T], [T], [T], [S, MB], [max_logits] */
+    int64_t *slot;                          /* [T] */
+    void *batch_dev;                        /* the batch arrays above, one region */
+    void *batch_host;                       /* pinned twin of batch_dev */
+    size_t batch_bytes;
+    float *cos_, *sin_;                     /* [T, rope/2] */
+    float *x, *h, *tmp_h;                   /* [T, H] */
+    float *q_resid;                         /* [T, q_lora] */
+    float *q;                               /* [T, heads * qk_head] */
+    float *kv_a;                            /* [T, kv_lora + rope] */
+    float *q_lat;                           /* [T, heads, kv_lora + rope] */
+    float *o_lat;                           /* [T, heads, kv_lora] */
+    float *attn;                            /* [T, heads * v] */
+    float *iq, *ik, *iw;                    /* indexer: [T, ih * id], [T, id], [T, ih] */
+    int32_t *topk;                          /* [T, index_topk] */
+    float *ffn_g, *ffn_u, *shared;          /* [T, ffnI], [T, ffnI], [T, H] */
+    float *router;                          /* [T, E] */
+    int32_t *exp_ids;                       /* [T, K] */
+    float *exp_w;                           /* [T, K] */
+    float *final_h;                         /* [max_logits, H] */
+    float *logits;                          /* [max_logits, V] of the last forward */
+    void *lin_ws, *attn_ws, *dsa_ws, *moe_ws, *lt_ws;
+    size_t lin_ws_bytes, attn_ws_bytes, dsa_ws_bytes, moe_ws_bytes;
+} dstep;
+
+typedef struct cuda_backend {
+    glm_backend base;
+    const glm_model *m;
+    const glm_config *c;
+    int device;
+    glm_dw_mode mode;
+    glm_dtype kv_dtype;
+    cudaStream_t stream;
+    cublasHandle_t blas;
+    cublasLtHandle_t lt;
+    glm_cu_linear_ctx lin;
+    glm_dweight embed, lm_head;
+    float *final_norm;
+    dlayer *layers;
+    void *weights;                          /* the one weight allocation */
+    size_t weight_bytes;
+    void *kv;                               /* the one KV allocation */
+    int num_blocks, block_size;
+    void *ws;                               /* the one workspace allocation */
+    dstep s;
+    int n_logits;                           /* rows the last forward kept */
+    int max_ctx;
+    float *host_rows;                       /* pinned [max_logits, V]: rows copied for sampling */
+    void **sampler_ws;                      /* [max_logits] host sampler workspaces */
+    size_t sampler_ws_size;
+    float *trace;                           /* host [L + 1, n, H], or NULL */
+} cuda_backend;
+
+/* ---- errors ------------------------------------------------------------------------- */
+
+#define CUDA_TRY(call)                                                                              \
+    do {                                                                                            \
+        cudaError_t e_ = (call);                                                                    \
+        if (e_ != cudaSuccess) {                                                                    \
+            glm_err(err, errlen, "cuda: %s (%s:%d): %s", #call, __FILE__, __LINE__,                 \
+                    cudaGetErrorString(e_));                                                        \
+            return GLM_BACKEND_FAILURE;                                                             \
+        }                                                                                           \
+    } while (0)
+
+#define LIN_TRY(call)                                                                               \
+    do {                                                                                            \
+        if ((call) != 0)                                                                            \
+            return GLM_BACKEND_FAILURE;                                                             \
+    } while (0)
+
+/* ---- sizes and carving ---------------------------------------------------------------- */
+
+typedef struct {
+    void **ptr;
+    size_t bytes;
+} part;
+
+static size_t carve(part *parts, int n, char *base)
+{
+    size_t off = 0;
+    for (int i = 0; i < n; i++) {
+        if (base)
+            *parts[i].ptr = base + off;
+        off += (parts[i].bytes + ALIGN - 1) / ALIGN * ALIGN;
+    }
+    return off;
+}
+
+/* ---- weights ------------------------------------------------------------------------ */
+
+/* A weight or a float vector to upload, and where its device description goes. */
+typedef struct {
+    const glm_weight *w;   /* a weight, or NULL for a vector */
+    glm_dw_mode mode;
+    glm_dweight *out;
+    const float *vec;      /* a vector of n floats */
+    size_t n;
+    float **vout;
+    void *dst;             /* carved */
+} upload;
+
+typedef struct {
+    upload *u;
+    int n, cap;
+} upload_list;
+
+static void add_weight(upload_list *l, const glm_weight *w, glm_dw_mode mode, glm_dweight *out)
+{
+    if (l->n == l->cap) {
+        l->cap = l->cap ? 2 * l->cap : 256;
+        l->u = (upload *)realloc(l->u, sizeof *l->u * (size_t)l->cap);
+        GLM_ASSERT(l->u);
+    }
+    l->u[l->n++] = (upload){w, mode, out, NULL, 0, NULL, NULL};
+}
+
+static void add_vector(upload_list *l, const float *v, size_t n, float **out)
+{
+    if (!v) {
+        *out = NULL;
+        return;
+    }
+    if (l->n == l->cap) {
+        l->cap = l->cap ? 2 * l->cap : 256;
+        l->u = (upload *)realloc(l->u, sizeof *l->u * (size_t)l->cap);
+        GLM_ASSERT(l->u);
+    }
+    l->u[l->n++] = (upload){NULL, GLM_DW_NATIVE, NULL, v, n, out, NULL};
+}
+
+static size_t upload_bytes(const upload *u)
+{
+    return u->w ? glm_dweight_bytes(u->w, u->mode) : sizeof(float) * u->n;
+}
+
+/* Every tensor the forward reads; the expert tables' device arrays come after. */
+static void list_weights(cuda_backend *be, upload_list *l, glm_dweight *exp_host)
+{
+    const glm_model *m = be->m;
+    const glm_config *c = be->c;
+    glm_dw_mode mode = be->mode;
+    int H = c->hidden_size, E = c->n_routed_experts;
+    add_weight(l, &m->embed, mode, &be->embed);
+    add_weight(l, &m->lm_head, mode, &be->lm_head);
+    add_vector(l, m->final_norm, (size_t)H, &be->final_norm);
+    for (int li = 0; li < c->num_hidden_layers; li++) {
+        const glm_layer *L = &m->layers[li];
+        dlayer *d = &be->layers[li];
+        add_vector(l, L->input_norm, (size_t)H, &d->input_norm);
+        add_vector(l, L->q_a_norm, (size_t)c->q_lora_rank, &d->q_a_norm);
+        add_vector(l, L->kv_a_norm, (size_t)c->kv_lora_rank, &d->kv_a_norm);
+        add_vector(l, L->post_norm, (size_t)H, &d->post_norm);
+        add_weight(l, &L->q_a, mode, &d->q_a);
+        add_weight(l, &L->q_b, mode, &d->q_b);
+        add_weight(l, &L->kv_a, mode, &d->kv_a);
+        add_weight(l, &L->kv_b, mode, &d->kv_b);
+        add_weight(l, &L->o, mode, &d->o);
+        d->has_indexer = L->has_indexer;
+        if (L->has_indexer) {
+            add_weight(l, &L->idx_wq_b, mode, &d->idx_wq_b);
+            add_weight(l, &L->idx_wk, mode, &d->idx_wk);
+            add_weight(l, &L->idx_weights_proj, mode, &d->idx_weights_proj);
+            add_vector(l, L->idx_k_norm_w, (size_t)c->index_head_dim, &d->idx_k_norm_w);
+            add_vector(l, L->idx_k_norm_b, (size_t)c->index_head_dim, &d->idx_k_norm_b);
+        }
+        d->sparse = L->sparse;
+        if (!L->sparse) {
+            add_weight(l, &L->gate, mode, &d->gate);
+            add_weight(l, &L->up, mode, &d->up);
+            add_weight(l, &L->down, mode, &d->down);
+            continue;
+        }
+        add_weight(l, &L->router, GLM_DW_F32, &d->router);
+        add_vector(l, L->router_bias, (size_t)E, &d->router_bias);
+        glm_dweight *eh = exp_host + (size_t)li * 3 * E;
+        for (int e = 0; e < E; e++) {
+            add_weight(l, &L->exp_gate[e], mode, &eh[e]);
+            add_weight(l, &L->exp_up[e], mode, &eh[E + e]);
+            add_weight(l, &L->exp_down[e], mode, &eh[2 * E + e]);
+        }
+        if (c->n_shared_experts > 0) {
+            add_weight(l, &L->sh_gate, mode, &d->sh_gate);
+            add_weight(l, &L->sh_up, mode, &d->sh_up);
+            add_weight(l, &L->sh_down, mode, &d->sh_down);
+        }
+    }
+}
+
+/* Uploads the model: one allocation, one staging buffer, each tensor once. */
+static int upload_model(cuda_backend *be, char *err, size_t errlen)
+{
+    const glm_config *c = be->c;
+    int L = c->num_hidden_layers, E = c->n_routed_experts;
+    size_t n_exp = (size_t)L * 3 * (size_t)GLM_MAX(E, 1);
+    glm_dweight *exp_host = (glm_dweight *)glm_calloc(n_exp, sizeof(glm_dweight));
+    upload_list l = {NULL, 0, 0};
+    list_weights(be, &l, exp_host);
+    size_t total = 0;
+    for (int i = 0; i < l.n; i++)
+        total += (upload_bytes(&l.u[i]) + ALIGN - 1) / ALIGN * ALIGN;
+    size_t tables = sizeof(glm_dweight) * n_exp;
+    total += (tables + ALIGN - 1) / ALIGN * ALIGN;
+    be->weight_bytes = total;
+    void *staging = NULL;
+    int rc = GLM_OK;
+    cudaError_t e = cudaMalloc(&be->weights, total);
+    if (e != cudaSuccess) {
+        be->weights = NULL;
+        rc = glm_err(err, errlen, "cuda: cannot allocate %.2f GiB for the weights: %s", total / 1073741824.0,
+                     cudaGetErrorString(e));
+        goto out;
+    }
+    e = cudaMallocHost(&staging, STAGING_BYTES);
+    if (e != cudaSuccess) {
+        staging = NULL;
+        rc = glm_err(err, errlen, "cuda: cannot allocate the pinned staging buffer: %s", cudaGetErrorString(e));
+        goto out;
+    }
+    {
+        char *p = (char *)be->weights;
+        for (int i = 0; i < l.n && rc == GLM_OK; i++) {
+            upload *u = &l.u[i];
+            if (u->w)
+                e = glm_dweight_upload(u->out, u->w, u->mode, p, staging, STAGING_BYTES, be->stream);
+            else {
+                e = cudaMemcpy(p, u->vec, sizeof(float) * u->n, cudaMemcpyHostToDevice);
+                *u->vout = (float *)p;
+            }
+            if (e != cudaSuccess)
+                rc = glm_err(err, errlen, "cuda: uploading a weight: %s", cudaGetErrorString(e));
+            p += (upload_bytes(u) + ALIGN - 1) / ALIGN * ALIGN;
+        }
+        if (rc == GLM_OK && E > 0) {
+            /* the experts' descriptions, one device array per layer */
+            e = cudaMemcpy(p, exp_host, tables, cudaMemcpyHostToDevice);
+            if (e != cudaSuccess)
+                rc = glm_err(err, errlen, "cuda: uploading the expert tables: %s", cudaGetErrorString(e));
+            for (int li = 0; li < L; li++)
+                be->layers[li].experts = (glm_dweight *)p + (size_t)li * 3 * E;
+        }
+    }
+out:
+    if (staging)
+        cudaFreeHost(staging);
+    free(l.u);
+    free(exp_host);
+    return rc;
+}
+
+/* ---- the step ------------------------------------------------------------------------- */
+
+static int lin(cuda_backend *be, const glm_dweight *w, const float *x, int ldx, int n, float *y, int ldy, char *err,
+               size_t errlen)
+{
+    glm_cu_linear_params p = {n, w, 0, w->rows, x, ldx, y, ldy};
+    return glm_cu_linear(&be->lin, &p, be->s.lin_ws, be->s.lin_ws_bytes, be->stream, err, errlen);
+}
+
+static glm_cu_paging paging(const cuda_backend *be, const glm_batch *b)
+{
+    return (glm_cu_paging){be->s.bt, b->max_blocks_per_seq, be->block_size,
+                           (int64_t)be->num_blocks * be->block_size, be->s.seq_of, be->s.pos};
+}
+
+static int run_indexer(cuda_backend *be, const glm_batch *b, const dlayer *d, char *err, size_t errlen)
+{
+    const glm_config *c = be->c;
+    dstep *s = &be->s;
+    cudaStream_t st = be->stream;
+    int n = b->n_tokens, ih = c->index_n_heads, id = c->index_head_dim, rope = c->qk_rope_head_dim;
+    int il = c->indexer_rope_interleave;
+    LIN_TRY(lin(be, &d->idx_wq_b, s->q_resid, c->q_lora_rank, n, s->iq, ih * id, err, errlen));
+    LIN_TRY(lin(be, &d->idx_wk, s->h, c->hidden_size, n, s->ik, id, err, errlen));
+    LIN_TRY(lin(be, &d->idx_weights_proj, s->h, c->hidden_size, n, s->iw, ih, err, errlen));
+    glm_cu_rope_params rq = {n, ih, id, 0, rope, il, s->cos_, s->sin_, s->iq};
+    CUDA_TRY(glm_cu_rope(&rq, st));
+    glm_cu_norm_params kn = {n, id, s->ik, id, NULL, 0, d->idx_k_norm_w, d->idx_k_norm_b, 1e-6f, s->ik, id};
+    CUDA_TRY(glm_cu_layernorm(&kn, st));
+    glm_cu_rope_params rk = {n, 1, id, 0, rope, il, s->cos_, s->sin_, s->ik};
+    CUDA_TRY(glm_cu_rope(&rk, st));
+    glm_cu_cache_write_params cw = {n, id, s->ik, id, s->slot, d->index_k, be->kv_dtype};
+    CUDA_TRY(glm_cu_cache_write(&cw, st));
+    CUDA_TRY(glm_cu_scale(s->iw, 1.0f / sqrtf((float)ih), n, ih, ih, st));
+    glm_cu_dsa_params dp = {n, ih, id, c->index_topk, 1.0f / sqrtf((float)id), s->iq, s->iw, d->index_k,
+                            be->kv_dtype, paging(be, b), be->max_ctx, s->topk};
+    CUDA_TRY(glm_cu_dsa_select(&dp, s->dsa_ws, s->dsa_ws_bytes, st));
+    return GLM_OK;
+}
+
+static int attention(cuda_backend *be, const glm_batch *b, const dlayer *d, char *err, size_t errlen)
+{
+    const glm_config *c = be->c;
+    dstep *s = &be->s;
+    cudaStream_t st = be->stream;
+    int n = b->n_tokens, H = c->hidden_size, heads = c->num_attention_heads, ql = c->q_lora_rank;
+    int R = c->kv_lora_rank, rope = c->qk_rope_head_dim, nope = c->qk_nope_head_dim, qd = c->qk_head_dim;
+    int ld = R + rope, V = c->v_head_dim, il = c->rope_interleave;
+
+    LIN_TRY(lin(be, &d->q_a, s->h, H, n, s->q_resid, ql, err, errlen));
+    LIN_TRY(lin(be, &d->kv_a, s->h, H, n, s->kv_a, ld, err, errlen));
+    glm_cu_norm_params qn = {n, ql, s->q_resid, ql, NULL, 0, d->q_a_norm, NULL, 1e-6f, s->q_resid, ql};
+    CUDA_TRY(glm_cu_rmsnorm(&qn, st));
+    LIN_TRY(lin(be, &d->q_b, s->q_resid, ql, n, s->q, heads * qd, err, errlen));
+
+    glm_cu_norm_params kn = {n, R, s->kv_a, ld, NULL, 0, d->kv_a_norm, NULL, 1e-6f, s->kv_a, ld};
+    CUDA_TRY(glm_cu_rmsnorm(&kn, st));
+    glm_cu_rope_params rk = {n, 1, ld, R, rope, il, s->cos_, s->sin_, s->kv_a};
+    CUDA_TRY(glm_cu_rope(&rk, st));
+    glm_cu_rope_params rq = {n, heads, qd, nope, rope, il, s->cos_, s->sin_, s->q};
+    CUDA_TRY(glm_cu_rope(&rq, st));
+    glm_cu_cache_write_params cw = {n, ld, s->kv_a, ld, s->slot, d->latent, be->kv_dtype};
+    CUDA_TRY(glm_cu_cache_write(&cw, st));
+
+    glm_cu_mla_absorb_params ap = {n, heads, nope, rope, R, V, &d->kv_b, s->q, s->q_lat};
+    CUDA_TRY(glm_cu_mla_absorb(&ap, st));
+    if (d->has_indexer) {
+        int rc = run_indexer(be, b, d, err, errlen);
+        if (rc != GLM_OK)
+            return rc;
+    } /* else: a "shared" layer keeps the previous layer's selection in s->topk */
+    glm_cu_mla_attn_params mp = {n, heads, R, rope, c->attn_scale, s->q_lat, d->latent, be->kv_dtype, paging(be, b),
+                                 s->topk, c->index_topk, be->max_ctx, s->o_lat};
+    CUDA_TRY(glm_cu_mla_attn(&mp, s->attn_ws, s->attn_ws_bytes, st));
+    glm_cu_mla_expand_params ep = {n, heads, nope, R, V, &d->kv_b, s->o_lat, s->attn};
+    CUDA_TRY(glm_cu_mla_expand(&ep, st));
+    LIN_TRY(lin(be, &d->o, s->attn, heads * V, n, s->tmp_h, H, err, errlen));
+    return GLM_OK;
+}
+
+/* out = down(silu(gate h) * up h) */
+static int dense_ffn(cuda_backend *be, int n, const glm_dweight *g, const glm_dweight *u, const glm_dweight *dn,
+                     float *out, char *err, size_t errlen)
+{
+    dstep *s = &be->s;
+    int H = be->c->hidden_size, I = g->rows;
+    LIN_TRY(lin(be, g, s->h, H, n, s->ffn_g, I, err, errlen));
+    LIN_TRY(lin(be, u, s->h, H, n, s->ffn_u, I, err, errlen));
+    CUDA_TRY(glm_cu_swiglu(s->ffn_g, s->ffn_u, n, I, I, be->stream));
+    LIN_TRY(lin(be, dn, s->ffn_g, I, n, out, H, err, errlen));
+    return GLM_OK;
+}
+
+static int moe_ffn(cuda_backend *be, int n, const dlayer *d, char *err, size_t errlen)
+{
+    const glm_config *c = be->c;
+    dstep *s = &be->s;
+    int H = c->hidden_size, E = c->n_routed_experts, K = c->num_experts_per_tok;
+    LIN_TRY(lin(be, &d->router, s->h, H, n, s->router, E, err, errlen));
+    glm_cu_moe_route_params rp = {n, E, c->n_group, c->topk_group, K, c->norm_topk_prob, c->routed_scaling_factor,
+                                  s->router, d->router_bias, s->exp_ids, s->exp_w};
+    CUDA_TRY(glm_cu_moe_route(&rp, be->stream));
+    glm_cu_moe_experts_params xp = {n, H, c->moe_intermediate_size, E, K, d->experts, d->experts + E,
+                                    d->experts + 2 * E, s->h, s->exp_ids, s->exp_w, s->tmp_h};
+    CUDA_TRY(glm_cu_moe_experts(&xp, s->moe_ws, s->moe_ws_bytes, be->stream));
+    if (c->n_shared_experts > 0) {
+        int rc = dense_ffn(be, n, &d->sh_gate, &d->sh_up, &d->sh_down, s->shared, err, errlen);
+        if (rc != GLM_OK)
+            return rc;
+        CUDA_TRY(glm_cu_add(s->tmp_h, s->shared, (size_t)n * H, be->stream));
+    }
+    return GLM_OK;
+}
+
+static int trace(cuda_backend *be, int entry, int n, char *err, size_t errlen)
+{
+    size_t H = (size_t)be->c->hidden_size;
+    if (be->trace)
+        CUDA_TRY(cudaMemcpy(be->trace + (size_t)entry * n * H, be->s.x, sizeof(float) * n * H,
+                            cudaMemcpyDeviceToHost));
+    return GLM_OK;
+}
+
+/* The batch arrays into the pinned twin of the device region, then one copy up. */
+static int upload_batch(cuda_backend *be, const glm_batch *b, char *err, size_t errlen)
+{
+    dstep *s = &be->s;
+    char *h = (char *)s->batch_host, *d = (char *)s->batch_dev;
+#define HOST(ptr) ((void *)(h + ((char *)(ptr)-d)))
+    int n = b->n_tokens;
+    memcpy(HOST(s->tok), b->token_ids, sizeof(int32_t) * n);
+    memcpy(HOST(s->pos), b->positions, sizeof(int32_t) * n);
+    memcpy(HOST(s->slot), b->slot_mapping, sizeof(int64_t) * n);
+    memcpy(HOST(s->bt), b->block_tables, sizeof(int32_t) * (size_t)b->n_seqs * b->max_blocks_per_seq);
+    if (b->n_logits > 0)
+        memcpy(HOST(s->li), b->logits_index, sizeof(int32_t) * b->n_logits);
+    int32_t *seq_of = (int32_t *)HOST(s->seq_of);
+    for (int q = 0; q < b->n_seqs; q++)
+        for (int t = b->cu_seqlens_q[q]; t < b->cu_seqlens_q[q + 1]; t++)
+            seq_of[t] = q;
+#undef HOST
+    CUDA_TRY(cudaMemcpyAsync(s->batch_dev, s->batch_host, s->batch_bytes, cudaMemcpyHostToDevice, be->stream));
+    return GLM_OK;
+}
+
+static int forward(cuda_backend *be, const glm_batch *b, char *err, size_t errlen)
+{
+    const glm_config *c = be->c;
+    dstep *s = &be->s;
+    cudaStream_t st = be->stream;
+    int n = b->n_tokens, H = c->hidden_size, rc;
+    float eps = c->rms_norm_eps;
+
+    if ((rc = upload_batch(be, b, err, errlen)) != GLM_OK)
+        return rc;
+    glm_cu_rope_angles_params ra = {n, c->qk_rope_head_dim, c->rope_theta, s->pos, s->cos_, s->sin_};
+    CUDA_TRY(glm_cu_rope_angles(&ra, st));
+    glm_cu_embed_params ep = {n, &be->embed, s->tok, s->x};
+    CUDA_TRY(glm_cu_embed(&ep, st));
+    if ((rc = trace(be, 0, n, err, errlen)) != GLM_OK)
+        return rc;
+
+    /* the residual add of each block is fused into the norm that follows it */
+    const float *pending = NULL;
+    for (int li = 0; li < c->num_hidden_layers; li++) {
+        const dlayer *d = &be->layers[li];
+        glm_cu_norm_params in = {n, H, s->x, H, pending, H, d->input_norm, NULL, eps, s->h, H};
+        CUDA_TRY(glm_cu_rmsnorm(&in, st));
+        if ((rc = attention(be, b, d, err, errlen)) != GLM_OK)
+            return rc;
+        glm_cu_norm_params post = {n, H, s->x, H, s->tmp_h, H, d->post_norm, NULL, eps, s->h, H};
+        CUDA_TRY(glm_cu_rmsnorm(&post, st));
+        rc = d->sparse ? moe_ffn(be, n, d, err, errlen)
+                       : dense_ffn(be, n, &d->gate, &d->up, &d->down, s->tmp_h, err, errlen);
+        if (rc != GLM_OK)
+            return rc;
+        pending = s->tmp_h;
+        if (be->trace) {
+            CUDA_TRY(glm_cu_add(s->x, s->tmp_h, (size_t)n * H, st));
+            pending = NULL;
+            if ((rc = trace(be, li + 1, n, err, errlen)) != GLM_OK)
+                return rc;
+        }
+    }
+    if (pending)
+        CUDA_TRY(glm_cu_add(s->x, pending, (size_t)n * H, st));
+
+    if (b->n_logits > 0) {
+        CUDA_TRY(glm_cu_gather_rows(s->final_h, s->x, s->li, b->n_logits, H, st));
+        glm_cu_norm_params fn = {b->n_logits, H, s->final_h, H, NULL, 0, be->final_norm, NULL, eps, s->final_h, H};
+        CUDA_TRY(glm_cu_rmsnorm(&fn, st));
+        LIN_TRY(lin(be, &be->lm_head, s->final_h, H, b->n_logits, s->logits, c->vocab_size, err, errlen));
+    }
+    CUDA_TRY(cudaStreamSynchronize(st));
+    return GLM_OK;
+}
+
+static int cuda_forward(glm_backend *base, const glm_batch *b, char *err, size_t errlen)
+{
+    cuda_backend *be = (cuda_backend *)base;
+    /* validated by the model runner (glm_batch_validate against base->info) */
+    GLM_ASSERT(b->n_tokens >= 1 && b->n_tokens <= base->info.limits.max_tokens);
+    GLM_ASSERT(b->n_logits <= base->info.limits.max_logits);
+    GLM_ASSERT(b->n_seqs <= base->info.limits.max_seqs);
+    GLM_ASSERT(b->max_blocks_per_seq <= base->info.limits.max_blocks_per_seq);
+    be->n_logits = 0;
+    int rc = forward(be, b, err, errlen);
+    if (rc == GLM_OK)
+        be->n_logits = b->n_logits;
+    return rc;
+}
+
+static int cuda_logits(glm_backend *base, const int32_t *rows, int n, float *out, char *err, size_t errlen)
+{
+    cuda_backend *be = (cuda_backend *)base;
+    size_t V = (size_t)be->c->vocab_size;
+    for (int i = 0; i < n; i++) {
+        if (rows[i] < 0 || rows[i] >= be->n_logits)
+            return glm_err(err, errlen, "logits row %d: the last step kept %d", rows[i], be->n_logits);
+        CUDA_TRY(cudaMemcpyAsync(out + (size_t)i * V, be->s.logits + (size_t)rows[i] * V, sizeof(float) * V,
+                                 cudaMemcpyDeviceToHost, be->stream));
+    }
+    CUDA_TRY(cudaStreamSynchronize(be->stream));
+    return GLM_OK;
+}
+
+static int cuda_sample(glm_backend *base, const glm_sample_req *reqs, int n, glm_sampler_result *out, char *err,
+                       size_t errlen)
+{
+    cuda_backend *be = (cuda_backend *)base;
+    size_t V = (size_t)be->c->vocab_size;
+    for (int i = 0; i < n; i++) {
+        if (reqs[i].row < 0 || reqs[i].row >= be->n_logits)
+            return glm_err(err, errlen, "sample: logits row %d, the last step kept %d", reqs[i].row, be->n_logits);
+        if (!reqs[i].logits)
+            CUDA_TRY(cudaMemcpyAsync(be->host_rows + (size_t)i * V, be->s.logits + (size_t)reqs[i].row * V,
+                                     sizeof(float) * V, cudaMemcpyDeviceToHost, be->stream));
+    }
+    CUDA_TRY(cudaStreamSynchronize(be->stream));
+    for (int i = 0; i < n; i++) {
+        const glm_sample_req *r = &reqs[i];
+        const float *row = r->logits ? r->logits : be->host_rows + (size_t)i * V;
+        glm_sampler_sample(r->params, r->rng, row, (int)V, &r->hist, be->sampler_ws[i], be->sampler_ws_size, &out[i]);
+    }
+    return GLM_OK;
+}
+
+static void cuda_trace_hidden(glm_backend *base, float *out)
+{
+    ((cuda_backend *)base)->trace = out;
+}
+
+static void cuda_destroy(glm_backend *base)
+{
+    cuda_backend *be = (cuda_backend *)base;
+    if (!be)
+        return;
+    if (be->stream)
+        cudaStreamSynchronize(be->stream);
+    cudaFree(be->weights);
+    cudaFree(be->kv);
+    cudaFree(be->ws);
+    if (be->s.batch_host)
+        cudaFreeHost(be->s.batch_host);
+    if (be->host_rows)
+        cudaFreeHost(be->host_rows);
+    if (be->sampler_ws) {
+        free(be->sampler_ws[0]);
+        free(be->sampler_ws);
+    }
+    if (be->lt)
+        cublasLtDestroy(be->lt);
+    if (be->blas)
+        cublasDestroy(be->blas);
+    if (be->stream)
+        cudaStreamDestroy(be->stream);
+    free(be->layers);
+    free(be);
+}
+
+static const glm_backend_ops cuda_ops = {cuda_forward, cuda_logits, cuda_sample, cuda_trace_hidden, cuda_destroy};
+
+/* ---- create ------------------------------------------------------------------------------ */
+
+/* The workspace's parts for the limits in p (every op at its largest). */
+static int workspace_parts(cuda_backend *be, const glm_backend_params *p, part *parts, int *np_out)
+{
+    const glm_config *c = be->c;
+    dstep *s = &be->s;
+    size_t T = (size_t)p->max_num_batched_tokens, Lr = (size_t)GLM_MAX(p->max_logits_rows, 1);
+    size_t S = (size_t)p->max_num_seqs, MB = (size_t)p->max_blocks_per_seq;
+    size_t H = (size_t)c->hidden_size, heads = (size_t)c->num_attention_heads, R = (size_t)c->kv_lora_rank;
+    size_t rope = (size_t)c->qk_rope_head_dim, ld = R + rope, V = (size_t)c->vocab_size;
+    size_t E = (size_t)GLM_MAX(c->n_routed_experts, 1), K = (size_t)GLM_MAX(c->num_experts_per_tok, 1);
+    size_t moeI = (size_t)c->moe_intermediate_size;
+    size_t ffnI = GLM_MAX((size_t)c->intermediate_size, moeI * (size_t)GLM_MAX(c->n_shared_experts, 1));
+    int Ti = p->max_num_batched_tokens;
+
+    /* the batch region: laid out with the same carve, twice (device and pinned host) */
+    part bp[6] = {{(void **)&s->tok, sizeof(int32_t) * T},  {(void **)&s->pos, sizeof(int32_t) * T},
+                  {(void **)&s->seq_of, sizeof(int32_t) * T}, {(void **)&s->bt, sizeof(int32_t) * S * MB},
+                  {(void **)&s->li, sizeof(int32_t) * Lr},  {(void **)&s->slot, sizeof(int64_t) * T}};
+    s->batch_bytes = carve(bp, 6, NULL);
+
+    /* every op's scratch at its largest */
+    size_t lin_ws = 0;
+    for (int li = 0; li < c->num_hidden_layers; li++) {
+        const dlayer *d = &be->layers[li];
+        const glm_dweight *ws[] = {&d->q_a, &d->q_b, &d->kv_a, &d->o, &d->idx_wq_b, &d->idx_wk, &d->idx_weights_proj,
+                                   &d->gate, &d->up, &d->down, &d->router, &d->sh_gate, &d->sh_up, &d->sh_down};
+        for (size_t i = 0; i < sizeof ws / sizeof ws[0]; i++)
+            if (ws[i]->data)
+                lin_ws = GLM_MAX(lin_ws, glm_cu_linear_workspace(ws[i], Ti));
+    }
+    lin_ws = GLM_MAX(lin_ws, glm_cu_linear_workspace(&be->lm_head, (int)Lr));
+    glm_cu_paging pg0 = {NULL, (int)MB, p->block_size, 0, NULL, NULL};
+    glm_cu_mla_attn_params mp = {Ti, (int)heads, (int)R, (int)rope, 1, NULL, NULL, be->kv_dtype, pg0, NULL,
+                                 c->index_topk, be->max_ctx, NULL};
+    glm_cu_dsa_params dp = {Ti, c->index_n_heads, c->index_head_dim, c->index_topk, 1, NULL, NULL, NULL, be->kv_dtype,
+                            pg0, be->max_ctx, NULL};
+    glm_cu_moe_experts_params xp = {Ti, c->hidden_size, c->moe_intermediate_size, c->n_routed_experts,
+                                    c->num_experts_per_tok, NULL, NULL, NULL, NULL, NULL, NULL, NULL};
+    s->lin_ws_bytes = lin_ws;
+    s->attn_ws_bytes = glm_cu_mla_attn_workspace(&mp);
+    s->dsa_ws_bytes = glm_cu_dsa_workspace(&dp);
+    s->moe_ws_bytes = c->n_routed_experts > 0 ? glm_cu_moe_experts_workspace(&xp) : 0;
+
+    int np = 0;
+#define PART(field, bytes) (parts[np++] = (part){(void **)&(field), (bytes)})
+    PART(s->batch_dev, s->batch_bytes);
+    PART(s->cos_, sizeof(float) * T * rope / 2);
+    PART(s->sin_, sizeof(float) * T * rope / 2);
+    PART(s->x, sizeof(float) * T * H);
+    PART(s->h, sizeof(float) * T * H);
+    PART(s->tmp_h, sizeof(float) * T * H);
+    PART(s->q_resid, sizeof(float) * T * c->q_lora_rank);
+    PART(s->q, sizeof(float) * T * heads * c->qk_head_dim);
+    PART(s->kv_a, sizeof(float) * T * ld);
+    PART(s->q_lat, sizeof(float) * T * heads * ld);
+    PART(s->o_lat, sizeof(float) * T * heads * R);
+    PART(s->attn, sizeof(float) * T * heads * c->v_head_dim);
+    PART(s->iq, sizeof(float) * T * c->index_n_heads * c->index_head_dim);
+    PART(s->ik, sizeof(float) * T * c->index_head_dim);
+    PART(s->iw, sizeof(float) * T * c->index_n_heads);
+    PART(s->topk, sizeof(int32_t) * T * c->index_topk);
+    PART(s->ffn_g, sizeof(float) * T * ffnI);
+    PART(s->ffn_u, sizeof(float) * T * ffnI);
+    PART(s->shared, sizeof(float) * T * H);
+    PART(s->router, sizeof(float) * T * E);
+    PART(s->exp_ids, sizeof(int32_t) * T * K);
+    PART(s->exp_w, sizeof(float) * T * K);
+    PART(s->final_h, sizeof(float) * Lr * H);
+    PART(s->logits, sizeof(float) * Lr * V);
+    PART(s->lin_ws, s->lin_ws_bytes);
+    PART(s->attn_ws, s->attn_ws_bytes);
+    PART(s->dsa_ws, s->dsa_ws_bytes);
+    PART(s->moe_ws, s->moe_ws_bytes);
+    PART(s->lt_ws, LT_WS_BYTES);
+#undef PART
+    *np_out = np;
+    return GLM_OK;
+}
+
+/* KV bytes per token slot: every layer's latent row and its index key where it has an indexer. */
+static size_t kv_bytes_per_token(const glm_config *c, const glm_model *m, glm_dtype dt)
+{
+    size_t per = 0, es = glm_dtype_size(dt);
+    for (int li = 0; li < c->num_hidden_layers; li++) {
+        per += (size_t)(c->kv_lora_rank + c->qk_rope_head_dim) * es;
+        if (m->layers[li].has_indexer)
+            per += (size_t)c->index_head_dim * es;
+    }
+    return per;
+}
+
+static double gib(size_t b) { return (double)b / 1073741824.0; }
+
+extern "C" int glm_cuda_device_count(char *err, size_t errlen)
+{
+    int n = 0;
+    cudaError_t e = cudaGetDeviceCount(&n);
+    if (e != cudaSuccess) {
+        glm_err(err, errlen, "%s", cudaGetErrorString(e));
+        return -1;
+    }
+    return n;
+}
+
+extern "C" glm_backend *glm_cuda_backend_create(const glm_model *m, const glm_backend_params *p, char *err,
+                                                size_t errlen)
+{
+    const glm_config *c = &m->cfg;
+    if (p->block_size < 1 || p->max_num_batched_tokens < 1 || p->max_num_seqs < 1 || p->max_blocks_per_seq < 1 ||
+        p->max_logits_rows < 0 || p->world != 1 || p->rank != 0 || p->device < 0) {
+        glm_err(err, errlen, "cuda backend: invalid parameters");
+        return NULL;
+    }
+    if ((int64_t)p->max_blocks_per_seq * p->block_size > (int64_t)INT32_MAX / 4) {
+        glm_err(err, errlen, "cuda backend: a context of %d blocks of %d tokens is too long", p->max_blocks_per_seq,
+                p->block_size);
+        return NULL;
+    }
+    cudaError_t e = cudaSetDevice(p->device);
+    if (e != cudaSuccess) {
+        glm_err(err, errlen, "cuda backend: device %d: %s", p->device, cudaGetErrorString(e));
+        return NULL;
+    }
+    cuda_backend *be = (cuda_backend *)glm_calloc(1, sizeof *be);
+    be->base.ops = &cuda_ops;
+    be->m = m;
+    be->c = c;
+    be->device = p->device;
+    be->mode = p->dtype == GLM_COMPUTE_F32 ? GLM_DW_F32 : GLM_DW_NATIVE;
+    be->kv_dtype = p->dtype == GLM_COMPUTE_F32 ? GLM_DTYPE_F32 : GLM_DTYPE_BF16;
+    be->block_size = p->block_size;
+    be->max_ctx = p->max_blocks_per_seq * p->block_size;
+    be->layers = (dlayer *)glm_calloc((size_t)c->num_hidden_layers, sizeof(dlayer));
+    int Lr = GLM_MAX(p->max_logits_rows, 1);
+    part parts[64];
+    int np = 0;
+    size_t free0 = 0, total = 0, ws_bytes = 0, per_block = 0, nb = 0;
+
+    if ((e = cudaStreamCreateWithFlags(&be->stream, cudaStreamNonBlocking)) != cudaSuccess) {
+        be->stream = NULL;
+        glm_err(err, errlen, "cuda backend: cannot create a stream: %s", cudaGetErrorString(e));
+        goto fail;
+    }
+    if (cublasCreate(&be->blas) != CUBLAS_STATUS_SUCCESS || cublasLtCreate(&be->lt) != CUBLAS_STATUS_SUCCESS ||
+        cublasSetStream(be->blas, be->stream) != CUBLAS_STATUS_SUCCESS) {
+        glm_err(err, errlen, "cuda backend: cannot create the cuBLAS handles");
+        goto fail;
+    }
+    if ((e = cudaMemGetInfo(&free0, &total)) != cudaSuccess) {
+        glm_err(err, errlen, "cuda backend: cudaMemGetInfo: %s", cudaGetErrorString(e));
+        goto fail;
+    }
+    if (upload_model(be, err, errlen) != GLM_OK)
+        goto fail;
+
+    workspace_parts(be, p, parts, &np);
+    ws_bytes = carve(parts, np, NULL);
+    if ((e = cudaMalloc(&be->ws, ws_bytes)) != cudaSuccess) {
+        be->ws = NULL;
+        glm_err(err, errlen, "cuda backend: cannot allocate a workspace of %.2f GiB: %s", gib(ws_bytes),
+                cudaGetErrorString(e));
+        goto fail;
+    }
+    carve(parts, np, (char *)be->ws);
+    {
+        /* the batch's pinned twin: the same offsets as its device region */
+        dstep *s = &be->s;
+        if ((e = cudaMallocHost(&s->batch_host, s->batch_bytes)) != cudaSuccess) {
+            s->batch_host = NULL;
+            glm_err(err, errlen, "cuda backend: cannot allocate pinned memory: %s", cudaGetErrorString(e));
+            goto fail;
+        }
+        char *base = (char *)s->batch_dev;
+        part bp[6] = {{(void **)&s->tok, 0}, {(void **)&s->pos, 0}, {(void **)&s->seq_of, 0},
+                      {(void **)&s->bt, 0},  {(void **)&s->li, 0},  {(void **)&s->slot, 0}};
+        size_t T = (size_t)p->max_num_batched_tokens;
+        size_t sz[6] = {sizeof(int32_t) * T, sizeof(int32_t) * T, sizeof(int32_t) * T,
+                        sizeof(int32_t) * (size_t)p->max_num_seqs * p->max_blocks_per_seq, sizeof(int32_t) * Lr,
+                        sizeof(int64_t) * T};
+        for (int i = 0; i < 6; i++)
+            bp[i].bytes = sz[i];
+        carve(bp, 6, base);
+    }
+    be->lin = (glm_cu_linear_ctx){be->blas, be->lt, be->s.lt_ws, LT_WS_BYTES, 0};
+
+    /* the KV cache: what is asked, or what remains of the device's share */
+    per_block = kv_bytes_per_token(c, m, be->kv_dtype) * (size_t)p->block_size;
+    if (p->kv_blocks > 0) {
+        nb = (size_t)p->kv_blocks;
+    } else if (p->kv_bytes > 0) {
+        nb = p->kv_bytes / per_block;
+    } else {
+        double frac = p->mem_fraction > 0 && p->mem_fraction <= 1 ? p->mem_fraction : 0.9;
+        size_t others = total - free0; /* held before this backend took anything */
+        size_t share = (size_t)((double)total * frac), used = others + be->weight_bytes + ws_bytes;
+        size_t budget = share > used ? share - used : 0;
+        nb = budget / per_block;
+        fprintf(stderr,
+                "glm-server: cuda device %d memory plan: %.2f GiB x %.2f = %.2f GiB; in use before start %.2f GiB, "
+                "weights %.2f GiB, workspace %.2f GiB -> KV cache %.2f GiB = %zu blocks of %d tokens "
+                "(%zu bytes per token, %s)\n",
+                p->device, gib(total), frac, gib(share), gib(others), gib(be->weight_bytes), gib(ws_bytes),
+                gib(budget), nb, p->block_size, per_block / (size_t)p->block_size,
+                be->kv_dtype == GLM_DTYPE_BF16 ? "bf16" : "f32");
+    }
+    if (nb < 1 || nb > (size_t)INT32_MAX / (size_t)p->block_size) {
+        glm_err(err, errlen, "cuda backend: the KV budget holds %zu blocks of %d tokens (%zu bytes each)", nb,
+                p->block_size, per_block);
+        goto fail;
+    }
+    be->num_blocks = (int)nb;
+    if ((e = cudaMalloc(&be->kv, nb * per_block)) != cudaSuccess) {
+        be->kv = NULL;
+        glm_err(err, errlen, "cuda backend: cannot allocate a KV cache of %.2f GiB: %s", gib(nb * per_block),
+                cudaGetErrorString(e));
+        goto fail;
+    }
+    {
+        size_t slots = nb * (size_t)p->block_size, es = glm_dtype_size(be->kv_dtype);
+        char *q = (char *)be->kv;
+        for (int li = 0; li < c->num_hidden_layers; li++) {
+            be->layers[li].latent = q;
+            q += slots * (size_t)(c->kv_lora_rank + c->qk_rope_head_dim) * es;
+            if (m->layers[li].has_indexer) {
+                be->layers[li].index_k = q;
+                q += slots * (size_t)c->index_head_dim * es;
+            }
+        }
+    }
+
+    /* host side of sampling: pinned rows and one sampler workspace per row */
+    if ((e = cudaMallocHost((void **)&be->host_rows, sizeof(float) * (size_t)Lr * c->vocab_size)) != cudaSuccess) {
+        be->host_rows = NULL;
+        glm_err(err, errlen, "cuda backend: cannot allocate pinned memory: %s", cudaGetErrorString(e));
+        goto fail;
+    }
+    be->sampler_ws_size = glm_sampler_workspace_size(c->vocab_size);
+    be->sampler_ws = (void **)glm_calloc((size_t)Lr, sizeof(void *));
+    be->sampler_ws[0] = glm_malloc(be->sampler_ws_size * (size_t)Lr);
+    for (int i = 1; i < Lr; i++)
+        be->sampler_ws[i] = (char *)be->sampler_ws[0] + be->sampler_ws_size * (size_t)i;
+
+    be->base.info = (glm_backend_info){
+        "cuda",
+        {c->vocab_size, c->max_position_embeddings, (int)nb, p->block_size, p->max_num_batched_tokens,
+         p->max_num_seqs, p->max_blocks_per_seq, p->max_logits_rows},
+        nb * per_block,
+        ws_bytes,
+    };
+    return &be->base;
+fail:
+    cuda_destroy(&be->base);
+    return NULL;
+}
