@@ -49,6 +49,7 @@ extern "C" {
 #define ALIGN 256
 #define STAGING_BYTES ((size_t)32 << 20)
 #define LT_WS_BYTES ((size_t)32 << 20)
+#define BLAS_WS_BYTES ((size_t)32 << 20)
 
 /* ---- the device model ------------------------------------------------------------- */
 
@@ -91,7 +92,7 @@ typedef struct {
     float *exp_w;                           /* [T, K] */
     float *final_h;                         /* [max_logits, H] */
     float *logits;                          /* [max_logits, V] of the last forward */
-    void *lin_ws, *attn_ws, *dsa_ws, *moe_ws, *lt_ws;
+    void *lin_ws, *attn_ws, *dsa_ws, *moe_ws, *lt_ws, *blas_ws;
     size_t lin_ws_bytes, attn_ws_bytes, dsa_ws_bytes, moe_ws_bytes;
 } dstep;
 
@@ -121,7 +122,20 @@ typedef struct cuda_backend {
     void **sampler_ws;                      /* [max_logits] host sampler workspaces */
     size_t sampler_ws_size;
     float *trace;                           /* host [L + 1, n, H], or NULL */
+    /* decode graphs (see "decode as CUDA graphs") */
+    int graphs_enabled;                     /* p->cuda_graphs */
+    int capture_ok;                         /* 0 once the device refused a capture */
+    int graph_max_seqs;                     /* largest padded decode batch */
+    int scratch_block;                      /* KV block the padding sequences use */
+    struct dgraph *graphs;                  /* [MAX_GRAPHS] */
+    int n_graphs;
 } cuda_backend;
+
+typedef struct dgraph {
+    int n, mbps;                            /* the padded shape */
+    int runs;                               /* eager runs so far (the first is the warm-up) */
+    cudaGraphExec_t exec;                   /* NULL until captured */
+} dgraph;
 
 /* ---- errors ------------------------------------------------------------------------- */
 
@@ -322,6 +336,14 @@ out:
 
 /* ---- the step ------------------------------------------------------------------------- */
 
+/* The shape of the step the layers run: what the batch says, or a decode step padded to a
+ * graph bucket (the kernels' launch shapes depend on nothing else). */
+typedef struct {
+    int n;        /* tokens */
+    int mbps;     /* row stride of the uploaded block tables */
+    int n_logits; /* logits rows (s->li) */
+} dims;
+
 static int lin(cuda_backend *be, const glm_dweight *w, const float *x, int ldx, int n, float *y, int ldy, char *err,
                size_t errlen)
 {
@@ -329,18 +351,18 @@ static int lin(cuda_backend *be, const glm_dweight *w, const float *x, int ldx, 
     return glm_cu_linear(&be->lin, &p, be->s.lin_ws, be->s.lin_ws_bytes, be->stream, err, errlen);
 }
 
-static glm_cu_paging paging(const cuda_backend *be, const glm_batch *b)
+static glm_cu_paging paging(const cuda_backend *be, const dims *b)
 {
-    return (glm_cu_paging){be->s.bt, b->max_blocks_per_seq, be->block_size,
+    return (glm_cu_paging){be->s.bt, b->mbps, be->block_size,
                            (int64_t)be->num_blocks * be->block_size, be->s.seq_of, be->s.pos};
 }
 
-static int run_indexer(cuda_backend *be, const glm_batch *b, const dlayer *d, char *err, size_t errlen)
+static int run_indexer(cuda_backend *be, const dims *b, const dlayer *d, char *err, size_t errlen)
 {
     const glm_config *c = be->c;
     dstep *s = &be->s;
     cudaStream_t st = be->stream;
-    int n = b->n_tokens, ih = c->index_n_heads, id = c->index_head_dim, rope = c->qk_rope_head_dim;
+    int n = b->n, ih = c->index_n_heads, id = c->index_head_dim, rope = c->qk_rope_head_dim;
     int il = c->indexer_rope_interleave;
     LIN_TRY(lin(be, &d->idx_wq_b, s->q_resid, c->q_lora_rank, n, s->iq, ih * id, err, errlen));
     LIN_TRY(lin(be, &d->idx_wk, s->h, c->hidden_size, n, s->ik, id, err, errlen));
@@ -360,12 +382,12 @@ static int run_indexer(cuda_backend *be, const glm_batch *b, const dlayer *d, ch
     return GLM_OK;
 }
 
-static int attention(cuda_backend *be, const glm_batch *b, const dlayer *d, char *err, size_t errlen)
+static int attention(cuda_backend *be, const dims *b, const dlayer *d, char *err, size_t errlen)
 {
     const glm_config *c = be->c;
     dstep *s = &be->s;
     cudaStream_t st = be->stream;
-    int n = b->n_tokens, H = c->hidden_size, heads = c->num_attention_heads, ql = c->q_lora_rank;
+    int n = b->n, H = c->hidden_size, heads = c->num_attention_heads, ql = c->q_lora_rank;
     int R = c->kv_lora_rank, rope = c->qk_rope_head_dim, nope = c->qk_nope_head_dim, qd = c->qk_head_dim;
     int ld = R + rope, V = c->v_head_dim, il = c->rope_interleave;
 
@@ -443,7 +465,26 @@ static int trace(cuda_backend *be, int entry, int n, char *err, size_t errlen)
     return GLM_OK;
 }
 
-/* The batch arrays into the pinned twin of the device region, then one copy up. */
+/* Copies the first bytes of each batch array from the pinned twin to the device: n tokens,
+ * n_bt block-table entries, n_li logits rows. */
+static int copy_batch_up(cuda_backend *be, int n, size_t n_bt, int n_li, char *err, size_t errlen)
+{
+    dstep *s = &be->s;
+    char *h = (char *)s->batch_host, *dv = (char *)s->batch_dev;
+    struct {
+        void *d;
+        size_t bytes;
+    } parts[6] = {{s->tok, sizeof(int32_t) * n},        {s->pos, sizeof(int32_t) * n},
+                  {s->seq_of, sizeof(int32_t) * n},     {s->bt, sizeof(int32_t) * n_bt},
+                  {s->li, sizeof(int32_t) * (size_t)n_li}, {s->slot, sizeof(int64_t) * n}};
+    for (int i = 0; i < 6; i++)
+        if (parts[i].bytes)
+            CUDA_TRY(cudaMemcpyAsync(parts[i].d, h + ((char *)parts[i].d - dv), parts[i].bytes,
+                                     cudaMemcpyHostToDevice, be->stream));
+    return GLM_OK;
+}
+
+/* The batch arrays into the pinned twin of the device region, then up. */
 static int upload_batch(cuda_backend *be, const glm_batch *b, char *err, size_t errlen)
 {
     dstep *s = &be->s;
@@ -461,20 +502,18 @@ static int upload_batch(cuda_backend *be, const glm_batch *b, char *err, size_t 
         for (int t = b->cu_seqlens_q[q]; t < b->cu_seqlens_q[q + 1]; t++)
             seq_of[t] = q;
 #undef HOST
-    CUDA_TRY(cudaMemcpyAsync(s->batch_dev, s->batch_host, s->batch_bytes, cudaMemcpyHostToDevice, be->stream));
-    return GLM_OK;
+    return copy_batch_up(be, n, (size_t)b->n_seqs * b->max_blocks_per_seq, b->n_logits, err, errlen);
 }
 
-static int forward(cuda_backend *be, const glm_batch *b, char *err, size_t errlen)
+/* The layers and the logits of a step whose batch is on the device (s->tok .. s->li). */
+static int run_layers(cuda_backend *be, const dims *b, char *err, size_t errlen)
 {
     const glm_config *c = be->c;
     dstep *s = &be->s;
     cudaStream_t st = be->stream;
-    int n = b->n_tokens, H = c->hidden_size, rc;
+    int n = b->n, H = c->hidden_size, rc;
     float eps = c->rms_norm_eps;
 
-    if ((rc = upload_batch(be, b, err, errlen)) != GLM_OK)
-        return rc;
     glm_cu_rope_angles_params ra = {n, c->qk_rope_head_dim, c->rope_theta, s->pos, s->cos_, s->sin_};
     CUDA_TRY(glm_cu_rope_angles(&ra, st));
     glm_cu_embed_params ep = {n, &be->embed, s->tok, s->x};
@@ -513,7 +552,148 @@ static int forward(cuda_backend *be, const glm_batch *b, char *err, size_t errle
         CUDA_TRY(glm_cu_rmsnorm(&fn, st));
         LIN_TRY(lin(be, &be->lm_head, s->final_h, H, b->n_logits, s->logits, c->vocab_size, err, errlen));
     }
-    CUDA_TRY(cudaStreamSynchronize(st));
+    return GLM_OK;
+}
+
+/* ---- decode as CUDA graphs ------------------------------------------------------------------
+ *
+ * A decode step (one new token per sequence, logits for each, in order) runs as a CUDA graph
+ * captured for its shape: the sequence count padded up to a bucket (1, 2, 4, 8, then multiples
+ * of 8 up to GRAPH_MAX_SEQS) and the block-table stride padded up to a power of two. The
+ * padding sequences are token 0 at position 0 whose one block is the scratch block (a KV block
+ * beyond those the block manager hands out), so they write and read nothing of a real
+ * sequence; their rows are computed and ignored. The batch is copied into the same device
+ * region before every launch, so a graph replays with fixed addresses. A shape is captured the
+ * second time it is seen (its first run, eager, is the warm-up); devices that refuse capture
+ * (the CPU execution layer) run the padded shape eagerly, which is what the CPU tests check.
+ */
+#define GRAPH_MAX_SEQS 256
+#define MAX_GRAPHS 128
+
+static int graph_bucket(int n)
+{
+    if (n <= 1)
+        return 1;
+    if (n <= 8) {
+        int b = 2;
+        while (b < n)
+            b *= 2;
+        return b;
+    }
+    return (n + 7) / 8 * 8;
+}
+
+static int pow2_at_least(int n)
+{
+    int b = 1;
+    while (b < n)
+        b *= 2;
+    return b;
+}
+
+/* 1 when b is a decode step a graph can run: one token per sequence, every token's logits in
+ * order, no trace. */
+static int graphable(const cuda_backend *be, const glm_batch *b)
+{
+    if (!be->graphs_enabled || be->trace || b->n_tokens != b->n_seqs || b->n_logits != b->n_seqs ||
+        b->n_seqs > be->graph_max_seqs)
+        return 0;
+    for (int i = 0; i < b->n_logits; i++)
+        if (b->logits_index[i] != i)
+            return 0;
+    return 1;
+}
+
+/* The padded decode batch into the pinned twin, then one copy up. */
+static int upload_padded(cuda_backend *be, const glm_batch *b, const dims *d, char *err, size_t errlen)
+{
+    dstep *s = &be->s;
+    char *h = (char *)s->batch_host, *dv = (char *)s->batch_dev;
+#define HOST(ptr) ((void *)(h + ((char *)(ptr)-dv)))
+    int32_t *tok = (int32_t *)HOST(s->tok), *pos = (int32_t *)HOST(s->pos), *seq = (int32_t *)HOST(s->seq_of);
+    int32_t *bt = (int32_t *)HOST(s->bt), *li = (int32_t *)HOST(s->li);
+    int64_t *slot = (int64_t *)HOST(s->slot);
+#undef HOST
+    int n = b->n_seqs, B = d->n, MB = d->mbps, mb = b->max_blocks_per_seq;
+    for (int i = 0; i < B; i++) {
+        seq[i] = i;
+        li[i] = i;
+        int32_t *row = bt + (size_t)i * MB;
+        if (i < n) {
+            tok[i] = b->token_ids[i];
+            pos[i] = b->positions[i];
+            slot[i] = b->slot_mapping[i];
+            memcpy(row, b->block_tables + (size_t)i * mb, sizeof(int32_t) * (size_t)mb);
+            memset(row + mb, 0, sizeof(int32_t) * (size_t)(MB - mb));
+        } else {
+            tok[i] = 0;
+            pos[i] = 0;
+            slot[i] = (int64_t)be->scratch_block * be->block_size;
+            memset(row, 0, sizeof(int32_t) * (size_t)MB);
+            row[0] = be->scratch_block;
+        }
+    }
+    return copy_batch_up(be, B, (size_t)B * MB, B, err, errlen);
+}
+
+static int forward_graph(cuda_backend *be, const glm_batch *b, char *err, size_t errlen)
+{
+    dims d = {graph_bucket(b->n_seqs), 0, 0};
+    d.mbps = GLM_MIN(pow2_at_least(b->max_blocks_per_seq), be->base.info.limits.max_blocks_per_seq);
+    d.n_logits = d.n;
+    int rc = upload_padded(be, b, &d, err, errlen);
+    if (rc != GLM_OK)
+        return rc;
+    dgraph *g = NULL;
+    for (int i = 0; i < be->n_graphs; i++)
+        if (be->graphs[i].n == d.n && be->graphs[i].mbps == d.mbps)
+            g = &be->graphs[i];
+    if (!g && be->n_graphs < MAX_GRAPHS) {
+        g = &be->graphs[be->n_graphs++];
+        *g = (dgraph){d.n, d.mbps, 0, NULL};
+    }
+    if (g && g->exec) {
+        CUDA_TRY(cudaGraphLaunch(g->exec, be->stream));
+        return GLM_OK;
+    }
+    if (!g || g->runs++ == 0 || !be->capture_ok)
+        return run_layers(be, &d, err, errlen); /* warm-up, or no capture here: eager */
+    cudaGraph_t graph = NULL;
+    cudaError_t e = cudaStreamBeginCapture(be->stream, cudaStreamCaptureModeThreadLocal);
+    if (e == cudaErrorNotSupported) {
+        cudaGetLastError();
+        be->capture_ok = 0;
+        fprintf(stderr, "glm-server: cuda: the device refuses graph capture; decode steps run eagerly\n");
+        return run_layers(be, &d, err, errlen);
+    }
+    CUDA_TRY(e);
+    rc = run_layers(be, &d, err, errlen);
+    e = cudaStreamEndCapture(be->stream, &graph);
+    if (rc != GLM_OK) {
+        if (graph)
+            cudaGraphDestroy(graph);
+        return rc;
+    }
+    CUDA_TRY(e);
+    e = cudaGraphInstantiate(&g->exec, graph, 0);
+    cudaGraphDestroy(graph);
+    CUDA_TRY(e);
+    CUDA_TRY(cudaGraphLaunch(g->exec, be->stream));
+    return GLM_OK;
+}
+
+static int forward(cuda_backend *be, const glm_batch *b, char *err, size_t errlen)
+{
+    int rc;
+    if (graphable(be, b))
+        rc = forward_graph(be, b, err, errlen);
+    else if ((rc = upload_batch(be, b, err, errlen)) == GLM_OK) {
+        dims d = {b->n_tokens, b->max_blocks_per_seq, b->n_logits};
+        rc = run_layers(be, &d, err, errlen);
+    }
+    if (rc != GLM_OK)
+        return rc;
+    CUDA_TRY(cudaStreamSynchronize(be->stream));
     return GLM_OK;
 }
 
@@ -579,6 +759,10 @@ static void cuda_destroy(glm_backend *base)
         return;
     if (be->stream)
         cudaStreamSynchronize(be->stream);
+    for (int i = 0; be->graphs && i < be->n_graphs; i++)
+        if (be->graphs[i].exec)
+            cudaGraphExecDestroy(be->graphs[i].exec);
+    free(be->graphs);
     cudaFree(be->weights);
     cudaFree(be->kv);
     cudaFree(be->ws);
@@ -678,6 +862,7 @@ static int workspace_parts(cuda_backend *be, const glm_backend_params *p, part *
     PART(s->dsa_ws, s->dsa_ws_bytes);
     PART(s->moe_ws, s->moe_ws_bytes);
     PART(s->lt_ws, LT_WS_BYTES);
+    PART(s->blas_ws, BLAS_WS_BYTES);
 #undef PART
     *np_out = np;
     return GLM_OK;
@@ -788,6 +973,20 @@ extern "C" glm_backend *glm_cuda_backend_create(const glm_model *m, const glm_ba
         carve(bp, 6, base);
     }
     be->lin = (glm_cu_linear_ctx){be->blas, be->lt, be->s.lt_ws, LT_WS_BYTES, 0};
+    /* cuBLAS's own workspace, fixed (graph capture needs it) */
+    if (cublasSetWorkspace(be->blas, be->s.blas_ws, BLAS_WS_BYTES) != CUBLAS_STATUS_SUCCESS) {
+        glm_err(err, errlen, "cuda backend: cublasSetWorkspace failed");
+        goto fail;
+    }
+    /* decode graphs: the largest sequence count whose padded bucket fits every limit */
+    be->graphs_enabled = p->cuda_graphs != 0;
+    be->capture_ok = 1;
+    if (be->graphs_enabled) {
+        int cap = GLM_MIN(GLM_MIN(p->max_num_seqs, p->max_num_batched_tokens), GLM_MIN(Lr, GRAPH_MAX_SEQS));
+        while (be->graph_max_seqs < cap && graph_bucket(be->graph_max_seqs + 1) <= cap)
+            be->graph_max_seqs++;
+        be->graphs = (dgraph *)glm_calloc(MAX_GRAPHS, sizeof(dgraph));
+    }
 
     /* the KV cache: what is asked, or what remains of the device's share */
     per_block = kv_bytes_per_token(c, m, be->kv_dtype) * (size_t)p->block_size;
@@ -814,15 +1013,21 @@ extern "C" glm_backend *glm_cuda_backend_create(const glm_model *m, const glm_ba
                 p->block_size, per_block);
         goto fail;
     }
-    be->num_blocks = (int)nb;
-    if ((e = cudaMalloc(&be->kv, nb * per_block)) != cudaSuccess) {
+    /* one block more for the padding sequences of decode graphs, never handed out */
+    be->scratch_block = (int)nb;
+    be->num_blocks = (int)nb + (be->graphs_enabled ? 1 : 0);
+    if ((e = cudaMalloc(&be->kv, (size_t)be->num_blocks * per_block)) != cudaSuccess) {
         be->kv = NULL;
         glm_err(err, errlen, "cuda backend: cannot allocate a KV cache of %.2f GiB: %s", gib(nb * per_block),
                 cudaGetErrorString(e));
         goto fail;
     }
+    if ((e = cudaMemset(be->kv, 0, (size_t)be->num_blocks * per_block)) != cudaSuccess) {
+        glm_err(err, errlen, "cuda backend: cudaMemset: %s", cudaGetErrorString(e));
+        goto fail;
+    }
     {
-        size_t slots = nb * (size_t)p->block_size, es = glm_dtype_size(be->kv_dtype);
+        size_t slots = (size_t)be->num_blocks * (size_t)p->block_size, es = glm_dtype_size(be->kv_dtype);
         char *q = (char *)be->kv;
         for (int li = 0; li < c->num_hidden_layers; li++) {
             be->layers[li].latent = q;

@@ -35,12 +35,16 @@ int dyn_smem_limit(const void *func)
 using namespace glm_cpu;
 
 /* ---- the runtime API subset ------------------------------------------------------------------ */
-/* Device memory is host memory of the exact size asked for, so ASan sees overruns. */
+/* Device memory is host memory of the exact size asked for, so ASan sees overruns, aligned to
+ * 256 bytes as cudaMalloc's is (cuBLAS workspaces and vectorised loads rely on it). */
 cudaError_t cudaMalloc(void **p, size_t size)
 {
     if (!p) return set_error(cudaErrorInvalidValue);
-    *p = malloc(size ? size : 1);
-    return *p ? cudaSuccess : set_error(cudaErrorMemoryAllocation);
+    if (posix_memalign(p, 256, size ? size : 1) != 0) {
+        *p = nullptr;
+        return set_error(cudaErrorMemoryAllocation);
+    }
+    return cudaSuccess;
 }
 cudaError_t cudaFree(void *p)
 {

@@ -117,6 +117,17 @@ cublasStatus_t CUBLASWINAPI cublasSetStream_v2(cublasHandle_t handle, cudaStream
   return CUBLAS_STATUS_SUCCESS;
 }
 
+// The documented requirement: a workspace of size bytes aligned to 256 bytes (a null pointer only
+// with size 0, which makes cuBLAS run without one).
+cublasStatus_t CUBLASWINAPI cublasSetWorkspace_v2(cublasHandle_t handle, void* workspace,
+                                                  size_t workspaceSizeInBytes) {
+  Handle* h = blas(handle);
+  if (!h) return fail(CUBLAS_STATUS_NOT_INITIALIZED, "cublasSetWorkspace", "null or destroyed handle");
+  if (workspaceSizeInBytes > 0 && (!workspace || reinterpret_cast<uintptr_t>(workspace) % 256 != 0))
+    return fail(CUBLAS_STATUS_INVALID_VALUE, "cublasSetWorkspace", "workspace null or not 256-byte aligned");
+  return CUBLAS_STATUS_SUCCESS;  // the stand-in needs no scratch
+}
+
 cublasStatus_t CUBLASWINAPI cublasSetMathMode(cublasHandle_t handle, cublasMath_t mode) {
   Handle* h = blas(handle);
   if (!h) return fail(CUBLAS_STATUS_NOT_INITIALIZED, "cublasSetMathMode", "null or destroyed handle");
