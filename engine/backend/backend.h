@@ -44,7 +44,10 @@ typedef enum {
 
 struct glm_comm; /* the ranks' communicator (tensor parallelism); none yet */
 
-/* What a backend computes in (vLLM's --dtype). The CPU backend is float32 whatever is asked. */
+/* What a backend computes in (vLLM's --dtype). The CPU backend computes in float32; asked for
+ * GLM_COMPUTE_BF16 it also rounds where the CUDA backend's bfloat16 mode rounds (GEMM inputs,
+ * KV cache: cpu_backend.c), the reference the CUDA path is compared with. The server's flags
+ * always give the CPU backend GLM_COMPUTE_F32. */
 typedef enum {
     GLM_COMPUTE_AUTO = 0,  /* the backend's default: bfloat16 on CUDA */
     GLM_COMPUTE_BF16,      /* BF16 weights (F32 ones narrowed), BF16 KV cache, float32 accumulation */

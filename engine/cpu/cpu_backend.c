@@ -86,6 +86,8 @@ typedef struct {
     int max_ctx;              /* positions < max_ctx */
     void **sampler_ws;        /* [workers] -> glm_sampler_workspace_size(vocab) bytes */
     float *trace;             /* [L + 1, n, H] hidden states, or NULL */
+    float *xr[3];             /* [max(T, max_logits_rows), widest input]: GEMM inputs rounded as the
+                                 CUDA backend rounds them (emulation only, else NULL) */
 } step;
 
 typedef struct cpu_backend {
@@ -97,13 +99,95 @@ typedef struct cpu_backend {
     step s;                   /* the workspace */
     void *arena;              /* the one allocation behind it */
     size_t sampler_ws_size;
+    int emul;                 /* GLM_COMPUTE_BF16: round where the CUDA backend's bfloat16 mode does */
 } cpu_backend;
+
+/* ---- the CUDA backend's rounding points (GLM_COMPUTE_BF16) ---------------------------------
+ *
+ * With dtype GLM_COMPUTE_BF16 the CPU backend rounds exactly where the CUDA backend's default
+ * mode does, and nowhere else, so that the two can be compared tightly (tests/cuda): the input
+ * rows of a GEMM against a BF16 weight are rounded to BF16; against an FP8 weight they are
+ * quantised per 1 x 128 group to e4m3 with the scale amax / 448 (1 for an all-zero group) and
+ * used as q * scale; F32 weights (the router) take float32 inputs; the KV cache rows (latent and
+ * index keys) are stored rounded to BF16. The MoE experts and the MLA absorption/expansion read
+ * float32 activations on both backends. An F32 checkpoint's weights are not narrowed here (the
+ * CUDA backend narrows them), so the emulation is exact for BF16 and FP8 checkpoints only. The
+ * server never asks for it: its flags give the CPU backend float32. */
+
+static float bf16_round(float v) { return glm_bf16_to_f32(glm_f32_to_bf16(v)); }
+
+static void quant_row_e4m3(float *dst, const float *x, int cols)
+{
+    for (int g = 0; g < cols; g += 128) {
+        int e = GLM_MIN(cols, g + 128);
+        float amax = 0;
+        for (int k = g; k < e; k++)
+            amax = fmaxf(amax, fabsf(x[k]));
+        float sc = amax / 448.0f;
+        if (!(sc > 0))
+            sc = 1.0f;
+        for (int k = g; k < e; k++)
+            dst[k] = glm_e4m3_to_f32(glm_f32_to_e4m3(x[k] / sc)) * sc;
+    }
+}
+
+/* x [n, ldx] (first cols) as the CUDA backend feeds it to a GEMM against w: x itself, or a
+ * rounded copy in s->xr[slot] (row stride cols). */
+static const float *gemm_input(struct cpu_backend *be, int slot, const glm_weight *w, const float *x, int ldx,
+                               int n, int *ld_out);
+
 
 static glm_ref_paging paging(const step *s)
 {
     const glm_kv_cache *kv = s->be->kv;
     return (glm_ref_paging){s->b->block_tables, s->b->max_blocks_per_seq, kv->block_size,
                             (int64_t)kv->num_blocks * kv->block_size, s->seq_of, s->b->positions};
+}
+
+static const float *gemm_input(cpu_backend *be, int slot, const glm_weight *w, const float *x, int ldx, int n,
+                               int *ld_out)
+{
+    *ld_out = ldx;
+    if (!be->emul || w->dtype == GLM_DTYPE_F32)
+        return x;
+    int cols = w->cols;
+    float *dst = be->s.xr[slot];
+    for (int t = 0; t < n; t++) {
+        const float *xt = x + (size_t)t * ldx;
+        float *d = dst + (size_t)t * cols;
+        if (w->dtype == GLM_DTYPE_F8_E4M3)
+            quant_row_e4m3(d, xt, cols);
+        else
+            for (int k = 0; k < cols; k++)
+                d[k] = bf16_round(xt[k]);
+    }
+    *ld_out = cols;
+    return dst;
+}
+
+/* A job's input through gemm_input (slot: which rounding buffer it may use). */
+static void job_input(cpu_backend *be, int slot, glm_matmul_job *j)
+{
+    j->x = gemm_input(be, slot, j->w, j->x, j->ldx, j->n_tok, &j->ldx);
+}
+
+static void matmul_emul(cpu_backend *be, const glm_weight *w, const float *x, int ldx, int n, float *y, int ldy)
+{
+    int ld;
+    const float *xi = gemm_input(be, 0, w, x, ldx, n, &ld);
+    glm_matmul(be->pool, w, xi, ld, n, y, ldy);
+}
+
+/* Rows [n] of a cache written this step, rounded to BF16 in place (emulation). */
+static void round_cache_rows(cpu_backend *be, float *cache, const int64_t *slots, int n, int dim)
+{
+    if (!be->emul)
+        return;
+    for (int t = 0; t < n; t++)
+        for (int k = 0; k < dim; k++) {
+            float *v = cache + (size_t)slots[t] * dim + k;
+            *v = bf16_round(*v);
+        }
 }
 
 /* ---- DSA indexer ---------------------------------------------------------- */
@@ -121,6 +205,8 @@ static void run_indexer(step *s)
         {&L->idx_wk, 0, id, s->h, c->hidden_size, NULL, n, s->ik, id, 0},
         {&L->idx_weights_proj, 0, ih, s->h, c->hidden_size, NULL, n, s->iw, ih, 0},
     };
+    for (int j = 0; j < 3; j++)
+        job_input(s->be, j, &jobs[j]);
     glm_matmul_jobs(pool, jobs, 3);
     int il = c->indexer_rope_interleave;
     glm_ref_rope(pool, &(glm_ref_rope_params){n, ih, id, 0, rope, il, s->rope_cos, s->rope_sin, s->iq});
@@ -134,6 +220,7 @@ static void run_indexer(step *s)
         for (int hh = 0; hh < ih; hh++)
             s->iw[(size_t)t * ih + hh] *= wscale;
     }
+    round_cache_rows(s->be, icache, s->b->slot_mapping, n, id);
     glm_ref_dsa_params dp = {n, ih, id, c->index_topk, 1.0f / sqrtf((float)id), s->iq, s->iw, icache,
                              paging(s), s->max_ctx, s->topk};
     glm_ref_dsa_select(pool, &dp, s->op_ws, s->op_ws_size);
@@ -156,9 +243,11 @@ static void attention(step *s)
         {&L->q_a, 0, ql, s->h, H, NULL, n, qa, ql, 0},
         {&L->kv_a, 0, ld, s->h, H, NULL, n, s->kv_a, ld, 0},
     };
+    job_input(s->be, 0, &j1[0]);
+    job_input(s->be, 1, &j1[1]);
     glm_matmul_jobs(pool, j1, 2);
     glm_ref_rmsnorm(pool, &(glm_ref_norm_params){n, ql, qa, ql, L->q_a_norm, NULL, 1e-6f, qa, ql});
-    glm_matmul(pool, &L->q_b, qa, ql, n, s->q, heads * qd);
+    matmul_emul(s->be, &L->q_b, qa, ql, n, s->q, heads * qd);
 
     /* latent | roped k_pe of every new token into its cache slot, before attention */
     glm_ref_rmsnorm(pool, &(glm_ref_norm_params){n, R, s->kv_a, ld, L->kv_a_norm, NULL, 1e-6f, s->kv_a, ld});
@@ -167,6 +256,7 @@ static void attention(step *s)
     float *cache = s->be->kv->latent[s->li];
     for (int t = 0; t < n; t++)
         memcpy(cache + (size_t)s->b->slot_mapping[t] * ld, s->kv_a + (size_t)t * ld, sizeof(float) * (size_t)ld);
+    round_cache_rows(s->be, cache, s->b->slot_mapping, n, ld);
 
     glm_ref_mla_absorb_params ap = {n, heads, nope, rope, R, V, &L->kv_b, s->q, s->q_lat};
     glm_ref_mla_absorb(pool, &ap, s->op_ws, s->op_ws_size);
@@ -179,7 +269,7 @@ static void attention(step *s)
     glm_ref_mla_expand_params ep = {n, heads, nope, R, V, &L->kv_b, s->o_lat, s->attn};
     glm_ref_mla_expand(pool, &ep, s->op_ws, s->op_ws_size);
 
-    glm_matmul(pool, &L->o, s->attn, heads * V, n, s->tmp_h, H);
+    matmul_emul(s->be, &L->o, s->attn, heads * V, n, s->tmp_h, H);
     for (size_t i = 0; i < (size_t)n * H; i++)
         s->x[i] += s->tmp_h[i];
 }
@@ -191,9 +281,11 @@ static void dense_ffn(step *s, const glm_weight *g, const glm_weight *u, const g
     int n = s->n, H = s->be->c->hidden_size, I = g->rows;
     float *gb = s->ffn_g, *ub = s->ffn_u;
     glm_matmul_job j[2] = {{g, 0, I, s->h, H, NULL, n, gb, I, 0}, {u, 0, I, s->h, H, NULL, n, ub, I, 0}};
+    job_input(s->be, 0, &j[0]);
+    job_input(s->be, 1, &j[1]);
     glm_matmul_jobs(s->be->pool, j, 2);
     glm_swiglu(gb, ub, (size_t)n * I);
-    glm_matmul(s->be->pool, d, gb, I, n, out, H);
+    matmul_emul(s->be, d, gb, I, n, out, H);
 }
 
 static glm_ref_moe_experts_params experts_params(const glm_config *c, const glm_layer *L, int n, const float *x,
@@ -279,7 +371,7 @@ static int cpu_forward(glm_backend *base, const glm_batch *b, char *err, size_t 
         for (int i = 0; i < b->n_logits; i++)
             glm_rmsnorm(s->final_h + (size_t)i * H, s->x + (size_t)b->logits_index[i] * H, m->final_norm, H,
                         c->rms_norm_eps);
-        glm_matmul(be->pool, &m->lm_head, s->final_h, H, b->n_logits, s->logits, c->vocab_size);
+        matmul_emul(be, &m->lm_head, s->final_h, H, b->n_logits, s->logits, c->vocab_size);
     }
     s->n_logits = b->n_logits;
     (void)err;
@@ -414,6 +506,7 @@ glm_backend *glm_cpu_backend_create(const glm_model *m, const glm_backend_params
     be->m = m;
     be->c = c;
     be->pool = p->pool;
+    be->emul = p->dtype == GLM_COMPUTE_BF16;
     step *s = &be->s;
     s->be = be;
 
@@ -478,6 +571,10 @@ glm_backend *glm_cpu_backend_create(const glm_model *m, const glm_backend_params
     PART(s->final_h, sizeof(float) * Lr * H);
     PART(s->logits, sizeof(float) * Lr * V);
     PART(s->op_ws, op_ws);
+    /* the rounded GEMM inputs of the emulation: rows of the widest input */
+    size_t widest_in = GLM_MAX(GLM_MAX(H, (size_t)c->q_lora_rank), GLM_MAX(heads * c->v_head_dim, ffnI));
+    for (int i = 0; i < 3; i++)
+        PART(s->xr[i], be->emul ? sizeof(float) * GLM_MAX(T, Lr) * widest_in : 0);
     PART(stab, sizeof(void *) * (size_t)workers);
     for (int w = 0; w < workers; w++)
         PART(sws[w], be->sampler_ws_size);
