@@ -569,6 +569,15 @@ void test_checks(cublasHandle_t h) {
   EXPECT(cublasSetMathMode(h, (cublasMath_t)9), CUBLAS_STATUS_INVALID_VALUE);
   EXPECT(cublasSetMathMode(nullptr, CUBLAS_DEFAULT_MATH), CUBLAS_STATUS_NOT_INITIALIZED);
   EXPECT(cublasSetStream(nullptr, nullptr), CUBLAS_STATUS_NOT_INITIALIZED);
+  {
+    void* ws = aligned_alloc(256, 1024);
+    EXPECT(cublasSetWorkspace(h, ws, 1024), CUBLAS_STATUS_SUCCESS);
+    EXPECT(cublasSetWorkspace(h, static_cast<char*>(ws) + 16, 512), CUBLAS_STATUS_INVALID_VALUE);  // not 256-aligned
+    EXPECT(cublasSetWorkspace(h, nullptr, 512), CUBLAS_STATUS_INVALID_VALUE);
+    EXPECT(cublasSetWorkspace(h, nullptr, 0), CUBLAS_STATUS_SUCCESS);
+    EXPECT(cublasSetWorkspace(nullptr, ws, 1024), CUBLAS_STATUS_NOT_INITIALIZED);
+    free(ws);
+  }
   EXPECT(cublasDestroy(nullptr), CUBLAS_STATUS_NOT_INITIALIZED);
 
   // cuBLASLt: attribute values and sizes
