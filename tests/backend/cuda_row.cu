@@ -338,15 +338,28 @@ static void cu_rope(void *ctx, const glm_ref_rope_params *p)
 
 /* ---- linear --------------------------------------------------------------------------- */
 
-static void cu_linear(void *ctx, const glm_weight *w, const float *x, int ldx, int n, float *y, int ldy,
-                      int force_plain)
+/* One ctx for every call (as the backend keeps one per stream), with 2 cache slots: the cases'
+ * shapes keep replacing each other, so refilled slots are under test, and the first call of a
+ * case mostly misses while its repeat must hit. */
+static void cu_linear(void *ctx, const glm_weight *w, int row0, int n_rows, const float *x, int ldx, int n, float *y,
+                      int ldy, int force_plain, int *path, int *repeat_ok)
 {
     static cublasHandle_t blas;
     static cublasLtHandle_t lt;
-    if (!blas && (cublasCreate(&blas) != CUBLAS_STATUS_SUCCESS || cublasLtCreate(&lt) != CUBLAS_STATUS_SUCCESS)) {
-        fprintf(stderr, "cuda row: cannot create the cuBLAS handles\n");
-        exit(1);
+    static glm_cu_linear_ctx lc;
+    const size_t lt_bytes = (size_t)32 << 20;
+    if (!blas) {
+        if (cublasCreate(&blas) != CUBLAS_STATUS_SUCCESS || cublasLtCreate(&lt) != CUBLAS_STATUS_SUCCESS) {
+            fprintf(stderr, "cuda row: cannot create the cuBLAS handles\n");
+            exit(1);
+        }
+        lc.blas = blas;
+        lc.lt = lt;
+        lc.lt_ws = up(NULL, lt_bytes);
+        lc.lt_ws_bytes = lt_bytes;
+        lc.lt_cache_slots = 2;
     }
+    lc.force_plain_fp8 = force_plain;
     /* the weight in its own dtype (weight_up widens BF16 to F32): the BF16 path is under test */
     dev_weight dw;
     {
@@ -358,25 +371,42 @@ static void cu_linear(void *ctx, const glm_weight *w, const float *x, int ldx, i
         CK(glm_dweight_upload(&dw.w, w, mode, dw.mem, st, st_bytes, 0));
         CK(cudaFreeHost(st));
     }
-    size_t lt_bytes = (size_t)32 << 20;
-    void *lt_ws = up(NULL, lt_bytes);
-    glm_cu_linear_ctx lc = {blas, lt, lt_ws, lt_bytes, force_plain};
-    size_t ny = strided(n, ldy, w->rows);
+    size_t ny = strided(n, ldy, n_rows);
     float *dx = (float *)up(x, sizeof(float) * strided(n, ldx, w->cols));
-    float *dy = (float *)up(y, sizeof(float) * ny);
-    glm_cu_linear_params c = {n, &dw.w, 0, w->rows, dx, ldx, dy, ldy};
+    float *dy = (float *)up(y, sizeof(float) * ny), *dy2 = (float *)up(y, sizeof(float) * ny);
+    glm_cu_linear_params c = {n, &dw.w, row0, n_rows, dx, ldx, dy, ldy};
     size_t wsb = glm_cu_linear_workspace(&dw.w, n);
     void *ws = up(NULL, wsb);
     char err[256];
+    glm_cu_linear_stats s0 = lc.stats;
     if (glm_cu_linear(&lc, &c, ws, wsb, 0, err, sizeof err) != 0) {
         fprintf(stderr, "cuda row: linear: %s\n", err);
         exit(1);
     }
+    glm_cu_linear_stats s1 = lc.stats;
+    c.y = dy2;
+    if (glm_cu_linear(&lc, &c, ws, wsb, 0, err, sizeof err) != 0) {
+        fprintf(stderr, "cuda row: linear (repeat): %s\n", err);
+        exit(1);
+    }
+    glm_cu_linear_stats s2 = lc.stats;
+    *path = s1.fp8_plain > s0.fp8_plain ? CUDA_ROW_LIN_PLAIN
+            : s1.fp8_lt_staged > s0.fp8_lt_staged ? CUDA_ROW_LIN_LT_STAGED
+            : s1.fp8_lt > s0.fp8_lt ? CUDA_ROW_LIN_LT
+                                    : CUDA_ROW_LIN_OTHER;
     down(y, dy, sizeof(float) * ny);
+    float *y2 = (float *)malloc(sizeof(float) * (ny ? ny : 1));
+    down(y2, dy2, sizeof(float) * ny);
+    *repeat_ok = s2.lt_heuristic == s1.lt_heuristic && s2.lt_layouts_created == s1.lt_layouts_created &&
+                 s2.lt_layouts_created <= 3 * (unsigned long)lc.lt_cache_slots &&
+                 s2.fp8_lt - s1.fp8_lt == s1.fp8_lt - s0.fp8_lt &&
+                 s2.fp8_plain - s1.fp8_plain == s1.fp8_plain - s0.fp8_plain &&
+                 memcmp(y, y2, sizeof(float) * ny) == 0;
+    free(y2);
     cudaFree(dx);
     cudaFree(dy);
+    cudaFree(dy2);
     cudaFree(ws);
-    cudaFree(lt_ws);
     cudaFree(dw.mem);
 }
 

@@ -14,6 +14,14 @@ extern "C" {
 
 #include "cpu/ref_ops.h"
 
+/* What a cuda linear ran (the linear adapter's *path). */
+enum {
+    CUDA_ROW_LIN_OTHER = 0,    /* F32 / BF16: cuBLAS */
+    CUDA_ROW_LIN_PLAIN = 1,    /* FP8: the plain kernel */
+    CUDA_ROW_LIN_LT = 2,       /* FP8: cuBLASLt, every row straight into y */
+    CUDA_ROW_LIN_LT_STAGED = 3 /* FP8: cuBLASLt, some rows through its 4-row buffer */
+};
+
 /* The adapters (ctx unused). cuda_row_init sets each pointer to its adapter, or
  * to NULL where the launcher is not built (the op is then skipped). */
 typedef struct {
@@ -27,9 +35,13 @@ typedef struct {
     void (*layernorm)(void *ctx, const glm_ref_norm_params *p);
     void (*rope_angles)(void *ctx, const glm_ref_rope_angles_params *p);
     void (*rope)(void *ctx, const glm_ref_rope_params *p);
-    /* y[n, rows] = x[n, ldx] w^T through glm_cu_linear; force_plain: the plain FP8 kernel */
-    void (*linear)(void *ctx, const glm_weight *w, const float *x, int ldx, int n, float *y, int ldy,
-                   int force_plain);
+    /* y[n, n_rows] = x[n, ldx] w[row0:row0+n_rows]^T through glm_cu_linear; force_plain: the
+     * plain FP8 kernel. *path: for FP8, CUDA_ROW_LIN_PLAIN, _LT or _LT_STAGED (what ran), else
+     * CUDA_ROW_LIN_OTHER. *repeat_ok: the same call repeated ran from the cuBLASLt cache (no
+     * heuristic query, nothing created, the cache's layouts bounded by its slots) and gave
+     * the same bits. */
+    void (*linear)(void *ctx, const glm_weight *w, int row0, int n_rows, const float *x, int ldx, int n, float *y,
+                   int ldy, int force_plain, int *path, int *repeat_ok);
 } cuda_row_ops;
 
 void cuda_row_init(cuda_row_ops *ops);

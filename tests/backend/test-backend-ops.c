@@ -209,9 +209,11 @@ typedef struct {
     void (*layernorm)(void *ctx, const glm_ref_norm_params *p);
     void (*rope_angles)(void *ctx, const glm_ref_rope_angles_params *p);
     void (*rope)(void *ctx, const glm_ref_rope_params *p);
-    /* y[n, w->rows] = x[n, ldx] w^T; force_plain: a backend's plain kernel instead of its library GEMM */
-    void (*linear)(void *ctx, const glm_weight *w, const float *x, int ldx, int n, float *y, int ldy,
-                   int force_plain);
+    /* y[n, n_rows] = x[n, ldx] w[row0:row0+n_rows]^T; force_plain: a backend's plain kernel instead
+     * of its library GEMM; *path, *repeat_ok: what ran and whether a repeat ran from the library
+     * cache (cuda_row.h; a CPU row leaves them) */
+    void (*linear)(void *ctx, const glm_weight *w, int row0, int n_rows, const float *x, int ldx, int n, float *y,
+                   int ldy, int force_plain, int *path, int *repeat_ok);
 } backend;
 
 /* CPU rows: ctx is the pool (NULL = calling thread). The workspace is handed
@@ -246,13 +248,14 @@ static void cpu_layernorm(void *ctx, const glm_ref_norm_params *p) { glm_ref_lay
 static void cpu_rope_angles(void *ctx, const glm_ref_rope_angles_params *p) { glm_ref_rope_angles(p); }
 static void cpu_rope(void *ctx, const glm_ref_rope_params *p) { glm_ref_rope(ctx, p); }
 
-static void cpu_linear(void *ctx, const glm_weight *w, const float *x, int ldx, int n, float *y, int ldy,
-                       int force_plain)
+static void cpu_linear(void *ctx, const glm_weight *w, int row0, int n_rows, const float *x, int ldx, int n, float *y,
+                       int ldy, int force_plain, int *path, int *repeat_ok)
 {
     glm_pool *pool = ctx;
     if (pool)
         glm_pool_reserve(pool, glm_matmul_scratch_bytes(w->cols));
-    glm_matmul(pool, w, x, ldx, n, y, ldy);
+    glm_matmul_job job = {w, row0, n_rows, x, ldx, NULL, n, y, ldy, 0};
+    glm_matmul_jobs(pool, &job, 1);
 }
 
 static void *cpu_init_serial(void) { return NULL; }
@@ -1353,10 +1356,20 @@ static void test_rope_angles(int n, int dim, double theta, int max_pos, uint64_t
 
 /* ---- linear ----------------------------------------------------------------------- */
 
+/* The path the cuda row's FP8 linear must take (cuda_row.h's CUDA_ROW_LIN_*); LIN_ANY: not checked. */
+enum { LIN_ANY = 0, LIN_PLAIN = 1, LIN_LT = 2, LIN_LT_STAGED = 3 };
+#if GLM_TEST_CUDA
+_Static_assert((int)LIN_PLAIN == (int)CUDA_ROW_LIN_PLAIN && (int)LIN_LT == (int)CUDA_ROW_LIN_LT &&
+                   (int)LIN_LT_STAGED == (int)CUDA_ROW_LIN_LT_STAGED,
+               "the LINEAR cases' paths are cuda_row.h's");
+#endif
+
 typedef struct {
     int n, rows, cols, ldx, ldy;
     glm_dtype dt;
     int block;      /* FP8 block edge: 128 (128 x 128) or 0 (the 4 x 8 blocks) */
+    int path;       /* FP8: LIN_PLAIN, LIN_LT or LIN_LT_STAGED, the cuda row's path */
+    int row0, n_rows; /* the slice of the weight's rows multiplied; n_rows 0: rows - row0 */
 } linear_case;
 
 /* v rounded to the nearest e4m3 value, ties to the even code, saturated to +-448 (CUDA's
@@ -1437,19 +1450,29 @@ static const char *dtype_tag(glm_dtype dt)
     return dt == GLM_DTYPE_F32 ? "f32" : dt == GLM_DTYPE_BF16 ? "bf16" : "fp8";
 }
 
+static const char *lin_path_name(int path)
+{
+    return path == LIN_PLAIN ? "plain" : path == LIN_LT ? "cuBLASLt" : path == LIN_LT_STAGED ? "cuBLASLt staged" : "-";
+}
+
 static void test_linear(const linear_case *lc, uint64_t seed)
 {
     rng r = {seed};
-    int n = lc->n, R = lc->rows, K = lc->cols, ldx = lc->ldx, ldy = lc->ldy;
+    int n = lc->n, W = lc->rows, K = lc->cols, ldx = lc->ldx, ldy = lc->ldy;
+    int row0 = lc->row0, R = lc->n_rows ? lc->n_rows : W - row0;
     int fp8 = lc->dt == GLM_DTYPE_F8_E4M3, blk = lc->block ? lc->block : 4;
-    char desc[160];
+    char desc[160], rows[48];
+    if (row0 || R != W)
+        snprintf(rows, sizeof rows, "rows=[%d,%d) of %d", row0, row0 + R, W);
+    else
+        snprintf(rows, sizeof rows, "rows=%d", W);
     if (fp8)
-        snprintf(desc, sizeof desc, "n=%d,rows=%d,cols=%d,ldx=%d,ldy=%d,fp8 %dx%d", n, R, K, ldx, ldy, blk,
+        snprintf(desc, sizeof desc, "n=%d,%s,cols=%d,ldx=%d,ldy=%d,fp8 %dx%d", n, rows, K, ldx, ldy, blk,
                  lc->block ? lc->block : 8);
     else
-        snprintf(desc, sizeof desc, "n=%d,rows=%d,cols=%d,ldx=%d,ldy=%d,%s", n, R, K, ldx, ldy, dtype_tag(lc->dt));
+        snprintf(desc, sizeof desc, "n=%d,%s,cols=%d,ldx=%d,ldy=%d,%s", n, rows, K, ldx, ldy, dtype_tag(lc->dt));
     test_weight tw;
-    weight_make_blocks(&tw, &r, lc->dt, R, K, 1.0 / sqrt((double)K), blk, lc->block ? lc->block : 8);
+    weight_make_blocks(&tw, &r, lc->dt, W, K, 1.0 / sqrt((double)K), blk, lc->block ? lc->block : 8);
     /* x with NaN in the columns past cols, which must not be read */
     float *x = glm_malloc(sizeof(float) * (size_t)n * ldx);
     for (int t = 0; t < n; t++)
@@ -1459,10 +1482,11 @@ static void test_linear(const linear_case *lc, uint64_t seed)
         memset(x + (size_t)2 * ldx, 0, sizeof(float) * (size_t)(K < 128 ? K : 128));
     double *xd = glm_malloc(sizeof(double) * (size_t)n * K);
     double *ref = glm_malloc(sizeof(double) * (size_t)n * R), *ref_cuda = glm_malloc(sizeof(double) * (size_t)n * R);
+    const double *wref = tw.ref + (size_t)row0 * K;
     linear_cuda_x(GLM_DTYPE_F32, x, ldx, n, K, xd);
-    linear_ref(xd, tw.ref, n, R, K, ref);
+    linear_ref(xd, wref, n, R, K, ref);
     linear_cuda_x(lc->dt, x, ldx, n, K, xd);
-    linear_ref(xd, tw.ref, n, R, K, ref_cuda);
+    linear_ref(xd, wref, n, R, K, ref_cuda);
     size_t ny = (size_t)n * ldy;
     float *first = NULL;
     for (int b = 0; b < N_BACKENDS; b++) {
@@ -1470,15 +1494,21 @@ static void test_linear(const linear_case *lc, uint64_t seed)
             continue;
         int cuda = strcmp(backends[b].name, "cuda") == 0;
         float *y = out_f32(ny);
-        backends[b].linear(backends[b].ctx, &tw.w, x, ldx, n, y, ldy, 0);
+        int path = LIN_ANY, repeat_ok = 1;
+        backends[b].linear(backends[b].ctx, &tw.w, row0, R, x, ldx, n, y, ldy, 0, &path, &repeat_ok);
         int pad_ok;
         float *dense = linear_dense(y, n, R, ldy, &pad_ok);
         double e = nmse(dense, cuda ? ref_cuda : ref, (size_t)n * R), tol = TOL_NMSE * backends[b].tol_scale;
         report("LINEAR", desc, backends[b].name, cuda && lc->dt != GLM_DTYPE_F32 ? "NMSE vs x as quantised" : "NMSE",
                e, tol, e <= tol && pad_ok && guard_f32_ok(y, ny));
-        if (cuda && fp8) { /* the plain FP8 kernel against the library path (the same where it fell back) */
+        if (cuda && fp8) { /* the path taken, the cache on a repeat, then the plain kernel against it */
+            char what[64];
+            snprintf(what, sizeof what, "path %s, repeat same%s", lin_path_name(path),
+                     path == LIN_LT || path == LIN_LT_STAGED ? " from cache" : "");
+            report_flag("LINEAR", desc, "cuda", what, (lc->path == LIN_ANY || path == lc->path) && repeat_ok);
             float *yp = out_f32(ny);
-            backends[b].linear(backends[b].ctx, &tw.w, x, ldx, n, yp, ldy, 1);
+            int path_p = LIN_ANY, repeat_p = 1;
+            backends[b].linear(backends[b].ctx, &tw.w, row0, R, x, ldx, n, yp, ldy, 1, &path_p, &repeat_p);
             int pad_p;
             float *dp = linear_dense(yp, n, R, ldy, &pad_p);
             double *dd = glm_malloc(sizeof(double) * ((size_t)n * R + 1));
@@ -1486,7 +1516,7 @@ static void test_linear(const linear_case *lc, uint64_t seed)
                 dd[i] = dense[i];
             double ep = nmse(dp, ref_cuda, (size_t)n * R), ea = nmse(dp, dd, (size_t)n * R);
             report("LINEAR", desc, "cuda-plain", "NMSE vs x as quantised", ep, tol,
-                   ep <= tol && pad_p && guard_f32_ok(yp, ny));
+                   ep <= tol && pad_p && guard_f32_ok(yp, ny) && path_p == LIN_PLAIN && repeat_p);
             report("LINEAR", desc, "cuda-plain", "NMSE vs cuda", ea, tol, ea <= tol);
             free(dd);
             free(dp);
@@ -1584,21 +1614,41 @@ static const rope_case rope_cases[] = {
 };
 
 static const linear_case linear_cases[] = {
-    /* n, rows, cols, ldx, ldy, dtype, FP8 block (0: 4 x 8) */
-    {1, 19, 45, 45, 19, GLM_DTYPE_F32, 0},
-    {5, 37, 53, 60, 41, GLM_DTYPE_F32, 0},
-    {33, 128, 256, 256, 132, GLM_DTYPE_F32, 0},
-    {1, 24, 40, 44, 27, GLM_DTYPE_BF16, 0},
-    {7, 45, 130, 133, 50, GLM_DTYPE_BF16, 0},
-    {40, 128, 128, 128, 128, GLM_DTYPE_BF16, 0},
-    {1, 19, 45, 47, 21, GLM_DTYPE_F8_E4M3, 0},     /* partial 4 x 8 blocks */
-    {17, 64, 300, 301, 67, GLM_DTYPE_F8_E4M3, 0},   /* a partial last 1 x 128 group */
-    {8, 256, 256, 260, 260, GLM_DTYPE_F8_E4M3, 128}, /* cuBLASLt's shapes */
-    {12, 128, 384, 390, 132, GLM_DTYPE_F8_E4M3, 128}, /* 3 K blocks: scale rows padded to 4 */
-    {40, 128, 256, 256, 128, GLM_DTYPE_F8_E4M3, 128},
-    {3, 256, 256, 256, 260, GLM_DTYPE_F8_E4M3, 128},  /* n % 4 != 0: the plain kernel */
-    {4, 128, 128, 128, 130, GLM_DTYPE_F8_E4M3, 128},  /* ldy % 4 != 0: the plain kernel */
-    {9, 200, 300, 303, 203, GLM_DTYPE_F8_E4M3, 128},  /* partial 128 x 128 blocks */
+    /* n, rows, cols, ldx, ldy, dtype, FP8 block (0: 4 x 8), cuda FP8 path, row0, n_rows (0: the rest) */
+    {1, 19, 45, 45, 19, GLM_DTYPE_F32, 0, LIN_ANY, 0, 0},
+    {5, 37, 53, 60, 41, GLM_DTYPE_F32, 0, LIN_ANY, 0, 0},
+    {33, 128, 256, 256, 132, GLM_DTYPE_F32, 0, LIN_ANY, 0, 0},
+    {5, 37, 53, 60, 41, GLM_DTYPE_F32, 0, LIN_ANY, 7, 20},     /* a slice of the rows */
+    {1, 24, 40, 44, 27, GLM_DTYPE_BF16, 0, LIN_ANY, 0, 0},
+    {7, 45, 130, 133, 50, GLM_DTYPE_BF16, 0, LIN_ANY, 0, 0},
+    {40, 128, 128, 128, 128, GLM_DTYPE_BF16, 0, LIN_ANY, 0, 0},
+    {7, 45, 130, 133, 50, GLM_DTYPE_BF16, 0, LIN_ANY, 13, 30},
+    {1, 19, 45, 47, 21, GLM_DTYPE_F8_E4M3, 0, LIN_PLAIN, 0, 0},   /* partial 4 x 8 blocks */
+    {17, 64, 300, 301, 67, GLM_DTYPE_F8_E4M3, 0, LIN_PLAIN, 0, 0}, /* a partial last 1 x 128 group */
+    {17, 64, 300, 301, 67, GLM_DTYPE_F8_E4M3, 0, LIN_PLAIN, 13, 40}, /* a slice inside a 4 x 8 block row */
+    /* cuBLASLt's shapes */
+    {8, 256, 256, 260, 260, GLM_DTYPE_F8_E4M3, 128, LIN_LT, 0, 0},
+    {12, 128, 384, 390, 132, GLM_DTYPE_F8_E4M3, 128, LIN_LT, 0, 0}, /* 3 K blocks: scale rows padded to 4 */
+    {40, 128, 256, 256, 128, GLM_DTYPE_F8_E4M3, 128, LIN_LT, 0, 0},
+    /* n % 4 != 0 (decode): floor(n/4)*4 rows into y, the rest padded to 4 rows through the buffer */
+    {1, 256, 256, 256, 256, GLM_DTYPE_F8_E4M3, 128, LIN_LT_STAGED, 0, 0},
+    {2, 128, 384, 390, 132, GLM_DTYPE_F8_E4M3, 128, LIN_LT_STAGED, 0, 0},
+    {3, 256, 256, 256, 260, GLM_DTYPE_F8_E4M3, 128, LIN_LT_STAGED, 0, 0},
+    {5, 256, 256, 260, 260, GLM_DTYPE_F8_E4M3, 128, LIN_LT_STAGED, 0, 0},
+    {6, 128, 256, 256, 128, GLM_DTYPE_F8_E4M3, 128, LIN_LT_STAGED, 0, 0},
+    {7, 256, 128, 144, 264, GLM_DTYPE_F8_E4M3, 128, LIN_LT_STAGED, 0, 0},
+    {13, 128, 256, 256, 132, GLM_DTYPE_F8_E4M3, 128, LIN_LT_STAGED, 0, 0},
+    /* slices of the rows from a block row (the scale pointer moves with them) */
+    {3, 384, 256, 256, 256, GLM_DTYPE_F8_E4M3, 128, LIN_LT_STAGED, 128, 256},
+    {1, 384, 256, 256, 128, GLM_DTYPE_F8_E4M3, 128, LIN_LT_STAGED, 256, 128},
+    {8, 384, 256, 256, 260, GLM_DTYPE_F8_E4M3, 128, LIN_LT, 128, 128},
+    {6, 384, 384, 384, 384, GLM_DTYPE_F8_E4M3, 128, LIN_LT_STAGED, 128, 128},
+    {4, 384, 256, 256, 256, GLM_DTYPE_F8_E4M3, 128, LIN_PLAIN, 64, 256}, /* not from a block row */
+    /* ldy % 4 != 0: up to 7 rows through the buffer, more on the plain kernel */
+    {4, 128, 128, 128, 130, GLM_DTYPE_F8_E4M3, 128, LIN_LT_STAGED, 0, 0},
+    {6, 128, 256, 256, 131, GLM_DTYPE_F8_E4M3, 128, LIN_LT_STAGED, 0, 0},
+    {9, 128, 128, 128, 130, GLM_DTYPE_F8_E4M3, 128, LIN_PLAIN, 0, 0},
+    {9, 200, 300, 303, 203, GLM_DTYPE_F8_E4M3, 128, LIN_PLAIN, 0, 0},  /* partial 128 x 128 blocks */
 };
 
 int main(int argc, char **argv)
