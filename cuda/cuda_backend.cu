@@ -774,6 +774,7 @@ static void cuda_destroy(glm_backend *base)
         free(be->sampler_ws[0]);
         free(be->sampler_ws);
     }
+    glm_cu_linear_ctx_release(&be->lin);
     if (be->lt)
         cublasLtDestroy(be->lt);
     if (be->blas)
