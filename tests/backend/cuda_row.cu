@@ -6,8 +6,7 @@
  * exact, FP8 kept as FP8 with its block scales), caches as float32, or as
  * BF16 when every value of the cache is a bf16 value (the cases that round
  * their cache to bf16: the kernels' BF16 path, read exactly): the row checks
- * the kernels' math at float32 tolerances. A launcher not built yet is a
- * weak symbol left NULL: its op is skipped.
+ * the kernels' math at float32 tolerances.
  */
 #include "cuda/glm_cuda.h"
 
@@ -23,21 +22,6 @@
 #include "cuda/norm.h"
 #include "tests/backend/cuda_row.h"
 
-#pragma weak glm_cu_mla_absorb
-#pragma weak glm_cu_mla_attn
-#pragma weak glm_cu_mla_attn_workspace
-#pragma weak glm_cu_mla_expand
-#pragma weak glm_cu_dsa_select
-#pragma weak glm_cu_dsa_workspace
-#pragma weak glm_cu_moe_route
-#pragma weak glm_cu_moe_experts
-#pragma weak glm_cu_moe_experts_workspace
-#pragma weak glm_cu_rmsnorm
-#pragma weak glm_cu_layernorm
-#pragma weak glm_cu_rope_angles
-#pragma weak glm_cu_rope
-#pragma weak glm_cu_linear
-#pragma weak glm_cu_linear_workspace
 
 #define CK(call)                                                                                    \
     do {                                                                                            \
@@ -414,29 +398,8 @@ static void cu_linear(void *ctx, const glm_weight *w, int row0, int n_rows, cons
 
 void cuda_row_init(cuda_row_ops *o)
 {
-    memset(o, 0, sizeof *o);
-    if (glm_cu_mla_absorb)
-        o->mla_absorb = cu_mla_absorb;
-    if (glm_cu_mla_attn && glm_cu_mla_attn_workspace)
-        o->mla_attn = cu_mla_attn;
-    if (glm_cu_mla_expand)
-        o->mla_expand = cu_mla_expand;
-    if (glm_cu_dsa_select && glm_cu_dsa_workspace)
-        o->dsa_select = cu_dsa_select;
-    if (glm_cu_moe_route)
-        o->moe_route = cu_moe_route;
-    if (glm_cu_moe_experts && glm_cu_moe_experts_workspace)
-        o->moe_experts = cu_moe_experts;
-    if (glm_cu_rmsnorm)
-        o->rmsnorm = cu_rmsnorm;
-    if (glm_cu_layernorm)
-        o->layernorm = cu_layernorm;
-    if (glm_cu_rope_angles)
-        o->rope_angles = cu_rope_angles;
-    if (glm_cu_rope)
-        o->rope = cu_rope;
-    if (glm_cu_linear && glm_cu_linear_workspace)
-        o->linear = cu_linear;
+    *o = (cuda_row_ops){cu_mla_absorb, cu_mla_attn, cu_mla_expand, cu_dsa_select, cu_moe_route, cu_moe_experts,
+                        cu_rmsnorm, cu_layernorm, cu_rope_angles, cu_rope, cu_linear};
 }
 
 const char *cuda_row_order(void)

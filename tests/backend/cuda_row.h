@@ -22,8 +22,7 @@ enum {
     CUDA_ROW_LIN_LT_STAGED = 3 /* FP8: cuBLASLt, some rows through its 4-row buffer */
 };
 
-/* The adapters (ctx unused). cuda_row_init sets each pointer to its adapter, or
- * to NULL where the launcher is not built (the op is then skipped). */
+/* The adapters (ctx unused); cuda_row_init fills every one. */
 typedef struct {
     void (*mla_absorb)(void *ctx, const glm_ref_mla_absorb_params *p);
     void (*mla_attn)(void *ctx, const glm_ref_mla_attn_params *p);
