@@ -17,6 +17,9 @@
  *   - logprobs within 1e-5 absolute (-inf exactly); top logprobs the same ids in the
  *     same order unless their logprobs tie within 1e-6;
  *   - the generator advanced by exactly one draw; the logits rows unchanged.
+ * The backend's sample op on the tiny checkpoint: a prompt's rows sampled through the
+ * device sampler, a host-replaced row (a logits processor's) and a row whose edits
+ * overflow the step's pool (both on the host), against glm_sampler_sample.
  * And one statistical check: the empirical distribution of 20000 device draws against
  * glm_sampler_distribution (chi-square, and total variation below 0.03).
  */
@@ -28,6 +31,8 @@
 
 #include "core/util.h"
 #include "cuda/sample.h"
+#include "sched/block_manager.h"
+#include "sched/model_runner.h"
 #include "tests/unit/testutil.h"
 
 #define LOGPROB_TOL 1e-5
@@ -510,6 +515,109 @@ START_TEST(distribution)
 }
 END_TEST
 
+/* The backend's sample op (cuda_backend.cu's sample_rows) on the tiny checkpoint: every
+ * row of a prompt sampled in one call under varied parameters, one row replaced on the
+ * host (r->logits), one whose logit_bias entries overflow the step's edit pool;
+ * results identical to glm_sampler_sample on the same rows, the rows unchanged. */
+START_TEST(backend_sample_op)
+{
+    char path[512], err[GLM_ERRLEN];
+    snprintf(path, sizeof path, "%s/tiny", test_models_dir());
+    glm_model *m = glm_model_load(path, err, sizeof err);
+    ck_assert_msg(m != NULL, "%s", err);
+    enum { NP = 12 };
+    int V = m->cfg.vocab_size;
+    int32_t prompt[NP];
+    test_rng r = {4};
+    for (int i = 0; i < NP; i++)
+        prompt[i] = test_rng_int(&r, 1, V - 1);
+    glm_runner_params rp;
+    glm_runner_params_default(&rp);
+    rp.backend = GLM_BACKEND_CUDA;
+    rp.dtype = GLM_COMPUTE_F32;
+    rp.cuda_graphs = 0;
+    rp.block_size = 16;
+    rp.max_num_batched_tokens = NP;
+    rp.max_num_seqs = 1;
+    rp.max_logits_rows = NP;
+    rp.max_model_len = 64;
+    rp.kv_cache_tokens = 64;
+    rp.n_threads = 1;
+    glm_runner *run = glm_runner_create(m, &rp, err, sizeof err);
+    ck_assert_msg(run != NULL, "%s", err);
+    const glm_batch_limits *l = &glm_runner_info(run)->limits;
+    glm_block_manager *bm = glm_bm_create(l->num_blocks, l->block_size, 0);
+    glm_sequence *seq = glm_seq_create(0, prompt, NP, 4);
+    int nn = NP;
+    ck_assert_msg(glm_runner_step_seqs(run, bm, &seq, &nn, 1, 1, err, sizeof err) == GLM_OK, "%s", err);
+    int32_t rows[NP];
+    for (int i = 0; i < NP; i++)
+        rows[i] = i;
+    float *x = malloc(sizeof(float) * NP * (size_t)V), *after = malloc(sizeof(float) * NP * (size_t)V);
+    ck_assert_msg(glm_runner_logits(run, rows, NP, x, err, sizeof err) == GLM_OK, "%s", err);
+
+    row_case cases[NP];
+    glm_sample_req reqs[NP];
+    glm_rng rngs[NP];
+    float *host_row = malloc(sizeof(float) * (size_t)V);
+    int n_big = NP * 4096 + 1000; /* the backend pools 4096 edits per logits row */
+    glm_sampling_logit_bias *big = malloc(sizeof *big * (size_t)n_big);
+    for (int i = 0; i < n_big; i++)
+        big[i] = (glm_sampling_logit_bias){(int32_t)(i % V), 0.001f};
+    for (int i = 0; i < NP; i++) {
+        make_case(&r, &cases[i], V, 25);
+        glm_rng_seed(&rngs[i], cases[i].seed);
+        reqs[i] = (glm_sample_req){NP - 1 - i, NULL, &cases[i].p, &rngs[i], cases[i].h};
+    }
+    /* row 3: a logits processor's replacement; row 5: more edits than the pool holds */
+    memcpy(host_row, x + (size_t)reqs[3].row * V, sizeof(float) * (size_t)V);
+    for (int i = 0; i < V; i += 3)
+        host_row[i] = -INFINITY;
+    reqs[3].logits = host_row;
+    cases[5].p.logit_bias = big;
+    cases[5].p.n_logit_bias = n_big;
+    glm_sampler_result got[NP];
+    ck_assert_msg(glm_runner_sample(run, reqs, NP, got, err, sizeof err) == GLM_OK, "%s", err);
+    ck_assert_msg(glm_runner_logits(run, rows, NP, after, err, sizeof err) == GLM_OK, "%s", err);
+    ck_assert_msg(memcmp(x, after, sizeof(float) * NP * (size_t)V) == 0, "the logits rows changed");
+
+    size_t wss = glm_sampler_workspace_size(V);
+    void *ws = glm_malloc_aligned(wss);
+    int same = 0;
+    for (int i = 0; i < NP; i++) {
+        glm_rng cr;
+        glm_rng_seed(&cr, cases[i].seed);
+        glm_sampler_result want;
+        const float *row = reqs[i].logits ? reqs[i].logits : x + (size_t)reqs[i].row * V;
+        glm_sampler_sample(&cases[i].p, &cr, row, V, &cases[i].h, ws, wss, &want);
+        ck_assert_msg(memcmp(&cr, &rngs[i], sizeof cr) == 0, "request %d: the generators differ", i);
+        ck_assert_msg(got[i].token == want.token && got[i].flags == want.flags && got[i].n_top == want.n_top,
+                      "request %d: token %d flags %u, CPU %d flags %u", i, got[i].token, got[i].flags, want.token,
+                      want.flags);
+        if (cases[i].p.logprobs) {
+            ck_assert(same_lp(got[i].logprob, want.logprob, LOGPROB_TOL));
+            for (int k = 0; k < want.n_top; k++)
+                ck_assert(got[i].top[k].id == want.top[k].id &&
+                          same_lp(got[i].top[k].logprob, want.top[k].logprob, LOGPROB_TOL));
+        }
+        same++;
+    }
+    printf("backend sample op: %d of %d requests as the CPU sampler (one host-replaced row, one over the edit pool)\n",
+           same, NP);
+    fflush(stdout);
+    free(ws);
+    free(big);
+    free(host_row);
+    free(x);
+    free(after);
+    glm_bm_release(bm, &seq->table);
+    glm_seq_free(seq);
+    glm_bm_free(bm);
+    glm_runner_free(run);
+    glm_model_free(m);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("cuda_sample");
@@ -519,6 +627,7 @@ int main(void)
     tcase_add_test(tc, against_cpu_small_vocabs);
     tcase_add_test(tc, against_cpu_glm5_vocab);
     tcase_add_test(tc, distribution);
+    tcase_add_test(tc, backend_sample_op);
     suite_add_tcase(s, tc);
     return test_run_suite(s);
 }
