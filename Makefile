@@ -97,7 +97,7 @@ $(BUILD)/cuda/%.o: cuda/%.cu
 
 # The same checks built with nvcc against the real CUDA libraries, for a machine with a GPU
 # (tests/gpu/run.sh): test-backend-ops with its cuda row, and the CUDA backend's forward test.
-GPU_TESTS = $(BUILD)/gpu/test-backend-ops $(BUILD)/gpu/test_cuda_backend
+GPU_TESTS = $(BUILD)/gpu/test-backend-ops $(BUILD)/gpu/test_cuda_backend $(BUILD)/gpu/test_cuda_sample
 gpu-tests: $(GPU_TESTS)
 $(BUILD)/gpu/cuda_row.o: tests/backend/cuda_row.cu
 	@mkdir -p $(dir $@)
@@ -105,6 +105,8 @@ $(BUILD)/gpu/cuda_row.o: tests/backend/cuda_row.cu
 $(BUILD)/gpu/test-backend-ops: $(BUILD)/tests/backend/test-backend-ops.o $(BUILD)/gpu/cuda_row.o $(CUDA_OBJ) $(ENGINE_OBJ)
 	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS_BASE) $(CUDA_LIBS)
 $(BUILD)/gpu/test_cuda_backend: $(BUILD)/tests/cuda/test_cuda_backend.o $(CUDA_OBJ) $(ENGINE_OBJ)
+	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS_BASE) $(CUDA_LIBS) $$(pkg-config --libs check)
+$(BUILD)/gpu/test_cuda_sample: $(BUILD)/tests/cuda/test_cuda_sample.o $(CUDA_OBJ) $(ENGINE_OBJ)
 	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS_BASE) $(CUDA_LIBS) $$(pkg-config --libs check)
 -include $(BUILD)/gpu/cuda_row.d
 
@@ -166,6 +168,7 @@ CUDA_CPU_CXXFLAGS = -std=c++17 -D_GNU_SOURCE -Wall -Wextra $(WERROR) -Wno-unused
                     -ffp-contract=off -I. -I$(CUDA_HOME)/include $(CXXFLAGS)
 CUDA_CPU_BIN = $(BUILD)/tests/test_cuda_cpu
 CUDA_BACKEND_TEST = $(BUILD)/tests/test_cuda_backend
+CUDA_SAMPLE_TEST = $(BUILD)/tests/test_cuda_sample
 CUDA_CPU_SERVER = $(BUILD)/glm-server-cuda-cpu
 # what make test builds of it: nothing without the toolkit's headers (tests/cli/cuda_cpu.sh then skips)
 TEST_CUDA_CPU_SERVER = $(if $(wildcard $(CUDA_HOME)/include/cublasLt.h),$(CUDA_CPU_SERVER))
@@ -191,13 +194,18 @@ $(BUILD)/cuda_cpu/%.o: %.cpp
 $(CUDA_BACKEND_TEST): $(BUILD)/tests/cuda/test_cuda_backend.o $(CUDA_ON_CPU_OBJ) $(ENGINE_OBJ)
 	$(CXX) $(CUDA_CPU_CXXFLAGS) -o $@ $^ $(LDLIBS_BASE) $$(pkg-config --libs check)
 -include $(BUILD)/tests/cuda/test_cuda_backend.d
+# The device sampler (cuda/sample.cu) against the CPU sampler, row by row.
+$(BUILD)/tests/cuda/test_cuda_sample.o: ALL_CFLAGS += -I$(CUDA_HOME)/include
+$(CUDA_SAMPLE_TEST): $(BUILD)/tests/cuda/test_cuda_sample.o $(CUDA_ON_CPU_OBJ) $(ENGINE_OBJ)
+	$(CXX) $(CUDA_CPU_CXXFLAGS) -o $@ $^ $(LDLIBS_BASE) $$(pkg-config --libs check)
+-include $(BUILD)/tests/cuda/test_cuda_sample.d
 # The whole server with its CUDA backend on the CPU execution layer: every black-box test can run
 # through the CUDA path without a GPU (tests/cli/*.sh with GLM_SERVER=$(CUDA_CPU_SERVER)).
 $(CUDA_CPU_SERVER): $(ENGINE_OBJ) $(SERVER_OBJ) $(CUDA_ON_CPU_OBJ)
 	$(CXX) $(CUDA_CPU_CXXFLAGS) -o $@ $^ $(LDLIBS_BASE)
 else
-.PHONY: $(CUDA_CPU_BIN) $(CUDA_BACKEND_TEST) $(CUDA_CPU_SERVER)
-$(CUDA_CPU_BIN) $(CUDA_BACKEND_TEST):
+.PHONY: $(CUDA_CPU_BIN) $(CUDA_BACKEND_TEST) $(CUDA_SAMPLE_TEST) $(CUDA_CPU_SERVER)
+$(CUDA_CPU_BIN) $(CUDA_BACKEND_TEST) $(CUDA_SAMPLE_TEST):
 	@mkdir -p $(dir $@)
 	printf '#!/bin/sh\necho "SKIP  CUDA toolkit headers not found: $(CUDA_HOME)/include/cuda_runtime_api.h"\nexit 77\n' > $@
 	chmod +x $@
@@ -276,11 +284,11 @@ $(REF_VENV)/.packages:
 goldens: $(REF_VENV)/.packages models/tiny/config.json models/tiny-bf16/config.json models/tiny-fp8/config.json
 	$(REF_VENV)/bin/python tests/golden/make_goldens.py
 
-test: glm-server $(UNIT_BIN) $(BACKEND_BIN) $(CUDA_CPU_BIN) $(CUDA_BACKEND_TEST) $(BLAS_TEST) $(TEST_CUDA_CPU_SERVER) \
+test: glm-server $(UNIT_BIN) $(BACKEND_BIN) $(CUDA_CPU_BIN) $(CUDA_BACKEND_TEST) $(CUDA_SAMPLE_TEST) $(BLAS_TEST) $(TEST_CUDA_CPU_SERVER) \
       $(TINY_MODELS) models/script/config.json
 	@bash tests/run_tests.sh $(BUILD)
 
-unit: $(UNIT_BIN) $(BACKEND_BIN) $(CUDA_CPU_BIN) $(CUDA_BACKEND_TEST) $(BLAS_TEST) $(TINY_MODELS)
+unit: $(UNIT_BIN) $(BACKEND_BIN) $(CUDA_CPU_BIN) $(CUDA_BACKEND_TEST) $(CUDA_SAMPLE_TEST) $(BLAS_TEST) $(TINY_MODELS)
 	@bash tests/run_tests.sh $(BUILD) unit
 
 integration: glm-server $(TEST_CUDA_CPU_SERVER) $(TINY_MODELS) models/script/config.json
@@ -296,7 +304,7 @@ bench: glm-server $(BUILD)/glm-bench $(BUILD)/glm-bench-serving models/small/con
 
 asan: $(TINY_MODELS)
 	$(MAKE) BUILD=build-asan OPT="-O1 -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer" \
-	        CUDA=0 build-asan/glm-mkmodel $(patsubst $(BUILD)/%,build-asan/%,$(UNIT_BIN) $(BACKEND_BIN) $(CUDA_CPU_BIN) $(CUDA_BACKEND_TEST) $(BLAS_TEST))
+	        CUDA=0 build-asan/glm-mkmodel $(patsubst $(BUILD)/%,build-asan/%,$(UNIT_BIN) $(BACKEND_BIN) $(CUDA_CPU_BIN) $(CUDA_BACKEND_TEST) $(CUDA_SAMPLE_TEST) $(BLAS_TEST))
 	bash tests/run_tests.sh build-asan unit
 
 # --- dependencies -----------------------------------------------------------

@@ -24,8 +24,10 @@
  *     rows, carved from one allocation by a table of sizes.
  *
  * A step: the batch goes up in one copy; the layers run on one stream; the
- * logits rows stay on the device until logits() or sample() asks for them.
- * Sampling runs on the host over the copied rows (the CPU backend's sampler).
+ * logits rows stay on the device until logits() asks for them. sample()
+ * runs the device sampler (cuda/sample.h) on them: only the tokens and the
+ * requested logprobs come back (see sample_rows for the rows that the host
+ * sampler takes instead).
  */
 #include "cuda/glm_cuda.h"
 
@@ -40,6 +42,7 @@
 #include "cuda/mla.h"
 #include "cuda/moe.h"
 #include "cuda/norm.h"
+#include "cuda/sample.h"
 
 extern "C" {
 #include "backend/backend.h"
@@ -50,6 +53,10 @@ extern "C" {
 #define STAGING_BYTES ((size_t)32 << 20)
 #define LT_WS_BYTES ((size_t)32 << 20)
 #define BLAS_WS_BYTES ((size_t)32 << 20)
+/* The device sampler's edits (penalties, logit_bias, min_tokens) per step: this many per
+ * logits row, pooled over the step's rows. 4096 covers the distinct ids of a long
+ * history; a row that finds the pool full is sampled on the host (sample_rows). */
+#define SAMPLE_EDITS_PER_ROW 4096
 
 /* ---- the device model ------------------------------------------------------------- */
 
@@ -94,6 +101,11 @@ typedef struct {
     float *logits;                          /* [max_logits, V] of the last forward */
     void *lin_ws, *attn_ws, *dsa_ws, *moe_ws, *lt_ws, *blas_ws;
     size_t lin_ws_bytes, attn_ws_bytes, dsa_ws_bytes, moe_ws_bytes;
+    void *smp_in;                           /* sampler input, one region: descs then edits */
+    size_t smp_in_bytes;
+    glm_cu_sample_desc *smp_desc;           /* [max_logits] */
+    glm_cu_sample_edit *smp_edit;           /* [max_logits * SAMPLE_EDITS_PER_ROW] */
+    glm_sampler_result *smp_out;            /* [max_logits] */
 } dstep;
 
 typedef struct cuda_backend {
@@ -119,8 +131,14 @@ typedef struct cuda_backend {
     int n_logits;                           /* rows the last forward kept */
     int max_ctx;
     float *host_rows;                       /* pinned [max_logits, V]: rows copied for sampling */
-    void **sampler_ws;                      /* [max_logits] host sampler workspaces */
+    void *sampler_ws;                       /* the host sampler's workspace (rows it samples, in turn) */
     size_t sampler_ws_size;
+    glm_cu_sample_host smp;                 /* descriptor preparation (host) */
+    void *smp_pinned;                       /* pinned twin of s.smp_in, then results [max_logits] */
+    glm_cu_sample_desc *smp_desc_h;
+    glm_cu_sample_edit *smp_edit_h;
+    glm_sampler_result *smp_out_h;
+    int *smp_slot;                          /* [max_logits] per request: result index, -1 host */
     float *trace;                           /* host [L + 1, n, H], or NULL */
     /* decode graphs (see "decode as CUDA graphs") */
     int graphs_enabled;                     /* p->cuda_graphs */
@@ -726,25 +744,96 @@ static int cuda_logits(glm_backend *base, const int32_t *rows, int n, float *out
     return GLM_OK;
 }
 
-static int cuda_sample(glm_backend *base, const glm_sample_req *reqs, int n, glm_sampler_result *out, char *err,
+/* ---- sampling ------------------------------------------------------------------------ */
+
+/* The device sampler's buffers: the pinned twin of the workspace's sampler input (the
+ * descriptors, then the edits: one copy up) followed by the results (one copy down),
+ * and the host state that prepares the descriptors. */
+static int sampler_init(cuda_backend *be, int Lr, char *err, size_t errlen)
+{
+    size_t in = be->s.smp_in_bytes, outb = sizeof(glm_sampler_result) * (size_t)Lr;
+    cudaError_t e = cudaMallocHost(&be->smp_pinned, in + outb);
+    if (e != cudaSuccess) {
+        be->smp_pinned = NULL;
+        return glm_err(err, errlen, "cuda backend: cannot allocate pinned memory: %s", cudaGetErrorString(e));
+    }
+    char *p = (char *)be->smp_pinned;
+    be->smp_desc_h = (glm_cu_sample_desc *)p;
+    be->smp_edit_h = (glm_cu_sample_edit *)(p + sizeof(glm_cu_sample_desc) * (size_t)Lr);
+    be->smp_out_h = (glm_sampler_result *)(p + in);
+    be->s.smp_desc = (glm_cu_sample_desc *)be->s.smp_in;
+    be->s.smp_edit = (glm_cu_sample_edit *)((char *)be->s.smp_in + sizeof(glm_cu_sample_desc) * (size_t)Lr);
+    be->smp_slot = (int *)glm_calloc((size_t)Lr, sizeof(int));
+    glm_cu_sample_host_init(&be->smp, be->c->vocab_size, be->smp_edit_h, Lr * SAMPLE_EDITS_PER_ROW);
+    return GLM_OK;
+}
+
+static void sampler_free(cuda_backend *be)
+{
+    if (be->smp_pinned)
+        cudaFreeHost(be->smp_pinned);
+    be->smp_pinned = NULL;
+    if (be->smp.tail)
+        glm_cu_sample_host_free(&be->smp);
+    free(be->smp_slot);
+    be->smp_slot = NULL;
+}
+
+/*
+ * Samples reqs [n] (rows validated, each at most once). A row without a host
+ * replacement goes to the device sampler: descriptors and edits up in one copy,
+ * one launch, the results down in one copy; the logits stay on the device. The
+ * host sampler (glm_sampler_sample) takes a row a logits processor replaced
+ * (r->logits, already on the host), and a row whose edits no longer fit in the
+ * step's pool (a long history under penalties): that one row is copied down. The
+ * generators advance the same either way (one draw per row).
+ */
+static int sample_rows(cuda_backend *be, const glm_sample_req *reqs, int n, glm_sampler_result *out, char *err,
                        size_t errlen)
 {
-    cuda_backend *be = (cuda_backend *)base;
     size_t V = (size_t)be->c->vocab_size;
+    int nd = 0;
+    glm_cu_sample_host_reset(&be->smp);
     for (int i = 0; i < n; i++) {
-        if (reqs[i].row < 0 || reqs[i].row >= be->n_logits)
-            return glm_err(err, errlen, "sample: logits row %d, the last step kept %d", reqs[i].row, be->n_logits);
-        if (!reqs[i].logits)
-            CUDA_TRY(cudaMemcpyAsync(be->host_rows + (size_t)i * V, be->s.logits + (size_t)reqs[i].row * V,
+        const glm_sample_req *r = &reqs[i];
+        be->smp_slot[i] = -1;
+        if (r->logits)
+            continue;
+        if (glm_cu_sample_host_add(&be->smp, r->params, r->rng, &r->hist, r->row, &be->smp_desc_h[nd]) == GLM_OK)
+            be->smp_slot[i] = nd++;
+        else
+            CUDA_TRY(cudaMemcpyAsync(be->host_rows + (size_t)i * V, be->s.logits + (size_t)r->row * V,
                                      sizeof(float) * V, cudaMemcpyDeviceToHost, be->stream));
+    }
+    if (nd > 0) {
+        size_t up = (char *)(be->smp_edit_h + be->smp.n) - (char *)be->smp_desc_h;
+        CUDA_TRY(cudaMemcpyAsync(be->s.smp_in, be->smp_desc_h, up, cudaMemcpyHostToDevice, be->stream));
+        glm_cu_sample_params sp = {nd, (int)V, be->s.logits, be->s.smp_desc, be->s.smp_edit, be->s.smp_out};
+        CUDA_TRY(glm_cu_sample(&sp, be->stream));
+        CUDA_TRY(cudaMemcpyAsync(be->smp_out_h, be->s.smp_out, sizeof(glm_sampler_result) * (size_t)nd,
+                                 cudaMemcpyDeviceToHost, be->stream));
     }
     CUDA_TRY(cudaStreamSynchronize(be->stream));
     for (int i = 0; i < n; i++) {
         const glm_sample_req *r = &reqs[i];
+        if (be->smp_slot[i] >= 0) {
+            out[i] = be->smp_out_h[be->smp_slot[i]];
+            continue;
+        }
         const float *row = r->logits ? r->logits : be->host_rows + (size_t)i * V;
-        glm_sampler_sample(r->params, r->rng, row, (int)V, &r->hist, be->sampler_ws[i], be->sampler_ws_size, &out[i]);
+        glm_sampler_sample(r->params, r->rng, row, (int)V, &r->hist, be->sampler_ws, be->sampler_ws_size, &out[i]);
     }
     return GLM_OK;
+}
+
+static int cuda_sample(glm_backend *base, const glm_sample_req *reqs, int n, glm_sampler_result *out, char *err,
+                       size_t errlen)
+{
+    cuda_backend *be = (cuda_backend *)base;
+    for (int i = 0; i < n; i++)
+        if (reqs[i].row < 0 || reqs[i].row >= be->n_logits)
+            return glm_err(err, errlen, "sample: logits row %d, the last step kept %d", reqs[i].row, be->n_logits);
+    return sample_rows(be, reqs, n, out, err, errlen);
 }
 
 static void cuda_trace_hidden(glm_backend *base, float *out)
@@ -770,11 +859,9 @@ static void cuda_destroy(glm_backend *base)
         cudaFreeHost(be->s.batch_host);
     if (be->host_rows)
         cudaFreeHost(be->host_rows);
-    if (be->sampler_ws) {
-        free(be->sampler_ws[0]);
-        free(be->sampler_ws);
-    }
+    free(be->sampler_ws);
     glm_cu_linear_ctx_release(&be->lin);
+    sampler_free(be);
     if (be->lt)
         cublasLtDestroy(be->lt);
     if (be->blas)
@@ -864,6 +951,9 @@ static int workspace_parts(cuda_backend *be, const glm_backend_params *p, part *
     PART(s->moe_ws, s->moe_ws_bytes);
     PART(s->lt_ws, LT_WS_BYTES);
     PART(s->blas_ws, BLAS_WS_BYTES);
+    s->smp_in_bytes = sizeof(glm_cu_sample_desc) * Lr + sizeof(glm_cu_sample_edit) * Lr * SAMPLE_EDITS_PER_ROW;
+    PART(s->smp_in, s->smp_in_bytes);
+    PART(s->smp_out, sizeof(glm_sampler_result) * Lr);
 #undef PART
     *np_out = np;
     return GLM_OK;
@@ -1040,17 +1130,17 @@ extern "C" glm_backend *glm_cuda_backend_create(const glm_model *m, const glm_ba
         }
     }
 
-    /* host side of sampling: pinned rows and one sampler workspace per row */
+    /* sampling: the device sampler's buffers; for the rows the host samples (replaced by a logits
+     * processor, or past the edit pool), pinned rows and one sampler workspace */
     if ((e = cudaMallocHost((void **)&be->host_rows, sizeof(float) * (size_t)Lr * c->vocab_size)) != cudaSuccess) {
         be->host_rows = NULL;
         glm_err(err, errlen, "cuda backend: cannot allocate pinned memory: %s", cudaGetErrorString(e));
         goto fail;
     }
     be->sampler_ws_size = glm_sampler_workspace_size(c->vocab_size);
-    be->sampler_ws = (void **)glm_calloc((size_t)Lr, sizeof(void *));
-    be->sampler_ws[0] = glm_malloc(be->sampler_ws_size * (size_t)Lr);
-    for (int i = 1; i < Lr; i++)
-        be->sampler_ws[i] = (char *)be->sampler_ws[0] + be->sampler_ws_size * (size_t)i;
+    be->sampler_ws = glm_malloc(be->sampler_ws_size);
+    if (sampler_init(be, Lr, err, errlen) != GLM_OK)
+        goto fail;
 
     be->base.info = (glm_backend_info){
         "cuda",

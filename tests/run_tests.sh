@@ -74,6 +74,7 @@ if [ "$ONLY" != cli ]; then
     # the CUDA backend's forward once more with the CPU layer's threads resumed in reverse order
     if [ -f "$BUILD/cuda_cpu/cuda/cuda_backend.o" ]; then
         run "unit: test_cuda_backend (reverse order)" env GLM_CUDA_CPU_ORDER=reverse "$BUILD/tests/test_cuda_backend"
+        run "unit: test_cuda_sample (reverse order)" env GLM_CUDA_CPU_ORDER=reverse "$BUILD/tests/test_cuda_sample"
     fi
     # the cuBLAS/cuBLASLt stand-in against a double reference (tests/cuda_cpu/blas/)
     if [ -x "$BUILD/tests/cuda_cpu/blas/test-cublas" ]; then

@@ -7,6 +7,7 @@
 #   3. runs the CUDA backend's forward on the tiny checkpoints: --dtype float32 against the
 #      transformers goldens, the default dtype against the CPU engine, BF16 and FP8
 #      (build/gpu/test_cuda_backend);
+#      the device sampler against the CPU sampler and its distribution (build/gpu/test_cuda_sample);
 #   4. runs the server tests (tests/cli/server.sh: the openai SDK, curl, raw sockets) with every
 #      server started with --device cuda.
 #
@@ -35,6 +36,7 @@ part "build (nvcc, sm_90a)" make -s -j"$JOBS" CUDA=1 glm-server gpu-tests models
     models/tiny-bf16/config.json models/tiny-fp8/config.json || exit 1
 part "test-backend-ops (cuda row on the GPU)" build/gpu/test-backend-ops
 part "CUDA forward on the tiny checkpoints" build/gpu/test_cuda_backend
+part "CUDA sampler against the CPU sampler" build/gpu/test_cuda_sample
 
 # the server tests of `make test`, every server they start given --device cuda (tests/cli/lib/serve.bash)
 part "serve --device cuda: tests/cli/server.sh (openai SDK, curl)" env GLM_SERVE_FLAGS="--device cuda" \
