@@ -54,17 +54,21 @@ __device__ __forceinline__ bool route_better(float va, int ia, float vb, int ib)
     return va > vb || (va == vb && ia < ib);
 }
 
-/* The warp's best (value, index) over the entries for which want(i) holds; all lanes get it. */
+/* The warp's best (value, index) over the entries for which want(i) holds; all lanes get it.
+ * NaN counts as -inf, so a row of NaN router logits (broken numerics upstream) still yields
+ * wanted entries (the lowest ids) and never an index outside [0, n). */
 template <class Want>
 __device__ __forceinline__ int warp_argmax(const float *v, int n, Want want)
 {
     float bv = -INFINITY;
     int bi = 0x7fffffff;
-    for (int i = (int)(threadIdx.x % 32); i < n; i += 32)
-        if (want(i) && route_better(v[i], i, bv, bi)) {
-            bv = v[i];
+    for (int i = (int)(threadIdx.x % 32); i < n; i += 32) {
+        float vi = v[i] == v[i] ? v[i] : -INFINITY;
+        if (want(i) && route_better(vi, i, bv, bi)) {
+            bv = vi;
             bi = i;
         }
+    }
     for (int d = 16; d >= 1; d >>= 1) {
         float ov = __shfl_xor_sync(FULL_MASK, bv, d);
         int oi = __shfl_xor_sync(FULL_MASK, bi, d);
