@@ -11,6 +11,8 @@
 #   make golden-venv  the reference environment (.venv-ref: torch, transformers); not part of make test
 #   make goldens    regenerate tests/golden/tiny/ with transformers (needs golden-venv; by hand only)
 #   make bench      engine benchmark on models/small
+#   make build/glm-bench-rank  one GLM-5 rank's slice on the CUDA backend (tests/bench/bench_rank.c; nvcc);
+#                   build/glm-bench-rank-cuda-cpu is the same on the CPU execution layer
 #   make gpu-tests  the op checks and the CUDA forward test built with nvcc for a GPU (tests/gpu/run.sh)
 #   make cuda-cpu   build/glm-server-cuda-cpu: the server with its CUDA backend on the CPU execution layer
 #   make asan       build + unit tests with AddressSanitizer/UBSan into build-asan/
@@ -120,6 +122,22 @@ $(BUILD)/glm-mkmodel: $(BUILD)/tests/models/mkmodel.o $(BUILD)/tests/models/mksc
 $(BUILD)/glm-bench: $(BUILD)/tests/bench/bench_engine.o $(BUILD)/server/backend_flags.o $(ENGINE_OBJ) $(CUDA_OBJ)
 	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS_BASE) $(CUDA_LIBS)
 
+# One GLM-5 rank's slice on the CUDA backend (tests/bench/bench_rank.c): built with nvcc for a GPU, and on
+# the CPU execution layer (glm-bench-rank-cuda-cpu, under $(BUILD) with the layer's other programs below).
+BENCH_RANK_OBJ = $(BUILD)/tests/bench/bench_rank.o
+ifneq ($(NVCC),)
+$(BUILD)/tests/bench/bench_rank_cuda.o: tests/bench/bench_rank_cuda.cu
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVCCFLAGS) -MMD -MP -c -o $@ $<
+$(BUILD)/glm-bench-rank: $(BENCH_RANK_OBJ) $(BUILD)/tests/bench/bench_rank_cuda.o $(ENGINE_OBJ) $(CUDA_OBJ)
+	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS_BASE) $(CUDA_LIBS)
+-include $(BUILD)/tests/bench/bench_rank_cuda.d
+else
+.PHONY: $(BUILD)/glm-bench-rank
+$(BUILD)/glm-bench-rank:
+	@echo "$@ needs nvcc (the CUDA toolkit) on PATH; without a GPU build $(BUILD)/glm-bench-rank-cuda-cpu"; exit 1
+endif
+
 $(BUILD)/glm-bench-serving: $(BUILD)/tests/bench/bench_serving.o $(ENGINE_OBJ)
 	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS_BASE)
 
@@ -170,8 +188,10 @@ CUDA_CPU_BIN = $(BUILD)/tests/test_cuda_cpu
 CUDA_BACKEND_TEST = $(BUILD)/tests/test_cuda_backend
 CUDA_SAMPLE_TEST = $(BUILD)/tests/test_cuda_sample
 CUDA_CPU_SERVER = $(BUILD)/glm-server-cuda-cpu
-# what make test builds of it: nothing without the toolkit's headers (tests/cli/cuda_cpu.sh then skips)
-TEST_CUDA_CPU_SERVER = $(if $(wildcard $(CUDA_HOME)/include/cublasLt.h),$(CUDA_CPU_SERVER))
+BENCH_RANK_CPU = $(BUILD)/glm-bench-rank-cuda-cpu
+# what make test builds of them: nothing without the toolkit's headers (tests/cli/cuda_cpu.sh and
+# tests/cli/bench_rank.sh then skip)
+TEST_CUDA_CPU_SERVER = $(if $(wildcard $(CUDA_HOME)/include/cublasLt.h),$(CUDA_CPU_SERVER) $(BENCH_RANK_CPU))
 ifneq ($(wildcard $(CUDA_HOME)/include/cuda_runtime_api.h),)
 $(BUILD)/tests/cuda_cpu/%.o: tests/cuda_cpu/%.cpp
 	@mkdir -p $(dir $@)
@@ -203,8 +223,14 @@ $(CUDA_SAMPLE_TEST): $(BUILD)/tests/cuda/test_cuda_sample.o $(CUDA_ON_CPU_OBJ) $
 # through the CUDA path without a GPU (tests/cli/*.sh with GLM_SERVER=$(CUDA_CPU_SERVER)).
 $(CUDA_CPU_SERVER): $(ENGINE_OBJ) $(SERVER_OBJ) $(CUDA_ON_CPU_OBJ)
 	$(CXX) $(CUDA_CPU_CXXFLAGS) -o $@ $^ $(LDLIBS_BASE)
+# The rank-slice benchmark on the layer: its smoke test (tests/cli/bench_rank.sh); times mean nothing.
+$(BENCH_RANK_CPU): $(BENCH_RANK_OBJ) $(BUILD)/cuda_cpu/tests/bench/bench_rank_cuda.o $(CUDA_ON_CPU_OBJ) $(ENGINE_OBJ)
+	$(CXX) $(CUDA_CPU_CXXFLAGS) -o $@ $^ $(LDLIBS_BASE)
+-include $(BUILD)/cuda_cpu/tests/bench/bench_rank_cuda.d
 else
-.PHONY: $(CUDA_CPU_BIN) $(CUDA_BACKEND_TEST) $(CUDA_SAMPLE_TEST) $(CUDA_CPU_SERVER)
+.PHONY: $(CUDA_CPU_BIN) $(CUDA_BACKEND_TEST) $(CUDA_SAMPLE_TEST) $(CUDA_CPU_SERVER) $(BENCH_RANK_CPU)
+$(BENCH_RANK_CPU):
+	@echo "$@ needs the CUDA toolkit's headers ($(CUDA_HOME)/include)"; exit 1
 $(CUDA_CPU_BIN) $(CUDA_BACKEND_TEST) $(CUDA_SAMPLE_TEST):
 	@mkdir -p $(dir $@)
 	printf '#!/bin/sh\necho "SKIP  CUDA toolkit headers not found: $(CUDA_HOME)/include/cuda_runtime_api.h"\nexit 77\n' > $@
@@ -213,7 +239,7 @@ $(CUDA_CPU_SERVER):
 	@echo "make cuda-cpu needs the CUDA toolkit's headers ($(CUDA_HOME)/include)"; exit 1
 endif
 -include $(BUILD)/tests/models/mkmodel.d $(BUILD)/tests/models/mkscript.d $(BUILD)/tests/bench/bench_engine.d $(BUILD)/tests/bench/bench_tokenizer.d $(BUILD)/tests/bench/bench_serving.d \
-         $(BUILD)/tests/bench/bench_grammar.d
+         $(BUILD)/tests/bench/bench_grammar.d $(BUILD)/tests/bench/bench_rank.d
 
 # --- models -----------------------------------------------------------------
 

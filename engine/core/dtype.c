@@ -98,22 +98,30 @@ const float *glm_e4m3_table(void)
 
 uint8_t glm_f32_to_e4m3(float f)
 {
-    const float *t = glm_e4m3_table();
     if (isnan(f))
         return 0x7f;
     uint8_t sign = signbit(f) ? 0x80 : 0;
     float a = fabsf(f);
     if (a >= 448.0f)
         return sign | 0x7e;
-    /* largest magnitude code with value <= a, then round to nearest even */
-    int lo = 0;
-    for (int c = 1; c <= 0x7e; c++)
-        if (t[c] <= a)
-            lo = c;
-    int hi = lo < 0x7e ? lo + 1 : lo;
-    float dlo = a - t[lo], dhi = t[hi] - a;
-    int c = (dhi < dlo || (dhi == dlo && (hi & 1) == 0 && hi != lo)) ? hi : lo;
-    return sign | (uint8_t)c;
+    /* Round to nearest, ties to the even code. Below 2^-6 the codes 0..8 are evenly spaced
+     * by 2^-9: round a * 2^9 (exact) to an integer. From 2^-6 up, a code is e4m3's exponent
+     * field (float's minus 120) and three mantissa bits: round float's 23 mantissa bits to
+     * 3 on the bit pattern (a carry moves into the exponent, as the next code does). */
+    if (a < 0.015625f) {
+        float x = a * 512.0f;
+        int n = (int)x;
+        float frac = x - (float)n;
+        if (frac > 0.5f || (frac == 0.5f && (n & 1)))
+            n++;
+        return sign | (uint8_t)n;
+    }
+    uint32_t u;
+    memcpy(&u, &a, sizeof u);
+    uint32_t base = u >> 20, rem = u & 0xfffffu;
+    if (rem > 0x80000u || (rem == 0x80000u && (base & 1)))
+        base++;
+    return sign | (uint8_t)(base - (120u << 3));
 }
 
 float glm_e5m2_to_f32(uint8_t b)

@@ -9,7 +9,10 @@
 #      (build/gpu/test_cuda_backend);
 #      the device sampler against the CPU sampler and its distribution (build/gpu/test_cuda_sample);
 #   4. runs the server tests (tests/cli/server.sh: the openai SDK, curl, raw sockets) with every
-#      server started with --device cuda.
+#      server started with --device cuda;
+#   5. the GLM-5 rank-slice benchmark: writes glm-mkmodel's glm5-rank checkpoint (GLM-5's widths as
+#      one rank of 8-way tensor parallelism, 4 layers, fp8, ~4.4 GB) into a temporary directory and
+#      prints build/glm-bench-rank's table on it (docs/performance.md, "GLM-5 rank slice on one GPU").
 #
 # Prints PASS/FAIL per part and exits non-zero if any failed. Run from anywhere:
 #   bash tests/gpu/run.sh            (JOBS=N to set the build's parallelism)
@@ -32,8 +35,8 @@ part() { # name, command...
 command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 command -v nvcc >/dev/null || { echo "run.sh: nvcc is not on PATH" >&2; exit 1; }
 
-part "build (nvcc, sm_90a)" make -s -j"$JOBS" CUDA=1 glm-server gpu-tests models/tiny/config.json \
-    models/tiny-bf16/config.json models/tiny-fp8/config.json || exit 1
+part "build (nvcc, sm_90a)" make -s -j"$JOBS" CUDA=1 glm-server gpu-tests build/glm-bench-rank build/glm-mkmodel \
+    models/tiny/config.json models/tiny-bf16/config.json models/tiny-fp8/config.json || exit 1
 part "test-backend-ops (cuda row on the GPU)" build/gpu/test-backend-ops
 part "CUDA forward on the tiny checkpoints" build/gpu/test_cuda_backend
 part "CUDA sampler against the CPU sampler" build/gpu/test_cuda_sample
@@ -42,6 +45,17 @@ part "CUDA sampler against the CPU sampler" build/gpu/test_cuda_sample
 part "serve --device cuda: tests/cli/server.sh (openai SDK, curl)" env GLM_SERVE_FLAGS="--device cuda" \
     bash tests/cli/server.sh build
 
-echo "GLM-5 rank-slice benchmark: not built yet (tests/bench has no rank-slice program)"
+# the benchmark: timed parts of its own, so that a slow step cannot eat the script's budget
+bench_rank() {
+    local dir rc=0
+    dir=$(mktemp -d "${TMPDIR:-/tmp}/glm5-rank.XXXXXX") || return 1
+    SECONDS=0
+    timeout -k 10 120 build/glm-mkmodel --preset glm5-rank --dtype fp8 --shards 4 --out "$dir/model" || rc=$?
+    echo "glm5-rank checkpoint written in ${SECONDS} s"
+    [ "$rc" -eq 0 ] && { timeout -k 10 240 build/glm-bench-rank --model "$dir/model" || rc=$?; }
+    rm -rf "$dir"
+    return "$rc"
+}
+part "GLM-5 rank slice: build/glm-bench-rank on glm5-rank (fp8, 4 layers)" bench_rank
 [ "$failed" -eq 0 ] && echo "all parts passed" || echo "$failed part(s) failed"
 exit $((failed > 0))

@@ -2,8 +2,16 @@
  * mkmodel.c - glm-mkmodel: writes small random GLM-5 (glm_moe_dsa) checkpoints
  * in Hugging Face format, for the tests (tiny) and benchmarks (small).
  *
- *   glm-mkmodel --preset tiny|small --dtype f32|bf16|fp8 [--shards N] --out DIR
+ *   glm-mkmodel --preset tiny|small|glm5-rank|glm5-rank-mini --dtype f32|bf16|fp8
+ *               [--shards N] [--layers N] --out DIR
  *   glm-mkmodel --preset script --script CHAINS.json --tokenizer DIR [--dtype ..] --out DIR
+ *
+ * --layers N overrides the preset's layer count (indexer_types keeps the
+ * preset's letters and continues with 'F'). glm5-rank is GLM-5 at its true
+ * widths as one rank of 8-way tensor parallelism holds it (several GB in
+ * fp8), for the CUDA benchmark tests/bench/bench_rank.c; glm5-rank-mini is the
+ * same structure at test widths. Tensors are made in parallel, one per
+ * worker, on every CPU.
  *
  * The script preset is the scripted test checkpoint of mkscript.c (greedy
  * decoding follows given token chains); it shares this file's writer.
@@ -73,11 +81,13 @@
 #include "mkmodel.h"
 #include "model/safetensors.h"
 #include "backend/sampler.h"
+#include "core/threadpool.h"
 #include "core/util.h"
 
 #define FP8_BLOCK 128
 #define NAME_MAX_LEN 160
 #define PATH_LEN MK_PATH_LEN
+#define MAX_LAYERS 1000
 
 /* ------------------------------------------------------------------------ */
 /* Presets                                                                   */
@@ -109,6 +119,61 @@ static const preset presets[] = {
         .index_topk = 256, .index_n_heads = 8, .index_head_dim = 64,
         .indexer_types = "FFFFFFFF", .max_position_embeddings = 8192, .rope_theta = 1000000.0,
         .nextn = 1,
+    },
+    /*
+     * GLM-5 as one rank of 8-way tensor parallelism sees it (docs/architecture.md,
+     * "Tensor parallelism"; the benchmark tests/bench/bench_rank.c). GLM-5's values, from
+     * transformers' GlmMoeDsaConfig (models/glm_moe_dsa/configuration_glm_moe_dsa.py, whose
+     * defaults are zai-org/GLM-5's): vocab_size 154880, hidden_size 6144, intermediate_size
+     * 12288, moe_intermediate_size 2048, num_hidden_layers 78, first_k_dense_replace 3,
+     * num_attention_heads 64, q_lora_rank 2048, kv_lora_rank 512, qk_nope_head_dim 192,
+     * qk_rope_head_dim 64, v_head_dim 256, n_routed_experts 256, n_shared_experts 1,
+     * num_experts_per_tok 8, n_group 1, topk_group 1, norm_topk_prob true,
+     * routed_scaling_factor 2.5, index_topk 2048, index_n_heads 32, index_head_dim 128,
+     * max_position_embeddings 202752, rms_norm_eps 1e-5; rope_theta 1e6 (GLM-5's
+     * config.json, docs/architecture.md). The rank's share:
+     *   - 8 of the 64 heads (q_b_proj, kv_b_proj column-parallel, o_proj row-parallel);
+     *     q_a_proj, kv_a_proj_with_mqa and the whole indexer (32 x 128) replicated;
+     *   - 32 of the 256 routed experts (expert parallelism), still top-8: GLM-5 routes with
+     *     n_group 1 / topk_group 1 (no group limit), which stays valid for 32 experts, so
+     *     every token picks 8 of this rank's 32 (on a real rank it picks 8 of 256 and this
+     *     rank computes the ones it holds: here every token's experts are local, the most
+     *     work a rank can get);
+     *   - the shared expert whole (2048), as the benchmark's brief asks (a column/row split
+     *     would give each rank 256 of it);
+     *   - the dense MLP split 8 ways: 12288 / 8 = 1536;
+     *   - the vocabulary shard of the embedding and the LM head: 154880 / 8 = 19360.
+     * 4 layers by default (--layers N), the first dense (first_k_dense_replace 1, GLM-5
+     * has 3 of 78) so that both kinds of FFN are measured; every layer runs its own indexer
+     * (GLM-5's indexer_types are all "full"); no MTP layer (decoding does not run it).
+     * In fp8 (128 x 128 blocks) that is about 4.4 G parameters, 5 GB.
+     */
+    {
+        .name = "glm5-rank", .seed = 0x676c6d3572616e6bull,
+        .vocab_size = 154880 / 8, .hidden_size = 6144, .intermediate_size = 12288 / 8,
+        .moe_intermediate_size = 2048, .num_hidden_layers = 4, .first_k_dense_replace = 1,
+        .num_attention_heads = 64 / 8, .q_lora_rank = 2048, .kv_lora_rank = 512,
+        .qk_nope_head_dim = 192, .qk_rope_head_dim = 64, .v_head_dim = 256,
+        .n_routed_experts = 256 / 8, .n_shared_experts = 1, .num_experts_per_tok = 8,
+        .n_group = 1, .topk_group = 1, .norm_topk_prob = 1, .routed_scaling_factor = 2.5,
+        .index_topk = 2048, .index_n_heads = 32, .index_head_dim = 128,
+        .indexer_types = "FFFF", .max_position_embeddings = 202752, .rope_theta = 1000000.0,
+        .nextn = 0,
+    },
+    /* glm5-rank's structure (a dense first layer, 32 experts top-8 without groups, a full
+     * indexer on every layer, a vocabulary shard, no MTP layer) at widths the CPU execution
+     * layer runs in seconds: the benchmark's smoke test (tests/cli/bench_rank.sh). */
+    {
+        .name = "glm5-rank-mini", .seed = 0x676c6d356d696e69ull,
+        .vocab_size = 2048, .hidden_size = 256, .intermediate_size = 192,
+        .moe_intermediate_size = 64, .num_hidden_layers = 2, .first_k_dense_replace = 1,
+        .num_attention_heads = 8, .q_lora_rank = 128, .kv_lora_rank = 64,
+        .qk_nope_head_dim = 32, .qk_rope_head_dim = 16, .v_head_dim = 32,
+        .n_routed_experts = 32, .n_shared_experts = 1, .num_experts_per_tok = 8,
+        .n_group = 1, .topk_group = 1, .norm_topk_prob = 1, .routed_scaling_factor = 2.5,
+        .index_topk = 64, .index_n_heads = 8, .index_head_dim = 32,
+        .indexer_types = "FF", .max_position_embeddings = 16384, .rope_theta = 1000000.0,
+        .nextn = 0,
     },
 };
 
@@ -479,8 +544,9 @@ static void plan_shard(plan *pl, int shards)
     free(count);
 }
 
-/* Makes entry e's stored bytes (nbytes of them) into out. */
-static void make_tensor(const plan *pl, const plan_entry *e, void *out)
+/* Makes entry e's stored bytes (nbytes of them) into out; for a ROLE_FP8 entry
+ * also its block scales into scales_out when not NULL (one generation for both). */
+static void make_tensor(const plan *pl, const plan_entry *e, void *out, void *scales_out)
 {
     size_t n = (size_t)numel2(e->ndim, e->vshape);
     float *v = e->dtype == GLM_DTYPE_F32 && e->role == ROLE_PLAIN ? out : glm_malloc(n * sizeof(float));
@@ -505,7 +571,7 @@ static void make_tensor(const plan *pl, const plan_entry *e, void *out)
         }
         break;
     case ROLE_FP8:
-        quantize_fp8(v, e->vshape[0], e->vshape[1], out, NULL);
+        quantize_fp8(v, e->vshape[0], e->vshape[1], out, scales_out);
         break;
     case ROLE_FP8_SCALE:
         quantize_fp8(v, e->vshape[0], e->vshape[1], NULL, out);
@@ -691,9 +757,41 @@ static void write_generation_config(const char *dir, const int eos[3])
     json_decref(g);
 }
 
+#define WAVE_BYTES ((size_t)1 << 30)
+
+/* Tensors [first, end) of the plan being made, the ones of shard `shard` into buf. */
+typedef struct {
+    const plan *pl;
+    int shard;
+    size_t first, end;
+    void **buf; /* [end - first], NULL for entries of other shards */
+} make_wave;
+
+/* One entry of a wave (glm_pool_for's item). An FP8 weight whose scales are the
+ * next entry of the same wave and shard makes both; that scale entry then does
+ * nothing. Each tensor's values depend only on its name, so the order and the
+ * threads change no byte. */
+static void make_wave_one(void *ctx, int i, int worker)
+{
+    (void)worker;
+    const make_wave *wv = ctx;
+    size_t k = wv->first + (size_t)i;
+    const plan_entry *e = &wv->pl->e[k];
+    if (e->shard != wv->shard)
+        return;
+    int paired_next = e->role == ROLE_FP8 && k + 1 < wv->end && wv->pl->e[k + 1].role == ROLE_FP8_SCALE &&
+                      wv->pl->e[k + 1].shard == wv->shard;
+    int paired_prev = e->role == ROLE_FP8_SCALE && k > wv->first && wv->pl->e[k - 1].role == ROLE_FP8 &&
+                      wv->pl->e[k - 1].shard == wv->shard;
+    if (paired_prev)
+        return; /* made with its weight */
+    make_tensor(wv->pl, e, wv->buf[i], paired_next ? wv->buf[i + 1] : NULL);
+}
+
 /* Writes the safetensors file(s) and, when sharded, the index. */
 static void write_weights(const char *dir, const plan *pl, int shards)
 {
+    glm_pool *pool = glm_pool_create(0);
     json_t *map = json_object();
     uint64_t total = 0;
     char file[64], path[PATH_LEN], err[GLM_ERRLEN];
@@ -704,21 +802,43 @@ static void write_weights(const char *dir, const plan *pl, int shards)
             snprintf(file, sizeof file, "model-%05d-of-%05d.safetensors", s + 1, shards);
         mk_path_join(path, dir, file);
         st_writer *w = st_writer_new();
-        for (size_t i = 0; i < pl->n; i++) {
-            const plan_entry *e = &pl->e[i];
-            if (e->shard != s)
-                continue;
-            void *data = glm_malloc(e->nbytes);
-            make_tensor(pl, e, data);
-            st_writer_add(w, e->name, e->dtype, e->ndim, e->shape, data);
-            free(data);
-            json_object_set_new(map, e->name, json_string(file));
+        size_t i = 0;
+        while (i < pl->n) {
+            /* a wave of this shard's next tensors (WAVE_BYTES of data at most, unless one
+             * tensor is larger), made in parallel, then added in order */
+            size_t end = i, bytes = 0;
+            while (end < pl->n) {
+                size_t b = pl->e[end].shard == s ? pl->e[end].nbytes : 0;
+                if (bytes > 0 && bytes + b > WAVE_BYTES)
+                    break;
+                bytes += b;
+                end++;
+            }
+            /* an FP8 weight and its scales (the next entry) stay in one wave */
+            if (end < pl->n && pl->e[end].role == ROLE_FP8_SCALE && pl->e[end - 1].role == ROLE_FP8)
+                end++;
+            make_wave wv = {pl, s, i, end, glm_calloc(end - i, sizeof(void *))};
+            for (size_t k = i; k < end; k++)
+                if (pl->e[k].shard == s)
+                    wv.buf[k - i] = glm_malloc(pl->e[k].nbytes);
+            glm_pool_for(pool, (int)(end - i), make_wave_one, &wv);
+            for (size_t k = i; k < end; k++) {
+                const plan_entry *e = &pl->e[k];
+                if (e->shard != s)
+                    continue;
+                st_writer_add(w, e->name, e->dtype, e->ndim, e->shape, wv.buf[k - i]);
+                free(wv.buf[k - i]);
+                json_object_set_new(map, e->name, json_string(file));
+            }
+            free(wv.buf);
+            i = end;
         }
         total += st_writer_bytes(w);
         if (st_writer_save(w, path, err, sizeof err) != GLM_OK)
             mk_die("%s", err);
         st_writer_free(w);
     }
+    glm_pool_free(pool);
     if (shards > 1) {
         json_t *idx = json_object();
         json_t *meta = json_object();
@@ -767,7 +887,8 @@ void mk_write_checkpoint(const char *dir, const preset *p, store_mode mode, int 
 /* Command line                                                              */
 
 static const char usage[] =
-    "usage: glm-mkmodel --preset tiny|small --dtype f32|bf16|fp8 [--shards N] --out DIR\n"
+    "usage: glm-mkmodel --preset tiny|small|glm5-rank|glm5-rank-mini --dtype f32|bf16|fp8 [--shards N]\n"
+    "                   [--layers N] --out DIR\n"
     "       glm-mkmodel --preset script --script CHAINS.json --tokenizer DIR [--dtype f32|bf16]\n"
     "                   [--shards N] --out DIR\n";
 
@@ -776,7 +897,7 @@ int main(int argc, char **argv)
     const preset *p = NULL;
     int have_mode = 0, script_preset = 0;
     store_mode mode = STORE_F32;
-    int shards = 1;
+    int shards = 1, layers = 0;
     const char *out = NULL, *script = NULL, *tok_dir = NULL;
 
     for (int i = 1; i < argc; i++) {
@@ -786,7 +907,7 @@ int main(int argc, char **argv)
             return 0;
         }
         if (strcmp(a, "--preset") && strcmp(a, "--dtype") && strcmp(a, "--shards") &&
-            strcmp(a, "--out") && strcmp(a, "--script") && strcmp(a, "--tokenizer"))
+            strcmp(a, "--out") && strcmp(a, "--script") && strcmp(a, "--tokenizer") && strcmp(a, "--layers"))
             mk_die("unknown argument '%s' (try --help)", a);
         if (i + 1 >= argc)
             mk_die("%s needs a value", a);
@@ -798,7 +919,7 @@ int main(int argc, char **argv)
                 if (strcmp(v, presets[k].name) == 0)
                     p = &presets[k];
             if (!p && !script_preset)
-                mk_die("--preset: unknown preset '%s' (tiny, small or script)", v);
+                mk_die("--preset: unknown preset '%s' (tiny, small, glm5-rank, glm5-rank-mini or script)", v);
         } else if (strcmp(a, "--dtype") == 0) {
             have_mode = 0;
             for (size_t k = 0; k < sizeof dtype_flags / sizeof dtype_flags[0]; k++)
@@ -815,6 +936,13 @@ int main(int argc, char **argv)
             if (errno || end == v || *end || n < 1 || n > 99999)
                 mk_die("--shards: '%s' is not a number from 1 to 99999", v);
             shards = (int)n;
+        } else if (strcmp(a, "--layers") == 0) {
+            char *end;
+            errno = 0;
+            long n = strtol(v, &end, 10);
+            if (errno || end == v || *end || n < 1 || n > MAX_LAYERS)
+                mk_die("--layers: '%s' is not a number from 1 to %d", v, MAX_LAYERS);
+            layers = (int)n;
         } else if (strcmp(a, "--script") == 0) {
             script = v;
         } else if (strcmp(a, "--tokenizer") == 0) {
@@ -838,6 +966,21 @@ int main(int argc, char **argv)
         mk_die("--preset, --dtype and --out are required (try --help)");
     if (script || tok_dir)
         mk_die("--script and --tokenizer go with --preset script");
+    preset custom;
+    char types[MAX_LAYERS + 1];
+    if (layers > 0) {
+        /* the preset with N layers: its indexer letters, then 'F' */
+        custom = *p;
+        int have = (int)strlen(p->indexer_types);
+        for (int i = 0; i < layers; i++)
+            types[i] = i < have ? p->indexer_types[i] : 'F';
+        types[layers] = '\0';
+        custom.num_hidden_layers = layers;
+        custom.indexer_types = types;
+        if (custom.first_k_dense_replace > layers)
+            custom.first_k_dense_replace = layers;
+        p = &custom;
+    }
 
     const int V = p->vocab_size;
     const int eos[3] = {V - EOS_OFFSET, V - EOS2_OFFSET, V - EOS3_OFFSET};

@@ -3,6 +3,7 @@
  * patterns, and one clear error for each kind of bad field.
  */
 #include <check.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -172,6 +173,28 @@ START_TEST(dtype_conversions)
     }
     ck_assert(glm_e4m3_to_f32(0x7e) == 448.0f);
     ck_assert_int_eq(glm_f32_to_e4m3(1e9f), 0x7e);
+    /* rounding to nearest even against a plain scan of the codes: every code's value, the
+     * midpoints between neighbours and one float either side of each, and pseudo-random floats */
+    for (int i = 0; i < 3 * 0x7e + 200000; i++) {
+        float a;
+        if (i < 3 * 0x7e) {
+            int c = i / 3, k = i % 3;
+            float mid = (glm_e4m3_to_f32((uint8_t)c) + glm_e4m3_to_f32((uint8_t)(c + 1))) / 2.0f;
+            a = k == 0 ? mid : nextafterf(mid, k == 1 ? 0.0f : 1000.0f);
+        } else {
+            uint32_t x = (uint32_t)i * 2654435761u;
+            a = ldexpf((float)(x >> 8) / 16777216.0f, (int)(x % 26) - 17); /* [2^-17, 2^9) */
+        }
+        int lo = 0;
+        for (int c = 1; c <= 0x7e; c++)
+            if (glm_e4m3_to_f32((uint8_t)c) <= a)
+                lo = c;
+        int hi = lo < 0x7e ? lo + 1 : lo;
+        float dlo = a - glm_e4m3_to_f32((uint8_t)lo), dhi = glm_e4m3_to_f32((uint8_t)hi) - a;
+        int want = a >= 448.0f ? 0x7e : (dhi < dlo || (dhi == dlo && (hi & 1) == 0 && hi != lo)) ? hi : lo;
+        ck_assert_int_eq(glm_f32_to_e4m3(a), want);
+        ck_assert_int_eq(glm_f32_to_e4m3(-a), 0x80 | want);
+    }
     ck_assert(glm_bf16_to_f32(glm_f32_to_bf16(1.00390625f)) == 1.0f); /* ties to even */
     ck_assert(glm_f16_to_f32(glm_f32_to_f16(0.333251953125f)) == 0.333251953125f);
     ck_assert(glm_f16_to_f32(0x0001) == 5.960464477539063e-08f);
