@@ -25,18 +25,13 @@
  *             position `context` (context_len context + 1), built as a glm_batch
  *             directly: the new token's slot, block tables over the sequence's
  *             own KV blocks, no logits rows (the LM head is not run: the rows
- *             time the layers). The context is not prefilled: on a GPU the KV
- *             cache holds what the fresh allocation holds (zeros: the driver
- *             clears the memory it gives a process, and this program zeroes its
- *             own buffers before freeing them). The contents do not change what
- *             is read or computed (the indexer scores every earlier position,
- *             attention reads the index_topk selected latent rows, whatever
- *             their values); they can change only the DSA top-k's radix passes
- *             (how keys spread over its histogram bins; equal keys all fall in
- *             one), a small part of a step. They must not be NaN: NaN router
- *             logits make cuda/moe.cu's routing pick no expert. On the CPU
- *             execution layer, whose cudaMalloc is malloc, every slot is first
- *             written by one-block forwards. Two untimed forwards, then the median of `repeat`
+ *             time the layers). The context is not prefilled: the KV
+ *             cache holds the zeros the backend writes at create. The contents
+ *             do not change what is read or computed (the indexer scores every
+ *             earlier position, attention reads the index_topk selected latent
+ *             rows, whatever their values); they can change only the DSA top-k's
+ *             radix passes (how keys spread over its histogram bins; equal keys
+ *             all fall in one), a small part of a step. Two untimed forwards, then the median of `repeat`
  *             forwards, each timed by the wall clock from after a
  *             cudaDeviceSynchronize to the forward's return (the backend
  *             synchronises its stream before returning). "per layer" is that
@@ -293,35 +288,6 @@ static glm_batch prefill_batch(batch_arrays *a, int vocab, int start, int n, int
     return (glm_batch){n, 1, a->tok, a->pos, a->cu, a->ctx, a->bt, a->mbps, a->slot, a->li, last ? 1 : 0};
 }
 
-/* Writes every slot of KV blocks [0, n_blocks) once: forwards of up to `seqs` one-block
- * sequences (positions 0 .. BLOCK_SIZE - 1 over block table [blk]). GLM_OK or an error. */
-static int fill_cache(glm_backend *be, batch_arrays *a, int vocab, int n_blocks, int seqs, char *err,
-                      size_t errlen)
-{
-    for (int b0 = 0; b0 < n_blocks; b0 += seqs) {
-        int ns = GLM_MIN(seqs, n_blocks - b0);
-        for (int s = 0; s < ns; s++) {
-            for (int i = 0; i < BLOCK_SIZE; i++) {
-                int t = s * BLOCK_SIZE + i;
-                a->tok[t] = random_token(vocab);
-                a->pos[t] = i;
-                a->slot[t] = (int64_t)(b0 + s) * BLOCK_SIZE + i;
-            }
-            a->cu[s] = s * BLOCK_SIZE;
-            a->ctx[s] = BLOCK_SIZE;
-            memset(&a->bt[(size_t)s * a->mbps], 0, sizeof(int32_t) * (size_t)a->mbps);
-            a->bt[(size_t)s * a->mbps] = b0 + s;
-        }
-        a->cu[ns] = ns * BLOCK_SIZE;
-        glm_batch b = {ns * BLOCK_SIZE, ns, a->tok, a->pos, a->cu, a->ctx, a->bt, a->mbps, a->slot, a->li, 0};
-        if (glm_batch_validate(&b, &be->info.limits, err, errlen) != GLM_OK)
-            return GLM_ERR;
-        if (be->ops->forward(be, &b, err, errlen) != GLM_OK)
-            return GLM_ERR;
-    }
-    return GLM_OK;
-}
-
 /* One forward after a device sync; its wall time in seconds, or < 0 with err. */
 static double timed_forward(glm_backend *be, const glm_batch *b, char *err, size_t errlen)
 {
@@ -482,17 +448,6 @@ int main(int argc, char **argv)
     double *times = glm_calloc((size_t)repeat, sizeof(double));
     int rc = 0;
     char b1[32], b2[32], b3[48], b4[48], b5[48], title[48];
-
-    if (on_cpu) {
-        /* the layer's cudaMalloc is malloc: the cache may hold NaN, which no real cache does */
-        int seqs = GLM_MIN(max_b, bp.max_num_batched_tokens / BLOCK_SIZE);
-        double tf = glm_now();
-        if (fill_cache(be, &a, c->vocab_size, info->limits.num_blocks, seqs, err, sizeof err) != GLM_OK) {
-            fprintf(stderr, "glm-bench-rank: filling the KV cache: %s\n", err);
-            return 1;
-        }
-        printf("KV cache: every slot written first (CPU layer), %.1f s\n", glm_now() - tf);
-    }
 
     printf("\n%-22s %6s %8s %11s %10s %-20s %-16s %s\n", "measure", "batch", "context", "median ms", "layer ms",
            "rate", "work", "fraction");

@@ -161,21 +161,8 @@ extern "C" int glm_bench_fp8_linear(int m, int n, int k, int reps, double *ms, d
     *tflops = 2.0 * m * (double)n * k / (*ms * 1e-3) / 1e12;
     rc = 0;
 out:
-    /* zeros left behind: memory this process frees may become the backend's KV cache */
     if (st)
         cudaStreamSynchronize(st);
-    if (wdata)
-        cudaMemset(wdata, 0, wb);
-    if (scale)
-        cudaMemset(scale, 0, sizeof(float) * nbr * scale_ld);
-    if (x)
-        cudaMemset(x, 0, sizeof(float) * xs);
-    if (y)
-        cudaMemset(y, 0, sizeof(float) * (size_t)m * n);
-    if (lt_ws)
-        cudaMemset(lt_ws, 0, lt_bytes);
-    if (ws)
-        cudaMemset(ws, 0, ws_bytes ? ws_bytes : 1);
     cudaDeviceSynchronize();
     if (lt)
         cublasLtDestroy(lt);
