@@ -35,31 +35,12 @@
 #include <math.h>
 #include <string.h>
 
+#include "cuda/paging_dev.cuh"
 #include "cuda/dsa.h"
 
 #define SMEM_DEFAULT_MAX (48 * 1024) /* above this a kernel needs the opt-in attribute */
 #define DSA_WS_CAP_FLOATS ((size_t)1 << 24) /* 64 MiB of scores */
 #define DSA_MAX_CHUNK 65535                 /* grid y limit */
-
-#if GLM_CUDA_ON_CPU
-#define UNROLL /* g++ has no #pragma unroll */
-#else
-#define UNROLL _Pragma("unroll")
-#endif
-
-template <typename CT> __device__ __forceinline__ float cache_at(const CT *c, size_t i);
-template <> __device__ __forceinline__ float cache_at<float>(const float *c, size_t i) { return c[i]; }
-template <> __device__ __forceinline__ float cache_at<__nv_bfloat16>(const __nv_bfloat16 *c, size_t i)
-{
-    return __bfloat162float(c[i]);
-}
-
-/* The cache slot of position pos in block-table row seq (paging.h). */
-__device__ __forceinline__ long long page_slot(const glm_cu_paging &pg, int seq, int pos)
-{
-    int blk = pg.block_tables[(size_t)seq * pg.max_blocks + pos / pg.block_size];
-    return (long long)blk * pg.block_size + pos % pg.block_size;
-}
 
 /* A score as a key whose unsigned order is the score order of glm_topk: NaN as -inf,
  * -0 as +0 (equal scores, equal keys). */
@@ -131,17 +112,17 @@ __global__ void __launch_bounds__(SC_THREADS) dsa_score_kernel(glm_cu_dsa_params
     float sum = 0.0f;
     for (int hb = hq; hb < IH; hb += SC_HQ * SC_HB) { /* heads hb, hb + 4, hb + 8, hb + 12 */
         float acc[SC_HB];
-        UNROLL
+        GLM_UNROLL
         for (int u = 0; u < SC_HB; u++)
             acc[u] = 0.0f;
         for (int d = 0; d < D; d++) {
             float kd = kj[d];
-            UNROLL
+            GLM_UNROLL
             for (int u = 0; u < SC_HB; u++)
                 if (hb + u * SC_HQ < IH)
                     acc[u] += q_s[(hb + u * SC_HQ) * D + d] * kd;
         }
-        UNROLL
+        GLM_UNROLL
         for (int u = 0; u < SC_HB; u++)
             if (hb + u * SC_HQ < IH) {
                 float dd = acc[u] * p.scale;

@@ -30,9 +30,12 @@
     T *name = reinterpret_cast<T *>(glm_dyn_smem_)
 
 #define GLM_CUDA_ON_CPU 0
+/* GLM_UNROLL before a loop: #pragma unroll under nvcc (g++ has none) */
+#define GLM_UNROLL _Pragma("unroll")
 #else
 #include "tests/cuda_cpu/cuda_cpu.h"
 #define GLM_CUDA_ON_CPU 1
+#define GLM_UNROLL
 #endif
 
 #endif

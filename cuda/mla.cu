@@ -43,31 +43,12 @@
 #include <math.h>
 
 #include "cuda/dweight_dev.cuh"
+#include "cuda/paging_dev.cuh"
 #include "cuda/mla.h"
 
 #define SMEM_DEFAULT_MAX (48 * 1024) /* above this a kernel needs the opt-in attribute */
 
-#if GLM_CUDA_ON_CPU
-#define UNROLL /* g++ has no #pragma unroll */
-#else
-#define UNROLL _Pragma("unroll")
-#endif
-
 /* ---- shared helpers ------------------------------------------------------------------- */
-
-template <typename CT> __device__ __forceinline__ float cache_at(const CT *c, size_t i);
-template <> __device__ __forceinline__ float cache_at<float>(const float *c, size_t i) { return c[i]; }
-template <> __device__ __forceinline__ float cache_at<__nv_bfloat16>(const __nv_bfloat16 *c, size_t i)
-{
-    return __bfloat162float(c[i]);
-}
-
-/* The cache slot of position pos in block-table row seq (paging.h). */
-__device__ __forceinline__ long long page_slot(const glm_cu_paging &pg, int seq, int pos)
-{
-    int blk = pg.block_tables[(size_t)seq * pg.max_blocks + pos / pg.block_size];
-    return (long long)blk * pg.block_size + pos % pg.block_size;
-}
 
 /* An odd row stride >= n: rows read by consecutive lanes fall in distinct banks. */
 __host__ __device__ __forceinline__ int odd_stride(int n) { return n | 1; }
@@ -79,7 +60,7 @@ __device__ __forceinline__ float dot8(const float *a, const float *b, int n)
     float s[8] = {0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f};
     int c = 0;
     for (; c + 8 <= n; c += 8) {
-        UNROLL
+        GLM_UNROLL
         for (int u = 0; u < 8; u++)
             s[u] += a[c + u] * b[c + u];
     }
@@ -198,7 +179,7 @@ __global__ void __launch_bounds__(EX_THREADS) mla_expand_kernel(glm_cu_mla_expan
         float a4[4] = {0.0f, 0.0f, 0.0f, 0.0f}, b4[4] = {0.0f, 0.0f, 0.0f, 0.0f};
         int c = 0;
         for (; c + 4 <= R; c += 4) {
-            UNROLL
+            GLM_UNROLL
             for (int u = 0; u < 4; u++) {
                 a4[u] += wr[c + u] * oa[c + u];
                 b4[u] += wr[c + u] * ob[c + u];
@@ -289,9 +270,9 @@ __global__ void __launch_bounds__(AT_THREADS)
         l_s[tid] = 0.0f;
     }
     float acc[AT_HG][CPT];
-UNROLL
+GLM_UNROLL
     for (int h = 0; h < AT_HG; h++)
-UNROLL
+GLM_UNROLL
         for (int k = 0; k < CPT; k++)
             acc[h][k] = 0.0f;
 
@@ -350,12 +331,12 @@ UNROLL
             }
         }
         __syncthreads();
-UNROLL
+GLM_UNROLL
         for (int h = 0; h < AT_HG; h++) {
             if (h >= hg)
                 break;
             const float alpha = a_s[h], *ph = p_s + h * AT_KT;
-UNROLL
+GLM_UNROLL
             for (int k = 0; k < CPT; k++) {
                 int c = tid + k * AT_THREADS;
                 if (c >= R)
@@ -369,13 +350,13 @@ UNROLL
     }
     __syncthreads(); /* the stats (set at the start when the range is empty) */
 
-UNROLL
+GLM_UNROLL
     for (int h = 0; h < AT_HG; h++) {
         if (h >= hg)
             break;
         size_t th = (size_t)t * H + h0 + h;
         float l = l_s[h], inv = l > 0.0f ? 1.0f / l : 0.0f;
-UNROLL
+GLM_UNROLL
         for (int k = 0; k < CPT; k++) {
             int c = tid + k * AT_THREADS;
             if (c >= R)

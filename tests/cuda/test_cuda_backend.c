@@ -35,43 +35,16 @@
 
 static int read_ids(const char *path, int **ids)
 {
-    FILE *f = fopen(path, "r");
-    ck_assert_msg(f != NULL, "cannot open %s", path);
-    int cap = 64, n = 0, v;
-    *ids = malloc(sizeof(int) * cap);
-    while (fscanf(f, "%d", &v) == 1) {
-        if (n == cap)
-            *ids = realloc(*ids, sizeof(int) * (cap *= 2));
-        (*ids)[n++] = v;
-        if (fgetc(f) != ',')
-            break;
-    }
-    fclose(f);
+    int n = golden_read_ids(path, ids);
+    ck_assert_msg(n >= 0, "cannot open %s", path);
     return n;
 }
 
 static float *read_rows(const char *path, int rows, int vocab)
 {
-    FILE *f = fopen(path, "rb");
-    ck_assert_msg(f != NULL, "cannot open %s", path);
-    float *x = malloc(sizeof(float) * (size_t)rows * vocab);
-    size_t got = fread(x, sizeof(float), (size_t)rows * vocab, f);
-    fclose(f);
-    ck_assert_msg(got == (size_t)rows * vocab, "%s: %zu floats, expected %d", path, got, rows * vocab);
+    float *x = golden_read_rows(path, rows, vocab);
+    ck_assert_msg(x != NULL, "%s: cannot read %d rows of %d floats", path, rows, vocab);
     return x;
-}
-
-/* max |a - b| relative to max |b| over n values; NaN in a is infinitely wrong */
-static float row_err(const float *a, const float *b, size_t n)
-{
-    float d = 0, mx = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (isnan(a[i]))
-            return INFINITY;
-        d = fmaxf(d, fabsf(a[i] - b[i]));
-        mx = fmaxf(mx, fabsf(b[i]));
-    }
-    return d / mx;
 }
 
 static glm_model *load(const char *name)
@@ -184,7 +157,7 @@ static void check_hidden(const glm_model *m, const char *variant, float *trace, 
     }
     printf("cuda f32 %s: hidden-state relative error by entry:", variant);
     for (int e = 0; e <= L; e++) {
-        float er = row_err(trace + (size_t)e * np * H, gold + (size_t)e * np * H, (size_t)np * H);
+        float er = golden_row_err(trace + (size_t)e * np * H, gold + (size_t)e * np * H, (size_t)np * H);
         printf(" %.2g", er);
         ck_assert_msg(er <= F32_TOL, "%s hidden state %d: relative error %g > %g", variant, e, er, F32_TOL);
     }
@@ -222,14 +195,14 @@ static void check_goldens(const char *model, const char *variant, int chunk)
         free(trace);
     }
     for (int i = 0; gprompt && i < np; i++) {
-        float e = row_err(logits + (size_t)i * V, gprompt + (size_t)i * V, (size_t)V);
+        float e = golden_row_err(logits + (size_t)i * V, gprompt + (size_t)i * V, (size_t)V);
         ck_assert_msg(e <= F32_TOL, "%s prompt position %d: relative error %g", variant, i, e);
         worst = fmaxf(worst, e);
     }
     float *cur = malloc(sizeof(float) * V);
     memcpy(cur, logits + (size_t)(np - 1) * V, sizeof(float) * V);
     for (int s = 0; s < ng; s++) {
-        float e = row_err(cur, gold + (size_t)s * V, (size_t)V);
+        float e = golden_row_err(cur, gold + (size_t)s * V, (size_t)V);
         ck_assert_msg(e <= F32_TOL, "%s step %d: relative error %g", variant, s, e);
         worst = fmaxf(worst, e);
         ck_assert_msg(argmax(cur, V) == greedy[s], "%s step %d: greedy id %d, transformers %d", variant, s,
@@ -299,14 +272,14 @@ static int against_cpu(const char *model, float *errs, int *n_errs, float *layer
     ck_assert(glm_runner_trace_hidden(cu.r, NULL) == GLM_OK && glm_runner_trace_hidden(cpu.r, NULL) == GLM_OK);
     *layer0 = 0;
     for (int t = 0; t < np; t++)
-        *layer0 = fmaxf(*layer0, row_err(ta + ((size_t)np + t) * H, tb + ((size_t)np + t) * H, (size_t)H));
+        *layer0 = fmaxf(*layer0, golden_row_err(ta + ((size_t)np + t) * H, tb + ((size_t)np + t) * H, (size_t)H));
     int n = 0, agree = 0;
     for (int i = 0; i < np; i++)
-        errs[n++] = row_err(a + (size_t)i * V, b + (size_t)i * V, (size_t)V);
+        errs[n++] = golden_row_err(a + (size_t)i * V, b + (size_t)i * V, (size_t)V);
     float *ca = a + (size_t)(np - 1) * V, *cb = b + (size_t)(np - 1) * V;
     for (int s = 0; s < N_STEPS; s++) {
         if (s > 0)
-            errs[n++] = row_err(ca, cb, (size_t)V);
+            errs[n++] = golden_row_err(ca, cb, (size_t)V);
         int32_t ib = argmax(cb, V);
         agree += argmax(ca, V) == ib;
         if (s + 1 < N_STEPS) {
@@ -431,7 +404,7 @@ START_TEST(graph_padded_decode)
     decode_three(m, 0, b, steps);
     float worst = 0;
     for (int i = 0; i < steps * 3; i++)
-        worst = fmaxf(worst, row_err(a + (size_t)i * V, b + (size_t)i * V, (size_t)V));
+        worst = fmaxf(worst, golden_row_err(a + (size_t)i * V, b + (size_t)i * V, (size_t)V));
     printf("cuda decode graph shapes: worst relative logit difference against eager %.3g\n", worst);
     ck_assert_msg(worst <= 1e-6f, "padded decode rows differ from eager ones by %g", worst);
     free(a);

@@ -20,6 +20,7 @@
 
 #include <dirent.h>
 #include <inttypes.h>
+#include <math.h>
 #include <jansson.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -39,6 +40,56 @@ static inline uint64_t golden_fnv1a64(uint64_t h, const void *data, size_t n)
     for (size_t i = 0; i < n; i++)
         h = (h ^ p[i]) * GOLDEN_FNV_PRIME;
     return h;
+}
+
+/* The comma-separated ids of a golden text file (prompt.txt, *.greedy.txt) into *ids
+ * (malloc'd); the count, or -1 when the file cannot be opened. */
+static inline int golden_read_ids(const char *path, int **ids)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    int cap = 64, n = 0, v;
+    *ids = malloc(sizeof(int) * (size_t)cap);
+    while (fscanf(f, "%d", &v) == 1) {
+        if (n == cap)
+            *ids = realloc(*ids, sizeof(int) * (size_t)(cap *= 2));
+        (*ids)[n++] = v;
+        if (fgetc(f) != ',')
+            break;
+    }
+    fclose(f);
+    return n;
+}
+
+/* rows x vocab float32 logits of a golden .f32 file (malloc'd), or NULL when the file cannot
+ * be opened or holds fewer. */
+static inline float *golden_read_rows(const char *path, int rows, int vocab)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    float *x = malloc(sizeof(float) * (size_t)rows * vocab);
+    size_t got = fread(x, sizeof(float), (size_t)rows * vocab, f);
+    fclose(f);
+    if (got != (size_t)rows * vocab) {
+        free(x);
+        return NULL;
+    }
+    return x;
+}
+
+/* max |a - b| relative to max |b| over n values; a NaN in a is infinitely wrong. */
+static inline float golden_row_err(const float *a, const float *b, size_t n)
+{
+    float d = 0, mx = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (isnan(a[i]))
+            return INFINITY;
+        d = fmaxf(d, fabsf(a[i] - b[i]));
+        mx = fmaxf(mx, fabsf(b[i]));
+    }
+    return d / mx;
 }
 
 static inline int golden_hash_file(uint64_t *h, const char *path, char *err, size_t errlen)

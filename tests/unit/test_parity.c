@@ -40,43 +40,16 @@
 
 static int read_ids(const char *path, int **ids)
 {
-    FILE *f = fopen(path, "r");
-    ck_assert_msg(f != NULL, "cannot open %s", path);
-    int cap = 64, n = 0, v;
-    *ids = malloc(sizeof(int) * cap);
-    while (fscanf(f, "%d", &v) == 1) {
-        if (n == cap)
-            *ids = realloc(*ids, sizeof(int) * (cap *= 2));
-        (*ids)[n++] = v;
-        if (fgetc(f) != ',')
-            break;
-    }
-    fclose(f);
+    int n = golden_read_ids(path, ids);
+    ck_assert_msg(n >= 0, "cannot open %s", path);
     return n;
 }
 
 static float *read_rows(const char *path, int rows, int vocab)
 {
-    FILE *f = fopen(path, "rb");
-    ck_assert_msg(f != NULL, "cannot open %s", path);
-    float *x = malloc(sizeof(float) * (size_t)rows * vocab);
-    size_t got = fread(x, sizeof(float), (size_t)rows * vocab, f);
-    fclose(f);
-    ck_assert_msg(got == (size_t)rows * vocab, "%s: %zu floats, expected %d", path, got, rows * vocab);
+    float *x = golden_read_rows(path, rows, vocab);
+    ck_assert_msg(x != NULL, "%s: cannot read %d rows of %d floats", path, rows, vocab);
     return x;
-}
-
-/* max |a - b| relative to max |b| over one row */
-static float row_err(const float *a, const float *b, int n)
-{
-    float d = 0, mx = 0;
-    for (int i = 0; i < n; i++) {
-        d = fmaxf(d, fabsf(a[i] - b[i]));
-        mx = fmaxf(mx, fabsf(b[i]));
-        if (isnan(a[i]))
-            return INFINITY;
-    }
-    return d / mx;
 }
 
 static glm_model *load(const char *variant)
@@ -149,7 +122,7 @@ static void check_hidden(const glm_model *m, const char *variant, float *trace, 
     int off = 0;
     for (int e = 0; e <= L; e++) {
         const float *a = trace + (size_t)e * np * H, *b = gold + (size_t)e * np * H;
-        float er = row_err(a, b, np * H);
+        float er = golden_row_err(a, b, np * H);
         off += snprintf(line + off, sizeof line - (size_t)off, " %.2g", er);
         char what[64];
         if (e == 0)
@@ -209,7 +182,7 @@ static void check_variant(const char *model, const char *variant, int chunk, flo
         free(trace);
     }
     for (int i = 0; gprompt && i < np; i++) {
-        float e = row_err(logits + (size_t)i * V, gprompt + (size_t)i * V, V);
+        float e = golden_row_err(logits + (size_t)i * V, gprompt + (size_t)i * V, V);
         ck_assert_msg(e <= REL_TOL, "%s prompt position %d: relative error %g", variant, i, e);
         *worst = fmaxf(*worst, e);
     }
@@ -218,7 +191,7 @@ static void check_variant(const char *model, const char *variant, int chunk, flo
     float *cur = malloc(sizeof(float) * V);
     memcpy(cur, logits + (size_t)(np - 1) * V, sizeof(float) * V);
     for (int s = 0; s < ng; s++) {
-        float e = row_err(cur, gold + (size_t)s * V, V);
+        float e = golden_row_err(cur, gold + (size_t)s * V, V);
         ck_assert_msg(e <= REL_TOL, "%s step %d: relative error %g", variant, s, e);
         *worst = fmaxf(*worst, e);
         int32_t id;
@@ -351,7 +324,7 @@ START_TEST(parity_serving)
         if (round == 1)
             ck_assert_msg(cached > 0, "the second run should reuse the cached prompt (cached %d)", cached);
         for (int s = 0; s < ng; s++) {
-            float er = row_err(rec.rows + (size_t)s * V, gold + (size_t)s * V, V);
+            float er = golden_row_err(rec.rows + (size_t)s * V, gold + (size_t)s * V, V);
             ck_assert_msg(er <= REL_TOL, "serving round %d step %d: relative error %g", round, s, er);
         }
         free(rec.rows);
