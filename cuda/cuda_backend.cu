@@ -57,6 +57,8 @@ extern "C" {
  * logits row, pooled over the step's rows. 4096 covers the distinct ids of a long
  * history; a row that finds the pool full is sampled on the host (sample_rows). */
 #define SAMPLE_EDITS_PER_ROW 4096
+/* Rows the host samples (past the edit pool) are copied down this many at a time. */
+#define HOST_ROWS 8
 
 /* ---- the device model ------------------------------------------------------------- */
 
@@ -130,7 +132,7 @@ typedef struct cuda_backend {
     dstep s;
     int n_logits;                           /* rows the last forward kept */
     int max_ctx;
-    float *host_rows;                       /* pinned [max_logits, V]: rows copied for sampling */
+    float *host_rows;                       /* pinned [HOST_ROWS, V]: rows the host samples */
     void *sampler_ws;                       /* the host sampler's workspace (rows it samples, in turn) */
     size_t sampler_ws_size;
     glm_cu_sample_host smp;                 /* descriptor preparation (host) */
@@ -801,9 +803,6 @@ static int sample_rows(cuda_backend *be, const glm_sample_req *reqs, int n, glm_
             continue;
         if (glm_cu_sample_host_add(&be->smp, r->params, r->rng, &r->hist, r->row, &be->smp_desc_h[nd]) == GLM_OK)
             be->smp_slot[i] = nd++;
-        else
-            CUDA_TRY(cudaMemcpyAsync(be->host_rows + (size_t)i * V, be->s.logits + (size_t)r->row * V,
-                                     sizeof(float) * V, cudaMemcpyDeviceToHost, be->stream));
     }
     if (nd > 0) {
         size_t up = (char *)(be->smp_edit_h + be->smp.n) - (char *)be->smp_desc_h;
@@ -814,14 +813,34 @@ static int sample_rows(cuda_backend *be, const glm_sample_req *reqs, int n, glm_
                                  cudaMemcpyDeviceToHost, be->stream));
     }
     CUDA_TRY(cudaStreamSynchronize(be->stream));
-    for (int i = 0; i < n; i++) {
-        const glm_sample_req *r = &reqs[i];
-        if (be->smp_slot[i] >= 0) {
-            out[i] = be->smp_out_h[be->smp_slot[i]];
-            continue;
+    /* the host's rows: replaced ones as they are; overflowed ones copied down HOST_ROWS at a time */
+    int pending[HOST_ROWS], np = 0;
+    for (int i = 0; i <= n; i++) {
+        if (i < n) {
+            const glm_sample_req *r = &reqs[i];
+            if (be->smp_slot[i] >= 0) {
+                out[i] = be->smp_out_h[be->smp_slot[i]];
+                continue;
+            }
+            if (r->logits) {
+                glm_sampler_sample(r->params, r->rng, r->logits, (int)V, &r->hist, be->sampler_ws,
+                                   be->sampler_ws_size, &out[i]);
+                continue;
+            }
+            pending[np++] = i;
         }
-        const float *row = r->logits ? r->logits : be->host_rows + (size_t)i * V;
-        glm_sampler_sample(r->params, r->rng, row, (int)V, &r->hist, be->sampler_ws, be->sampler_ws_size, &out[i]);
+        if (np == HOST_ROWS || (i == n && np > 0)) {
+            for (int k = 0; k < np; k++)
+                CUDA_TRY(cudaMemcpyAsync(be->host_rows + (size_t)k * V, be->s.logits + (size_t)reqs[pending[k]].row * V,
+                                         sizeof(float) * V, cudaMemcpyDeviceToHost, be->stream));
+            CUDA_TRY(cudaStreamSynchronize(be->stream));
+            for (int k = 0; k < np; k++) {
+                const glm_sample_req *r = &reqs[pending[k]];
+                glm_sampler_sample(r->params, r->rng, be->host_rows + (size_t)k * V, (int)V, &r->hist,
+                                   be->sampler_ws, be->sampler_ws_size, &out[pending[k]]);
+            }
+            np = 0;
+        }
     }
     return GLM_OK;
 }
@@ -1132,7 +1151,8 @@ extern "C" glm_backend *glm_cuda_backend_create(const glm_model *m, const glm_ba
 
     /* sampling: the device sampler's buffers; for the rows the host samples (replaced by a logits
      * processor, or past the edit pool), pinned rows and one sampler workspace */
-    if ((e = cudaMallocHost((void **)&be->host_rows, sizeof(float) * (size_t)Lr * c->vocab_size)) != cudaSuccess) {
+    if ((e = cudaMallocHost((void **)&be->host_rows, sizeof(float) * HOST_ROWS * (size_t)c->vocab_size)) !=
+        cudaSuccess) {
         be->host_rows = NULL;
         glm_err(err, errlen, "cuda backend: cannot allocate pinned memory: %s", cudaGetErrorString(e));
         goto fail;
