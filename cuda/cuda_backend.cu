@@ -46,6 +46,7 @@
 
 extern "C" {
 #include "backend/backend.h"
+#include "core/carve.h"
 #include "core/util.h"
 }
 
@@ -175,22 +176,28 @@ typedef struct dgraph {
             return GLM_BACKEND_FAILURE;                                                             \
     } while (0)
 
-/* ---- sizes and carving ---------------------------------------------------------------- */
+/* ---- sizes ------------------------------------------------------------------------------ */
 
-typedef struct {
-    void **ptr;
-    size_t bytes;
-} part;
+static size_t align_up(size_t n) { return (n + ALIGN - 1) / ALIGN * ALIGN; }
 
-static size_t carve(part *parts, int n, char *base)
+/* The batch arrays' parts (device region and its pinned twin share the layout). */
+static int batch_parts(dstep *s, const glm_backend_params *p, glm_part *bp)
 {
-    size_t off = 0;
-    for (int i = 0; i < n; i++) {
-        if (base)
-            *parts[i].ptr = base + off;
-        off += (parts[i].bytes + ALIGN - 1) / ALIGN * ALIGN;
-    }
-    return off;
+    size_t T = (size_t)p->max_num_batched_tokens, Lr = (size_t)GLM_MAX(p->max_logits_rows, 1);
+    size_t bt = (size_t)p->max_num_seqs * (size_t)p->max_blocks_per_seq;
+    bp[0] = (glm_part){(void **)&s->tok, sizeof(int32_t) * T};
+    bp[1] = (glm_part){(void **)&s->pos, sizeof(int32_t) * T};
+    bp[2] = (glm_part){(void **)&s->seq_of, sizeof(int32_t) * T};
+    bp[3] = (glm_part){(void **)&s->bt, sizeof(int32_t) * bt};
+    bp[4] = (glm_part){(void **)&s->li, sizeof(int32_t) * Lr};
+    bp[5] = (glm_part){(void **)&s->slot, sizeof(int64_t) * T};
+    return 6;
+}
+
+/* The pinned host twin of a pointer into the batch's device region. */
+static void *host_twin(const dstep *s, const void *dev)
+{
+    return (char *)s->batch_host + ((const char *)dev - (const char *)s->batch_dev);
 }
 
 /* ---- weights ------------------------------------------------------------------------ */
@@ -203,7 +210,6 @@ typedef struct {
     const float *vec;      /* a vector of n floats */
     size_t n;
     float **vout;
-    void *dst;             /* carved */
 } upload;
 
 typedef struct {
@@ -211,28 +217,25 @@ typedef struct {
     int n, cap;
 } upload_list;
 
-static void add_weight(upload_list *l, const glm_weight *w, glm_dw_mode mode, glm_dweight *out)
+static void push(upload_list *l, upload u)
 {
     if (l->n == l->cap) {
         l->cap = l->cap ? 2 * l->cap : 256;
-        l->u = (upload *)realloc(l->u, sizeof *l->u * (size_t)l->cap);
-        GLM_ASSERT(l->u);
+        l->u = (upload *)glm_realloc(l->u, sizeof *l->u * (size_t)l->cap);
     }
-    l->u[l->n++] = (upload){w, mode, out, NULL, 0, NULL, NULL};
+    l->u[l->n++] = u;
+}
+
+static void add_weight(upload_list *l, const glm_weight *w, glm_dw_mode mode, glm_dweight *out)
+{
+    push(l, (upload){w, mode, out, NULL, 0, NULL});
 }
 
 static void add_vector(upload_list *l, const float *v, size_t n, float **out)
 {
-    if (!v) {
-        *out = NULL;
-        return;
-    }
-    if (l->n == l->cap) {
-        l->cap = l->cap ? 2 * l->cap : 256;
-        l->u = (upload *)realloc(l->u, sizeof *l->u * (size_t)l->cap);
-        GLM_ASSERT(l->u);
-    }
-    l->u[l->n++] = (upload){NULL, GLM_DW_NATIVE, NULL, v, n, out, NULL};
+    *out = NULL;
+    if (v)
+        push(l, (upload){NULL, GLM_DW_NATIVE, NULL, v, n, out});
 }
 
 static size_t upload_bytes(const upload *u)
@@ -304,9 +307,9 @@ static int upload_model(cuda_backend *be, char *err, size_t errlen)
     list_weights(be, &l, exp_host);
     size_t total = 0;
     for (int i = 0; i < l.n; i++)
-        total += (upload_bytes(&l.u[i]) + ALIGN - 1) / ALIGN * ALIGN;
+        total += align_up(upload_bytes(&l.u[i]));
     size_t tables = sizeof(glm_dweight) * n_exp;
-    total += (tables + ALIGN - 1) / ALIGN * ALIGN;
+    total += align_up(tables);
     be->weight_bytes = total;
     void *staging = NULL;
     int rc = GLM_OK;
@@ -335,7 +338,7 @@ static int upload_model(cuda_backend *be, char *err, size_t errlen)
             }
             if (e != cudaSuccess)
                 rc = glm_err(err, errlen, "cuda: uploading a weight: %s", cudaGetErrorString(e));
-            p += (upload_bytes(u) + ALIGN - 1) / ALIGN * ALIGN;
+            p += align_up(upload_bytes(u));
         }
         if (rc == GLM_OK && E > 0) {
             /* the experts' descriptions, one device array per layer */
@@ -490,7 +493,6 @@ static int trace(cuda_backend *be, int entry, int n, char *err, size_t errlen)
 static int copy_batch_up(cuda_backend *be, int n, size_t n_bt, int n_li, char *err, size_t errlen)
 {
     dstep *s = &be->s;
-    char *h = (char *)s->batch_host, *dv = (char *)s->batch_dev;
     struct {
         void *d;
         size_t bytes;
@@ -499,8 +501,8 @@ static int copy_batch_up(cuda_backend *be, int n, size_t n_bt, int n_li, char *e
                   {s->li, sizeof(int32_t) * (size_t)n_li}, {s->slot, sizeof(int64_t) * n}};
     for (int i = 0; i < 6; i++)
         if (parts[i].bytes)
-            CUDA_TRY(cudaMemcpyAsync(parts[i].d, h + ((char *)parts[i].d - dv), parts[i].bytes,
-                                     cudaMemcpyHostToDevice, be->stream));
+            CUDA_TRY(cudaMemcpyAsync(parts[i].d, host_twin(s, parts[i].d), parts[i].bytes, cudaMemcpyHostToDevice,
+                                     be->stream));
     return GLM_OK;
 }
 
@@ -508,20 +510,17 @@ static int copy_batch_up(cuda_backend *be, int n, size_t n_bt, int n_li, char *e
 static int upload_batch(cuda_backend *be, const glm_batch *b, char *err, size_t errlen)
 {
     dstep *s = &be->s;
-    char *h = (char *)s->batch_host, *d = (char *)s->batch_dev;
-#define HOST(ptr) ((void *)(h + ((char *)(ptr)-d)))
     int n = b->n_tokens;
-    memcpy(HOST(s->tok), b->token_ids, sizeof(int32_t) * n);
-    memcpy(HOST(s->pos), b->positions, sizeof(int32_t) * n);
-    memcpy(HOST(s->slot), b->slot_mapping, sizeof(int64_t) * n);
-    memcpy(HOST(s->bt), b->block_tables, sizeof(int32_t) * (size_t)b->n_seqs * b->max_blocks_per_seq);
+    memcpy(host_twin(s, s->tok), b->token_ids, sizeof(int32_t) * n);
+    memcpy(host_twin(s, s->pos), b->positions, sizeof(int32_t) * n);
+    memcpy(host_twin(s, s->slot), b->slot_mapping, sizeof(int64_t) * n);
+    memcpy(host_twin(s, s->bt), b->block_tables, sizeof(int32_t) * (size_t)b->n_seqs * b->max_blocks_per_seq);
     if (b->n_logits > 0)
-        memcpy(HOST(s->li), b->logits_index, sizeof(int32_t) * b->n_logits);
-    int32_t *seq_of = (int32_t *)HOST(s->seq_of);
+        memcpy(host_twin(s, s->li), b->logits_index, sizeof(int32_t) * b->n_logits);
+    int32_t *seq_of = (int32_t *)host_twin(s, s->seq_of);
     for (int q = 0; q < b->n_seqs; q++)
         for (int t = b->cu_seqlens_q[q]; t < b->cu_seqlens_q[q + 1]; t++)
             seq_of[t] = q;
-#undef HOST
     return copy_batch_up(be, n, (size_t)b->n_seqs * b->max_blocks_per_seq, b->n_logits, err, errlen);
 }
 
@@ -590,19 +589,6 @@ static int run_layers(cuda_backend *be, const dims *b, char *err, size_t errlen)
 #define GRAPH_MAX_SEQS 256
 #define MAX_GRAPHS 128
 
-static int graph_bucket(int n)
-{
-    if (n <= 1)
-        return 1;
-    if (n <= 8) {
-        int b = 2;
-        while (b < n)
-            b *= 2;
-        return b;
-    }
-    return (n + 7) / 8 * 8;
-}
-
 static int pow2_at_least(int n)
 {
     int b = 1;
@@ -610,6 +596,8 @@ static int pow2_at_least(int n)
         b *= 2;
     return b;
 }
+
+static int graph_bucket(int n) { return n <= 8 ? pow2_at_least(n) : (n + 7) / 8 * 8; }
 
 /* 1 when b is a decode step a graph can run: one token per sequence, every token's logits in
  * order, no trace. */
@@ -628,12 +616,10 @@ static int graphable(const cuda_backend *be, const glm_batch *b)
 static int upload_padded(cuda_backend *be, const glm_batch *b, const dims *d, char *err, size_t errlen)
 {
     dstep *s = &be->s;
-    char *h = (char *)s->batch_host, *dv = (char *)s->batch_dev;
-#define HOST(ptr) ((void *)(h + ((char *)(ptr)-dv)))
-    int32_t *tok = (int32_t *)HOST(s->tok), *pos = (int32_t *)HOST(s->pos), *seq = (int32_t *)HOST(s->seq_of);
-    int32_t *bt = (int32_t *)HOST(s->bt), *li = (int32_t *)HOST(s->li);
-    int64_t *slot = (int64_t *)HOST(s->slot);
-#undef HOST
+    int32_t *tok = (int32_t *)host_twin(s, s->tok), *pos = (int32_t *)host_twin(s, s->pos);
+    int32_t *seq = (int32_t *)host_twin(s, s->seq_of), *bt = (int32_t *)host_twin(s, s->bt);
+    int32_t *li = (int32_t *)host_twin(s, s->li);
+    int64_t *slot = (int64_t *)host_twin(s, s->slot);
     int n = b->n_seqs, B = d->n, MB = d->mbps, mb = b->max_blocks_per_seq;
     for (int i = 0; i < B; i++) {
         seq[i] = i;
@@ -787,7 +773,7 @@ static void sampler_free(cuda_backend *be)
  * one launch, the results down in one copy; the logits stay on the device. The
  * host sampler (glm_sampler_sample) takes a row a logits processor replaced
  * (r->logits, already on the host), and a row whose edits no longer fit in the
- * step's pool (a long history under penalties): that one row is copied down. The
+ * step's pool (a long history under penalties): such rows are copied down. The
  * generators advance the same either way (one draw per row).
  */
 static int sample_rows(cuda_backend *be, const glm_sample_req *reqs, int n, glm_sampler_result *out, char *err,
@@ -813,33 +799,30 @@ static int sample_rows(cuda_backend *be, const glm_sample_req *reqs, int n, glm_
                                  cudaMemcpyDeviceToHost, be->stream));
     }
     CUDA_TRY(cudaStreamSynchronize(be->stream));
-    /* the host's rows: replaced ones as they are; overflowed ones copied down HOST_ROWS at a time */
-    int pending[HOST_ROWS], np = 0;
-    for (int i = 0; i <= n; i++) {
-        if (i < n) {
-            const glm_sample_req *r = &reqs[i];
-            if (be->smp_slot[i] >= 0) {
-                out[i] = be->smp_out_h[be->smp_slot[i]];
-                continue;
-            }
-            if (r->logits) {
-                glm_sampler_sample(r->params, r->rng, r->logits, (int)V, &r->hist, be->sampler_ws,
-                                   be->sampler_ws_size, &out[i]);
-                continue;
-            }
-            pending[np++] = i;
-        }
-        if (np == HOST_ROWS || (i == n && np > 0)) {
-            for (int k = 0; k < np; k++)
-                CUDA_TRY(cudaMemcpyAsync(be->host_rows + (size_t)k * V, be->s.logits + (size_t)reqs[pending[k]].row * V,
-                                         sizeof(float) * V, cudaMemcpyDeviceToHost, be->stream));
-            CUDA_TRY(cudaStreamSynchronize(be->stream));
-            for (int k = 0; k < np; k++) {
-                const glm_sample_req *r = &reqs[pending[k]];
-                glm_sampler_sample(r->params, r->rng, be->host_rows + (size_t)k * V, (int)V, &r->hist,
-                                   be->sampler_ws, be->sampler_ws_size, &out[pending[k]]);
-            }
-            np = 0;
+    for (int i = 0; i < n; i++) {
+        const glm_sample_req *r = &reqs[i];
+        if (be->smp_slot[i] >= 0)
+            out[i] = be->smp_out_h[be->smp_slot[i]];
+        else if (r->logits)
+            glm_sampler_sample(r->params, r->rng, r->logits, (int)V, &r->hist, be->sampler_ws, be->sampler_ws_size,
+                               &out[i]);
+    }
+    /* rows past the edit pool: copied down HOST_ROWS at a time */
+    for (int i = 0; i < n;) {
+        int rows[HOST_ROWS], k = 0;
+        for (; i < n && k < HOST_ROWS; i++)
+            if (be->smp_slot[i] < 0 && !reqs[i].logits)
+                rows[k++] = i;
+        if (k == 0)
+            break;
+        for (int j = 0; j < k; j++)
+            CUDA_TRY(cudaMemcpyAsync(be->host_rows + (size_t)j * V, be->s.logits + (size_t)reqs[rows[j]].row * V,
+                                     sizeof(float) * V, cudaMemcpyDeviceToHost, be->stream));
+        CUDA_TRY(cudaStreamSynchronize(be->stream));
+        for (int j = 0; j < k; j++) {
+            const glm_sample_req *r = &reqs[rows[j]];
+            glm_sampler_sample(r->params, r->rng, be->host_rows + (size_t)j * V, (int)V, &r->hist, be->sampler_ws,
+                               be->sampler_ws_size, &out[rows[j]]);
         }
     }
     return GLM_OK;
@@ -896,12 +879,12 @@ static const glm_backend_ops cuda_ops = {cuda_forward, cuda_logits, cuda_sample,
 /* ---- create ------------------------------------------------------------------------------ */
 
 /* The workspace's parts for the limits in p (every op at its largest). */
-static int workspace_parts(cuda_backend *be, const glm_backend_params *p, part *parts, int *np_out)
+static int workspace_parts(cuda_backend *be, const glm_backend_params *p, glm_part *parts)
 {
     const glm_config *c = be->c;
     dstep *s = &be->s;
     size_t T = (size_t)p->max_num_batched_tokens, Lr = (size_t)GLM_MAX(p->max_logits_rows, 1);
-    size_t S = (size_t)p->max_num_seqs, MB = (size_t)p->max_blocks_per_seq;
+    size_t MB = (size_t)p->max_blocks_per_seq;
     size_t H = (size_t)c->hidden_size, heads = (size_t)c->num_attention_heads, R = (size_t)c->kv_lora_rank;
     size_t rope = (size_t)c->qk_rope_head_dim, ld = R + rope, V = (size_t)c->vocab_size;
     size_t E = (size_t)GLM_MAX(c->n_routed_experts, 1), K = (size_t)GLM_MAX(c->num_experts_per_tok, 1);
@@ -909,11 +892,9 @@ static int workspace_parts(cuda_backend *be, const glm_backend_params *p, part *
     size_t ffnI = GLM_MAX((size_t)c->intermediate_size, moeI * (size_t)GLM_MAX(c->n_shared_experts, 1));
     int Ti = p->max_num_batched_tokens;
 
-    /* the batch region: laid out with the same carve, twice (device and pinned host) */
-    part bp[6] = {{(void **)&s->tok, sizeof(int32_t) * T},  {(void **)&s->pos, sizeof(int32_t) * T},
-                  {(void **)&s->seq_of, sizeof(int32_t) * T}, {(void **)&s->bt, sizeof(int32_t) * S * MB},
-                  {(void **)&s->li, sizeof(int32_t) * Lr},  {(void **)&s->slot, sizeof(int64_t) * T}};
-    s->batch_bytes = carve(bp, 6, NULL);
+    /* the batch region: carved again inside batch_dev once that exists */
+    glm_part bp[6];
+    s->batch_bytes = glm_carve(bp, batch_parts(s, p, bp), NULL, ALIGN);
 
     /* every op's scratch at its largest */
     size_t lin_ws = 0;
@@ -939,7 +920,7 @@ static int workspace_parts(cuda_backend *be, const glm_backend_params *p, part *
     s->moe_ws_bytes = c->n_routed_experts > 0 ? glm_cu_moe_experts_workspace(&xp) : 0;
 
     int np = 0;
-#define PART(field, bytes) (parts[np++] = (part){(void **)&(field), (bytes)})
+#define PART(field, bytes) (parts[np++] = (glm_part){(void **)&(field), (bytes)})
     PART(s->batch_dev, s->batch_bytes);
     PART(s->cos_, sizeof(float) * T * rope / 2);
     PART(s->sin_, sizeof(float) * T * rope / 2);
@@ -974,8 +955,7 @@ static int workspace_parts(cuda_backend *be, const glm_backend_params *p, part *
     PART(s->smp_in, s->smp_in_bytes);
     PART(s->smp_out, sizeof(glm_sampler_result) * Lr);
 #undef PART
-    *np_out = np;
-    return GLM_OK;
+    return np;
 }
 
 /* KV bytes per token slot: every layer's latent row and its index key where it has an indexer. */
@@ -1033,7 +1013,7 @@ extern "C" glm_backend *glm_cuda_backend_create(const glm_model *m, const glm_ba
     be->max_ctx = p->max_blocks_per_seq * p->block_size;
     be->layers = (dlayer *)glm_calloc((size_t)c->num_hidden_layers, sizeof(dlayer));
     int Lr = GLM_MAX(p->max_logits_rows, 1);
-    part parts[64];
+    glm_part parts[64];
     int np = 0;
     size_t free0 = 0, total = 0, ws_bytes = 0, per_block = 0, nb = 0;
 
@@ -1054,33 +1034,24 @@ extern "C" glm_backend *glm_cuda_backend_create(const glm_model *m, const glm_ba
     if (upload_model(be, err, errlen) != GLM_OK)
         goto fail;
 
-    workspace_parts(be, p, parts, &np);
-    ws_bytes = carve(parts, np, NULL);
+    np = workspace_parts(be, p, parts);
+    ws_bytes = glm_carve(parts, np, NULL, ALIGN);
     if ((e = cudaMalloc(&be->ws, ws_bytes)) != cudaSuccess) {
         be->ws = NULL;
         glm_err(err, errlen, "cuda backend: cannot allocate a workspace of %.2f GiB: %s", gib(ws_bytes),
                 cudaGetErrorString(e));
         goto fail;
     }
-    carve(parts, np, (char *)be->ws);
+    glm_carve(parts, np, (char *)be->ws, ALIGN);
     {
-        /* the batch's pinned twin: the same offsets as its device region */
-        dstep *s = &be->s;
-        if ((e = cudaMallocHost(&s->batch_host, s->batch_bytes)) != cudaSuccess) {
-            s->batch_host = NULL;
+        /* the batch arrays inside their device region; the pinned twin has the same offsets */
+        glm_part bp[6];
+        glm_carve(bp, batch_parts(&be->s, p, bp), (char *)be->s.batch_dev, ALIGN);
+        if ((e = cudaMallocHost(&be->s.batch_host, be->s.batch_bytes)) != cudaSuccess) {
+            be->s.batch_host = NULL;
             glm_err(err, errlen, "cuda backend: cannot allocate pinned memory: %s", cudaGetErrorString(e));
             goto fail;
         }
-        char *base = (char *)s->batch_dev;
-        part bp[6] = {{(void **)&s->tok, 0}, {(void **)&s->pos, 0}, {(void **)&s->seq_of, 0},
-                      {(void **)&s->bt, 0},  {(void **)&s->li, 0},  {(void **)&s->slot, 0}};
-        size_t T = (size_t)p->max_num_batched_tokens;
-        size_t sz[6] = {sizeof(int32_t) * T, sizeof(int32_t) * T, sizeof(int32_t) * T,
-                        sizeof(int32_t) * (size_t)p->max_num_seqs * p->max_blocks_per_seq, sizeof(int32_t) * Lr,
-                        sizeof(int64_t) * T};
-        for (int i = 0; i < 6; i++)
-            bp[i].bytes = sz[i];
-        carve(bp, 6, base);
     }
     be->lin = (glm_cu_linear_ctx){be->blas, be->lt, be->s.lt_ws, LT_WS_BYTES, 0};
     /* cuBLAS's own workspace, fixed (graph capture needs it) */

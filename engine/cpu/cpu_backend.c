@@ -46,6 +46,7 @@
 #include "cpu/kvcache.h"
 #include "cpu/ops.h"
 #include "cpu/ref_ops.h"
+#include "core/carve.h"
 #include "core/util.h"
 
 /* The workspace and per-step state shared by the parallel tasks. Buffers are
@@ -439,24 +440,6 @@ static void cpu_destroy(glm_backend *base)
 
 static const glm_backend_ops cpu_ops = {cpu_forward, cpu_logits, cpu_sample, cpu_trace_hidden, cpu_destroy};
 
-/* The workspace as a table of (pointer, bytes): laid out once, so that the
- * sizes and the carving cannot disagree. */
-typedef struct {
-    void **ptr;
-    size_t bytes;
-} ws_part;
-
-static size_t carve(ws_part *parts, int n, char *base)
-{
-    size_t off = 0;
-    for (int i = 0; i < n; i++) {
-        if (base)
-            *parts[i].ptr = base + off;
-        off += (parts[i].bytes + 63) & ~(size_t)63;
-    }
-    return off;
-}
-
 /* One number from a file (a /proc/meminfo line given by fmt, or a cgroup
  * file); 0 when it cannot be read or says "max". */
 static unsigned long long read_number(const char *path, const char *fmt)
@@ -543,9 +526,9 @@ glm_backend *glm_cpu_backend_create(const glm_model *m, const glm_backend_params
 
     void *sws[GLM_POOL_MAX_THREADS];
     void *stab = NULL;
-    ws_part parts[64];
+    glm_part parts[64];
     int np = 0;
-#define PART(field, bytes) (parts[np++] = (ws_part){(void **)&(field), (bytes)})
+#define PART(field, bytes) (parts[np++] = (glm_part){(void **)&(field), (bytes)})
     PART(s->seq_of, sizeof(int32_t) * T);
     PART(s->rope_cos, sizeof(float) * T * rope / 2);
     PART(s->rope_sin, sizeof(float) * T * rope / 2);
@@ -592,14 +575,14 @@ glm_backend *glm_cpu_backend_create(const glm_model *m, const glm_backend_params
             cpu_destroy(&be->base);
             return NULL;
         }
-    size_t ws_bytes = carve(parts, np, NULL);
+    size_t ws_bytes = glm_carve(parts, np, NULL, 64);
     if (posix_memalign(&be->arena, 64, ws_bytes) != 0) {
         be->arena = NULL;
         glm_err(err, errlen, "cpu backend: cannot allocate a workspace of %zu bytes", ws_bytes);
         cpu_destroy(&be->base);
         return NULL;
     }
-    carve(parts, np, be->arena);
+    glm_carve(parts, np, be->arena, 64);
     s->sampler_ws = stab;
     for (int w = 0; w < workers; w++)
         s->sampler_ws[w] = sws[w];

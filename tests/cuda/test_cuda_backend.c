@@ -33,20 +33,6 @@
 #define BF16_TOL 2e-2f /* default dtype against the CPU engine: median row */
 #define N_STEPS 32
 
-static int read_ids(const char *path, int **ids)
-{
-    int n = golden_read_ids(path, ids);
-    ck_assert_msg(n >= 0, "cannot open %s", path);
-    return n;
-}
-
-static float *read_rows(const char *path, int rows, int vocab)
-{
-    float *x = golden_read_rows(path, rows, vocab);
-    ck_assert_msg(x != NULL, "%s: cannot read %d rows of %d floats", path, rows, vocab);
-    return x;
-}
-
 static glm_model *load(const char *name)
 {
     char path[512], err[GLM_ERRLEN];
@@ -170,13 +156,13 @@ static void check_goldens(const char *model, const char *variant, int chunk)
     char path[512], err[GLM_ERRLEN];
     glm_model *m = load(model);
     int V = m->cfg.vocab_size, *prompt, *greedy;
-    int np = read_ids(GOLDEN "/prompt.txt", &prompt);
+    int np = golden_read_ids(GOLDEN "/prompt.txt", &prompt);
     snprintf(path, sizeof path, GOLDEN "/%s.greedy.txt", variant);
-    int ng = read_ids(path, &greedy);
+    int ng = golden_read_ids(path, &greedy);
     ck_assert(np == 40 && ng == N_STEPS);
     snprintf(path, sizeof path, GOLDEN "/%s.steps.f32", variant);
-    float *gold = read_rows(path, ng, V);
-    float *gprompt = strcmp(variant, "f32") == 0 ? read_rows(GOLDEN "/f32.prompt.f32", np, V) : NULL;
+    float *gold = golden_read_rows(path, ng, V);
+    float *gprompt = strcmp(variant, "f32") == 0 ? golden_read_rows(GOLDEN "/f32.prompt.f32", np, V) : NULL;
     char mdir[512];
     snprintf(mdir, sizeof mdir, "%s/%s", test_models_dir(), model);
     snprintf(path, sizeof path, GOLDEN "/%s.json", variant);
@@ -261,7 +247,7 @@ static int against_cpu(const char *model, float *errs, int *n_errs, float *layer
 {
     glm_model *m = load(model);
     int V = m->cfg.vocab_size, H = m->cfg.hidden_size, L = m->cfg.num_hidden_layers, *prompt;
-    int np = read_ids(GOLDEN "/prompt.txt", &prompt);
+    int np = golden_read_ids(GOLDEN "/prompt.txt", &prompt);
     run cu = run_start(m, GLM_BACKEND_CUDA, GLM_COMPUTE_AUTO, prompt, np, 0, N_STEPS);
     run cpu = run_start(m, GLM_BACKEND_CPU, GLM_COMPUTE_BF16, prompt, np, 0, N_STEPS);
     float *a = malloc(sizeof(float) * (size_t)np * V), *b = malloc(sizeof(float) * (size_t)np * V);
@@ -355,7 +341,7 @@ static void decode_three(const glm_model *m, int graphs, float *out /* [steps, 3
 {
     char err[GLM_ERRLEN];
     int V = m->cfg.vocab_size, *prompt;
-    int np = read_ids(GOLDEN "/prompt.txt", &prompt);
+    int np = golden_read_ids(GOLDEN "/prompt.txt", &prompt);
     glm_runner_params rp;
     glm_runner_params_default(&rp);
     rp.backend = GLM_BACKEND_CUDA;

@@ -18,6 +18,7 @@
 #ifndef GLM_GOLDEN_H
 #define GLM_GOLDEN_H
 
+#include <check.h>
 #include <dirent.h>
 #include <inttypes.h>
 #include <math.h>
@@ -43,12 +44,11 @@ static inline uint64_t golden_fnv1a64(uint64_t h, const void *data, size_t n)
 }
 
 /* The comma-separated ids of a golden text file (prompt.txt, *.greedy.txt) into *ids
- * (malloc'd); the count, or -1 when the file cannot be opened. */
+ * (malloc'd); returns the count. A file that cannot be opened fails the test. */
 static inline int golden_read_ids(const char *path, int **ids)
 {
     FILE *f = fopen(path, "r");
-    if (!f)
-        return -1;
+    ck_assert_msg(f != NULL, "cannot open %s", path);
     int cap = 64, n = 0, v;
     *ids = malloc(sizeof(int) * (size_t)cap);
     while (fscanf(f, "%d", &v) == 1) {
@@ -62,20 +62,16 @@ static inline int golden_read_ids(const char *path, int **ids)
     return n;
 }
 
-/* rows x vocab float32 logits of a golden .f32 file (malloc'd), or NULL when the file cannot
- * be opened or holds fewer. */
+/* rows x vocab float32 logits of a golden .f32 file (malloc'd); a file that cannot be read
+ * or holds fewer fails the test. */
 static inline float *golden_read_rows(const char *path, int rows, int vocab)
 {
     FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
+    ck_assert_msg(f != NULL, "cannot open %s", path);
     float *x = malloc(sizeof(float) * (size_t)rows * vocab);
     size_t got = fread(x, sizeof(float), (size_t)rows * vocab, f);
     fclose(f);
-    if (got != (size_t)rows * vocab) {
-        free(x);
-        return NULL;
-    }
+    ck_assert_msg(got == (size_t)rows * vocab, "%s: %zu floats, expected %d", path, got, rows * vocab);
     return x;
 }
 

@@ -38,20 +38,6 @@
 #define REL_TOL 2e-5f    /* logits: max|dlogit| / max|logit| per row */
 #define HIDDEN_TOL 2e-5f /* hidden states: max|dh| / max|h| per entry (all prompt positions) */
 
-static int read_ids(const char *path, int **ids)
-{
-    int n = golden_read_ids(path, ids);
-    ck_assert_msg(n >= 0, "cannot open %s", path);
-    return n;
-}
-
-static float *read_rows(const char *path, int rows, int vocab)
-{
-    float *x = golden_read_rows(path, rows, vocab);
-    ck_assert_msg(x != NULL, "%s: cannot read %d rows of %d floats", path, rows, vocab);
-    return x;
-}
-
 static glm_model *load(const char *variant)
 {
     char path[512], err[GLM_ERRLEN];
@@ -144,14 +130,14 @@ static void check_variant(const char *model, const char *variant, int chunk, flo
     glm_model *m = load(model);
     int V = m->cfg.vocab_size;
     int *prompt, *greedy;
-    int np = read_ids(GOLDEN "/prompt.txt", &prompt);
+    int np = golden_read_ids(GOLDEN "/prompt.txt", &prompt);
     snprintf(path, sizeof path, GOLDEN "/%s.greedy.txt", variant);
-    int ng = read_ids(path, &greedy);
+    int ng = golden_read_ids(path, &greedy);
     ck_assert_int_eq(np, 40);
     ck_assert_int_eq(ng, 32);
     snprintf(path, sizeof path, GOLDEN "/%s.steps.f32", variant);
-    float *gold = read_rows(path, ng, V);
-    float *gprompt = strcmp(variant, "f32") == 0 ? read_rows(GOLDEN "/f32.prompt.f32", np, V) : NULL;
+    float *gold = golden_read_rows(path, ng, V);
+    float *gprompt = strcmp(variant, "f32") == 0 ? golden_read_rows(GOLDEN "/f32.prompt.f32", np, V) : NULL;
 
     char mdir[512];
     snprintf(mdir, sizeof mdir, "%s/%s", test_models_dir(), model);
@@ -281,9 +267,9 @@ START_TEST(parity_serving)
     glm_model *m = load("tiny");
     int V = m->cfg.vocab_size;
     int *prompt, *greedy;
-    int np = read_ids(GOLDEN "/prompt.txt", &prompt);
-    int ng = read_ids(GOLDEN "/f32.greedy.txt", &greedy);
-    float *gold = read_rows(GOLDEN "/f32.steps.f32", ng, V);
+    int np = golden_read_ids(GOLDEN "/prompt.txt", &prompt);
+    int ng = golden_read_ids(GOLDEN "/f32.greedy.txt", &greedy);
+    float *gold = golden_read_rows(GOLDEN "/f32.steps.f32", ng, V);
     glm_engine_params ep;
     glm_engine_params_default(&ep);
     ep.max_num_batched_tokens = 7;
@@ -345,7 +331,7 @@ START_TEST(batch_invariance)
     glm_model *m = load("tiny");
     int V = m->cfg.vocab_size;
     int *prompt;
-    int np = read_ids(GOLDEN "/prompt.txt", &prompt);
+    int np = golden_read_ids(GOLDEN "/prompt.txt", &prompt);
     glm_runner *r = runner_for(m, np, 3, 4 * 64, 4, 2);
     glm_block_manager *bm = bm_for(r);
 
@@ -465,7 +451,7 @@ START_TEST(no_alloc_in_steps)
     glm_model *m = load("tiny");
     int V = m->cfg.vocab_size;
     int *prompt;
-    int np = read_ids(GOLDEN "/prompt.txt", &prompt);
+    int np = golden_read_ids(GOLDEN "/prompt.txt", &prompt);
     glm_runner *r = runner_for(m, 16, 3, 3 * 128, 16, 2);
     glm_block_manager *bm = bm_for(r);
     glm_sequence *s[3];
