@@ -54,14 +54,19 @@ static void nap(void)
     nanosleep(&ts, NULL);
 }
 
-/* Aborts the rank's communicator unless done already: kernels waiting for a peer return. */
+/* Aborts the rank's communicator unless done already: kernels waiting for a peer return.
+ * Any thread may call it: the calling thread's current device is left as it was. */
 static void abort_rank(nccl_rank *r)
 {
     pthread_mutex_lock(&r->mu);
     if (r->comm) {
+        int prev = -1;
+        cudaGetDevice(&prev);
         cudaSetDevice(r->device);
         ncclCommAbort(r->comm);
         r->comm = NULL;
+        if (prev >= 0)
+            cudaSetDevice(prev);
     }
     pthread_mutex_unlock(&r->mu);
 }

@@ -30,7 +30,11 @@
  * and so does every later call; the message names the rank and its reason.
  * A call that finds its peers out of step (another collective, another count)
  * poisons the world too. A poisoned world stays poisoned: free it and create
- * another.
+ * another. Whichever way an in-process call returns, no other rank reads or
+ * writes the caller's buffers any more, so a failing rank may free them at
+ * once; on NCCL, work already queued on a stream may use its buffers until
+ * the stream drains, or until the communicator is aborted (which poisoning
+ * does).
  *
  * Every function that can fail returns GLM_OK or GLM_ERR and writes one line
  * into err (errlen bytes). Collectives allocate nothing.

@@ -23,6 +23,11 @@
  * poisoned world wakes every waiter (wake below), and a waiter that wakes
  * without its generation having passed returns the world's error.
  *
+ * A call that fails returns only once no rank is between two barriers
+ * reading or writing peers' buffers (`active`, the data phases): whichever
+ * way a call returns, nobody touches the caller's buffers afterwards, so a
+ * failing rank may free them at once.
+ *
  * Each call's first barrier also checks that every rank called the same
  * collective with the same size and root: a rank out of step poisons the
  * world instead of reading past a buffer. The slots alternate between two
@@ -33,6 +38,8 @@
 
 #include <pthread.h>
 #include <stdalign.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,6 +62,7 @@ typedef struct {
     glm_comm base;
     glm_comm_local *w;
     uint64_t calls;       /* collectives this rank has entered (selects the slot set) */
+    int in_phase;         /* between a barrier and the next, reading or writing peers' buffers */
 } local_rank;
 
 struct glm_comm_local {
@@ -62,10 +70,11 @@ struct glm_comm_local {
     glm_comm_sync_fn sync;
     void *sync_user;
     glm_comm_fate *fate;
-    pthread_mutex_t mu;   /* guards arrived, gen */
-    pthread_cond_t cv;
+    pthread_mutex_t mu;   /* guards arrived, gen, active and the ranks' in_phase */
+    pthread_cond_t cv;    /* a barrier passed, the world poisoned, or active reached 0 */
     int arrived;          /* ranks waiting at the current barrier */
     uint64_t gen;         /* barriers completed */
+    int active;           /* ranks in a data phase */
     slot slots[2][GLM_COMM_MAX_WORLD];
     local_rank ranks[GLM_COMM_MAX_WORLD];
 };
@@ -80,31 +89,80 @@ static const char *op_name(int op)
     }
 }
 
-/* Returns once every rank has arrived (GLM_OK) or the world is poisoned (GLM_ERR). */
-static int wait_all(glm_comm_local *w, char *err, size_t errlen)
+/* Ends the rank's data phase, if it is in one (under w->mu). */
+static void phase_end_locked(local_rank *lr)
 {
-    pthread_mutex_lock(&w->mu);
-    if (glm_comm_fate_get(w->fate, NULL, 0)) {
-        pthread_mutex_unlock(&w->mu);
-        glm_comm_fate_get(w->fate, err, errlen);
-        return GLM_ERR;
+    glm_comm_local *w = lr->w;
+    if (lr->in_phase) {
+        lr->in_phase = 0;
+        if (--w->active == 0)
+            pthread_cond_broadcast(&w->cv);
     }
+}
+
+/* The failing way out (under w->mu): waits until no rank is in a data phase,
+ * so that no peer touches this rank's buffers once its call returns. Data
+ * phases never wait, so this ends. */
+static int fail_locked(local_rank *lr, char *err, size_t errlen)
+{
+    glm_comm_local *w = lr->w;
+    phase_end_locked(lr);
+    while (w->active > 0)
+        pthread_cond_wait(&w->cv, &w->mu);
+    pthread_mutex_unlock(&w->mu);
+    glm_comm_fate_get(w->fate, err, errlen);
+    return GLM_ERR;
+}
+
+/* Ends the rank's data phase and returns once every rank has arrived
+ * (GLM_OK; with `begin` the rank is in a data phase then) or the world is
+ * poisoned (GLM_ERR, no rank in a data phase any more). A rank begins a data
+ * phase only if the world is not poisoned when it passes, under the mutex: a
+ * peer that fails and waits for the data phases to end cannot miss one that
+ * starts later. A closing barrier (no `begin`) that every rank reached
+ * succeeds even if the world was poisoned meanwhile: its call is complete. */
+static int wait_all(local_rank *lr, int begin, char *err, size_t errlen)
+{
+    glm_comm_local *w = lr->w;
+    pthread_mutex_lock(&w->mu);
+    phase_end_locked(lr);
+    if (glm_comm_fate_get(w->fate, NULL, 0))
+        return fail_locked(lr, err, errlen);
     uint64_t gen = w->gen;
     if (++w->arrived == w->world) {
         w->arrived = 0;
         w->gen++;
         pthread_cond_broadcast(&w->cv);
-        pthread_mutex_unlock(&w->mu);
-        return GLM_OK;
+    } else {
+        while (w->gen == gen && !glm_comm_fate_get(w->fate, NULL, 0))
+            pthread_cond_wait(&w->cv, &w->mu);
     }
-    while (w->gen == gen && !glm_comm_fate_get(w->fate, NULL, 0))
-        pthread_cond_wait(&w->cv, &w->mu);
-    int passed = w->gen != gen;
+    if (w->gen == gen)
+        return fail_locked(lr, err, errlen); /* woken by the poison */
+    if (begin) {
+        if (glm_comm_fate_get(w->fate, NULL, 0))
+            return fail_locked(lr, err, errlen);
+        lr->in_phase = 1;
+        w->active++;
+    }
     pthread_mutex_unlock(&w->mu);
-    if (passed)
-        return GLM_OK;
-    glm_comm_fate_get(w->fate, err, errlen);
-    return GLM_ERR;
+    return GLM_OK;
+}
+
+/* Leaves a data phase on failure: poisons the world (the reason into err) and
+ * waits until no rank is in a data phase. */
+static int fail_in_phase(local_rank *lr, char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static int fail_in_phase(local_rank *lr, char *err, size_t errlen, const char *fmt, ...)
+{
+    char why[GLM_ERRLEN];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof why, fmt, ap);
+    va_end(ap);
+    glm_comm_poison(&lr->base, why);
+    pthread_mutex_lock(&lr->w->mu);
+    return fail_locked(lr, err, errlen);
 }
 
 static void local_wake(glm_comm *c)
@@ -137,12 +195,13 @@ static slot *enter(local_rank *lr, int op, size_t size, int root, const void *se
     me->root = root;
     me->send = send;
     me->recv = recv;
-    if (wait_all(w, err, errlen) != GLM_OK)
+    /* the plain barrier reads no buffers: its one barrier closes it */
+    if (wait_all(lr, op != OP_BARRIER, err, errlen) != GLM_OK)
         return NULL;
     for (int s = 0; s < w->world; s++) {
         const slot *o = &set[s];
         if (o->op != op || o->size != size || o->root != root) {
-            glm_comm_fail(c, err, errlen,
+            fail_in_phase(lr, err, errlen,
                           "ranks out of step: rank %d called %s (size %zu, root %d), rank %d %s (size %zu, root %d)",
                           c->rank, op_name(op), size, root, s, op_name(o->op), o->size, o->root);
             return NULL;
@@ -176,7 +235,7 @@ static int local_all_reduce_sum(glm_comm *c, const float *send, float *recv, siz
         }
         memcpy(recv + i0, acc, n * sizeof(float));
     }
-    if (wait_all(w, err, errlen) != GLM_OK)
+    if (wait_all(lr, 1, err, errlen) != GLM_OK)
         return GLM_ERR;
     /* all-gather: every other slice from the rank that summed it */
     for (int s = 0; s < W; s++) {
@@ -186,7 +245,7 @@ static int local_all_reduce_sum(glm_comm *c, const float *send, float *recv, siz
         if (shi > slo)
             memcpy(recv + slo, (const float *)set[s].recv + slo, (shi - slo) * sizeof(float));
     }
-    return wait_all(w, err, errlen);
+    return wait_all(lr, 0, err, errlen);
 }
 
 static int local_all_gather(glm_comm *c, const void *send, void *recv, size_t bytes, void *stream, char *err,
@@ -201,7 +260,7 @@ static int local_all_gather(glm_comm *c, const void *send, void *recv, size_t by
         if (bytes && dst != set[s].send)
             memcpy(dst, set[s].send, bytes);
     }
-    return wait_all(lr->w, err, errlen);
+    return wait_all(lr, 0, err, errlen);
 }
 
 static int local_broadcast(glm_comm *c, void *buf, size_t bytes, int root, void *stream, char *err, size_t errlen)
@@ -212,7 +271,7 @@ static int local_broadcast(glm_comm *c, void *buf, size_t bytes, int root, void 
         return GLM_ERR;
     if (c->rank != root && bytes)
         memcpy(buf, set[root].send, bytes);
-    return wait_all(lr->w, err, errlen);
+    return wait_all(lr, 0, err, errlen);
 }
 
 static int local_barrier(glm_comm *c, void *stream, char *err, size_t errlen)

@@ -10,7 +10,8 @@
  *   - poisoning: a rank that stops (or a stop from outside) makes the others'
  *     pending and later calls fail with its reason; ranks out of step and a
  *     failing stream sync poison the world; no hang (the case timeout is the
- *     guard; nothing measures time);
+ *     guard; nothing measures time); a rank may free its buffers the moment
+ *     its call fails (under ASan a peer still reading them would show);
  *   - the stream-sync callback; no allocation in any collective after create.
  */
 #include <pthread.h>
@@ -511,6 +512,45 @@ START_TEST(poison_from_outside)
 }
 END_TEST
 
+/* Ranks all-reduce large vectors while another thread stops the world; each
+ * frees its vector the moment its call fails. A peer still reading it would
+ * be a use after free (ASan, `make asan`, reports it): a failed call returns
+ * only once no rank touches others' buffers. */
+#define BIG 300000
+static void free_at_once_rank(rank_ctx *x)
+{
+    char err[GLM_ERRLEN];
+    float *v = malloc(sizeof(float) * BIG);
+    for (int k = 0; k < 1000000; k++) {
+        for (int i = 0; i < BIG; i += 1000)
+            v[i] = (float)k;
+        if (glm_comm_all_reduce_sum(x->c, v, v, BIG, NULL, err, sizeof err) != GLM_OK) {
+            free(v);
+            if (!strstr(err, "server shutting down"))
+                RFAIL(x, "error without the reason: %s", err);
+            x->checks = k;
+            return;
+        }
+    }
+    free(v);
+    RFAIL(x, "never stopped");
+}
+
+START_TEST(failure_frees_at_once)
+{
+    for (int world = 2; world <= 8; world += 2) {
+        glm_comm_local *w = world_of(world);
+        stopper_args s = {w};
+        pthread_t th;
+        ck_assert_int_eq(pthread_create(&th, NULL, stop_later, &s), 0);
+        long calls = run_ranks(w, world, free_at_once_rank, NULL, 0, 5);
+        pthread_join(th, NULL);
+        printf("failure_frees_at_once: world %d stopped after %ld calls (over the ranks)\n", world, calls);
+        glm_comm_local_free(w);
+    }
+}
+END_TEST
+
 /* Rank 1 calls with another size (or another collective): every rank fails. */
 typedef struct {
     int variant;
@@ -733,6 +773,7 @@ int main(void)
     tcase_add_test(tc, mixed_schedule);
     tcase_add_test(tc, poison_rank_stops);
     tcase_add_test(tc, poison_from_outside);
+    tcase_add_test(tc, failure_frees_at_once);
     tcase_add_test(tc, out_of_step_poisons);
     tcase_add_test(tc, stream_sync);
     tcase_add_test(tc, no_alloc_in_calls);
