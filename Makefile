@@ -58,7 +58,7 @@ CUDA_HOME ?= $(if $(NVCC_ANY),$(patsubst %/bin/nvcc,%,$(realpath $(NVCC_ANY))),/
 ifneq ($(NVCC),)
   CUDA_OBJ = $(CUDA_SRC:%.cu=$(BUILD)/%.o)
   ALL_CFLAGS += -DGLM_HAVE_CUDA=1 -I$(CUDA_HOME)/include
-  CUDA_LIBS = -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcudart -lcublasLt -lcublas -lstdc++
+  CUDA_LIBS = -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcudart -lcublasLt -lcublas -lnccl -lstdc++
   NVCCFLAGS ?= -O3 -std=c++17 -arch=sm_90a -Werror all-warnings -Xcompiler -Wall,-Wextra,-Wno-unused-parameter \
                -Xcompiler -fPIC -I. -Iengine
 else
@@ -75,7 +75,9 @@ BLAS_TEST = $(BUILD)/tests/cuda_cpu/blas/test-cublas
 CUDA_CPU_OBJ = $(BUILD)/tests/cuda_cpu/cuda_cpu.o $(BUILD)/tests/cuda_cpu/cuda_cpu_runtime.o
 # Everything a CUDA-on-CPU program links: the kernels and the CUDA backend (cuda/*.cu), the layer,
 # and the cuBLAS/cuBLASLt stand-in instead of the libraries.
-CUDA_ON_CPU_OBJ = $(CUDA_SRC:%.cu=$(BUILD)/cuda_cpu/%.o) $(CUDA_CPU_OBJ) $(BLAS_CPU_SRC:%.cpp=$(BUILD)/cuda_cpu/%.o)
+# cuda/comm_nccl.cu is not among them: the layer has no NCCL (in-process ranks stand in for it).
+CUDA_ON_CPU_SRC = $(filter-out cuda/comm_nccl.cu,$(CUDA_SRC))
+CUDA_ON_CPU_OBJ = $(CUDA_ON_CPU_SRC:%.cu=$(BUILD)/cuda_cpu/%.o) $(CUDA_CPU_OBJ) $(BLAS_CPU_SRC:%.cpp=$(BUILD)/cuda_cpu/%.o)
 
 VENV = .venv
 PY   = $(VENV)/bin/python
@@ -99,7 +101,8 @@ $(BUILD)/cuda/%.o: cuda/%.cu
 
 # The same checks built with nvcc against the real CUDA libraries, for a machine with a GPU
 # (tests/gpu/run.sh): test-backend-ops with its cuda row, and the CUDA backend's forward test.
-GPU_TESTS = $(BUILD)/gpu/test-backend-ops $(BUILD)/gpu/test_cuda_backend $(BUILD)/gpu/test_cuda_sample
+GPU_TESTS = $(BUILD)/gpu/test-backend-ops $(BUILD)/gpu/test_cuda_backend $(BUILD)/gpu/test_cuda_sample \
+            $(BUILD)/gpu/test_comm_nccl
 gpu-tests: $(GPU_TESTS)
 $(BUILD)/gpu/cuda_row.o: tests/backend/cuda_row.cu
 	@mkdir -p $(dir $@)
@@ -110,6 +113,10 @@ $(BUILD)/gpu/test_cuda_backend: $(BUILD)/tests/cuda/test_cuda_backend.o $(CUDA_O
 	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS_BASE) $(CUDA_LIBS) $$(pkg-config --libs check)
 $(BUILD)/gpu/test_cuda_sample: $(BUILD)/tests/cuda/test_cuda_sample.o $(CUDA_OBJ) $(ENGINE_OBJ)
 	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS_BASE) $(CUDA_LIBS) $$(pkg-config --libs check)
+# the NCCL communicator (cuda/comm_nccl.cu) on every GPU of the machine, one thread per rank
+$(BUILD)/gpu/test_comm_nccl: $(BUILD)/tests/gpu/test_comm_nccl.o $(CUDA_OBJ) $(ENGINE_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS_BASE) $(CUDA_LIBS)
 -include $(BUILD)/gpu/cuda_row.d
 
 -include $(ENGINE_OBJ:.o=.d) $(SERVER_OBJ:.o=.d)

@@ -42,7 +42,7 @@ typedef enum {
     GLM_BACKEND_CUDA     /* cuda/: built when nvcc is found */
 } glm_backend_kind;
 
-struct glm_comm; /* the ranks' communicator (tensor parallelism); none yet */
+struct glm_comm; /* the ranks' communicator (tensor parallelism): engine/comm/comm.h */
 
 /* What a backend computes in (vLLM's --dtype). The CPU backend computes in float32; asked for
  * GLM_COMPUTE_BF16 it also rounds where the CUDA backend's bfloat16 mode rounds (GEMM inputs,

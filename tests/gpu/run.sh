@@ -10,7 +10,10 @@
 #      the device sampler against the CPU sampler and its distribution (build/gpu/test_cuda_sample);
 #   4. runs the server tests (tests/cli/server.sh: the openai SDK, curl, raw sockets) with every
 #      server started with --device cuda;
-#   5. the GLM-5 rank-slice benchmark: writes glm-mkmodel's glm5-rank checkpoint (GLM-5's widths as
+#   5. the NCCL communicator (build/gpu/test_comm_nccl) on every GPU, one rank per GPU, when the
+#      machine has two or more ("skipped: one GPU" otherwise): the collectives against references, a
+#      stopped rank that must stop the others, and the time of a layer's all-reduce;
+#   6. the GLM-5 rank-slice benchmark: writes glm-mkmodel's glm5-rank checkpoint (GLM-5's widths as
 #      one rank of 8-way tensor parallelism, 4 layers, fp8, ~4.4 GB) into a temporary directory and
 #      prints build/glm-bench-rank's table on it (docs/performance.md, "GLM-5 rank slice on one GPU").
 #
@@ -44,6 +47,18 @@ part "CUDA sampler against the CPU sampler" build/gpu/test_cuda_sample
 # the server tests of `make test`, every server they start given --device cuda (tests/cli/lib/serve.bash)
 part "serve --device cuda: tests/cli/server.sh (openai SDK, curl)" env GLM_SERVE_FLAGS="--device cuda" \
     bash tests/cli/server.sh build
+
+# the NCCL communicator needs two GPUs at least (a world of one exercises none of its transport)
+comm_nccl() {
+    local n
+    n=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU')
+    if [ "${n:-0}" -lt 2 ]; then
+        echo "skipped: one GPU"
+        return 0
+    fi
+    timeout -k 10 180 build/gpu/test_comm_nccl
+}
+part "NCCL communicator (build/gpu/test_comm_nccl, one rank per GPU)" comm_nccl
 
 # the benchmark: timed parts of its own, so that a slow step cannot eat the script's budget
 bench_rank() {
