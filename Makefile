@@ -7,7 +7,8 @@
 #   make backend-ops every op of every backend against the reference ops, error per case
 #   make unit       the unit tests only (tests/unit, Check)
 #   make integration  the CLI and integration tests only (tests/cli: the binary, the server, the API)
-#   make models     write the test checkpoints to models/ (tiny, tiny-bf16, tiny-fp8, small, script)
+#   make models     write the test checkpoints to models/ (tiny, tiny-bf16, tiny-fp8, tiny-tp, tiny-tp-fp8,
+#                   small, script)
 #   make golden-venv  the reference environment (.venv-ref: torch, transformers); not part of make test
 #   make goldens    regenerate tests/golden/tiny/ with transformers (needs golden-venv; by hand only)
 #   make bench      engine benchmark on models/small
@@ -77,7 +78,9 @@ CUDA_CPU_OBJ = $(BUILD)/tests/cuda_cpu/cuda_cpu.o $(BUILD)/tests/cuda_cpu/cuda_c
 # and the cuBLAS/cuBLASLt stand-in instead of the libraries.
 # cuda/comm_nccl.cu is not among them: the layer has no NCCL (in-process ranks stand in for it).
 CUDA_ON_CPU_SRC = $(filter-out cuda/comm_nccl.cu,$(CUDA_SRC))
-CUDA_ON_CPU_OBJ = $(CUDA_ON_CPU_SRC:%.cu=$(BUILD)/cuda_cpu/%.o) $(CUDA_CPU_OBJ) $(BLAS_CPU_SRC:%.cpp=$(BUILD)/cuda_cpu/%.o)
+# tests/cuda_cpu/comm_world.cpp is its tensor-parallel world instead.
+CUDA_ON_CPU_OBJ = $(CUDA_ON_CPU_SRC:%.cu=$(BUILD)/cuda_cpu/%.o) $(CUDA_CPU_OBJ) $(BLAS_CPU_SRC:%.cpp=$(BUILD)/cuda_cpu/%.o) \
+                  $(BUILD)/cuda_cpu/tests/cuda_cpu/comm_world.o
 
 VENV = .venv
 PY   = $(VENV)/bin/python
@@ -279,8 +282,16 @@ models/tokenizer-large/tokenizer.json: tests/models/tokenizer-large/tokenizer.js
 	gzip -dc $< > $@.tmp && mv $@.tmp $@
 	cp tests/models/tokenizer-large/tokenizer_config.json $(dir $@)
 
+# tiny's kind at widths that split 8 ways (tensor parallelism: tests/cli/tensor_parallel.sh)
+models/tiny-tp/config.json: $(BUILD)/glm-mkmodel $(TINY_FILES)
+	$(BUILD)/glm-mkmodel --preset tiny-tp --dtype f32 --out models/tiny-tp
+	$(if $(TINY_FILES),cp $(TINY_FILES) models/tiny-tp/)
+models/tiny-tp-fp8/config.json: $(BUILD)/glm-mkmodel $(TINY_FILES)
+	$(BUILD)/glm-mkmodel --preset tiny-tp --dtype fp8 --shards 2 --out models/tiny-tp-fp8
+	$(if $(TINY_FILES),cp $(TINY_FILES) models/tiny-tp-fp8/)
+
 TINY_MODELS = models/tiny/config.json models/tiny-bf16/config.json models/tiny-fp8/config.json \
-              models/tokenizer-large/tokenizer.json
+              models/tiny-tp/config.json models/tiny-tp-fp8/config.json models/tokenizer-large/tokenizer.json
 models: $(TINY_MODELS) models/small/config.json models/script/config.json
 
 # --- run / test -------------------------------------------------------------

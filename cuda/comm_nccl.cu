@@ -25,6 +25,7 @@
 #include "cuda/comm_nccl.h"
 
 extern "C" {
+#include "backend/backend.h"
 #include "comm/comm_internal.h"
 #include "core/util.h"
 }
@@ -319,4 +320,26 @@ extern "C" void glm_comm_nccl_free(glm_comm_nccl *g)
     }
     glm_comm_fate_free(g->fate);
     free(g);
+}
+
+/* ---- the CUDA backend's tensor-parallel world in one process (backend.h) ------------------- */
+
+static void *tp_world_create(int world, char *err, size_t errlen)
+{
+    glm_comm_nccl_id id;
+    if (glm_comm_nccl_get_id(&id, err, errlen) != GLM_OK)
+        return NULL;
+    return glm_comm_nccl_create(world, 0, world, &id, err, errlen);
+}
+
+static int tp_world_join(void *w, int rank, int device, glm_comm **out, char *err, size_t errlen)
+{
+    return glm_comm_nccl_init_rank((glm_comm_nccl *)w, rank, device, out, err, errlen);
+}
+
+static void tp_world_free(void *w) { glm_comm_nccl_free((glm_comm_nccl *)w); }
+
+extern "C" {
+extern const glm_tp_world_ops glm_cuda_tp_world;
+const glm_tp_world_ops glm_cuda_tp_world = {"NCCL", tp_world_create, tp_world_join, tp_world_free};
 }

@@ -46,6 +46,7 @@
 
 extern "C" {
 #include "backend/backend.h"
+#include "comm/comm.h"
 #include "core/carve.h"
 #include "core/util.h"
 }
@@ -102,6 +103,8 @@ typedef struct {
     float *exp_w;                           /* [T, K] */
     float *final_h;                         /* [max_logits, H] */
     float *logits;                          /* [max_logits, V] of the last forward */
+    float *logits_part;                     /* tensor parallelism: [world, max_logits, vocab_stride],
+                                               every rank's rows of the vocabulary (all-gathered) */
     void *lin_ws, *attn_ws, *dsa_ws, *moe_ws, *lt_ws, *blas_ws;
     size_t lin_ws_bytes, attn_ws_bytes, dsa_ws_bytes, moe_ws_bytes;
     void *smp_in;                           /* sampler input, one region: descs then edits */
@@ -118,6 +121,7 @@ typedef struct cuda_backend {
     int device;
     glm_dw_mode mode;
     glm_dtype kv_dtype;
+    glm_comm *comm;                         /* tensor parallelism: the world's; NULL at world 1 */
     cudaStream_t stream;
     cublasHandle_t blas;
     cublasLtHandle_t lt;
@@ -284,6 +288,8 @@ static void list_weights(cuda_backend *be, upload_list *l, glm_dweight *exp_host
         add_vector(l, L->router_bias, (size_t)E, &d->router_bias);
         glm_dweight *eh = exp_host + (size_t)li * 3 * E;
         for (int e = 0; e < E; e++) {
+            if (!L->exp_gate[e].data) /* another rank's expert: its entry stays empty */
+                continue;
             add_weight(l, &L->exp_gate[e], mode, &eh[e]);
             add_weight(l, &L->exp_up[e], mode, &eh[E + e]);
             add_weight(l, &L->exp_down[e], mode, &eh[2 * E + e]);
@@ -467,8 +473,10 @@ static int moe_ffn(cuda_backend *be, int n, const dlayer *d, char *err, size_t e
     glm_cu_moe_route_params rp = {n, E, c->n_group, c->topk_group, K, c->norm_topk_prob, c->routed_scaling_factor,
                                   s->router, d->router_bias, s->exp_ids, s->exp_w};
     CUDA_TRY(glm_cu_moe_route(&rp, be->stream));
+    const glm_shard *sh = &be->m->shard;
     glm_cu_moe_experts_params xp = {n, H, c->moe_intermediate_size, E, K, d->experts, d->experts + E,
-                                    d->experts + 2 * E, s->h, s->exp_ids, s->exp_w, s->tmp_h};
+                                    d->experts + 2 * E, s->h, s->exp_ids, s->exp_w, s->tmp_h,
+                                    sh->expert0, sh->n_experts};
     CUDA_TRY(glm_cu_moe_experts(&xp, s->moe_ws, s->moe_ws_bytes, be->stream));
     if (c->n_shared_experts > 0) {
         int rc = dense_ffn(be, n, &d->sh_gate, &d->sh_up, &d->sh_down, s->shared, err, errlen);
@@ -524,6 +532,41 @@ static int upload_batch(cuda_backend *be, const glm_batch *b, char *err, size_t 
     return copy_batch_up(be, n, (size_t)b->n_seqs * b->max_blocks_per_seq, b->n_logits, err, errlen);
 }
 
+/* Tensor parallelism: buf [n] becomes the sum of every rank's, on the stream (comm.h). */
+static int reduce(cuda_backend *be, float *buf, size_t n, char *err, size_t errlen)
+{
+    if (!be->comm)
+        return GLM_OK;
+    return glm_comm_all_reduce_sum(be->comm, buf, buf, n, be->stream, err, errlen) == GLM_OK ? GLM_OK
+                                                                                           : GLM_BACKEND_FAILURE;
+}
+
+/* The LM head over s->final_h: s->logits [n_rows, vocab]. A rank computes its rows of the
+ * vocabulary; the ranks' blocks are gathered, then laid side by side. */
+static int lm_head(cuda_backend *be, int n_rows, char *err, size_t errlen)
+{
+    dstep *s = &be->s;
+    const glm_shard *sh = &be->m->shard;
+    int H = be->c->hidden_size, V = be->c->vocab_size;
+    if (!be->comm) {
+        LIN_TRY(lin(be, &be->lm_head, s->final_h, H, n_rows, s->logits, V, err, errlen));
+        return GLM_OK;
+    }
+    size_t block = (size_t)n_rows * sh->vocab_stride, ld = sizeof(float) * (size_t)sh->vocab_stride;
+    float *mine = s->logits_part + (size_t)sh->rank * block;
+    LIN_TRY(lin(be, &be->lm_head, s->final_h, H, n_rows, mine, sh->vocab_stride, err, errlen));
+    if (glm_comm_all_gather(be->comm, mine, s->logits_part, block * sizeof(float), be->stream, err, errlen) !=
+        GLM_OK)
+        return GLM_BACKEND_FAILURE;
+    for (int r = 0; r < sh->world; r++) {
+        int v0 = r * sh->vocab_stride, nv = GLM_MIN(V, v0 + sh->vocab_stride) - v0;
+        CUDA_TRY(cudaMemcpy2DAsync(s->logits + v0, sizeof(float) * (size_t)V, s->logits_part + r * block, ld,
+                                   sizeof(float) * (size_t)nv, (size_t)n_rows, cudaMemcpyDeviceToDevice,
+                                   be->stream));
+    }
+    return GLM_OK;
+}
+
 /* The layers and the logits of a step whose batch is on the device (s->tok .. s->li). */
 static int run_layers(cuda_backend *be, const dims *b, char *err, size_t errlen)
 {
@@ -535,8 +578,11 @@ static int run_layers(cuda_backend *be, const dims *b, char *err, size_t errlen)
 
     glm_cu_rope_angles_params ra = {n, c->qk_rope_head_dim, c->rope_theta, s->pos, s->cos_, s->sin_};
     CUDA_TRY(glm_cu_rope_angles(&ra, st));
-    glm_cu_embed_params ep = {n, &be->embed, s->tok, s->x};
+    /* a rank's rows of the vocabulary, zeros for the others' (summed over the ranks: exact) */
+    glm_cu_embed_params ep = {n, &be->embed, s->tok, s->x, be->m->shard.vocab0};
     CUDA_TRY(glm_cu_embed(&ep, st));
+    if ((rc = reduce(be, s->x, (size_t)n * H, err, errlen)) != GLM_OK)
+        return rc;
     if ((rc = trace(be, 0, n, err, errlen)) != GLM_OK)
         return rc;
 
@@ -546,13 +592,14 @@ static int run_layers(cuda_backend *be, const dims *b, char *err, size_t errlen)
         const dlayer *d = &be->layers[li];
         glm_cu_norm_params in = {n, H, s->x, H, pending, H, d->input_norm, NULL, eps, s->h, H};
         CUDA_TRY(glm_cu_rmsnorm(&in, st));
-        if ((rc = attention(be, b, d, err, errlen)) != GLM_OK)
+        if ((rc = attention(be, b, d, err, errlen)) != GLM_OK ||
+            (rc = reduce(be, s->tmp_h, (size_t)n * H, err, errlen)) != GLM_OK)
             return rc;
         glm_cu_norm_params post = {n, H, s->x, H, s->tmp_h, H, d->post_norm, NULL, eps, s->h, H};
         CUDA_TRY(glm_cu_rmsnorm(&post, st));
         rc = d->sparse ? moe_ffn(be, n, d, err, errlen)
                        : dense_ffn(be, n, &d->gate, &d->up, &d->down, s->tmp_h, err, errlen);
-        if (rc != GLM_OK)
+        if (rc != GLM_OK || (rc = reduce(be, s->tmp_h, (size_t)n * H, err, errlen)) != GLM_OK)
             return rc;
         pending = s->tmp_h;
         if (be->trace) {
@@ -569,7 +616,8 @@ static int run_layers(cuda_backend *be, const dims *b, char *err, size_t errlen)
         CUDA_TRY(glm_cu_gather_rows(s->final_h, s->x, s->li, b->n_logits, H, st));
         glm_cu_norm_params fn = {b->n_logits, H, s->final_h, H, NULL, 0, be->final_norm, NULL, eps, s->final_h, H};
         CUDA_TRY(glm_cu_rmsnorm(&fn, st));
-        LIN_TRY(lin(be, &be->lm_head, s->final_h, H, b->n_logits, s->logits, c->vocab_size, err, errlen));
+        if ((rc = lm_head(be, b->n_logits, err, errlen)) != GLM_OK)
+            return rc;
     }
     return GLM_OK;
 }
@@ -913,7 +961,7 @@ static int workspace_parts(cuda_backend *be, const glm_backend_params *p, glm_pa
     glm_cu_dsa_params dp = {Ti, c->index_n_heads, c->index_head_dim, c->index_topk, 1, NULL, NULL, NULL, be->kv_dtype,
                             pg0, be->max_ctx, NULL};
     glm_cu_moe_experts_params xp = {Ti, c->hidden_size, c->moe_intermediate_size, c->n_routed_experts,
-                                    c->num_experts_per_tok, NULL, NULL, NULL, NULL, NULL, NULL, NULL};
+                                    c->num_experts_per_tok, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 0, 0};
     s->lin_ws_bytes = lin_ws;
     s->attn_ws_bytes = glm_cu_mla_attn_workspace(&mp);
     s->dsa_ws_bytes = glm_cu_dsa_workspace(&dp);
@@ -945,6 +993,7 @@ static int workspace_parts(cuda_backend *be, const glm_backend_params *p, glm_pa
     PART(s->exp_w, sizeof(float) * T * K);
     PART(s->final_h, sizeof(float) * Lr * H);
     PART(s->logits, sizeof(float) * Lr * V);
+    PART(s->logits_part, p->world > 1 ? sizeof(float) * (size_t)p->world * Lr * be->m->shard.vocab_stride : 0);
     PART(s->lin_ws, s->lin_ws_bytes);
     PART(s->attn_ws, s->attn_ws_bytes);
     PART(s->dsa_ws, s->dsa_ws_bytes);
@@ -988,8 +1037,13 @@ extern "C" glm_backend *glm_cuda_backend_create(const glm_model *m, const glm_ba
 {
     const glm_config *c = &m->cfg;
     if (p->block_size < 1 || p->max_num_batched_tokens < 1 || p->max_num_seqs < 1 || p->max_blocks_per_seq < 1 ||
-        p->max_logits_rows < 0 || p->world != 1 || p->rank != 0 || p->device < 0) {
+        p->max_logits_rows < 0 || p->device < 0) {
         glm_err(err, errlen, "cuda backend: invalid parameters");
+        return NULL;
+    }
+    if (p->world != m->shard.world || p->rank != m->shard.rank || (p->world > 1) != (p->comm != NULL)) {
+        glm_err(err, errlen, "cuda backend: rank %d of %d needs that rank's shard of the model and, past one "
+                "rank, a communicator", p->rank, p->world);
         return NULL;
     }
     if ((int64_t)p->max_blocks_per_seq * p->block_size > (int64_t)INT32_MAX / 4) {
@@ -1007,6 +1061,7 @@ extern "C" glm_backend *glm_cuda_backend_create(const glm_model *m, const glm_ba
     be->m = m;
     be->c = c;
     be->device = p->device;
+    be->comm = p->world > 1 ? p->comm : NULL;
     be->mode = p->dtype == GLM_COMPUTE_F32 ? GLM_DW_F32 : GLM_DW_NATIVE;
     be->kv_dtype = p->dtype == GLM_COMPUTE_F32 ? GLM_DTYPE_F32 : GLM_DTYPE_BF16;
     be->block_size = p->block_size;

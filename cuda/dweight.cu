@@ -73,7 +73,12 @@ cudaError_t glm_dweight_upload(glm_dweight *out, const glm_weight *w, glm_dw_mod
     char *d = (char *)dst;
     for (size_t r = 0; r < (size_t)w->rows; r += per) {
         size_t n = (size_t)w->rows - r < per ? (size_t)w->rows - r : per;
-        convert(staging, to, (const char *)w->data + r * row_in, w->dtype, n * (size_t)w->cols);
+        if (glm_weight_ld(w) == (size_t)w->cols) /* contiguous: one conversion */
+            convert(staging, to, glm_weight_row(w, (int)r), w->dtype, n * (size_t)w->cols);
+        else /* a block of a wider weight (a tensor-parallel shard): row by row */
+            for (size_t i = 0; i < n; i++)
+                convert((char *)staging + i * row_out, to, glm_weight_row(w, (int)(r + i)), w->dtype,
+                        (size_t)w->cols);
         cudaError_t e = cudaMemcpyAsync(d + r * row_out, staging, n * row_out, cudaMemcpyHostToDevice, stream);
         if (e == cudaSuccess)
             e = cudaStreamSynchronize(stream);
@@ -94,7 +99,8 @@ cudaError_t glm_dweight_upload(glm_dweight *out, const glm_weight *w, glm_dw_mod
             float *st = (float *)staging;
             memset(st, 0, sizeof(float) * (size_t)n * ld);
             for (int i = 0; i < n; i++)
-                memcpy(st + (size_t)i * ld, w->scale + (size_t)(r + i) * nbc, sizeof(float) * (size_t)nbc);
+                memcpy(st + (size_t)i * ld, w->scale + (size_t)(r + i) * glm_weight_scale_ld(w),
+                       sizeof(float) * (size_t)nbc);
             cudaError_t e = cudaMemcpyAsync(sd + (size_t)r * ld, st, sizeof(float) * (size_t)n * ld,
                                             cudaMemcpyHostToDevice, stream);
             if (e == cudaSuccess)

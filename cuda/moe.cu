@@ -307,7 +307,7 @@ __device__ int block_exclusive_scan(int32_t *a, int n)
 
 /* One block of INDEX_WARPS warps. Warp w owns assignments [w * span, (w + 1) * span). */
 __global__ void __launch_bounds__(INDEX_WARPS * 32)
-    moe_index_kernel(const int32_t *ids, int rows, int K, int E, moe_ws w)
+    moe_index_kernel(const int32_t *ids, int rows, int K, int E, int e0, int e1, moe_ws w)
 {
     const int lane = (int)(threadIdx.x % 32), warp = (int)(threadIdx.x / 32);
     const int span = (rows + INDEX_WARPS * 32 - 1) / (INDEX_WARPS * 32) * 32;
@@ -318,9 +318,11 @@ __global__ void __launch_bounds__(INDEX_WARPS * 32)
         w.wbase[i] = 0;
     __syncthreads();
 
-    /* per-warp counts */
+    /* per-warp counts (another rank's expert counts as none: -1) */
     for (int i0 = lo; i0 < hi; i0 += 32) {
         int i = i0 + lane, e = i < hi ? ids[i] : -1;
+        if (e < e0 || e >= e1)
+            e = -1;
         unsigned peers = __match_any_sync(FULL_MASK, e);
         if (e >= 0 && lane == __ffs((int)peers) - 1)
             mine[e] += __popc(peers);
@@ -360,7 +362,11 @@ __global__ void __launch_bounds__(INDEX_WARPS * 32)
     /* rows: the warp's slice again, in order */
     for (int i0 = lo; i0 < hi; i0 += 32) {
         int i = i0 + lane, e = i < hi ? ids[i] : -1;
+        if (e < e0 || e >= e1)
+            e = -1;
         unsigned peers = __match_any_sync(FULL_MASK, e);
+        if (i < hi && e < 0)
+            w.row_of[i] = -1; /* another rank's */
         if (e >= 0) {
             int r = mine[e] + __popc(peers & ((1u << lane) - 1u));
             w.row_of[i] = r;
@@ -472,8 +478,11 @@ __global__ void __launch_bounds__(COMBINE_THREADS)
         return;
     size_t t = i / hidden, c = i % hidden;
     float o = 0.0f;
-    for (int k = 0; k < K; k++)
-        o += w.y[(size_t)w.row_of[t * K + k] * hidden + c] * weights[t * K + k];
+    for (int k = 0; k < K; k++) {
+        int r = w.row_of[t * K + k];
+        if (r >= 0) /* else another rank's expert */
+            o += w.y[(size_t)r * hidden + c] * weights[t * K + k];
+    }
     out[i] = o;
 }
 
@@ -494,8 +503,11 @@ extern "C" cudaError_t glm_cu_moe_experts(const glm_cu_moe_experts_params *p, vo
     ws_carve(p, reinterpret_cast<void *>(aligned), &w);
 
     size_t rows = (size_t)p->n_tokens * p->top_k, mt = max_tiles(rows, p->n_experts);
+    int e0 = p->n_local > 0 ? p->expert0 : 0, e1 = p->n_local > 0 ? p->expert0 + p->n_local : p->n_experts;
+    if (e0 < 0 || e1 > p->n_experts)
+        return cudaErrorInvalidValue;
     cudaError_t err = GLM_LAUNCH(moe_index_kernel, dim3(1), dim3(INDEX_WARPS * 32), 0, stream, p->ids, (int)rows,
-                                 p->top_k, p->n_experts, w);
+                                 p->top_k, p->n_experts, e0, e1, w);
     if (err != cudaSuccess)
         return err;
     dim3 g1((unsigned)mt, (unsigned)((p->inter + TN - 1) / TN));

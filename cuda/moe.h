@@ -41,6 +41,9 @@ typedef struct {
     const int32_t *ids;        /* device [n_tokens, K] distinct ascending ids */
     const float *weights;      /* device [n_tokens, K] */
     float *out;                /* device [n_tokens, hidden] out (overwritten) */
+    int expert0, n_local;      /* tensor parallelism: this rank holds experts [expert0, expert0 +
+                                  n_local) and out is their share of the sum (the others' table
+                                  entries are never read); n_local 0: all E */
 } glm_cu_moe_experts_params;
 
 /* Device bytes of workspace for the sizes in p (the largest step). */

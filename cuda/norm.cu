@@ -24,18 +24,19 @@ static unsigned ew_blocks(size_t n)
 
 /* ---- embedding ---------------------------------------------------------------------- */
 
-__global__ void embed_kernel(glm_dweight table, const int32_t *ids, float *out)
+__global__ void embed_kernel(glm_dweight table, const int32_t *ids, int vocab0, float *out)
 {
-    int t = blockIdx.x, H = table.cols, id = ids[t];
+    int t = blockIdx.x, H = table.cols, row = ids[t] - vocab0;
+    bool mine = row >= 0 && row < table.rows;
     for (int c = threadIdx.x; c < H; c += blockDim.x)
-        out[(size_t)t * H + c] = glm_dw_at(table, id, c);
+        out[(size_t)t * H + c] = mine ? glm_dw_at(table, row, c) : 0.0f;
 }
 
 cudaError_t glm_cu_embed(const glm_cu_embed_params *p, cudaStream_t stream)
 {
     if (p->n_tokens <= 0)
         return cudaSuccess;
-    return GLM_LAUNCH(embed_kernel, dim3(p->n_tokens), dim3(128), 0, stream, *p->table, p->ids, p->out);
+    return GLM_LAUNCH(embed_kernel, dim3(p->n_tokens), dim3(128), 0, stream, *p->table, p->ids, p->vocab0, p->out);
 }
 
 /* ---- norms ---------------------------------------------------------------------------- */

@@ -20,12 +20,14 @@
 extern "C" {
 #endif
 
-/* out[t] = table[ids[t]] as float32 (glm_weight_rows_f32). */
+/* out[t] = table[ids[t] - vocab0] as float32 (glm_weight_rows_f32), or zeros when that row is
+ * not in the table (tensor parallelism: another rank's rows of the vocabulary). */
 typedef struct {
     int n_tokens;
-    const glm_dweight *table;  /* [vocab, hidden] */
+    const glm_dweight *table;  /* [rows, hidden]: vocabulary rows [vocab0, vocab0 + rows) */
     const int32_t *ids;        /* device [n_tokens], in [0, vocab) */
     float *out;                /* device [n_tokens, hidden] */
+    int vocab0;                /* the table's first row's id (0 but for a tensor-parallel shard) */
 } glm_cu_embed_params;
 cudaError_t glm_cu_embed(const glm_cu_embed_params *p, cudaStream_t stream);
 

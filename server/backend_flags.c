@@ -9,13 +9,40 @@
 #include <string.h>
 
 #include "backend_flags.h"
+#include "comm/comm.h"
 #include "core/util.h"
+
+/* called only once glm_cuda_available() said the CUDA backend is linked in (backend.c) */
+#pragma weak glm_cuda_device_count
 
 void glm_backend_flags_default(glm_backend_flags *f)
 {
     f->device = GLM_DEVICE_AUTO;
     f->dtype = GLM_COMPUTE_AUTO;
     f->enforce_eager = 0;
+    f->tensor_parallel_size = 1;
+}
+
+int glm_backend_flags_set_tp(glm_backend_flags *f, const char *value, char *err, size_t errlen)
+{
+    char *end;
+    long v = strtol(value, &end, 10);
+    if (end == value || *end || v < 1 || v > GLM_COMM_MAX_WORLD)
+        return glm_err(err, errlen, "--tensor-parallel-size must be an integer in [1, %d], got \"%s\"",
+                       GLM_COMM_MAX_WORLD, value);
+    f->tensor_parallel_size = (int)v;
+    return GLM_OK;
+}
+
+void glm_backend_flags_aliases(int argc, char **argv)
+{
+    static char long_name[] = "--tensor-parallel-size";
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--") == 0)
+            break;
+        if (strcmp(argv[i], "-tp") == 0)
+            argv[i] = long_name;
+    }
 }
 
 int glm_backend_flags_set_device(glm_backend_flags *f, const char *value, char *err, size_t errlen)
@@ -60,6 +87,14 @@ const char *glm_compute_dtype_flag_name(glm_compute_dtype d)
     return "?";
 }
 
+/* ", tensor parallel size N" at the end of the start-up line when N > 1. */
+static void append_tp(const glm_backend_flags *f, char *log, size_t loglen)
+{
+    size_t n = strlen(log);
+    if (f->tensor_parallel_size > 1 && n < loglen)
+        snprintf(log + n, loglen - n, "; --tensor-parallel-size %d", f->tensor_parallel_size);
+}
+
 int glm_backend_flags_resolve(const glm_backend_flags *f, glm_backend_choice *out, char *log, size_t loglen,
                               char *note, size_t notelen, char *err, size_t errlen)
 {
@@ -74,24 +109,35 @@ int glm_backend_flags_resolve(const glm_backend_flags *f, glm_backend_choice *ou
          * does when a device cannot compute in the asked dtype (it casts and
          * warns): a configuration written for a GPU still runs where
          * --device auto falls back to the CPU. */
-        *out = (glm_backend_choice){GLM_BACKEND_CPU, GLM_COMPUTE_F32, 0, 0};
+        *out = (glm_backend_choice){GLM_BACKEND_CPU, GLM_COMPUTE_F32, 0, 0, f->tensor_parallel_size};
         if (f->device == GLM_DEVICE_CPU)
             snprintf(log, loglen, "backend cpu (float32): --device cpu");
         else
             snprintf(log, loglen, "backend cpu (float32): --device auto and %s", why);
         if (f->dtype == GLM_COMPUTE_BF16)
             snprintf(note, notelen, "--dtype bfloat16: the CPU backend computes in float32");
+        append_tp(f, log, loglen);
         return GLM_OK;
     }
-    *out = (glm_backend_choice){GLM_BACKEND_CUDA, f->dtype, 0, !f->enforce_eager};
+    *out = (glm_backend_choice){GLM_BACKEND_CUDA, f->dtype, 0, !f->enforce_eager, f->tensor_parallel_size};
+    if (f->tensor_parallel_size > 1) {
+        int n = glm_cuda_device_count(why, sizeof why);
+        if (n < f->tensor_parallel_size)
+            return glm_err(err, errlen, "--tensor-parallel-size %d needs %d CUDA devices; %d visible%s%s",
+                           f->tensor_parallel_size, f->tensor_parallel_size, n < 0 ? 0 : n, n < 0 ? ": " : "",
+                           n < 0 ? why : "");
+    }
     const char *visible = getenv("CUDA_VISIBLE_DEVICES");
     char dev[160] = "device 0";
+    if (f->tensor_parallel_size > 1)
+        snprintf(dev, sizeof dev, "devices 0-%d", f->tensor_parallel_size - 1);
     if (visible)
-        snprintf(dev, sizeof dev, "device 0 of CUDA_VISIBLE_DEVICES=%.100s", visible);
+        snprintf(dev + strlen(dev), sizeof dev - strlen(dev), " of CUDA_VISIBLE_DEVICES=%.100s", visible);
     snprintf(log, loglen, "backend cuda (%s, %s%s, %s): --device %s", dev,
              f->dtype == GLM_COMPUTE_AUTO ? "bfloat16" : glm_compute_dtype_flag_name(f->dtype),
              f->dtype == GLM_COMPUTE_AUTO ? " by default" : "",
              f->enforce_eager ? "eager: --enforce-eager" : "CUDA graphs for decode",
              f->device == GLM_DEVICE_CUDA ? "cuda" : "auto and a CUDA device is usable");
+    append_tp(f, log, loglen);
     return GLM_OK;
 }

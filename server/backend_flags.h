@@ -8,6 +8,9 @@
  *   --dtype auto|bfloat16|float32 (also vLLM's "float" for float32); the CPU
  *                                 backend always computes in float32
  *   --enforce-eager               CUDA: run every step eagerly, no CUDA graphs
+ *   --tensor-parallel-size N      (-tp N) N ranks, one thread each, sharing the
+ *                                 model (backend.h: glm_tp_backend_create); on
+ *                                 CUDA one device each, devices 0..N-1
  *
  * There is no device-ordinal flag (vLLM has none either): the CUDA backend
  * runs on device 0 of the devices CUDA_VISIBLE_DEVICES leaves visible.
@@ -29,6 +32,7 @@ typedef struct {
     glm_device_choice device;  /* --device (default GLM_DEVICE_AUTO) */
     glm_compute_dtype dtype;   /* --dtype (default GLM_COMPUTE_AUTO) */
     int enforce_eager;         /* --enforce-eager: 1 = no CUDA graphs (default 0) */
+    int tensor_parallel_size;  /* --tensor-parallel-size (default 1) */
 } glm_backend_flags;
 
 /* What the flags resolve to: the fields glm_runner_params takes. */
@@ -37,6 +41,7 @@ typedef struct {
     glm_compute_dtype dtype;   /* GLM_COMPUTE_F32 on the CPU; as asked on CUDA */
     int device;                /* CUDA device ordinal: always 0 (see above) */
     int cuda_graphs;           /* 0 with --enforce-eager, else 1 */
+    int tensor_parallel_size;  /* ranks, >= 1 */
 } glm_backend_choice;
 
 /* The defaults above. */
@@ -46,9 +51,14 @@ void glm_backend_flags_default(glm_backend_flags *f);
  * naming the flag, the value and what is accepted (a usage error). */
 int glm_backend_flags_set_device(glm_backend_flags *f, const char *value, char *err, size_t errlen);
 int glm_backend_flags_set_dtype(glm_backend_flags *f, const char *value, char *err, size_t errlen);
+int glm_backend_flags_set_tp(glm_backend_flags *f, const char *value, char *err, size_t errlen);
+
+/* vLLM's short spelling: every "-tp" in argv becomes "--tensor-parallel-size" (call before
+ * getopt_long). */
+void glm_backend_flags_aliases(int argc, char **argv);
 
 /* Resolves --device auto and the dtype; asks glm_cuda_available() unless
- * --device cpu. Writes into log the one line to print at start-up (which
+ * --device cpu; on CUDA, --tensor-parallel-size N needs N visible devices. Writes into log the one line to print at start-up (which
  * backend, in what, and why) and into note a second line to print, or "" (a
  * dtype the backend does not compute in). GLM_ERR: --device cuda where the
  * CUDA backend is not usable; err names the reason glm_cuda_available gave. */

@@ -88,13 +88,15 @@ static void usage(FILE *f)
     fprintf(f, "usage: glm-server generate --model DIR --prompt-ids 1,2,3 [--max-tokens N]\n"
                "                           [--logits FILE] [--threads N] [--ignore-eos]\n"
                "                           [--prefill-chunk N] [--device auto|cuda|cpu]\n"
-               "                           [--dtype auto|bfloat16|float32] [--enforce-eager]\n\n"
+               "                           [--dtype auto|bfloat16|float32] [--enforce-eager]\n"
+               "                           [--tensor-parallel-size N]\n\n"
                "  --device auto|cuda|cpu        the backend (default auto: cuda when this binary has the\n"
                "                                CUDA backend and a device is usable, else cpu); CUDA runs\n"
                "                                on device 0 of what CUDA_VISIBLE_DEVICES leaves visible\n"
                "  --dtype auto|bfloat16|float32 what the backend computes in (also: float = float32);\n"
                "                                auto: bfloat16 on cuda; the cpu backend is always float32\n"
-               "  --enforce-eager               cuda: no CUDA graphs, every step runs eagerly\n");
+               "  --enforce-eager               cuda: no CUDA graphs, every step runs eagerly\n"
+               "  --tensor-parallel-size N, -tp N  shard the model over N ranks (default 1)\n");
 }
 
 int glm_cli_generate(int argc, char **argv)
@@ -106,12 +108,14 @@ int glm_cli_generate(int argc, char **argv)
         {"prefill-chunk", required_argument, 0, 'c'}, {"help", no_argument, 0, 'h'},
         {"device", required_argument, 0, 'd'},     {"dtype", required_argument, 0, 'D'},
         {"enforce-eager", no_argument, 0, 'E'},    {"no-enforce-eager", no_argument, 0, 'G'},
+        {"tensor-parallel-size", required_argument, 0, 'T'},
         {0, 0, 0, 0}};
     const char *model_dir = NULL, *prompt = NULL, *logits_path = NULL;
     int max_tokens = 16, threads = 0, ignore_eos = 0, chunk = 0, o;
     char err[GLM_ERRLEN];
     glm_backend_flags bf;
     glm_backend_flags_default(&bf);
+    glm_backend_flags_aliases(argc, argv);
     optind = 1;
     while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (o) {
@@ -141,6 +145,12 @@ int glm_cli_generate(int argc, char **argv)
             break;
         case 'E': bf.enforce_eager = 1; break;
         case 'G': bf.enforce_eager = 0; break;
+        case 'T':
+            if (glm_backend_flags_set_tp(&bf, optarg, err, sizeof err) != GLM_OK) {
+                fprintf(stderr, "glm-server: %s\n", err);
+                return 2;
+            }
+            break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
@@ -199,6 +209,7 @@ int glm_cli_generate(int argc, char **argv)
     rp.dtype = bc.dtype;
     rp.device = bc.device;
     rp.cuda_graphs = bc.cuda_graphs;
+    rp.tensor_parallel_size = bc.tensor_parallel_size;
     fprintf(stderr, "glm-server: %s\n", blog);
     if (bnote[0])
         fprintf(stderr, "glm-server: %s\n", bnote);

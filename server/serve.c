@@ -56,6 +56,10 @@ static void usage(FILE *f)
             "  --dtype auto|bfloat16|float32 what the backend computes in (also: float = float32);\n"
             "                                auto: bfloat16 on cuda; the cpu backend is always float32\n"
             "  --[no-]enforce-eager          cuda: no CUDA graphs, every step runs eagerly (default off)\n"
+            "  --tensor-parallel-size N, -tp N\n"
+            "                                shard the model over N ranks (default 1): on cuda one\n"
+            "                                device each (devices 0..N-1), on the cpu a thread each;\n"
+            "                                N must divide the attention heads and the experts\n"
             "  --threads N                   compute threads (default: one per CPU)\n"
             "  --max-request-bytes N         largest request body (default 32MiB)\n"
             "  --sse-ping-interval SECONDS   ': ping' comment on a silent stream (default 5)\n"
@@ -115,7 +119,7 @@ static int parse_int(const char *flag, const char *s, int lo, int *out)
 
 enum { O_HOST = 256, O_PORT, O_NAME, O_MML, O_SEQS, O_BATCHED, O_KV, O_MEMUTIL, O_KEY, O_PREFIX, O_NOPREFIX, O_THREADS,
        O_MAXREQ, O_GRACE, O_MODEL, O_HELP, O_KEEPALIVE, O_QUEUE, O_PING, O_ORIGINS, O_DEFKW, O_GENCFG,
-       O_DEVICE, O_DTYPE, O_EAGER, O_NOEAGER };
+       O_DEVICE, O_DTYPE, O_EAGER, O_NOEAGER, O_TP };
 static const struct option opts[] = {
     {"model", required_argument, 0, O_MODEL},
     {"host", required_argument, 0, O_HOST},
@@ -142,6 +146,7 @@ static const struct option opts[] = {
     {"dtype", required_argument, 0, O_DTYPE},
     {"enforce-eager", no_argument, 0, O_EAGER},
     {"no-enforce-eager", no_argument, 0, O_NOEAGER},
+    {"tensor-parallel-size", required_argument, 0, O_TP},
     {"help", no_argument, 0, O_HELP},
     {0, 0, 0, 0}};
 
@@ -193,6 +198,7 @@ int glm_cli_serve(int argc, char **argv)
     const char *config = NULL;
     char **cfg = NULL, **args = glm_calloc((size_t)argc + 1, sizeof(char *));
     int n_cfg = 0, n_args = 0, cli_keys = 0;
+    glm_backend_flags_aliases(argc, argv);
     args[n_args++] = argv[0];
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--config") == 0 && i + 1 < argc)
@@ -341,6 +347,13 @@ static int serve_args(int argc, char **argv, const struct option *opts, int n_cf
             }
             break;
         case O_EAGER: bf.enforce_eager = 1; break;
+        case O_TP:
+            if (glm_backend_flags_set_tp(&bf, optarg, err, sizeof err) != GLM_OK) {
+                fprintf(stderr, "glm-server: %s\n", err);
+                json_decref(defkw);
+                return 2;
+            }
+            break;
         case O_NOEAGER: bf.enforce_eager = 0; break;
         case O_PREFIX: ep.enable_prefix_caching = 1; break;
         case O_NOPREFIX: ep.enable_prefix_caching = 0; break;
@@ -368,6 +381,7 @@ static int serve_args(int argc, char **argv, const struct option *opts, int n_cf
     ep.dtype = bc.dtype;
     ep.device = bc.device;
     ep.cuda_graphs = bc.cuda_graphs;
+    ep.tensor_parallel_size = bc.tensor_parallel_size;
     fprintf(stderr, "glm-server: %s\n", blog);
     if (bnote[0])
         fprintf(stderr, "glm-server: %s\n", bnote);
@@ -464,10 +478,24 @@ static int serve_args(int argc, char **argv, const struct option *opts, int n_cf
     atomic_store(&srv.loading, 0); /* publishes everything above to the handler threads */
     fprintf(stderr, "glm-server: ready\n");
 
-    int sig = 0;
-    sigwait(&sigs, &sig);
-    fprintf(stderr, "glm-server: %s: no new connections; waiting up to %d s for %d running request(s)\n",
-            sig == SIGINT ? "SIGINT" : "SIGTERM", grace, atomic_load(&srv.active));
+    /* until a signal, or until the engine stops for good (a tensor-parallel rank failed):
+     * then the server stops too, with exit status 1, as vLLM's does when its engine dies */
+    int sig = 0, dead = 0;
+    char why[GLM_ERRLEN];
+    for (;;) {
+        struct timespec tick = {0, 200 * 1000000L};
+        sig = sigtimedwait(&sigs, NULL, &tick);
+        if (sig > 0)
+            break;
+        if ((dead = glm_engine_dead(e, why, sizeof why)))
+            break;
+    }
+    if (dead)
+        fprintf(stderr, "glm-server: the engine stopped: %s; no new connections; waiting up to %d s for %d "
+                        "request(s) to be told\n", why, grace, atomic_load(&srv.active));
+    else
+        fprintf(stderr, "glm-server: %s: no new connections; waiting up to %d s for %d running request(s)\n",
+                sig == SIGINT ? "SIGINT" : "SIGTERM", grace, atomic_load(&srv.active));
     atomic_store(&srv.draining, 1);
     glm_http_quiesce(h);
     double deadline = glm_now() + grace;
@@ -487,7 +515,7 @@ static int serve_args(int argc, char **argv, const struct option *opts, int n_cf
     glm_http_stop(h);
     h = NULL;
     fprintf(stderr, "glm-server: stopped\n");
-    rc = 0;
+    rc = dead ? 1 : 0;
 out:
     glm_http_stop(h);
     glm_engine_free(e);

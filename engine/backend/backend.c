@@ -27,6 +27,8 @@ int glm_cuda_available(char *why, size_t whylen)
 
 glm_backend *glm_backend_create(const glm_model *m, const glm_backend_params *p, char *err, size_t errlen)
 {
+    if (p->world > 1 && !p->comm)
+        return glm_tp_backend_create(m, p, err, errlen);
     switch (p->kind) {
     case GLM_BACKEND_CPU:
         return glm_cpu_backend_create(m, p, err, errlen);

@@ -20,8 +20,11 @@
  * validation guarantees rather than checking it again.
  *
  * Returns: GLM_OK, GLM_BAD_BATCH (what the caller asked for cannot be done:
- * the server answers 400) or GLM_BACKEND_FAILURE (the device or the backend
- * broke: logged, answered 500). Either way a message is in err.
+ * the server answers 400), GLM_BACKEND_FAILURE (the device or the backend
+ * broke: logged, answered 500) or GLM_BACKEND_DEAD (the backend can run no
+ * more steps, every later call fails the same way: a tensor-parallel rank
+ * failed; the engine fails every request and the server stops). Any of them
+ * but GLM_OK leaves a message in err.
  */
 #ifndef GLM_BACKEND_H
 #define GLM_BACKEND_H
@@ -36,6 +39,7 @@
 
 #define GLM_BAD_BATCH (-2)
 #define GLM_BACKEND_FAILURE (-3)
+#define GLM_BACKEND_DEAD (-4)
 
 typedef enum {
     GLM_BACKEND_CPU = 0, /* engine/cpu: float32 reference, always built */
@@ -140,6 +144,36 @@ static inline void glm_backend_destroy(glm_backend *b)
  * backend (nvcc, or the CPU execution layer in tests). */
 glm_backend *glm_cpu_backend_create(const glm_model *m, const glm_backend_params *p, char *err, size_t errlen);
 glm_backend *glm_cuda_backend_create(const glm_model *m, const glm_backend_params *p, char *err, size_t errlen);
+
+/*
+ * Tensor parallelism in one process (engine/backend/tp.c): with p->world > 1,
+ * p->rank 0 and no p->comm, glm_backend_create makes the whole world: one
+ * thread per rank, each with its shard of m (glm_model_shard) and its rank
+ * backend of p->kind (CUDA: device p->device + rank), over in-process ranks
+ * on the CPU and over NCCL on GPUs. The result is one backend to the model
+ * runner: rank 0 returns the logits and samples. NULL with a message naming
+ * the failing rank if any rank cannot be made (none is left running).
+ */
+glm_backend *glm_tp_backend_create(const glm_model *m, const glm_backend_params *p, char *err, size_t errlen);
+
+/* Stops a tensor-parallel world from outside (any thread: a node that dropped out, a
+ * watchdog): its ranks leave the collectives they wait in, and the call in flight and every
+ * later one returns GLM_BACKEND_DEAD with "why". Nothing for a backend of one rank. */
+void glm_tp_backend_stop(glm_backend *b, const char *why);
+
+/* How the ranks of a world in this process get their communicators: create
+ * makes the world (host state only), join runs on rank `rank`'s own thread
+ * (for NCCL: collective, on `device`), free after every rank has stopped. */
+typedef struct {
+    const char *name;
+    void *(*create)(int world, char *err, size_t errlen);
+    int (*join)(void *world, int rank, int device, struct glm_comm **out, char *err, size_t errlen);
+    void (*free)(void *world);
+} glm_tp_world_ops;
+
+/* The CUDA backend's worlds, defined with it: NCCL in the nvcc build, in-process ranks
+ * synchronising their streams on the CPU execution layer. */
+extern const glm_tp_world_ops glm_cuda_tp_world;
 
 /* 1 when this binary has the CUDA backend and a CUDA device is usable (the
  * default of --device), else 0 with the reason in why (may be NULL). */

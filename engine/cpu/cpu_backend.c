@@ -43,6 +43,7 @@
 #include <string.h>
 
 #include "backend/backend.h"
+#include "comm/comm.h"
 #include "cpu/kvcache.h"
 #include "cpu/ops.h"
 #include "cpu/ref_ops.h"
@@ -81,6 +82,8 @@ typedef struct {
     /* logits */
     float *final_h;           /* [max_logits_rows, H] */
     float *logits;            /* [max_logits_rows, vocab] of the last forward */
+    float *logits_part;       /* tensor parallelism: [world, max_logits_rows, vocab_stride], every
+                                 rank's rows of the vocabulary (all-gathered); unused at world 1 */
     int n_logits;             /* rows held */
     void *op_ws;              /* the reference ops' scratch (one op at a time) */
     size_t op_ws_size;
@@ -97,6 +100,7 @@ typedef struct cpu_backend {
     const glm_config *c;
     glm_kv_cache *kv;
     glm_pool *pool;
+    glm_comm *comm;           /* tensor parallelism: the world's communicator; NULL at world 1 */
     step s;                   /* the workspace */
     void *arena;              /* the one allocation behind it */
     size_t sampler_ws_size;
@@ -270,9 +274,8 @@ static void attention(step *s)
     glm_ref_mla_expand_params ep = {n, heads, nope, R, V, &L->kv_b, s->o_lat, s->attn};
     glm_ref_mla_expand(pool, &ep, s->op_ws, s->op_ws_size);
 
+    /* this rank's heads' share of o_proj (all of it at world 1) */
     matmul_emul(s->be, &L->o, s->attn, heads * V, n, s->tmp_h, H);
-    for (size_t i = 0; i < (size_t)n * H; i++)
-        s->x[i] += s->tmp_h[i];
 }
 
 /* ---- FFN ------------------------------------------------------------------ */
@@ -327,6 +330,40 @@ static void trace(step *s, int entry)
         memcpy(s->trace + (size_t)entry * s->n * H, s->x, sizeof(float) * (size_t)s->n * H);
 }
 
+/* Tensor parallelism: buf [n] becomes the sum of every rank's buf (rank order, comm.h). */
+static int reduce(cpu_backend *be, float *buf, size_t n, char *err, size_t errlen)
+{
+    if (!be->comm)
+        return GLM_OK;
+    return glm_comm_all_reduce_sum(be->comm, buf, buf, n, NULL, err, errlen) == GLM_OK ? GLM_OK
+                                                                                      : GLM_BACKEND_FAILURE;
+}
+
+/* The LM head over the rows in s->final_h: s->logits [n_rows, vocab]. A rank
+ * computes its rows of the vocabulary; the ranks' blocks are gathered. */
+static int lm_head(cpu_backend *be, int n_rows, char *err, size_t errlen)
+{
+    step *s = &be->s;
+    const glm_shard *sh = &be->m->shard;
+    int H = be->c->hidden_size, V = be->c->vocab_size;
+    if (!be->comm) {
+        matmul_emul(be, &be->m->lm_head, s->final_h, H, n_rows, s->logits, V);
+        return GLM_OK;
+    }
+    size_t block = (size_t)n_rows * sh->vocab_stride; /* floats of one rank's block */
+    float *mine = s->logits_part + (size_t)sh->rank * block;
+    matmul_emul(be, &be->m->lm_head, s->final_h, H, n_rows, mine, sh->vocab_stride);
+    if (glm_comm_all_gather(be->comm, mine, s->logits_part, block * sizeof(float), NULL, err, errlen) != GLM_OK)
+        return GLM_BACKEND_FAILURE;
+    for (int r = 0; r < sh->world; r++) {
+        int v0 = r * sh->vocab_stride, nv = GLM_MIN(V, v0 + sh->vocab_stride) - v0;
+        for (int i = 0; i < n_rows; i++)
+            memcpy(s->logits + (size_t)i * V + v0, s->logits_part + r * block + (size_t)i * sh->vocab_stride,
+                   sizeof(float) * (size_t)nv);
+    }
+    return GLM_OK;
+}
+
 static int cpu_forward(glm_backend *base, const glm_batch *b, char *err, size_t errlen)
 {
     cpu_backend *be = (cpu_backend *)base;
@@ -347,8 +384,18 @@ static int cpu_forward(glm_backend *base, const glm_batch *b, char *err, size_t 
             s->seq_of[t] = q;
     glm_ref_rope_angles(&(glm_ref_rope_angles_params){n, rope, c->rope_theta, b->positions, s->rope_cos,
                                                       s->rope_sin});
-    for (int t = 0; t < n; t++)
-        glm_weight_rows_f32(&m->embed, b->token_ids[t], 1, s->x + (size_t)t * H);
+    /* the embedding: a rank holds rows [vocab0, vocab0 + n_vocab), the others are 0 here
+     * and the sum over ranks is the token's row (exactly: x + 0 = x) */
+    for (int t = 0; t < n; t++) {
+        int row = b->token_ids[t] - m->shard.vocab0;
+        if (row >= 0 && row < m->shard.n_vocab)
+            glm_weight_rows_f32(&m->embed, row, 1, s->x + (size_t)t * H);
+        else
+            memset(s->x + (size_t)t * H, 0, sizeof(float) * (size_t)H);
+    }
+    int rc = reduce(be, s->x, (size_t)n * H, err, errlen);
+    if (rc != GLM_OK)
+        return rc;
     trace(s, 0);
 
     for (int li = 0; li < c->num_hidden_layers; li++) {
@@ -357,12 +404,18 @@ static int cpu_forward(glm_backend *base, const glm_batch *b, char *err, size_t 
         for (int t = 0; t < n; t++)
             glm_rmsnorm(s->h + (size_t)t * H, s->x + (size_t)t * H, s->layer->input_norm, H, c->rms_norm_eps);
         attention(s);
+        if ((rc = reduce(be, s->tmp_h, (size_t)n * H, err, errlen)) != GLM_OK)
+            return rc;
+        for (size_t i = 0; i < (size_t)n * H; i++)
+            s->x[i] += s->tmp_h[i];
         for (int t = 0; t < n; t++)
             glm_rmsnorm(s->h + (size_t)t * H, s->x + (size_t)t * H, s->layer->post_norm, H, c->rms_norm_eps);
         if (s->layer->sparse)
             moe_ffn(s, s->tmp_h);
         else
             dense_ffn(s, &s->layer->gate, &s->layer->up, &s->layer->down, s->tmp_h);
+        if ((rc = reduce(be, s->tmp_h, (size_t)n * H, err, errlen)) != GLM_OK)
+            return rc;
         for (size_t i = 0; i < (size_t)n * H; i++)
             s->x[i] += s->tmp_h[i];
         trace(s, li + 1);
@@ -372,11 +425,10 @@ static int cpu_forward(glm_backend *base, const glm_batch *b, char *err, size_t 
         for (int i = 0; i < b->n_logits; i++)
             glm_rmsnorm(s->final_h + (size_t)i * H, s->x + (size_t)b->logits_index[i] * H, m->final_norm, H,
                         c->rms_norm_eps);
-        matmul_emul(be, &m->lm_head, s->final_h, H, b->n_logits, s->logits, c->vocab_size);
+        if ((rc = lm_head(be, b->n_logits, err, errlen)) != GLM_OK)
+            return rc;
     }
     s->n_logits = b->n_logits;
-    (void)err;
-    (void)errlen;
     return GLM_OK;
 }
 
@@ -475,8 +527,13 @@ glm_backend *glm_cpu_backend_create(const glm_model *m, const glm_backend_params
 {
     const glm_config *c = &m->cfg;
     if (!p->pool || p->block_size < 1 || p->max_num_batched_tokens < 1 || p->max_num_seqs < 1 ||
-        p->max_blocks_per_seq < 1 || p->max_logits_rows < 0 || p->world != 1 || p->rank != 0) {
+        p->max_blocks_per_seq < 1 || p->max_logits_rows < 0) {
         glm_err(err, errlen, "cpu backend: invalid parameters");
+        return NULL;
+    }
+    if (p->world != m->shard.world || p->rank != m->shard.rank || (p->world > 1) != (p->comm != NULL)) {
+        glm_err(err, errlen, "cpu backend: rank %d of %d needs that rank's shard of the model and, past one rank, "
+                "a communicator", p->rank, p->world);
         return NULL;
     }
     if ((int64_t)p->max_blocks_per_seq * p->block_size > (int64_t)INT32_MAX / 4) {
@@ -489,6 +546,7 @@ glm_backend *glm_cpu_backend_create(const glm_model *m, const glm_backend_params
     be->m = m;
     be->c = c;
     be->pool = p->pool;
+    be->comm = p->world > 1 ? p->comm : NULL;
     be->emul = p->dtype == GLM_COMPUTE_BF16;
     step *s = &be->s;
     s->be = be;
@@ -553,6 +611,7 @@ glm_backend *glm_cpu_backend_create(const glm_model *m, const glm_backend_params
     PART(s->exp_w, sizeof(float) * T * K);
     PART(s->final_h, sizeof(float) * Lr * H);
     PART(s->logits, sizeof(float) * Lr * V);
+    PART(s->logits_part, p->world > 1 ? sizeof(float) * (size_t)p->world * Lr * m->shard.vocab_stride : 0);
     PART(s->op_ws, op_ws);
     /* the rounded GEMM inputs of the emulation: rows of the widest input */
     size_t widest_in = GLM_MAX(GLM_MAX(H, (size_t)c->q_lora_rank), GLM_MAX(heads * c->v_head_dim, ffnI));

@@ -192,9 +192,9 @@ static void run_chunk_direct(const glm_matmul_job *j, int r0, int nr)
     for (int r = 0; r < nr; r++) {
         float v[DIRECT_MAX_TOK];
         if (w->dtype == GLM_DTYPE_BF16) {
-            dot_bf16_multi((const uint16_t *)w->data + (size_t)(r0 + r) * cols, xs, j->n_tok, cols, v);
+            dot_bf16_multi((const uint16_t *)glm_weight_row(w, r0 + r), xs, j->n_tok, cols, v);
         } else {
-            const float *wr = (const float *)w->data + (size_t)(r0 + r) * cols;
+            const float *wr = (const float *)glm_weight_row(w, r0 + r);
             for (int t = 0; t < j->n_tok; t++)
                 v[t] = glm_dot(wr, xs[t], cols);
         }

@@ -145,6 +145,8 @@ static void sum_task(void *ctx, int t, int worker)
     float *o = p->out + (size_t)t * H;
     memset(o, 0, sizeof(float) * (size_t)H);
     for (int k = 0; k < K; k++) {
+        if (s->w->row_of[t * K + k] < 0) /* another rank's expert */
+            continue;
         const float *y = s->w->y + (size_t)s->w->row_of[t * K + k] * H;
         float wk = p->weights[t * K + k];
         for (int i = 0; i < H; i++)
@@ -163,13 +165,19 @@ void glm_ref_moe_experts(glm_pool *pool, const glm_ref_moe_experts_params *p, vo
     memset(w.fill, 0, sizeof(int32_t) * (size_t)E);
     for (int i = 0; i < n * K; i++) {
         GLM_ASSERT(p->ids[i] >= 0 && p->ids[i] < E && (i % K == 0 || p->ids[i] > p->ids[i - 1]));
-        w.first[p->ids[i] + 1]++;
+        if (p->gate[p->ids[i]].data)
+            w.first[p->ids[i] + 1]++;
     }
     for (int e = 0; e < E; e++)
         w.first[e + 1] += w.first[e];
     for (int t = 0; t < n; t++)
         for (int k = 0; k < K; k++) {
-            int e = p->ids[t * K + k], r = w.first[e] + w.fill[e]++;
+            int e = p->ids[t * K + k];
+            if (!p->gate[e].data) {
+                w.row_of[t * K + k] = -1;
+                continue;
+            }
+            int r = w.first[e] + w.fill[e]++;
             w.tok[r] = t;
             w.row_of[t * K + k] = r;
         }

@@ -182,7 +182,9 @@ void glm_ref_moe_route(glm_pool *pool, const glm_ref_moe_route_params *p);
  * up_e x[t]), e = ids[t, k], summed in k order (ascending id). Assignments are
  * grouped by expert so each expert's weights are read once per step: gate and
  * up of every active expert in one parallel loop, then down. The shared
- * expert is not included (the caller adds it).
+ * expert is not included (the caller adds it). An expert whose gate has no
+ * data is another tensor-parallel rank's (glm_model_shard): its terms are left
+ * out, so out is this rank's share of the sum.
  */
 typedef struct {
     int n_tokens;

@@ -257,6 +257,8 @@ glm_model *glm_model_load(const char *dir, char *err, size_t errlen)
             goto fail;
     if (check_mtp(&b))
         goto fail;
+    m->shard = (glm_shard){.rank = 0, .world = 1, .vocab0 = 0, .n_vocab = V, .vocab_stride = V, .expert0 = 0,
+                           .n_experts = c->n_routed_experts, .heads0 = 0};
     return m;
 fail:
     glm_model_free(m);
@@ -267,6 +269,16 @@ void glm_model_free(glm_model *m)
 {
     if (!m)
         return;
+    if (m->whole) { /* a shard: its tables of views only */
+        for (int i = 0; m->layers && i < m->cfg.num_hidden_layers; i++) {
+            free(m->layers[i].exp_gate);
+            free(m->layers[i].exp_up);
+            free(m->layers[i].exp_down);
+        }
+        free(m->layers);
+        free(m);
+        return;
+    }
     for (int i = 0; m->layers && i < m->cfg.num_hidden_layers; i++)
         free_layer(&m->layers[i], m->cfg.n_routed_experts);
     free(m->layers);

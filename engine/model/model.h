@@ -41,15 +41,32 @@ typedef struct {
     glm_weight sh_gate, sh_up, sh_down;       /* shared expert(s): [moeI*n_shared, H] ... */
 } glm_layer;
 
+/*
+ * The part of the model one rank of tensor parallelism holds (glm_model_shard).
+ * A whole model is rank 0 of a world of 1 and holds everything.
+ */
 typedef struct {
-    glm_config cfg;
+    int rank, world;
+    int vocab0, n_vocab;          /* embedding and LM head rows [vocab0, vocab0 + n_vocab) */
+    int vocab_stride;             /* ceil(vocab_size / world): rank r's rows start at r * stride */
+    int expert0, n_experts;       /* routed experts [expert0, expert0 + n_experts) */
+    int heads0;                   /* the first of cfg.num_attention_heads heads held */
+} glm_shard;
+
+typedef struct glm_model glm_model;
+
+struct glm_model {
+    glm_config cfg;               /* a shard's: num_attention_heads and intermediate_size are
+                                     the rank's share; everything else is the model's */
+    glm_shard shard;
+    const glm_model *whole;       /* a shard: the model it views (which outlives it); else NULL */
     st_checkpoint *ck;
     glm_weight embed;             /* [V, H] */
     float *final_norm;            /* [H] */
     glm_weight lm_head;           /* [V, H] */
     glm_layer *layers;            /* [L] */
-    size_t weight_bytes;          /* bytes of tensor data bound */
-} glm_model;
+    size_t weight_bytes;          /* bytes of tensor data bound (a shard: of its views) */
+};
 
 /*
  * Loads config.json (+ generation_config.json) and the safetensors of `dir`
@@ -59,5 +76,26 @@ typedef struct {
  */
 glm_model *glm_model_load(const char *dir, char *err, size_t errlen);
 void glm_model_free(glm_model *m);
+
+/*
+ * Rank `rank`'s share of m for tensor parallelism over `world` ranks: views
+ * of m's mapped weights (nothing copied, nothing read yet), so each rank
+ * touches only its own bytes. Heads split evenly: q_b_proj and kv_b_proj
+ * keep the rank's heads' rows (column-parallel), o_proj their columns
+ * (row-parallel); the dense MLP and the shared experts split their
+ * intermediate dimension (gate/up rows, down columns); routed experts split
+ * by expert (the others' entries in exp_* are left empty: data NULL);
+ * embedding and LM head split by vocabulary rows (vocab_stride each, the last
+ * rank the rest); q_a_proj, kv_a_proj_with_mqa, the indexer, the router and
+ * the norms are the whole model's. Partial sums are reduced by the backend
+ * (after o_proj and after the FFN; the embedding's rows sum to the token's).
+ *
+ * world must divide the attention heads, the routed experts, the dense and
+ * shared-expert intermediate sizes, and leave every rank some vocabulary; FP8
+ * weights must be cut on their scale blocks. Otherwise NULL with a message
+ * naming what does not divide. world 1 gives a view of the whole model.
+ * Free with glm_model_free (before m).
+ */
+glm_model *glm_model_shard(const glm_model *m, int rank, int world, char *err, size_t errlen);
 
 #endif

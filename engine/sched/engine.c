@@ -85,6 +85,8 @@ struct glm_engine {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     int stop;
+    int dead;                         /* the backend can run no more steps (GLM_BACKEND_DEAD) */
+    char dead_why[GLM_ERRLEN];
     glm_request *in_head, *in_tail;   /* submitted, not yet taken */
     int waiting_requests;             /* submitted, first sample not yet scheduled */
     glm_engine_metrics metrics;       /* snapshot, under mu */
@@ -239,6 +241,7 @@ void glm_engine_params_default(glm_engine_params *p)
     p->mem_fraction = 0.9;
     p->enable_prefix_caching = 1;
     p->cuda_graphs = 1;
+    p->tensor_parallel_size = 1;
 }
 
 glm_request *glm_engine_submit(glm_engine *e, const int32_t *prompt, int n_prompt,
@@ -295,11 +298,15 @@ glm_request *glm_engine_submit(glm_engine *e, const int32_t *prompt, int n_promp
     pthread_cond_init(&r->cv, NULL);
 
     pthread_mutex_lock(&e->mu);
-    if (e->stop || e->waiting_requests >= e->p.max_queue) {
-        int stopping = e->stop;
+    if (e->stop || e->dead || e->waiting_requests >= e->p.max_queue) {
+        int stopping = e->stop, dead = e->dead;
+        if (dead)
+            glm_err(err, errlen, "the engine stopped: %s", e->dead_why);
         pthread_mutex_unlock(&e->mu);
         *status = GLM_SUBMIT_OVERLOADED;
-        if (stopping)
+        if (dead)
+            ; /* said above */
+        else if (stopping)
             glm_err(err, errlen, "the engine is shutting down");
         else
             glm_err(err, errlen, "the server is overloaded: %d requests are already waiting", e->p.max_queue);
@@ -619,6 +626,12 @@ static int step(glm_engine *e)
             snprintf(msg, sizeof msg, "%s%s", rc == GLM_BAD_BATCH ? "" : "internal error: ", err);
             fail_request(e, s, msg, rc == GLM_BAD_BATCH);
         }
+        if (rc == GLM_BACKEND_DEAD) {
+            pthread_mutex_lock(&e->mu);
+            e->dead = 1;
+            glm_err(e->dead_why, sizeof e->dead_why, "%s", err);
+            pthread_mutex_unlock(&e->mu);
+        }
         e->steps++;
         return 1;
     }
@@ -664,7 +677,7 @@ static void *engine_main(void *arg)
                 break;
             pthread_cond_wait(&e->cv, &e->mu);
         }
-        int stopping = e->stop;
+        int stopping = e->stop || e->dead;
         glm_request *in = e->in_head;
         e->in_head = e->in_tail = NULL;
         pthread_mutex_unlock(&e->mu);
@@ -675,10 +688,29 @@ static void *engine_main(void *arg)
             r->next = NULL;
             start_request(e, r);
         }
-        for (glm_request *r = e->live; r; r = r->next)
+        for (glm_request *r = e->live; r; r = r->next) {
+            if (e->dead && r->n_live > 0) { /* every request still running fails with the reason */
+                char msg[GLM_ERRLEN + 64];
+                snprintf(msg, sizeof msg, "internal error: the engine stopped: %s", e->dead_why);
+                for (int i = 0; i < r->sp.n; i++)
+                    if (!r->samples[i].finished) {
+                        fail_request(e, &r->samples[i], msg, 0);
+                        break; /* ends the whole request */
+                    }
+            }
             if (stopping || atomic_load(&r->abort_requested))
                 end_request(e, r, GLM_FINISH_ABORT);
+        }
         unlink_dead(e);
+        if (e->dead) { /* park until freed: submissions are refused */
+            pthread_mutex_lock(&e->mu);
+            while (!e->stop && !e->in_head)
+                pthread_cond_wait(&e->cv, &e->mu);
+            pthread_mutex_unlock(&e->mu);
+            if (e->stop)
+                break;
+            continue;
+        }
         if (stopping)
             break;
         step(e);
@@ -712,6 +744,7 @@ glm_engine *glm_engine_create(const glm_model *m, const glm_engine_params *p, ch
     rp.dtype = p->dtype;
     rp.device = p->device;
     rp.cuda_graphs = p->cuda_graphs;
+    rp.tensor_parallel_size = p->tensor_parallel_size;
     glm_runner *runner = glm_runner_create(m, &rp, err, errlen);
     if (!runner)
         return NULL;
@@ -781,6 +814,28 @@ void glm_engine_free(glm_engine *e)
     pthread_mutex_destroy(&e->mu);
     pthread_cond_destroy(&e->cv);
     free(e);
+}
+
+void glm_engine_stop_backend(glm_engine *e, const char *why)
+{
+    glm_runner_stop(e->runner, why);
+    pthread_mutex_lock(&e->mu);
+    if (!e->dead) {
+        e->dead = 1;
+        glm_err(e->dead_why, sizeof e->dead_why, "%s", why);
+    }
+    pthread_cond_signal(&e->cv);
+    pthread_mutex_unlock(&e->mu);
+}
+
+int glm_engine_dead(glm_engine *e, char *why, size_t whylen)
+{
+    pthread_mutex_lock(&e->mu);
+    int dead = e->dead;
+    if (dead && why)
+        glm_err(why, whylen, "%s", e->dead_why);
+    pthread_mutex_unlock(&e->mu);
+    return dead;
 }
 
 size_t glm_engine_kv_tokens(const glm_engine *e)

@@ -38,6 +38,7 @@ typedef struct {
     glm_compute_dtype dtype;     /* default GLM_COMPUTE_AUTO (backend.h) */
     int device;                  /* CUDA device ordinal (default 0) */
     int cuda_graphs;             /* CUDA: capture decode steps as graphs (default 1) */
+    int tensor_parallel_size;    /* ranks sharing the model (default 1) */
 } glm_engine_params;
 
 /* Fills the defaults above. */
@@ -147,5 +148,15 @@ typedef struct {
 
 /* A consistent snapshot, any thread. */
 void glm_engine_metrics_get(glm_engine *e, glm_engine_metrics *m);
+
+/* 1 once the backend can run no more steps (a tensor-parallel rank failed: GLM_BACKEND_DEAD),
+ * with the reason in why; every request then running has failed with it, and submissions are
+ * refused (GLM_SUBMIT_OVERLOADED, "the engine stopped: ..."). The server stops. Any thread. */
+int glm_engine_dead(glm_engine *e, char *why, size_t whylen);
+
+/* Stops the engine for good from outside (a node of the world dropped out): a tensor-parallel
+ * backend's ranks are stopped (backend.h: glm_tp_backend_stop), the step in flight fails, and
+ * the engine is dead with `why`, as above. Any thread. */
+void glm_engine_stop_backend(glm_engine *e, const char *why);
 
 #endif

@@ -40,13 +40,14 @@ void glm_runner_params_default(glm_runner_params *p)
     p->max_num_batched_tokens = 2048;
     p->max_num_seqs = 256;
     p->cuda_graphs = 1;
+    p->tensor_parallel_size = 1;
 }
 
 glm_runner *glm_runner_create(const glm_model *m, const glm_runner_params *p, char *err, size_t errlen)
 {
     const glm_config *c = &m->cfg;
     if (p->block_size < 1 || p->block_size > 1024 || p->max_num_batched_tokens < 1 || p->max_num_seqs < 1 ||
-        p->max_model_len < 0 || p->max_logits_rows < 0 || p->kv_cache_tokens < 0) {
+        p->max_model_len < 0 || p->max_logits_rows < 0 || p->kv_cache_tokens < 0 || p->tensor_parallel_size < 1) {
         glm_err(err, errlen, "model runner: invalid parameters");
         return NULL;
     }
@@ -60,7 +61,7 @@ glm_runner *glm_runner_create(const glm_model *m, const glm_runner_params *p, ch
     glm_backend_params bp = {
         .kind = p->backend,
         .rank = 0,
-        .world = 1,
+        .world = p->tensor_parallel_size,
         .block_size = p->block_size,
         .kv_bytes = p->kv_cache_bytes,
         .mem_fraction = p->mem_fraction,
@@ -108,6 +109,8 @@ void glm_runner_free(glm_runner *r)
 }
 
 const glm_backend_info *glm_runner_info(const glm_runner *r) { return &r->be->info; }
+
+void glm_runner_stop(glm_runner *r, const char *why) { glm_tp_backend_stop(r->be, why); }
 int glm_runner_max_model_len(const glm_runner *r) { return r->max_model_len; }
 glm_pool *glm_runner_pool(glm_runner *r) { return r->pool; }
 
@@ -142,7 +145,7 @@ int glm_runner_forward(glm_runner *r, const glm_sched_batch *sb, int all_logits,
     int rc = r->be->ops->forward(r->be, &r->buf.b, err, errlen);
     if (rc == GLM_OK)
         r->n_rows = n_rows;
-    return rc == GLM_OK || rc == GLM_BAD_BATCH ? rc : GLM_BACKEND_FAILURE;
+    return rc == GLM_OK || rc == GLM_BAD_BATCH || rc == GLM_BACKEND_DEAD ? rc : GLM_BACKEND_FAILURE;
 }
 
 const int32_t *glm_runner_rows(const glm_runner *r, int *n_rows)

@@ -47,12 +47,16 @@ typedef struct {
     glm_compute_dtype dtype;     /* default GLM_COMPUTE_AUTO (backend.h) */
     int device;                  /* CUDA device ordinal (default 0) */
     int cuda_graphs;             /* CUDA: capture decode steps as graphs (default 1) */
+    int tensor_parallel_size;    /* ranks sharing the model (default 1; backend.h) */
 } glm_runner_params;
 
 /* Fills the defaults above. */
 void glm_runner_params_default(glm_runner_params *p);
 
 typedef struct glm_runner glm_runner;
+
+/* Stops a tensor-parallel backend from outside (backend.h: glm_tp_backend_stop). Any thread. */
+void glm_runner_stop(glm_runner *r, const char *why);
 
 /* Creates the backend and the pool. NULL with a message (bad parameter, a
  * backend kind not built, memory). m outlives the runner. */

@@ -254,7 +254,7 @@ static void cu_moe_experts(void *ctx, const glm_ref_moe_experts_params *p)
     int32_t *ids = (int32_t *)up(p->ids, sizeof(int32_t) * nk);
     float *wts = (float *)up(p->weights, sizeof(float) * nk);
     glm_cu_moe_experts_params c = {p->n_tokens, p->hidden, p->inter, E, p->top_k, dtab, dtab + E, dtab + 2 * E,
-                                   x, ids, wts, out};
+                                   x, ids, wts, out, 0, 0};
     size_t wsb = glm_cu_moe_experts_workspace(&c);
     void *ws = up(NULL, wsb);
     CK(glm_cu_moe_experts(&c, ws, wsb, 0));

@@ -70,6 +70,7 @@ static int run_once(const glm_model *m, const glm_backend_choice *bc, int B, int
     rp.dtype = bc->dtype;
     rp.device = bc->device;
     rp.cuda_graphs = bc->cuda_graphs;
+    rp.tensor_parallel_size = bc->tensor_parallel_size;
     glm_runner *r = glm_runner_create(m, &rp, err, sizeof err);
     if (!r) {
         fprintf(stderr, "glm-bench: %s\n", err);
@@ -143,10 +144,12 @@ int main(int argc, char **argv)
                                          {"device", required_argument, 0, 'd'},
                                          {"dtype", required_argument, 0, 'D'},
                                          {"enforce-eager", no_argument, 0, 'E'},
+                                         {"tensor-parallel-size", required_argument, 0, 'T'},
                                          {0, 0, 0, 0}};
     char err[GLM_ERRLEN], cpu[256];
     glm_backend_flags bf;
     glm_backend_flags_default(&bf);
+    glm_backend_flags_aliases(argc, argv);
     while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (o) {
         case 'm': model_dir = optarg; break;
@@ -164,10 +167,16 @@ int main(int argc, char **argv)
             }
             break;
         case 'E': bf.enforce_eager = 1; break;
+        case 'T':
+            if (glm_backend_flags_set_tp(&bf, optarg, err, sizeof err) != GLM_OK) {
+                fprintf(stderr, "glm-bench: %s\n", err);
+                return 2;
+            }
+            break;
         default:
             fprintf(stderr, "usage: glm-bench --model DIR [--threads N] [--prompt-len N] [--steps N] [--batches 1,8]\n"
                             "                 [--repeat N] [--device auto|cuda|cpu] [--dtype auto|bfloat16|float32]\n"
-                            "                 [--enforce-eager]\n");
+                            "                 [--enforce-eager] [--tensor-parallel-size N]\n");
             return 2;
         }
     }

@@ -399,8 +399,34 @@ START_TEST(graph_padded_decode)
 }
 END_TEST
 
+/* Tensor parallelism: a rank that cannot load stops every rank, and the world's creation says
+ * which rank and why. The layer has one device here (GLM_CUDA_CPU_DEVICES, set in main), so rank
+ * 1 of 2 finds no device 1: rank 0 loads, rank 1 fails, and nothing is left running (the test
+ * returns, and ASan builds see no leak). */
+START_TEST(tp_rank_fails_at_load)
+{
+    glm_model *m = load("tiny-tp");
+    char err[GLM_ERRLEN];
+    glm_runner_params rp;
+    glm_runner_params_default(&rp);
+    rp.backend = GLM_BACKEND_CUDA;
+    rp.max_num_batched_tokens = 16;
+    rp.max_num_seqs = 1;
+    rp.max_model_len = 64;
+    rp.kv_cache_tokens = 64;
+    rp.n_threads = 1;
+    rp.tensor_parallel_size = 2;
+    glm_runner *r = glm_runner_create(m, &rp, err, sizeof err);
+    ck_assert_msg(r == NULL, "a world of 2 ranks on 1 device was created");
+    printf("tensor parallel, rank 1 without a device: %s\n", err);
+    ck_assert_msg(strstr(err, "tensor parallel size 2: rank 1: ") && strstr(err, "device 1"), "%s", err);
+    glm_model_free(m);
+}
+END_TEST
+
 int main(void)
 {
+    setenv("GLM_CUDA_CPU_DEVICES", "1", 1); /* the layer's devices: tp_rank_fails_at_load */
     Suite *s = suite_create("cuda_backend");
     TCase *tc = tcase_create("forward");
     tcase_set_timeout(tc, 600);
@@ -410,6 +436,7 @@ int main(void)
     tcase_add_test(tc, bf16_against_cpu);
     tcase_add_test(tc, fp8_against_cpu);
     tcase_add_test(tc, graph_padded_decode);
+    tcase_add_test(tc, tp_rank_fails_at_load);
     suite_add_tcase(s, tc);
     return test_run_suite(s);
 }

@@ -165,22 +165,41 @@ const char *cudaGetErrorName(cudaError_t e)
     }
 }
 
+/* Devices: one, or GLM_CUDA_CPU_DEVICES (1..64) of them, to run tensor-parallel ranks one
+ * device each. They are all the same host memory and threads; the current device is per host
+ * thread, as CUDA's is, so a rank that sets another rank's device or none is still told. */
+static int device_count()
+{
+    static const int n = [] {
+        const char *e = getenv("GLM_CUDA_CPU_DEVICES");
+        int v = e ? atoi(e) : 1;
+        return v >= 1 && v <= 64 ? v : 1;
+    }();
+    return n;
+}
+static thread_local int g_device = 0;
+
 cudaError_t cudaGetDeviceCount(int *n)
 {
-    *n = 1;
+    *n = device_count();
     return cudaSuccess;
 }
-cudaError_t cudaSetDevice(int d) { return d == 0 ? cudaSuccess : set_error(cudaErrorInvalidDevice); }
+cudaError_t cudaSetDevice(int d)
+{
+    if (d < 0 || d >= device_count()) return set_error(cudaErrorInvalidDevice);
+    g_device = d;
+    return cudaSuccess;
+}
 cudaError_t cudaGetDevice(int *d)
 {
-    *d = 0;
+    *d = g_device;
     return cudaSuccess;
 }
 
 /* An H200-like device: the numbers launch checks and memory plans read. */
 cudaError_t cudaGetDeviceProperties(cudaDeviceProp *p, int d)
 {
-    if (d != 0) return set_error(cudaErrorInvalidDevice);
+    if (d < 0 || d >= device_count()) return set_error(cudaErrorInvalidDevice);
     memset(p, 0, sizeof *p);
     snprintf(p->name, sizeof p->name, "CPU execution layer (H200-like)");
     p->totalGlobalMem = (size_t)141 << 30;
@@ -208,7 +227,7 @@ cudaError_t cudaGetDeviceProperties(cudaDeviceProp *p, int d)
 
 cudaError_t cudaDeviceGetAttribute(int *v, cudaDeviceAttr a, int d)
 {
-    if (d != 0) return set_error(cudaErrorInvalidDevice);
+    if (d < 0 || d >= device_count()) return set_error(cudaErrorInvalidDevice);
     cudaDeviceProp p;
     cudaGetDeviceProperties(&p, 0);
     switch (a) {

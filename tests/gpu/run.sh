@@ -10,9 +10,12 @@
 #      the device sampler against the CPU sampler and its distribution (build/gpu/test_cuda_sample);
 #   4. runs the server tests (tests/cli/server.sh: the openai SDK, curl, raw sockets) with every
 #      server started with --device cuda;
-#   5. the NCCL communicator (build/gpu/test_comm_nccl) on every GPU, one rank per GPU, when the
-#      machine has two or more ("skipped: one GPU" otherwise): the collectives against references, a
-#      stopped rank that must stop the others, and the time of a layer's all-reduce;
+#   5. the NCCL communicator (build/gpu/test_comm_nccl) on every GPU, one rank per GPU (a world
+#      of one on a one-GPU machine): the collectives against references, a stopped rank that must
+#      stop the others, and the time of one all-reduce of a layer (GLM-5 has two per layer);
+#      then tensor parallelism (tests/cli/tensor_parallel.sh with the nvcc server: --dtype float32
+#      at 1, 2, 4, 8 ranks as the GPUs allow, against the CPU backend at one rank) and the server
+#      tests at --tensor-parallel-size 2, on machines with two GPUs or more;
 #   6. the GLM-5 rank-slice benchmark: writes glm-mkmodel's glm5-rank checkpoint (GLM-5's widths as
 #      one rank of 8-way tensor parallelism, 4 layers, fp8, ~4.4 GB) into a temporary directory and
 #      prints build/glm-bench-rank's table on it (docs/performance.md, "GLM-5 rank slice on one GPU").
@@ -39,7 +42,8 @@ command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,dri
 command -v nvcc >/dev/null || { echo "run.sh: nvcc is not on PATH" >&2; exit 1; }
 
 part "build (nvcc, sm_90a)" make -s -j"$JOBS" CUDA=1 glm-server gpu-tests build/glm-bench-rank build/glm-mkmodel \
-    models/tiny/config.json models/tiny-bf16/config.json models/tiny-fp8/config.json || exit 1
+    models/tiny/config.json models/tiny-bf16/config.json models/tiny-fp8/config.json \
+    models/tiny-tp/config.json models/tiny-tp-fp8/config.json || exit 1
 part "test-backend-ops (cuda row on the GPU)" build/gpu/test-backend-ops
 part "CUDA forward on the tiny checkpoints" build/gpu/test_cuda_backend
 part "CUDA sampler against the CPU sampler" build/gpu/test_cuda_sample
@@ -48,17 +52,27 @@ part "CUDA sampler against the CPU sampler" build/gpu/test_cuda_sample
 part "serve --device cuda: tests/cli/server.sh (openai SDK, curl)" env GLM_SERVE_FLAGS="--device cuda" \
     bash tests/cli/server.sh build
 
-# the NCCL communicator needs two GPUs at least (a world of one exercises none of its transport)
+# the NCCL communicator: a rank per GPU (on one GPU a world of one: NCCL's calls end to end and
+# their time, none of its transport)
+GPUS=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU')
 comm_nccl() {
-    local n
-    n=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU')
-    if [ "${n:-0}" -lt 2 ]; then
+    [ "${GPUS:-0}" -ge 2 ] || echo "one GPU: a world of one rank"
+    timeout -k 10 180 build/gpu/test_comm_nccl "$([ "${GPUS:-0}" -ge 2 ] && echo "$GPUS" || echo 1)"
+}
+part "NCCL communicator (build/gpu/test_comm_nccl, one rank per GPU)" comm_nccl
+
+# tensor parallelism over NCCL: two GPUs at least
+tp_gpus() {
+    if [ "${GPUS:-0}" -lt 2 ]; then
         echo "skipped: one GPU"
         return 0
     fi
-    timeout -k 10 180 build/gpu/test_comm_nccl
+    local sizes="1" n=2
+    while [ "$n" -le "$GPUS" ] && [ "$n" -le 8 ]; do sizes="$sizes $n"; n=$((n * 2)); done
+    TP_CUDA_BIN=./glm-server TP_CUDA_SIZES="$sizes" bash tests/cli/tensor_parallel.sh build &&
+        GLM_SERVE_FLAGS="--device cuda --tensor-parallel-size 2" bash tests/cli/server.sh build
 }
-part "NCCL communicator (build/gpu/test_comm_nccl, one rank per GPU)" comm_nccl
+part "tensor parallelism on the GPUs (tests/cli/tensor_parallel.sh, server.sh at -tp 2)" tp_gpus
 
 # the benchmark: timed parts of its own, so that a slow step cannot eat the script's budget
 bench_rank() {

@@ -146,8 +146,8 @@ static void *rank_main(void *p)
         float ms = 0;
         CK(a, cudaEventElapsedTime(&ms, e0, e1));
         if (a->rank == 0)
-            printf("all_reduce_sum  world %d  %4d tokens x 6144 floats (%7.2f MB): %8.1f us per call\n", W,
-                   tokens[t], n * 4 / 1e6, 1000.0 * ms / reps);
+            printf("all_reduce_sum  world %d  %4d tokens x 6144 floats (%7.2f MB): %8.1f us per call, %8.1f us "
+                   "per layer (two)\n", W, tokens[t], n * 4 / 1e6, 1000.0 * ms / reps, 2000.0 * ms / reps);
         cudaEventDestroy(e0);
         cudaEventDestroy(e1);
     }

@@ -2,7 +2,7 @@
  * mkmodel.c - glm-mkmodel: writes small random GLM-5 (glm_moe_dsa) checkpoints
  * in Hugging Face format, for the tests (tiny) and benchmarks (small).
  *
- *   glm-mkmodel --preset tiny|small|glm5-rank|glm5-rank-mini --dtype f32|bf16|fp8
+ *   glm-mkmodel --preset tiny|tiny-tp|small|glm5-rank|glm5-rank-mini --dtype f32|bf16|fp8
  *               [--shards N] [--layers N] --out DIR
  *   glm-mkmodel --preset script --script CHAINS.json --tokenizer DIR [--dtype ..] --out DIR
  *
@@ -119,6 +119,29 @@ static const preset presets[] = {
         .index_topk = 256, .index_n_heads = 8, .index_head_dim = 64,
         .indexer_types = "FFFFFFFF", .max_position_embeddings = 8192, .rope_theta = 1000000.0,
         .nextn = 1,
+    },
+    /*
+     * tiny's kind at widths that split 8 ways, for the tensor-parallel tests
+     * (tests/cli/tensor_parallel.sh): 16 heads, 16 routed experts, a dense MLP and shared
+     * experts 1024 wide, and in fp8 every cut on a 128 x 128 scale block at 2, 4 and 8
+     * ranks: a head is 128 rows of q_b_proj (nope 64 + rope 64) and of kv_b_proj (nope 64
+     * + v 64), two heads are 128 columns of o_proj, 1024 / 8 = 128, and the vocabulary
+     * (4096 / 8 = 512 rows) is BF16 in fp8 checkpoints anyway. The shared expert is
+     * 8 x moe_intermediate_size (n_shared_experts 8) so that the routed experts stay
+     * small. Its tokenizer is tiny's.
+     */
+    {
+        .name = "tiny-tp", .seed = 0x74696e7974703031ull,
+        .vocab_size = 4096, .hidden_size = 128, .intermediate_size = 1024,
+        .moe_intermediate_size = 128, .num_hidden_layers = 3, .first_k_dense_replace = 1,
+        .num_attention_heads = 16, .q_lora_rank = 96, .kv_lora_rank = 64,
+        .qk_nope_head_dim = 64, .qk_rope_head_dim = 64, .v_head_dim = 64,
+        .n_routed_experts = 16, .n_shared_experts = 8, .num_experts_per_tok = 4,
+        .n_group = 4, .topk_group = 2, .norm_topk_prob = 1, .routed_scaling_factor = 2.5,
+        .index_topk = 16, .index_n_heads = 8, .index_head_dim = 128,
+        .indexer_types = "FSF", .max_position_embeddings = 4096, .rope_theta = 10000.0,
+        .nextn = 1,
+        .residual_log2 = -4,
     },
     /*
      * GLM-5 as one rank of 8-way tensor parallelism sees it (docs/architecture.md,
@@ -887,7 +910,7 @@ void mk_write_checkpoint(const char *dir, const preset *p, store_mode mode, int 
 /* Command line                                                              */
 
 static const char usage[] =
-    "usage: glm-mkmodel --preset tiny|small|glm5-rank|glm5-rank-mini --dtype f32|bf16|fp8 [--shards N]\n"
+    "usage: glm-mkmodel --preset tiny|tiny-tp|small|glm5-rank|glm5-rank-mini --dtype f32|bf16|fp8 [--shards N]\n"
     "                   [--layers N] --out DIR\n"
     "       glm-mkmodel --preset script --script CHAINS.json --tokenizer DIR [--dtype f32|bf16]\n"
     "                   [--shards N] --out DIR\n";
@@ -919,7 +942,7 @@ int main(int argc, char **argv)
                 if (strcmp(v, presets[k].name) == 0)
                     p = &presets[k];
             if (!p && !script_preset)
-                mk_die("--preset: unknown preset '%s' (tiny, small, glm5-rank, glm5-rank-mini or script)", v);
+                mk_die("--preset: unknown preset '%s' (tiny, tiny-tp, small, glm5-rank, glm5-rank-mini or script)", v);
         } else if (strcmp(a, "--dtype") == 0) {
             have_mode = 0;
             for (size_t k = 0; k < sizeof dtype_flags / sizeof dtype_flags[0]; k++)
