@@ -238,10 +238,15 @@ static void cu_moe_route(void *ctx, const glm_ref_moe_route_params *p)
 
 static void cu_moe_experts(void *ctx, const glm_ref_moe_experts_params *p)
 {
-    int E = p->n_experts;
+    int E = p->n_experts, e0 = -1, n_local = 0;
     dev_weight *dw = (dev_weight *)calloc((size_t)3 * E, sizeof *dw);
     glm_dweight *tab = (glm_dweight *)calloc((size_t)3 * E, sizeof *tab);
     for (int e = 0; e < E; e++) {
+        if (!p->gate[e].data) /* another tensor-parallel rank's (one range of them is held) */
+            continue;
+        if (e0 < 0)
+            e0 = e;
+        n_local++;
         dw[e] = weight_up(&p->gate[e]);
         dw[E + e] = weight_up(&p->up[e]);
         dw[2 * E + e] = weight_up(&p->down[e]);
@@ -254,7 +259,7 @@ static void cu_moe_experts(void *ctx, const glm_ref_moe_experts_params *p)
     int32_t *ids = (int32_t *)up(p->ids, sizeof(int32_t) * nk);
     float *wts = (float *)up(p->weights, sizeof(float) * nk);
     glm_cu_moe_experts_params c = {p->n_tokens, p->hidden, p->inter, E, p->top_k, dtab, dtab + E, dtab + 2 * E,
-                                   x, ids, wts, out, 0, 0};
+                                   x, ids, wts, out, e0, n_local == E ? 0 : n_local};
     size_t wsb = glm_cu_moe_experts_workspace(&c);
     void *ws = up(NULL, wsb);
     CK(glm_cu_moe_experts(&c, ws, wsb, 0));

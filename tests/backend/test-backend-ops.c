@@ -1107,6 +1107,8 @@ typedef struct {
     int n, E, K, H, I;
     glm_dtype dt;
     int skew; /* every token picks among the first K + 1 experts: big groups, idle experts */
+    int e0, n_local; /* a tensor-parallel rank's experts [e0, e0 + n_local) (0, 0: all): the others'
+                        entries have no data, and out is the rank's share of the sum */
 } experts_case;
 
 static void test_experts(const experts_case *xc, uint64_t seed)
@@ -1114,8 +1116,12 @@ static void test_experts(const experts_case *xc, uint64_t seed)
     rng r = {seed};
     int n = xc->n, E = xc->E, K = xc->K, H = xc->H, I = xc->I;
     char desc[160];
-    snprintf(desc, sizeof desc, "n=%d,E=%d,K=%d,H=%d,I=%d,%s%s", n, E, K, H, I, glm_dtype_name(xc->dt),
-             xc->skew ? ",skewed" : "");
+    int e0 = xc->n_local ? xc->e0 : 0, e1 = xc->n_local ? xc->e0 + xc->n_local : E;
+    char part[48] = "";
+    if (xc->n_local)
+        snprintf(part, sizeof part, ",experts [%d,%d)", e0, e1);
+    snprintf(desc, sizeof desc, "n=%d,E=%d,K=%d,H=%d,I=%d,%s%s%s", n, E, K, H, I, glm_dtype_name(xc->dt),
+             xc->skew ? ",skewed" : "", part);
     test_weight *tw = glm_malloc(sizeof(test_weight) * (size_t)E * 3);
     glm_weight *gate = glm_malloc(sizeof(glm_weight) * (size_t)E);
     glm_weight *up = glm_malloc(sizeof(glm_weight) * (size_t)E);
@@ -1127,6 +1133,8 @@ static void test_experts(const experts_case *xc, uint64_t seed)
         gate[e] = tw[3 * e].w;
         up[e] = tw[3 * e + 1].w;
         down[e] = tw[3 * e + 2].w;
+        if (e < e0 || e >= e1) /* another rank's */
+            memset(&gate[e], 0, sizeof gate[e]), memset(&up[e], 0, sizeof up[e]), memset(&down[e], 0, sizeof down[e]);
     }
     float *x = glm_malloc(sizeof(float) * (size_t)n * H);
     fill_normal(&r, x, (size_t)n * H, 1.0);
@@ -1157,6 +1165,8 @@ static void test_experts(const experts_case *xc, uint64_t seed)
     for (int t = 0; t < n; t++)
         for (int k = 0; k < K; k++) {
             int e = ids[t * K + k];
+            if (e < e0 || e >= e1)
+                continue;
             const float *xt = x + (size_t)t * H;
             for (int i = 0; i < I; i++) {
                 double g = 0, u = 0;
@@ -1614,15 +1624,19 @@ static const route_case route_cases[] = {
 };
 
 static const experts_case experts_cases[] = {
-    /* n, E, K, H, I, dtype, skew */
-    {1, 7, 3, 19, 13, GLM_DTYPE_F32, 0},
-    {3, 7, 2, 16, 9, GLM_DTYPE_BF16, 0},
-    {37, 12, 3, 21, 11, GLM_DTYPE_BF16, 0},
-    {9, 6, 2, 33, 17, GLM_DTYPE_F32, 1},
-    {13, 5, 4, 24, 16, GLM_DTYPE_F8_E4M3, 0},
-    {400, 7, 4, 48, 8, GLM_DTYPE_BF16, 0}, /* the weighted sum runs on the pool */
-    {150, 9, 2, 72, 80, GLM_DTYPE_F8_E4M3, 1}, /* ~100 rows on each of 3 experts, 6 idle; widths over 64 */
-    {5, 256, 8, 40, 24, GLM_DTYPE_BF16, 0},    /* GLM-5's 256 experts, top-8: most experts idle */
+    /* n, E, K, H, I, dtype, skew, e0, n_local */
+    {1, 7, 3, 19, 13, GLM_DTYPE_F32, 0, 0, 0},
+    {3, 7, 2, 16, 9, GLM_DTYPE_BF16, 0, 0, 0},
+    {37, 12, 3, 21, 11, GLM_DTYPE_BF16, 0, 0, 0},
+    {9, 6, 2, 33, 17, GLM_DTYPE_F32, 1, 0, 0},
+    {13, 5, 4, 24, 16, GLM_DTYPE_F8_E4M3, 0, 0, 0},
+    {400, 7, 4, 48, 8, GLM_DTYPE_BF16, 0, 0, 0}, /* the weighted sum runs on the pool */
+    {150, 9, 2, 72, 80, GLM_DTYPE_F8_E4M3, 1, 0, 0}, /* ~100 rows on each of 3 experts, 6 idle; widths over 64 */
+    {5, 256, 8, 40, 24, GLM_DTYPE_BF16, 0, 0, 0},    /* GLM-5's 256 experts, top-8: most experts idle */
+    /* tensor parallelism: one rank's experts */
+    {37, 12, 3, 21, 11, GLM_DTYPE_BF16, 0, 4, 4},
+    {150, 9, 2, 72, 80, GLM_DTYPE_F8_E4M3, 1, 0, 3},
+    {64, 256, 8, 40, 24, GLM_DTYPE_BF16, 0, 32, 32}, /* GLM-5 at 8 ranks: rank 1's 32 */
 };
 
 static const norm_case norm_cases[] = {
