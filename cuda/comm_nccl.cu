@@ -322,24 +322,108 @@ extern "C" void glm_comm_nccl_free(glm_comm_nccl *g)
     free(g);
 }
 
-/* ---- the CUDA backend's tensor-parallel world in one process (backend.h) ------------------- */
+/* ---- the CUDA backend's tensor-parallel world (backend.h: glm_tp_world_ops) ------------------
+ *
+ * One process's ranks of a world that may span processes; the id comes from node 0. Host
+ * collectives go through a device buffer of each rank (host_bytes, allocated when it joins):
+ * copied up, the collective on the rank's own stream, copied down. */
 
-static void *tp_world_create(int world, char *err, size_t errlen)
+typedef struct {
+    glm_comm_nccl *g;
+    int first, n_local;
+    void *dev[GLM_COMM_MAX_WORLD];  /* [n_local]: each rank's device buffer */
+    size_t cap;
+} tp_world;
+
+static int tp_get_id(void *id, char *err, size_t errlen)
 {
-    glm_comm_nccl_id id;
-    if (glm_comm_nccl_get_id(&id, err, errlen) != GLM_OK)
+    return glm_comm_nccl_get_id((glm_comm_nccl_id *)id, err, errlen);
+}
+
+static void *tp_world_create(int world, int first_rank, int n_local, const void *id, char *err, size_t errlen)
+{
+    glm_comm_nccl *g = glm_comm_nccl_create(world, first_rank, n_local, (const glm_comm_nccl_id *)id, err, errlen);
+    if (!g)
         return NULL;
-    return glm_comm_nccl_create(world, 0, world, &id, err, errlen);
+    tp_world *w = (tp_world *)glm_calloc(1, sizeof *w);
+    w->g = g;
+    w->first = first_rank;
+    w->n_local = n_local;
+    return w;
 }
 
-static int tp_world_join(void *w, int rank, int device, glm_comm **out, char *err, size_t errlen)
+static int tp_world_join(void *pw, int rank, int device, size_t host_bytes, glm_comm **out, char *err,
+                         size_t errlen)
 {
-    return glm_comm_nccl_init_rank((glm_comm_nccl *)w, rank, device, out, err, errlen);
+    tp_world *w = (tp_world *)pw;
+    if (glm_comm_nccl_init_rank(w->g, rank, device, out, err, errlen) != GLM_OK)
+        return GLM_ERR;
+    cudaError_t e = cudaMalloc(&w->dev[rank - w->first], host_bytes);
+    if (e != cudaSuccess) {
+        w->dev[rank - w->first] = NULL;
+        return glm_comm_fail(*out, err, errlen, "rank %d: a %zu-byte buffer for the steps on device %d: %s", rank,
+                             host_bytes, device, cudaGetErrorString(e));
+    }
+    w->cap = host_bytes; /* the same on every rank */
+    return GLM_OK;
 }
 
-static void tp_world_free(void *w) { glm_comm_nccl_free((glm_comm_nccl *)w); }
+static int tp_host_broadcast(void *pw, glm_comm *c, void *buf, size_t bytes, char *err, size_t errlen)
+{
+    tp_world *w = (tp_world *)pw;
+    int rank = glm_comm_rank(c);
+    void *d = w->dev[rank - w->first];
+    if (bytes > w->cap)
+        return glm_comm_fail(c, err, errlen, "a %zu-byte broadcast past the %zu-byte step buffer", bytes, w->cap);
+    cudaError_t e = rank == 0 ? cudaMemcpy(d, buf, bytes, cudaMemcpyHostToDevice) : cudaSuccess;
+    if (e != cudaSuccess)
+        return glm_comm_fail(c, err, errlen, "broadcast: copy up: %s", cudaGetErrorString(e));
+    if (glm_comm_broadcast(c, d, bytes, 0, NULL, err, errlen) != GLM_OK)
+        return GLM_ERR;
+    e = rank == 0 ? cudaSuccess : cudaMemcpy(buf, d, bytes, cudaMemcpyDeviceToHost);
+    if (e != cudaSuccess)
+        return glm_comm_fail(c, err, errlen, "broadcast: copy down: %s", cudaGetErrorString(e));
+    return GLM_OK;
+}
+
+static int tp_host_all_gather(void *pw, glm_comm *c, const void *send, void *recv, size_t bytes, char *err,
+                              size_t errlen)
+{
+    tp_world *w = (tp_world *)pw;
+    int rank = glm_comm_rank(c), world = glm_comm_world(c);
+    char *d = (char *)w->dev[rank - w->first];
+    if (bytes * (size_t)world > w->cap)
+        return glm_comm_fail(c, err, errlen, "a %zu-byte all-gather past the %zu-byte step buffer",
+                             bytes * (size_t)world, w->cap);
+    cudaError_t e = cudaMemcpy(d + (size_t)rank * bytes, send, bytes, cudaMemcpyHostToDevice);
+    if (e != cudaSuccess)
+        return glm_comm_fail(c, err, errlen, "all-gather: copy up: %s", cudaGetErrorString(e));
+    if (glm_comm_all_gather(c, d + (size_t)rank * bytes, d, bytes, NULL, err, errlen) != GLM_OK)
+        return GLM_ERR;
+    e = cudaMemcpy(recv, d, bytes * (size_t)world, cudaMemcpyDeviceToHost);
+    if (e != cudaSuccess)
+        return glm_comm_fail(c, err, errlen, "all-gather: copy down: %s", cudaGetErrorString(e));
+    return GLM_OK;
+}
+
+static void tp_world_free(void *pw)
+{
+    tp_world *w = (tp_world *)pw;
+    for (int i = 0; i < w->n_local; i++)
+        if (w->dev[i])
+            cudaFree(w->dev[i]); /* unified addressing: freed on its own device */
+    glm_comm_nccl_free(w->g);
+    free(w);
+}
 
 extern "C" {
 extern const glm_tp_world_ops glm_cuda_tp_world;
-const glm_tp_world_ops glm_cuda_tp_world = {"NCCL", tp_world_create, tp_world_join, tp_world_free};
+const glm_tp_world_ops glm_cuda_tp_world = {"NCCL",
+                                            GLM_COMM_NCCL_ID_BYTES,
+                                            tp_get_id,
+                                            tp_world_create,
+                                            tp_world_join,
+                                            tp_host_broadcast,
+                                            tp_host_all_gather,
+                                            tp_world_free};
 }

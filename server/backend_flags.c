@@ -21,6 +21,7 @@ void glm_backend_flags_default(glm_backend_flags *f)
     f->dtype = GLM_COMPUTE_AUTO;
     f->enforce_eager = 0;
     f->tensor_parallel_size = 1;
+    f->nnodes = 1;
 }
 
 int glm_backend_flags_set_tp(glm_backend_flags *f, const char *value, char *err, size_t errlen)
@@ -120,17 +121,18 @@ int glm_backend_flags_resolve(const glm_backend_flags *f, glm_backend_choice *ou
         return GLM_OK;
     }
     *out = (glm_backend_choice){GLM_BACKEND_CUDA, f->dtype, 0, !f->enforce_eager, f->tensor_parallel_size};
-    if (f->tensor_parallel_size > 1) {
+    int here = f->tensor_parallel_size / (f->nnodes > 0 ? f->nnodes : 1); /* this node's ranks */
+    if (here > 1) {
         int n = glm_cuda_device_count(why, sizeof why);
-        if (n < f->tensor_parallel_size)
-            return glm_err(err, errlen, "--tensor-parallel-size %d needs %d CUDA devices; %d visible%s%s",
-                           f->tensor_parallel_size, f->tensor_parallel_size, n < 0 ? 0 : n, n < 0 ? ": " : "",
-                           n < 0 ? why : "");
+        if (n < here)
+            return glm_err(err, errlen, "--tensor-parallel-size %d needs %d CUDA devices%s; %d visible%s%s",
+                           f->tensor_parallel_size, here, f->nnodes > 1 ? " on each node" : "", n < 0 ? 0 : n,
+                           n < 0 ? ": " : "", n < 0 ? why : "");
     }
     const char *visible = getenv("CUDA_VISIBLE_DEVICES");
     char dev[160] = "device 0";
-    if (f->tensor_parallel_size > 1)
-        snprintf(dev, sizeof dev, "devices 0-%d", f->tensor_parallel_size - 1);
+    if (here > 1)
+        snprintf(dev, sizeof dev, "devices 0-%d", here - 1);
     if (visible)
         snprintf(dev + strlen(dev), sizeof dev - strlen(dev), " of CUDA_VISIBLE_DEVICES=%.100s", visible);
     snprintf(log, loglen, "backend cuda (%s, %s%s, %s): --device %s", dev,

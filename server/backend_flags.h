@@ -32,7 +32,9 @@ typedef struct {
     glm_device_choice device;  /* --device (default GLM_DEVICE_AUTO) */
     glm_compute_dtype dtype;   /* --dtype (default GLM_COMPUTE_AUTO) */
     int enforce_eager;         /* --enforce-eager: 1 = no CUDA graphs (default 0) */
-    int tensor_parallel_size;  /* --tensor-parallel-size (default 1) */
+    int tensor_parallel_size;  /* --tensor-parallel-size (default 1): the whole world's */
+    int nnodes;                /* serve's --nnodes (default 1): this node runs tensor_parallel_size /
+                                  nnodes ranks, and needs that many devices */
 } glm_backend_flags;
 
 /* What the flags resolve to: the fields glm_runner_params takes. */

@@ -1,6 +1,7 @@
 /*
  * serve.c - `glm-server serve`: command-line flags (vLLM's names) and
- * --config FILE (serve_config.c; the command line wins), loading
+ * --config FILE (serve_config.c; the command line wins), meeting the other
+ * nodes of a world across machines (multinode.h), loading
  * the checkpoint (model, tokenizer, chat template), creating the engine,
  * the request defaults from generation_config.json (--generation-config),
  * starting the HTTP daemon, and a graceful stop on SIGINT/SIGTERM: stop
@@ -17,8 +18,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <pthread.h>
+
 #include "backend_flags.h"
 #include "cli.h"
+#include "multinode.h"
 #include "http.h"
 #include "openai_request.h"
 #include "serve_config.h"
@@ -60,6 +64,11 @@ static void usage(FILE *f)
             "                                shard the model over N ranks (default 1): on cuda one\n"
             "                                device each (devices 0..N-1), on the cpu a thread each;\n"
             "                                N must divide the attention heads and the experts\n"
+            "  --nnodes N, --node-rank R     a world of N machines (default 1), this one R (default 0):\n"
+            "                                each runs tensor-parallel-size / N ranks over NCCL (cuda);\n"
+            "                                node 0 serves HTTP, the others follow its steps\n"
+            "  --master-addr HOST, --master-port PORT\n"
+            "                                where node 0 meets the others (default 127.0.0.1:29500)\n"
             "  --threads N                   compute threads (default: one per CPU)\n"
             "  --max-request-bytes N         largest request body (default 32MiB)\n"
             "  --sse-ping-interval SECONDS   ': ping' comment on a silent stream (default 5)\n"
@@ -119,7 +128,7 @@ static int parse_int(const char *flag, const char *s, int lo, int *out)
 
 enum { O_HOST = 256, O_PORT, O_NAME, O_MML, O_SEQS, O_BATCHED, O_KV, O_MEMUTIL, O_KEY, O_PREFIX, O_NOPREFIX, O_THREADS,
        O_MAXREQ, O_GRACE, O_MODEL, O_HELP, O_KEEPALIVE, O_QUEUE, O_PING, O_ORIGINS, O_DEFKW, O_GENCFG,
-       O_DEVICE, O_DTYPE, O_EAGER, O_NOEAGER, O_TP };
+       O_DEVICE, O_DTYPE, O_EAGER, O_NOEAGER, O_TP, O_NNODES, O_NODE_RANK, O_MASTER_ADDR, O_MASTER_PORT };
 static const struct option opts[] = {
     {"model", required_argument, 0, O_MODEL},
     {"host", required_argument, 0, O_HOST},
@@ -147,6 +156,10 @@ static const struct option opts[] = {
     {"enforce-eager", no_argument, 0, O_EAGER},
     {"no-enforce-eager", no_argument, 0, O_NOEAGER},
     {"tensor-parallel-size", required_argument, 0, O_TP},
+    {"nnodes", required_argument, 0, O_NNODES},
+    {"node-rank", required_argument, 0, O_NODE_RANK},
+    {"master-addr", required_argument, 0, O_MASTER_ADDR},
+    {"master-port", required_argument, 0, O_MASTER_PORT},
     {"help", no_argument, 0, O_HELP},
     {0, 0, 0, 0}};
 
@@ -190,6 +203,107 @@ static int apply_generation_config(glm_server *srv, const glm_config *c)
     fprintf(stderr, "glm-server: request defaults from generation_config.json: %s (a request's own values win; "
                     "--generation-config vllm ignores them)\n", line + 2);
     return GLM_OK;
+}
+
+/* ---- a world across nodes (multinode.h) ---------------------------------------------------- */
+
+/* The world's end as the rendezvous's watcher reports it (a node dropped out or stopped): while
+ * the weights load there is nothing to drain, and the process exits at once with the reason;
+ * while serving, the engine stops (its running requests fail with the reason, and serve exits 1);
+ * once this node is stopping, nothing. */
+static struct {
+    pthread_mutex_t mu;
+    int phase; /* 0 loading, 1 serving, 2 stopping */
+    glm_engine *engine;
+} g_world = {PTHREAD_MUTEX_INITIALIZER, 0, NULL};
+
+static void world_failed(void *user, const char *why)
+{
+    pthread_mutex_lock(&g_world.mu);
+    if (g_world.phase == 0) {
+        fprintf(stderr, "glm-server: %s; stopping\n", why);
+        _exit(1);
+    }
+    if (g_world.phase == 1)
+        glm_engine_stop_backend(g_world.engine, why);
+    pthread_mutex_unlock(&g_world.mu);
+}
+
+static void world_phase(int phase, glm_engine *e)
+{
+    pthread_mutex_lock(&g_world.mu);
+    g_world.phase = phase;
+    g_world.engine = e;
+    pthread_mutex_unlock(&g_world.mu);
+}
+
+/* What every node must agree on: the model and the flags that size a step. */
+static uint64_t world_fingerprint(const char *model_dir, const glm_engine_params *ep, int nnodes)
+{
+    int f[] = {ep->tensor_parallel_size, nnodes, (int)ep->dtype, ep->block_size, ep->max_num_batched_tokens,
+               ep->max_num_seqs, ep->max_model_len};
+    return glm_multinode_fingerprint(model_dir, f, (int)(sizeof f / sizeof f[0]));
+}
+
+/* A node other than node 0: meets the others, loads its ranks' shards, and follows rank 0's
+ * steps until node 0 stops the world (exit 0), the world fails or a signal stops it (exit 1).
+ * It serves no HTTP. */
+static int serve_follower(const char *model_dir, glm_engine_params *ep, const glm_multinode_flags *mf,
+                          sigset_t *sigs)
+{
+    char err[GLM_ERRLEN], why[GLM_ERRLEN];
+    glm_multinode *mn = glm_multinode_meet(mf, ep->tensor_parallel_size, world_fingerprint(model_dir, ep, mf->nnodes),
+                                           world_failed, NULL, err, sizeof err);
+    if (!mn) {
+        fprintf(stderr, "glm-server: %s\n", err);
+        return 1;
+    }
+    ep->first_rank = glm_multinode_first_rank(mn);
+    ep->n_local = glm_multinode_n_local(mn);
+    ep->world_id = glm_multinode_world_id(mn);
+    int rc = 1;
+    glm_engine *e = NULL;
+    glm_model *m = glm_model_load(model_dir, err, sizeof err);
+    if (!m) {
+        fprintf(stderr, "glm-server: %s\n", err);
+        goto out;
+    }
+    e = glm_engine_create(m, ep, err, sizeof err);
+    if (!e) {
+        fprintf(stderr, "glm-server: %s\n", err);
+        glm_multinode_stop(mn, err);
+        goto out;
+    }
+    world_phase(1, e);
+    fprintf(stderr, "glm-server: node %d of %d: ready; its ranks follow node 0's steps\n", mf->node_rank,
+            mf->nnodes);
+    for (;;) {
+        struct timespec tick = {0, 200 * 1000000L};
+        int sig = sigtimedwait(sigs, NULL, &tick);
+        if (sig > 0) {
+            snprintf(why, sizeof why, "%s on node %d", sig == SIGINT ? "SIGINT" : "SIGTERM", mf->node_rank);
+            fprintf(stderr, "glm-server: %s: stopping the world\n", why);
+            glm_multinode_stop(mn, why);
+            glm_engine_stop_backend(e, why);
+        }
+        int w = glm_engine_wait_world(e, 0, why, sizeof why);
+        if (w > 0) {
+            fprintf(stderr, "glm-server: node 0 stopped the world\n");
+            rc = 0;
+            break;
+        }
+        if (w < 0) {
+            fprintf(stderr, "glm-server: the world stopped: %s\n", why);
+            break;
+        }
+    }
+out:
+    world_phase(2, NULL);
+    glm_engine_free(e);
+    glm_multinode_free(mn);
+    glm_model_free(m);
+    fprintf(stderr, "glm-server: stopped\n");
+    return rc;
 }
 
 int glm_cli_serve(int argc, char **argv)
@@ -238,6 +352,8 @@ static int serve_args(int argc, char **argv, const struct option *opts, int n_cf
     json_t *defkw = NULL;
     int gen_config = 1; /* --generation-config auto */
     glm_backend_flags bf;
+    glm_multinode_flags mf;
+    glm_multinode_flags_default(&mf);
     glm_backend_flags_default(&bf);
     char err[GLM_ERRLEN], path[4096];
     int o;
@@ -296,6 +412,10 @@ static int serve_args(int argc, char **argv, const struct option *opts, int n_cf
         case O_QUEUE: if (parse_int("max-queue", optarg, 1, &ep.max_queue)) return 2; break;
         case O_KEEPALIVE: if (parse_int("timeout-keep-alive", optarg, 1, &keepalive)) return 2; break;
         case O_GRACE: if (parse_int("shutdown-timeout", optarg, 0, &grace)) return 2; break;
+        case O_NNODES: if (parse_int("nnodes", optarg, 1, &mf.nnodes)) return 2; break;
+        case O_NODE_RANK: if (parse_int("node-rank", optarg, 0, &mf.node_rank)) return 2; break;
+        case O_MASTER_ADDR: mf.master_addr = optarg; break;
+        case O_MASTER_PORT: if (parse_int("master-port", optarg, 1, &mf.master_port)) return 2; break;
         case O_MEMUTIL: {
             char *end;
             double v = strtod(optarg, &end);
@@ -370,6 +490,7 @@ static int serve_args(int argc, char **argv, const struct option *opts, int n_cf
         return 2;
     }
     /* the backend, before anything is loaded: --device cuda without CUDA fails at once */
+    bf.nnodes = mf.nnodes;
     glm_backend_choice bc;
     char blog[GLM_ERRLEN], bnote[GLM_ERRLEN];
     if (glm_backend_flags_resolve(&bf, &bc, blog, sizeof blog, bnote, sizeof bnote, err, sizeof err) != GLM_OK) {
@@ -382,6 +503,11 @@ static int serve_args(int argc, char **argv, const struct option *opts, int n_cf
     ep.device = bc.device;
     ep.cuda_graphs = bc.cuda_graphs;
     ep.tensor_parallel_size = bc.tensor_parallel_size;
+    if (glm_multinode_check(&mf, &bc, err, sizeof err) != GLM_OK) {
+        fprintf(stderr, "glm-server: %s\n", err);
+        json_decref(defkw);
+        return 1;
+    }
     fprintf(stderr, "glm-server: %s\n", blog);
     if (bnote[0])
         fprintf(stderr, "glm-server: %s\n", bnote);
@@ -407,6 +533,7 @@ static int serve_args(int argc, char **argv, const struct option *opts, int n_cf
     glm_chat_template *tmpl = NULL;
     glm_engine *e = NULL;
     glm_http *h = NULL;
+    glm_multinode *mn = NULL;
 
     /* listen first: /health answers 503 while the model loads, 200 when ready */
     srv.model_dir = model_dir;
@@ -422,6 +549,10 @@ static int serve_args(int argc, char **argv, const struct option *opts, int n_cf
     srv.created = (long)time(NULL);
     srv.id_base = (uint64_t)time(NULL) * 0x9E3779B97F4A7C15ull ^ (uint64_t)getpid() << 32;
     atomic_store(&srv.loading, 1);
+    if (mf.nnodes > 1 && mf.node_rank > 0) { /* a follower: no HTTP, its ranks follow node 0 */
+        json_decref(defkw);
+        return serve_follower(model_dir, &ep, &mf, &sigs);
+    }
     h = glm_http_start(&srv, host, port, err, sizeof err);
     if (!h) {
         fprintf(stderr, "glm-server: %s\n", err);
@@ -430,6 +561,17 @@ static int serve_args(int argc, char **argv, const struct option *opts, int n_cf
     fprintf(stderr, "glm-server: listening on http://%s%s%s:%d (loading the model)\n", strchr(host, ':') ? "[" : "",
             host, strchr(host, ':') ? "]" : "", port);
 
+    if (mf.nnodes > 1) { /* node 0 of a world across nodes: the others first, then the weights */
+        mn = glm_multinode_meet(&mf, ep.tensor_parallel_size, world_fingerprint(model_dir, &ep, mf.nnodes),
+                                world_failed, NULL, err, sizeof err);
+        if (!mn) {
+            fprintf(stderr, "glm-server: %s\n", err);
+            goto out;
+        }
+        ep.first_rank = glm_multinode_first_rank(mn);
+        ep.n_local = glm_multinode_n_local(mn);
+        ep.world_id = glm_multinode_world_id(mn);
+    }
     m = glm_model_load(model_dir, err, sizeof err);
     if (!m) {
         fprintf(stderr, "glm-server: %s\n", err);
@@ -475,6 +617,7 @@ static int serve_args(int argc, char **argv, const struct option *opts, int n_cf
             srv.served_model_name, srv.vocab, srv.max_model_len, n_keys ? ", API key required" : "");
     fprintf(stderr, "glm-server: %zu tokens of KV cache\n", glm_engine_kv_tokens(e));
     glm_server_ready(&srv);
+    world_phase(1, e);
     atomic_store(&srv.loading, 0); /* publishes everything above to the handler threads */
     fprintf(stderr, "glm-server: ready\n");
 
@@ -517,8 +660,10 @@ static int serve_args(int argc, char **argv, const struct option *opts, int n_cf
     fprintf(stderr, "glm-server: stopped\n");
     rc = dead ? 1 : 0;
 out:
+    world_phase(2, NULL);
     glm_http_stop(h);
-    glm_engine_free(e);
+    glm_engine_free(e); /* a world across nodes: the stop step to every rank */
+    glm_multinode_free(mn);
     glm_metrics_free(srv.metrics);
     glm_oai_vocab_free(&srv);
     glm_chat_template_free(tmpl);

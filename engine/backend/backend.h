@@ -81,6 +81,10 @@ typedef struct {
     glm_compute_dtype dtype;     /* GLM_COMPUTE_AUTO unless --dtype says otherwise */
     int device;                  /* CUDA: the device ordinal of this rank (rank when 0 and world > 1) */
     int cuda_graphs;             /* CUDA: 1 = capture decode steps as CUDA graphs, 0 = eager */
+    /* a world across processes (multi-node, backend/tp.c): this process runs ranks
+     * [first_rank, first_rank + n_local) of world; n_local 0: all of them (one process) */
+    int first_rank, n_local;
+    const void *world_id;        /* the world's id from node 0 (glm_tp_world_ops.id_bytes), or NULL */
 } glm_backend_params;
 
 /* What a created backend holds: the limits it was sized for (the runner
@@ -156,18 +160,39 @@ glm_backend *glm_cuda_backend_create(const glm_model *m, const glm_backend_param
  */
 glm_backend *glm_tp_backend_create(const glm_model *m, const glm_backend_params *p, char *err, size_t errlen);
 
+/* A process of a multi-node world that runs no rank 0 (p->first_rank > 0) has nothing to call:
+ * its ranks follow rank 0 until it stops the world. This waits up to timeout_ms (< 0: for ever)
+ * for that: 1 when rank 0 stopped the world, -1 when the world failed (the reason in err), 0 when
+ * the time ran out. Then destroy it. */
+int glm_tp_backend_wait(glm_backend *b, int timeout_ms, char *err, size_t errlen);
+
 /* Stops a tensor-parallel world from outside (any thread: a node that dropped out, a
  * watchdog): its ranks leave the collectives they wait in, and the call in flight and every
  * later one returns GLM_BACKEND_DEAD with "why". Nothing for a backend of one rank. */
 void glm_tp_backend_stop(glm_backend *b, const char *why);
 
-/* How the ranks of a world in this process get their communicators: create
- * makes the world (host state only), join runs on rank `rank`'s own thread
- * (for NCCL: collective, on `device`), free after every rank has stopped. */
+/*
+ * A world's transport, as backend/tp.c drives it. A world may span processes
+ * (multi-node): this process runs ranks [first_rank, first_rank + n_local) of
+ * `world`, and every process was given the same id (made once by get_id on
+ * node 0, handed to the others by the rendezvous). create makes this
+ * process's side (host state only); join runs on rank `rank`'s own thread
+ * (NCCL: collective over the world, on `device`), and readies the rank for
+ * host collectives of up to host_bytes (a join that fails leaves the world
+ * poisoned, so that no rank waits for this one); host_broadcast (from rank 0) and
+ * host_all_gather (bytes from each rank, in rank order) move host memory,
+ * on the rank's thread; free once every local rank has stopped.
+ */
 typedef struct {
     const char *name;
-    void *(*create)(int world, char *err, size_t errlen);
-    int (*join)(void *world, int rank, int device, struct glm_comm **out, char *err, size_t errlen);
+    size_t id_bytes;          /* 0: a world of this process only (no id, first_rank 0) */
+    int (*get_id)(void *id, char *err, size_t errlen);
+    void *(*create)(int world, int first_rank, int n_local, const void *id, char *err, size_t errlen);
+    int (*join)(void *world, int rank, int device, size_t host_bytes, struct glm_comm **out, char *err,
+                size_t errlen);
+    int (*host_broadcast)(void *world, struct glm_comm *c, void *buf, size_t bytes, char *err, size_t errlen);
+    int (*host_all_gather)(void *world, struct glm_comm *c, const void *send, void *recv, size_t bytes, char *err,
+                           size_t errlen);
     void (*free)(void *world);
 } glm_tp_world_ops;
 

@@ -745,6 +745,9 @@ glm_engine *glm_engine_create(const glm_model *m, const glm_engine_params *p, ch
     rp.device = p->device;
     rp.cuda_graphs = p->cuda_graphs;
     rp.tensor_parallel_size = p->tensor_parallel_size;
+    rp.first_rank = p->first_rank;
+    rp.n_local = p->n_local;
+    rp.world_id = p->world_id;
     glm_runner *runner = glm_runner_create(m, &rp, err, errlen);
     if (!runner)
         return NULL;
@@ -826,6 +829,11 @@ void glm_engine_stop_backend(glm_engine *e, const char *why)
     }
     pthread_cond_signal(&e->cv);
     pthread_mutex_unlock(&e->mu);
+}
+
+int glm_engine_wait_world(glm_engine *e, int timeout_ms, char *why, size_t whylen)
+{
+    return glm_runner_wait_world(e->runner, timeout_ms, why, whylen);
 }
 
 int glm_engine_dead(glm_engine *e, char *why, size_t whylen)

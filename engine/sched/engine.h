@@ -39,6 +39,8 @@ typedef struct {
     int device;                  /* CUDA device ordinal (default 0) */
     int cuda_graphs;             /* CUDA: capture decode steps as graphs (default 1) */
     int tensor_parallel_size;    /* ranks sharing the model (default 1) */
+    int first_rank, n_local;     /* a world across nodes: this process's ranks (n_local 0: all) */
+    const void *world_id;        /* and the world's id from node 0 (backend.h) */
 } glm_engine_params;
 
 /* Fills the defaults above. */
@@ -153,6 +155,11 @@ void glm_engine_metrics_get(glm_engine *e, glm_engine_metrics *m);
  * with the reason in why; every request then running has failed with it, and submissions are
  * refused (GLM_SUBMIT_OVERLOADED, "the engine stopped: ..."). The server stops. Any thread. */
 int glm_engine_dead(glm_engine *e, char *why, size_t whylen);
+
+/* A node of a multi-node world without rank 0 serves no requests: its ranks follow rank 0's
+ * steps. This waits up to timeout_ms (< 0: for ever) for the world's end: 1 when rank 0 stopped
+ * it, -1 when it failed (the reason in why), 0 when the time ran out. */
+int glm_engine_wait_world(glm_engine *e, int timeout_ms, char *why, size_t whylen);
 
 /* Stops the engine for good from outside (a node of the world dropped out): a tensor-parallel
  * backend's ranks are stopped (backend.h: glm_tp_backend_stop), the step in flight fails, and

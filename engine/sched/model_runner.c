@@ -74,6 +74,9 @@ glm_runner *glm_runner_create(const glm_model *m, const glm_runner_params *p, ch
         .dtype = p->dtype,
         .device = p->device,
         .cuda_graphs = p->cuda_graphs,
+        .first_rank = p->first_rank,
+        .n_local = p->n_local,
+        .world_id = p->world_id,
     };
     r->be = glm_backend_create(m, &bp, err, errlen);
     if (!r->be) {
@@ -111,6 +114,11 @@ void glm_runner_free(glm_runner *r)
 const glm_backend_info *glm_runner_info(const glm_runner *r) { return &r->be->info; }
 
 void glm_runner_stop(glm_runner *r, const char *why) { glm_tp_backend_stop(r->be, why); }
+
+int glm_runner_wait_world(glm_runner *r, int timeout_ms, char *err, size_t errlen)
+{
+    return glm_tp_backend_wait(r->be, timeout_ms, err, errlen);
+}
 int glm_runner_max_model_len(const glm_runner *r) { return r->max_model_len; }
 glm_pool *glm_runner_pool(glm_runner *r) { return r->pool; }
 

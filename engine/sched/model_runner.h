@@ -48,6 +48,8 @@ typedef struct {
     int device;                  /* CUDA device ordinal (default 0) */
     int cuda_graphs;             /* CUDA: capture decode steps as graphs (default 1) */
     int tensor_parallel_size;    /* ranks sharing the model (default 1; backend.h) */
+    int first_rank, n_local;     /* a world across nodes: this process's ranks (n_local 0: all) */
+    const void *world_id;        /* and the world's id from node 0 (backend.h) */
 } glm_runner_params;
 
 /* Fills the defaults above. */
@@ -57,6 +59,9 @@ typedef struct glm_runner glm_runner;
 
 /* Stops a tensor-parallel backend from outside (backend.h: glm_tp_backend_stop). Any thread. */
 void glm_runner_stop(glm_runner *r, const char *why);
+
+/* A node without rank 0: glm_tp_backend_wait on its backend (1, 0 or -1). */
+int glm_runner_wait_world(glm_runner *r, int timeout_ms, char *err, size_t errlen);
 
 /* Creates the backend and the pool. NULL with a message (bad parameter, a
  * backend kind not built, memory). m outlives the runner. */

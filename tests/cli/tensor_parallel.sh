@@ -10,8 +10,9 @@
 #     built);
 #   - start-up errors, before serving: a size that does not divide the heads (3), one that is not
 #     a number (exit 2), an FP8 weight whose scale blocks a size would cut (models/tiny-fp8 at 2),
-#     more CUDA ranks than devices (a rank that fails while loading, which stops every rank, is
-#     tests/cuda/test_cuda_backend.c's tp_rank_fails_at_load);
+#     more CUDA ranks than devices, --nnodes without NCCL, a --node-rank out of range (a rank that
+#     fails while loading, which stops every rank, is tests/cuda/test_cuda_backend.c's
+#     tp_rank_fails_at_load; the rendezvous of nodes is tests/unit/test_rendezvous.c);
 #   - tests/cli/server.sh (the openai SDK, curl, raw sockets, queueing, graceful stop) against a
 #     server at --tensor-parallel-size 2.
 set -euo pipefail
@@ -120,6 +121,11 @@ expect_error "fp8 cut" 1 "q_b_proj.weight: rows \[0, 96) cut the FP8 weight's 12
     generate --model models/tiny-fp8 --prompt-ids 1,2 --device cpu -tp 2
 expect_error "size 3 (serve)" 1 "does not divide the model's 16 attention heads" \
     serve --model models/tiny-tp --device cpu -tp 3 --port 1
+# across nodes: NCCL only (the CPU has no transport between processes), and sane ranks
+expect_error "nnodes on the cpu" 1 "the nodes compute together over NCCL" \
+    serve --model models/tiny-tp --device cpu -tp 2 --nnodes 2 --port 1
+expect_error "node rank" 1 "node-rank must be in \[0, 2) with --nnodes 2, got 2" \
+    serve --model models/tiny-tp --device cpu -tp 2 --nnodes 2 --node-rank 2 --port 1
 
 [ "$fails" -eq 0 ] || exit 1
 echo "tensor_parallel.sh: generate ok"

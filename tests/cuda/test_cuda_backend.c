@@ -419,7 +419,7 @@ START_TEST(tp_rank_fails_at_load)
     glm_runner *r = glm_runner_create(m, &rp, err, sizeof err);
     ck_assert_msg(r == NULL, "a world of 2 ranks on 1 device was created");
     printf("tensor parallel, rank 1 without a device: %s\n", err);
-    ck_assert_msg(strstr(err, "tensor parallel size 2: rank 1: ") && strstr(err, "device 1"), "%s", err);
+    ck_assert_msg(strstr(err, "tensor parallel size 2: ") && strstr(err, "rank 1: cuda: device 1"), "%s", err);
     glm_model_free(m);
 }
 END_TEST

@@ -15,7 +15,9 @@
 #      stop the others, and the time of one all-reduce of a layer (GLM-5 has two per layer);
 #      then tensor parallelism (tests/cli/tensor_parallel.sh with the nvcc server: --dtype float32
 #      at 1, 2, 4, 8 ranks as the GPUs allow, against the CPU backend at one rank) and the server
-#      tests at --tensor-parallel-size 2, on machines with two GPUs or more;
+#      tests at --tensor-parallel-size 2, on machines with two GPUs or more; and a world of two
+#      nodes as two processes over loopback (--nnodes 2): the same completion as one process, and
+#      node 1 killed stopping node 0;
 #   6. the GLM-5 rank-slice benchmark: writes glm-mkmodel's glm5-rank checkpoint (GLM-5's widths as
 #      one rank of 8-way tensor parallelism, 4 layers, fp8, ~4.4 GB) into a temporary directory and
 #      prints build/glm-bench-rank's table on it (docs/performance.md, "GLM-5 rank slice on one GPU").
@@ -73,6 +75,47 @@ tp_gpus() {
         GLM_SERVE_FLAGS="--device cuda --tensor-parallel-size 2" bash tests/cli/server.sh build
 }
 part "tensor parallelism on the GPUs (tests/cli/tensor_parallel.sh, server.sh at -tp 2)" tp_gpus
+
+# a world across nodes, as two processes of this machine over loopback (one GPU each): the same
+# greedy completion as one process at -tp 2, then node 1 killed must stop node 0 (exit 1, the reason)
+multinode() {
+    if [ "${GPUS:-0}" -lt 2 ]; then
+        echo "skipped: one GPU"
+        return 0
+    fi
+    local dir port mport body want got rc=0 p0 p1
+    dir=$(mktemp -d)
+    port=$((20000 + RANDOM % 10000))
+    mport=$((port + 10000))
+    body='{"model": "m", "prompt": [1, 2, 3, 4, 5, 6, 7, 8], "max_tokens": 16, "temperature": 0, "ignore_eos": true}'
+    up() { for _ in $(seq 600); do curl -sf "http://127.0.0.1:$port/health" >/dev/null && return 0; sleep 0.5; done; return 1; }
+    ./glm-server serve --model models/tiny-tp --served-model-name m --device cuda --dtype float32 -tp 2 \
+        --port "$port" >"$dir/one.log" 2>&1 &
+    p0=$!
+    up && want=$(curl -sf "http://127.0.0.1:$port/v1/completions" -H 'Content-Type: application/json' -d "$body")
+    kill -TERM "$p0"; wait "$p0"
+    CUDA_VISIBLE_DEVICES=1 ./glm-server serve --model models/tiny-tp --served-model-name m --device cuda \
+        --dtype float32 -tp 2 --nnodes 2 --node-rank 1 --master-port "$mport" >"$dir/node1.log" 2>&1 &
+    p1=$!
+    CUDA_VISIBLE_DEVICES=0 ./glm-server serve --model models/tiny-tp --served-model-name m --device cuda \
+        --dtype float32 -tp 2 --nnodes 2 --node-rank 0 --master-port "$mport" --port "$port" >"$dir/node0.log" 2>&1 &
+    p0=$!
+    if up; then
+        got=$(curl -sf "http://127.0.0.1:$port/v1/completions" -H 'Content-Type: application/json' -d "$body")
+        python3 -c 'import json,sys; a,b=(json.loads(x)["choices"][0]["text"] for x in sys.argv[1:]); print("one node:", repr(a)); print("two nodes:", repr(b)); sys.exit(a != b)' "$want" "$got" || rc=1
+        kill -9 "$p1"
+        timeout 60 tail --pid="$p0" -f /dev/null || rc=1
+        wait "$p0" && rc=1 # node 0 must fail
+        grep -q "node 1 dropped out" "$dir/node0.log" || rc=1
+    else
+        rc=1
+    fi
+    kill -9 "$p0" "$p1" 2>/dev/null
+    tail -5 "$dir/node0.log" "$dir/node1.log"
+    rm -rf "$dir"
+    return "$rc"
+}
+part "two nodes over loopback (--nnodes 2, one GPU each)" multinode
 
 # the benchmark: timed parts of its own, so that a slow step cannot eat the script's budget
 bench_rank() {
