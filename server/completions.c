@@ -3,60 +3,61 @@
  * validate (openai_request.c), submit to the engine, then either wait for the
  * whole answer or stream it as Server-Sent Events (openai_response.c).
  *
- * Waiting never polls: the engine's notify callback writes to an eventfd and
- * the connection thread poll()s that eventfd together with its socket
- * (POLLRDHUP), so a token leaves as soon as the engine makes it and a client
- * that hangs up is noticed at once and its request aborted (KV freed), also
- * while it is still queued. While nothing happens a stream gets an SSE
- * comment (": ping") every ping_interval_ms, which also finds dead peers
- * that did not close cleanly.
+ * No HTTP thread ever waits (http.c: libmicrohttpd's event loop): when the
+ * engine has nothing new for a request, its connection is suspended, and the
+ * server's waiter thread (waiter.h) resumes it when the engine's notify
+ * callback kicks the request's watch, when the client hangs up (the watch
+ * holds the socket), when the stream's ping deadline passes (an SSE comment,
+ * ": ping", every ping_interval_ms, which also finds dead peers), or when the
+ * shutdown's grace period runs out. A non-streaming request's handler is
+ * called again on each resume until the answer is complete; a stream's
+ * content reader is.
+ *
+ * The job's mutex orders suspending (an HTTP thread, which found nothing to
+ * do) against resuming (the waiter, which found something): a connection is
+ * resumed only if it was suspended, and only once.
+ *
+ * A client that hangs up has its request aborted (KV freed), also while it is
+ * queued; the job then lives on in the waiter until the abort's finish events
+ * have been read (at most two seconds), so that the metrics count the aborted
+ * samples. A job is freed by whichever of the connection and the drain lets
+ * go of it last (refs).
  *
  * Metrics (metrics.h): the arrival time of each token event gives the
  * inter-token latency of its sample; each sample's finish event feeds the
- * request histograms with the finish reason the client saw. A client that
- * hangs up has its request aborted and the abort's finish events drained
- * (bounded), so aborted samples are counted too.
- *
- * Each job owns its eventfd. The engine calls the notify callback without its
- * lock, but glm_request_set_notify (and glm_request_release) wait for a call
- * in progress, so once job_free has detached the callback no call can reach
- * the eventfd and it is closed.
+ * request histograms with the finish reason the client saw.
  */
-#include <errno.h>
-#include <poll.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
-#include <unistd.h>
 
 #include "http.h"
 #include "openai_request.h"
 #include "openai_response.h"
 #include "structured.h"
+#include "waiter.h"
 #include "core/util.h"
 
-/* The engine's notify callback (engine thread): wakes the connection thread. */
-static void notify(void *ctx)
-{
-    const int *efd = ctx;
-    uint64_t one = 1;
-    ssize_t w = write(*efd, &one, sizeof one);
-    (void)w; /* EAGAIN: the counter is already non-zero, which is all we need */
-}
+#define DRAIN_S 2.0 /* how long a hung-up client's aborted request is read for its metrics */
 
 /* ---- one generation -------------------------------------------------------------------- */
 
 typedef struct {
     glm_http_req *http;         /* NULL once the connection is done with us */
+    struct MHD_Connection *conn;
     const glm_gen_ctx *g;
     json_t *root;
     glm_oai_request req;
     glm_request *er;
-    int efd;                    /* eventfd written by notify(); -1 when none */
+    glm_watch *watch;
     glm_gen *gen;
-    int sock;
+    pthread_mutex_t mu;
+    int refs;                   /* the connection's, and the drain's */
+    int suspended;              /* the connection waits for the waiter */
+    int gone, stop, ping_due;   /* what the waiter found */
+    int draining;               /* the client left: the waiter reads the abort's events */
     int all_done, aborted, ended, error;
     int error_status;           /* 400 or 500 */
     char error_msg[256];
@@ -65,44 +66,17 @@ typedef struct {
     double *last_token;         /* [n] arrival time of each sample's last token (metrics) */
 } job;
 
-enum { W_EVENT = 1, W_TIMEOUT = 0, W_OVER = -1, W_GONE = -2 };
+/* The engine's notify callback (engine thread): the waiter resumes the connection. */
+static void notify(void *ctx)
+{
+    glm_waiter_kick(ctx);
+}
 
 static void job_abort(job *j)
 {
     if (!j->aborted) {
         glm_request_abort(j->er);
         j->aborted = 1;
-    }
-}
-
-/* Next engine event, waiting up to timeout_ms on the eventfd and the socket. */
-static int wait_event(job *j, glm_event *ev, int timeout_ms)
-{
-    double deadline = glm_now() + timeout_ms / 1000.0;
-    for (;;) {
-        if (atomic_load(j->g->stopping))
-            job_abort(j);
-        int rc = glm_request_next(j->er, ev, 0);
-        if (rc != 0)
-            return rc;
-        double left = deadline - glm_now();
-        if (left <= 0)
-            return W_TIMEOUT;
-        struct pollfd p[2] = {{.fd = j->efd, .events = POLLIN}, {.fd = j->sock, .events = POLLRDHUP}};
-        int np = j->sock >= 0 ? 2 : 1;
-        int ms = (int)(left * 1000) + 1;
-        if (ms > 1000)
-            ms = 1000; /* re-check the stopping flag at least once a second */
-        int pr = poll(p, (nfds_t)np, ms);
-        if (pr < 0 && errno != EINTR)
-            return W_TIMEOUT;
-        if (np == 2 && (p[1].revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL)))
-            return W_GONE;
-        if (p[0].revents & POLLIN) {
-            uint64_t v;
-            ssize_t rd = read(j->efd, &v, sizeof v);
-            (void)rd;
-        }
     }
 }
 
@@ -145,36 +119,91 @@ static void job_event(job *j, const glm_event *ev, glm_buf *out)
     }
 }
 
-/* The client went away: abort, then read the abort's finish events (for up
- * to two seconds) so that the metrics count the aborted samples. */
-static void job_drain(job *j)
-{
-    job_abort(j);
-    j->sock = -1;
-    double deadline = glm_now() + 2.0;
-    glm_event ev;
-    for (double left; (left = deadline - glm_now()) > 0;) {
-        if (wait_event(j, &ev, (int)(left * 1000) + 1) != W_EVENT)
-            break;
-        if (ev.type == GLM_EV_FINISH && ev.index >= 0 && ev.index < j->req.sp.n)
-            observe_finish(j, &ev);
-    }
-}
-
 static void job_free(job *j)
 {
-    if (!j)
-        return;
-    if (j->er) /* detaches notify() first: no call can reach efd afterwards */
+    if (j->er) /* detaches notify() first: no kick can reach the watch afterwards */
         glm_request_release(j->er);
-    if (j->efd >= 0)
-        close(j->efd);
+    glm_waiter_remove(j->watch);
     glm_gen_free(j->gen);
     glm_oai_request_free(&j->req);
     json_decref(j->root);
     glm_buf_free(&j->out);
     free(j->last_token);
+    pthread_mutex_destroy(&j->mu);
     free(j);
+}
+
+/* Drops one reference, under j->mu (released here); frees the job at the last. */
+static void job_unref_locked(job *j)
+{
+    int last = --j->refs == 0;
+    pthread_mutex_unlock(&j->mu);
+    if (last)
+        job_free(j);
+}
+
+/* Reads the finish events of a hung-up client's aborted request (under j->mu), observing them;
+ * 1 once there is nothing more to read. */
+static int drain_events(job *j)
+{
+    glm_event ev;
+    int rc;
+    while ((rc = glm_request_next(j->er, &ev, 0)) == 1)
+        if (ev.type == GLM_EV_FINISH && ev.index >= 0 && ev.index < j->req.sp.n)
+            observe_finish(j, &ev);
+    return rc < 0;
+}
+
+/* The client went away (under j->mu): abort, and let the waiter read the abort's finish events
+ * for the metrics, for up to DRAIN_S; the connection lets go of the job. */
+static void job_gone(job *j)
+{
+    job_abort(j);
+    j->http = NULL;
+    if (drain_events(j))
+        return;
+    j->draining = 1;
+    j->refs++;
+    glm_waiter_deadline(j->watch, glm_now() + DRAIN_S);
+}
+
+/* The waiter's callback: what happened, then the connection resumed if it waits. A draining
+ * job reads its events here and is let go when they end or its deadline passes. */
+static void fire(void *ctx, unsigned why)
+{
+    job *j = ctx;
+    pthread_mutex_lock(&j->mu);
+    if (j->draining) {
+        if (drain_events(j) || (why & (GLM_WAKE_DEADLINE | GLM_WAKE_STOP))) {
+            j->draining = 0;
+            glm_request_release(j->er); /* no notify can kick the watch after this */
+            j->er = NULL;
+            glm_waiter_remove_self(j->watch);
+            j->watch = NULL;
+            job_unref_locked(j);
+            return;
+        }
+        pthread_mutex_unlock(&j->mu);
+        return;
+    }
+    if (why & GLM_WAKE_HANGUP)
+        j->gone = 1;
+    if (why & GLM_WAKE_STOP)
+        j->stop = 1;
+    if (why & GLM_WAKE_DEADLINE)
+        j->ping_due = 1;
+    if (j->suspended) {
+        j->suspended = 0;
+        MHD_resume_connection(j->conn);
+    }
+    pthread_mutex_unlock(&j->mu);
+}
+
+/* Suspends the connection until the waiter has something (under j->mu). */
+static void job_suspend(job *j)
+{
+    j->suspended = 1;
+    MHD_suspend_connection(j->conn);
 }
 
 static void log_usage(job *j)
@@ -185,9 +214,9 @@ static void log_usage(job *j)
 
 /* ---- streaming ------------------------------------------------------------------------- */
 
-static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max)
+/* The next bytes of the stream (under j->mu): a count, an end, or 0 to wait. */
+static ssize_t stream_step(job *j, char *buf, size_t max)
 {
-    job *j = cls;
     for (;;) {
         if (j->out_pos < j->out.len) {
             size_t n = GLM_MIN(max, j->out.len - j->out_pos);
@@ -203,9 +232,16 @@ static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max)
             log_usage(j);
             return MHD_CONTENT_READER_END_OF_STREAM;
         }
+        if (j->gone) {
+            log_usage(j);
+            job_gone(j);
+            return MHD_CONTENT_READER_END_WITH_ERROR;
+        }
+        if (j->stop)
+            job_abort(j);
         glm_event ev;
-        int rc = wait_event(j, &ev, j->g->ping_interval_ms);
-        if (rc == W_EVENT) {
+        int rc = glm_request_next(j->er, &ev, 0);
+        if (rc == 1) {
             job_event(j, &ev, &j->out);
             if (j->error) {
                 json_t *e = json_pack("{s:{s:s,s:s,s:n,s:i}}", "error", "message", j->error_msg, "type",
@@ -223,22 +259,89 @@ static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max)
                 job_abort(j);
                 j->ended = 1;
             }
-        } else if (rc == W_OVER) {
+        } else if (rc < 0) {
             glm_gen_stream_end(j->gen, &j->out);
             j->ended = 1;
-        } else if (rc == W_TIMEOUT) {
+        } else if (j->ping_due) {
+            j->ping_due = 0;
             glm_buf_put(&j->out, ": ping\n\n", 8);
+            glm_waiter_deadline(j->watch, glm_now() + j->g->ping_interval_ms / 1000.0);
         } else {
-            job_drain(j); /* the client went away */
-            log_usage(j);
-            return MHD_CONTENT_READER_END_WITH_ERROR;
+            return 0;
         }
     }
 }
 
+static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    job *j = cls;
+    pthread_mutex_lock(&j->mu);
+    ssize_t n = stream_step(j, buf, max);
+    if (n == 0)
+        job_suspend(j);
+    pthread_mutex_unlock(&j->mu);
+    return n;
+}
+
 static void stream_free(void *cls)
 {
-    job_free(cls);
+    job *j = cls;
+    pthread_mutex_lock(&j->mu);
+    j->http = NULL;
+    job_unref_locked(j);
+}
+
+/* ---- not streaming --------------------------------------------------------------------- */
+
+/* The handler of a suspended non-streaming request, called again on each resume: the events
+ * so far, then the answer, or another wait. */
+static enum MHD_Result nonstream_resume(glm_http_req *r)
+{
+    job *j = r->pending;
+    pthread_mutex_lock(&j->mu);
+    for (;;) {
+        if (j->gone) {
+            log_usage(j);
+            r->status = 499; /* nginx's "client closed request", for the log */
+            r->pending = NULL;
+            job_gone(j);
+            job_unref_locked(j);
+            return MHD_NO;
+        }
+        if (j->stop)
+            job_abort(j);
+        glm_event ev;
+        int rc = glm_request_next(j->er, &ev, 0);
+        if (rc == 1) {
+            job_event(j, &ev, NULL);
+            if (j->error) {
+                job_abort(j);
+                log_usage(j);
+                r->pending = NULL;
+                enum MHD_Result res =
+                    glm_http_error(r, j->error_status, NULL, NULL, "generation failed: %s", j->error_msg);
+                j->http = NULL;
+                job_unref_locked(j);
+                return res;
+            }
+            continue;
+        }
+        if (rc == 0) {
+            job_suspend(j);
+            pthread_mutex_unlock(&j->mu);
+            return MHD_YES;
+        }
+        break; /* every event read */
+    }
+    log_usage(j);
+    r->pending = NULL;
+    char *body = glm_gen_response(j->gen);
+    j->http = NULL;
+    job_unref_locked(j);
+    if (!body)
+        return glm_http_error(r, 500, NULL, NULL, "could not serialise the response");
+    struct MHD_Response *resp = MHD_create_response_from_buffer(strlen(body), body, MHD_RESPMEM_MUST_FREE);
+    return glm_http_queue(r, 200, resp, "application/json");
 }
 
 /* ---- the handler ----------------------------------------------------------------------- */
@@ -248,16 +351,28 @@ static void make_id(char *buf, size_t n, const char *prefix, const char *request
     snprintf(buf, n, "%s%s", prefix, request_id);
 }
 
+/* The connection ended while its non-streaming request waited (http.c's completion callback). */
+static void nonstream_cancel(glm_http_req *r)
+{
+    job *j = r->pending;
+    pthread_mutex_lock(&j->mu);
+    r->pending = NULL;
+    job_gone(j);
+    job_unref_locked(j);
+}
+
 enum MHD_Result glm_handle_completions(glm_http_req *r, const glm_gen_ctx *g, int chat)
 {
     enum MHD_Result res;
     job *j = glm_calloc(1, sizeof *j);
-    j->efd = -1;
+    pthread_mutex_init(&j->mu, NULL);
+    j->refs = 1;
     j->g = g;
     j->http = r;
+    j->conn = r->conn;
     j->root = glm_http_body_json(r, &res);
     if (!j->root) {
-        free(j);
+        job_free(j);
         return res;
     }
     int status;
@@ -265,14 +380,13 @@ enum MHD_Result glm_handle_completions(glm_http_req *r, const glm_gen_ctx *g, in
     char err[GLM_ERRLEN];
     if (glm_oai_request_parse(&j->req, j->root, chat, g, &status, &param, err, sizeof err) != GLM_OK) {
         res = glm_http_error(r, status, NULL, param, "%s", err);
-        json_decref(j->root);
-        free(j);
+        job_free(j);
         return res;
     }
     r->prompt_tokens = j->req.n_prompt;
     j->last_token = glm_calloc((size_t)j->req.sp.n, sizeof *j->last_token);
-    j->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (j->efd < 0) {
+    j->watch = glm_waiter_add(g->waiter, glm_http_socket(r), fire, j);
+    if (!j->watch) {
         job_free(j);
         return glm_http_error(r, 503, NULL, NULL, "out of file descriptors");
     }
@@ -290,52 +404,28 @@ enum MHD_Result glm_handle_completions(glm_http_req *r, const glm_gen_ctx *g, in
             return glm_http_error(r, 503, NULL, NULL, "the server is overloaded: %s", err);
         return glm_http_error(r, 400, NULL, chat ? "messages" : "prompt", "%s", err);
     }
-    glm_request_set_notify(j->er, notify, &j->efd);
-    j->sock = glm_http_socket(r);
+    glm_request_set_notify(j->er, notify, j->watch);
     char id[96];
     make_id(id, sizeof id, chat ? "chatcmpl-" : "cmpl-", r->request_id);
     j->gen = glm_gen_create(g, &j->req, id);
 
     if (j->req.stream) {
         glm_gen_stream_start(j->gen, &j->out);
-        struct MHD_Response *resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384, stream_reader, j,
+        struct MHD_Response *resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, stream_reader, j,
                                                                       stream_free);
         if (!resp) {
             job_free(j);
             return MHD_NO;
         }
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
+        /* a client that stops reading is dropped after this long without progress */
+        MHD_set_connection_option(r->conn, MHD_CONNECTION_OPTION_TIMEOUT, (unsigned)g->stream_write_timeout_s);
+        glm_waiter_deadline(j->watch, glm_now() + g->ping_interval_ms / 1000.0);
         return glm_http_queue(r, 200, resp, "text/event-stream");
     }
-
-    /* non-streaming: wait here (this connection's own thread) */
-    for (;;) {
-        glm_event ev;
-        int rc = wait_event(j, &ev, 60000);
-        if (rc == W_EVENT) {
-            job_event(j, &ev, NULL);
-            if (j->error) {
-                job_abort(j);
-                log_usage(j);
-                res = glm_http_error(r, j->error_status, NULL, NULL, "generation failed: %s", j->error_msg);
-                job_free(j);
-                return res;
-            }
-        } else if (rc == W_OVER) {
-            break;
-        } else if (rc == W_GONE) {
-            job_drain(j);
-            log_usage(j);
-            r->status = 499; /* nginx's "client closed request", for the log */
-            job_free(j);
-            return MHD_NO;
-        }
-    }
-    log_usage(j);
-    char *body = glm_gen_response(j->gen);
-    job_free(j);
-    if (!body)
-        return glm_http_error(r, 500, NULL, NULL, "could not serialise the response");
-    struct MHD_Response *resp = MHD_create_response_from_buffer(strlen(body), body, MHD_RESPMEM_MUST_FREE);
-    return glm_http_queue(r, 200, resp, "application/json");
+    /* not streaming: the handler returns now and is called again on each resume */
+    r->pending = j;
+    r->resume = nonstream_resume;
+    r->cancel = nonstream_cancel;
+    return nonstream_resume(r);
 }

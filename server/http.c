@@ -5,10 +5,20 @@
  * (--allowed-origins, OPTIONS preflights) and the per-request log line; see
  * http.h.
  *
- * Threading: MHD_USE_THREAD_PER_CONNECTION. Each connection has its own
- * thread, so a handler (or a streaming content reader) may block waiting for
- * the engine without stalling other clients; it waits on the engine's notify
- * callback and the socket together (completions.c), never in a busy loop.
+ * Threading: libmicrohttpd's event loop (epoll) on a pool of threads, one per
+ * core: a connection costs memory, not a thread, so thousands of open streams
+ * and idle sockets leave /health answering. No handler blocks: one that must
+ * wait for the engine suspends its connection, and the waiter thread
+ * (waiter.h) resumes it (completions.c).
+ *
+ * Limits and deadlines: --max-connections in all and --max-connections-per-ip
+ * from one address (libmicrohttpd refuses more by closing the socket, before
+ * HTTP can answer); a connection must deliver a complete request (headers and
+ * body) within --request-read-timeout of opening or of its previous answer,
+ * however slowly it drips, or it is shut down (a watch per connection in the
+ * waiter); --timeout-keep-alive closes a connection idle that long; a stream
+ * whose client reads nothing for --stream-write-timeout is closed and its
+ * request aborted.
  */
 #include "http.h"
 
@@ -19,15 +29,25 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "waiter.h"
 #include "core/util.h"
 
 struct glm_http {
     struct MHD_Daemon *d;
     glm_server *srv;
 };
+
+/* A connection as the deadline watch sees it (libmicrohttpd's socket context). */
+typedef struct {
+    glm_server *srv;
+    int fd;
+    atomic_int busy;    /* a complete request is being answered: no read deadline */
+    glm_watch *watch;   /* the read deadline */
+} sock_ctx;
 
 /* One request as the router holds it: what handlers see, plus the server and
  * the route, which only the router uses. */
@@ -318,6 +338,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *connection, 
     glm_server *srv = cls;
     conn *c = *con_cls;
     glm_http_req *r = c ? &c->req : NULL;
+    if (c && r->pending) /* a waiting handler, its connection resumed */
+        return r->resume(r);
     if (!c) {
         c = glm_calloc(1, sizeof *c);
         r = &c->req;
@@ -364,6 +386,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *connection, 
     }
     if (r->status) /* already answered (413 on the first call) */
         return MHD_YES;
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(connection, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    sock_ctx *sc = ci ? ci->socket_context : NULL;
+    if (sc) /* the whole request is here: no read deadline while it is answered */
+        atomic_store(&sc->busy, 1);
     return dispatch(c);
 }
 
@@ -378,11 +404,53 @@ static void on_completed(void *cls, struct MHD_Connection *connection, void **co
     fprintf(stderr, "glm-server: %s %s %s %d prompt_tokens=%d completion_tokens=%d %.3fs%s\n", r->request_id,
             r->method, r->url, r->status, r->prompt_tokens, r->completion_tokens, glm_now() - r->t0,
             toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " (connection closed early)");
+    if (r->pending && r->cancel) /* the connection ended under a waiting handler */
+        r->cancel(r);
     if (c->counted)
         atomic_fetch_sub(&srv->active, 1);
     free(r->body);
     free(c);
     *con_cls = NULL;
+    /* the next request on this connection: a new read deadline, the keep-alive timeout */
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(connection, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    sock_ctx *sc = ci ? ci->socket_context : NULL;
+    if (sc) {
+        atomic_store(&sc->busy, 0);
+        glm_waiter_deadline(sc->watch, glm_now() + srv->request_read_timeout_s);
+        MHD_set_connection_option(connection, MHD_CONNECTION_OPTION_TIMEOUT, (unsigned)srv->idle_timeout_s);
+    }
+}
+
+/* The read deadline passed (waiter thread): a connection still without a complete request is
+ * shut down; libmicrohttpd sees the error and closes it. */
+static void read_deadline(void *ctx, unsigned why)
+{
+    sock_ctx *sc = ctx;
+    if ((why & GLM_WAKE_DEADLINE) && !atomic_load(&sc->busy))
+        shutdown(sc->fd, SHUT_RDWR);
+}
+
+static void on_connection(void *cls, struct MHD_Connection *connection, void **socket_context,
+                          enum MHD_ConnectionNotificationCode toe)
+{
+    glm_server *srv = cls;
+    if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+        const union MHD_ConnectionInfo *ci = MHD_get_connection_info(connection, MHD_CONNECTION_INFO_CONNECTION_FD);
+        sock_ctx *sc = glm_calloc(1, sizeof *sc);
+        sc->srv = srv;
+        sc->fd = ci ? ci->connect_fd : -1;
+        sc->watch = glm_waiter_add(srv->waiter, -1, read_deadline, sc);
+        if (sc->watch)
+            glm_waiter_deadline(sc->watch, glm_now() + srv->request_read_timeout_s);
+        *socket_context = sc;
+        return;
+    }
+    sock_ctx *sc = *socket_context;
+    if (sc) {
+        glm_waiter_remove(sc->watch); /* fire is not running and will not: the descriptor stays ours */
+        free(sc);
+        *socket_context = NULL;
+    }
 }
 
 /* libmicrohttpd's own messages (socket errors, refused connections), on one
@@ -394,6 +462,11 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
     size_t n = strlen(msg);
     while (n && (msg[n - 1] == '\n' || msg[n - 1] == '.'))
         msg[--n] = 0;
+    /* a client that closes or resets, or one shut down by the read deadline: routine, and under
+     * attack a line each would flood the log */
+    if (strstr(msg, "closed when reading request") || strstr(msg, "Connection reset by peer") ||
+        strstr(msg, "detected connection closure"))
+        return;
     fprintf(stderr, "glm-server: http: %s\n", msg);
 }
 
@@ -410,23 +483,52 @@ glm_http *glm_http_start(glm_server *srv, const char *host, int port, char *err,
         glm_err(err, errlen, "cannot resolve --host %s: %s", host, gai_strerror(gai));
         return NULL;
     }
-    unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL | MHD_USE_ITC |
-                     MHD_USE_ERROR_LOG;
+    unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ITC | MHD_USE_ERROR_LOG;
     if (ai->ai_family == AF_INET6)
         flags |= MHD_USE_IPv6;
+    /* descriptors: a connection takes one, a waiting request one more (its watch) */
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+        getrlimit(RLIMIT_NOFILE, &rl);
+    }
+    unsigned max_conn = srv->max_connections > 0 ? (unsigned)srv->max_connections : GLM_HTTP_DEFAULT_MAX_CONNECTIONS;
+    if (rl.rlim_cur != RLIM_INFINITY && (rlim_t)max_conn * 2 + 256 > rl.rlim_cur) {
+        unsigned fit = rl.rlim_cur > 512 ? (unsigned)((rl.rlim_cur - 256) / 2) : 128;
+        fprintf(stderr, "glm-server: %u connections need %u descriptors, the limit is %llu: at most %u connections\n",
+                max_conn, max_conn * 2 + 256, (unsigned long long)rl.rlim_cur, fit);
+        max_conn = fit;
+    }
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    unsigned pool = (unsigned)GLM_MAX(2, GLM_MIN(cores > 0 ? cores : 2, 64));
+    srv->waiter = glm_waiter_start(err, errlen);
+    if (!srv->waiter) {
+        freeaddrinfo(ai);
+        return NULL;
+    }
     glm_http *h = glm_calloc(1, sizeof *h);
     h->srv = srv;
     h->d = MHD_start_daemon(flags, (uint16_t)port, NULL, NULL, on_request, srv, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
-                            MHD_OPTION_SOCK_ADDR, ai->ai_addr,
-                            MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv, MHD_OPTION_CONNECTION_TIMEOUT,
-                            (unsigned)srv->idle_timeout_s, MHD_OPTION_CONNECTION_LIMIT, (unsigned)1000, MHD_OPTION_END);
+                            MHD_OPTION_SOCK_ADDR, ai->ai_addr, MHD_OPTION_THREAD_POOL_SIZE, pool,
+                            MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv, MHD_OPTION_NOTIFY_CONNECTION,
+                            on_connection, srv, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)srv->idle_timeout_s,
+                            MHD_OPTION_CONNECTION_LIMIT, max_conn, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+                            (unsigned)GLM_MAX(srv->max_connections_per_ip, 0), MHD_OPTION_END);
     freeaddrinfo(ai);
     if (!h->d) {
         free(h);
+        glm_waiter_free(srv->waiter);
+        srv->waiter = NULL;
         glm_err(err, errlen, "cannot listen on %s:%d (address in use or not available)", host, port);
         return NULL;
     }
     return h;
+}
+
+void glm_http_stop_waiting(glm_http *h)
+{
+    glm_waiter_stop_all(h->srv->waiter);
 }
 
 void glm_http_quiesce(glm_http *h)
@@ -441,5 +543,7 @@ void glm_http_stop(glm_http *h)
     if (!h)
         return;
     MHD_stop_daemon(h->d);
+    glm_waiter_free(h->srv->waiter); /* the hung-up clients' drains end at once */
+    h->srv->waiter = NULL;
     free(h);
 }

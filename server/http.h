@@ -19,7 +19,7 @@
 
 #include "server.h"
 
-typedef struct {
+typedef struct glm_http_req_ {
     struct MHD_Connection *conn;
     const char *method, *url;
     char *body;                 /* NUL-terminated, body_len bytes */
@@ -30,6 +30,11 @@ typedef struct {
     int prompt_tokens, completion_tokens;
     double t0;
     const char *cors_origin;    /* internal: the request's Origin when allowed (or "*") */
+    /* a handler that waits (its connection suspended, completions.c): its state, what the router
+     * calls when the connection is resumed, and what it calls if the connection ends first */
+    void *pending;
+    enum MHD_Result (*resume)(struct glm_http_req_ *r);
+    void (*cancel)(struct glm_http_req_ *r);
 } glm_http_req;
 
 /* Queues resp with status, X-Request-Id and the given content type; takes
@@ -59,6 +64,12 @@ glm_http *glm_http_start(glm_server *srv, const char *host, int port, char *err,
 
 /* Stops accepting connections (running ones continue). */
 void glm_http_quiesce(glm_http *h);
+
+/* The shutdown's grace period ran out: every waiting request aborts at once. */
+void glm_http_stop_waiting(glm_http *h);
+
+/* --max-connections by default: what one machine's descriptors allow comfortably. */
+#define GLM_HTTP_DEFAULT_MAX_CONNECTIONS 16384
 
 /* Closes everything and frees h. Handlers must have returned (see
  * srv->active and srv->stopping). */

@@ -73,6 +73,15 @@ static void usage(FILE *f)
             "  --max-request-bytes N         largest request body (default 32MiB)\n"
             "  --sse-ping-interval SECONDS   ': ping' comment on a silent stream (default 5)\n"
             "  --timeout-keep-alive SECONDS  close connections idle this long (default 60)\n"
+            "  --request-read-timeout SECONDS\n"
+            "                                a request's headers and body must arrive within this\n"
+            "                                (default 60), however slowly they drip\n"
+            "  --stream-write-timeout SECONDS\n"
+            "                                a streaming client that reads nothing this long is dropped\n"
+            "                                and its request aborted (default 60)\n"
+            "  --max-connections N           open connections at most (default 16384, fewer when the\n"
+            "                                descriptor limit is lower); more are refused\n"
+            "  --max-connections-per-ip N    from one client address at most (default 0: no limit)\n"
             "  --shutdown-timeout SECONDS    grace period for running requests on SIGTERM (default 30)\n"
             "  --default-chat-template-kwargs JSON\n"
             "                                template variables every chat request starts from, e.g.\n"
@@ -128,6 +137,7 @@ static int parse_int(const char *flag, const char *s, int lo, int *out)
 
 enum { O_HOST = 256, O_PORT, O_NAME, O_MML, O_SEQS, O_BATCHED, O_KV, O_MEMUTIL, O_KEY, O_PREFIX, O_NOPREFIX, O_THREADS,
        O_MAXREQ, O_GRACE, O_MODEL, O_HELP, O_KEEPALIVE, O_QUEUE, O_PING, O_ORIGINS, O_DEFKW, O_GENCFG,
+       O_READ_TIMEOUT, O_WRITE_TIMEOUT, O_MAXCONN, O_MAXCONN_IP,
        O_DEVICE, O_DTYPE, O_EAGER, O_NOEAGER, O_TP, O_NNODES, O_NODE_RANK, O_MASTER_ADDR, O_MASTER_PORT };
 static const struct option opts[] = {
     {"model", required_argument, 0, O_MODEL},
@@ -146,6 +156,10 @@ static const struct option opts[] = {
     {"max-request-bytes", required_argument, 0, O_MAXREQ},
     {"shutdown-timeout", required_argument, 0, O_GRACE},
     {"timeout-keep-alive", required_argument, 0, O_KEEPALIVE},
+    {"request-read-timeout", required_argument, 0, O_READ_TIMEOUT},
+    {"stream-write-timeout", required_argument, 0, O_WRITE_TIMEOUT},
+    {"max-connections", required_argument, 0, O_MAXCONN},
+    {"max-connections-per-ip", required_argument, 0, O_MAXCONN_IP},
     {"max-queue", required_argument, 0, O_QUEUE},
     {"sse-ping-interval", required_argument, 0, O_PING},
     {"allowed-origins", required_argument, 0, O_ORIGINS},
@@ -346,6 +360,7 @@ static int serve_args(int argc, char **argv, const struct option *opts, int n_cf
     const char *model_dir = NULL, *host = "127.0.0.1", *name = NULL, *origins = NULL;
     const char *keys[MAX_KEYS];
     int n_keys = 0, port = 8000, grace = 30, keepalive = 60, ping_ms = 5000;
+    int read_timeout = 60, write_timeout = 60, max_conn = 0, max_conn_ip = 0;
     long long max_req = 32ll << 20;
     glm_engine_params ep;
     glm_engine_params_default(&ep);
@@ -411,6 +426,10 @@ static int serve_args(int argc, char **argv, const struct option *opts, int n_cf
         }
         case O_QUEUE: if (parse_int("max-queue", optarg, 1, &ep.max_queue)) return 2; break;
         case O_KEEPALIVE: if (parse_int("timeout-keep-alive", optarg, 1, &keepalive)) return 2; break;
+        case O_READ_TIMEOUT: if (parse_int("request-read-timeout", optarg, 1, &read_timeout)) return 2; break;
+        case O_WRITE_TIMEOUT: if (parse_int("stream-write-timeout", optarg, 1, &write_timeout)) return 2; break;
+        case O_MAXCONN: if (parse_int("max-connections", optarg, 1, &max_conn)) return 2; break;
+        case O_MAXCONN_IP: if (parse_int("max-connections-per-ip", optarg, 0, &max_conn_ip)) return 2; break;
         case O_GRACE: if (parse_int("shutdown-timeout", optarg, 0, &grace)) return 2; break;
         case O_NNODES: if (parse_int("nnodes", optarg, 1, &mf.nnodes)) return 2; break;
         case O_NODE_RANK: if (parse_int("node-rank", optarg, 0, &mf.node_rank)) return 2; break;
@@ -543,6 +562,10 @@ static int serve_args(int argc, char **argv, const struct option *opts, int n_cf
     srv.max_request_bytes = (size_t)max_req;
     srv.ping_interval_ms = ping_ms;
     srv.idle_timeout_s = keepalive;
+    srv.request_read_timeout_s = read_timeout;
+    srv.stream_write_timeout_s = write_timeout;
+    srv.max_connections = max_conn;
+    srv.max_connections_per_ip = max_conn_ip;
     srv.allowed_origins = origins;
     srv.default_template_kwargs = defkw;
     srv.defaults = (glm_sampling_defaults){-1.0f, -1.0f, -1, -1.0f, -1.0f, -1};
@@ -649,6 +672,7 @@ static int serve_args(int argc, char **argv, const struct option *opts, int n_cf
     if (atomic_load(&srv.active) > 0) {
         fprintf(stderr, "glm-server: aborting %d request(s)\n", atomic_load(&srv.active));
         atomic_store(&srv.stopping, 1);
+        glm_http_stop_waiting(h); /* every waiting request aborts now */
         deadline = glm_now() + 5;
         while (atomic_load(&srv.active) > 0 && glm_now() < deadline) {
             struct timespec ts = {0, 50 * 1000000L};

@@ -31,5 +31,7 @@ void glm_server_ready(glm_server *srv)
         .defaults = srv->defaults,
         .ping_interval_ms = srv->ping_interval_ms,
         .stopping = &srv->stopping,
+        .waiter = srv->waiter,
+        .stream_write_timeout_s = srv->stream_write_timeout_s,
     };
 }

@@ -80,6 +80,8 @@ typedef struct {
     glm_sampling_defaults defaults; /* what a request that omits a sampling field gets */
     int ping_interval_ms;           /* SSE ": ping" comment while waiting */
     const atomic_int *stopping;     /* 1 once the shutdown grace period ran out: waiters abort */
+    struct glm_waiter *waiter;      /* resumes suspended connections (waiter.h) */
+    int stream_write_timeout_s;     /* a stream's client that reads nothing this long is dropped */
 } glm_gen_ctx;
 
 typedef struct {
@@ -91,6 +93,10 @@ typedef struct {
     size_t max_request_bytes;       /* larger bodies get a 413 */
     int ping_interval_ms;           /* SSE ": ping" comment while waiting */
     int idle_timeout_s;             /* an idle connection is closed after this long */
+    int request_read_timeout_s;     /* a request's headers and body must arrive within this */
+    int stream_write_timeout_s;     /* a stream's client that reads nothing this long is dropped */
+    int max_connections;            /* open connections at most (0: the default) */
+    int max_connections_per_ip;     /* from one client address at most (0: no limit) */
     const json_t *default_template_kwargs; /* --default-chat-template-kwargs, or NULL */
     const char *allowed_origins;    /* CORS: comma-separated origins or "*"; NULL: none */
     glm_sampling_defaults defaults; /* from generation_config.json unless --generation-config vllm */
@@ -116,6 +122,7 @@ typedef struct {
     atomic_int draining;            /* 1 after SIGINT/SIGTERM: new requests get a 503 */
     atomic_int stopping;            /* 1 once the grace period ran out: waiters abort */
     atomic_int active;              /* connections with a request in progress */
+    struct glm_waiter *waiter;      /* started with the HTTP daemon (http.c) */
     atomic_uint_least64_t next_id;  /* request id counter (mixed with a random base) */
     uint64_t id_base;
 } glm_server;
