@@ -513,7 +513,7 @@ glm_http *glm_http_start(glm_server *srv, const char *host, int port, char *err,
                             MHD_OPTION_SOCK_ADDR, ai->ai_addr, MHD_OPTION_THREAD_POOL_SIZE, pool,
                             MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv, MHD_OPTION_NOTIFY_CONNECTION,
                             on_connection, srv, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)srv->idle_timeout_s,
-                            MHD_OPTION_CONNECTION_LIMIT, max_conn, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+                            MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)GLM_HTTP_CONNECTION_MEMORY, MHD_OPTION_CONNECTION_LIMIT, max_conn, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
                             (unsigned)GLM_MAX(srv->max_connections_per_ip, 0), MHD_OPTION_END);
     freeaddrinfo(ai);
     if (!h->d) {

@@ -71,6 +71,10 @@ void glm_http_stop_waiting(glm_http *h);
 /* --max-connections by default: what one machine's descriptors allow comfortably. */
 #define GLM_HTTP_DEFAULT_MAX_CONNECTIONS 16384
 
+/* libmicrohttpd's memory pool per connection (its default is 32 KiB): a request's headers must
+ * fit in it (larger: 431), and every open connection holds it. */
+#define GLM_HTTP_CONNECTION_MEMORY (16 * 1024)
+
 /* Closes everything and frees h. Handlers must have returned (see
  * srv->active and srv->stopping). */
 void glm_http_stop(glm_http *h);
