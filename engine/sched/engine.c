@@ -4,8 +4,19 @@
  * Ownership: a request is shared by the submitting thread and the engine
  * (a reference count of two); everything about its sequences belongs to the
  * engine thread alone. The only state behind the engine mutex is the queue of
- * new submissions, the waiting-request count and the metrics snapshot; each
- * request's event queue has its own mutex.
+ * new submissions, the waiting-request count, the wake flag and the metrics
+ * snapshot; each request's event queue (event_queue.h) has its own mutex. Lock
+ * order: a request's mutex, then the engine's (a reader waking the engine);
+ * never the other way round.
+ *
+ * Backpressure (engine.h): before each step the engine looks at how many
+ * events each live request holds. At max_unread_events per sample it pauses
+ * the request's sequences (the scheduler skips them, and preempts them first)
+ * and leaves the reader a mark, half the bound; the reader that drains to the
+ * mark wakes the engine, which resumes them. While every remaining sequence is
+ * paused the engine sleeps until a wake, a submission, an abort or the first
+ * pause deadline (reader_timeout), where it fails the request and frees its
+ * blocks.
  *
  * One step: take new requests and aborts, ask the scheduler for a plan, run
  * it through the model runner, commit the computed tokens, run the logits
@@ -28,6 +39,7 @@
 #include "core/threadpool.h"
 #include "core/util.h"
 #include "sched/block_manager.h"
+#include "sched/event_queue.h"
 #include "sched/model_runner.h"
 #include "sched/scheduler.h"
 
@@ -57,8 +69,9 @@ struct glm_request {
     /* the channel */
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    glm_event *q;
-    int q_head, q_n, q_cap;
+    glm_evq q;                   /* undelivered events */
+    char error[256];             /* the request's error message ("" until it has one) */
+    int wake_at;                 /* paused: wake the engine once q holds this many or fewer; -1: not paused */
     int done;                    /* no more events will come */
     void (*notify)(void *);
     void *notify_ctx;
@@ -69,6 +82,8 @@ struct glm_request {
     int n_live;
     int siblings_pending;        /* samples 1..n-1 wait for sample 0's prefill */
     int counted_waiting;         /* still counted in the engine's waiting requests */
+    int paused;                  /* its reader is behind: its sequences are paused */
+    double t_paused;             /* since when */
     double t_first_sched;
     struct glm_request *next;    /* incoming list / live list */
 };
@@ -85,6 +100,7 @@ struct glm_engine {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     int stop;
+    int wake;                         /* an abort, or a paused request's reader caught up */
     int dead;                         /* the backend can run no more steps (GLM_BACKEND_DEAD) */
     char dead_why[GLM_ERRLEN];
     glm_request *in_head, *in_tail;   /* submitted, not yet taken */
@@ -92,6 +108,8 @@ struct glm_engine {
     glm_engine_metrics metrics;       /* snapshot, under mu */
     /* engine thread only */
     glm_request *live;                /* requests with live samples */
+    int n_paused_reqs, n_paused_seqs; /* held back by their readers, at the last look */
+    double pause_deadline;            /* the first of their reader_timeout deadlines (0: none) */
     uint64_t next_seq_id;
     uint64_t prompt_tokens, gen_tokens, finished[3], steps;
     /* the step's rows, reused: [max_num_seqs] each */
@@ -113,7 +131,7 @@ static void req_unref(glm_request *r)
         return;
     pthread_mutex_destroy(&r->mu);
     pthread_cond_destroy(&r->cv);
-    free(r->q);
+    glm_evq_free(&r->q);
     free(r->prompt);
     if (r->samples && r->proc.destroy)
         for (int i = 0; i < r->sp.n; i++)
@@ -126,24 +144,18 @@ static void req_unref(glm_request *r)
     free(r);
 }
 
-/* Engine thread: appends an event (and marks the request done if last). */
+/* Engine thread: appends an event (and marks the request done if last). An
+ * error's message is kept in the request (the first one, if ever two). */
 static void emit(glm_request *r, const glm_event *ev, int last)
 {
     pthread_mutex_lock(&r->mu);
-    if (r->q_n == r->q_cap) {
-        int cap = r->q_cap ? 2 * r->q_cap : 16;
-        glm_event *q = glm_malloc(sizeof *q * (size_t)cap);
-        for (int i = 0; i < r->q_n; i++)
-            q[i] = r->q[(r->q_head + i) % r->q_cap];
-        free(r->q);
-        r->q = q;
-        r->q_head = 0;
-        r->q_cap = cap;
-    }
-    r->q[(r->q_head + r->q_n) % r->q_cap] = *ev;
-    r->q_n++;
-    if (last)
+    if (ev->type == GLM_EV_ERROR && !r->error[0])
+        snprintf(r->error, sizeof r->error, "%s", ev->message && ev->message[0] ? ev->message : "error");
+    glm_evq_push(&r->q, ev);
+    if (last) {
         r->done = 1;
+        r->wake_at = -1; /* nothing left to resume */
+    }
     void (*fn)(void *) = r->notify;
     void *ctx = r->notify_ctx;
     if (fn)
@@ -174,7 +186,7 @@ int glm_request_next(glm_request *r, glm_event *ev, int timeout_ms)
                 dl.tv_nsec -= 1000000000L;
             }
         }
-        while (r->q_n == 0 && !r->done) {
+        while (glm_evq_len(&r->q) == 0 && !r->done) {
             if (timeout_ms < 0)
                 pthread_cond_wait(&r->cv, &r->mu);
             else if (pthread_cond_timedwait(&r->cv, &r->mu, &dl) != 0)
@@ -182,16 +194,36 @@ int glm_request_next(glm_request *r, glm_event *ev, int timeout_ms)
         }
     }
     int rc;
-    if (r->q_n > 0) {
-        *ev = r->q[r->q_head];
-        r->q_head = (r->q_head + 1) % r->q_cap;
-        r->q_n--;
+    if (glm_evq_pop(&r->q, ev)) {
+        if (ev->type == GLM_EV_ERROR)
+            ev->message = r->error;
         rc = 1;
+        if (r->wake_at >= 0 && glm_evq_len(&r->q) <= r->wake_at) {
+            /* caught up: the engine resumes the request. The engine is alive:
+             * it has not ended the request (wake_at would be -1), and cannot
+             * without this mutex. */
+            glm_engine *e = r->e;
+            r->wake_at = -1;
+            pthread_mutex_lock(&e->mu);
+            e->wake = 1;
+            pthread_cond_signal(&e->cv);
+            pthread_mutex_unlock(&e->mu);
+        }
     } else {
         rc = r->done ? -1 : 0;
     }
     pthread_mutex_unlock(&r->mu);
     return rc;
+}
+
+int glm_request_pending(glm_request *r, size_t *bytes)
+{
+    pthread_mutex_lock(&r->mu);
+    int n = glm_evq_len(&r->q);
+    if (bytes)
+        *bytes = glm_evq_bytes(&r->q);
+    pthread_mutex_unlock(&r->mu);
+    return n;
 }
 
 void glm_request_set_notify(glm_request *r, void (*fn)(void *ctx), void *ctx)
@@ -215,6 +247,7 @@ void glm_request_abort(glm_request *r)
         return;
     atomic_store(&r->abort_requested, 1);
     pthread_mutex_lock(&e->mu);
+    e->wake = 1;
     pthread_cond_signal(&e->cv);
     pthread_mutex_unlock(&e->mu);
 }
@@ -242,6 +275,8 @@ void glm_engine_params_default(glm_engine_params *p)
     p->enable_prefix_caching = 1;
     p->cuda_graphs = 1;
     p->tensor_parallel_size = 1;
+    p->max_unread_events = 256;
+    p->reader_timeout = 60;
 }
 
 glm_request *glm_engine_submit(glm_engine *e, const int32_t *prompt, int n_prompt,
@@ -296,6 +331,8 @@ glm_request *glm_engine_submit(glm_engine *e, const int32_t *prompt, int n_promp
     r->t_submit = glm_now();
     pthread_mutex_init(&r->mu, NULL);
     pthread_cond_init(&r->cv, NULL);
+    glm_evq_init(&r->q);
+    r->wake_at = -1;
 
     pthread_mutex_lock(&e->mu);
     if (e->stop || e->dead || e->waiting_requests >= e->p.max_queue) {
@@ -449,7 +486,7 @@ static void fail_request(glm_engine *e, sample *s, const char *msg, int invalid_
     glm_event ev = {0};
     ev.type = GLM_EV_ERROR;
     ev.index = s->index;
-    snprintf(ev.message, sizeof ev.message, "%s", msg);
+    ev.message = msg; /* emit keeps it */
     ev.invalid_request = invalid_request;
     emit(s->req, &ev, 0);
     end_request(e, s->req, GLM_FINISH_ABORT);
@@ -570,12 +607,71 @@ static void sample_rows(glm_engine *e, int n_rows)
     }
 }
 
+static void set_paused(glm_request *r, int paused)
+{
+    r->paused = paused;
+    for (int i = 0; i < r->sp.n; i++)
+        if (r->samples[i].seq)
+            r->samples[i].seq->paused = paused;
+}
+
+/* Before a step: pauses the requests whose readers hold max_unread_events per
+ * sample, resumes those drained to half that, fails those held back for
+ * reader_timeout; counts what stays paused and its first deadline. */
+static void backpressure(glm_engine *e)
+{
+    e->n_paused_reqs = e->n_paused_seqs = 0;
+    e->pause_deadline = 0;
+    int m = e->p.max_unread_events;
+    if (m == 0)
+        return;
+    double now = glm_now(), timeout = e->p.reader_timeout;
+    for (glm_request *r = e->live; r; r = r->next) {
+        if (r->n_live == 0)
+            continue;
+        int hi = m * r->sp.n, lo = m / 2 * r->sp.n;
+        pthread_mutex_lock(&r->mu);
+        int q = glm_evq_len(&r->q);
+        int pause = !r->paused && q >= hi, resume = r->paused && q <= lo;
+        if (pause)
+            r->wake_at = lo;
+        else if (resume)
+            r->wake_at = -1;
+        pthread_mutex_unlock(&r->mu);
+        if (pause) {
+            set_paused(r, 1);
+            r->t_paused = now;
+        } else if (resume) {
+            set_paused(r, 0);
+        }
+        if (!r->paused)
+            continue;
+        if (timeout > 0 && now - r->t_paused >= timeout) {
+            char msg[160];
+            snprintf(msg, sizeof msg, "the stream's reader fell behind (%d events unread for %g s)", q, timeout);
+            set_paused(r, 0);
+            for (int i = 0; i < r->sp.n; i++)
+                if (!r->samples[i].finished) {
+                    fail_request(e, &r->samples[i], msg, 0); /* ends the request, frees its blocks */
+                    break;
+                }
+            continue;
+        }
+        e->n_paused_reqs++;
+        for (int i = 0; i < r->sp.n; i++)
+            e->n_paused_seqs += !r->samples[i].finished;
+        if (timeout > 0 && (e->pause_deadline == 0 || r->t_paused + timeout < e->pause_deadline))
+            e->pause_deadline = r->t_paused + timeout;
+    }
+}
+
 static void publish_metrics(glm_engine *e)
 {
     glm_engine_metrics m;
     memset(&m, 0, sizeof m);
     m.num_running = glm_sched_num_running(e->sch);
     m.num_waiting = glm_sched_num_waiting(e->sch);
+    m.num_paused = e->n_paused_seqs;
     m.kv_blocks_used = glm_bm_num_used(e->bm);
     m.kv_blocks_total = glm_bm_num_blocks(e->bm);
     m.num_preemptions = glm_sched_num_preemptions(e->sch);
@@ -662,21 +758,32 @@ static int step(glm_engine *e)
 static void *engine_main(void *arg)
 {
     glm_engine *e = arg;
+    int idle = 0; /* the last step planned nothing */
     for (;;) {
         pthread_mutex_lock(&e->mu);
         for (;;) {
-            if (e->stop)
+            if (e->stop || e->dead || e->in_head || e->wake)
                 break;
-            if (e->in_head || glm_sched_num_running(e->sch) || glm_sched_num_waiting(e->sch))
+            int work = glm_sched_num_running(e->sch) || glm_sched_num_waiting(e->sch);
+            if (work && !(idle && e->n_paused_reqs > 0))
                 break;
-            /* idle; an abort of a live request also wakes us */
-            int any_abort = 0;
-            for (glm_request *r = e->live; r; r = r->next)
-                any_abort |= atomic_load(&r->abort_requested);
-            if (any_abort)
-                break;
-            pthread_cond_wait(&e->cv, &e->mu);
+            /* nothing to do, or nothing but paused sequences: wait for a submission, an
+             * abort (wake), a reader that caught up (wake), or the first pause deadline */
+            if (work && e->pause_deadline > 0) {
+                double left = e->pause_deadline - glm_now();
+                if (left <= 0)
+                    break;
+                struct timespec dl;
+                clock_gettime(CLOCK_REALTIME, &dl);
+                double t = (double)dl.tv_sec + dl.tv_nsec * 1e-9 + left + 1e-3;
+                dl.tv_sec = (time_t)t;
+                dl.tv_nsec = (long)((t - (double)dl.tv_sec) * 1e9);
+                pthread_cond_timedwait(&e->cv, &e->mu, &dl);
+            } else {
+                pthread_cond_wait(&e->cv, &e->mu);
+            }
         }
+        e->wake = 0;
         int stopping = e->stop || e->dead;
         glm_request *in = e->in_head;
         e->in_head = e->in_tail = NULL;
@@ -713,7 +820,9 @@ static void *engine_main(void *arg)
         }
         if (stopping)
             break;
-        step(e);
+        backpressure(e);
+        unlink_dead(e);
+        idle = !step(e);
         unlink_dead(e);
         publish_metrics(e);
     }
@@ -727,7 +836,8 @@ glm_engine *glm_engine_create(const glm_model *m, const glm_engine_params *p, ch
 {
     const glm_config *c = &m->cfg;
     if (p->max_num_seqs < 1 || p->max_num_batched_tokens < 1 || p->block_size < 1 || p->block_size > 1024 ||
-        p->max_queue < 1 || p->max_model_len < 0) {
+        p->max_queue < 1 || p->max_model_len < 0 ||
+        p->max_unread_events < 0 || p->max_unread_events > (1 << 20) || isnan(p->reader_timeout)) {
         glm_err(err, errlen, "engine: invalid parameters");
         return NULL;
     }
@@ -798,7 +908,7 @@ void glm_engine_free(glm_engine *e)
         glm_request *nx = r->next;
         glm_event ev = {0};
         ev.type = GLM_EV_ERROR;
-        snprintf(ev.message, sizeof ev.message, "the engine is shutting down");
+        ev.message = "the engine is shutting down";
         emit(r, &ev, 1);
         req_unref(r);
         r = nx;

@@ -9,6 +9,14 @@
  * an eventfd that the callback writes). glm_request_abort may be called at any time from any thread:
  * the engine drops the request's sequences and frees their blocks before its
  * next step. Nothing inside the engine thread takes a lock while computing.
+ *
+ * Backpressure: a request's undelivered events are bounded. When its reader
+ * falls behind (max_unread_events per sample unread), its sequences stop
+ * being scheduled: they keep their KV blocks but take no step, and are the
+ * first to be preempted when another sequence needs blocks or a seat. They
+ * are scheduled again once the reader has drained to half the bound; a
+ * request held back for reader_timeout seconds is aborted with an error and
+ * its blocks are freed. The engine owns this clock; the caller only reads.
  */
 #ifndef GLM_ENGINE_H
 #define GLM_ENGINE_H
@@ -41,6 +49,12 @@ typedef struct {
     int tensor_parallel_size;    /* ranks sharing the model (default 1) */
     int first_rank, n_local;     /* a world across nodes: this process's ranks (n_local 0: all) */
     const void *world_id;        /* and the world's id from node 0 (backend.h) */
+    int max_unread_events;       /* undelivered events per sample at most before its request
+                                    stops being scheduled; it resumes at half (default 256);
+                                    0: unbounded */
+    double reader_timeout;       /* seconds a request may stay held back by its reader before
+                                    it is aborted (default 60; the server passes
+                                    --stream-write-timeout); <= 0: never */
 } glm_engine_params;
 
 /* Fills the defaults above. */
@@ -81,7 +95,8 @@ typedef struct {
     double decode_time;          /* first token -> finish */
     double e2e_time;             /* submission -> finish */
     /* GLM_EV_ERROR */
-    char message[256];
+    const char *message;         /* the request's error (stored once per request), valid until
+                                    glm_request_release; NULL in other events */
     int invalid_request;         /* 1: caused by what the request asked for (its constraint), a 400 */
 } glm_event;
 
@@ -117,9 +132,20 @@ glm_request *glm_engine_submit(glm_engine *e, const int32_t *prompt, int n_promp
 /*
  * Takes the next event. timeout_ms < 0 waits forever, 0 polls. Returns 1 with
  * *ev filled, 0 on timeout, -1 when the request is over and every event has
- * been read. Thread-safe for one reader.
+ * been read. Thread-safe for one reader. Reading is what lets a request held
+ * back by backpressure go on (see above).
  */
 int glm_request_next(glm_request *r, glm_event *ev, int timeout_ms);
+
+/*
+ * Events not yet taken by glm_request_next, and in *bytes (may be NULL) the
+ * memory the request's queue holds. The queue keeps 16 bytes an event, 8 more
+ * per top logprob, 64 per finish event, in rings that double when full; with
+ * max_unread_events M and n samples it holds at most (M + 2) * n + 1 events
+ * (the step that reaches the bound adds a token and a finish per sample, an
+ * error may follow). Any thread.
+ */
+int glm_request_pending(glm_request *r, size_t *bytes);
 
 /* Called by the engine thread (without locks held) whenever events are
  * added; must be quick and must not call back into the engine (in particular
@@ -140,6 +166,7 @@ void glm_request_release(glm_request *r);
 
 typedef struct {
     int num_running, num_waiting;         /* sequences */
+    int num_paused;                       /* of those, held back by their reader (backpressure) */
     int kv_blocks_used, kv_blocks_total;
     uint64_t num_preemptions;
     uint64_t prefix_query_tokens, prefix_hit_tokens;

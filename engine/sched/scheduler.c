@@ -3,7 +3,7 @@
  *
  * The waiting queue is a ring buffer of sequence pointers (head = next to
  * admit); the running list is an array in admission order, so the victim of
- * a preemption is always its last entry.
+ * a preemption is its last paused entry, else its last entry.
  */
 #include "sched/scheduler.h"
 
@@ -141,17 +141,38 @@ void glm_sched_remove(glm_scheduler *s, glm_sequence *seq)
     seq->status = GLM_SEQ_FINISHED;
 }
 
-/* Frees the blocks of the most recently admitted running sequence and puts it
- * back at the head of the waiting queue. */
-static glm_sequence *preempt_last(glm_scheduler *s)
+/* Removes waiting entry i, keeping the others' order. */
+static void wait_remove_at(glm_scheduler *s, int i)
 {
-    glm_sequence *v = s->run[--s->r_n];
-    glm_bm_release(s->bm, &v->table);
-    v->n_computed = 0;
-    v->n_preempted++;
+    for (int k = i; k > 0; k--)
+        s->wait[(s->w_head + k) % s->w_cap] = wait_at(s, k - 1);
+    s->w_head = (s->w_head + 1) % s->w_cap;
+    s->w_n--;
+}
+
+/* Frees the blocks of running sequence v and puts it back at the head of the
+ * waiting queue. */
+static void preempt_at(glm_scheduler *s, int v)
+{
+    glm_sequence *seq = s->run[v];
+    memmove(s->run + v, s->run + v + 1, sizeof *s->run * (size_t)(s->r_n - v - 1));
+    s->r_n--;
+    glm_bm_release(s->bm, &seq->table);
+    seq->n_computed = 0;
+    seq->n_preempted++;
     s->preemptions++;
-    glm_sched_add(s, v, 1);
-    return v;
+    glm_sched_add(s, seq, 1);
+}
+
+/* The running sequence to preempt: the most recently admitted paused one (it
+ * takes no step anyway), else (unless paused_only: -1) the most recently
+ * admitted one. */
+static int victim(const glm_scheduler *s, int paused_only)
+{
+    for (int i = s->r_n - 1; i >= 0; i--)
+        if (s->run[i]->paused)
+            return i;
+    return paused_only ? -1 : s->r_n - 1;
 }
 
 static void out_push(glm_scheduler *s, glm_sched_batch *out, glm_sequence *seq, int n_new)
@@ -177,9 +198,11 @@ int glm_sched_step(glm_scheduler *s, glm_sched_batch *out)
     int budget = s->p.max_num_batched_tokens;
     int bs = glm_bm_block_size(s->bm);
 
-    /* 1. running sequences, oldest first; preempt from the newest end */
+    /* 1. running sequences, oldest first; preempt paused ones, then from the newest end */
     for (int i = 0; i < s->r_n && budget > 0; i++) {
         glm_sequence *seq = s->run[i];
+        if (seq->paused)
+            continue;
         int n_new = GLM_MIN(seq->n_tokens - seq->n_computed, budget);
         if (n_new <= 0)
             continue;
@@ -191,19 +214,22 @@ int glm_sched_step(glm_scheduler *s, glm_sched_batch *out)
         }
         int preempted_self = 0;
         while (glm_bm_grow(s->bm, &seq->table, seq->n_computed + n_new) != GLM_OK) {
-            if (s->run[s->r_n - 1] == seq) {
+            int v = victim(s, 0);
+            if (v == i) { /* no paused one left, and seq is the newest */
                 if (s->r_n == 1 && glm_bm_num_used(s->bm) == seq->table.n) {
                     seq->out_of_cache = 1; /* alone and still too big */
                     s->full_slot = seq;
                     out->full = &s->full_slot;
                     out->n_full = 1;
                 } else {
-                    preempt_last(s);
+                    preempt_at(s, i);
                 }
                 preempted_self = 1;
                 break;
             }
-            preempt_last(s);
+            preempt_at(s, v); /* not planned: paused, or after seq */
+            if (v < i)
+                i--;
         }
         if (preempted_self)
             break;
@@ -211,18 +237,33 @@ int glm_sched_step(glm_scheduler *s, glm_sched_batch *out)
         budget -= n_new;
     }
 
-    /* 2. admit waiting sequences in order while budget, seats and blocks last */
-    while (budget > 0 && s->w_n > 0 && s->r_n < s->p.max_num_seqs) {
-        glm_sequence *seq = wait_at(s, 0);
-        int hits, hits_free;
-        glm_bm_lookup(s->bm, seq->tokens, seq->n_tokens, &hits, &hits_free);
-        int start = hits * bs;
-        int n_new = GLM_MIN(seq->n_tokens - start, budget);
-        int fresh = (start + n_new + bs - 1) / bs - hits;
-        if (!glm_bm_can_take(s->bm, hits_free + fresh))
-            break;
-        s->w_head = (s->w_head + 1) % s->w_cap;
-        s->w_n--;
+    /* 2. admit waiting sequences in order (paused ones keep their place) while budget,
+     * seats and blocks last, or paused running sequences can give theirs up */
+    int wi = 0;
+    while (budget > 0 && wi < s->w_n) {
+        glm_sequence *seq = wait_at(s, wi);
+        if (seq->paused) {
+            wi++;
+            continue;
+        }
+        int fits = s->r_n < s->p.max_num_seqs;
+        int hits = 0, hits_free = 0, n_new = 0;
+        if (fits) {
+            glm_bm_lookup(s->bm, seq->tokens, seq->n_tokens, &hits, &hits_free);
+            int start = hits * bs;
+            n_new = GLM_MIN(seq->n_tokens - start, budget);
+            int fresh = (start + n_new + bs - 1) / bs - hits;
+            fits = glm_bm_can_take(s->bm, hits_free + fresh);
+        }
+        if (!fits) {
+            int v = victim(s, 1);
+            if (v < 0)
+                break; /* FCFS: nobody overtakes seq */
+            preempt_at(s, v); /* queued ahead of seq, paused */
+            wi++;
+            continue;
+        }
+        wait_remove_at(s, wi);
         seq->n_computed = glm_bm_take_prefix(s->bm, &seq->table, seq->tokens, hits);
         if (seq->n_preempted == 0) {
             seq->n_cached = seq->n_computed;

@@ -13,6 +13,14 @@
  * every block), so there is no deadlock; a sequence that alone outgrows the
  * whole cache is flagged for the engine to finish.
  *
+ * A paused sequence (its owner's reader is behind: engine.h, backpressure)
+ * takes no step and is not admitted, but keeps its place and its blocks; it
+ * is the first victim of a preemption, whether a running sequence needs a
+ * block or a waiting one needs blocks or a seat, so a stalled reader never
+ * holds what a live one needs (and the oldest sequence that is not paused
+ * can still take every block). Unpaused, it goes on (or is recomputed, if it
+ * was preempted meanwhile) as any other.
+ *
  * Plain host C: no model, no threads; the engine thread owns it.
  */
 #ifndef GLM_SCHEDULER_H
@@ -35,6 +43,7 @@ typedef struct glm_sequence {
     glm_seq_status status;
     int out_of_cache;       /* set by the scheduler: cannot grow even alone */
     int n_preempted;        /* times this sequence was preempted */
+    int paused;             /* set by the owner: no step, no admission (see above) */
     void *owner;            /* the engine's request */
     int index;              /* sample index within its request (n > 1) */
 } glm_sequence;

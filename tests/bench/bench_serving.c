@@ -60,6 +60,7 @@ int main(int argc, char **argv)
             glm_engine_params_default(&ep);
             ep.n_threads = threads;
             ep.max_num_seqs = GLM_MAX(C, 1);
+            ep.max_unread_events = 0; /* the requests are read one after another: no backpressure */
             ep.kv_cache_bytes = glm_kv_bytes_per_token(&m->cfg) * (size_t)(C * (plen + max_tokens + 32));
             glm_engine *e = glm_engine_create(m, &ep, err, sizeof err);
             if (!e) {

@@ -2,7 +2,10 @@
  * test_engine.c - the engine thread on the tiny model: concurrency gives each
  * request exactly the tokens it gets alone (batch invariance + correct
  * scheduling), a cache too small for everyone still finishes everyone through
- * preemption, prefix reuse, aborts, queue overflow, n > 1 and seeds.
+ * preemption, prefix reuse, aborts, queue overflow, n > 1 and seeds, and
+ * backpressure: a reader that stops reading holds its request back (bounded
+ * events, no steps, its cache given up when others need it) without changing
+ * its tokens, and one that stays behind is aborted.
  */
 #include <check.h>
 #include <pthread.h>
@@ -11,6 +14,7 @@
 #include <string.h>
 
 #include "sched/engine.h"
+#include "sched/event_queue.h"
 #include "cpu/kvcache.h"
 #include "core/util.h"
 #include "testutil.h"
@@ -69,7 +73,10 @@ static int collect(glm_request *r, int32_t *out, int cap, glm_finish_reason *why
     return n;
 }
 
-static glm_engine *make_engine(size_t kv_tokens, int max_seqs, int max_batched)
+/* max_unread events per sample before backpressure; a request held back
+ * reader_timeout seconds is aborted (<= 0: never). */
+static glm_engine *make_engine_bp(size_t kv_tokens, int max_seqs, int max_batched, int max_unread,
+                                  double reader_timeout)
 {
     char err[GLM_ERRLEN];
     glm_engine_params p;
@@ -79,9 +86,18 @@ static glm_engine *make_engine(size_t kv_tokens, int max_seqs, int max_batched)
     p.max_num_seqs = max_seqs;
     p.max_num_batched_tokens = max_batched;
     p.n_threads = 2;
+    p.max_unread_events = max_unread;
+    p.reader_timeout = reader_timeout;
     glm_engine *e = glm_engine_create(model, &p, err, sizeof err);
     ck_assert_msg(e != NULL, "%s", err);
     return e;
+}
+
+static glm_engine *make_engine(size_t kv_tokens, int max_seqs, int max_batched)
+{
+    glm_engine_params p;
+    glm_engine_params_default(&p);
+    return make_engine_bp(kv_tokens, max_seqs, max_batched, p.max_unread_events, p.reader_timeout);
 }
 
 /* Polls until the engine holds nothing; fails only after 60 s (a hang guard,
@@ -396,6 +412,298 @@ START_TEST(processor_error_ends_siblings)
 }
 END_TEST
 
+/* ---- backpressure ------------------------------------------------------------------ */
+
+/* The compact queue gives back every field of every event, in order, across
+ * ring wrap-arounds and growth, with top logprobs and finish details. */
+START_TEST(event_queue_round_trip)
+{
+    glm_evq q;
+    glm_evq_init(&q);
+    ck_assert_uint_eq(glm_evq_bytes(&q), 0);
+    glm_event want[64];
+    int head = 0, n = 0, pushed = 0;
+    for (int round = 0; round < 400; round++) {
+        for (int k = (round * 7) % 5; k > 0 && n < 64; k--, pushed++) {
+            glm_event *ev = &want[(head + n++) % 64];
+            memset(ev, 0, sizeof *ev);
+            ev->index = pushed % 5;
+            ev->type = pushed % 11 == 3 ? GLM_EV_FINISH : pushed % 17 == 5 ? GLM_EV_ERROR : GLM_EV_TOKEN;
+            if (ev->type == GLM_EV_TOKEN) {
+                ev->token = pushed * 3;
+                ev->logprob = -0.25f * (float)(pushed % 9);
+                ev->n_top = pushed % (GLM_SAMPLING_MAX_TOP_LOGPROBS + 1);
+                for (int i = 0; i < ev->n_top; i++) {
+                    ev->top_ids[i] = pushed + i;
+                    ev->top_logprobs[i] = -(float)i;
+                }
+            } else if (ev->type == GLM_EV_FINISH) {
+                ev->finish = (glm_finish_reason)(pushed % 3);
+                ev->stop_token = pushed % 2 ? -1 : 7;
+                ev->prompt_tokens = 11, ev->completion_tokens = pushed, ev->cached_tokens = 4;
+                ev->queue_time = 0.5, ev->ttft = 1.25, ev->prefill_time = 0.75, ev->decode_time = 2;
+                ev->e2e_time = pushed * 0.125;
+            } else {
+                ev->invalid_request = pushed % 2;
+            }
+            glm_evq_push(&q, ev);
+        }
+        ck_assert_int_eq(glm_evq_len(&q), n);
+        for (int k = round % 4; k > 0 && n > 0; k--) {
+            glm_event got;
+            ck_assert_int_eq(glm_evq_pop(&q, &got), 1);
+            ck_assert(memcmp(&got, &want[head], sizeof got) == 0);
+            head = (head + 1) % 64;
+            n--;
+        }
+    }
+    /* 16 bytes a record, 8 a top logprob, 64 a finish, rings at most twice what they held */
+    ck_assert_uint_le(glm_evq_bytes(&q), 2 * 64 * (16 + 8 * GLM_SAMPLING_MAX_TOP_LOGPROBS + 64));
+    glm_event got;
+    while (n > 0) {
+        ck_assert_int_eq(glm_evq_pop(&q, &got), 1);
+        ck_assert(memcmp(&got, &want[head], sizeof got) == 0);
+        head = (head + 1) % 64;
+        n--;
+    }
+    ck_assert_int_eq(glm_evq_pop(&q, &got), 0);
+    glm_evq_free(&q);
+    ck_assert_uint_eq(glm_evq_bytes(&q), 0);
+}
+END_TEST
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* Polls the metrics (a snapshot after each step, so it may trail the events)
+ * until they show these many running, waiting and paused sequences (-1: any);
+ * fails only after 60 s (a hang guard). */
+static void wait_state(glm_engine *e, int running, int waiting, int paused, glm_engine_metrics *m)
+{
+    for (int i = 0; i < 12000; i++) {
+        glm_engine_metrics_get(e, m);
+        if ((running < 0 || m->num_running == running) && (waiting < 0 || m->num_waiting == waiting) &&
+            (paused < 0 || m->num_paused == paused))
+            return;
+        sleep_ms(5);
+    }
+    ck_abort_msg("expected %d running, %d waiting, %d paused; have %d, %d, %d", running, waiting, paused,
+                 m->num_running, m->num_waiting, m->num_paused);
+}
+
+enum { MAX_N = 4, MAX_T = 64 };
+
+typedef struct {
+    int32_t toks[MAX_N][MAX_T];
+    int n[MAX_N];                 /* tokens of each sample */
+    glm_finish_reason why[MAX_N];
+    int fin, errors;
+    char error[256];
+} drained;
+
+/* Reads every event of r until it is over. */
+static void drain(glm_request *r, drained *d)
+{
+    memset(d, 0, sizeof *d);
+    glm_event ev;
+    int rc;
+    while ((rc = glm_request_next(r, &ev, 60000)) == 1) {
+        ck_assert(ev.index >= 0 && ev.index < MAX_N);
+        if (ev.type == GLM_EV_TOKEN) {
+            ck_assert_ptr_null(ev.message);
+            ck_assert_int_lt(d->n[ev.index], MAX_T);
+            d->toks[ev.index][d->n[ev.index]++] = ev.token;
+        } else if (ev.type == GLM_EV_FINISH) {
+            d->fin++;
+            d->why[ev.index] = ev.finish;
+            ck_assert_int_eq(ev.completion_tokens, d->n[ev.index]);
+        } else {
+            d->errors++;
+            ck_assert_ptr_nonnull(ev.message);
+            snprintf(d->error, sizeof d->error, "%s", ev.message);
+        }
+    }
+    ck_assert_int_eq(rc, -1);
+}
+
+/* A request of n seeded samples (temperature 0.8) with top logprobs, or one
+ * greedy sample (n 0), on prompt number `which`. */
+static glm_request *submit_bp(glm_engine *e, int which, int n_prompt, int n, int max_tokens, int top)
+{
+    int32_t p[64];
+    for (int k = 0; k < n_prompt; k++)
+        p[k] = (which * 389 + k * 71 + 13) % 4000;
+    glm_sampling_params sp;
+    greedy(&sp, max_tokens);
+    if (n > 0) {
+        sp.temperature = 0.8f;
+        sp.n = n;
+        sp.has_seed = 1;
+        sp.seed = 99;
+    }
+    sp.logprobs = top > 0;
+    sp.top_logprobs = top;
+    glm_submit_status st;
+    char err[GLM_ERRLEN];
+    glm_request *r = glm_engine_submit(e, p, n_prompt, &sp, &st, err, sizeof err);
+    ck_assert_msg(r != NULL, "%s", err);
+    return r;
+}
+
+static void same_tokens(const drained *a, const drained *b, int n)
+{
+    for (int k = 0; k < n; k++) {
+        ck_assert_int_eq(a->n[k], b->n[k]);
+        ck_assert_msg(memcmp(a->toks[k], b->toks[k], sizeof(int32_t) * (size_t)a->n[k]) == 0,
+                      "sample %d: tokens differ from the run read at once", k);
+    }
+}
+
+typedef struct {
+    glm_request *r;
+    drained d;
+} reader;
+
+static void *read_all(void *arg)
+{
+    reader *rd = arg;
+    drain(rd->r, &rd->d);
+    return NULL;
+}
+
+/* A reader that stops reading: its request holds at most (M + 2) n + 1 events
+ * and stops being scheduled while another request, read by another thread,
+ * runs to its end; read again, it goes on and ends with exactly the tokens of
+ * a run read at once. */
+START_TEST(stalled_reader_is_held_back)
+{
+    enum { M = 4, N = 2, TOP = 3, T = 40 };
+    glm_engine *e = make_engine(4096, 8, 64);
+    drained ref, got;
+    glm_request *a = submit_bp(e, 1, 24, N, T, TOP);
+    drain(a, &ref);
+    glm_request_release(a);
+    glm_engine_free(e);
+    for (int k = 0; k < N; k++)
+        ck_assert_int_eq(ref.n[k], T);
+
+    e = make_engine_bp(4096, 8, 64, M, 0);
+    a = submit_bp(e, 1, 24, N, T, TOP);
+    reader other = {.r = submit_bp(e, 2, 30, 0, 30, 0)};
+    pthread_t th;
+    ck_assert_int_eq(pthread_create(&th, NULL, read_all, &other), 0);
+    glm_engine_metrics m;
+    for (int i = 0;; i++) { /* a's two samples paused (the other adds at most one); hang guard 60 s */
+        glm_engine_metrics_get(e, &m);
+        if (m.num_paused >= N)
+            break;
+        ck_assert_msg(i < 12000, "the unread request was not held back");
+        sleep_ms(5);
+    }
+    size_t bytes;
+    int held = glm_request_pending(a, &bytes);
+    const int bound = (M + 2) * N + 1;
+    ck_assert_int_ge(held, M * N);
+    ck_assert_int_le(held, bound);
+    /* engine.h: 16 bytes an event, 8 a top logprob, 64 a finish; rings double */
+    ck_assert_uint_le(bytes, 2 * (size_t)bound * (16 + 8 * TOP) + 2 * N * 64);
+    /* the other request runs to its end meanwhile, and a takes no step: not one event more */
+    pthread_join(th, NULL);
+    ck_assert_int_eq(other.d.n[0], 30);
+    ck_assert_int_eq(other.d.fin, 1);
+    glm_request_release(other.r);
+    ck_assert_int_eq(glm_request_pending(a, NULL), held);
+    wait_state(e, N, 0, N, &m); /* a alone, running, its blocks kept: nobody needed them */
+    for (int i = 0; i < 10; i++) {
+        sleep_ms(2);
+        ck_assert_int_eq(glm_request_pending(a, NULL), held);
+    }
+    ck_assert_int_gt(m.kv_blocks_used, 0);
+    ck_assert_uint_eq(m.num_preemptions, 0);
+    /* read again: it goes on to the tokens it had when read at once */
+    drain(a, &got);
+    ck_assert_int_eq(got.errors, 0);
+    ck_assert_int_eq(got.fin, N);
+    same_tokens(&ref, &got, N);
+    glm_request_release(a);
+    wait_idle(e);
+    wait_state(e, 0, 0, 0, &m);
+    glm_engine_free(e);
+}
+END_TEST
+
+/* A held-back request gives its blocks up to a request that needs them (it is
+ * preempted, not the reader's neighbour), and recomputed after its reader is
+ * back it still produces the tokens of a run read at once. */
+START_TEST(stalled_reader_gives_up_its_cache)
+{
+    enum { M = 4 };
+    glm_engine *e = make_engine(4096, 4, 64);
+    drained ref_a, ref_b, got_a, got_b;
+    glm_request *a = submit_bp(e, 3, 20, 0, 40, 0);
+    drain(a, &ref_a);
+    glm_request_release(a);
+    glm_request *b = submit_bp(e, 4, 52, 0, 20, 0);
+    drain(b, &ref_b);
+    glm_request_release(b);
+    glm_engine_free(e);
+
+    /* 20 blocks of 4: b alone needs 18 */
+    e = make_engine_bp(80, 4, 64, M, 0);
+    a = submit_bp(e, 3, 20, 0, 40, 0);
+    glm_engine_metrics m;
+    wait_state(e, 1, 0, 1, &m);
+    b = submit_bp(e, 4, 52, 0, 20, 0);
+    drain(b, &got_b);
+    glm_request_release(b);
+    same_tokens(&ref_b, &got_b, 1);
+    wait_state(e, 0, 1, 1, &m); /* a, preempted: waiting, without blocks */
+    ck_assert_uint_ge(m.num_preemptions, 1);
+    ck_assert_int_eq(m.kv_blocks_used, 0);
+    drain(a, &got_a);
+    ck_assert_int_eq(got_a.fin, 1);
+    same_tokens(&ref_a, &got_a, 1);
+    glm_request_release(a);
+    wait_idle(e);
+    glm_engine_free(e);
+}
+END_TEST
+
+/* A reader that stays behind past reader_timeout: its request is aborted with
+ * an error, its blocks freed, and what it holds stays bounded. */
+START_TEST(stalled_reader_times_out)
+{
+    enum { M = 4, N = 2 };
+    glm_engine *e = make_engine_bp(4096, 8, 64, M, 0.05);
+    glm_request *a = submit_bp(e, 5, 24, N, 200, 0);
+    glm_engine_metrics m;
+    for (int i = 0;; i++) { /* hang guard: 60 s */
+        glm_engine_metrics_get(e, &m);
+        if (m.finished[GLM_FINISH_ABORT] == N)
+            break;
+        ck_assert_msg(i < 12000, "the stalled request was not aborted");
+        sleep_ms(5);
+    }
+    wait_idle(e); /* kv_blocks_used back to 0, nothing running or waiting */
+    wait_state(e, 0, 0, 0, &m);
+    ck_assert_int_le(glm_request_pending(a, NULL), (M + 2) * N + 1);
+    drained got;
+    drain(a, &got);
+    ck_assert_int_eq(got.errors, 1);
+    ck_assert_msg(strstr(got.error, "fell behind") != NULL, "%s", got.error);
+    ck_assert_int_eq(got.fin, N);
+    for (int k = 0; k < N; k++) {
+        ck_assert_int_eq(got.why[k], GLM_FINISH_ABORT);
+        ck_assert_int_lt(got.n[k], 200);
+    }
+    glm_request_release(a);
+    glm_engine_free(e);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("engine");
@@ -408,6 +716,10 @@ int main(void)
     tcase_add_test(tc, queue_overflow_and_bad_input);
     tcase_add_test(tc, n_samples_and_seeds);
     tcase_add_test(tc, processor_error_ends_siblings);
+    tcase_add_test(tc, event_queue_round_trip);
+    tcase_add_test(tc, stalled_reader_is_held_back);
+    tcase_add_test(tc, stalled_reader_gives_up_its_cache);
+    tcase_add_test(tc, stalled_reader_times_out);
     suite_add_tcase(s, tc);
     return test_run_suite(s);
 }

@@ -1,7 +1,8 @@
 /*
  * test_scheduler.c - block manager and scheduler without a model: block
  * accounting, prefix hits and LRU eviction, chunked prefill, preemption under
- * a cache too small for everyone, aborts in every state, FCFS order.
+ * a cache too small for everyone, aborts in every state, FCFS order, paused
+ * sequences (backpressure) that take no step and give up seats and blocks first.
  *
  * A fake "model" appends next = f(last token) for every sequence whose step
  * reaches its last token, so the expected output of each sequence is known
@@ -368,6 +369,118 @@ START_TEST(alone_and_too_big)
 }
 END_TEST
 
+/* One step of the fake model: plan, commit, append a token to every sequence
+ * whose step reached its last token, finish those at max_new. Returns the plan. */
+static glm_sched_batch step_once(glm_scheduler *sch)
+{
+    glm_sched_batch b;
+    glm_sched_step(sch, &b);
+    ck_assert_int_eq(b.n_full, 0);
+    glm_sched_commit(sch, &b);
+    for (int i = 0; i < b.n; i++) {
+        glm_sequence *s = b.seqs[i];
+        ck_assert(!s->paused);
+        if (s->n_computed < s->n_tokens)
+            continue;
+        fake_req *q = s->owner;
+        glm_seq_append(s, fake_next(s->tokens[s->n_tokens - 1]));
+        if (s->n_tokens - s->n_prompt == q->max_new) {
+            glm_sched_remove(sch, s);
+            q->done = 1;
+        }
+    }
+    return b;
+}
+
+static int in_plan(const glm_sched_batch *b, const glm_sequence *s)
+{
+    for (int i = 0; i < b->n; i++)
+        if (b->seqs[i] == s)
+            return 1;
+    return 0;
+}
+
+/* A paused running sequence takes no step and keeps its blocks while nobody
+ * needs them; a waiting sequence short of a seat takes the paused one's, and the
+ * paused one, preempted, is not admitted again until it is resumed. */
+START_TEST(paused_takes_no_step_and_yields_its_seat)
+{
+    enum { N = 3 };
+    fake_req r[N];
+    make_reqs(r, N, 21);
+    r[0].max_new = 20;
+    r[1].max_new = r[2].max_new = 3;
+    rig g = rig_start(256, 4, (glm_sched_params){2, 256}, r, N);
+    glm_scheduler *sch = g.sch;
+    glm_sched_batch b = step_once(sch); /* A and B admitted, C waits for a seat */
+    ck_assert(in_plan(&b, r[0].s) && in_plan(&b, r[1].s) && !in_plan(&b, r[2].s));
+    int blocks = r[0].s->table.n, n_tok = r[0].s->n_tokens;
+
+    /* no seat needed yet: A keeps running and its blocks, without a step */
+    r[0].s->paused = 1;
+    r[2].s->paused = 1; /* a paused waiting sequence is not admitted either */
+    b = step_once(sch);
+    ck_assert(!in_plan(&b, r[0].s) && in_plan(&b, r[1].s) && !in_plan(&b, r[2].s));
+    ck_assert_int_eq(r[0].s->status, GLM_SEQ_RUNNING);
+    ck_assert_int_eq(r[0].s->table.n, blocks);
+    ck_assert_uint_eq(glm_sched_num_preemptions(sch), 0);
+
+    /* C wants a seat: A gives its own up */
+    r[2].s->paused = 0;
+    b = step_once(sch);
+    ck_assert(!in_plan(&b, r[0].s) && in_plan(&b, r[2].s));
+    ck_assert_int_eq(r[0].s->status, GLM_SEQ_WAITING);
+    ck_assert_int_eq(r[0].s->table.n, 0);
+    ck_assert_uint_eq(glm_sched_num_preemptions(sch), 1);
+    while (!r[1].done || !r[2].done) {
+        b = step_once(sch);
+        ck_assert(!in_plan(&b, r[0].s)); /* seats are free now, but A is paused */
+    }
+    ck_assert_int_eq(r[0].s->n_tokens, n_tok);
+    ck_assert_int_eq(glm_sched_num_waiting(sch), 1);
+
+    /* resumed: recomputed, and its tokens are those it would have had */
+    r[0].s->paused = 0;
+    drive(sch, r, 1, NULL, 256); /* A alone is left */
+    check_outputs(r, N);
+    rig_end(&g, r, N);
+}
+END_TEST
+
+/* A running sequence that needs a block takes it from a paused one, even an
+ * older one, before preempting anybody who reads (itself included). */
+START_TEST(paused_gives_up_blocks_first)
+{
+    enum { N = 2 };
+    fake_req r[N];
+    int32_t p[8];
+    for (int i = 0; i < N; i++) {
+        for (int k = 0; k < 8; k++)
+            p[k] = 500 + i * 50 + k;
+        r[i].max_new = i == 0 ? 10 : 20;
+        r[i].s = glm_seq_create((uint64_t)i, p, 8, r[i].max_new);
+        r[i].s->owner = &r[i];
+        r[i].done = r[i].aborted = 0;
+    }
+    /* 8 blocks of 4: B alone needs 7 of them for its 28 tokens */
+    rig g = rig_start(8, 4, (glm_sched_params){4, 64}, r, N);
+    glm_scheduler *sch = g.sch;
+    step_once(sch); /* both prefill: 2 blocks each */
+    r[0].s->paused = 1;
+    while (!r[1].done) {
+        glm_sched_batch b = step_once(sch);
+        ck_assert(!in_plan(&b, r[0].s));
+    }
+    ck_assert_int_eq(r[1].s->n_preempted, 0);
+    ck_assert_int_eq(r[0].s->n_preempted, 1);
+    ck_assert_int_eq(r[0].s->status, GLM_SEQ_WAITING);
+    r[0].s->paused = 0;
+    drive(sch, r, 1, NULL, 64);
+    check_outputs(r, N);
+    rig_end(&g, r, N);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("scheduler");
@@ -381,6 +494,8 @@ int main(void)
     tcase_add_test(tc, aborts_in_every_state);
     tcase_add_test(tc, repeated_prompt_reuses_blocks);
     tcase_add_test(tc, alone_and_too_big);
+    tcase_add_test(tc, paused_takes_no_step_and_yields_its_seat);
+    tcase_add_test(tc, paused_gives_up_blocks_first);
     suite_add_tcase(s, tc);
     return test_run_suite(s);
 }

@@ -201,7 +201,7 @@ START_TEST(engine_world_stopped)
     glm_request *r = submit(e, 1, 3000);
     glm_event ev;
     int tokens = 0, errors = 0, rc;
-    char msg[sizeof ev.message] = "";
+    char msg[256] = "";
     while ((rc = glm_request_next(r, &ev, 60000)) == 1) {
         if (ev.type == GLM_EV_TOKEN && ++tokens == 3)
             glm_engine_stop_backend(e, "node 1 dropped out (test)");
