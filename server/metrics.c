@@ -248,6 +248,9 @@ void glm_metrics_render(glm_metrics *m, const glm_engine_metrics *es, const char
     sample(f, "num_requests_running", model, NULL, es->num_running);
     header(f, "num_requests_waiting", "gauge", "Number of requests waiting to be processed.");
     sample(f, "num_requests_waiting", model, NULL, es->num_waiting);
+    header(f, "num_requests_paused", "gauge",
+           "Number of running sequences held back because their client reads too slowly.");
+    sample(f, "num_requests_paused", model, NULL, es->num_paused);
     header(f, "kv_cache_usage_perc", "gauge", "KV-cache usage. 1 means 100 percent usage.");
     sample(f, "kv_cache_usage_perc", model, NULL,
            es->kv_blocks_total ? (double)es->kv_blocks_used / es->kv_blocks_total : 0.0);

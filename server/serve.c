@@ -564,6 +564,9 @@ static int serve_args(int argc, char **argv, const struct option *opts, int n_cf
     srv.idle_timeout_s = keepalive;
     srv.request_read_timeout_s = read_timeout;
     srv.stream_write_timeout_s = write_timeout;
+    /* a stream whose client stops reading: the engine holds it back, then aborts it after the same
+     * time (engine.h: reader_timeout); the socket's own write deadline is libmicrohttpd's */
+    ep.reader_timeout = write_timeout;
     srv.max_connections = max_conn;
     srv.max_connections_per_ip = max_conn_ip;
     srv.allowed_origins = origins;
