@@ -34,6 +34,7 @@
 #include "http.h"
 #include "openai_request.h"
 #include "openai_response.h"
+#include "request_body.h"
 #include "structured.h"
 #include "core/util.h"
 
@@ -51,7 +52,6 @@ static void notify(void *ctx)
 typedef struct {
     glm_http_req *http;         /* NULL once the connection is done with us */
     const glm_gen_ctx *g;
-    json_t *root;
     glm_oai_request req;
     glm_request *er;
     int efd;                    /* eventfd written by notify(); -1 when none */
@@ -171,7 +171,6 @@ static void job_free(job *j)
         close(j->efd);
     glm_gen_free(j->gen);
     glm_oai_request_free(&j->req);
-    json_decref(j->root);
     glm_buf_free(&j->out);
     free(j->last_token);
     free(j);
@@ -255,17 +254,18 @@ enum MHD_Result glm_handle_completions(glm_http_req *r, const glm_gen_ctx *g, in
     j->efd = -1;
     j->g = g;
     j->http = r;
-    j->root = glm_http_body_json(r, &res);
-    if (!j->root) {
+    glm_body in;
+    if (glm_body_open(r, g->model, &in, &res) != GLM_OK) {
         free(j);
         return res;
     }
     int status;
     const char *param;
     char err[GLM_ERRLEN];
-    if (glm_oai_request_parse(&j->req, j->root, chat, g, &status, &param, err, sizeof err) != GLM_OK) {
+    int rc = glm_oai_request_parse(&j->req, in.root, chat, g, &status, &param, err, sizeof err);
+    glm_body_close(g->model, &in); /* the request keeps its ids and parameters, not its body */
+    if (rc != GLM_OK) {
         res = glm_http_error(r, status, NULL, param, "%s", err);
-        json_decref(j->root);
         free(j);
         return res;
     }
