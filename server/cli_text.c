@@ -3,11 +3,12 @@
  *   glm-server tokenize   --model DIR [--no-special]   text on stdin -> ids
  *   glm-server detokenize --model DIR [--skip-special] ids on stdin -> text
  *   glm-server render     --model DIR [--ids] [--default-chat-template-kwargs JSON]
- *                                                      chat request JSON on stdin -> prompt
+ *                         [--max-model-len N]          chat request JSON on stdin -> prompt
  * `render` prints exactly the prompt the server feeds the model (no newline
  * added), or with --ids its token ids: it builds it with the chat API's and
- * /tokenize's function (engine/glm/chat_prompt.h), so it accepts and rejects
- * what they do. `tokenize` and `detokenize` use the same code as /tokenize and
+ * /tokenize's function (engine/glm/chat_prompt.h) under the server's request
+ * limits (those of --max-model-len, default config.json's
+ * max_position_embeddings), so it accepts and rejects what they do. `tokenize` and `detokenize` use the same code as /tokenize and
  * /detokenize.
  */
 #include <errno.h>
@@ -23,6 +24,7 @@
 #include "cli.h"
 #include "text/tokenizer.h"
 #include "core/buf.h"
+#include "core/json_limits.h"
 #include "core/util.h"
 
 #define STDIN_MAX ((size_t)256 << 20)
@@ -189,23 +191,47 @@ int glm_cli_detokenize(int argc, char **argv)
     return rc;
 }
 
+/* config.json's max_position_embeddings in dir, or 0 when there is none. */
+static int context_length(const char *dir)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    json_t *c = json_load_file(path, 0, NULL);
+    json_t *v = json_object_get(c, "max_position_embeddings");
+    int n = json_is_integer(v) && json_integer_value(v) > 0 && json_integer_value(v) <= INT32_MAX
+                ? (int)json_integer_value(v)
+                : 0;
+    json_decref(c);
+    return n;
+}
+
 int glm_cli_render(int argc, char **argv)
 {
     struct option opts[] = {{"model", required_argument, 0, 'm'},
                             {"ids", no_argument, 0, 'i'},
                             {"default-chat-template-kwargs", required_argument, 0, 'k'},
+                            {"max-model-len", required_argument, 0, 'l'},
                             {"help", no_argument, 0, 'h'},
                             {0, 0, 0, 0}};
     const char *dir = NULL, *defkw_text = NULL;
-    int ids_out = 0, o;
+    int ids_out = 0, o, max_model_len = -1;
+    char *end;
     optind = 1;
     while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (o) {
         case 'm': dir = optarg; break;
         case 'i': ids_out = 1; break;
         case 'k': defkw_text = optarg; break;
+        case 'l':
+            max_model_len = (int)strtol(optarg, &end, 10);
+            if (*end || !*optarg || max_model_len < 1) {
+                fprintf(stderr, "glm-server: --max-model-len must be a positive integer\n");
+                return 2;
+            }
+            break;
         case 'h':
-            printf("usage: glm-server render --model DIR [--ids] [--default-chat-template-kwargs JSON]\n");
+            printf("usage: glm-server render --model DIR [--ids] [--default-chat-template-kwargs JSON] "
+                   "[--max-model-len N]\n");
             return 0;
         default: return 2;
         }
@@ -218,14 +244,23 @@ int glm_cli_render(int argc, char **argv)
         fprintf(stderr, "glm-server: render: --model is required\n");
         return 2;
     }
+    glm_out_tags tags;
+    glm_out_tags_default(&tags);
+    glm_chat_ctx c = {.tags = &tags};
+    glm_chat_limits_init(&c.limits, max_model_len > 0 ? max_model_len : context_length(dir));
     json_error_t je;
+    char err[GLM_ERRLEN];
     json_t *defkw = defkw_text ? json_loads(defkw_text, 0, &je) : NULL;
     if (defkw_text && !json_is_object(defkw)) {
         fprintf(stderr, "glm-server: --default-chat-template-kwargs must be a JSON object\n");
         json_decref(defkw);
         return 2;
     }
-    char err[GLM_ERRLEN];
+    if (defkw && glm_chat_kwargs_check(&c.limits, defkw, "--default-chat-template-kwargs", err, sizeof err) != GLM_OK) {
+        fprintf(stderr, "glm-server: %s\n", err);
+        json_decref(defkw);
+        return 2;
+    }
     glm_chat_template *ct = NULL;
     glm_tok *tok = NULL;
     json_t *req = NULL;
@@ -240,16 +275,23 @@ int glm_cli_render(int argc, char **argv)
     char *text = read_stdin(&len);
     if (!text)
         goto out;
+    glm_json_shape shape; /* the server's body limits, before the tree is built */
+    if (glm_json_scan(text, len, &c.limits.json, &shape) != GLM_OK) {
+        glm_json_shape_error(&shape, &c.limits.json, "the request body", err, sizeof err);
+        fprintf(stderr, "glm-server: %s\n", err);
+        free(text);
+        goto out;
+    }
     req = json_loadb(text, len, 0, &je);
     free(text);
     if (!req || !json_is_object(req)) {
         fprintf(stderr, "glm-server: the request is not a JSON object%s%s\n", req ? "" : ": ", req ? "" : je.text);
         goto out;
     }
-    glm_out_tags tags;
-    glm_out_tags_default(&tags);
-    glm_chat_ctx c = {.tmpl = ct, .tok = tok, .default_kwargs = defkw, .tags = &tags};
-    if (glm_chat_prompt_build(&c, req, &p, err, sizeof err) != GLM_OK) {
+    c.tmpl = ct;
+    c.tok = tok;
+    c.default_kwargs = defkw;
+    if (glm_chat_prompt_build(&c, req, 0, &p, err, sizeof err) != GLM_OK) {
         fprintf(stderr, "glm-server: %s\n", err);
         goto out;
     }

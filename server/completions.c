@@ -36,6 +36,7 @@
 #include "http.h"
 #include "openai_request.h"
 #include "openai_response.h"
+#include "request_body.h"
 #include "structured.h"
 #include "waiter.h"
 #include "core/util.h"
@@ -48,7 +49,6 @@ typedef struct {
     glm_http_req *http;         /* NULL once the connection is done with us */
     struct MHD_Connection *conn;
     const glm_gen_ctx *g;
-    json_t *root;
     glm_oai_request req;
     glm_request *er;
     glm_watch *watch;
@@ -126,7 +126,6 @@ static void job_free(job *j)
     glm_waiter_remove(j->watch);
     glm_gen_free(j->gen);
     glm_oai_request_free(&j->req);
-    json_decref(j->root);
     glm_buf_free(&j->out);
     free(j->last_token);
     pthread_mutex_destroy(&j->mu);
@@ -370,15 +369,17 @@ enum MHD_Result glm_handle_completions(glm_http_req *r, const glm_gen_ctx *g, in
     j->g = g;
     j->http = r;
     j->conn = r->conn;
-    j->root = glm_http_body_json(r, &res);
-    if (!j->root) {
+    glm_body in;
+    if (glm_body_open(r, g->model, &in, &res) != GLM_OK) {
         job_free(j);
         return res;
     }
     int status;
     const char *param;
     char err[GLM_ERRLEN];
-    if (glm_oai_request_parse(&j->req, j->root, chat, g, &status, &param, err, sizeof err) != GLM_OK) {
+    int rc = glm_oai_request_parse(&j->req, in.root, chat, g, &status, &param, err, sizeof err);
+    glm_body_close(g->model, &in); /* the request keeps its ids and parameters, not its body */
+    if (rc != GLM_OK) {
         res = glm_http_error(r, status, NULL, param, "%s", err);
         job_free(j);
         return res;

@@ -33,6 +33,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "parse_gate.h"
 #include "waiter.h"
 #include "core/util.h"
 
@@ -500,8 +501,11 @@ glm_http *glm_http_start(glm_server *srv, const char *host, int port, char *err,
                 max_conn, max_conn * 2 + 256, (unsigned long long)rl.rlim_cur, fit);
         max_conn = fit;
     }
+    /* event-loop threads: one per core, 2 to 8, as many as the parse gate has slots
+     * (parse_gate.h), so that a handler never waits at the gate and stalls its thread's other
+     * connections; handlers are otherwise short, and 8 threads drive any number of sockets */
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
-    unsigned pool = (unsigned)GLM_MAX(2, GLM_MIN(cores > 0 ? cores : 2, 64));
+    unsigned pool = (unsigned)GLM_MAX(GLM_PARSE_GATE_MIN, GLM_MIN(cores > 0 ? cores : 2, GLM_PARSE_GATE_MAX));
     srv->waiter = glm_waiter_start(err, errlen);
     if (!srv->waiter) {
         freeaddrinfo(ai);

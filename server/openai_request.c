@@ -56,6 +56,15 @@ static int get_bool(const json_t *o, const char *k, int *out)
 
 #define BAD(p, ...) (*param = (p), glm_err(err, errlen, __VA_ARGS__))
 
+/* A malloc'd NUL-terminated copy of s[0, n). */
+static char *copy_str(const char *s, size_t n)
+{
+    char *c = glm_malloc(n + 1);
+    memcpy(c, s, n);
+    c[n] = 0;
+    return c;
+}
+
 static int read_float(const json_t *o, const char *k, float *dst, const char **param, char *err,
                       size_t errlen)
 {
@@ -78,7 +87,7 @@ static int parse_stop(glm_oai_request *r, const json_t *root, const char **param
         return GLM_OK;
     if (json_is_string(v)) {
         if (json_string_length(v) > 0) {
-            r->stops[0] = json_string_value(v);
+            r->stops[0] = copy_str(json_string_value(v), json_string_length(v));
             r->stop_lens[0] = json_string_length(v);
             r->n_stops = 1;
         }
@@ -95,7 +104,7 @@ static int parse_stop(glm_oai_request *r, const json_t *root, const char **param
             return BAD("stop", "'stop' must be a string or an array of strings");
         if (json_string_length(s) == 0)
             continue;
-        r->stops[r->n_stops] = json_string_value(s);
+        r->stops[r->n_stops] = copy_str(json_string_value(s), json_string_length(s));
         r->stop_lens[r->n_stops++] = json_string_length(s);
     }
     return GLM_OK;
@@ -260,7 +269,9 @@ static int encode(glm_oai_request *r, const glm_gen_ctx *g, const char *text, si
     int32_t *ids = NULL;
     size_t n = 0;
     char terr[GLM_ERRLEN];
-    if (glm_tok_encode(g->out->tok, text, len, 1, &ids, &n, terr, sizeof terr) != GLM_OK)
+    /* a prompt of max_model_len tokens or more is refused below, with its length */
+    if (glm_tok_encode_max(g->out->tok, text, len, 1, (size_t)g->model->max_model_len, &ids, &n, terr,
+                           sizeof terr) != GLM_OK)
         return BAD(name, "%s", terr);
     if (n > INT32_MAX / 2) {
         free(ids);
@@ -276,15 +287,15 @@ static int chat_prompt(glm_oai_request *r, const json_t *root, const glm_gen_ctx
                        size_t errlen)
 {
     glm_chat_prompt *cp = &r->prompt_info;
-    if (glm_chat_prompt_build(g->chat, root, cp, err, errlen) != GLM_OK) {
+    if (glm_chat_prompt_build(g->chat, root, (size_t)g->model->max_model_len, cp, err, errlen) != GLM_OK) {
         *param = cp->param[0] ? cp->param : NULL;
         return GLM_ERR;
     }
-    r->prompt_text = cp->text;
     r->prompt = cp->ids;
     r->n_prompt = (int)cp->n_ids;
-    cp->text = NULL;
     cp->ids = NULL;
+    free(cp->text); /* the answer needs the ids only */
+    cp->text = NULL;
     return GLM_OK;
 }
 
@@ -299,7 +310,8 @@ static int completion_prompt(glm_oai_request *r, const json_t *root, const glm_g
     if (json_is_string(p)) {
         if (json_string_length(p) == 0)
             return BAD("prompt", "'prompt' must not be empty");
-        r->prompt_text = glm_strdup(json_string_value(p));
+        if (r->echo) /* the answer repeats it */
+            r->prompt_text = glm_strdup(json_string_value(p));
         return encode(r, g, json_string_value(p), json_string_length(p), "prompt", param, err, errlen);
     }
     if (!json_is_array(p) || json_array_size(p) == 0)
@@ -349,8 +361,8 @@ int glm_oai_request_parse(glm_oai_request *r, const json_t *root, int chat, cons
     if (rc == GLM_OK)
         rc = chat ? chat_prompt(r, root, g, param, err, errlen) : completion_prompt(r, root, g, param, err, errlen);
     if (rc == GLM_OK)
-        rc = glm_oai_grammar_build(r, root, g->out, param, err, errlen);
-    if (rc == GLM_OK && r->n_prompt >= g->model->max_model_len) {
+        rc = glm_oai_grammar_build(r, root, g->out, &g->chat->limits.json, param, err, errlen);
+    if (rc == GLM_OK && r->n_prompt >= g->model->max_model_len) { /* r->prompt holds max_model_len ids at most */
         rc = BAD(chat ? "messages" : "prompt",
                  "This model's maximum context length is %d tokens. However, your request has %d input tokens. "
                  "Please reduce the length of the input messages.",
@@ -379,6 +391,10 @@ void glm_oai_request_free(glm_oai_request *r)
     free(r->prompt);
     free(r->prompt_text);
     free(r->bias);
+    for (int i = 0; i < r->n_stops; i++)
+        free((char *)r->stops[i]);
+    r->n_stops = 0;
+    glm_chat_prompt_free(&r->prompt_info);
     glm_grammar_free(r->grammar);
     r->grammar = NULL;
     r->prompt = NULL;

@@ -7,7 +7,10 @@
  *
  * Unknown fields are ignored; a known field with the wrong type or range is
  * an error naming the field (a 400 with "param" set). Nothing here talks to
- * the network; the caller owns the JSON root for the life of the struct.
+ * the network. The struct keeps nothing of the JSON root but a reference to
+ * the tools, so the caller frees the root as soon as parsing returns: a
+ * request holds its prompt ids and small parameters while it generates, not
+ * its body.
  */
 #ifndef GLM_OPENAI_REQUEST_H
 #define GLM_OPENAI_REQUEST_H
@@ -36,16 +39,16 @@ typedef struct {
     glm_sampling_params sp;       /* validated; arrays point into this struct */
     int32_t stop_ids[64];
     glm_sampling_logit_bias *bias; /* [sp.n_logit_bias], malloc'd */
-    const char *stops[GLM_OAI_MAX_STOP]; /* borrowed from the JSON root */
+    const char *stops[GLM_OAI_MAX_STOP]; /* malloc'd copies (owned) */
     size_t stop_lens[GLM_OAI_MAX_STOP];
     int n_stops;
     int32_t *prompt;              /* [n_prompt], malloc'd */
     int n_prompt;
-    char *prompt_text;            /* completions with echo, or the rendered chat prompt */
+    char *prompt_text;            /* completions: the prompt's text with echo, else NULL */
     glm_chat_prompt prompt_info;  /* chat: what engine/glm read from the request (think mode,
                                      reasoning budget and exclusion, tools, tool_choice); its
-                                     text and ids moved to prompt_text and prompt. Completions:
-                                     no tools, think off, budget -1 */
+                                     ids moved to prompt, its text freed. Completions: no
+                                     tools, think off, budget -1 */
     glm_grammar *grammar;         /* the answer's grammar (tool_choice required/named,
                                      response_format), or NULL; owned */
     int content_plain;            /* an output format governs the answer: no tags parsed in it */

@@ -399,9 +399,16 @@ static int serve_args(int argc, char **argv, const struct option *opts, int n_cf
         case O_DEFKW: {
             json_error_t je;
             json_t *kw = json_loads(optarg, 0, &je);
-            if (!json_is_object(kw)) {
-                fprintf(stderr, "glm-server: --default-chat-template-kwargs must be a JSON object%s%s\n",
-                        kw ? "" : ": ", kw ? "" : je.text);
+            glm_chat_limits lim; /* the same bounds as a request's chat_template_kwargs */
+            glm_chat_limits_init(&lim, 0);
+            char kerr[GLM_ERRLEN] = "";
+            if (!json_is_object(kw) ||
+                glm_chat_kwargs_check(&lim, kw, "--default-chat-template-kwargs", kerr, sizeof kerr) != GLM_OK) {
+                if (kerr[0])
+                    fprintf(stderr, "glm-server: %s\n", kerr);
+                else
+                    fprintf(stderr, "glm-server: --default-chat-template-kwargs must be a JSON object%s%s\n",
+                            kw ? "" : ": ", kw ? "" : je.text);
                 json_decref(kw);
                 json_decref(defkw);
                 return 2;

@@ -5,12 +5,15 @@
 
 void glm_server_ready(glm_server *srv)
 {
+    glm_parse_gate_init(&srv->gate, 0, 0);
     srv->served = (glm_served_model){
         .model_dir = srv->model_dir,
         .served_model_name = srv->served_model_name,
         .created = srv->created,
         .max_model_len = srv->max_model_len,
         .vocab = srv->vocab,
+        .body_limits = &srv->chat.limits.json,
+        .gate = &srv->gate,
     };
     srv->out.tok = srv->tok;
     srv->out.tags = srv->tags;
@@ -22,6 +25,7 @@ void glm_server_ready(glm_server *srv)
         .default_kwargs = srv->default_template_kwargs,
         .tags = &srv->out.tags,
     };
+    glm_chat_limits_init(&srv->chat.limits, srv->max_model_len);
     srv->gen = (glm_gen_ctx){
         .model = &srv->served,
         .chat = &srv->chat,

@@ -16,8 +16,8 @@
  *                      settings, shutdown flag                    /metrics
  *
  * All of it is written before loading is cleared and read-only afterwards
- * (except the atomic counters), so handlers on any connection thread use it
- * without locks.
+ * (except the atomic counters and the parse gate, which has its own lock), so
+ * handlers on any connection thread use it without locks.
  */
 #ifndef GLM_SERVER_H
 #define GLM_SERVER_H
@@ -31,6 +31,7 @@
 #include "glm/chat_prompt.h"
 #include "glm/output_parser.h"
 #include "metrics.h"
+#include "parse_gate.h"
 #include "model/model.h"
 #include "sched/engine.h"
 #include "text/chat_template.h"
@@ -50,13 +51,16 @@ typedef struct {
     int max_tokens;              /* generation_config's max_new_tokens */
 } glm_sampling_defaults;
 
-/* The model as clients name and size it. */
+/* The model as clients name and size it, and how request bodies are read
+ * (request_body.h). */
 typedef struct {
     const char *model_dir;          /* "root" in /v1/models */
     const char *served_model_name;  /* the only accepted "model" value */
     long created;                   /* start time, "created" in /v1/models */
     int max_model_len;              /* prompt + output tokens at most */
     int vocab;                      /* token ids are below this */
+    const glm_json_limits *body_limits; /* every POST body's shape (the chat context's limits.json) */
+    glm_parse_gate *gate;           /* bodies parsed at once */
 } glm_served_model;
 
 /* What turns the engine's tokens into an answer, and constrains them. */
@@ -117,6 +121,7 @@ typedef struct {
     glm_chat_ctx chat;
     glm_output_ctx out;
     glm_gen_ctx gen;
+    glm_parse_gate gate;            /* bodies parsed at once (glm_server_ready) */
     /* runtime */
     atomic_int loading;             /* 1 until the model is loaded: /health 503, the rest 503 */
     atomic_int draining;            /* 1 after SIGINT/SIGTERM: new requests get a 503 */

@@ -15,14 +15,16 @@
 #include "constrain/constraint.h"
 #include "constrain/schema_grammar.h"
 #include "glm/tool_grammar.h"
-#include "core/util.h"
 #include "core/json_field.h"
+#include "core/json_limits.h"
+#include "core/util.h"
 
 #define BAD(p, ...) (*param = (p), glm_err(err, errlen, __VA_ARGS__))
 
 /* The GBNF for the request's output format, or NULL with *none set when it
  * asks for none. */
-static char *format_gbnf(const json_t *root, int *none, const char **param, char *err, size_t errlen)
+static char *format_gbnf(const json_t *root, const glm_json_limits *lim, int *none, const char **param, char *err,
+                         size_t errlen)
 {
     char serr[GLM_ERRLEN];
     const char *which = NULL;
@@ -126,8 +128,16 @@ static char *format_gbnf(const json_t *root, int *none, const char **param, char
         return glm_strdup(json_string_value(spec));
     }
     json_t *parsed = NULL;
-    if (json_is_string(spec)) { /* vLLM also takes the schema as JSON text */
+    if (json_is_string(spec)) { /* vLLM also takes the schema as JSON text (its shape checked first) */
         json_error_t je;
+        glm_json_shape sh;
+        char what[64];
+        snprintf(what, sizeof what, "'%s'", which);
+        if (glm_json_scan(json_string_value(spec), json_string_length(spec), lim, &sh) != GLM_OK) {
+            sh.field[0] = 0;
+            glm_json_shape_error(&sh, lim, what, err, errlen);
+            return NULL;
+        }
         parsed = json_loadb(json_string_value(spec), json_string_length(spec), JSON_DECODE_ANY, &je);
         if (!parsed) {
             glm_err(err, errlen, "'%s': the schema is not valid JSON: %s", which, je.text);
@@ -149,11 +159,11 @@ static char *format_gbnf(const json_t *root, int *none, const char **param, char
     return g;
 }
 
-int glm_oai_grammar_build(glm_oai_request *r, const json_t *root, const glm_output_ctx *out, const char **param,
-                          char *err, size_t errlen)
+int glm_oai_grammar_build(glm_oai_request *r, const json_t *root, const glm_output_ctx *out,
+                          const glm_json_limits *lim, const char **param, char *err, size_t errlen)
 {
     int none = 1;
-    char *fmt = format_gbnf(root, &none, param, err, errlen);
+    char *fmt = format_gbnf(root, lim, &none, param, err, errlen);
     if (!fmt && !none)
         return GLM_ERR;
     char *gbnf = fmt;

@@ -13,10 +13,10 @@
 /* Builds r->grammar from tool_choice "required" / a named function, or from
  * response_format (json_object, json_schema), structured_outputs (json,
  * json_object, grammar) or llama.cpp's json_schema / grammar. Call after the
- * prompt is built (r->prompt_info holds the tools). GLM_ERR with *param and one
- * line in err. */
-int glm_oai_grammar_build(glm_oai_request *r, const json_t *root, const glm_output_ctx *out, const char **param,
-                          char *err, size_t errlen);
+ * prompt is built (r->prompt_info holds the tools). A schema given as JSON
+ * text is parsed within lim. GLM_ERR with *param and one line in err. */
+int glm_oai_grammar_build(glm_oai_request *r, const json_t *root, const glm_output_ctx *out,
+                          const glm_json_limits *lim, const char **param, char *err, size_t errlen);
 
 /* Builds the server's vocabulary tries and the tags' token ids into srv->out
  * (after the tokenizer and model are loaded). */

@@ -223,10 +223,12 @@ fail:
 
 /* A message as transformers passes it: null-valued keys dropped, reasoning
  * aliased to `thinking` and `reasoning_content` ({"thinking": r, **m,
- * "reasoning_content": r} in Python, whose key order this keeps). Values are
- * deep copies: the caller's JSON is only read (not even its reference counts
- * change), so one request's JSON may be rendered from several threads. */
-static json_t *normalize_message(const json_t *m)
+ * "reasoning_content": r} in Python, whose key order this keeps). m itself
+ * when that changes nothing, else a new object sharing m's values: the
+ * caller's JSON is never modified, only referenced (jansson's reference
+ * counts are atomic), so one request's JSON may be rendered from several
+ * threads, and a conversation is not copied to be rendered. */
+static json_t *normalize_message(json_t *m)
 {
     static const char *const REASONING[] = {"reasoning_content", "thinking", "reasoning"};
     json_t *reasoning = NULL;
@@ -235,18 +237,23 @@ static json_t *normalize_message(const json_t *m)
         if (v && !json_is_null(v))
             reasoning = v;
     }
-    json_t *out = json_object();
-    if (reasoning)
-        json_object_set_new(out, "thinking", json_deep_copy(reasoning));
     const char *k;
     json_t *v;
-    json_object_foreach((json_t *)m, k, v)
+    int nulls = 0;
+    json_object_foreach(m, k, v)
+        nulls |= json_is_null(v);
+    if (!reasoning && !nulls)
+        return json_incref(m);
+    json_t *out = json_object();
+    if (reasoning)
+        json_object_set(out, "thinking", reasoning);
+    json_object_foreach(m, k, v)
     {
         if (!json_is_null(v))
-            json_object_set_new(out, k, json_deep_copy(v));
+            json_object_set(out, k, v);
     }
     if (reasoning)
-        json_object_set_new(out, "reasoning_content", json_deep_copy(reasoning));
+        json_object_set(out, "reasoning_content", reasoning);
     return out;
 }
 
@@ -290,7 +297,7 @@ int glm_chat_render(const glm_chat_template *ct, const json_t *messages, const j
     const char *k;
     json_t *v;
     json_object_foreach((json_t *)kwargs, k, v)
-        json_object_set_new(ctx, k, json_deep_copy(v));
+        json_object_set(ctx, k, v);
     json_t *msgs = json_array();
     json_array_foreach(messages, i, e)
     {
@@ -302,7 +309,7 @@ int glm_chat_render(const glm_chat_template *ct, const json_t *messages, const j
         json_array_append_new(msgs, normalize_message(e));
     }
     json_object_set_new(ctx, "messages", msgs);
-    json_object_set_new(ctx, "tools", tools ? json_deep_copy(tools) : json_null());
+    json_object_set(ctx, "tools", tools ? (json_t *)tools : json_null());
     json_object_set_new(ctx, "documents", json_null());
     json_object_set_new(ctx, "add_generation_prompt", json_boolean(add_generation_prompt));
 

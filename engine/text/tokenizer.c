@@ -1220,8 +1220,9 @@ typedef struct {
 typedef struct {
     const glm_tok *t;
     int parse_special;
-    int32_t *ids;
-    size_t n, cap;
+    int32_t *ids;       /* [cap]: the first min(n, max_ids) ids */
+    size_t n, cap;      /* n: every id so far, kept or not */
+    size_t max_ids;     /* ids kept at most */
     sym *syms;
     size_t syms_cap;
     hitem *heap;
@@ -1236,8 +1237,13 @@ typedef struct {
     size_t errlen;
 } enc;
 
+/* Counts an id, and keeps it while fewer than max_ids are kept. */
 static void push_id(enc *e, int32_t id)
 {
+    if (e->n >= e->max_ids) {
+        e->n++;
+        return;
+    }
     if (e->n == e->cap) {
         e->cap = e->cap ? 2 * e->cap : 64;
         e->ids = glm_realloc(e->ids, e->cap * sizeof *e->ids);
@@ -1352,6 +1358,9 @@ static int bpe_word(enc *e, const unsigned char *w, size_t n)
         if (cache_get(e, h, w, n))
             return GLM_OK;
     }
+    if (n > GLM_TOK_MAX_WORD)
+        return glm_err(e->err, e->errlen, "a pre-tokenized word of %zu bytes is too long (at most %zu)", n,
+                       (size_t)GLM_TOK_MAX_WORD);
     if (t->ignore_merges) {
         e->buf = grow(e->buf, &e->buf_cap, 2 * n + 1, 1);
         size_t o = 0;
@@ -1369,7 +1378,7 @@ static int bpe_word(enc *e, const unsigned char *w, size_t n)
     /* symbols: BPE::merge_word (one character of the byte-level string per byte) */
     size_t pl = t->prefix ? strlen(t->prefix) : 0, sl = t->suffix ? strlen(t->suffix) : 0;
     size_t per = t->byte_fallback ? pl + 2 + sl : 1;
-    if (n > GLM_TOK_MAX_WORD || n * per >= INT32_MAX / 4)
+    if (n * per >= INT32_MAX / 4)
         return glm_err(e->err, e->errlen, "a pre-tokenized word of %zu bytes is too long (at most %zu)", n,
                        (size_t)GLM_TOK_MAX_WORD);
     e->syms = grow(e->syms, &e->syms_cap, n * per + 1, sizeof *e->syms);
@@ -1454,7 +1463,7 @@ static int bpe_word(enc *e, const unsigned char *w, size_t n)
     size_t first = e->n;
     for (int32_t i = ns ? 0 : -1; i >= 0; i = e->syms[i].next)
         push_id(e, e->syms[i].c);
-    if (cacheable && e->n - first <= CACHE_IDS_MAX)
+    if (cacheable && e->n - first <= CACHE_IDS_MAX && e->n <= e->max_ids)
         cache_put(e, h, w, n, e->ids + first, e->n - first);
     return GLM_OK;
 }
@@ -1686,6 +1695,12 @@ static int added_pass(enc *e, int pass, const char *text, size_t s, size_t end)
 int glm_tok_encode(const glm_tok *t, const char *text, size_t len, int parse_special, int32_t **ids,
                    size_t *n_ids, char *err, size_t errlen)
 {
+    return glm_tok_encode_max(t, text, len, parse_special, 0, ids, n_ids, err, errlen);
+}
+
+int glm_tok_encode_max(const glm_tok *t, const char *text, size_t len, int parse_special, size_t max_ids,
+                       int32_t **ids, size_t *n_ids, char *err, size_t errlen)
+{
     *ids = NULL;
     *n_ids = 0;
     if (len > GLM_TOK_MAX_TEXT)
@@ -1694,8 +1709,9 @@ int glm_tok_encode(const glm_tok *t, const char *text, size_t len, int parse_spe
     size_t bad = glm_utf8_valid_prefix(text, len);
     if (bad < len)
         return glm_err(err, errlen, "text is not valid UTF-8 (byte %zu of %zu)", bad, len);
-    enc e = {.t = t, .parse_special = parse_special != 0, .err = err, .errlen = errlen};
-    e.cap = GLM_MIN(len / 3 + 16, (size_t)1 << 16);
+    enc e = {.t = t, .parse_special = parse_special != 0, .err = err, .errlen = errlen,
+             .max_ids = max_ids ? max_ids : SIZE_MAX};
+    e.cap = GLM_MIN(GLM_MIN(len / 3 + 16, (size_t)1 << 16), e.max_ids);
     e.ids = glm_malloc(e.cap * sizeof *e.ids);
     int rc = GLM_OK;
     if (t->n_steps > 0) {

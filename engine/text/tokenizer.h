@@ -56,10 +56,13 @@ typedef struct glm_tok glm_tok;
 #define GLM_TOK_MAX_ID (1 << 24)
 
 /* Longest text encode accepts, in bytes, and longest single pre-tokenized
- * word (e.g. one run of letters or whitespace; BPE work and memory grow as
- * n log n and 64 n in it). */
+ * word (e.g. one run of letters, punctuation or whitespace; BPE work and
+ * memory grow as n log n and up to 64 n in it, so a word is refused past
+ * 1 MiB: 64 MiB of working memory at most, where `tokenizers` has no limit.
+ * A million letters, marks or spaces without a break is not text; at 2 to 4
+ * bytes a token it is also past any model's context). */
 #define GLM_TOK_MAX_TEXT ((size_t)1 << 31)
-#define GLM_TOK_MAX_WORD ((size_t)1 << 26)
+#define GLM_TOK_MAX_WORD ((size_t)1 << 20)
 
 /*
  * Loads `path` (a tokenizer.json). Returns GLM_OK and sets *out, or GLM_ERR
@@ -102,6 +105,13 @@ void glm_tok_free(glm_tok *t);
  */
 int glm_tok_encode(const glm_tok *t, const char *text, size_t len, int parse_special,
                    int32_t **ids, size_t *n_ids, char *err, size_t errlen);
+
+/* glm_tok_encode keeping at most max_ids ids (0: all): *n_ids still counts
+ * every id, and *ids holds the first min(*n_ids, max_ids). A caller that
+ * refuses texts past a length (a prompt past the context) learns how long
+ * the text is without holding 4 bytes a token of it. */
+int glm_tok_encode_max(const glm_tok *t, const char *text, size_t len, int parse_special, size_t max_ids,
+                       int32_t **ids, size_t *n_ids, char *err, size_t errlen);
 
 /*
  * Decodes ids into text: the bytes of every token in order, then invalid

@@ -148,6 +148,28 @@ BAD = {
 }
 
 
+def max_model_len():
+    with urllib.request.urlopen(BASE + "/v1/models", timeout=60) as r:
+        return json.loads(r.read())["data"][0]["max_model_len"]
+
+
+# the request limits (README, "Request limits"): one past each, refused the same three ways
+CTX = max_model_len()
+ARGS = json.dumps({"a": [0] * 40000, "b": [0] * (CTX + 65536 - 40000)})
+BAD.update({
+    "too many messages": {"messages": M * (CTX + 1)},
+    "too many content parts": {"messages": [{"role": "user", "content": [{"type": "text", "text": "x"}] * (CTX + 1)}]},
+    "too many tools": {"messages": M, "tools": [{"type": "function", "function": {"name": "f%d" % i}}
+                                                for i in range(129)]},
+    "chat_template_kwargs too large": {"messages": M, "chat_template_kwargs": {"x": list(range(5000))}},
+    "chat_template_kwargs too deep": {"messages": M, "chat_template_kwargs": {"x": [[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]}},
+    "an array over the members limit": {"messages": M, "extra": [0] * (max(CTX, 65536) + 1)},
+    "nesting over the limit": {"messages": M, "extra": json.loads("[" * 128 + "]" * 128)},
+    "arguments over the values limit": {"messages": M + [dict(CALL, tool_calls=[dict(
+        CALL["tool_calls"][0], function={"name": "get_weather", "arguments": ARGS})])]},
+})
+
+
 def make_test(name, body, good):
     def test():
         r, t, c = three_ways(body)

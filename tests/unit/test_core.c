@@ -3,7 +3,9 @@
  * class of Unicode's table 3-7, the maximal-subpart rule, round trips over
  * every code point), the byte buffer (growth, limit, take), JSON escaping
  * (against the bytes Python's json.dumps writes), the hashes (published
- * FNV-1a values) and the string map (against a brute-force list).
+ * FNV-1a values), the string map (against a brute-force list) and the JSON
+ * limits (the byte scanner against jansson's trees of random documents, each
+ * limit passed by one, the member blamed, garbage bytes).
  */
 #include <check.h>
 #include <stdio.h>
@@ -12,6 +14,7 @@
 
 #include "core/buf.h"
 #include "core/hash.h"
+#include "core/json_limits.h"
 #include "core/strmap.h"
 #include "core/utf8.h"
 #include "testutil.h"
@@ -215,6 +218,189 @@ START_TEST(strmap)
 }
 END_TEST
 
+/* ---- JSON limits ------------------------------------------------------------------- */
+
+START_TEST(json_limits_counts)
+{
+    const char *t = "{\"a\": [1, 2, {\"b\": \"x\"}], \"c\": null, \"d\": \"q\\\"\\\\\"}";
+    glm_json_shape s;
+    ck_assert_int_eq(glm_json_scan(t, strlen(t), NULL, &s), GLM_OK);
+    ck_assert_uint_eq(s.values, 8); /* root, array, 1, 2, object, "x", null, "q\"\\" */
+    ck_assert_int_eq(s.depth, 3);
+    ck_assert_uint_eq(s.string_bytes, 4 + 1 + 5); /* the names a b c d, x, and q\"\\ as written */
+    ck_assert_int_eq(s.excess, GLM_JSON_WITHIN);
+    json_t *j = json_loads(t, 0, NULL);
+    ck_assert_ptr_nonnull(j);
+    glm_json_shape m;
+    ck_assert_int_eq(glm_json_measure(j, NULL, &m), GLM_OK);
+    ck_assert_uint_eq(m.values, 8);
+    ck_assert_int_eq(m.depth, 3);
+    ck_assert_uint_eq(m.string_bytes, 4 + 1 + 3); /* the last string as stored: q"\ */
+    json_decref(j);
+    /* scalars at the top, empty text, and a NUL byte (a value jansson refuses; the scan ends) */
+    ck_assert_int_eq(glm_json_scan("-1.5e3", 6, NULL, &s), GLM_OK);
+    ck_assert_uint_eq(s.values, 1);
+    ck_assert_int_eq(s.depth, 0);
+    ck_assert_int_eq(glm_json_scan("", 0, NULL, &s), GLM_OK);
+    ck_assert_uint_eq(s.values, 0);
+    ck_assert_int_eq(glm_json_scan("[1,\0,2]", 7, NULL, &s), GLM_OK);
+    ck_assert_uint_eq(s.values, 4);
+    ck_assert_int_eq(glm_json_measure(NULL, NULL, &m), GLM_OK);
+    ck_assert_uint_eq(m.values, 0);
+}
+END_TEST
+
+/* A random tree: containers up to depth 6, strings without escapes. */
+static json_t *random_json(test_rng *r, int depth)
+{
+    int kind = test_rng_int(r, 0, depth >= 6 ? 3 : 5);
+    switch (kind) {
+    case 0: return json_integer(test_rng_int(r, -1000, 1000));
+    case 1: return test_rng_int(r, 0, 2) == 0 ? json_null() : json_boolean(test_rng_int(r, 0, 1));
+    case 2: return json_real(test_rng_unit(r) * 1e6);
+    case 3: {
+        char b[16];
+        int n = test_rng_int(r, 0, 12);
+        for (int i = 0; i < n; i++)
+            b[i] = (char)('a' + test_rng_int(r, 0, 25));
+        return json_stringn(b, (size_t)n);
+    }
+    case 4: {
+        json_t *a = json_array();
+        for (int i = test_rng_int(r, 0, 5); i > 0; i--)
+            json_array_append_new(a, random_json(r, depth + 1));
+        return a;
+    }
+    default: {
+        json_t *o = json_object();
+        for (int i = test_rng_int(r, 0, 5); i > 0; i--) {
+            char k[8];
+            snprintf(k, sizeof k, "k%d", test_rng_int(r, 0, 99));
+            json_object_set_new(o, k, random_json(r, depth + 1));
+        }
+        return o;
+    }
+    }
+}
+
+START_TEST(json_limits_text_matches_tree)
+{
+    test_rng r = {11};
+    for (int it = 0; it < 2000; it++) {
+        json_t *j = random_json(&r, 0);
+        char *t = json_dumps(j, JSON_ENCODE_ANY | (it % 2 ? JSON_COMPACT : JSON_INDENT(2)));
+        glm_json_shape all, a, b;
+        ck_assert_int_eq(glm_json_scan(t, strlen(t), NULL, &all), GLM_OK);
+        ck_assert_int_eq(glm_json_measure(j, NULL, &b), GLM_OK);
+        ck_assert_uint_eq(all.values, b.values);
+        ck_assert_int_eq(all.depth, b.depth);
+        ck_assert_uint_eq(all.string_bytes, b.string_bytes);
+        /* each limit at the count holds; one below it fails the same way on text and tree */
+        glm_json_limits lim[3] = {{.max_depth = all.depth}, {.max_values = all.values},
+                                  {.max_string_bytes = all.string_bytes}};
+        for (int k = 0; k < 3; k++) {
+            ck_assert_int_eq(glm_json_scan(t, strlen(t), &lim[k], &a), GLM_OK);
+            ck_assert_int_eq(glm_json_measure(j, &lim[k], &b), GLM_OK);
+        }
+        lim[0].max_depth--;
+        lim[1].max_values--;
+        lim[2].max_string_bytes--;
+        for (int k = 0; k < 3; k++) {
+            /* a limit of 0 is none */
+            if ((k == 0 && lim[0].max_depth <= 0) || (k == 1 && lim[1].max_values == 0) ||
+                (k == 2 && (all.string_bytes == 0 || lim[2].max_string_bytes == 0)))
+                continue;
+            ck_assert_int_eq(glm_json_scan(t, strlen(t), &lim[k], &a), GLM_ERR);
+            ck_assert_int_eq(glm_json_measure(j, &lim[k], &b), GLM_ERR);
+            ck_assert_int_eq(a.excess, b.excess);
+            ck_assert_str_eq(a.field, b.field);
+        }
+        free(t);
+        json_decref(j);
+    }
+}
+END_TEST
+
+START_TEST(json_limits_each_limit)
+{
+    char err[256];
+    glm_json_shape s;
+    /* depth: 3 levels pass a limit of 3, 4 do not; the root member is named */
+    const char *d3 = "{\"x\": 1, \"deep\": [[0]]}", *d4 = "{\"x\": 1, \"deep\": [[[0]]]}";
+    glm_json_limits lim = {.max_depth = 3};
+    ck_assert_int_eq(glm_json_scan(d3, strlen(d3), &lim, &s), GLM_OK);
+    ck_assert_int_eq(glm_json_scan(d4, strlen(d4), &lim, &s), GLM_ERR);
+    ck_assert_int_eq(s.excess, GLM_JSON_TOO_DEEP);
+    ck_assert_str_eq(s.field, "deep");
+    glm_json_shape_error(&s, &lim, "the request body", err, sizeof err);
+    ck_assert_str_eq(err, "the request body nests JSON deeper than 3 levels (in 'deep')");
+    /* values: the member holding the most is blamed, even when a later one passes the limit */
+    const char *v = "{\"big\": [1,2,3,4,5,6], \"small\": [1,2]}";
+    lim = (glm_json_limits){.max_values = 9};
+    ck_assert_int_eq(glm_json_scan(v, strlen(v), &lim, &s), GLM_ERR);
+    ck_assert_int_eq(s.excess, GLM_JSON_TOO_MANY_VALUES);
+    ck_assert_str_eq(s.field, "big");
+    glm_json_shape_error(&s, &lim, "the request body", err, sizeof err);
+    ck_assert_str_eq(err, "the request body holds more than 9 JSON values (most of them in 'big')");
+    json_t *j = json_loads(v, 0, NULL);
+    ck_assert_int_eq(glm_json_measure(j, &lim, &s), GLM_ERR);
+    ck_assert_str_eq(s.field, "big");
+    json_decref(j);
+    /* members: of one array or object, not of all */
+    const char *m = "{\"a\": [1,2,3], \"b\": {\"x\":1,\"y\":2,\"z\":3,\"w\":4}}";
+    lim = (glm_json_limits){.max_members = 3};
+    ck_assert_int_eq(glm_json_scan(m, strlen(m), &lim, &s), GLM_ERR);
+    ck_assert_int_eq(s.excess, GLM_JSON_TOO_MANY_MEMBERS);
+    ck_assert_str_eq(s.field, "b");
+    /* string bytes, keys included; a name that is not plain ASCII is not repeated */
+    const char *b = "{\"k\\u00e9\": \"abcdef\"}";
+    lim = (glm_json_limits){.max_string_bytes = 8};
+    ck_assert_int_eq(glm_json_scan(b, strlen(b), &lim, &s), GLM_ERR);
+    ck_assert_int_eq(s.excess, GLM_JSON_TOO_MANY_STRING_BYTES);
+    ck_assert_str_eq(s.field, "");
+    glm_json_shape_error(&s, &lim, "'chat_template_kwargs'", err, sizeof err);
+    ck_assert_str_eq(err, "'chat_template_kwargs' holds more than 8 bytes of strings");
+    /* a body of a million nested brackets stops at the limit, not at the end */
+    size_t n = 1000000;
+    char *deep = malloc(n);
+    memset(deep, '[', n);
+    lim = (glm_json_limits){.max_depth = 64};
+    ck_assert_int_eq(glm_json_scan(deep, n, &lim, &s), GLM_ERR);
+    ck_assert_int_eq(s.depth, 65);
+    /* without a limit the scanner still stops following past 1024 levels */
+    ck_assert_int_eq(glm_json_scan(deep, n, NULL, &s), GLM_ERR);
+    ck_assert_int_eq(s.excess, GLM_JSON_TOO_DEEP);
+    free(deep);
+}
+END_TEST
+
+START_TEST(json_limits_garbage)
+{
+    /* random bytes from a JSON-ish alphabet, and every prefix of a document: no crash, counts bounded by the
+     * bytes (a value takes at least one byte) */
+    test_rng r = {5};
+    static const char alpha[] = "{}[]\",:\\ 0a\n\x00\xff";
+    char buf[512];
+    for (int it = 0; it < 20000; it++) {
+        size_t n = (size_t)test_rng_int(&r, 0, (int)sizeof buf);
+        for (size_t i = 0; i < n; i++)
+            buf[i] = alpha[test_rng_int(&r, 0, (int)sizeof alpha - 2)];
+        glm_json_shape s;
+        glm_json_scan(buf, n, NULL, &s);
+        ck_assert_uint_le(s.values, n);
+        ck_assert_uint_le(s.string_bytes, n);
+    }
+    const char *doc = "{\"messages\": [{\"role\": \"user\", \"content\": \"a\\\"b\"}], \"n\": [1, 2.5e3, true]}";
+    for (size_t k = 0; k <= strlen(doc); k++) {
+        glm_json_shape s;
+        ck_assert_int_eq(glm_json_scan(doc, k, NULL, &s), GLM_OK);
+        ck_assert_uint_le(s.values, 9);
+        if (k == strlen(doc))
+            ck_assert_uint_eq(s.values, 9);
+    }
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("core");
@@ -226,6 +412,10 @@ int main(void)
     tcase_add_test(tc, json_escape);
     tcase_add_test(tc, hashes);
     tcase_add_test(tc, strmap);
+    tcase_add_test(tc, json_limits_counts);
+    tcase_add_test(tc, json_limits_text_matches_tree);
+    tcase_add_test(tc, json_limits_each_limit);
+    tcase_add_test(tc, json_limits_garbage);
     suite_add_tcase(s, tc);
     return test_run_suite(s);
 }

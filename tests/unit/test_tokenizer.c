@@ -642,14 +642,15 @@ START_TEST(concurrent_encode)
 }
 END_TEST
 
-/* Long single words and runs: bounded work, and still the right answer
- * (decode gives the text back). */
+/* Long single words and runs up to GLM_TOK_MAX_WORD: bounded work, and still
+ * the right answer (decode gives the text back; glm_tok_encode_max keeps the
+ * first ids and counts them all); a word one byte longer is refused. */
 START_TEST(long_inputs)
 {
     char err[GLM_ERRLEN];
     glm_tok *t;
     ck_assert_msg(glm_tok_load(TINY, &t, err, sizeof err) == GLM_OK, "%s", err);
-    const size_t N = (size_t)1 << 20;
+    const size_t N = GLM_TOK_MAX_WORD - 8; /* the run, then 'x' (which may join its word) */
     char *s = malloc(N + 8);
     static const char *const units[] = {"a", " ", "\n", " \n", "1", "!", "中", "😀", "<|", "ab ", "'s",
                                         "\xe2\x80\x83", "e\xcc\x81"};
@@ -665,9 +666,24 @@ START_TEST(long_inputs)
         ck_assert_msg(glm_tok_encode(t, s, n, 1, &ids, &m, err, sizeof err) == GLM_OK, "%s", err);
         char *d = glm_tok_decode(t, ids, m, 0, &dn);
         ck_assert_msg(dn == n && memcmp(d, s, n) == 0, "round trip of a 1 MB run of '%s'", units[u]);
+        /* keeping a third of the ids: the same first ids, the same count */
+        int32_t *few;
+        size_t fm;
+        ck_assert_int_eq(glm_tok_encode_max(t, s, n, 1, m / 3 + 1, &few, &fm, err, sizeof err), GLM_OK);
+        ck_assert_uint_eq(fm, m);
+        ck_assert(memcmp(few, ids, (m / 3 + 1) * sizeof *ids) == 0);
+        free(few);
         free(d);
         free(ids);
     }
+    free(s);
+    s = malloc(GLM_TOK_MAX_WORD + 1);
+    memset(s, 'a', GLM_TOK_MAX_WORD + 1);
+    int32_t *ids = NULL;
+    size_t m = 0;
+    ck_assert_int_eq(glm_tok_encode(t, s, GLM_TOK_MAX_WORD + 1, 1, &ids, &m, err, sizeof err), GLM_ERR);
+    ck_assert_ptr_null(ids);
+    ck_assert_msg(strstr(err, "too long") != NULL, "%s", err);
     free(s);
     glm_tok_free(t);
 }
