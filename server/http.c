@@ -6,7 +6,7 @@
  * http.h.
  *
  * Threading: libmicrohttpd's event loop (epoll) on a pool of threads, one per
- * core: a connection costs memory, not a thread, so thousands of open streams
+ * core from 2 to 8: a connection costs memory, not a thread, so thousands of open streams
  * and idle sockets leave /health answering. No handler blocks: one that must
  * wait for the engine suspends its connection, and the waiter thread
  * (waiter.h) resumes it (completions.c).
