@@ -111,7 +111,10 @@ struct glm_engine {
     int n_paused_reqs, n_paused_seqs; /* held back by their readers, at the last look */
     double pause_deadline;            /* the first of their reader_timeout deadlines (0: none) */
     uint64_t next_seq_id;
-    uint64_t prompt_tokens, gen_tokens, finished[3], steps;
+    uint64_t finished[3], steps;
+    /* counted as they happen, before the event that shows them leaves, so that a client that
+     * saw a token reads /metrics already counting it (the rest is published after each step) */
+    _Atomic uint64_t prompt_tokens, gen_tokens;
     /* the step's rows, reused: [max_num_seqs] each */
     sample **row_sample;              /* sample of each logits row */
     glm_sample_req *reqs;             /* rows to sample */
@@ -676,8 +679,8 @@ static void publish_metrics(glm_engine *e)
     m.kv_blocks_total = glm_bm_num_blocks(e->bm);
     m.num_preemptions = glm_sched_num_preemptions(e->sch);
     glm_bm_counters(e->bm, &m.prefix_query_tokens, &m.prefix_hit_tokens);
-    m.prompt_tokens = e->prompt_tokens;
-    m.generation_tokens = e->gen_tokens;
+    m.prompt_tokens = atomic_load(&e->prompt_tokens);
+    m.generation_tokens = atomic_load(&e->gen_tokens);
     memcpy(m.finished, e->finished, sizeof m.finished);
     m.steps = e->steps;
     pthread_mutex_lock(&e->mu);
@@ -972,4 +975,6 @@ void glm_engine_metrics_get(glm_engine *e, glm_engine_metrics *m)
     pthread_mutex_lock(&e->mu);
     *m = e->metrics;
     pthread_mutex_unlock(&e->mu);
+    m->prompt_tokens = atomic_load(&e->prompt_tokens);
+    m->generation_tokens = atomic_load(&e->gen_tokens);
 }

@@ -409,35 +409,8 @@ END_TEST
 
 /* ---- no allocation inside a step --------------------------------------------- */
 
-/* Every malloc-family call of the process is counted while `counting` is set
- * (this binary interposes them; under a sanitizer, which owns malloc, the test
- * reports itself skipped). */
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-#define COUNT_ALLOCS 0
-#else
-#define COUNT_ALLOCS 1
-static atomic_int counting, n_allocs;
-extern void *__libc_malloc(size_t);
-extern void *__libc_calloc(size_t, size_t);
-extern void *__libc_realloc(void *, size_t);
-extern void *__libc_memalign(size_t, size_t);
-static void count(void)
-{
-    if (atomic_load_explicit(&counting, memory_order_relaxed))
-        atomic_fetch_add(&n_allocs, 1);
-}
-void *malloc(size_t n) { count(); return __libc_malloc(n); }
-void *calloc(size_t a, size_t b) { count(); return __libc_calloc(a, b); }
-void *realloc(void *p, size_t n) { count(); return __libc_realloc(p, n); }
-void *aligned_alloc(size_t al, size_t n) { count(); return __libc_memalign(al, n); }
-void *memalign(size_t al, size_t n) { count(); return __libc_memalign(al, n); }
-int posix_memalign(void **p, size_t al, size_t n)
-{
-    count();
-    *p = __libc_memalign(al, n);
-    return *p ? 0 : 12; /* ENOMEM */
-}
-#endif
+/* every malloc-family call is counted while `counting` is set (alloc_count.h) */
+#include "alloc_count.h"
 
 /* After the first step, prefill chunks, decode steps of several sequences,
  * logits copies and sampling allocate nothing (on any thread). */
