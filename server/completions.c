@@ -415,7 +415,7 @@ enum MHD_Result glm_handle_completions(glm_http_req *r, const glm_gen_ctx *g, in
         if (j->out.len == 0) /* a comment, so that the status and headers leave now even while the
                                 request waits in the queue (libmicrohttpd sends them with the body) */
             glm_buf_put(&j->out, ": ok\n\n", 6);
-        struct MHD_Response *resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, stream_reader, j,
+        struct MHD_Response *resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 1024, stream_reader, j,
                                                                       stream_free);
         if (!resp) {
             job_free(j);
