@@ -76,7 +76,7 @@ void glm_http_stop_waiting(glm_http *h);
 #define GLM_HTTP_CONNECTION_MEMORY (16 * 1024)
 
 /* Closes everything and frees h. Handlers must have returned (see
- * srv->active and srv->stopping). */
+ * srv->active and glm_http_stop_waiting). */
 void glm_http_stop(glm_http *h);
 
 /* Handlers, by route; each gets the contexts it needs (server.h). */

@@ -681,7 +681,6 @@ static int serve_args(int argc, char **argv, const struct option *opts, int n_cf
     }
     if (atomic_load(&srv.active) > 0) {
         fprintf(stderr, "glm-server: aborting %d request(s)\n", atomic_load(&srv.active));
-        atomic_store(&srv.stopping, 1);
         glm_http_stop_waiting(h); /* every waiting request aborts now */
         deadline = glm_now() + 5;
         while (atomic_load(&srv.active) > 0 && glm_now() < deadline) {

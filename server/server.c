@@ -34,7 +34,6 @@ void glm_server_ready(glm_server *srv)
         .metrics = srv->metrics,
         .defaults = srv->defaults,
         .ping_interval_ms = srv->ping_interval_ms,
-        .stopping = &srv->stopping,
         .waiter = srv->waiter,
         .stream_write_timeout_s = srv->stream_write_timeout_s,
     };

@@ -13,7 +13,7 @@
  *   glm_output_ctx     turning generated ids into the answer and  completions: parser,
  *                      constraining them                          detokenizer, grammars
  *   glm_gen_ctx        the above plus engine, metrics, stream     /v1/(chat/)completions,
- *                      settings, shutdown flag                    /metrics
+ *                      settings, the waiter                       /metrics
  *
  * All of it is written before loading is cleared and read-only afterwards
  * (except the atomic counters and the parse gate, which has its own lock), so
@@ -83,7 +83,6 @@ typedef struct {
     glm_metrics *metrics;           /* thread-safe */
     glm_sampling_defaults defaults; /* what a request that omits a sampling field gets */
     int ping_interval_ms;           /* SSE ": ping" comment while waiting */
-    const atomic_int *stopping;     /* 1 once the shutdown grace period ran out: waiters abort */
     struct glm_waiter *waiter;      /* resumes suspended connections (waiter.h) */
     int stream_write_timeout_s;     /* a stream's client that reads nothing this long is dropped */
 } glm_gen_ctx;
@@ -125,7 +124,6 @@ typedef struct {
     /* runtime */
     atomic_int loading;             /* 1 until the model is loaded: /health 503, the rest 503 */
     atomic_int draining;            /* 1 after SIGINT/SIGTERM: new requests get a 503 */
-    atomic_int stopping;            /* 1 once the grace period ran out: waiters abort */
     atomic_int active;              /* connections with a request in progress */
     struct glm_waiter *waiter;      /* started with the HTTP daemon (http.c) */
     atomic_uint_least64_t next_id;  /* request id counter (mixed with a random base) */

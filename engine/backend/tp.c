@@ -295,9 +295,7 @@ static int follow(tp_rank *r)
 static int rank_run(tp_rank *r, tp_op op)
 {
     tp_backend *tp = r->tp;
-    switch (op) {
-    case OP_CREATE:
-        return rank_create(r);
+    switch (op) { /* rank 0's calls after its creation (rank_main) */
     case OP_FORWARD:
         return lead_forward(r);
     case OP_LOGITS:
@@ -317,6 +315,7 @@ static int rank_run(tp_rank *r, tp_op op)
         rank_destroy(r);
         return GLM_OK;
     case OP_NONE:
+    case OP_CREATE:
     case OP_QUIT:
         break;
     }

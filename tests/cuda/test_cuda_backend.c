@@ -33,15 +33,6 @@
 #define BF16_TOL 2e-2f /* default dtype against the CPU engine: median row */
 #define N_STEPS 32
 
-static glm_model *load(const char *name)
-{
-    char path[512], err[GLM_ERRLEN];
-    snprintf(path, sizeof path, "%s/%s", test_models_dir(), name);
-    glm_model *m = glm_model_load(path, err, sizeof err);
-    ck_assert_msg(m != NULL, "%s", err);
-    return m;
-}
-
 static glm_runner *runner_for(const glm_model *m, glm_backend_kind kind, glm_compute_dtype dt, int max_tokens,
                               int kv_tokens)
 {
@@ -154,7 +145,7 @@ static void check_hidden(const glm_model *m, const char *variant, float *trace, 
 static void check_goldens(const char *model, const char *variant, int chunk)
 {
     char path[512], err[GLM_ERRLEN];
-    glm_model *m = load(model);
+    glm_model *m = test_load_model(model);
     int V = m->cfg.vocab_size, *prompt, *greedy;
     int np = golden_read_ids(GOLDEN "/prompt.txt", &prompt);
     snprintf(path, sizeof path, GOLDEN "/%s.greedy.txt", variant);
@@ -245,7 +236,7 @@ static int cmp_float(const void *a, const void *b)
  */
 static int against_cpu(const char *model, float *errs, int *n_errs, float *layer0)
 {
-    glm_model *m = load(model);
+    glm_model *m = test_load_model(model);
     int V = m->cfg.vocab_size, H = m->cfg.hidden_size, L = m->cfg.num_hidden_layers, *prompt;
     int np = golden_read_ids(GOLDEN "/prompt.txt", &prompt);
     run cu = run_start(m, GLM_BACKEND_CUDA, GLM_COMPUTE_AUTO, prompt, np, 0, N_STEPS);
@@ -383,7 +374,7 @@ static void decode_three(const glm_model *m, int graphs, float *out /* [steps, 3
 
 START_TEST(graph_padded_decode)
 {
-    glm_model *m = load("tiny");
+    glm_model *m = test_load_model("tiny");
     int V = m->cfg.vocab_size, steps = 5;
     float *a = malloc(sizeof(float) * (size_t)steps * 3 * V), *b = malloc(sizeof(float) * (size_t)steps * 3 * V);
     decode_three(m, 1, a, steps);
@@ -405,7 +396,7 @@ END_TEST
  * returns, and ASan builds see no leak). */
 START_TEST(tp_rank_fails_at_load)
 {
-    glm_model *m = load("tiny-tp");
+    glm_model *m = test_load_model("tiny-tp");
     char err[GLM_ERRLEN];
     glm_runner_params rp;
     glm_runner_params_default(&rp);

@@ -38,15 +38,6 @@
 #define REL_TOL 2e-5f    /* logits: max|dlogit| / max|logit| per row */
 #define HIDDEN_TOL 2e-5f /* hidden states: max|dh| / max|h| per entry (all prompt positions) */
 
-static glm_model *load(const char *variant)
-{
-    char path[512], err[GLM_ERRLEN];
-    snprintf(path, sizeof path, "%s/%s", test_models_dir(), variant);
-    glm_model *m = glm_model_load(path, err, sizeof err);
-    ck_assert_msg(m != NULL, "%s", err);
-    return m;
-}
-
 /* A runner for one driver's sequences: every position's logits when asked. */
 static glm_runner *runner_for(const glm_model *m, int max_tokens, int max_seqs, int kv_tokens, int block_size,
                               int threads)
@@ -127,7 +118,7 @@ static void check_hidden(const glm_model *m, const char *variant, float *trace, 
 static void check_variant(const char *model, const char *variant, int chunk, float *worst)
 {
     char path[512], err[GLM_ERRLEN];
-    glm_model *m = load(model);
+    glm_model *m = test_load_model(model);
     int V = m->cfg.vocab_size;
     int *prompt, *greedy;
     int np = golden_read_ids(GOLDEN "/prompt.txt", &prompt);
@@ -264,7 +255,7 @@ static void rec_release(void *ctx) {}
 START_TEST(parity_serving)
 {
     char err[GLM_ERRLEN];
-    glm_model *m = load("tiny");
+    glm_model *m = test_load_model("tiny");
     int V = m->cfg.vocab_size;
     int *prompt, *greedy;
     int np = golden_read_ids(GOLDEN "/prompt.txt", &prompt);
@@ -328,7 +319,7 @@ END_TEST
 START_TEST(batch_invariance)
 {
     char err[GLM_ERRLEN];
-    glm_model *m = load("tiny");
+    glm_model *m = test_load_model("tiny");
     int V = m->cfg.vocab_size;
     int *prompt;
     int np = golden_read_ids(GOLDEN "/prompt.txt", &prompt);
@@ -386,7 +377,7 @@ END_TEST
 START_TEST(bad_token)
 {
     char err[GLM_ERRLEN];
-    glm_model *m = load("tiny");
+    glm_model *m = test_load_model("tiny");
     glm_runner *r = runner_for(m, 16, 1, 64, 16, 1);
     glm_block_manager *bm = bm_for(r);
     int32_t toks[2] = {1, m->cfg.vocab_size};
@@ -421,7 +412,7 @@ START_TEST(no_alloc_in_steps)
     return;
 #else
     char err[GLM_ERRLEN];
-    glm_model *m = load("tiny");
+    glm_model *m = test_load_model("tiny");
     int V = m->cfg.vocab_size;
     int *prompt;
     int np = golden_read_ids(GOLDEN "/prompt.txt", &prompt);

@@ -22,15 +22,6 @@
 #include "sched/engine.h"
 #include "testutil.h"
 
-static glm_model *load(const char *name)
-{
-    char path[512], err[GLM_ERRLEN];
-    snprintf(path, sizeof path, "%s/%s", test_models_dir(), name);
-    glm_model *m = glm_model_load(path, err, sizeof err);
-    ck_assert_msg(m != NULL, "%s", err);
-    return m;
-}
-
 /* The shard's weight s equals rows [r0, r0 + s->rows) x columns [c0, c0 + s->cols) of w. */
 static void same_block(const char *what, const glm_weight *w, const glm_weight *s, int r0, int c0)
 {
@@ -47,7 +38,7 @@ static void same_block(const char *what, const glm_weight *w, const glm_weight *
 
 static void check_shards(const char *name, int world)
 {
-    glm_model *m = load(name);
+    glm_model *m = test_load_model(name);
     const glm_config *c = &m->cfg;
     char err[GLM_ERRLEN];
     int heads = c->num_attention_heads / world, qd = c->qk_head_dim, kvd = c->qk_nope_head_dim + c->v_head_dim;
@@ -105,14 +96,14 @@ END_TEST
 START_TEST(shard_refusals)
 {
     char err[GLM_ERRLEN];
-    glm_model *m = load("tiny-tp");
+    glm_model *m = test_load_model("tiny-tp");
     ck_assert_ptr_null(glm_model_shard(m, 0, 3, err, sizeof err));
     ck_assert_msg(strstr(err, "tensor parallel size 3 does not divide the model's 16 attention heads"), "%s", err);
     ck_assert_ptr_null(glm_model_shard(m, 0, 32, err, sizeof err));
     ck_assert_msg(strstr(err, "does not divide the model's 16 attention heads"), "%s", err);
     ck_assert_ptr_null(glm_model_shard(m, 2, 2, err, sizeof err));
     glm_model_free(m);
-    m = load("tiny-fp8"); /* a head is 48 rows: two of four heads cut a 128-row block */
+    m = test_load_model("tiny-fp8"); /* a head is 48 rows: two of four heads cut a 128-row block */
     ck_assert_ptr_null(glm_model_shard(m, 1, 2, err, sizeof err));
     ck_assert_msg(strstr(err, "q_b_proj.weight: rows [96, 192) cut the FP8 weight's 128-row scale blocks"), "%s",
                   err);
@@ -182,7 +173,7 @@ static void run_all(const glm_model *m, int tp, int32_t out[N_REQ][N_TOK])
 
 START_TEST(engine_two_ranks)
 {
-    glm_model *m = load("tiny-tp");
+    glm_model *m = test_load_model("tiny-tp");
     int32_t one[N_REQ][N_TOK], two[N_REQ][N_TOK];
     run_all(m, 1, one);
     run_all(m, 2, two);
@@ -196,7 +187,7 @@ END_TEST
 
 START_TEST(engine_world_stopped)
 {
-    glm_model *m = load("tiny-tp");
+    glm_model *m = test_load_model("tiny-tp");
     glm_engine *e = engine(m, 2);
     glm_request *r = submit(e, 1, 3000);
     glm_event ev;

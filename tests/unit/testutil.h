@@ -1,7 +1,8 @@
 /*
  * testutil.h - what the unit tests share (each test is one .c file, so the
  * helpers are static): a reproducible random stream, where the test models
- * are (GLM_MODELS overrides "models"), skipping a case, and the Check main.
+ * are (GLM_MODELS overrides "models") and loading one, skipping a case, and
+ * the Check main.
  */
 #ifndef GLM_TESTUTIL_H
 #define GLM_TESTUTIL_H
@@ -14,6 +15,7 @@
 #include <string.h>
 
 #include "core/util.h"
+#include "model/model.h"
 
 /* splitmix64 from a fixed seed: the same inputs on every run */
 typedef struct {
@@ -39,6 +41,16 @@ static inline const char *test_models_dir(void)
 {
     const char *d = getenv("GLM_MODELS");
     return d ? d : "models";
+}
+
+/* The test checkpoint models/NAME, loaded; the case fails with the loader's message if not. */
+static inline glm_model *test_load_model(const char *name)
+{
+    char path[512], err[GLM_ERRLEN];
+    snprintf(path, sizeof path, "%s/%s", test_models_dir(), name);
+    glm_model *m = glm_model_load(path, err, sizeof err);
+    ck_assert_msg(m != NULL, "%s", err);
+    return m;
 }
 
 /* Prints "SKIP  case (reason)", the line tests/run_tests.sh counts as a
