@@ -43,6 +43,11 @@
 
 #define DRAIN_S 2.0 /* how long a hung-up client's aborted request is read for its metrics */
 
+/* The response's own buffer: used only without chunked encoding (an HTTP/1.0 client); chunks
+ * are written into the connection's memory pool (http.h: GLM_HTTP_POOL_MARGIN), and an open
+ * stream holds this block whatever its size. */
+#define GLM_STREAM_BLOCK 256
+
 /* ---- one generation -------------------------------------------------------------------- */
 
 typedef struct {
@@ -141,6 +146,15 @@ static void job_unref_locked(job *j)
         job_free(j);
 }
 
+/* The connection lets go of the job (under j->mu; before its socket can close): the watch
+ * no longer holds the socket. */
+static void job_detach(job *j)
+{
+    j->http = NULL;
+    if (j->watch) /* NULL once a hung-up client's drain ended */
+        glm_waiter_release_socket(j->watch);
+}
+
 /* Reads the finish events of a hung-up client's aborted request (under j->mu), observing them;
  * 1 once there is nothing more to read. */
 static int drain_events(job *j)
@@ -158,7 +172,7 @@ static int drain_events(job *j)
 static void job_gone(job *j)
 {
     job_abort(j);
-    j->http = NULL;
+    job_detach(j);
     if (drain_events(j))
         return;
     j->draining = 1;
@@ -286,7 +300,7 @@ static void stream_free(void *cls)
 {
     job *j = cls;
     pthread_mutex_lock(&j->mu);
-    j->http = NULL;
+    job_detach(j);
     job_unref_locked(j);
 }
 
@@ -319,7 +333,7 @@ static enum MHD_Result nonstream_resume(glm_http_req *r)
                 r->pending = NULL;
                 enum MHD_Result res =
                     glm_http_error(r, j->error_status, NULL, NULL, "generation failed: %s", j->error_msg);
-                j->http = NULL;
+                job_detach(j);
                 job_unref_locked(j);
                 return res;
             }
@@ -335,7 +349,7 @@ static enum MHD_Result nonstream_resume(glm_http_req *r)
     log_usage(j);
     r->pending = NULL;
     char *body = glm_gen_response(j->gen);
-    j->http = NULL;
+    job_detach(j);
     job_unref_locked(j);
     if (!body)
         return glm_http_error(r, 500, NULL, NULL, "could not serialise the response");
@@ -415,7 +429,7 @@ enum MHD_Result glm_handle_completions(glm_http_req *r, const glm_gen_ctx *g, in
         if (j->out.len == 0) /* a comment, so that the status and headers leave now even while the
                                 request waits in the queue (libmicrohttpd sends them with the body) */
             glm_buf_put(&j->out, ": ok\n\n", 6);
-        struct MHD_Response *resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 1024, stream_reader, j,
+        struct MHD_Response *resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, GLM_STREAM_BLOCK, stream_reader, j,
                                                                       stream_free);
         if (!resp) {
             job_free(j);

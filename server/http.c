@@ -132,7 +132,7 @@ enum MHD_Result glm_http_json(glm_http_req *r, int status, json_t *obj)
 static const char *type_for(int status)
 {
     switch (status) {
-    case 400: case 413: return "BadRequestError";
+    case 400: case 413: case 431: return "BadRequestError";
     case 401: return "AuthenticationError";
     case 404: return "NotFoundError";
     case 405: return "MethodNotAllowedError";
@@ -332,6 +332,22 @@ static enum MHD_Result dispatch(conn *c)
     }
 }
 
+static enum MHD_Result add_header_bytes(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+{
+    (void)kind;
+    *(size_t *)cls += strlen(key) + (value ? strlen(value) : 0) + 4; /* ": " and CRLF */
+    return MHD_YES;
+}
+
+/* The request line and headers as sent (give or take folded whitespace). */
+static size_t header_bytes(struct MHD_Connection *connection, const char *method, const char *url,
+                           const char *version)
+{
+    size_t n = strlen(method) + strlen(url) + strlen(version) + 4;
+    MHD_get_connection_values(connection, MHD_HEADER_KIND, add_header_bytes, &n);
+    return n;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *connection, const char *url, const char *method,
                                   const char *version, const char *upload_data, size_t *upload_data_size,
                                   void **con_cls)
@@ -355,6 +371,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *connection, 
         atomic_fetch_add(&srv->active, 1);
         c->counted = 1;
         *con_cls = c;
+        /* Headers past --max-header-bytes that still fit libmicrohttpd's pool (larger ones got
+         * its own 431) */
+        size_t hb = header_bytes(connection, method, url, version);
+        if (hb > srv->max_header_bytes)
+            return glm_http_error(r, 431, NULL, NULL,
+                                  "the request line and headers are %zu bytes, more than --max-header-bytes %zu", hb,
+                                  srv->max_header_bytes);
         /* An announced oversized body: answer 413 before reading it when the
          * client waits for "100 Continue" or the body is huge; otherwise read
          * and drop it first, since clients that are still sending when the
@@ -463,10 +486,11 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
     size_t n = strlen(msg);
     while (n && (msg[n - 1] == '\n' || msg[n - 1] == '.'))
         msg[--n] = 0;
-    /* a client that closes or resets, or one shut down by the read deadline: routine, and under
-     * attack a line each would flood the log */
+    /* a client that closes or resets, one shut down by the read deadline, a stream ended on
+     * purpose (its client left, or the shutdown: the request's own log line says so): routine,
+     * and under attack a line each would flood the log */
     if (strstr(msg, "closed when reading request") || strstr(msg, "Connection reset by peer") ||
-        strstr(msg, "detected connection closure"))
+        strstr(msg, "detected connection closure") || strstr(msg, "application error generating response"))
         return;
     fprintf(stderr, "glm-server: http: %s\n", msg);
 }
@@ -487,18 +511,24 @@ glm_http *glm_http_start(glm_server *srv, const char *host, int port, char *err,
     unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ITC | MHD_USE_ERROR_LOG;
     if (ai->ai_family == AF_INET6)
         flags |= MHD_USE_IPv6;
-    /* descriptors: a connection takes one, a waiting request one more (its watch) */
+    /* descriptors: a connection takes one (the waiter watches the socket itself), and 256 are
+     * kept for the model's files, the engine and the logs; the hard limit is raised too where
+     * the process may (root, CAP_SYS_RESOURCE), as nginx's worker_rlimit_nofile does */
+    unsigned max_conn = srv->max_connections > 0 ? (unsigned)srv->max_connections : GLM_HTTP_DEFAULT_MAX_CONNECTIONS;
+    rlim_t need = (rlim_t)max_conn + GLM_HTTP_RESERVED_FDS;
     struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-        rl.rlim_cur = rl.rlim_max;
-        setrlimit(RLIMIT_NOFILE, &rl);
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < need) {
+        struct rlimit want = {need, rl.rlim_max == RLIM_INFINITY || rl.rlim_max > need ? rl.rlim_max : need};
+        if (setrlimit(RLIMIT_NOFILE, &want) != 0) {
+            want.rlim_cur = want.rlim_max = rl.rlim_max;
+            setrlimit(RLIMIT_NOFILE, &want);
+        }
         getrlimit(RLIMIT_NOFILE, &rl);
     }
-    unsigned max_conn = srv->max_connections > 0 ? (unsigned)srv->max_connections : GLM_HTTP_DEFAULT_MAX_CONNECTIONS;
-    if (rl.rlim_cur != RLIM_INFINITY && (rlim_t)max_conn * 2 + 256 > rl.rlim_cur) {
-        unsigned fit = rl.rlim_cur > 512 ? (unsigned)((rl.rlim_cur - 256) / 2) : 128;
-        fprintf(stderr, "glm-server: %u connections need %u descriptors, the limit is %llu: at most %u connections\n",
-                max_conn, max_conn * 2 + 256, (unsigned long long)rl.rlim_cur, fit);
+    if (rl.rlim_cur != RLIM_INFINITY && need > rl.rlim_cur) {
+        unsigned fit = rl.rlim_cur > 2 * GLM_HTTP_RESERVED_FDS ? (unsigned)(rl.rlim_cur - GLM_HTTP_RESERVED_FDS) : 128;
+        fprintf(stderr, "glm-server: %u connections need %llu descriptors, the limit is %llu: at most %u connections\n",
+                max_conn, (unsigned long long)need, (unsigned long long)rl.rlim_cur, fit);
         max_conn = fit;
     }
     /* event-loop threads: one per core, 2 to 8, as many as the parse gate has slots
@@ -517,7 +547,7 @@ glm_http *glm_http_start(glm_server *srv, const char *host, int port, char *err,
                             MHD_OPTION_SOCK_ADDR, ai->ai_addr, MHD_OPTION_THREAD_POOL_SIZE, pool,
                             MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv, MHD_OPTION_NOTIFY_CONNECTION,
                             on_connection, srv, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)srv->idle_timeout_s,
-                            MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)GLM_HTTP_CONNECTION_MEMORY, MHD_OPTION_CONNECTION_LIMIT, max_conn, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+                            MHD_OPTION_CONNECTION_MEMORY_LIMIT, srv->max_header_bytes + GLM_HTTP_POOL_MARGIN, MHD_OPTION_CONNECTION_LIMIT, max_conn, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
                             (unsigned)GLM_MAX(srv->max_connections_per_ip, 0), MHD_OPTION_END);
     freeaddrinfo(ai);
     if (!h->d) {

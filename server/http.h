@@ -71,9 +71,17 @@ void glm_http_stop_waiting(glm_http *h);
 /* --max-connections by default: what one machine's descriptors allow comfortably. */
 #define GLM_HTTP_DEFAULT_MAX_CONNECTIONS 16384
 
-/* libmicrohttpd's memory pool per connection (its default is 32 KiB): a request's headers must
- * fit in it (larger: 431), and every open connection holds it. */
-#define GLM_HTTP_CONNECTION_MEMORY (16 * 1024)
+/* Descriptors kept beside the connections' (the model's files, the engine, logs, the listener). */
+#define GLM_HTTP_RESERVED_FDS 256
+
+/* --max-header-bytes by default: the request line and headers (nginx's and Apache's 8 KB a
+ * line; an OpenAI SDK request sends about 600 bytes). */
+#define GLM_HTTP_DEFAULT_MAX_HEADER_BYTES 8192
+
+/* libmicrohttpd's memory pool per connection (its default is 32 KiB) is --max-header-bytes plus
+ * this: room for its per-header records, the body's read buffer, the response's headers and a
+ * stream's chunks. Every open connection holds its pool. */
+#define GLM_HTTP_POOL_MARGIN 4096
 
 /* Closes everything and frees h. Handlers must have returned (see
  * srv->active and glm_http_stop_waiting). */

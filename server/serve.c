@@ -71,6 +71,9 @@ static void usage(FILE *f)
             "                                where node 0 meets the others (default 127.0.0.1:29500)\n"
             "  --threads N                   compute threads (default: one per CPU)\n"
             "  --max-request-bytes N         largest request body (default 32MiB)\n"
+            "  --max-header-bytes N          largest request line + headers (default 8KiB, at most\n"
+            "                                1MiB; 431 beyond): every open connection holds this\n"
+            "                                plus 4KiB of memory\n"
             "  --sse-ping-interval SECONDS   ': ping' comment on a silent stream (default 5)\n"
             "  --timeout-keep-alive SECONDS  close connections idle this long (default 60)\n"
             "  --request-read-timeout SECONDS\n"
@@ -137,7 +140,7 @@ static int parse_int(const char *flag, const char *s, int lo, int *out)
 
 enum { O_HOST = 256, O_PORT, O_NAME, O_MML, O_SEQS, O_BATCHED, O_KV, O_MEMUTIL, O_KEY, O_PREFIX, O_NOPREFIX, O_THREADS,
        O_MAXREQ, O_GRACE, O_MODEL, O_HELP, O_KEEPALIVE, O_QUEUE, O_PING, O_ORIGINS, O_DEFKW, O_GENCFG,
-       O_READ_TIMEOUT, O_WRITE_TIMEOUT, O_MAXCONN, O_MAXCONN_IP,
+       O_READ_TIMEOUT, O_WRITE_TIMEOUT, O_MAXCONN, O_MAXCONN_IP, O_MAXHDR,
        O_DEVICE, O_DTYPE, O_EAGER, O_NOEAGER, O_TP, O_NNODES, O_NODE_RANK, O_MASTER_ADDR, O_MASTER_PORT };
 static const struct option opts[] = {
     {"model", required_argument, 0, O_MODEL},
@@ -154,6 +157,7 @@ static const struct option opts[] = {
     {"no-enable-prefix-caching", no_argument, 0, O_NOPREFIX},
     {"threads", required_argument, 0, O_THREADS},
     {"max-request-bytes", required_argument, 0, O_MAXREQ},
+    {"max-header-bytes", required_argument, 0, O_MAXHDR},
     {"shutdown-timeout", required_argument, 0, O_GRACE},
     {"timeout-keep-alive", required_argument, 0, O_KEEPALIVE},
     {"request-read-timeout", required_argument, 0, O_READ_TIMEOUT},
@@ -361,7 +365,7 @@ static int serve_args(int argc, char **argv, const struct option *opts, int n_cf
     const char *keys[MAX_KEYS];
     int n_keys = 0, port = 8000, grace = 30, keepalive = 60, ping_ms = 5000;
     int read_timeout = 60, write_timeout = 60, max_conn = 0, max_conn_ip = 0;
-    long long max_req = 32ll << 20;
+    long long max_req = 32ll << 20, max_hdr = GLM_HTTP_DEFAULT_MAX_HEADER_BYTES;
     glm_engine_params ep;
     glm_engine_params_default(&ep);
     json_t *defkw = NULL;
@@ -465,6 +469,13 @@ static int serve_args(int argc, char **argv, const struct option *opts, int n_cf
             ep.kv_cache_bytes = (size_t)v;
             break;
         }
+        case O_MAXHDR:
+            max_hdr = parse_size(optarg);
+            if (max_hdr < 1024 || max_hdr > (1 << 20)) {
+                fprintf(stderr, "glm-server: --max-header-bytes must be a size from 1KiB to 1MiB, got \"%s\"\n", optarg);
+                return 2;
+            }
+            break;
         case O_MAXREQ:
             max_req = parse_size(optarg);
             if (max_req <= 0) {
@@ -567,6 +578,7 @@ static int serve_args(int argc, char **argv, const struct option *opts, int n_cf
     srv.api_keys = keys;
     srv.n_api_keys = n_keys;
     srv.max_request_bytes = (size_t)max_req;
+    srv.max_header_bytes = (size_t)max_hdr;
     srv.ping_interval_ms = ping_ms;
     srv.idle_timeout_s = keepalive;
     srv.request_read_timeout_s = read_timeout;

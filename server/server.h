@@ -94,6 +94,7 @@ typedef struct {
     const char *const *api_keys;    /* [n_api_keys]; none: no authentication */
     int n_api_keys;
     size_t max_request_bytes;       /* larger bodies get a 413 */
+    size_t max_header_bytes;        /* a larger request line + headers gets a 431 */
     int ping_interval_ms;           /* SSE ": ping" comment while waiting */
     int idle_timeout_s;             /* an idle connection is closed after this long */
     int request_read_timeout_s;     /* a request's headers and body must arrive within this */

@@ -9,7 +9,6 @@
 #include "waiter.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -24,7 +23,7 @@
 
 struct glm_watch {
     glm_waiter *w;
-    int fd;                       /* the socket's duplicate, or -1 */
+    int fd;                       /* the watched socket (the caller's), or -1 */
     void (*fire)(void *ctx, unsigned why);
     void *ctx;
     unsigned pending;             /* glm_wake bits to deliver */
@@ -150,6 +149,15 @@ static void unlink_ready(glm_waiter *w, glm_watch *wt)
     wt->in_ready = 0;
 }
 
+/* Under mu: the socket is watched no more (an event epoll already returned is then ignored). */
+static void forget_socket(glm_waiter *w, glm_watch *wt)
+{
+    if (wt->fd >= 0) {
+        epoll_ctl(w->ep, EPOLL_CTL_DEL, wt->fd, NULL);
+        wt->fd = -1;
+    }
+}
+
 static void *waiter_main(void *arg)
 {
     glm_waiter *w = arg;
@@ -175,7 +183,7 @@ static void *waiter_main(void *arg)
             if (wt->removed || wt->fd < 0)
                 continue;
             /* level-triggered: watched no more once it hung up */
-            epoll_ctl(w->ep, EPOLL_CTL_DEL, wt->fd, NULL);
+            forget_socket(w, wt);
             post(w, wt, GLM_WAKE_HANGUP);
         }
         double now = glm_now();
@@ -273,14 +281,12 @@ glm_watch *glm_waiter_add(glm_waiter *w, int sock, void (*fire)(void *ctx, unsig
     wt->heap_at = -1;
     wt->fd = -1;
     if (sock >= 0) {
-        wt->fd = fcntl(sock, F_DUPFD_CLOEXEC, 0);
         struct epoll_event ev = {.events = EPOLLRDHUP, .data.ptr = wt};
-        if (wt->fd < 0 || epoll_ctl(w->ep, EPOLL_CTL_ADD, wt->fd, &ev) != 0) {
-            if (wt->fd >= 0)
-                close(wt->fd);
+        if (epoll_ctl(w->ep, EPOLL_CTL_ADD, sock, &ev) != 0) {
             free(wt);
             return NULL;
         }
+        wt->fd = sock;
     }
     pthread_mutex_lock(&w->mu);
     wt->next = w->all;
@@ -313,6 +319,14 @@ void glm_waiter_deadline(glm_watch *wt, double t)
     wake(w);
 }
 
+void glm_waiter_release_socket(glm_watch *wt)
+{
+    glm_waiter *w = wt->w;
+    pthread_mutex_lock(&w->mu);
+    forget_socket(w, wt);
+    pthread_mutex_unlock(&w->mu);
+}
+
 static void remove_watch(glm_watch *wt, int self)
 {
     glm_waiter *w = wt->w;
@@ -322,11 +336,7 @@ static void remove_watch(glm_watch *wt, int self)
         pthread_cond_wait(&w->idle, &w->mu);
     heap_remove(w, wt);
     unlink_ready(w, wt);
-    if (wt->fd >= 0) {
-        epoll_ctl(w->ep, EPOLL_CTL_DEL, wt->fd, NULL);
-        close(wt->fd);
-        wt->fd = -1;
-    }
+    forget_socket(w, wt);
     if (wt->prev)
         wt->prev->next = wt->next;
     else

@@ -392,8 +392,9 @@ static void start_request(glm_engine *e, glm_request *r)
         sample *s = &r->samples[i];
         s->req = r;
         s->index = i;
-        /* room for a few hundred tokens; the sequence grows past that on demand */
-        s->seq = glm_seq_create(e->next_seq_id++, r->prompt, r->n_prompt, GLM_MIN(r->max_new, 256));
+        /* room for a few tokens; the sequence doubles past that on demand (a queued request
+         * holds no more than its prompt) */
+        s->seq = glm_seq_create(e->next_seq_id++, r->prompt, r->n_prompt, GLM_MIN(r->max_new, 16));
         s->seq->owner = s;
         s->seq->index = i;
         /* each sample its own stream (seed + i, as vLLM): seeded requests
