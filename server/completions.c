@@ -245,18 +245,7 @@ static ssize_t stream_step(job *j, char *buf, size_t max)
         if (rc == 1) {
             job_event(j, &ev, &j->out);
             if (j->error) {
-                json_t *e = json_pack("{s:{s:s,s:s,s:n,s:i}}", "error", "message", j->error_msg, "type",
-                                      j->error_status == 400 ? "BadRequestError" : "InternalServerError", "param",
-                                      "code", j->error_status);
-                char *s = e ? json_dumps(e, JSON_COMPACT) : NULL;
-                json_decref(e);
-                if (s) {
-                    glm_buf_put(&j->out, "data: ", 6);
-                    glm_buf_put(&j->out, s, strlen(s));
-                    glm_buf_put(&j->out, "\n\n", 2);
-                    free(s);
-                }
-                glm_buf_put(&j->out, "data: [DONE]\n\n", 14);
+                glm_gen_stream_error(j->gen, j->error_status, j->error_msg, &j->out);
                 job_abort(j);
                 j->ended = 1;
             }

@@ -372,6 +372,19 @@ void glm_gen_stream_end(glm_gen *g, glm_buf *out)
     glm_buf_put(out, "data: [DONE]\n\n", 14);
 }
 
+void glm_gen_stream_error(glm_gen *g, int status, const char *message, glm_buf *out)
+{
+    if (g->req->format) {
+        g->req->format->error(g->req->format_ctx, g, status, message, out);
+        return;
+    }
+    json_t *e = json_pack("{s:{s:s,s:s,s:n,s:i}}", "error", "message", message, "type",
+                          status == 400 ? "BadRequestError" : "InternalServerError", "param", "code", status);
+    if (e)
+        emit(out, e);
+    glm_buf_put(out, "data: [DONE]\n\n", 14);
+}
+
 /* ---- events -------------------------------------------------------------------------- */
 
 static const char *finish_name(glm_finish_reason f)

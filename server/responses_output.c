@@ -22,6 +22,9 @@
  *             response.output_item.done
  *   response.completed, or response.incomplete (max_output_tokens reached)
  *
+ * A request that fails while it streams (a grammar over its work limit, a
+ * backend failure) ends with an `error` event and response.failed.
+ *
  * Each event is `event: TYPE` and `data: JSON` with its sequence_number,
  * counted from 0. The final response object carries the items as streamed.
  */
@@ -346,4 +349,18 @@ static void fmt_end(void *ctx, const glm_gen *g, glm_buf *out)
               "response", o);
 }
 
-const glm_gen_format glm_resp_format = {fmt_start, fmt_delta, fmt_end, fmt_response, state_free};
+/* OpenAI's ending of a failed stream: an `error` event, then response.failed with the items so far. */
+static void fmt_error(void *ctx, const glm_gen *g, int status, const char *message, glm_buf *out)
+{
+    resp_state *s = ctx;
+    const char *code = status == 400 ? "invalid_prompt" : "server_error";
+    json_t *ev = json_pack("{s:s,s:s,s:o,s:n}", "type", "error", "code", code, "message", jtext(message,
+                           strlen(message)), "param");
+    emit(s, out, ev);
+    close_item(s, "incomplete", out);
+    json_t *o = response_object(s, g, "failed", json_incref(s->output), usage_of(g));
+    json_object_set_new(o, "error", json_pack("{s:s,s:o}", "code", code, "message", jtext(message, strlen(message))));
+    emit_with(s, out, event("response.failed"), "response", o);
+}
+
+const glm_gen_format glm_resp_format = {fmt_start, fmt_delta, fmt_end, fmt_error, fmt_response, state_free};
