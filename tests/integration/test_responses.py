@@ -338,5 +338,34 @@ def test_unsupported_is_400():
     assert create(input=Q).output_text == ANSWER
 
 
+def test_hostile_bodies():
+    """The Responses body goes through the chat API's limits and checks."""
+    deep = {}
+    for _ in range(300):
+        deep = {"x": deep}
+    M = {"model": MODEL, "input": Q}
+    cases = [(dict(M, metadata=deep), "metadata"),  # refused on its bytes, before parsing
+             (dict(M, max_output_tokens=2 ** 62), "max_output_tokens"),
+             (dict(M, max_output_tokens=10 ** 7), "max_output_tokens"),  # beyond the context
+             (dict(M, input="word " * 100000), "input"),  # a prompt longer than the context
+             (dict(M, input=[{"type": "function_call", "call_id": "c1", "name": "f", "arguments": "{not json"}]),
+              "input"),
+             (dict(M, input=[]), "input"),
+             (dict(M, tools=[WEATHER, WEATHER]), "tools")]
+    for body, param in cases:
+        s, b = post("/v1/responses", body)
+        e = json.loads(b)["error"]
+        assert s == 400 and e["param"] == param, (param, s, e)
+    for raw in (b"", b"[]", b'{"model": "script", "input": "x", "temperature": NaN}', b'{"input": '):
+        req = urllib.request.Request(BASE + "/v1/responses", data=raw, method="POST",
+                                     headers={"Content-Type": "application/json"})
+        try:
+            urllib.request.urlopen(req, timeout=60)
+            raise AssertionError(raw)
+        except urllib.error.HTTPError as e:
+            assert e.code == 400 and json.loads(e.read())["error"]["message"], raw
+    assert create(input=Q).output_text == ANSWER
+
+
 if __name__ == "__main__":
     harness.run(globals(), "test_")
