@@ -163,14 +163,11 @@ static int reasoning_item(turns *t, const json_t *it, const char *what, const ch
         return BAD("input", "%s.%s is not supported", what, bad);
     if (glm_json_field(it, "encrypted_content"))
         return BAD("input", "%s.encrypted_content is not supported: this server returns reasoning as text", what);
-    const json_t *parts = glm_json_field(it, "content");
-    const char *type = "reasoning_text";
-    if (!parts || json_array_size(parts) == 0) {
-        parts = glm_json_field(it, "summary");
-        type = "summary_text";
-    }
-    if (parts && !json_is_array(parts))
-        return BAD("input", "%s.%s must be an array", what, type[0] == 'r' ? "content" : "summary");
+    const json_t *content = glm_json_field(it, "content"), *summary = glm_json_field(it, "summary");
+    if ((content && !json_is_array(content)) || (summary && !json_is_array(summary)))
+        return BAD("input", "%s: 'content' and 'summary' must be arrays", what);
+    const json_t *parts = json_array_size(content) ? content : summary;
+    const char *type = parts == content ? "reasoning_text" : "summary_text";
     glm_buf text = {0};
     size_t k;
     const json_t *p;

@@ -259,6 +259,10 @@ def test_function_call_round_trip():
                              "function": {"name": call.name, "arguments": call.arguments}}]},
             {"role": "tool", "tool_call_id": call.call_id, "content": json.dumps({"temperature": 22})}]
     assert second.usage.input_tokens == tokenize_count(chat, tools=[CHAT_WEATHER])
+    # a reasoning item given back as a summary (another server's answer) counts the same
+    summarised = [conv[0], {"type": "reasoning", "id": "rs_x", "summary": [
+        {"type": "summary_text", "text": "Checking the weather tool first."}]}] + conv[2:]
+    assert create(input=summarised, tools=[WEATHER]).usage.input_tokens == second.usage.input_tokens
     # an output for a call that was never made
     bad = conv[:-1] + [{"type": "function_call_output", "call_id": "call_nope", "output": "x"}]
     s, b = post("/v1/responses", {"model": MODEL, "input": bad, "tools": [WEATHER]})
