@@ -1,8 +1,8 @@
 /*
  * completions.c - POST /v1/chat/completions and /v1/completions (and, through
- * glm_generate, /v1/responses): parse and
- * validate (openai_request.c), submit to the engine, then either wait for the
- * whole answer or stream it as Server-Sent Events (openai_response.c).
+ * glm_generate, /v1/responses): parse and validate (openai_request.c), submit
+ * to the engine, then either wait for the whole answer or stream it as
+ * Server-Sent Events (openai_response.c).
  *
  * No HTTP thread ever waits (http.c: libmicrohttpd's event loop): when the
  * engine has nothing new for a request, its connection is suspended, and the

@@ -328,8 +328,8 @@ static int read_tool_choice(const json_t *root, json_t *chat, const char **param
         !json_is_string(json_object_get(tc, "name")))
         return BAD("tool_choice", "'tool_choice' must be \"none\", \"auto\", \"required\" or {\"type\": "
                    "\"function\", \"name\": string}");
-    json_object_set_new(chat, "tool_choice",
-                        json_pack("{s:s,s:{s:O}}", "type", "function", "function", "name", json_object_get(tc, "name")));
+    json_object_set_new(chat, "tool_choice", json_pack("{s:s,s:{s:O}}", "type", "function", "function", "name",
+                                                       json_object_get(tc, "name")));
     return GLM_OK;
 }
 

@@ -184,7 +184,8 @@ START_TEST(stream_adds_up_to_the_response)
 
     char *body = glm_gen_response(g1);
     json_t *one = json_loads(body, 0, NULL);
-    char *a = items_without_ids(json_object_get(done, "output")), *b = items_without_ids(json_object_get(one, "output"));
+    char *a = items_without_ids(json_object_get(done, "output"));
+    char *b = items_without_ids(json_object_get(one, "output"));
     ck_assert_str_eq(a, b);
     json_t *u = json_object_get(one, "usage");
     ck_assert_int_eq(json_integer_value(json_object_get(u, "output_tokens")), NCALL);
@@ -252,7 +253,8 @@ START_TEST(failed_stream)
     ck_assert_str_eq(json_string_value(json_object_get(resp, "status")), "failed");
     ck_assert_str_eq(json_string_value(json_object_get(json_object_get(resp, "error"), "code")), "invalid_prompt");
     /* the open message was closed before the end, as incomplete; nothing says completed */
-    json_t *last = json_array_get(json_object_get(resp, "output"), json_array_size(json_object_get(resp, "output")) - 1);
+    json_t *output = json_object_get(resp, "output");
+    json_t *last = json_array_get(output, json_array_size(output) - 1);
     ck_assert_str_eq(json_string_value(json_object_get(last, "status")), "incomplete");
     for (i = 0; i < n; i++)
         ck_assert(strcmp(type_of(evs, i), "response.completed") != 0);
