@@ -1,7 +1,8 @@
 /*
- * completions.c - POST /v1/chat/completions and /v1/completions: parse and
- * validate (openai_request.c), submit to the engine, then either wait for the
- * whole answer or stream it as Server-Sent Events (openai_response.c).
+ * completions.c - POST /v1/chat/completions and /v1/completions (and, through
+ * glm_generate, /v1/responses): parse and validate (openai_request.c), submit
+ * to the engine, then either wait for the whole answer or stream it as
+ * Server-Sent Events (openai_response.c).
  *
  * No HTTP thread ever waits (http.c: libmicrohttpd's event loop): when the
  * engine has nothing new for a request, its connection is suspended, and the
@@ -33,6 +34,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "completions.h"
 #include "http.h"
 #include "openai_request.h"
 #include "openai_response.h"
@@ -257,18 +259,7 @@ static ssize_t stream_step(job *j, char *buf, size_t max)
         if (rc == 1) {
             job_event(j, &ev, &j->out);
             if (j->error) {
-                json_t *e = json_pack("{s:{s:s,s:s,s:n,s:i}}", "error", "message", j->error_msg, "type",
-                                      j->error_status == 400 ? "BadRequestError" : "InternalServerError", "param",
-                                      "code", j->error_status);
-                char *s = e ? json_dumps(e, JSON_COMPACT) : NULL;
-                json_decref(e);
-                if (s) {
-                    glm_buf_put(&j->out, "data: ", 6);
-                    glm_buf_put(&j->out, s, strlen(s));
-                    glm_buf_put(&j->out, "\n\n", 2);
-                    free(s);
-                }
-                glm_buf_put(&j->out, "data: [DONE]\n\n", 14);
+                glm_gen_stream_error(j->gen, j->error_status, j->error_msg, &j->out);
                 job_abort(j);
                 j->ended = 1;
             }
@@ -374,7 +365,27 @@ static void nonstream_cancel(glm_http_req *r)
     job_unref_locked(j);
 }
 
+static int parse_chat(glm_oai_request *r, const json_t *root, const glm_gen_ctx *g, int *status,
+                      const char **param, char *err, size_t errlen)
+{
+    return glm_oai_request_parse(r, root, 1, g, status, param, err, errlen);
+}
+
+static int parse_text(glm_oai_request *r, const json_t *root, const glm_gen_ctx *g, int *status,
+                      const char **param, char *err, size_t errlen)
+{
+    return glm_oai_request_parse(r, root, 0, g, status, param, err, errlen);
+}
+
+static const glm_gen_api chat_api = {"chatcmpl-", "messages", parse_chat};
+static const glm_gen_api text_api = {"cmpl-", "prompt", parse_text};
+
 enum MHD_Result glm_handle_completions(glm_http_req *r, const glm_gen_ctx *g, int chat)
+{
+    return glm_generate(r, g, chat ? &chat_api : &text_api);
+}
+
+enum MHD_Result glm_generate(glm_http_req *r, const glm_gen_ctx *g, const glm_gen_api *api)
 {
     enum MHD_Result res;
     job *j = glm_calloc(1, sizeof *j);
@@ -391,7 +402,7 @@ enum MHD_Result glm_handle_completions(glm_http_req *r, const glm_gen_ctx *g, in
     int status;
     const char *param;
     char err[GLM_ERRLEN];
-    int rc = glm_oai_request_parse(&j->req, in.root, chat, g, &status, &param, err, sizeof err);
+    int rc = api->parse(&j->req, in.root, g, &status, &param, err, sizeof err);
     glm_body_close(g->model, &in); /* the request keeps its ids and parameters, not its body */
     if (rc != GLM_OK) {
         res = glm_http_error(r, status, NULL, param, "%s", err);
@@ -417,11 +428,11 @@ enum MHD_Result glm_handle_completions(glm_http_req *r, const glm_gen_ctx *g, in
         job_free(j);
         if (st == GLM_SUBMIT_OVERLOADED)
             return glm_http_error(r, 503, NULL, NULL, "the server is overloaded: %s", err);
-        return glm_http_error(r, 400, NULL, chat ? "messages" : "prompt", "%s", err);
+        return glm_http_error(r, 400, NULL, api->prompt_param, "%s", err);
     }
     glm_request_set_notify(j->er, notify, j->watch);
     char id[96];
-    make_id(id, sizeof id, chat ? "chatcmpl-" : "cmpl-", r->request_id);
+    make_id(id, sizeof id, api->id_prefix, r->request_id);
     j->gen = glm_gen_create(g, &j->req, id);
 
     if (j->req.stream) {

@@ -34,6 +34,7 @@
 #include <unistd.h>
 
 #include "parse_gate.h"
+#include "responses.h"
 #include "waiter.h"
 #include "core/util.h"
 
@@ -59,7 +60,8 @@ typedef struct {
     int counted;      /* counted in srv->active */
 } conn;
 
-enum { R_HEALTH, R_VERSION, R_MODELS, R_MODEL, R_METRICS, R_TOKENIZE, R_DETOKENIZE, R_CHAT, R_COMPLETIONS, R_NONE };
+enum { R_HEALTH, R_VERSION, R_MODELS, R_MODEL, R_METRICS, R_TOKENIZE, R_DETOKENIZE, R_CHAT, R_COMPLETIONS, R_RESPONSES,
+       R_NONE };
 
 static const struct {
     const char *path;
@@ -75,6 +77,7 @@ static const struct {
     [R_DETOKENIZE] = {"/detokenize", "POST", 0},
     [R_CHAT] = {"/v1/chat/completions", "POST", 0},
     [R_COMPLETIONS] = {"/v1/completions", "POST", 0},
+    [R_RESPONSES] = {"/v1/responses", "POST", 0},
 };
 
 static int find_route(const char *url)
@@ -328,6 +331,7 @@ static enum MHD_Result dispatch(conn *c)
     case R_DETOKENIZE: return glm_handle_detokenize(r, &srv->served, srv->out.tok);
     case R_CHAT: return glm_handle_completions(r, &srv->gen, 1);
     case R_COMPLETIONS: return glm_handle_completions(r, &srv->gen, 0);
+    case R_RESPONSES: return glm_handle_responses(r, &srv->gen);
     default: return glm_http_error(r, 404, NULL, NULL, "Not Found");
     }
 }

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "openai_response.h"
 #include "structured.h"
 #include "core/util.h"
 #include "core/json_field.h"
@@ -397,6 +398,10 @@ void glm_oai_request_free(glm_oai_request *r)
     glm_chat_prompt_free(&r->prompt_info);
     glm_grammar_free(r->grammar);
     r->grammar = NULL;
+    if (r->format)
+        r->format->free(r->format_ctx);
+    r->format = NULL;
+    r->format_ctx = NULL;
     r->prompt = NULL;
     r->prompt_text = NULL;
     r->bias = NULL;

@@ -52,6 +52,9 @@ typedef struct {
     glm_grammar *grammar;         /* the answer's grammar (tool_choice required/named,
                                      response_format), or NULL; owned */
     int content_plain;            /* an output format governs the answer: no tags parsed in it */
+    const struct glm_gen_format *format; /* another API's answer (the Responses API, responses.c), or
+                                            NULL: chat / completions (openai_response.h) */
+    void *format_ctx;             /* the format's state; freed with the request */
 } glm_oai_request;
 
 /*

@@ -203,6 +203,30 @@ void glm_gen_usage(const glm_gen *g, int *prompt_tokens, int *completion_tokens)
     *completion_tokens = c;
 }
 
+const char *glm_gen_id(const glm_gen *g)
+{
+    return g->id;
+}
+
+long glm_gen_created(const glm_gen *g)
+{
+    return g->created;
+}
+
+void glm_gen_message(const glm_gen *g, glm_out_message *m)
+{
+    glm_out_get(g->s[0].parser, m);
+}
+
+void glm_gen_usage_details(const glm_gen *g, int *cached_tokens, int *reasoning_tokens)
+{
+    int r = 0;
+    for (int i = 0; i < g->n; i++)
+        r += g->s[i].reasoning_tokens;
+    *cached_tokens = g->cached_tokens;
+    *reasoning_tokens = r;
+}
+
 /* ---- streaming ----------------------------------------------------------------------- */
 
 static void emit(glm_buf *out, json_t *obj)
@@ -233,6 +257,12 @@ static json_t *chunk(const glm_gen *g, json_t *choice)
 
 void glm_gen_stream_start(glm_gen *g, glm_buf *out)
 {
+    if (g->req->format) {
+        if (!g->s[0].started)
+            g->req->format->start(g->req->format_ctx, g, out);
+        g->s[0].started = 1;
+        return;
+    }
     if (!g->req->chat) {
         /* completions with echo: the prompt text comes first */
         for (int i = 0; i < g->n && g->req->echo && g->req->prompt_text && !g->s[i].started; i++) {
@@ -281,6 +311,12 @@ static json_t *tool_delta_json(const glm_out_delta *d)
 static void stream_piece(glm_gen *g, int i, const char *text, size_t len, const glm_out_delta *d, json_t *lp,
                          const char *finish, glm_buf *out)
 {
+    if (g->req->format) {
+        json_decref(lp);
+        if (d)
+            g->req->format->delta(g->req->format_ctx, g, d, out);
+        return;
+    }
     int empty = finish == NULL && lp == NULL;
     json_t *ch = json_object();
     json_object_set_new(ch, "index", json_integer(i));
@@ -316,6 +352,10 @@ static void stream_piece(glm_gen *g, int i, const char *text, size_t len, const 
 
 void glm_gen_stream_end(glm_gen *g, glm_buf *out)
 {
+    if (g->req->format) {
+        g->req->format->end(g->req->format_ctx, g, out);
+        return;
+    }
     if (g->req->include_usage) {
         json_t *c = chunk(g, NULL);
         int p, n;
@@ -329,6 +369,19 @@ void glm_gen_stream_end(glm_gen *g, glm_buf *out)
                                       g->cached_tokens, "completion_tokens_details", "reasoning_tokens", r));
         emit(out, c);
     }
+    glm_buf_put(out, "data: [DONE]\n\n", 14);
+}
+
+void glm_gen_stream_error(glm_gen *g, int status, const char *message, glm_buf *out)
+{
+    if (g->req->format) {
+        g->req->format->error(g->req->format_ctx, g, status, message, out);
+        return;
+    }
+    json_t *e = json_pack("{s:{s:s,s:s,s:n,s:i}}", "error", "message", message, "type",
+                          status == 400 ? "BadRequestError" : "InternalServerError", "param", "code", status);
+    if (e)
+        emit(out, e);
     glm_buf_put(out, "data: [DONE]\n\n", 14);
 }
 
@@ -457,6 +510,8 @@ static json_t *id_array(const int32_t *ids, int n)
 
 char *glm_gen_response(glm_gen *g)
 {
+    if (g->req->format)
+        return g->req->format->response(g->req->format_ctx, g);
     json_t *choices = json_array();
     int reasoning = 0;
     for (int i = 0; i < g->n; i++) {

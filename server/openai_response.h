@@ -43,6 +43,10 @@ void glm_gen_stream_start(glm_gen *g, glm_buf *out);
 /* Streaming: appends the usage chunk (when asked for) and "data: [DONE]". */
 void glm_gen_stream_end(glm_gen *g, glm_buf *out);
 
+/* Streaming: the request failed (status 400 or 500, one line): appends what
+ * ends the stream, an error object and "data: [DONE]". */
+void glm_gen_stream_error(glm_gen *g, int status, const char *message, glm_buf *out);
+
 /* Non-streaming: the whole response object as a malloc'd JSON string, or
  * NULL if it could not be serialised. */
 char *glm_gen_response(glm_gen *g);
@@ -53,5 +57,34 @@ const char *glm_gen_finish_reason(const glm_gen *g, int i);
 
 /* Usage so far, for the request log line. */
 void glm_gen_usage(const glm_gen *g, int *prompt_tokens, int *completion_tokens);
+
+/*
+ * Another API's answer over the same generation (the Responses API,
+ * responses.c): a request with a format (glm_oai_request.format, one sample,
+ * chat prompt) has its stream and response object written by it. Each
+ * streamed piece of the output parser goes to delta() instead of a chat
+ * chunk; glm_gen_stream_start, glm_gen_stream_end, glm_gen_stream_error and
+ * glm_gen_response call start(), end(), error() and response(). The
+ * accessors below give it the rest.
+ */
+typedef struct glm_gen_format {
+    void (*start)(void *ctx, const glm_gen *g, glm_buf *out);
+    void (*delta)(void *ctx, const glm_gen *g, const glm_out_delta *d, glm_buf *out);
+    void (*end)(void *ctx, const glm_gen *g, glm_buf *out);
+    void (*error)(void *ctx, const glm_gen *g, int status, const char *message, glm_buf *out);
+    char *(*response)(void *ctx, const glm_gen *g);  /* malloc'd JSON, or NULL */
+    void (*free)(void *ctx);
+} glm_gen_format;
+
+/* The response id and creation time (Unix seconds). */
+const char *glm_gen_id(const glm_gen *g);
+long glm_gen_created(const glm_gen *g);
+
+/* Sample 0's output as parsed so far (valid until the next event). */
+void glm_gen_message(const glm_gen *g, glm_out_message *m);
+
+/* Prompt tokens read from the prefix cache; generated tokens inside the
+ * reasoning, over all samples. */
+void glm_gen_usage_details(const glm_gen *g, int *cached_tokens, int *reasoning_tokens);
 
 #endif
