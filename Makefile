@@ -85,7 +85,7 @@ CUDA_ON_CPU_OBJ = $(CUDA_ON_CPU_SRC:%.cu=$(BUILD)/cuda_cpu/%.o) $(CUDA_CPU_OBJ) 
 VENV = .venv
 PY   = $(VENV)/bin/python
 
-.PHONY: all run venv golden-venv goldens test unit cuda-cpu gpu-tests backend-ops integration models bench asan deps deps-check clean distclean
+.PHONY: all run venv golden-venv goldens mtp-goldens test unit cuda-cpu gpu-tests backend-ops integration models bench asan deps deps-check clean distclean
 
 all: glm-server
 
@@ -327,6 +327,10 @@ $(REF_VENV)/.packages:
 # Run by hand when the test checkpoints or their generator change, then commit the result.
 goldens: $(REF_VENV)/.packages models/tiny/config.json models/tiny-bf16/config.json models/tiny-fp8/config.json
 	$(REF_VENV)/bin/python tests/golden/make_goldens.py
+
+# Rewrites tests/golden/tiny/*.mtp.* (the MTP layer's reference logits); run after `goldens`.
+mtp-goldens: $(REF_VENV)/.packages models/tiny/config.json models/tiny-bf16/config.json models/tiny-fp8/config.json
+	$(REF_VENV)/bin/python tests/golden/make_mtp_goldens.py
 
 test: glm-server $(UNIT_BIN) $(BACKEND_BIN) $(CUDA_CPU_BIN) $(CUDA_BACKEND_TEST) $(CUDA_SAMPLE_TEST) $(BLAS_TEST) $(TEST_CUDA_CPU_SERVER) \
       $(TINY_MODELS) models/script/config.json

@@ -922,7 +922,7 @@ static void cuda_destroy(glm_backend *base)
     free(be);
 }
 
-static const glm_backend_ops cuda_ops = {cuda_forward, cuda_logits, cuda_sample, cuda_trace_hidden, cuda_destroy};
+static const glm_backend_ops cuda_ops = {cuda_forward, cuda_logits, cuda_sample, NULL, cuda_trace_hidden, cuda_destroy};
 
 /* ---- create ------------------------------------------------------------------------------ */
 

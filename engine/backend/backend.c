@@ -27,6 +27,17 @@ int glm_cuda_available(char *why, size_t whylen)
 
 glm_backend *glm_backend_create(const glm_model *m, const glm_backend_params *p, char *err, size_t errlen)
 {
+    if (p->draft_layers) {
+        if (p->draft_layers != 1 || !m->mtp) {
+            glm_err(err, errlen, "speculative decoding with MTP: %s", m->mtp ? "one MTP layer at most"
+                    : "the checkpoint has no MTP layer (model.layers.<num_hidden_layers>.eh_proj)");
+            return NULL;
+        }
+        if (p->world > 1 || p->kind != GLM_BACKEND_CPU) {
+            glm_err(err, errlen, "speculative decoding with MTP runs on the CPU backend at one rank only so far");
+            return NULL;
+        }
+    }
     if (p->world > 1 && !p->comm)
         return glm_tp_backend_create(m, p, err, errlen);
     switch (p->kind) {

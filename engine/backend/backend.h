@@ -85,6 +85,8 @@ typedef struct {
      * [first_rank, first_rank + n_local) of world; n_local 0: all of them (one process) */
     int first_rank, n_local;
     const void *world_id;        /* the world's id from node 0 (glm_tp_world_ops.id_bytes), or NULL */
+    int draft_layers;            /* 1: also hold the model's MTP layer, its KV cache and the draft
+                                    entry (speculative decoding); 0: none */
 } glm_backend_params;
 
 /* What a created backend holds: the limits it was sized for (the runner
@@ -107,6 +109,14 @@ typedef struct {
     glm_sampler_history hist;               /* prompt and output so far (penalties, min_tokens) */
 } glm_sample_req;
 
+/* Where a draft token's hidden state comes from (glm_backend_ops.draft). */
+typedef enum {
+    GLM_DRAFT_FROM_FORWARD = 0,  /* a row of the last forward: the final hidden state (after
+                                    model.norm, what the LM head reads) */
+    GLM_DRAFT_FROM_DRAFT         /* a row of the last draft: the MTP layer's output after
+                                    shared_head.norm (a chained draft) */
+} glm_draft_source;
+
 typedef struct glm_backend glm_backend;
 
 typedef struct {
@@ -119,6 +129,13 @@ typedef struct {
      * the requested logprobs, as glm_sampler_sample defines them. */
     int (*sample)(glm_backend *b, const glm_sample_req *reqs, int n, glm_sampler_result *out, char *err,
                   size_t errlen);
+    /* Speculative decoding's draft, in a backend created with draft_layers 1 (else NULL): runs
+     * the MTP layer (model.h: glm_mtp) over batch, whose token ids are the tokens that follow
+     * (the token at position p is the one at p + 1), its KV going to the MTP layer's cache at
+     * the batch's slots; token t reads hidden state rows[t] of `from`. The logits of the rows
+     * in batch->logits_index replace the last forward's (logits and sample read them). */
+    int (*draft)(glm_backend *b, const glm_batch *batch, glm_draft_source from, const int32_t *rows, char *err,
+                 size_t errlen);
     /* Hidden states for tests (llm.c-style activation checks): when set,
      * the next forwards write the residual stream of every batch row after
      * the embedding and after each layer into out [n_layers + 1, n_tokens, H]

@@ -483,7 +483,7 @@ static void tp_destroy(glm_backend *base)
     free(tp);
 }
 
-static const glm_backend_ops tp_ops = {tp_forward, tp_logits, tp_sample, tp_trace_hidden, tp_destroy};
+static const glm_backend_ops tp_ops = {tp_forward, tp_logits, tp_sample, NULL, tp_trace_hidden, tp_destroy};
 
 void glm_tp_backend_stop(glm_backend *b, const char *why)
 {

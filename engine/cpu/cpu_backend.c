@@ -23,6 +23,13 @@
  *     h = rmsnorm(x); x += dense SwiGLU(h) or MoE(h)
  *   logits = lm_head(rmsnorm(x)) for the rows asked for.
  *
+ * With a draft layer (speculative decoding, model.h: glm_mtp), forward keeps
+ * every row's final hidden state, and draft runs the MTP layer:
+ *   x = eh_proj([enorm(embed(next tokens)) | hnorm(final hidden)])
+ *   the decoder layer above on x (cache layer num_hidden_layers)
+ *   h = rmsnorm(x, shared_head.norm), kept for a chained draft
+ *   logits = lm_head(h) for the rows asked for.
+ *
  * Memory: the backend owns its KV cache (kvcache.h) and one workspace arena,
  * carved at create by a table of sizes for the largest step its parameters
  * allow (max_num_batched_tokens, max context, max_logits_rows): forward,
@@ -90,6 +97,11 @@ typedef struct {
     int max_ctx;              /* positions < max_ctx */
     void **sampler_ws;        /* [workers] -> glm_sampler_workspace_size(vocab) bytes */
     float *trace;             /* [L + 1, n, H] hidden states, or NULL */
+    /* draft (MTP) layer only, else NULL */
+    float *fin_h;             /* [T, H] final hidden state of every row of the last forward */
+    float *draft_h;           /* [T, H] the MTP output (after shared_head.norm) of the last draft */
+    float *eh_in;             /* [T, 2H] eh_proj's input */
+    int fin_n, draft_n;       /* rows of fin_h and draft_h that hold the last forward's / draft's */
     float *xr[3];             /* [max(T, max_logits_rows), widest input]: GEMM inputs rounded as the
                                  CUDA backend rounds them (emulation only, else NULL) */
 } step;
@@ -105,6 +117,7 @@ typedef struct cpu_backend {
     void *arena;              /* the one allocation behind it */
     size_t sampler_ws_size;
     int emul;                 /* GLM_COMPUTE_BF16: round where the CUDA backend's bfloat16 mode does */
+    int draft;                /* holds the MTP layer (draft_layers 1) */
 } cpu_backend;
 
 /* ---- the CUDA backend's rounding points (GLM_COMPUTE_BF16) ---------------------------------
@@ -364,6 +377,78 @@ static int lm_head(cpu_backend *be, int n_rows, char *err, size_t errlen)
     return GLM_OK;
 }
 
+/* The step's per-token state from the batch: sequences and RoPE angles. */
+static void begin_step(cpu_backend *be, const glm_batch *b)
+{
+    step *s = &be->s;
+    int n = b->n_tokens;
+    s->b = b;
+    s->n = n;
+    s->n_logits = 0;
+    for (int q = 0; q < b->n_seqs; q++)
+        for (int t = b->cu_seqlens_q[q]; t < b->cu_seqlens_q[q + 1]; t++)
+            s->seq_of[t] = q;
+    glm_ref_rope_angles(&(glm_ref_rope_angles_params){n, be->c->qk_rope_head_dim, be->c->rope_theta, b->positions,
+                                                      s->rope_cos, s->rope_sin});
+}
+
+/* The embedding rows of ids [n] into out [n, H]: a rank holds rows [vocab0, vocab0 + n_vocab),
+ * the others are 0 here and the sum over ranks is the token's row (exactly: x + 0 = x). */
+static int embed(cpu_backend *be, const int32_t *ids, int n, float *out, char *err, size_t errlen)
+{
+    const glm_model *m = be->m;
+    int H = be->c->hidden_size;
+    for (int t = 0; t < n; t++) {
+        int row = ids[t] - m->shard.vocab0;
+        if (row >= 0 && row < m->shard.n_vocab)
+            glm_weight_rows_f32(&m->embed, row, 1, out + (size_t)t * H);
+        else
+            memset(out + (size_t)t * H, 0, sizeof(float) * (size_t)H);
+    }
+    return reduce(be, out, (size_t)n * H, err, errlen);
+}
+
+/* One decoder layer over the step's rows: s->x += attention, then += FFN/MoE; its KV goes to
+ * cache layer li. */
+static int decoder_layer(cpu_backend *be, int li, const glm_layer *layer, char *err, size_t errlen)
+{
+    const glm_config *c = be->c;
+    step *s = &be->s;
+    int n = s->n, H = c->hidden_size, rc;
+    s->li = li;
+    s->layer = layer;
+    for (int t = 0; t < n; t++)
+        glm_rmsnorm(s->h + (size_t)t * H, s->x + (size_t)t * H, layer->input_norm, H, c->rms_norm_eps);
+    attention(s);
+    if ((rc = reduce(be, s->tmp_h, (size_t)n * H, err, errlen)) != GLM_OK)
+        return rc;
+    for (size_t i = 0; i < (size_t)n * H; i++)
+        s->x[i] += s->tmp_h[i];
+    for (int t = 0; t < n; t++)
+        glm_rmsnorm(s->h + (size_t)t * H, s->x + (size_t)t * H, layer->post_norm, H, c->rms_norm_eps);
+    if (layer->sparse)
+        moe_ffn(s, s->tmp_h);
+    else
+        dense_ffn(s, &layer->gate, &layer->up, &layer->down, s->tmp_h);
+    if ((rc = reduce(be, s->tmp_h, (size_t)n * H, err, errlen)) != GLM_OK)
+        return rc;
+    for (size_t i = 0; i < (size_t)n * H; i++)
+        s->x[i] += s->tmp_h[i];
+    return GLM_OK;
+}
+
+/* rows [n] of src (row stride H) through the LM head into s->logits, kept for logits/sample. */
+static int logits_of(cpu_backend *be, const float *src, const int32_t *rows, int n, char *err, size_t errlen)
+{
+    step *s = &be->s;
+    int H = be->c->hidden_size;
+    for (int i = 0; i < n; i++)
+        memcpy(s->final_h + (size_t)i * H, src + (size_t)rows[i] * H, sizeof(float) * (size_t)H);
+    int rc = n > 0 ? lm_head(be, n, err, errlen) : GLM_OK;
+    s->n_logits = rc == GLM_OK ? n : 0;
+    return rc;
+}
+
 static int cpu_forward(glm_backend *base, const glm_batch *b, char *err, size_t errlen)
 {
     cpu_backend *be = (cpu_backend *)base;
@@ -375,61 +460,69 @@ static int cpu_forward(glm_backend *base, const glm_batch *b, char *err, size_t 
     GLM_ASSERT(b->n_logits <= base->info.limits.max_logits);
     GLM_ASSERT(b->max_blocks_per_seq <= base->info.limits.max_blocks_per_seq);
 
-    int n = b->n_tokens, H = c->hidden_size, rope = c->qk_rope_head_dim;
-    s->b = b;
-    s->n = n;
-    s->n_logits = 0;
-    for (int q = 0; q < b->n_seqs; q++)
-        for (int t = b->cu_seqlens_q[q]; t < b->cu_seqlens_q[q + 1]; t++)
-            s->seq_of[t] = q;
-    glm_ref_rope_angles(&(glm_ref_rope_angles_params){n, rope, c->rope_theta, b->positions, s->rope_cos,
-                                                      s->rope_sin});
-    /* the embedding: a rank holds rows [vocab0, vocab0 + n_vocab), the others are 0 here
-     * and the sum over ranks is the token's row (exactly: x + 0 = x) */
-    for (int t = 0; t < n; t++) {
-        int row = b->token_ids[t] - m->shard.vocab0;
-        if (row >= 0 && row < m->shard.n_vocab)
-            glm_weight_rows_f32(&m->embed, row, 1, s->x + (size_t)t * H);
-        else
-            memset(s->x + (size_t)t * H, 0, sizeof(float) * (size_t)H);
-    }
-    int rc = reduce(be, s->x, (size_t)n * H, err, errlen);
+    int n = b->n_tokens, H = c->hidden_size;
+    begin_step(be, b);
+    int rc = embed(be, b->token_ids, n, s->x, err, errlen);
     if (rc != GLM_OK)
         return rc;
     trace(s, 0);
-
     for (int li = 0; li < c->num_hidden_layers; li++) {
-        s->li = li;
-        s->layer = &m->layers[li];
-        for (int t = 0; t < n; t++)
-            glm_rmsnorm(s->h + (size_t)t * H, s->x + (size_t)t * H, s->layer->input_norm, H, c->rms_norm_eps);
-        attention(s);
-        if ((rc = reduce(be, s->tmp_h, (size_t)n * H, err, errlen)) != GLM_OK)
+        if ((rc = decoder_layer(be, li, &m->layers[li], err, errlen)) != GLM_OK)
             return rc;
-        for (size_t i = 0; i < (size_t)n * H; i++)
-            s->x[i] += s->tmp_h[i];
-        for (int t = 0; t < n; t++)
-            glm_rmsnorm(s->h + (size_t)t * H, s->x + (size_t)t * H, s->layer->post_norm, H, c->rms_norm_eps);
-        if (s->layer->sparse)
-            moe_ffn(s, s->tmp_h);
-        else
-            dense_ffn(s, &s->layer->gate, &s->layer->up, &s->layer->down, s->tmp_h);
-        if ((rc = reduce(be, s->tmp_h, (size_t)n * H, err, errlen)) != GLM_OK)
-            return rc;
-        for (size_t i = 0; i < (size_t)n * H; i++)
-            s->x[i] += s->tmp_h[i];
         trace(s, li + 1);
     }
-
-    if (b->n_logits > 0) {
-        for (int i = 0; i < b->n_logits; i++)
-            glm_rmsnorm(s->final_h + (size_t)i * H, s->x + (size_t)b->logits_index[i] * H, m->final_norm, H,
-                        c->rms_norm_eps);
-        if ((rc = lm_head(be, b->n_logits, err, errlen)) != GLM_OK)
-            return rc;
+    if (be->draft) { /* every row's final hidden state, for the draft */
+        for (int t = 0; t < n; t++)
+            glm_rmsnorm(s->fin_h + (size_t)t * H, s->x + (size_t)t * H, m->final_norm, H, c->rms_norm_eps);
+        s->fin_n = n;
+        s->draft_n = 0;
+        return logits_of(be, s->fin_h, b->logits_index, b->n_logits, err, errlen);
     }
+    for (int i = 0; i < b->n_logits; i++)
+        glm_rmsnorm(s->final_h + (size_t)i * H, s->x + (size_t)b->logits_index[i] * H, m->final_norm, H,
+                    c->rms_norm_eps);
+    if (b->n_logits > 0 && (rc = lm_head(be, b->n_logits, err, errlen)) != GLM_OK)
+        return rc;
     s->n_logits = b->n_logits;
     return GLM_OK;
+}
+
+static int cpu_draft(glm_backend *base, const glm_batch *b, glm_draft_source from, const int32_t *rows, char *err,
+                     size_t errlen)
+{
+    cpu_backend *be = (cpu_backend *)base;
+    const glm_config *c = be->c;
+    const glm_mtp *mtp = be->m->mtp;
+    step *s = &be->s;
+    GLM_ASSERT(be->draft && b->n_tokens >= 1 && b->n_tokens <= base->info.limits.max_tokens);
+    GLM_ASSERT(b->n_logits <= base->info.limits.max_logits);
+    int n = b->n_tokens, H = c->hidden_size;
+    const float *src = from == GLM_DRAFT_FROM_DRAFT ? s->draft_h : s->fin_h;
+    int have = from == GLM_DRAFT_FROM_DRAFT ? s->draft_n : s->fin_n;
+    for (int t = 0; t < n; t++)
+        if (rows[t] < 0 || rows[t] >= have) {
+            glm_err(err, errlen, "draft: token %d reads hidden row %d of the last %s, which has %d", t, rows[t],
+                    from == GLM_DRAFT_FROM_DRAFT ? "draft" : "forward", have);
+            return GLM_BAD_BATCH;
+        }
+    /* eh_proj's input [enorm(embedding) | hnorm(hidden)] first: a chained draft reads the rows
+     * this one overwrites */
+    begin_step(be, b);
+    int rc = embed(be, b->token_ids, n, s->x, err, errlen);
+    if (rc != GLM_OK)
+        return rc;
+    for (int t = 0; t < n; t++) {
+        float *in = s->eh_in + (size_t)t * 2 * H;
+        glm_rmsnorm(in, s->x + (size_t)t * H, mtp->enorm, H, c->rms_norm_eps);
+        glm_rmsnorm(in + H, src + (size_t)rows[t] * H, mtp->hnorm, H, c->rms_norm_eps);
+    }
+    matmul_emul(be, &mtp->eh_proj, s->eh_in, 2 * H, n, s->x, H);
+    if ((rc = decoder_layer(be, c->num_hidden_layers, &mtp->layer, err, errlen)) != GLM_OK)
+        return rc;
+    for (int t = 0; t < n; t++)
+        glm_rmsnorm(s->draft_h + (size_t)t * H, s->x + (size_t)t * H, mtp->head_norm, H, c->rms_norm_eps);
+    s->draft_n = n;
+    return logits_of(be, s->draft_h, b->logits_index, b->n_logits, err, errlen);
 }
 
 static int cpu_logits(glm_backend *base, const int32_t *rows, int n, float *out, char *err, size_t errlen)
@@ -490,7 +583,8 @@ static void cpu_destroy(glm_backend *base)
     free(be); /* the pool is the caller's */
 }
 
-static const glm_backend_ops cpu_ops = {cpu_forward, cpu_logits, cpu_sample, cpu_trace_hidden, cpu_destroy};
+static const glm_backend_ops cpu_ops = {cpu_forward, cpu_logits, cpu_sample, cpu_draft, cpu_trace_hidden,
+                                        cpu_destroy};
 
 /* One number from a file (a /proc/meminfo line given by fmt, or a cgroup
  * file); 0 when it cannot be read or says "max". */
@@ -548,6 +642,7 @@ glm_backend *glm_cpu_backend_create(const glm_model *m, const glm_backend_params
     be->pool = p->pool;
     be->comm = p->world > 1 ? p->comm : NULL;
     be->emul = p->dtype == GLM_COMPUTE_BF16;
+    be->draft = p->draft_layers == 1 && m->mtp;
     step *s = &be->s;
     s->be = be;
 
@@ -613,8 +708,13 @@ glm_backend *glm_cpu_backend_create(const glm_model *m, const glm_backend_params
     PART(s->logits, sizeof(float) * Lr * V);
     PART(s->logits_part, p->world > 1 ? sizeof(float) * (size_t)p->world * Lr * m->shard.vocab_stride : 0);
     PART(s->op_ws, op_ws);
+    PART(s->fin_h, be->draft ? sizeof(float) * T * H : 0);
+    PART(s->draft_h, be->draft ? sizeof(float) * T * H : 0);
+    PART(s->eh_in, be->draft ? sizeof(float) * T * 2 * H : 0);
     /* the rounded GEMM inputs of the emulation: rows of the widest input */
     size_t widest_in = GLM_MAX(GLM_MAX(H, (size_t)c->q_lora_rank), GLM_MAX(heads * c->v_head_dim, ffnI));
+    if (be->draft)
+        widest_in = GLM_MAX(widest_in, 2 * H); /* eh_proj's */
     for (int i = 0; i < 3; i++)
         PART(s->xr[i], be->emul ? sizeof(float) * GLM_MAX(T, Lr) * widest_in : 0);
     PART(stab, sizeof(void *) * (size_t)workers);
@@ -625,6 +725,8 @@ glm_backend *glm_cpu_backend_create(const glm_model *m, const glm_backend_params
     int widest = GLM_MAX(GLM_MAX(c->hidden_size, c->q_lora_rank), GLM_MAX(c->kv_lora_rank, c->intermediate_size));
     widest = GLM_MAX(widest, GLM_MAX(c->moe_intermediate_size * GLM_MAX(c->n_shared_experts, 1),
                                      c->num_attention_heads * c->v_head_dim));
+    if (be->draft)
+        widest = GLM_MAX(widest, 2 * c->hidden_size);
     glm_pool_reserve(p->pool, glm_matmul_scratch_bytes(widest));
     /* element counts are int in the kernels' loops */
     for (int i = 0; i < np; i++)
@@ -649,13 +751,15 @@ glm_backend *glm_cpu_backend_create(const glm_model *m, const glm_backend_params
     /* the KV cache: the budget given, or (as vLLM's gpu_memory_utilization) what
      * remains of mem_fraction of the machine's memory once the weights and the
      * workspace are counted, within what is available now */
-    size_t per_block = glm_kv_bytes_per_token(c) * (size_t)p->block_size;
+    size_t per_block = (glm_kv_bytes_per_token(c) + (be->draft ? glm_kv_draft_bytes_per_token(c) : 0)) *
+                       (size_t)p->block_size;
     size_t budget = p->kv_bytes;
     if (budget == 0 && p->kv_blocks <= 0) {
         double frac = p->mem_fraction > 0 && p->mem_fraction <= 1 ? p->mem_fraction : 0.9;
         size_t total, avail;
         machine_memory(&total, &avail);
-        size_t share = GLM_MIN((size_t)((double)total * frac), avail), used = m->weight_bytes + ws_bytes;
+        size_t share = GLM_MIN((size_t)((double)total * frac), avail);
+        size_t used = m->weight_bytes + (be->draft ? m->mtp_bytes : 0) + ws_bytes;
         budget = share > used ? share - used : 0;
     }
     size_t nb = p->kv_blocks > 0 ? (size_t)p->kv_blocks : budget / per_block;
@@ -665,7 +769,7 @@ glm_backend *glm_cpu_backend_create(const glm_model *m, const glm_backend_params
         cpu_destroy(&be->base);
         return NULL;
     }
-    be->kv = glm_kv_cache_create(c, (int)nb, p->block_size, err, errlen);
+    be->kv = glm_kv_cache_create(c, be->draft, (int)nb, p->block_size, err, errlen);
     if (!be->kv) {
         cpu_destroy(&be->base);
         return NULL;

@@ -21,16 +21,22 @@ size_t glm_kv_bytes_per_token(const glm_config *c)
     return (latent + index) * sizeof(float);
 }
 
-glm_kv_cache *glm_kv_cache_create(const glm_config *c, int num_blocks, int block_size, char *err,
+size_t glm_kv_draft_bytes_per_token(const glm_config *c)
+{
+    return (size_t)(c->kv_lora_rank + c->qk_rope_head_dim + c->index_head_dim) * sizeof(float);
+}
+
+glm_kv_cache *glm_kv_cache_create(const glm_config *c, int draft_layers, int num_blocks, int block_size, char *err,
                                   size_t errlen)
 {
-    if (num_blocks < 1 || block_size < 1 || block_size > 4096) {
+    if (num_blocks < 1 || block_size < 1 || block_size > 4096 || draft_layers < 0 || draft_layers > 1) {
         glm_err(err, errlen, "KV cache: invalid geometry (%d blocks of %d tokens)", num_blocks, block_size);
         return NULL;
     }
     size_t slots = (size_t)num_blocks * (size_t)block_size;
-    size_t total = slots * glm_kv_bytes_per_token(c);
-    if (total / glm_kv_bytes_per_token(c) != slots || total > ((size_t)1 << 46)) {
+    size_t per_token = glm_kv_bytes_per_token(c) + (size_t)draft_layers * glm_kv_draft_bytes_per_token(c);
+    size_t total = slots * per_token;
+    if (total / per_token != slots || total > ((size_t)1 << 46)) {
         glm_err(err, errlen, "KV cache: %d blocks of %d tokens is too large", num_blocks, block_size);
         return NULL;
     }
@@ -41,7 +47,7 @@ glm_kv_cache *glm_kv_cache_create(const glm_config *c, int num_blocks, int block
         return NULL;
     }
     glm_kv_cache *kv = glm_calloc(1, sizeof *kv);
-    kv->n_layers = c->num_hidden_layers;
+    kv->n_layers = c->num_hidden_layers + draft_layers;
     kv->block_size = block_size;
     kv->num_blocks = num_blocks;
     kv->latent_dim = c->kv_lora_rank + c->qk_rope_head_dim;
@@ -53,7 +59,7 @@ glm_kv_cache *glm_kv_cache_create(const glm_config *c, int num_blocks, int block
     for (int l = 0; l < kv->n_layers; l++) {
         kv->latent[l] = p;
         p += slots * (size_t)kv->latent_dim;
-        if (c->indexer_types[l] == GLM_INDEXER_FULL) {
+        if (l >= c->num_hidden_layers || c->indexer_types[l] == GLM_INDEXER_FULL) {
             kv->index_k[l] = p;
             p += slots * (size_t)kv->index_dim;
         }

@@ -8,7 +8,8 @@
  *   index_k: [index_head_dim] the DSA indexer key, normalised and roped
  *            (only for layers that run their own indexer)
  * Storage is num_blocks blocks of block_size token slots; slot s of layer l
- * is at latent[l] + s * latent_dim. Which blocks a sequence owns is the block
+ * is at latent[l] + s * latent_dim. With a draft (MTP) layer, it is layer
+ * num_hidden_layers, with its own indexer keys, at the same slots. Which blocks a sequence owns is the block
  * manager's business (block tables in glm_batch); this is only the memory.
  */
 #ifndef GLM_CPU_KVCACHE_H
@@ -31,11 +32,13 @@ typedef struct {
     size_t bytes;         /* of the arena */
 } glm_kv_cache;
 
-/* Bytes of cache per token (all layers). */
+/* Bytes of cache per token (the decoder layers), and of a draft (MTP) layer. */
 size_t glm_kv_bytes_per_token(const glm_config *c);
+size_t glm_kv_draft_bytes_per_token(const glm_config *c);
 
-/* Allocates the cache; NULL with a message if the size is absurd. */
-glm_kv_cache *glm_kv_cache_create(const glm_config *c, int num_blocks, int block_size, char *err,
+/* Allocates the cache of the decoder layers and draft_layers (0 or 1) MTP layers; NULL with a
+ * message if the size is absurd. */
+glm_kv_cache *glm_kv_cache_create(const glm_config *c, int draft_layers, int num_blocks, int block_size, char *err,
                                   size_t errlen);
 void glm_kv_cache_free(glm_kv_cache *kv);
 

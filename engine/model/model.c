@@ -198,31 +198,39 @@ static void free_layer(glm_layer *l, int n_experts)
     memset(l, 0, sizeof *l);
 }
 
-/* The next-n (MTP) layer: checked when its tensors are there, never bound. */
-static int check_mtp(binder *b)
+/* The next-n (MTP) layer, when its tensors are there (glm_mtp); its bytes are counted apart. */
+static int bind_mtp(binder *b)
 {
-    const glm_config *c = &b->m->cfg;
+    glm_model *m = b->m;
+    const glm_config *c = &m->cfg;
     int L = c->num_hidden_layers, H = c->hidden_size;
     char n[512];
-    if (c->num_nextn_predict_layers < 1 || !st_find(b->m->ck, NAME(n, "model.layers.%d.eh_proj.weight", L)))
+    if (c->num_nextn_predict_layers < 1 || !st_find(m->ck, NAME(n, "model.layers.%d.eh_proj.weight", L)))
         return GLM_OK;
-    glm_layer tmp = {0};
-    float *v = NULL;
-    glm_weight eh = {0};
-    size_t bytes = b->m->weight_bytes;
-    int rc = bind_layer(b, L, 1, 1, &tmp);
+    size_t bytes = m->weight_bytes;
+    glm_mtp *t = m->mtp = glm_calloc(1, sizeof *t);
+    int rc = bind_layer(b, L, 1, 1, &t->layer);
     if (rc == GLM_OK)
-        rc = bind_weight(b, NAME(n, "model.layers.%d.eh_proj.weight", L), H, 2 * H, &eh);
-    free_weight(&eh);
-    const char *vecs[] = {"enorm", "hnorm", "shared_head.norm"};
-    for (int i = 0; rc == GLM_OK && i < 3; i++) {
-        rc = bind_vec(b, NAME(n, "model.layers.%d.%s.weight", L, vecs[i]), H, &v);
-        free(v);
-        v = NULL;
-    }
-    free_layer(&tmp, c->n_routed_experts);
-    b->m->weight_bytes = bytes;
+        rc = bind_weight(b, NAME(n, "model.layers.%d.eh_proj.weight", L), H, 2 * H, &t->eh_proj);
+    if (rc == GLM_OK)
+        rc = bind_vec(b, NAME(n, "model.layers.%d.enorm.weight", L), H, &t->enorm) ||
+             bind_vec(b, NAME(n, "model.layers.%d.hnorm.weight", L), H, &t->hnorm) ||
+             bind_vec(b, NAME(n, "model.layers.%d.shared_head.norm.weight", L), H, &t->head_norm);
+    m->mtp_bytes = m->weight_bytes - bytes;
+    m->weight_bytes = bytes;
     return rc;
+}
+
+static void free_mtp(glm_mtp *t, int n_experts)
+{
+    if (!t)
+        return;
+    free_layer(&t->layer, n_experts);
+    free_weight(&t->eh_proj);
+    free(t->enorm);
+    free(t->hnorm);
+    free(t->head_norm);
+    free(t);
 }
 
 glm_model *glm_model_load(const char *dir, char *err, size_t errlen)
@@ -255,7 +263,7 @@ glm_model *glm_model_load(const char *dir, char *err, size_t errlen)
     for (int i = 0; i < c->num_hidden_layers; i++)
         if (bind_layer(&b, i, c->mlp_sparse[i], c->indexer_types[i] == GLM_INDEXER_FULL, &m->layers[i]))
             goto fail;
-    if (check_mtp(&b))
+    if (bind_mtp(&b))
         goto fail;
     m->shard = (glm_shard){.rank = 0, .world = 1, .vocab0 = 0, .n_vocab = V, .vocab_stride = V, .expert0 = 0,
                            .n_experts = c->n_routed_experts, .heads0 = 0};
@@ -276,12 +284,19 @@ void glm_model_free(glm_model *m)
             free(m->layers[i].exp_down);
         }
         free(m->layers);
+        if (m->mtp) {
+            free(m->mtp->layer.exp_gate);
+            free(m->mtp->layer.exp_up);
+            free(m->mtp->layer.exp_down);
+            free(m->mtp);
+        }
         free(m);
         return;
     }
     for (int i = 0; m->layers && i < m->cfg.num_hidden_layers; i++)
         free_layer(&m->layers[i], m->cfg.n_routed_experts);
     free(m->layers);
+    free_mtp(m->mtp, m->cfg.n_routed_experts);
     free_weight(&m->embed);
     if (m->lm_head.data != m->embed.data)
         free_weight(&m->lm_head);

@@ -5,8 +5,8 @@
  *
  * Large weights stay in the mapped files in their stored dtype. Only vectors
  * (norm weights, biases, the router's correction bias) are copied to float32.
- * The MTP ("next-n") layer stored at model.layers.<L> is checked when present
- * but not bound: plain decoding does not run it.
+ * The MTP ("next-n") layer stored at model.layers.<L> is bound when present
+ * (glm_mtp): speculative decoding's draft layer; plain decoding does not run it.
  */
 #ifndef GLM_MODEL_H
 #define GLM_MODEL_H
@@ -42,6 +42,23 @@ typedef struct {
 } glm_layer;
 
 /*
+ * The MTP (multi-token prediction, "next-n") layer at model.layers.<L>, L = num_hidden_layers,
+ * as DeepSeek-V3 defines it and vLLM and SGLang run it for GLM-5: for the token at position p,
+ *   x = eh_proj([enorm(embed(token p+1)) | hnorm(h_p)])
+ * where h_p is the main model's final hidden state at p (after model.norm, what the LM head
+ * reads), then one decoder layer (attention with its own latent cache and indexer, MoE) at
+ * position p, then head_norm (shared_head.norm); its logits are the model's LM head on that
+ * (the checkpoint's shared_head.head and embed_tokens copies are not read: vLLM and SGLang use
+ * the main model's). The normed output is also what a chained draft feeds back as h.
+ */
+typedef struct {
+    glm_layer layer;              /* sparse, with its own indexer */
+    glm_weight eh_proj;           /* [H, 2H]: columns [0, H) take the embedding, [H, 2H) h */
+    float *enorm, *hnorm;         /* [H] */
+    float *head_norm;             /* [H] shared_head.norm */
+} glm_mtp;
+
+/*
  * The part of the model one rank of tensor parallelism holds (glm_model_shard).
  * A whole model is rank 0 of a world of 1 and holds everything.
  */
@@ -65,7 +82,10 @@ struct glm_model {
     float *final_norm;            /* [H] */
     glm_weight lm_head;           /* [V, H] */
     glm_layer *layers;            /* [L] */
-    size_t weight_bytes;          /* bytes of tensor data bound (a shard: of its views) */
+    glm_mtp *mtp;                 /* the MTP layer, or NULL when the checkpoint has none */
+    size_t weight_bytes;          /* bytes of tensor data bound (a shard: of its views), the
+                                     MTP layer's not included */
+    size_t mtp_bytes;             /* the MTP layer's */
 };
 
 /*

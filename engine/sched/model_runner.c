@@ -22,6 +22,8 @@ struct glm_runner {
     glm_batch_buf buf;
     glm_batch_seq *parts;     /* [max_num_seqs] */
     int32_t *row_plan;        /* [max_logits_rows] plan index of each logits row */
+    int32_t *draft_rows;      /* [max_num_batched_tokens] a draft's hidden-state rows */
+    int draft;                /* the backend holds the MTP layer */
     int n_rows;
     int32_t *greedy_rows;     /* [max_logits_rows] scratch of glm_runner_greedy */
     glm_sample_req *greedy_reqs;
@@ -77,6 +79,7 @@ glm_runner *glm_runner_create(const glm_model *m, const glm_runner_params *p, ch
         .first_rank = p->first_rank,
         .n_local = p->n_local,
         .world_id = p->world_id,
+        .draft_layers = p->draft_layers,
     };
     r->be = glm_backend_create(m, &bp, err, errlen);
     if (!r->be) {
@@ -87,6 +90,8 @@ glm_runner *glm_runner_create(const glm_model *m, const glm_runner_params *p, ch
     glm_batch_reserve(&r->buf, p->max_num_batched_tokens, max_seqs, bp.max_blocks_per_seq);
     r->parts = glm_malloc(sizeof *r->parts * (size_t)max_seqs);
     r->row_plan = glm_malloc(sizeof(int32_t) * (size_t)max_rows);
+    r->draft_rows = glm_malloc(sizeof(int32_t) * (size_t)p->max_num_batched_tokens);
+    r->draft = p->draft_layers > 0;
     r->greedy_rows = glm_malloc(sizeof(int32_t) * (size_t)max_rows);
     r->greedy_reqs = glm_malloc(sizeof *r->greedy_reqs * (size_t)max_rows);
     r->greedy_res = glm_malloc(sizeof *r->greedy_res * (size_t)max_rows);
@@ -105,6 +110,7 @@ void glm_runner_free(glm_runner *r)
     glm_batch_buf_free(&r->buf);
     free(r->parts);
     free(r->row_plan);
+    free(r->draft_rows);
     free(r->greedy_rows);
     free(r->greedy_reqs);
     free(r->greedy_res);
@@ -151,6 +157,41 @@ int glm_runner_forward(glm_runner *r, const glm_sched_batch *sb, int all_logits,
     if (glm_batch_validate(&r->buf.b, lim, err, errlen) != GLM_OK)
         return GLM_BAD_BATCH;
     int rc = r->be->ops->forward(r->be, &r->buf.b, err, errlen);
+    if (rc == GLM_OK)
+        r->n_rows = n_rows;
+    return rc == GLM_OK || rc == GLM_BAD_BATCH || rc == GLM_BACKEND_DEAD ? rc : GLM_BACKEND_FAILURE;
+}
+
+int glm_runner_draft(glm_runner *r, const glm_draft_seq *d, int n, glm_draft_source from, int all_logits, char *err,
+                     size_t errlen)
+{
+    const glm_batch_limits *lim = &r->be->info.limits;
+    r->n_rows = 0;
+    if (!r->draft || !r->be->ops->draft)
+        return BAD("draft: the backend holds no MTP layer");
+    if (n < 1 || n > lim->max_seqs)
+        return BAD("draft: %d sequences, the backend takes 1..%d", n, lim->max_seqs);
+    int n_rows = 0, n_tok = 0;
+    for (int i = 0; i < n; i++) {
+        if (d[i].n < 1 || d[i].pos < 0 || n_tok + d[i].n > lim->max_tokens)
+            return BAD("draft: sequence %d: %d rows from position %d", i, d[i].n, d[i].pos);
+        if (d[i].seq->table.n * lim->block_size < d[i].pos + d[i].n)
+            return BAD("draft: sequence %d: %d blocks do not cover %d positions", i, d[i].seq->table.n,
+                       d[i].pos + d[i].n);
+        int rows = all_logits ? d[i].n : d[i].logits != 0;
+        if (n_rows + rows > lim->max_logits)
+            return BAD("draft: more than %d logits rows", lim->max_logits);
+        for (int k = 0; k < rows; k++)
+            r->row_plan[n_rows++] = i;
+        memcpy(r->draft_rows + n_tok, d[i].rows, sizeof(int32_t) * (size_t)d[i].n);
+        n_tok += d[i].n;
+        r->parts[i] = (glm_batch_seq){d[i].tokens, d[i].pos, d[i].n, d[i].seq->table.ids, d[i].seq->table.n,
+                                      all_logits ? 2 : d[i].logits != 0};
+    }
+    glm_batch_build(&r->buf, r->parts, n, lim->block_size);
+    if (glm_batch_validate(&r->buf.b, lim, err, errlen) != GLM_OK)
+        return GLM_BAD_BATCH;
+    int rc = r->be->ops->draft(r->be, &r->buf.b, from, r->draft_rows, err, errlen);
     if (rc == GLM_OK)
         r->n_rows = n_rows;
     return rc == GLM_OK || rc == GLM_BAD_BATCH || rc == GLM_BACKEND_DEAD ? rc : GLM_BACKEND_FAILURE;

@@ -50,6 +50,7 @@ typedef struct {
     int tensor_parallel_size;    /* ranks sharing the model (default 1; backend.h) */
     int first_rank, n_local;     /* a world across nodes: this process's ranks (n_local 0: all) */
     const void *world_id;        /* and the world's id from node 0 (backend.h) */
+    int draft_layers;            /* 1: the backend holds the MTP layer (glm_runner_draft); default 0 */
 } glm_runner_params;
 
 /* Fills the defaults above. */
@@ -113,6 +114,25 @@ int glm_runner_trace_hidden(glm_runner *r, float *out);
  */
 int glm_runner_step_seqs(glm_runner *r, glm_block_manager *bm, glm_sequence **seqs, const int *n_new, int n,
                          int all_logits, char *err, size_t errlen);
+
+/*
+ * Speculative decoding's draft step (a runner created with draft_layers 1): entry i runs the
+ * MTP layer (model.h: glm_mtp) for sequence seq over positions [pos, pos + n), row k taking
+ * tokens[k] (the token at position pos + k + 1) and hidden state rows[k] of `from` (backend.h:
+ * glm_draft_source: a row of the last forward, or of the last draft), its KV going to the MTP
+ * layer's cache in seq's blocks, which must cover the positions. Logits rows as in
+ * glm_runner_forward: with all_logits one per row, else one per entry with `logits` set, for
+ * its last row; they replace the last forward's (glm_runner_rows, logits, sample, greedy).
+ */
+typedef struct {
+    const glm_sequence *seq;
+    int pos, n;
+    const int32_t *tokens;       /* [n] */
+    const int32_t *rows;         /* [n] */
+    int logits;
+} glm_draft_seq;
+int glm_runner_draft(glm_runner *r, const glm_draft_seq *d, int n, glm_draft_source from, int all_logits, char *err,
+                     size_t errlen);
 
 /* Greedy next tokens of logits rows [n] of the last forward (the sampler at
  * temperature 0: lowest id on ties, NaN never wins) into ids [n]. */

@@ -733,7 +733,7 @@ START_TEST(kv_cache_layout)
 
     char err[GLM_ERRLEN];
     const int NB = 5, BS = 3, SLOTS = NB * BS;
-    glm_kv_cache *kv = glm_kv_cache_create(&c, NB, BS, err, sizeof err);
+    glm_kv_cache *kv = glm_kv_cache_create(&c, 0, NB, BS, err, sizeof err);
     ck_assert_msg(kv != NULL, "%s", err);
     ck_assert_int_eq(kv->n_layers, 3);
     ck_assert_int_eq(kv->latent_dim, 12);
@@ -780,7 +780,7 @@ START_TEST(kv_cache_layout)
                                  {2147483647, 4096}, {1 << 30, 1 << 12}};
     for (size_t i = 0; i < sizeof BAD / sizeof BAD[0]; i++) {
         err[0] = 0;
-        ck_assert_msg(glm_kv_cache_create(&c, BAD[i][0], BAD[i][1], err, sizeof err) == NULL,
+        ck_assert_msg(glm_kv_cache_create(&c, 0, BAD[i][0], BAD[i][1], err, sizeof err) == NULL,
                       "%d blocks of %d accepted", BAD[i][0], BAD[i][1]);
         ck_assert_msg(strstr(err, "KV cache") != NULL, "no message for %d blocks of %d: '%s'",
                       BAD[i][0], BAD[i][1], err);
