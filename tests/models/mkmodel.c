@@ -518,13 +518,17 @@ static void plan_layer(plan *pl, int i)
         plan_mlp(pl, mlp, H, (int64_t)p->moe_intermediate_size * p->n_shared_experts);
     }
 
-    if (mtp) {
-        plan_addf(pl, INIT_NORM, H, 0, 0, "%s.enorm.weight", pre);
-        plan_addf(pl, INIT_NORM, H, 0, 0, "%s.hnorm.weight", pre);
-        plan_residual_scale(pl, plan_addf(pl, INIT_LINEAR, H, 2 * H, 1, "%s.eh_proj.weight", pre), 0);
-        plan_addf(pl, INIT_NORM, H, 0, 0, "%s.shared_head.norm.weight", pre);
-        plan_addf(pl, INIT_LINEAR, p->vocab_size, H, 0, "%s.shared_head.head.weight", pre);
-        plan_residual_scale(pl, plan_addf(pl, INIT_EMBED, p->vocab_size, H, 0, "%s.embed_tokens.weight", pre), 0);
+    if (mtp) { /* scripted presets: eh_proj and the head/embedding copies are the fill callback's */
+        const int s = p->scripted;
+        plan_addf(pl, s ? INIT_ONE : INIT_NORM, H, 0, 0, "%s.enorm.weight", pre);
+        plan_addf(pl, s ? INIT_ONE : INIT_NORM, H, 0, 0, "%s.hnorm.weight", pre);
+        plan_residual_scale(pl, plan_addf(pl, s ? INIT_CUSTOM : INIT_LINEAR, H, 2 * H, 1, "%s.eh_proj.weight", pre),
+                            0);
+        plan_addf(pl, s ? INIT_ONE : INIT_NORM, H, 0, 0, "%s.shared_head.norm.weight", pre);
+        plan_addf(pl, s ? INIT_CUSTOM : INIT_LINEAR, p->vocab_size, H, 0, "%s.shared_head.head.weight", pre);
+        plan_residual_scale(pl, plan_addf(pl, s ? INIT_CUSTOM : INIT_EMBED, p->vocab_size, H, 0,
+                                          "%s.embed_tokens.weight", pre),
+                            0);
     }
 }
 

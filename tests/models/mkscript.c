@@ -73,9 +73,18 @@
  * script.json (what tests read: per chain its anchor, entry id, ids, token
  * texts and full text), then the weights, generation_config.json (eos
  * <|endoftext|>, <|user|>, <|observation|>) and config.json last (1 dense
- * layer, no MTP layer, hidden size 512 or the next power of two that holds
+ * layer and an MTP layer, hidden size 512 or the next power of two that holds
  * every direction). tokenizer_config.json and chat_template.jinja are the
  * source directory's, copied by the Makefile. The output is deterministic.
+ *
+ * The MTP layer (speculative decoding's draft) follows the same chains: its
+ * eh_proj passes the embedding half through (identity on columns [0, H), 0 on
+ * the hidden half), enorm, hnorm and shared_head.norm are 1, and its o_proj
+ * and down_proj are 0 like every layer's, so its output is the normalised
+ * embedding of the token it is given and the LM head names that token's
+ * successor: given the token at p + 1 it predicts the one at p + 2, as the
+ * model itself will. Its copies of embed_tokens and the head (shared_head.head)
+ * hold the model's values.
  */
 #include <math.h>
 #include <stdio.h>
@@ -549,20 +558,34 @@ static void set_head(const script *sc, float *w, int32_t to, int dir, double log
     *x = head_value(sc, logit);
 }
 
+static int ends_with(const char *s, const char *tail)
+{
+    size_t n = strlen(s), k = strlen(tail);
+    return n >= k && strcmp(s + n - k, tail) == 0;
+}
+
 static void fill_tensor(void *ctx, const char *name, float *w, size_t n)
 {
     const script *sc = ctx;
     const size_t H = (size_t)sc->H;
+    if (ends_with(name, ".eh_proj.weight")) { /* [H, 2H]: the embedding half passes through */
+        GLM_ASSERT(n == H * 2 * H);
+        memset(w, 0, n * sizeof(float));
+        for (size_t i = 0; i < H; i++)
+            w[i * 2 * H + i] = 1.0f;
+        return;
+    }
     GLM_ASSERT(n == (size_t)sc->V * H);
     memset(w, 0, n * sizeof(float));
-    if (strcmp(name, "model.embed_tokens.weight") == 0) {
+    /* the MTP layer's copies of the embedding and the head hold the same values */
+    if (strcmp(name, "model.embed_tokens.weight") == 0 || ends_with(name, ".embed_tokens.weight")) {
         for (int v = 0; v < sc->V; v++) {
             w[(size_t)v * H + DIR_PRIOR] = 1.0f;
             w[(size_t)v * H + (size_t)sc->dir[v]] = 1.0f;
         }
         return;
     }
-    if (strcmp(name, "lm_head.weight") != 0)
+    if (strcmp(name, "lm_head.weight") != 0 && !ends_with(name, ".shared_head.head.weight"))
         mk_die("--preset script: no values for tensor %s", name);
     for (int v = 0; v < sc->V; v++)
         w[(size_t)v * H + DIR_PRIOR] = head_value(sc, sc->prior[v]);
@@ -772,7 +795,7 @@ void mk_script_build(const char *script_path, const char *tok_dir, const char *o
         .n_group = 1, .topk_group = 1, .norm_topk_prob = 1, .routed_scaling_factor = 1.0,
         .index_topk = 16, .index_n_heads = 2, .index_head_dim = 32,
         .indexer_types = "F", .max_position_embeddings = 4096, .rope_theta = 10000.0,
-        .nextn = 0, .scripted = 1,
+        .nextn = 1, .scripted = 1,
     };
 
     mk_prepare_dir(out);

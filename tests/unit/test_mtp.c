@@ -9,11 +9,17 @@
  * draft at position 40 (the argmax of row 39, fed back the MTP output of row
  * 39). Every row's logits must agree with the reference within the parity
  * tests' tolerance (max|dlogit| <= 2e-5 x max|logit|), and the chained token
- * must be the reference's. Also: the draft's refusals (no MTP layer held, a
- * hidden row the last step does not have).
+ * must be the reference's. On models/script, whose MTP layer follows the
+ * scripted chains (tests/models/mkscript.c), every draft row predicts the
+ * token after next and chained drafts go on along the chain. Also: the
+ * draft's refusals (no MTP layer held, a hidden row the last step does not
+ * have, a checkpoint without an MTP layer).
  */
+#include <sys/stat.h>
+#include <unistd.h>
 #include <check.h>
 #include <jansson.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -139,6 +145,79 @@ END_TEST
 START_TEST(mtp_fp8) { check_variant("tiny-fp8", "fp8"); }
 END_TEST
 
+/* models/script: the draft over a prompt that follows the long reasoning chain predicts, at
+ * every position p, the chain's token at p + 2; three chained drafts continue the chain. */
+START_TEST(mtp_script_follows_chains)
+{
+    char path[512], err[GLM_ERRLEN];
+    glm_model *m = test_load_model("script");
+    ck_assert(m->mtp != NULL);
+    snprintf(path, sizeof path, "%s/script/script.json", test_models_dir());
+    json_error_t je;
+    json_t *sj = json_load_file(path, 0, &je);
+    ck_assert_msg(sj != NULL, "%s: %s", path, je.text);
+    json_t *chain = json_object_get(json_object_get(sj, "chains"), "think_long");
+    json_t *ids = json_object_get(chain, "ids");
+    int anchor = (int)json_integer_value(json_object_get(chain, "anchor_id"));
+    enum { M = 40 };
+    ck_assert_int_ge((int)json_array_size(ids), M + 5);
+    int32_t c[M + 5];
+    for (int i = 0; i < M + 5; i++)
+        c[i] = (int32_t)json_integer_value(json_array_get(ids, (size_t)i));
+    int32_t prompt[M + 1];
+    prompt[0] = anchor;
+    for (int i = 0; i < M; i++)
+        prompt[i + 1] = c[i];
+
+    glm_runner *r = runner_for(m, 1);
+    const glm_batch_limits *lim = &glm_runner_info(r)->limits;
+    glm_block_manager *bm = glm_bm_create(lim->num_blocks, lim->block_size, 0);
+    glm_sequence *seq = glm_seq_create(0, prompt, M + 1, 8);
+    int n = M + 1;
+    ck_assert_msg(glm_runner_step_seqs(r, bm, &seq, &n, 1, 0, err, sizeof err) == GLM_OK, "%s", err);
+    int32_t row = 0, g;
+    ck_assert(glm_runner_greedy(r, &row, 1, &g, err, sizeof err) == GLM_OK);
+    ck_assert_int_eq(g, c[M]);
+
+    int32_t next[M + 1], rows[M + 1], out[M + 1];
+    for (int p = 0; p <= M; p++) {
+        next[p] = p < M ? prompt[p + 1] : g;
+        rows[p] = p;
+    }
+    glm_draft_seq d = {seq, 0, M + 1, next, rows, 1};
+    ck_assert_msg(glm_runner_draft(r, &d, 1, GLM_DRAFT_FROM_FORWARD, 1, err, sizeof err) == GLM_OK, "%s", err);
+    for (int p = 0; p <= M; p++)
+        rows[p] = p;
+    ck_assert(glm_runner_greedy(r, rows, M + 1, out, err, sizeof err) == GLM_OK);
+    for (int p = 0; p <= M; p++)
+        ck_assert_msg(out[p] == c[p + 1], "draft row %d: %d, the chain's next-but-one %d", p, out[p], c[p + 1]);
+    /* chained: position M + 1 + k, the draft's own token, its own output fed back */
+    int32_t tok = out[M], src = M;
+    for (int k = 0; k < 3; k++) {
+        glm_draft_seq dk = {seq, M + 1 + k, 1, &tok, &src, 1};
+        ck_assert_msg(glm_runner_draft(r, &dk, 1, GLM_DRAFT_FROM_DRAFT, 0, err, sizeof err) == GLM_OK, "%s", err);
+        row = 0;
+        ck_assert(glm_runner_greedy(r, &row, 1, &tok, err, sizeof err) == GLM_OK);
+        ck_assert_msg(tok == c[M + 2 + k], "chained draft %d: %d, the chain's %d", k, tok, c[M + 2 + k]);
+        src = 0;
+    }
+    glm_bm_release(bm, &seq->table);
+    glm_seq_free(seq);
+    glm_bm_free(bm);
+    glm_runner_free(r);
+    glm_model_free(m);
+    json_decref(sj);
+}
+END_TEST
+
+static void write_file(const char *path, const char *s)
+{
+    FILE *f = fopen(path, "wb");
+    ck_assert_msg(f != NULL, "cannot write %s", path);
+    fputs(s, f);
+    fclose(f);
+}
+
 /* A runner without the MTP layer has no draft; a checkpoint without one cannot be asked for it. */
 START_TEST(draft_refused)
 {
@@ -154,7 +233,26 @@ START_TEST(draft_refused)
     glm_seq_free(seq);
     glm_model_free(m);
 
-    m = test_load_model("script"); /* a checkpoint without an MTP layer */
+    /* tiny's weights with num_nextn_predict_layers 0: the MTP tensors are not bound */
+    char dir[] = "/tmp/glm-mtp-XXXXXX", src[600], dst[600];
+    ck_assert(mkdtemp(dir) != NULL);
+    snprintf(src, sizeof src, "%s/tiny/config.json", test_models_dir());
+    json_error_t je;
+    json_t *cfg = json_load_file(src, 0, &je);
+    ck_assert_msg(cfg != NULL, "%s: %s", src, je.text);
+    json_object_set_new(cfg, "num_nextn_predict_layers", json_integer(0));
+    snprintf(dst, sizeof dst, "%s/config.json", dir);
+    ck_assert(json_dump_file(cfg, dst, 0) == 0);
+    json_decref(cfg);
+    snprintf(src, sizeof src, "%s/tiny/model.safetensors", test_models_dir());
+    char abs[PATH_MAX];
+    ck_assert(realpath(src, abs) != NULL);
+    snprintf(dst, sizeof dst, "%s/model.safetensors", dir);
+    ck_assert(symlink(abs, dst) == 0);
+    snprintf(dst, sizeof dst, "%s/generation_config.json", dir);
+    write_file(dst, "{}");
+    m = glm_model_load(dir, err, sizeof err);
+    ck_assert_msg(m != NULL, "%s", err);
     ck_assert(m->mtp == NULL);
     glm_runner_params rp;
     glm_runner_params_default(&rp);
@@ -164,6 +262,12 @@ START_TEST(draft_refused)
     ck_assert(glm_runner_create(m, &rp, err, sizeof err) == NULL);
     ck_assert_msg(strstr(err, "no MTP layer") != NULL, "%s", err);
     glm_model_free(m);
+    const char *names[] = {"config.json", "model.safetensors", "generation_config.json"};
+    for (int i = 0; i < 3; i++) {
+        snprintf(dst, sizeof dst, "%s/%s", dir, names[i]);
+        unlink(dst);
+    }
+    rmdir(dir);
 }
 END_TEST
 
@@ -175,6 +279,7 @@ int main(void)
     tcase_add_test(tc, mtp_f32);
     tcase_add_test(tc, mtp_bf16);
     tcase_add_test(tc, mtp_fp8);
+    tcase_add_test(tc, mtp_script_follows_chains);
     tcase_add_test(tc, draft_refused);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
