@@ -870,6 +870,69 @@ void glm_sampler_sample(const glm_sampling_params *params, glm_rng *rng, const f
         out->logprob = raw_logprob(&rs, logits[tok]);
 }
 
+/* The candidate draft is among (prepare's idx[0, n), ascending ids), or -1. */
+static int32_t candidate_of(const ws_t *w, uint32_t n, int32_t id)
+{
+    uint32_t lo = 0, hi = n;
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        if (w->idx[mid] < id)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < n && w->idx[lo] == id ? (int32_t)lo : -1;
+}
+
+int glm_sampler_verify(const glm_sampling_params *params, glm_rng *rng, const float *logits, int vocab,
+                       const glm_sampler_history *hist, int32_t draft, void *ws, size_t ws_size,
+                       glm_sampler_result *out)
+{
+    ws_t w;
+    ws_carve(&w, ws, ws_size, vocab);
+    double u_accept = glm_rng_uniform(rng), u_draw = glm_rng_uniform(rng); /* two draws, always */
+    memset(out, 0, sizeof *out);
+    unsigned flags = sanitize(w.x, logits, vocab);
+    raw_stats rs = {-INFINITY, 0.0, 0};
+    if (params->logprobs) {
+        int nt = params->top_logprobs;
+        GLM_ASSERT(nt >= 0 && nt <= GLM_SAMPLING_MAX_TOP_LOGPROBS);
+        out->n_top = nt < vocab ? nt : vocab;
+        raw_pass(w.x, vocab, out->n_top, &rs, out->top, w.w);
+    }
+    uint32_t n = 0;
+    double mass = 0.0;
+    int tok = prepare(params, vocab, hist, &w, &n, &mass);
+    int accepted = 0;
+    if (tok >= 0) { /* greedy */
+        accepted = tok == draft;
+    } else if (tok == -2) {
+        int32_t j = draft >= 0 && draft < vocab ? candidate_of(&w, n, draft) : -1;
+        double wd = j >= 0 ? (double)w.w[j] : 0.0;
+        if (u_accept * mass < wd) {
+            accepted = 1;
+            tok = draft;
+        } else {
+            if (j >= 0) { /* p without the draft: its weight out, the block sums again */
+                w.w[j] = 0.0f;
+                mass = block_sums(w.w, n, w.hist, &w.blk);
+            }
+            tok = mass > 0.0 ? draw(&w, n, u_draw * mass) : -1;
+        }
+    }
+    if (tok < 0) {
+        tok = fallback_token(params);
+        flags |= GLM_SAMPLE_NO_CANDIDATE;
+        accepted = 0;
+    }
+    GLM_ASSERT(tok >= 0 && tok < vocab);
+    out->token = tok;
+    out->flags = flags;
+    if (params->logprobs)
+        out->logprob = raw_logprob(&rs, logits[tok]);
+    return accepted;
+}
+
 unsigned glm_sampler_distribution(const glm_sampling_params *params, const float *logits,
                                   int vocab, const glm_sampler_history *hist, void *ws,
                                   size_t ws_size, float *probs)

@@ -234,6 +234,22 @@ void glm_sampler_sample(const glm_sampling_params *params, glm_rng *rng, const f
                         glm_sampler_result *out);
 
 /*
+ * Speculative decoding: verifies one draft token against logits [vocab] (the target model's
+ * at the draft's position) with the rejection rule that keeps glm_sampler_sample's
+ * distribution (Leviathan et al. 2023, Chen et al. 2023; vLLM's rejection sampler). The
+ * draft comes from a point mass (MTP drafts are greedy), so with p the distribution
+ * glm_sampler_sample draws from: the draft is accepted with probability p(draft); otherwise
+ * the token is drawn from p without the draft, renormalised. So P(token = x) = p(x) for
+ * every x. Greedy: accepted when the draft is the argmax, else the argmax. Returns 1 when
+ * accepted (out->token == draft), 0 when not (out->token is the replacement); out as
+ * glm_sampler_sample fills it (logprobs of the token returned). Advances rng by exactly two
+ * draws on every path, so a seeded stream stays reproducible.
+ */
+int glm_sampler_verify(const glm_sampling_params *params, glm_rng *rng, const float *logits, int vocab,
+                       const glm_sampler_history *hist, int32_t draft, void *ws, size_t ws_size,
+                       glm_sampler_result *out);
+
+/*
  * Steps 1-2 in place on logits [vocab]: NaN -> -inf, min_tokens masking, logit_bias,
  * penalties. What greedy takes the argmax of; exposed for tests and for
  * speculative decoding. Returns GLM_SAMPLE_NONFINITE when NaN or +inf was seen.

@@ -28,6 +28,11 @@
  *     all-masked rows give the documented fallback and flag; +inf tokens share the mass.
  *  8. Validation names the parameter for every out-of-range field and accepts the
  *     boundaries; copies own their lists.
+ *  9. Speculative decoding's verification (glm_sampler_verify) keeps the distribution:
+ *     200k verifications of a draft (likely, unlikely, or outside top_k) give tokens
+ *     that pass the same chi-square and 5-sigma tests against glm_sampler_distribution,
+ *     the draft is accepted with frequency p(draft) (never when p is 0); greedy accepts
+ *     exactly the argmax; two draws per call on every path.
  */
 #include <check.h>
 #include <float.h>
@@ -1269,6 +1274,116 @@ START_TEST(params_copy)
 }
 END_TEST
 
+/* ---- 9. speculative decoding's verification --------------------------------------- */
+
+/* n verifications of draft against x: the tokens against p[] (as check_frequencies), the
+ * acceptances against p[draft] (5 sigma; never when it is 0). */
+static void check_verify(const glm_sampling_params *sp, const float *x, int V, const glm_sampler_history *h,
+                         const double *p, int32_t draft, int n, uint64_t seed)
+{
+    wsbuf w = ws_new(V);
+    glm_rng r;
+    glm_rng_seed(&r, seed);
+    long *cnt = calloc((size_t)V, sizeof *cnt), acc = 0;
+    glm_sampler_result res;
+    for (int k = 0; k < n; k++) {
+        int a = glm_sampler_verify(sp, &r, x, V, h, draft, w.ws, w.size, &res);
+        ck_assert(res.token >= 0 && res.token < V);
+        ck_assert(!a || res.token == draft);
+        acc += a;
+        cnt[res.token]++;
+    }
+    double pd = p[draft], sd = sqrt(pd * (1 - pd) / n);
+    ck_assert_msg(fabs(acc / (double)n - pd) <= 5 * sd + 1e-12, "draft %d accepted %.5f of the time, p %.5f",
+                  draft, acc / (double)n, pd);
+    double chi2 = 0;
+    int df = -1;
+    for (int i = 0; i < V; i++) {
+        if (p[i] == 0.0) {
+            ck_assert_msg(cnt[i] == 0, "token %d of probability 0 returned %ld times", i, cnt[i]);
+            continue;
+        }
+        double e = p[i] * n, sigma = sqrt(p[i] * (1 - p[i]) / n);
+        chi2 += (cnt[i] - e) * (cnt[i] - e) / e;
+        df++;
+        ck_assert_msg(fabs(cnt[i] / (double)n - p[i]) <= 5 * sigma + 1e-12,
+                      "draft %d: token %d returned %.5f of the time, probability %.5f", draft, i,
+                      cnt[i] / (double)n, p[i]);
+    }
+    if (df > 0) {
+        double pv = chi2_pvalue(chi2, df);
+        ck_assert_msg(pv > 1e-6, "draft %d: chi-square %.2f with %d df: p-value %.3g", draft, chi2, df, pv);
+    }
+    free(cnt);
+    ws_del(&w);
+}
+
+START_TEST(verify_keeps_distribution)
+{
+    enum { V = 40 };
+    float x[V];
+    test_rng t = {11};
+    for (int i = 0; i < V; i++)
+        x[i] = (float)trng_normal(&t);
+    int32_t prompt[] = {1, 2, 3}, output[] = {4, 5};
+    glm_sampler_history h = {prompt, 3, output, 2};
+    glm_sampling_params sp;
+    glm_sampling_params_init(&sp);
+    sp.temperature = 0.8f;
+    sp.top_k = 10;
+    sp.top_p = 0.9f;
+    sp.repetition_penalty = 1.1f;
+    wsbuf w = ws_new(V);
+    float probs[V];
+    glm_sampler_distribution(&sp, x, V, &h, w.ws, w.size, probs);
+    double p[V];
+    int32_t best = 0, low = -1, out = -1;
+    for (int i = 0; i < V; i++) {
+        p[i] = probs[i];
+        if (p[i] > p[best])
+            best = i;
+    }
+    for (int i = 0; i < V; i++) { /* the least likely candidate, and one outside the candidates */
+        if (p[i] > 0 && i != best && (low < 0 || p[i] < p[low]))
+            low = i;
+        if (p[i] == 0 && out < 0)
+            out = i;
+    }
+    ck_assert(low >= 0 && out >= 0);
+    check_verify(&sp, x, V, &h, p, best, 200000, 21);
+    check_verify(&sp, x, V, &h, p, low, 200000, 22);
+    check_verify(&sp, x, V, &h, p, out, 200000, 23);
+
+    /* greedy: the argmax accepted, anything else replaced by it */
+    glm_sampling_params g;
+    glm_sampling_params_init(&g);
+    g.temperature = 0.0f;
+    glm_rng r, r2;
+    glm_rng_seed(&r, 5);
+    r2 = r;
+    glm_sampler_result res;
+    int32_t am = 0;
+    for (int i = 1; i < V; i++)
+        if (x[i] > x[am])
+            am = i;
+    ck_assert_int_eq(glm_sampler_verify(&g, &r, x, V, &NO_HIST, am, w.ws, w.size, &res), 1);
+    ck_assert_int_eq(res.token, am);
+    ck_assert_int_eq(glm_sampler_verify(&g, &r, x, V, &NO_HIST, (am + 1) % V, w.ws, w.size, &res), 0);
+    ck_assert_int_eq(res.token, am);
+    /* two draws a call, whatever the path */
+    for (int i = 0; i < 4; i++)
+        glm_rng_next(&r2);
+    ck_assert_uint_eq(glm_rng_next(&r), glm_rng_next(&r2));
+    glm_rng_seed(&r, 6);
+    r2 = r;
+    glm_sampler_verify(&sp, &r, x, V, &h, best, w.ws, w.size, &res);
+    glm_rng_next(&r2);
+    glm_rng_next(&r2);
+    ck_assert_uint_eq(glm_rng_next(&r), glm_rng_next(&r2));
+    ws_del(&w);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("sampler");
@@ -1291,6 +1406,7 @@ int main(void)
     tcase_add_test(tc, nonfinite_logits);
     tcase_add_test(tc, validation);
     tcase_add_test(tc, params_copy);
+    tcase_add_test(tc, verify_keeps_distribution);
     suite_add_tcase(s, tc);
     return test_run_suite(s);
 }
