@@ -16,7 +16,7 @@
 #include "core/util.h"
 
 typedef struct {
-    int32_t token;             /* GLM_EV_TOKEN */
+    int32_t token;             /* GLM_EV_TOKEN, GLM_EV_PROMPT_TOKEN */
     float logprob;             /* GLM_EV_TOKEN */
     int32_t index;
     uint8_t type;              /* glm_event_type */
@@ -104,7 +104,7 @@ void glm_evq_push(glm_evq *q, const glm_event *ev)
     rec r = {0};
     r.type = (uint8_t)ev->type;
     r.index = ev->index;
-    if (ev->type == GLM_EV_TOKEN) {
+    if (ev->type == GLM_EV_TOKEN || ev->type == GLM_EV_PROMPT_TOKEN) {
         GLM_ASSERT(ev->n_top >= 0 && ev->n_top <= GLM_SAMPLING_MAX_TOP_LOGPROBS);
         r.token = ev->token;
         r.logprob = ev->logprob;
@@ -130,7 +130,7 @@ int glm_evq_pop(glm_evq *q, glm_event *ev)
     memset(ev, 0, sizeof *ev);
     ev->type = (glm_event_type)r.type;
     ev->index = r.index;
-    if (r.type == GLM_EV_TOKEN) {
+    if (r.type == GLM_EV_TOKEN || r.type == GLM_EV_PROMPT_TOKEN) {
         ev->token = r.token;
         ev->logprob = r.logprob;
         ev->n_top = r.n_top;
