@@ -887,6 +887,11 @@ void glm_sampler_score(const float *logits, int vocab, int32_t token, int n_top,
     raw_pass(w.x, vocab, out->n_top, &rs, out->top, w.w);
     out->token = token;
     out->logprob = raw_logprob(&rs, logits[token]);
+    float v = w.x[token];
+    int above = 0;
+    for (int i = 0; i < vocab; i++)
+        above += w.x[i] > v;
+    out->rank = 1 + above;
 }
 
 unsigned glm_sampler_distribution(const glm_sampling_params *params, const float *logits,

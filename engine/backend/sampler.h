@@ -223,6 +223,7 @@ typedef struct {
     glm_sampler_logprob top[GLM_SAMPLING_MAX_TOP_LOGPROBS]; /* [n_top]: raw logprobs,
                              largest first, lower id first on ties; may include token */
     unsigned flags;       /* GLM_SAMPLE_* */
+    int rank;             /* glm_sampler_score only: 1 + the tokens with a larger logit */
 } glm_sampler_result;
 
 /* Bytes of workspace glm_sampler_sample and friends need for this vocabulary

@@ -592,6 +592,7 @@ static void score_prompt_rows(glm_engine *e, int n)
         ev.type = GLM_EV_PROMPT_TOKEN;
         ev.token = res.token;
         ev.logprob = res.logprob;
+        ev.rank = res.rank;
         ev.n_top = res.n_top;
         for (int k = 0; k < ev.n_top; k++) {
             ev.top_ids[k] = res.top[k].id;

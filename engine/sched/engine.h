@@ -85,6 +85,7 @@ typedef struct {
     int n_top;
     int32_t top_ids[GLM_SAMPLING_MAX_TOP_LOGPROBS];
     float top_logprobs[GLM_SAMPLING_MAX_TOP_LOGPROBS];
+    int rank;                    /* GLM_EV_PROMPT_TOKEN: 1 + the tokens more likely than it */
     /* GLM_EV_FINISH */
     glm_finish_reason finish;
     int32_t stop_token;          /* the eos/stop id that ended the sample, or -1 */

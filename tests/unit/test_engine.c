@@ -297,6 +297,7 @@ START_TEST(prompt_logprobs_match_logits)
                 ck_assert_int_eq(ev.top_ids[0], top1[pos]);
                 ck_assert(ev.top_logprobs[0] >= ev.top_logprobs[1] && ev.top_logprobs[1] >= ev.top_logprobs[2]);
                 ck_assert(ev.logprob <= ev.top_logprobs[0]);
+                ck_assert_int_eq(ev.rank == 1, ev.token == top1[pos]);
                 worst = fmax(worst, fabs(ev.logprob - ref[pos]));
                 pos++;
             } else if (ev.type == GLM_EV_TOKEN) {
