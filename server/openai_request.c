@@ -161,6 +161,43 @@ static int parse_prompt_logprobs(glm_oai_request *r, const json_t *root, const c
     return GLM_OK;
 }
 
+/* Fields of OpenAI's or vLLM's API that this server does not implement: a 400 naming the
+ * field, never silently ignored (a null is the same as absent). */
+static int refuse_unsupported(const glm_oai_request *r, const json_t *root, const char **param, char *err,
+                              size_t errlen)
+{
+    static const struct {
+        const char *field;
+        int chat, completions;
+        const char *why;
+    } no[] = {
+        {"suffix", 0, 1, "is not supported (this model has no fill-in-the-middle mode)"},
+        {"bad_words", 1, 1, "is not supported"},
+        {"allowed_token_ids", 1, 1, "is not supported"},
+        {"chat_template", 1, 0, "is not accepted: the server renders the checkpoint's own chat template "
+                                "(chat_template_kwargs reach it)"},
+        {"prompt_embeds", 0, 1, "is not supported"},
+        {"guided_decoding_backend", 1, 1, "is not supported"},
+    };
+    for (size_t i = 0; i < sizeof no / sizeof no[0]; i++)
+        if ((r->chat ? no[i].chat : no[i].completions) && glm_json_field(root, no[i].field))
+            return BAD(no[i].field, "'%s' %s", no[i].field, no[i].why);
+    long long v;
+    int rc = get_int(root, "best_of", &v);
+    if (rc < 0 || (rc > 0 && v != r->sp.n))
+        return BAD("best_of", "'best_of' is supported only equal to 'n' (%d): candidates are not ranked", r->sp.n);
+    return GLM_OK;
+}
+
+/* vLLM's truncate_prompt_tokens: keep the last r->truncate tokens of a prompt (0: all). */
+static void truncate_prompt(const glm_oai_request *r, int32_t *ids, int *n)
+{
+    if (r->truncate > 0 && *n > r->truncate) {
+        memmove(ids, ids + (*n - r->truncate), sizeof(int32_t) * (size_t)r->truncate);
+        *n = r->truncate;
+    }
+}
+
 static int parse_sampling(glm_oai_request *r, const json_t *root, const glm_gen_ctx *g, const char **param,
                           char *err, size_t errlen)
 {
@@ -282,7 +319,21 @@ static int parse_sampling(glm_oai_request *r, const json_t *root, const glm_gen_
             return BAD("stream_options", "'stream_options' must be an object");
         if (get_bool(so, "include_usage", &r->include_usage) < 0)
             return BAD("stream_options", "'stream_options.include_usage' must be a boolean");
+        if (get_bool(so, "continuous_usage_stats", &r->continuous_usage) < 0)
+            return BAD("stream_options", "'stream_options.continuous_usage_stats' must be a boolean");
+        r->continuous_usage = r->continuous_usage && r->include_usage; /* as vLLM */
     }
+    if (get_bool(root, "include_stop_str_in_output", &r->include_stop_str) < 0)
+        return BAD("include_stop_str_in_output", "'include_stop_str_in_output' must be a boolean");
+    if (get_bool(root, "return_tokens_as_token_ids", &r->tokens_as_ids) < 0)
+        return BAD("return_tokens_as_token_ids", "'return_tokens_as_token_ids' must be a boolean");
+    if ((rc = get_int(root, "truncate_prompt_tokens", &v)) < 0 || (rc > 0 && (v == 0 || v < -1 || v > INT32_MAX)))
+        return BAD("truncate_prompt_tokens", "'truncate_prompt_tokens' must be -1 or an integer >= 1");
+    if (rc > 0)
+        r->truncate = v == -1 ? g->model->max_model_len : (int)v;
+    int spaces;
+    if (get_bool(root, "spaces_between_special_tokens", &spaces) < 0)
+        return BAD("spaces_between_special_tokens", "'spaces_between_special_tokens' must be a boolean");
     if (get_bool(root, "return_token_ids", &r->return_token_ids) < 0)
         return BAD("return_token_ids", "'return_token_ids' must be a boolean");
     if (r->return_token_ids && r->stream)
@@ -328,6 +379,8 @@ static int chat_prompt(glm_oai_request *r, const json_t *root, const glm_gen_ctx
     r->prompt = cp->ids;
     r->n_prompt = (int)cp->n_ids;
     cp->ids = NULL;
+    if (r->n_prompt < g->model->max_model_len) /* a longer one is refused with its length */
+        truncate_prompt(r, r->prompt, &r->n_prompt);
     free(cp->text); /* the answer needs the ids only */
     cp->text = NULL;
     return GLM_OK;
@@ -403,6 +456,8 @@ static int completion_prompt(glm_oai_request *r, const json_t *root, const glm_g
                        "This model's maximum context length is %d tokens. However, your request has %d input "
                        "tokens. Please reduce the length of the input messages.",
                        g->model->max_model_len, one.n);
+        truncate_prompt(r, i == 0 ? r->prompt : r->more[i - 1].ids, i == 0 ? &r->n_prompt : &r->more[i - 1].n);
+        one.n = i == 0 ? r->n_prompt : r->more[i - 1].n;
         if (r->sp.has_max_tokens && (long long)one.n + r->sp.max_tokens > g->model->max_model_len &&
             glm_json_field(root, "max_tokens"))
             return BAD("max_tokens",
@@ -443,7 +498,10 @@ int glm_oai_request_parse(glm_oai_request *r, const json_t *root, int chat, cons
     }
     int rc = parse_sampling(r, root, g, param, err, errlen);
     if (rc == GLM_OK)
+        rc = refuse_unsupported(r, root, param, err, errlen);
+    if (rc == GLM_OK)
         rc = chat ? chat_prompt(r, root, g, param, err, errlen) : completion_prompt(r, root, g, param, err, errlen);
+
     if (rc == GLM_OK)
         rc = glm_oai_grammar_build(r, root, g->out, &g->chat->limits.json, param, err, errlen);
     if (rc == GLM_OK && r->grammar && r->n_prompts > 1) /* one constraint is one request's */

@@ -6,7 +6,9 @@
  * the output parser needs (think mode, tools).
  *
  * Unknown fields are ignored; a known field with the wrong type or range is
- * an error naming the field (a 400 with "param" set). Nothing here talks to
+ * an error naming the field (a 400 with "param" set), and so is a known
+ * OpenAI or vLLM field this server does not implement (docs/api.md lists
+ * them), rather than being ignored. Nothing here talks to
  * the network. The struct keeps nothing of the JSON root but a reference to
  * the tools, so the caller frees the root as soon as parsing returns: a
  * request holds its prompt ids and small parameters while it generates, not
@@ -37,6 +39,13 @@ typedef struct {
     int chat;                     /* 1: chat completions; 0: completions */
     int stream;
     int include_usage;            /* stream_options.include_usage */
+    int continuous_usage;         /* stream_options.continuous_usage_stats (vLLM, with
+                                     include_usage): every chunk carries the usage so far */
+    int include_stop_str;         /* vLLM's include_stop_str_in_output */
+    int truncate;                 /* vLLM's truncate_prompt_tokens: keep each prompt's last
+                                     `truncate` tokens (0: all) */
+    int tokens_as_ids;            /* vLLM's return_tokens_as_token_ids: logprobs name tokens
+                                     "token_id:N" */
     int return_token_ids;         /* vLLM's return_token_ids: the prompt's and each choice's
                                      token ids in the response (not with stream) */
     int logprobs;                 /* report per-token logprobs */

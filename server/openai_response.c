@@ -94,6 +94,17 @@ static json_t *token_str(const glm_gen_ctx *cx, int32_t id)
     return v;
 }
 
+/* A token as logprobs name it: its text, or "token_id:N" with vLLM's
+ * return_tokens_as_token_ids (text that does not decode alone stays tellable). */
+static json_t *lp_token(const glm_gen *g, int32_t id)
+{
+    if (!g->req->tokens_as_ids)
+        return token_str(g->cx, id);
+    char b[32];
+    snprintf(b, sizeof b, "token_id:%d", (int)id);
+    return json_string(b);
+}
+
 static json_t *token_bytes(const glm_gen_ctx *cx, int32_t id)
 {
     size_t len = 0;
@@ -109,11 +120,11 @@ static json_t *token_bytes(const glm_gen_ctx *cx, int32_t id)
 static json_t *top_dict(const glm_gen *g, const glm_event *ev)
 {
     json_t *top = json_object();
-    json_t *ts = token_str(g->cx, ev->token);
+    json_t *ts = lp_token(g, ev->token);
     json_object_set_new(top, json_string_value(ts), jlogprob(ev->logprob));
     json_decref(ts);
     for (int k = 0; k < ev->n_top && k < g->req->top_logprobs; k++) {
-        ts = token_str(g->cx, ev->top_ids[k]);
+        ts = lp_token(g, ev->top_ids[k]);
         json_object_set_new(top, json_string_value(ts), jlogprob(ev->top_logprobs[k]));
         json_decref(ts);
     }
@@ -126,13 +137,13 @@ static void add_logprobs(const glm_gen *g, json_t *lp, const glm_event *ev, size
     const glm_gen_ctx *cx = g->cx;
     if (g->req->chat) {
         json_t *e = json_object();
-        json_object_set_new(e, "token", token_str(cx, ev->token));
+        json_object_set_new(e, "token", lp_token(g, ev->token));
         json_object_set_new(e, "logprob", jlogprob(ev->logprob));
         json_object_set_new(e, "bytes", token_bytes(cx, ev->token));
         json_t *top = json_array();
         for (int k = 0; k < ev->n_top && k < g->req->top_logprobs; k++) {
             json_t *t = json_object();
-            json_object_set_new(t, "token", token_str(cx, ev->top_ids[k]));
+            json_object_set_new(t, "token", lp_token(g, ev->top_ids[k]));
             json_object_set_new(t, "logprob", jlogprob(ev->top_logprobs[k]));
             json_object_set_new(t, "bytes", token_bytes(cx, ev->top_ids[k]));
             json_array_append_new(top, t);
@@ -141,7 +152,7 @@ static void add_logprobs(const glm_gen *g, json_t *lp, const glm_event *ev, size
         json_array_append_new(json_object_get(lp, "content"), e);
         return;
     }
-    json_t *tok = token_str(cx, ev->token);
+    json_t *tok = lp_token(g, ev->token);
     json_array_append(json_object_get(lp, "tokens"), tok);
     json_array_append_new(json_object_get(lp, "token_logprobs"), jlogprob(ev->logprob));
     json_array_append_new(json_object_get(lp, "text_offset"), json_integer((json_int_t)text_offset));
@@ -190,7 +201,7 @@ static void prompt_init(glm_gen *g, int pi)
     json_t *lp = req->logprobs ? new_logprobs(0) : NULL;
     for (int k = 0; k < op.n; k++) {
         if (lp) {
-            json_array_append_new(json_object_get(lp, "tokens"), token_str(g->cx, op.ids[k]));
+            json_array_append_new(json_object_get(lp, "tokens"), lp_token(g, op.ids[k]));
             json_array_append_new(json_object_get(lp, "token_logprobs"), json_null());
             json_array_append_new(json_object_get(lp, "top_logprobs"), json_null());
             json_array_append_new(json_object_get(lp, "text_offset"), json_integer((json_int_t)p->chars));
@@ -217,11 +228,11 @@ static void prompt_scored(glm_gen *g, int pi, const glm_event *ev)
         char key[16];
         snprintf(key, sizeof key, "%d", (int)ev->token);
         json_object_set_new(d, key, json_pack("{s:o,s:i,s:o}", "logprob", jlogprob(ev->logprob), "rank", ev->rank,
-                                              "decoded_token", token_str(g->cx, ev->token)));
+                                              "decoded_token", lp_token(g, ev->token)));
         for (int k = 0; k < ev->n_top && k < g->req->prompt_logprobs; k++) {
             snprintf(key, sizeof key, "%d", (int)ev->top_ids[k]);
             json_object_set_new(d, key, json_pack("{s:o,s:i,s:o}", "logprob", jlogprob(ev->top_logprobs[k]), "rank",
-                                                  k + 1, "decoded_token", token_str(g->cx, ev->top_ids[k])));
+                                                  k + 1, "decoded_token", lp_token(g, ev->top_ids[k])));
         }
         json_array_append_new(p->vllm_lp, d);
     }
@@ -261,6 +272,7 @@ glm_gen *glm_gen_create(const glm_gen_ctx *cx, const glm_oai_request *req, const
         if (req->chat)
             glm_detok_keep(s->detok, cx->out->tag_ids, GLM_OUT_TAG_COUNT);
         glm_stop_init(&s->stop, req->stops, req->stop_lens, req->n_stops);
+        s->stop.include_stop = req->include_stop_str;
         if (req->logprobs)
             s->logprobs = new_logprobs(req->chat);
         if (req->chat) {
@@ -444,7 +456,14 @@ static void stream_piece(glm_gen *g, int i, const char *text, size_t len, const 
         json_decref(ch);
         return;
     }
-    emit(out, chunk(g, ch));
+    json_t *c = chunk(g, ch);
+    if (g->req->continuous_usage) { /* vLLM's continuous_usage_stats: the usage so far */
+        int p, n;
+        glm_gen_usage(g, &p, &n);
+        json_object_set_new(c, "usage", json_pack("{s:i,s:i,s:i}", "prompt_tokens", p, "completion_tokens", n,
+                                                  "total_tokens", p + n));
+    }
+    emit(out, c);
 }
 
 void glm_gen_stream_end(glm_gen *g, glm_buf *out)
@@ -491,7 +510,10 @@ static const char *release(glm_gen *g, int i, const char *text, size_t len, json
             else
                 json_decref(lp);
             lp = NULL;
-            glm_out_finish(s->parser, &d2);
+            if (strcmp(finish, "length") == 0)
+                glm_out_finish_cut(s->parser, &d2);
+            else
+                glm_out_finish(s->parser, &d2);
             dp = &d2;
             glm_out_message m;
             glm_out_get(s->parser, &m);
