@@ -177,6 +177,11 @@ static int refuse_unsupported(const glm_oai_request *r, const json_t *root, cons
         {"chat_template", 1, 0, "is not accepted: the server renders the checkpoint's own chat template "
                                 "(chat_template_kwargs reach it)"},
         {"prompt_embeds", 0, 1, "is not supported"},
+        {"functions", 1, 0, "(deprecated by OpenAI) is not supported: send 'tools'"},
+        {"function_call", 1, 0, "(deprecated by OpenAI) is not supported: send 'tool_choice'"},
+        {"audio", 1, 0, "is not supported: this model writes text only"},
+        {"prediction", 1, 0, "(predicted outputs) is not supported"},
+        {"web_search_options", 1, 0, "is not supported"},
         {"guided_decoding_backend", 1, 1, "is not supported"},
     };
     for (size_t i = 0; i < sizeof no / sizeof no[0]; i++)

@@ -251,8 +251,10 @@ def test_vllm_fields_are_refused_by_name():
         ({"prompt": "a", "n": 2, "best_of": 3}, "best_of"),
     ]:
         refused(body, param)
-    refused({"messages": [{"role": "user", "content": "Hi"}], "chat_template": "{{ 1 }}"}, "chat_template",
-            "/v1/chat/completions")
+    for field, value in (("chat_template", "{{ 1 }}"), ("functions", [{"name": "f"}]), ("function_call", "auto"),
+                         ("audio", {"voice": "x"}), ("prediction", {"type": "content", "content": "x"}),
+                         ("web_search_options", {})):
+        refused({"messages": [{"role": "user", "content": "Hi"}], field: value}, field, "/v1/chat/completions")
 
 
 def test_truncate_prompt_tokens_keeps_the_last():
