@@ -680,15 +680,15 @@ static int sort_rows(glm_engine *e, const glm_sched_batch *sb, sample **ss, int 
 {
     int n_rows, n_samp = 0, ns = 0;
     const int32_t *plan = glm_runner_rows(e->runner, &n_rows);
-    for (int k = 0, first = 0; k < n_rows; k++) {
+    for (int k = 0, pos = 0; k < n_rows; k++, pos++) {
         int i = plan[k];
-        if (k == 0 || plan[k - 1] != i)
-            first = k;
-        int rows_i = 1;
-        while (first + rows_i < n_rows && plan[first + rows_i] == i)
-            rows_i++;
+        if (k == 0 || plan[k - 1] != i) { /* the entry's rows are its last new tokens */
+            int rows_i = 1;
+            while (k + rows_i < n_rows && plan[k + rows_i] == i)
+                rows_i++;
+            pos = sb->seqs[i]->n_computed + sb->n_new[i] - rows_i;
+        }
         const glm_sequence *seq = sb->seqs[i];
-        int pos = seq->n_computed + sb->n_new[i] - rows_i + (k - first);
         if (pos == seq->n_tokens - 1) {
             e->row_sample[n_samp] = ss[i];
             e->samp_row[n_samp++] = k;

@@ -324,6 +324,40 @@ START_TEST(prompt_logprobs_match_logits)
     }
     wait_idle(e);
     glm_engine_free(e);
+
+    /* under preemption (a cache for fewer than the three at once), with n = 2: each request
+     * scores its prompt once, in order, with the same values */
+    e = make_engine(96, 4, 16);
+    glm_request *rs[3];
+    for (int i = 0; i < 3; i++) {
+        glm_sampling_params sp;
+        greedy(&sp, 10);
+        sp.n = 2;
+        sp.prompt_logprobs = 1;
+        rs[i] = glm_engine_submit(e, p, NP, &sp, &st, err, sizeof err);
+        ck_assert_msg(rs[i] != NULL, "%s", err);
+    }
+    for (int i = 0; i < 3; i++) {
+        glm_event ev;
+        int pos = 1, n_tok = 0, rc;
+        while ((rc = glm_request_next(rs[i], &ev, 60000)) == 1) {
+            ck_assert_msg(ev.type != GLM_EV_ERROR, "%s", ev.message);
+            if (ev.type == GLM_EV_PROMPT_TOKEN) {
+                ck_assert_int_eq(ev.token, p[pos]);
+                ck_assert_msg(fabs(ev.logprob - ref[pos]) < 1e-4, "position %d off", pos);
+                pos++;
+            }
+            n_tok += ev.type == GLM_EV_TOKEN;
+        }
+        ck_assert_int_eq(pos, NP);
+        ck_assert_int_eq(n_tok, 20);
+        glm_request_release(rs[i]);
+    }
+    wait_idle(e);
+    glm_engine_metrics m;
+    glm_engine_metrics_get(e, &m);
+    ck_assert_uint_gt(m.num_preemptions, 0);
+    glm_engine_free(e);
 }
 END_TEST
 
