@@ -57,7 +57,10 @@ typedef struct {
     struct MHD_Connection *conn;
     const glm_gen_ctx *g;
     glm_oai_request req;
-    glm_request *er;
+    glm_request **er;           /* [n_er]: one engine request per prompt */
+    int n_er;
+    int next_er;                /* the one read first next time (round robin) */
+    int n_choices;              /* prompts x samples */
     glm_watch *watch;
     glm_gen *gen;
     pthread_mutex_t mu;
@@ -82,9 +85,39 @@ static void notify(void *ctx)
 static void job_abort(job *j)
 {
     if (!j->aborted) {
-        glm_request_abort(j->er);
+        for (int k = 0; k < j->n_er; k++)
+            glm_request_abort(j->er[k]);
         j->aborted = 1;
     }
+}
+
+/* Drops the engine requests (notify() detached first: no kick reaches the watch afterwards). */
+static void job_release(job *j)
+{
+    for (int k = 0; k < j->n_er; k++)
+        glm_request_release(j->er[k]);
+    free(j->er);
+    j->er = NULL;
+    j->n_er = 0;
+}
+
+/* The next event of any of the job's engine requests, its sample index made the choice's
+ * (prompt k's sample i is choice k * n + i): 1 with *ev, 0 when none is ready, -1 when
+ * every request is over and read. */
+static int job_next(job *j, glm_event *ev)
+{
+    int over = 0;
+    for (int t = 0; t < j->n_er; t++) {
+        int k = (j->next_er + t) % j->n_er;
+        int rc = glm_request_next(j->er[k], ev, 0);
+        if (rc == 1) {
+            j->next_er = (k + 1) % j->n_er;
+            ev->index += k * j->req.sp.n;
+            return 1;
+        }
+        over += rc < 0;
+    }
+    return over == j->n_er ? -1 : 0;
 }
 
 /* Observes a sample's finish event, with the reason the client was told
@@ -109,7 +142,7 @@ static void job_event(job *j, const glm_event *ev, glm_buf *out)
         return;
     }
     int i = ev->index;
-    if (i < 0 || i >= j->req.sp.n)
+    if (i < 0 || i >= j->n_choices)
         return;
     if (ev->type == GLM_EV_TOKEN && !glm_gen_finish_reason(j->gen, i)) {
         double now = glm_now();
@@ -128,8 +161,7 @@ static void job_event(job *j, const glm_event *ev, glm_buf *out)
 
 static void job_free(job *j)
 {
-    if (j->er) /* detaches notify() first: no kick can reach the watch afterwards */
-        glm_request_release(j->er);
+    job_release(j);
     glm_waiter_remove(j->watch);
     glm_gen_free(j->gen);
     glm_oai_request_free(&j->req);
@@ -163,8 +195,8 @@ static int drain_events(job *j)
 {
     glm_event ev;
     int rc;
-    while ((rc = glm_request_next(j->er, &ev, 0)) == 1)
-        if (ev.type == GLM_EV_FINISH && ev.index >= 0 && ev.index < j->req.sp.n)
+    while ((rc = job_next(j, &ev)) == 1)
+        if (ev.type == GLM_EV_FINISH && ev.index >= 0 && ev.index < j->n_choices)
             observe_finish(j, &ev);
     return rc < 0;
 }
@@ -191,8 +223,7 @@ static void fire(void *ctx, unsigned why)
     if (j->draining) {
         if (drain_events(j) || (why & (GLM_WAKE_DEADLINE | GLM_WAKE_STOP))) {
             j->draining = 0;
-            glm_request_release(j->er); /* no notify can kick the watch after this */
-            j->er = NULL;
+            job_release(j); /* no notify can kick the watch after this */
             glm_waiter_remove_self(j->watch);
             j->watch = NULL;
             job_unref_locked(j);
@@ -255,7 +286,7 @@ static ssize_t stream_step(job *j, char *buf, size_t max)
         if (j->stop)
             job_abort(j);
         glm_event ev;
-        int rc = glm_request_next(j->er, &ev, 0);
+        int rc = job_next(j, &ev);
         if (rc == 1) {
             job_event(j, &ev, &j->out);
             if (j->error) {
@@ -315,7 +346,7 @@ static enum MHD_Result nonstream_resume(glm_http_req *r)
         if (j->stop)
             job_abort(j);
         glm_event ev;
-        int rc = glm_request_next(j->er, &ev, 0);
+        int rc = job_next(j, &ev);
         if (rc == 1) {
             job_event(j, &ev, NULL);
             if (j->error) {
@@ -350,9 +381,45 @@ static enum MHD_Result nonstream_resume(glm_http_req *r)
 
 /* ---- the handler ----------------------------------------------------------------------- */
 
-static void make_id(char *buf, size_t n, const char *prefix, const char *request_id)
+/* A response id unique to this response (and so are the tool-call ids made from it): 128
+ * random bits, never the client's X-Request-Id, which a gateway may repeat for a whole
+ * session; that one stays in the log line and the response header. */
+static void make_id(char *buf, size_t n, const char *prefix)
 {
-    snprintf(buf, n, "%s%s", prefix, request_id);
+    glm_rng rng;
+    glm_rng_seed_entropy(&rng);
+    snprintf(buf, n, "%s%016llx%016llx", prefix, (unsigned long long)glm_rng_next(&rng),
+             (unsigned long long)glm_rng_next(&rng));
+}
+
+/* Submits one engine request per prompt: GLM_OK, or GLM_ERR with the refusal queued in *res
+ * (the requests already submitted are the job's, for the caller to abort). */
+static int submit_all(job *j, glm_http_req *r, const glm_gen_ctx *g, const char *prompt_param,
+                      enum MHD_Result *res)
+{
+    char err[GLM_ERRLEN];
+    j->er = glm_calloc((size_t)j->req.n_prompts, sizeof *j->er);
+    for (int k = 0; k < j->req.n_prompts; k++) {
+        glm_oai_prompt p = glm_oai_prompt_at(&j->req, k);
+        glm_submit_status st;
+        glm_logits_processor proc;
+        int has_proc = glm_oai_processor(&j->req, g->out, &proc);
+        j->req.sp.processor = has_proc ? &proc : NULL;
+        j->er[k] = glm_engine_submit(g->engine, p.ids, p.n, &j->req.sp, &st, err, sizeof err);
+        j->req.sp.processor = NULL;
+        if (!j->er[k]) {
+            if (has_proc)
+                proc.release(proc.ctx);
+            if (st == GLM_SUBMIT_OVERLOADED)
+                *res = glm_http_error(r, 503, NULL, NULL, "the server is overloaded: %s", err);
+            else
+                *res = glm_http_error(r, 400, NULL, prompt_param, "%s", err);
+            return GLM_ERR;
+        }
+        j->n_er = k + 1;
+        glm_request_set_notify(j->er[k], notify, j->watch);
+    }
+    return GLM_OK;
 }
 
 /* The connection ended while its non-streaming request waited (http.c's completion callback). */
@@ -409,30 +476,23 @@ enum MHD_Result glm_generate(glm_http_req *r, const glm_gen_ctx *g, const glm_ge
         job_free(j);
         return res;
     }
-    r->prompt_tokens = j->req.n_prompt;
-    j->last_token = glm_calloc((size_t)j->req.sp.n, sizeof *j->last_token);
+    j->n_choices = j->req.n_prompts * j->req.sp.n;
+    r->prompt_tokens = 0;
+    for (int k = 0; k < j->req.n_prompts; k++)
+        r->prompt_tokens += glm_oai_prompt_at(&j->req, k).n;
+    j->last_token = glm_calloc((size_t)j->n_choices, sizeof *j->last_token);
     j->watch = glm_waiter_add(g->waiter, glm_http_socket(r), fire, j);
     if (!j->watch) {
         job_free(j);
         return glm_http_error(r, 503, NULL, NULL, "out of file descriptors");
     }
-    glm_submit_status st;
-    glm_logits_processor proc;
-    int has_proc = glm_oai_processor(&j->req, g->out, &proc);
-    j->req.sp.processor = has_proc ? &proc : NULL;
-    j->er = glm_engine_submit(g->engine, j->req.prompt, j->req.n_prompt, &j->req.sp, &st, err, sizeof err);
-    j->req.sp.processor = NULL;
-    if (!j->er) {
-        if (has_proc)
-            proc.release(proc.ctx);
+    if (submit_all(j, r, g, api->prompt_param, &res) != GLM_OK) {
+        job_abort(j);
         job_free(j);
-        if (st == GLM_SUBMIT_OVERLOADED)
-            return glm_http_error(r, 503, NULL, NULL, "the server is overloaded: %s", err);
-        return glm_http_error(r, 400, NULL, api->prompt_param, "%s", err);
+        return res;
     }
-    glm_request_set_notify(j->er, notify, j->watch);
     char id[96];
-    make_id(id, sizeof id, api->id_prefix, r->request_id);
+    make_id(id, sizeof id, api->id_prefix);
     j->gen = glm_gen_create(g, &j->req, id);
 
     if (j->req.stream) {

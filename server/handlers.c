@@ -28,11 +28,13 @@ enum MHD_Result glm_handle_version(glm_http_req *r)
     return glm_http_json(r, 200, json_pack("{s:s}", "version", GLM_SERVER_VERSION));
 }
 
+/* OpenAI's model object, vLLM's fields (root, parent, max_model_len, permission), and
+ * context_length, what OpenRouter-style provider listings read. */
 static json_t *model_card(const glm_served_model *m)
 {
-    return json_pack("{s:s,s:s,s:I,s:s,s:s,s:n,s:i,s:[]}", "id", m->served_model_name, "object", "model",
+    return json_pack("{s:s,s:s,s:I,s:s,s:s,s:n,s:i,s:i,s:[]}", "id", m->served_model_name, "object", "model",
                      "created", (json_int_t)m->created, "owned_by", "glm-server", "root", m->model_dir, "parent",
-                     "max_model_len", m->max_model_len, "permission");
+                     "max_model_len", m->max_model_len, "context_length", m->max_model_len, "permission");
 }
 
 enum MHD_Result glm_handle_models(glm_http_req *r, const glm_served_model *m, const char *id)

@@ -130,6 +130,80 @@ void glm_oai_sampling_init(glm_sampling_params *sp, const glm_sampling_defaults 
     }
 }
 
+/* Prompt logprobs, which scoring needs (lm-eval-harness: echo, logprobs, max_tokens 0 or 1):
+ * echo with logprobs returns the prompt's with the generated ones, as OpenAI's legacy API and
+ * vLLM do; vLLM's prompt_logprobs returns them apart; echo with max_tokens 0 returns the prompt
+ * alone. max_tokens 0 asks for no generation, so it needs one of these. */
+static int parse_prompt_logprobs(glm_oai_request *r, const json_t *root, const char *mt, const char **param,
+                                 char *err, size_t errlen)
+{
+    glm_sampling_params *sp = &r->sp;
+    long long v;
+    int rc;
+    r->prompt_logprobs = -1;
+    if ((rc = get_int(root, "prompt_logprobs", &v)) < 0 ||
+        (rc > 0 && (v < 0 || v > GLM_SAMPLING_MAX_TOP_LOGPROBS)))
+        return BAD("prompt_logprobs",
+                   "'prompt_logprobs' must be an integer in [0, %d] (-1, the whole vocabulary, is not supported)",
+                   GLM_SAMPLING_MAX_TOP_LOGPROBS);
+    if (rc > 0) {
+        if (r->stream)
+            return BAD("prompt_logprobs", "'prompt_logprobs' is not available when 'stream' is true");
+        r->prompt_logprobs = (int)v;
+    }
+    int echo_lp = r->echo && r->logprobs;
+    int scoring = sp->has_max_tokens && sp->max_tokens == 0 && glm_json_field(root, mt);
+    if (scoring && !r->echo && r->prompt_logprobs < 0)
+        return BAD(mt, "'%s' must be an integer >= 1 (0 only with 'echo' or 'prompt_logprobs')", mt);
+    if (echo_lp || r->prompt_logprobs >= 0 || scoring) {
+        sp->prompt_logprobs = 1;
+        sp->prompt_top_logprobs = GLM_MAX(echo_lp ? r->top_logprobs : 0, r->prompt_logprobs);
+    }
+    return GLM_OK;
+}
+
+/* Fields of OpenAI's or vLLM's API that this server does not implement: a 400 naming the
+ * field, never silently ignored (a null is the same as absent). */
+static int refuse_unsupported(const glm_oai_request *r, const json_t *root, const char **param, char *err,
+                              size_t errlen)
+{
+    static const struct {
+        const char *field;
+        int chat, completions;
+        const char *why;
+    } no[] = {
+        {"suffix", 0, 1, "is not supported (this model has no fill-in-the-middle mode)"},
+        {"bad_words", 1, 1, "is not supported"},
+        {"allowed_token_ids", 1, 1, "is not supported"},
+        {"chat_template", 1, 0, "is not accepted: the server renders the checkpoint's own chat template "
+                                "(chat_template_kwargs reach it)"},
+        {"prompt_embeds", 0, 1, "is not supported"},
+        {"functions", 1, 0, "(deprecated by OpenAI) is not supported: send 'tools'"},
+        {"function_call", 1, 0, "(deprecated by OpenAI) is not supported: send 'tool_choice'"},
+        {"audio", 1, 0, "is not supported: this model writes text only"},
+        {"prediction", 1, 0, "(predicted outputs) is not supported"},
+        {"web_search_options", 1, 0, "is not supported"},
+        {"guided_decoding_backend", 1, 1, "is not supported"},
+    };
+    for (size_t i = 0; i < sizeof no / sizeof no[0]; i++)
+        if ((r->chat ? no[i].chat : no[i].completions) && glm_json_field(root, no[i].field))
+            return BAD(no[i].field, "'%s' %s", no[i].field, no[i].why);
+    long long v;
+    int rc = get_int(root, "best_of", &v);
+    if (rc < 0 || (rc > 0 && v != r->sp.n))
+        return BAD("best_of", "'best_of' is supported only equal to 'n' (%d): candidates are not ranked", r->sp.n);
+    return GLM_OK;
+}
+
+/* vLLM's truncate_prompt_tokens: keep the last r->truncate tokens of a prompt (0: all). */
+static void truncate_prompt(const glm_oai_request *r, int32_t *ids, int *n)
+{
+    if (r->truncate > 0 && *n > r->truncate) {
+        memmove(ids, ids + (*n - r->truncate), sizeof(int32_t) * (size_t)r->truncate);
+        *n = r->truncate;
+    }
+}
+
 static int parse_sampling(glm_oai_request *r, const json_t *root, const glm_gen_ctx *g, const char **param,
                           char *err, size_t errlen)
 {
@@ -160,7 +234,7 @@ static int parse_sampling(glm_oai_request *r, const json_t *root, const glm_gen_
     }
     /* max_completion_tokens (chat) wins over the deprecated max_tokens */
     const char *mt = r->chat && glm_json_field(root, "max_completion_tokens") ? "max_completion_tokens" : "max_tokens";
-    if ((rc = get_int(root, mt, &v)) < 0 || (rc > 0 && (v < 1 || v > INT32_MAX)))
+    if ((rc = get_int(root, mt, &v)) < 0 || (rc > 0 && (v < 0 || v > INT32_MAX)))
         return BAD(mt, "'%s' must be an integer >= 1", mt);
     if (rc > 0) {
         sp->has_max_tokens = 1;
@@ -237,19 +311,35 @@ static int parse_sampling(glm_oai_request *r, const json_t *root, const glm_gen_
     }
     sp->logprobs = r->logprobs;
     sp->top_logprobs = r->top_logprobs;
+    if (get_bool(root, "stream", &r->stream) < 0)
+        return BAD("stream", "'stream' must be a boolean");
+    if (parse_prompt_logprobs(r, root, mt, param, err, errlen) != GLM_OK)
+        return GLM_ERR;
     const json_t *user = glm_json_field(root, "user");
     if (user && !json_is_string(user))
         return BAD("user", "'user' must be a string");
 
-    if (get_bool(root, "stream", &r->stream) < 0)
-        return BAD("stream", "'stream' must be a boolean");
     const json_t *so = glm_json_field(root, "stream_options");
     if (so) {
         if (!json_is_object(so))
             return BAD("stream_options", "'stream_options' must be an object");
         if (get_bool(so, "include_usage", &r->include_usage) < 0)
             return BAD("stream_options", "'stream_options.include_usage' must be a boolean");
+        if (get_bool(so, "continuous_usage_stats", &r->continuous_usage) < 0)
+            return BAD("stream_options", "'stream_options.continuous_usage_stats' must be a boolean");
+        r->continuous_usage = r->continuous_usage && r->include_usage; /* as vLLM */
     }
+    if (get_bool(root, "include_stop_str_in_output", &r->include_stop_str) < 0)
+        return BAD("include_stop_str_in_output", "'include_stop_str_in_output' must be a boolean");
+    if (get_bool(root, "return_tokens_as_token_ids", &r->tokens_as_ids) < 0)
+        return BAD("return_tokens_as_token_ids", "'return_tokens_as_token_ids' must be a boolean");
+    if ((rc = get_int(root, "truncate_prompt_tokens", &v)) < 0 || (rc > 0 && (v == 0 || v < -1 || v > INT32_MAX)))
+        return BAD("truncate_prompt_tokens", "'truncate_prompt_tokens' must be -1 or an integer >= 1");
+    if (rc > 0)
+        r->truncate = v == -1 ? g->model->max_model_len : (int)v;
+    int spaces;
+    if (get_bool(root, "spaces_between_special_tokens", &spaces) < 0)
+        return BAD("spaces_between_special_tokens", "'spaces_between_special_tokens' must be a boolean");
     if (get_bool(root, "return_token_ids", &r->return_token_ids) < 0)
         return BAD("return_token_ids", "'return_token_ids' must be a boolean");
     if (r->return_token_ids && r->stream)
@@ -264,8 +354,8 @@ static int parse_sampling(glm_oai_request *r, const json_t *root, const glm_gen_
     return GLM_OK;
 }
 
-static int encode(glm_oai_request *r, const glm_gen_ctx *g, const char *text, size_t len, const char *name,
-                  const char **param, char *err, size_t errlen)
+static int encode(const glm_gen_ctx *g, const char *text, size_t len, glm_oai_prompt *out, const char **param,
+                  char *err, size_t errlen)
 {
     int32_t *ids = NULL;
     size_t n = 0;
@@ -273,13 +363,13 @@ static int encode(glm_oai_request *r, const glm_gen_ctx *g, const char *text, si
     /* a prompt of max_model_len tokens or more is refused below, with its length */
     if (glm_tok_encode_max(g->out->tok, text, len, 1, (size_t)g->model->max_model_len, &ids, &n, terr,
                            sizeof terr) != GLM_OK)
-        return BAD(name, "%s", terr);
+        return BAD("prompt", "%s", terr);
     if (n > INT32_MAX / 2) {
         free(ids);
-        return BAD(name, "the prompt is too long");
+        return BAD("prompt", "the prompt is too long");
     }
-    r->prompt = ids;
-    r->n_prompt = (int)n;
+    out->ids = ids;
+    out->n = (int)n;
     return GLM_OK;
 }
 
@@ -295,28 +385,30 @@ static int chat_prompt(glm_oai_request *r, const json_t *root, const glm_gen_ctx
     r->prompt = cp->ids;
     r->n_prompt = (int)cp->n_ids;
     cp->ids = NULL;
+    if (r->n_prompt < g->model->max_model_len) /* a longer one is refused with its length */
+        truncate_prompt(r, r->prompt, &r->n_prompt);
     free(cp->text); /* the answer needs the ids only */
     cp->text = NULL;
     return GLM_OK;
 }
 
-static int completion_prompt(glm_oai_request *r, const json_t *root, const glm_gen_ctx *g, const char **param,
-                             char *err, size_t errlen)
+#define GLM_OAI_MAX_PROMPTS 256 /* prompts in one completions request */
+
+/* One prompt: a string, or an array of token ids. */
+static int one_prompt(const glm_oai_request *r, const json_t *p, const glm_gen_ctx *g, glm_oai_prompt *out,
+                      const char **param, char *err, size_t errlen)
 {
-    const json_t *p = glm_json_field(root, "prompt");
-    /* a list holding one prompt is accepted as that prompt */
-    if (json_is_array(p) && json_array_size(p) == 1 &&
-        (json_is_string(json_array_get(p, 0)) || json_is_array(json_array_get(p, 0))))
-        p = json_array_get(p, 0);
     if (json_is_string(p)) {
         if (json_string_length(p) == 0)
             return BAD("prompt", "'prompt' must not be empty");
+        if (encode(g, json_string_value(p), json_string_length(p), out, param, err, errlen) != GLM_OK)
+            return GLM_ERR;
         if (r->echo) /* the answer repeats it */
-            r->prompt_text = glm_strdup(json_string_value(p));
-        return encode(r, g, json_string_value(p), json_string_length(p), "prompt", param, err, errlen);
+            out->text = glm_strdup(json_string_value(p));
+        return GLM_OK;
     }
     if (!json_is_array(p) || json_array_size(p) == 0)
-        return BAD("prompt", "'prompt' must be a non-empty string or array of token ids");
+        return BAD("prompt", "'prompt' must be a non-empty string, array of token ids, or array of those");
     size_t n = json_array_size(p), i;
     const json_t *x;
     if (n > (size_t)INT32_MAX / 2)
@@ -325,19 +417,70 @@ static int completion_prompt(glm_oai_request *r, const json_t *root, const glm_g
     json_array_foreach(p, i, x) {
         if (!json_is_integer(x) || json_integer_value(x) < 0 || json_integer_value(x) >= g->model->vocab) {
             free(ids);
-            if (json_is_string(x) || json_is_array(x))
-                return BAD("prompt", "batched prompts are not supported: send one prompt per request");
             return BAD("prompt", "'prompt' token ids must be integers in [0, %d)", g->model->vocab);
         }
         ids[i] = (int32_t)json_integer_value(x);
     }
-    r->prompt = ids;
-    r->n_prompt = (int)n;
+    out->ids = ids;
+    out->n = (int)n;
     if (r->echo) {
         size_t len;
-        r->prompt_text = glm_tok_decode(g->out->tok, ids, n, 0, &len);
+        out->text = glm_tok_decode(g->out->tok, ids, n, 0, &len);
     }
     return GLM_OK;
+}
+
+/* `prompt`: one prompt, or a list of them (strings or arrays of ids), each answered with n
+ * choices (OpenAI and vLLM: choice i * n + j is sample j of prompt i). */
+static int completion_prompt(glm_oai_request *r, const json_t *root, const glm_gen_ctx *g, const char **param,
+                             char *err, size_t errlen)
+{
+    const json_t *p = glm_json_field(root, "prompt");
+    const json_t *first = json_is_array(p) ? json_array_get(p, 0) : NULL;
+    int list = first && (json_is_string(first) || json_is_array(first));
+    size_t n = list ? json_array_size(p) : 1;
+    if (n > GLM_OAI_MAX_PROMPTS)
+        return BAD("prompt", "'prompt' may hold at most %d prompts", GLM_OAI_MAX_PROMPTS);
+    r->more = n > 1 ? glm_calloc(n - 1, sizeof *r->more) : NULL;
+    for (size_t i = 0; i < n; i++) {
+        const json_t *pi = list ? json_array_get(p, i) : p;
+        if (list && !(json_is_string(pi) || json_is_array(pi)))
+            return BAD("prompt", "'prompt' must be a list of strings or a list of token id arrays");
+        glm_oai_prompt one = {0};
+        if (one_prompt(r, pi, g, &one, param, err, errlen) != GLM_OK)
+            return GLM_ERR;
+        if (i == 0) {
+            r->prompt = one.ids;
+            r->n_prompt = one.n;
+            r->prompt_text = one.text;
+        } else {
+            r->more[i - 1] = one;
+        }
+        r->n_prompts = (int)i + 1;
+        if (one.n >= g->model->max_model_len) /* r->prompt holds max_model_len ids at most */
+            return BAD("prompt",
+                       "This model's maximum context length is %d tokens. However, your request has %d input "
+                       "tokens. Please reduce the length of the input messages.",
+                       g->model->max_model_len, one.n);
+        truncate_prompt(r, i == 0 ? r->prompt : r->more[i - 1].ids, i == 0 ? &r->n_prompt : &r->more[i - 1].n);
+        one.n = i == 0 ? r->n_prompt : r->more[i - 1].n;
+        if (r->sp.has_max_tokens && (long long)one.n + r->sp.max_tokens > g->model->max_model_len &&
+            glm_json_field(root, "max_tokens"))
+            return BAD("max_tokens",
+                       "This model's maximum context length is %d tokens. However, you requested %lld tokens (%d "
+                       "in the messages, %d in the completion). Please reduce the length of the messages or "
+                       "completion.",
+                       g->model->max_model_len, (long long)one.n + r->sp.max_tokens, one.n, r->sp.max_tokens);
+    }
+    return GLM_OK;
+}
+
+glm_oai_prompt glm_oai_prompt_at(const glm_oai_request *r, int i)
+{
+    GLM_ASSERT(i >= 0 && i < r->n_prompts);
+    if (i == 0)
+        return (glm_oai_prompt){r->prompt, r->n_prompt, r->prompt_text};
+    return r->more[i - 1];
 }
 
 int glm_oai_request_parse(glm_oai_request *r, const json_t *root, int chat, const glm_gen_ctx *g, int *status,
@@ -345,6 +488,7 @@ int glm_oai_request_parse(glm_oai_request *r, const json_t *root, int chat, cons
 {
     memset(r, 0, sizeof *r);
     r->chat = chat;
+    r->n_prompts = 1;
     r->prompt_info.budget = -1;
     r->prompt_info.parallel_tool_calls = 1;
     r->prompt_info.think = GLM_OUT_THINK_OFF;
@@ -360,9 +504,14 @@ int glm_oai_request_parse(glm_oai_request *r, const json_t *root, int chat, cons
     }
     int rc = parse_sampling(r, root, g, param, err, errlen);
     if (rc == GLM_OK)
+        rc = refuse_unsupported(r, root, param, err, errlen);
+    if (rc == GLM_OK)
         rc = chat ? chat_prompt(r, root, g, param, err, errlen) : completion_prompt(r, root, g, param, err, errlen);
+
     if (rc == GLM_OK)
         rc = glm_oai_grammar_build(r, root, g->out, &g->chat->limits.json, param, err, errlen);
+    if (rc == GLM_OK && r->grammar && r->n_prompts > 1) /* one constraint is one request's */
+        rc = BAD("prompt", "a list of prompts cannot be combined with a structured output constraint");
     if (rc == GLM_OK && r->n_prompt >= g->model->max_model_len) { /* r->prompt holds max_model_len ids at most */
         rc = BAD(chat ? "messages" : "prompt",
                  "This model's maximum context length is %d tokens. However, your request has %d input tokens. "
@@ -392,6 +541,13 @@ void glm_oai_request_free(glm_oai_request *r)
     free(r->prompt);
     free(r->prompt_text);
     free(r->bias);
+    for (int i = 1; i < r->n_prompts; i++) {
+        free(r->more[i - 1].ids);
+        free(r->more[i - 1].text);
+    }
+    free(r->more);
+    r->more = NULL;
+    r->n_prompts = 0;
     for (int i = 0; i < r->n_stops; i++)
         free((char *)r->stops[i]);
     r->n_stops = 0;

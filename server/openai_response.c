@@ -14,6 +14,7 @@
 #include <time.h>
 
 #include "stop_strings.h"
+#include "core/utf8.h"
 #include "core/util.h"
 
 typedef struct {
@@ -22,7 +23,8 @@ typedef struct {
     glm_out_parser *parser;     /* chat only */
     glm_buf text;               /* completions: the released text */
     json_t *logprobs;           /* chat: content[]; completions: the four arrays */
-    size_t text_offset;         /* completions: bytes released so far */
+    size_t text_offset;         /* completions: characters of the token strings so far,
+                                   the echoed prompt's included (OpenAI's and vLLM's offsets) */
     int n_tokens, reasoning_tokens;
     int done;
     const char *finish;         /* "stop", "length", "abort" */
@@ -30,15 +32,29 @@ typedef struct {
     int32_t *ids;               /* return_token_ids: the generated ids [n_tokens] */
 } gen_sample;
 
+/* What the choices of one prompt share: its logprobs as the engine scores them. */
+typedef struct {
+    int need;                   /* positions to score: n_prompt - 1 with prompt logprobs, else 0 */
+    int scored;                 /* GLM_EV_PROMPT_TOKEN events so far */
+    json_t *echo_lp;            /* echo with logprobs: the prompt's entries of the four arrays
+                                   (token_logprobs[0] and top_logprobs[0] null) */
+    json_t *vllm_lp;            /* prompt_logprobs: vLLM's list, [0] null, then
+                                   {"id": {logprob, rank, decoded_token}} per position */
+    size_t chars;               /* characters of its token strings (the echo's offsets) */
+    int cached_tokens;          /* the most any of its samples found cached */
+    int streamed;               /* streaming: its echo chunks written */
+} gen_prompt;
+
 struct glm_gen {
     const glm_gen_ctx *cx;
     const glm_oai_request *req;
     char id[80];
     long created;
-    int n;
+    int n;                      /* choices: prompts x samples */
     int n_done;
-    int prompt_tokens, cached_tokens;
-    gen_sample *s;              /* [n] */
+    int prompt_tokens;
+    gen_sample *s;              /* [n]: choice i is sample i % sp.n of prompt i / sp.n */
+    gen_prompt *p;              /* [req->n_prompts] */
 };
 
 /* 1 when token t adds no text: an end-of-sequence or stop token (the text ends
@@ -78,6 +94,17 @@ static json_t *token_str(const glm_gen_ctx *cx, int32_t id)
     return v;
 }
 
+/* A token as logprobs name it: its text, or "token_id:N" with vLLM's
+ * return_tokens_as_token_ids (text that does not decode alone stays tellable). */
+static json_t *lp_token(const glm_gen *g, int32_t id)
+{
+    if (!g->req->tokens_as_ids)
+        return token_str(g->cx, id);
+    char b[32];
+    snprintf(b, sizeof b, "token_id:%d", (int)id);
+    return json_string(b);
+}
+
 static json_t *token_bytes(const glm_gen_ctx *cx, int32_t id)
 {
     size_t len = 0;
@@ -88,19 +115,35 @@ static json_t *token_bytes(const glm_gen_ctx *cx, int32_t id)
     return a;
 }
 
+/* A completions top_logprobs entry: the token itself first, then the most likely tokens (as
+ * OpenAI and vLLM: the chosen token is always there, so `logprobs: 0` gives it alone). */
+static json_t *top_dict(const glm_gen *g, const glm_event *ev)
+{
+    json_t *top = json_object();
+    json_t *ts = lp_token(g, ev->token);
+    json_object_set_new(top, json_string_value(ts), jlogprob(ev->logprob));
+    json_decref(ts);
+    for (int k = 0; k < ev->n_top && k < g->req->top_logprobs; k++) {
+        ts = lp_token(g, ev->top_ids[k]);
+        json_object_set_new(top, json_string_value(ts), jlogprob(ev->top_logprobs[k]));
+        json_decref(ts);
+    }
+    return top;
+}
+
 /* Appends one token's logprobs to sample state `lp` (chat shape or completions shape). */
 static void add_logprobs(const glm_gen *g, json_t *lp, const glm_event *ev, size_t text_offset)
 {
     const glm_gen_ctx *cx = g->cx;
     if (g->req->chat) {
         json_t *e = json_object();
-        json_object_set_new(e, "token", token_str(cx, ev->token));
+        json_object_set_new(e, "token", lp_token(g, ev->token));
         json_object_set_new(e, "logprob", jlogprob(ev->logprob));
         json_object_set_new(e, "bytes", token_bytes(cx, ev->token));
         json_t *top = json_array();
         for (int k = 0; k < ev->n_top && k < g->req->top_logprobs; k++) {
             json_t *t = json_object();
-            json_object_set_new(t, "token", token_str(cx, ev->top_ids[k]));
+            json_object_set_new(t, "token", lp_token(g, ev->top_ids[k]));
             json_object_set_new(t, "logprob", jlogprob(ev->top_logprobs[k]));
             json_object_set_new(t, "bytes", token_bytes(cx, ev->top_ids[k]));
             json_array_append_new(top, t);
@@ -109,18 +152,21 @@ static void add_logprobs(const glm_gen *g, json_t *lp, const glm_event *ev, size
         json_array_append_new(json_object_get(lp, "content"), e);
         return;
     }
-    json_t *tok = token_str(cx, ev->token);
+    json_t *tok = lp_token(g, ev->token);
     json_array_append(json_object_get(lp, "tokens"), tok);
     json_array_append_new(json_object_get(lp, "token_logprobs"), jlogprob(ev->logprob));
     json_array_append_new(json_object_get(lp, "text_offset"), json_integer((json_int_t)text_offset));
-    json_t *top = json_object();
-    for (int k = 0; k < ev->n_top && k < g->req->top_logprobs; k++) {
-        json_t *ts = token_str(cx, ev->top_ids[k]);
-        json_object_set_new(top, json_string_value(ts), jlogprob(ev->top_logprobs[k]));
-        json_decref(ts);
-    }
-    json_array_append_new(json_object_get(lp, "top_logprobs"), top);
+    json_array_append_new(json_object_get(lp, "top_logprobs"), top_dict(g, ev));
     json_decref(tok);
+}
+
+/* Characters of token t's string: what it adds to text_offset. */
+static size_t token_chars(const glm_gen_ctx *cx, int32_t t)
+{
+    json_t *s = token_str(cx, t);
+    size_t n = glm_utf8_count(json_string_value(s), json_string_length(s));
+    json_decref(s);
+    return n;
 }
 
 static json_t *new_logprobs(int chat)
@@ -138,6 +184,71 @@ static void id_fn(void *ctx, int index, char buf[GLM_OUT_ID_MAX])
     snprintf(buf, GLM_OUT_ID_MAX, "call_%.40s_%d", g->id + (g->req->chat ? 9 : 5), index);
 }
 
+/* A prompt's shared state: with echo and logprobs, its tokens and offsets now, their
+ * logprobs as they are scored (null until then). */
+static void prompt_init(glm_gen *g, int pi)
+{
+    const glm_oai_request *req = g->req;
+    gen_prompt *p = &g->p[pi];
+    glm_oai_prompt op = glm_oai_prompt_at(req, pi);
+    p->need = req->sp.prompt_logprobs ? op.n - 1 : 0;
+    if (req->prompt_logprobs >= 0) {
+        p->vllm_lp = json_array();
+        json_array_append_new(p->vllm_lp, json_null());
+    }
+    if (req->chat || !req->echo)
+        return;
+    json_t *lp = req->logprobs ? new_logprobs(0) : NULL;
+    for (int k = 0; k < op.n; k++) {
+        if (lp) {
+            json_array_append_new(json_object_get(lp, "tokens"), lp_token(g, op.ids[k]));
+            json_array_append_new(json_object_get(lp, "token_logprobs"), json_null());
+            json_array_append_new(json_object_get(lp, "top_logprobs"), json_null());
+            json_array_append_new(json_object_get(lp, "text_offset"), json_integer((json_int_t)p->chars));
+        }
+        p->chars += token_chars(g->cx, op.ids[k]);
+    }
+    p->echo_lp = lp;
+}
+
+/* A scored prompt position (a GLM_EV_PROMPT_TOKEN of prompt pi). */
+static void prompt_scored(glm_gen *g, int pi, const glm_event *ev)
+{
+    gen_prompt *p = &g->p[pi];
+    if (p->scored >= p->need)
+        return;
+    int pos = ++p->scored;
+    if (p->echo_lp) {
+        json_array_set_new(json_object_get(p->echo_lp, "token_logprobs"), (size_t)pos, jlogprob(ev->logprob));
+        json_array_set_new(json_object_get(p->echo_lp, "top_logprobs"), (size_t)pos, top_dict(g, ev));
+    }
+    if (p->vllm_lp) {
+        /* vLLM's Logprob entries, keyed by token id: the prompt's token, then the top ones */
+        json_t *d = json_object();
+        char key[16];
+        snprintf(key, sizeof key, "%d", (int)ev->token);
+        json_object_set_new(d, key, json_pack("{s:o,s:i,s:o}", "logprob", jlogprob(ev->logprob), "rank", ev->rank,
+                                              "decoded_token", lp_token(g, ev->token)));
+        for (int k = 0; k < ev->n_top && k < g->req->prompt_logprobs; k++) {
+            snprintf(key, sizeof key, "%d", (int)ev->top_ids[k]);
+            json_object_set_new(d, key, json_pack("{s:o,s:i,s:o}", "logprob", jlogprob(ev->top_logprobs[k]), "rank",
+                                                  k + 1, "decoded_token", lp_token(g, ev->top_ids[k])));
+        }
+        json_array_append_new(p->vllm_lp, d);
+    }
+}
+
+/* The four arrays of a completions choice with echo: its prompt's entries, then its own. */
+static json_t *echo_logprobs(const glm_gen *g, int i)
+{
+    const gen_prompt *p = &g->p[i / g->req->sp.n];
+    json_t *lp = json_deep_copy(p->echo_lp);
+    const char *keys[4] = {"tokens", "token_logprobs", "top_logprobs", "text_offset"};
+    for (int k = 0; k < 4 && g->s[i].logprobs; k++)
+        json_array_extend(json_object_get(lp, keys[k]), json_object_get(g->s[i].logprobs, keys[k]));
+    return lp;
+}
+
 glm_gen *glm_gen_create(const glm_gen_ctx *cx, const glm_oai_request *req, const char *id)
 {
     glm_gen *g = glm_calloc(1, sizeof *g);
@@ -145,17 +256,23 @@ glm_gen *glm_gen_create(const glm_gen_ctx *cx, const glm_oai_request *req, const
     g->req = req;
     snprintf(g->id, sizeof g->id, "%s", id);
     g->created = (long)time(NULL);
-    g->n = req->sp.n;
-    g->prompt_tokens = req->n_prompt;
+    g->n = req->n_prompts * req->sp.n;
+    g->p = glm_calloc((size_t)req->n_prompts, sizeof *g->p);
+    for (int pi = 0; pi < req->n_prompts; pi++) {
+        g->prompt_tokens += glm_oai_prompt_at(req, pi).n;
+        prompt_init(g, pi);
+    }
     g->s = glm_calloc((size_t)g->n, sizeof *g->s);
     for (int i = 0; i < g->n; i++) {
         gen_sample *s = &g->s[i];
+        glm_oai_prompt op = glm_oai_prompt_at(req, i / req->sp.n);
         s->detok = glm_detok_new(cx->out->tok, req->skip_special);
         /* the output parser needs the reasoning and tool-call tags even when special
          * tokens are skipped (vLLM's GLM parsers turn skip_special_tokens off) */
         if (req->chat)
             glm_detok_keep(s->detok, cx->out->tag_ids, GLM_OUT_TAG_COUNT);
         glm_stop_init(&s->stop, req->stops, req->stop_lens, req->n_stops);
+        s->stop.include_stop = req->include_stop_str;
         if (req->logprobs)
             s->logprobs = new_logprobs(req->chat);
         if (req->chat) {
@@ -172,8 +289,9 @@ glm_gen *glm_gen_create(const glm_gen_ctx *cx, const glm_oai_request *req, const
             s->parser = glm_out_create(&prm, err, sizeof err);
             GLM_ASSERT(s->parser); /* the tags were checked at startup */
         }
-        if (!req->chat && req->echo && req->prompt_text)
-            glm_buf_put(&s->text, req->prompt_text, strlen(req->prompt_text));
+        if (!req->chat && req->echo && op.text)
+            glm_buf_put(&s->text, op.text, strlen(op.text));
+        s->text_offset = g->p[i / req->sp.n].chars;
     }
     return g;
 }
@@ -190,8 +308,22 @@ void glm_gen_free(glm_gen *g)
         json_decref(g->s[i].logprobs);
         free(g->s[i].ids);
     }
+    for (int pi = 0; pi < g->req->n_prompts; pi++) {
+        json_decref(g->p[pi].echo_lp);
+        json_decref(g->p[pi].vllm_lp);
+    }
+    free(g->p);
     free(g->s);
     free(g);
+}
+
+/* Prompt tokens the prefix cache served, over every prompt. */
+static int cached_tokens(const glm_gen *g)
+{
+    int c = 0;
+    for (int pi = 0; pi < g->req->n_prompts; pi++)
+        c += g->p[pi].cached_tokens;
+    return c;
 }
 
 void glm_gen_usage(const glm_gen *g, int *prompt_tokens, int *completion_tokens)
@@ -218,12 +350,12 @@ void glm_gen_message(const glm_gen *g, glm_out_message *m)
     glm_out_get(g->s[0].parser, m);
 }
 
-void glm_gen_usage_details(const glm_gen *g, int *cached_tokens, int *reasoning_tokens)
+void glm_gen_usage_details(const glm_gen *g, int *cached, int *reasoning_tokens)
 {
     int r = 0;
     for (int i = 0; i < g->n; i++)
         r += g->s[i].reasoning_tokens;
-    *cached_tokens = g->cached_tokens;
+    *cached = cached_tokens(g);
     *reasoning_tokens = r;
 }
 
@@ -255,6 +387,25 @@ static json_t *chunk(const glm_gen *g, json_t *choice)
     return c;
 }
 
+/* Completions with echo, streaming: the first chunk of each choice of prompt pi is the
+ * prompt's text, with its logprobs once all are scored (the engine scores the prompt before
+ * it generates, so no token of these choices has been sent yet). */
+static void stream_echo(glm_gen *g, int pi, glm_buf *out)
+{
+    gen_prompt *p = &g->p[pi];
+    if (p->streamed || p->scored < p->need)
+        return;
+    p->streamed = 1;
+    const char *text = glm_oai_prompt_at(g->req, pi).text;
+    int n = g->req->sp.n;
+    for (int i = pi * n; i < (pi + 1) * n; i++) {
+        g->s[i].started = 1;
+        json_t *ch = json_pack("{s:i,s:o,s:o,s:n}", "index", i, "text", jstr(text, strlen(text)), "logprobs",
+                               p->echo_lp ? json_deep_copy(p->echo_lp) : json_null(), "finish_reason");
+        emit(out, chunk(g, ch));
+    }
+}
+
 void glm_gen_stream_start(glm_gen *g, glm_buf *out)
 {
     if (g->req->format) {
@@ -264,14 +415,8 @@ void glm_gen_stream_start(glm_gen *g, glm_buf *out)
         return;
     }
     if (!g->req->chat) {
-        /* completions with echo: the prompt text comes first */
-        for (int i = 0; i < g->n && g->req->echo && g->req->prompt_text && !g->s[i].started; i++) {
-            g->s[i].started = 1;
-            const char *p = g->req->prompt_text;
-            json_t *ch = json_pack("{s:i,s:o,s:n,s:n}", "index", i, "text", jstr(p, strlen(p)), "logprobs",
-                                   "finish_reason");
-            emit(out, chunk(g, ch));
-        }
+        for (int pi = 0; pi < g->req->n_prompts && g->req->echo; pi++)
+            stream_echo(g, pi, out);
         return;
     }
     for (int i = 0; i < g->n; i++) {
@@ -347,7 +492,14 @@ static void stream_piece(glm_gen *g, int i, const char *text, size_t len, const 
         json_decref(ch);
         return;
     }
-    emit(out, chunk(g, ch));
+    json_t *c = chunk(g, ch);
+    if (g->req->continuous_usage) { /* vLLM's continuous_usage_stats: the usage so far */
+        int p, n;
+        glm_gen_usage(g, &p, &n);
+        json_object_set_new(c, "usage", json_pack("{s:i,s:i,s:i}", "prompt_tokens", p, "completion_tokens", n,
+                                                  "total_tokens", p + n));
+    }
+    emit(out, c);
 }
 
 void glm_gen_stream_end(glm_gen *g, glm_buf *out)
@@ -366,7 +518,7 @@ void glm_gen_stream_end(glm_gen *g, glm_buf *out)
         json_object_set_new(c, "usage",
                             json_pack("{s:i,s:i,s:i,s:{s:i},s:{s:i}}", "prompt_tokens", p, "completion_tokens", n,
                                       "total_tokens", p + n, "prompt_tokens_details", "cached_tokens",
-                                      g->cached_tokens, "completion_tokens_details", "reasoning_tokens", r));
+                                      cached_tokens(g), "completion_tokens_details", "reasoning_tokens", r));
         emit(out, c);
     }
     glm_buf_put(out, "data: [DONE]\n\n", 14);
@@ -411,7 +563,10 @@ static const char *release(glm_gen *g, int i, const char *text, size_t len, json
             else
                 json_decref(lp);
             lp = NULL;
-            glm_out_finish(s->parser, &d2);
+            if (strcmp(finish, "length") == 0)
+                glm_out_finish_cut(s->parser, &d2);
+            else
+                glm_out_finish(s->parser, &d2);
             dp = &d2;
             glm_out_message m;
             glm_out_get(s->parser, &m);
@@ -420,7 +575,6 @@ static const char *release(glm_gen *g, int i, const char *text, size_t len, json
         }
     } else {
         glm_buf_put(&s->text, text, len);
-        s->text_offset += len;
     }
     if (out)
         stream_piece(g, i, text, len, dp, lp, finish, out);
@@ -460,9 +614,16 @@ int glm_gen_event(glm_gen *g, const glm_event *ev, glm_buf *out)
     if (ev->type == GLM_EV_ERROR || ev->index < 0 || ev->index >= g->n)
         return g->n_done == g->n;
     gen_sample *s = &g->s[ev->index];
+    gen_prompt *pr = &g->p[ev->index / g->req->sp.n];
+    if (ev->type == GLM_EV_PROMPT_TOKEN) {
+        prompt_scored(g, ev->index / g->req->sp.n, ev);
+        if (out && g->req->echo)
+            stream_echo(g, ev->index / g->req->sp.n, out);
+        return g->n_done == g->n;
+    }
     if (ev->type == GLM_EV_FINISH) {
-        if (ev->cached_tokens > g->cached_tokens)
-            g->cached_tokens = ev->cached_tokens;
+        if (ev->cached_tokens > pr->cached_tokens)
+            pr->cached_tokens = ev->cached_tokens;
         if (!s->done)
             finish_sample(g, ev->index, finish_name(ev->finish), out);
         return g->n_done == g->n;
@@ -484,6 +645,7 @@ int glm_gen_event(glm_gen *g, const glm_event *ev, glm_buf *out)
         if (out) /* streaming: this step's logprobs go in this chunk */
             target = new_logprobs(g->req->chat);
         add_logprobs(g, target, ev, s->text_offset);
+        s->text_offset += token_chars(g->cx, ev->token);
         if (out)
             lp = target;
     }
@@ -551,10 +713,20 @@ char *glm_gen_response(glm_gen *g)
         } else {
             json_object_set_new(c, "text", jstr(glm_buf_str(&s->text), s->text.len));
         }
-        json_object_set(c, "logprobs", s->logprobs ? s->logprobs : json_null());
+        if (!g->req->chat && g->req->echo && g->req->logprobs)
+            json_object_set_new(c, "logprobs", echo_logprobs(g, i));
+        else
+            json_object_set(c, "logprobs", s->logprobs ? s->logprobs : json_null());
+        if (!g->req->chat && g->req->prompt_logprobs >= 0)
+            json_object_set(c, "prompt_logprobs", g->p[i / g->req->sp.n].vllm_lp);
         json_object_set_new(c, "finish_reason", json_string(s->finish ? s->finish : "abort"));
-        if (g->req->return_token_ids)
+        if (g->req->return_token_ids) {
             json_object_set_new(c, "token_ids", id_array(s->ids, s->n_tokens));
+            if (!g->req->chat) {
+                glm_oai_prompt op = glm_oai_prompt_at(g->req, i / g->req->sp.n);
+                json_object_set_new(c, "prompt_token_ids", id_array(op.ids, op.n));
+            }
+        }
         json_array_append_new(choices, c);
     }
     json_t *o = chunk(g, NULL);
@@ -562,11 +734,13 @@ char *glm_gen_response(glm_gen *g)
     json_object_set_new(o, "choices", choices);
     if (g->req->return_token_ids)
         json_object_set_new(o, "prompt_token_ids", id_array(g->req->prompt, g->req->n_prompt));
+    if (g->req->chat && g->req->prompt_logprobs >= 0)
+        json_object_set(o, "prompt_logprobs", g->p[0].vllm_lp);
     int p, n;
     glm_gen_usage(g, &p, &n);
     json_object_set_new(o, "usage",
                         json_pack("{s:i,s:i,s:i,s:{s:i},s:{s:i}}", "prompt_tokens", p, "completion_tokens", n,
-                                  "total_tokens", p + n, "prompt_tokens_details", "cached_tokens", g->cached_tokens,
+                                  "total_tokens", p + n, "prompt_tokens_details", "cached_tokens", cached_tokens(g),
                                   "completion_tokens_details", "reasoning_tokens", reasoning));
     char *s = json_dumps(o, JSON_COMPACT);
     json_decref(o);

@@ -30,6 +30,25 @@
 #include "server.h"
 #include "core/util.h"
 
+#include <jansson.h>
+
+/* Whether checkpoint `dir` has a chat template where glm_chat_template_load looks:
+ * chat_template.jinja, or a "chat_template" in tokenizer_config.json. A base model has
+ * none; it is served for completions (as vLLM serves it). A template that is there but
+ * broken still stops the server, at the load. */
+static int has_chat_template(const char *dir)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/chat_template.jinja", dir);
+    if (access(path, F_OK) == 0)
+        return 1;
+    snprintf(path, sizeof path, "%s/tokenizer_config.json", dir);
+    json_t *cfg = json_load_file(path, 0, NULL);
+    int has = !cfg || json_object_get(cfg, "chat_template") != NULL; /* unreadable: let the load say why */
+    json_decref(cfg);
+    return has;
+}
+
 #define MAX_KEYS 16
 
 static void usage(FILE *f)
@@ -627,7 +646,10 @@ static int serve_args(int argc, char **argv, const struct option *opts, int n_cf
         fprintf(stderr, "glm-server: %s\n", err);
         goto out;
     }
-    if (glm_chat_template_load(model_dir, &tmpl, err, sizeof err) != GLM_OK) {
+    if (!has_chat_template(model_dir))
+        fprintf(stderr, "glm-server: %s has no chat template: /v1/completions only, chat requests get a 400\n",
+                model_dir);
+    else if (glm_chat_template_load(model_dir, &tmpl, err, sizeof err) != GLM_OK) {
         fprintf(stderr, "glm-server: %s\n", err);
         goto out;
     }

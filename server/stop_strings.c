@@ -59,14 +59,16 @@ int glm_stop_push(glm_stop *s, const char *text, size_t len, const char **out, s
     glm_buf *h = &s->held;
     glm_buf_put(h, text, len);
     /* earliest occurrence of any stop string */
-    size_t first = (size_t)-1;
+    size_t first = (size_t)-1, first_len = 0;
     for (int i = 0; i < s->n_stops; i++) {
         const char *p = memmem(h->p, h->len, s->stops[i], s->stop_lens[i]);
-        if (p && (size_t)(p - h->p) < first)
+        if (p && (size_t)(p - h->p) < first) {
             first = (size_t)(p - h->p);
+            first_len = s->stop_lens[i];
+        }
     }
     if (first != (size_t)-1) {
-        set_out(s, h->p, first, out, out_len);
+        set_out(s, h->p, first + (s->include_stop ? first_len : 0), out, out_len);
         glm_buf_clear(h);
         s->stopped = 1;
         return 1;

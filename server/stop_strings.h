@@ -6,7 +6,8 @@
  * the longest tail that is a prefix of some stop string is held back until
  * the next piece decides it. When a stop string appears, the text before it
  * is released and the stop string and everything after it never are (vLLM's
- * default, include_stop_str_in_output=false). Since stop strings are valid
+ * default, include_stop_str_in_output=false; with include_stop set, the stop
+ * string is released too). Since stop strings are valid
  * UTF-8, a held-back tail always starts on a character boundary, so every
  * released piece is valid UTF-8 when the input is.
  */
@@ -23,6 +24,7 @@ typedef struct {
     int n_stops;
     glm_buf held;              /* text held back */
     int stopped;               /* 1 once a stop string was found */
+    int include_stop;          /* set by the caller: release the stop string itself too */
     glm_buf out;               /* released text of the last call */
 } glm_stop;
 

@@ -138,8 +138,12 @@ int glm_sampling_params_validate(const glm_sampling_params *p, int vocab, const 
     if (check_ids(p->eos_token_ids, p->n_eos_token_ids, vocab, "eos_token_ids", param, err,
                   errlen) != GLM_OK)
         return GLM_ERR;
-    if (p->has_max_tokens && p->max_tokens < 1)
-        return bad(param, "max_tokens", err, errlen, "must be at least 1, got %d", p->max_tokens);
+    if (p->prompt_top_logprobs < 0 || p->prompt_top_logprobs > GLM_SAMPLING_MAX_TOP_LOGPROBS)
+        return bad(param, "prompt_logprobs", err, errlen, "must be in [0, %d], got %d",
+                   GLM_SAMPLING_MAX_TOP_LOGPROBS, p->prompt_top_logprobs);
+    if (p->has_max_tokens && p->max_tokens < (p->prompt_logprobs ? 0 : 1))
+        return bad(param, "max_tokens", err, errlen, "must be at least %d, got %d",
+                   p->prompt_logprobs ? 0 : 1, p->max_tokens);
     if (p->min_tokens < 0)
         return bad(param, "min_tokens", err, errlen, "must be at least 0, got %d", p->min_tokens);
     if (p->has_max_tokens && p->min_tokens > p->max_tokens)
@@ -931,6 +935,26 @@ int glm_sampler_verify(const glm_sampling_params *params, glm_rng *rng, const fl
     if (params->logprobs)
         out->logprob = raw_logprob(&rs, logits[tok]);
     return accepted;
+}
+
+void glm_sampler_score(const float *logits, int vocab, int32_t token, int n_top, void *ws, size_t ws_size,
+                       glm_sampler_result *out)
+{
+    GLM_ASSERT(token >= 0 && token < vocab && n_top >= 0 && n_top <= GLM_SAMPLING_MAX_TOP_LOGPROBS);
+    ws_t w;
+    ws_carve(&w, ws, ws_size, vocab);
+    memset(out, 0, sizeof *out);
+    out->flags = sanitize(w.x, logits, vocab);
+    raw_stats rs = {-INFINITY, 0.0, 0};
+    out->n_top = n_top < vocab ? n_top : vocab;
+    raw_pass(w.x, vocab, out->n_top, &rs, out->top, w.w);
+    out->token = token;
+    out->logprob = raw_logprob(&rs, logits[token]);
+    float v = w.x[token];
+    int above = 0;
+    for (int i = 0; i < vocab; i++)
+        above += w.x[i] > v;
+    out->rank = 1 + above;
 }
 
 unsigned glm_sampler_distribution(const glm_sampling_params *params, const float *logits,

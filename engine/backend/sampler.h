@@ -114,6 +114,12 @@ typedef struct {
     int logprobs;             /* bool, default 0: report the token's logprob */
     int top_logprobs;         /* 0..20, default 0: also the most likely tokens; > 0 needs
                                  logprobs (OpenAI) */
+    int prompt_logprobs;      /* engine: bool, default 0: the raw logprob of every prompt
+                                 token after the first (vLLM's prompt_logprobs); the prompt
+                                 is then computed without the prefix cache (engine.h:
+                                 GLM_EV_PROMPT_TOKEN) */
+    int prompt_top_logprobs;  /* 0..20, default 0: with prompt_logprobs, that many most
+                                 likely tokens at each prompt position */
 
     const int32_t *stop_token_ids; /* [n_stop_token_ids], may be NULL when 0: scheduler
                                       stops on them; masked while below min_tokens */
@@ -124,7 +130,8 @@ typedef struct {
     int n_eos_token_ids;
     int ignore_eos;           /* scheduler: bool, default 0: eos does not end the sample */
     int has_max_tokens;       /* 0 (default): up to the context limit */
-    int max_tokens;           /* scheduler, when has_max_tokens: output tokens at most, >= 1 */
+    int max_tokens;           /* scheduler, when has_max_tokens: output tokens at most, >= 1;
+                                 0 only with prompt_logprobs (scoring: the prompt alone) */
     int min_tokens;           /* >= 0 (<= max_tokens), default 0: eos/stop ids are -inf
                                  until this many tokens were generated */
 
@@ -216,6 +223,7 @@ typedef struct {
     glm_sampler_logprob top[GLM_SAMPLING_MAX_TOP_LOGPROBS]; /* [n_top]: raw logprobs,
                              largest first, lower id first on ties; may include token */
     unsigned flags;       /* GLM_SAMPLE_* */
+    int rank;             /* glm_sampler_score only: 1 + the tokens with a larger logit */
 } glm_sampler_result;
 
 /* Bytes of workspace glm_sampler_sample and friends need for this vocabulary
@@ -247,6 +255,15 @@ void glm_sampler_sample(const glm_sampling_params *params, glm_rng *rng, const f
  */
 int glm_sampler_verify(const glm_sampling_params *params, glm_rng *rng, const float *logits, int vocab,
                        const glm_sampler_history *hist, int32_t draft, void *ws, size_t ws_size,
+                       glm_sampler_result *out);
+
+/*
+ * Scores a given token against logits [vocab] (not modified): out->token = token,
+ * out->logprob its raw logprob, and the n_top (0..20) most likely tokens as
+ * glm_sampler_sample reports them with logprobs on. No draw, no processing: what prompt
+ * logprobs are. ws as for glm_sampler_sample.
+ */
+void glm_sampler_score(const float *logits, int vocab, int32_t token, int n_top, void *ws, size_t ws_size,
                        glm_sampler_result *out);
 
 /*

@@ -81,11 +81,12 @@ static int too_long(glm_chat_prompt *p, const char *field, int max, size_t n, ch
 
 /* One chat message: an object with a known role and text content (a string,
  * or an array of {"type": "text", "text": ...} parts); assistant messages may
- * have null content (tool calls). As OpenAI, unknown roles are a 400. */
+ * have null content (tool calls). As OpenAI, unknown roles are a 400;
+ * `developer` (OpenAI's newer name for system instructions) is `system`. */
 static int check_message(glm_chat_prompt *p, const glm_chat_limits *lim, const json_t *m, size_t i, char *err,
                          size_t errlen)
 {
-    static const char *roles[] = {"system", "user", "assistant", "tool"};
+    static const char *roles[] = {"system", "developer", "user", "assistant", "tool"};
     const json_t *role = json_is_object(m) ? json_object_get(m, "role") : NULL;
     if (!json_is_string(role))
         return BAD("messages", "messages[%zu] must be an object with a string 'role'", i);
@@ -94,7 +95,8 @@ static int check_message(glm_chat_prompt *p, const glm_chat_limits *lim, const j
     for (size_t k = 0; k < sizeof roles / sizeof roles[0]; k++)
         known |= strcmp(rs, roles[k]) == 0;
     if (!known)
-        return BAD("messages", "messages[%zu].role must be one of 'system', 'user', 'assistant', 'tool'", i);
+        return BAD("messages", "messages[%zu].role must be one of 'system', 'developer', 'user', 'assistant', 'tool'",
+                   i);
     const json_t *c = json_object_get(m, "content");
     if (!c || json_is_null(c)) {
         if (strcmp(rs, "assistant") != 0)
@@ -183,17 +185,21 @@ static json_t *parse_arguments(const json_t *args, const glm_json_limits *lim, s
 
 /* Message i as the template reads it (see chat_prompt.h): m itself (a new
  * reference) when nothing changes, else a shallow copy with the changed
- * members. NULL with a message when tool-call arguments are text that is not
+ * members (`developer` renamed `system`, reasoning aliased, arguments parsed). NULL with a message when tool-call arguments are text that is not
  * JSON or too large. */
 static json_t *message_for_template(json_t *m, size_t i, const glm_json_limits *lim, size_t *values, char *err,
                                     size_t errlen)
 {
     int alias = json_is_object(m) && alias_reasoning(m);
     int args = json_is_object(m) && has_text_arguments(m);
-    if (!alias && !args)
+    int developer = json_is_object(m) && json_is_string(json_object_get(m, "role")) &&
+                    strcmp(json_string_value(json_object_get(m, "role")), "developer") == 0;
+    if (!alias && !args && !developer)
         return json_incref(m);
     json_t *out = json_object();
     json_object_update(out, m);
+    if (developer) /* templates know system turns only */
+        json_object_set_new(out, "role", json_string("system"));
     if (alias)
         json_object_set(out, "reasoning_content", json_object_get(m, "reasoning"));
     if (!args)
@@ -420,6 +426,10 @@ int glm_chat_prompt_build(const glm_chat_ctx *c, const json_t *request, size_t m
     p->budget = -1;
     p->parallel_tool_calls = 1;
     p->think = GLM_OUT_THINK_OFF;
+    if (!c->tmpl) /* a base model: vLLM's answer, with the way out */
+        return BAD("messages",
+                   "this model has no chat template (neither chat_template.jinja nor tokenizer_config.json's "
+                   "chat_template): chat requests are not available; use /v1/completions with a prompt");
     glm_reasoning rs;
     if (read_request(c, request, p, &rs, err, errlen) != GLM_OK) {
         p->tools = NULL;

@@ -79,7 +79,8 @@ void glm_chat_limits_init(glm_chat_limits *l, int max_model_len);
 /* What a prompt is built with: the checkpoint's text side and the server's
  * defaults. Read-only; shared by every request. */
 typedef struct {
-    const glm_chat_template *tmpl;
+    const glm_chat_template *tmpl; /* NULL: the checkpoint has none (a base model): every
+                                     request is refused with a 400 naming `messages` */
     const glm_tok *tok;
     const json_t *default_kwargs; /* template variables every request starts from
                                      (--default-chat-template-kwargs, within limits.kwargs), or NULL */

@@ -1083,11 +1083,35 @@ void glm_out_feed(glm_out_parser *p, const char *text, size_t len, glm_out_delta
     make_delta(p, d);
 }
 
-void glm_out_finish(glm_out_parser *p, glm_out_delta *d)
+/* A call the text ends inside of, cut by a length limit: its arguments stay the unterminated
+ * JSON they were streamed as (a value not yet streamed added raw), as OpenAI leaves a call cut
+ * by max_tokens, so that no client takes it for a complete one. */
+static void leave_open(glm_out_parser *p)
+{
+    glm_buf *a = cur_args(p);
+    if (p->st == S_VALUE && !p->value_stream && p->value.len) {
+        arg_prefix(p);
+        glm_buf_put(a, glm_buf_str(&p->value), p->value.len);
+    }
+    if (a->len == 0)
+        glm_buf_puts(a, "{");
+    p->call_open = 0;
+    p->tool = NULL;
+    glm_buf_clear(&p->key);
+    glm_buf_clear(&p->gap);
+    glm_buf_clear(&p->value);
+    p->value_stream = 0;
+}
+
+static void finish(glm_out_parser *p, glm_out_delta *d, int cut)
 {
     GLM_ASSERT(!p->finished);
     sanitize(p, NULL, 0, 1);
     run(p, 1);
+    if (cut && (p->st == S_ARGS || p->st == S_KEY || p->st == S_AFTER_KEY || p->st == S_VALUE)) {
+        leave_open(p);
+        p->st = S_CONTENT;
+    }
     switch (p->st) {
     case S_NAME: /* the name never completed: nothing of the call was sent */
         name_bad(p);
@@ -1114,6 +1138,10 @@ void glm_out_finish(glm_out_parser *p, glm_out_delta *d)
     p->finished = 1;
     make_delta(p, d);
 }
+
+void glm_out_finish(glm_out_parser *p, glm_out_delta *d) { finish(p, d, 0); }
+
+void glm_out_finish_cut(glm_out_parser *p, glm_out_delta *d) { finish(p, d, 1); }
 
 int glm_out_in_reasoning(const glm_out_parser *p) { return p->st == S_REASONING; }
 

@@ -218,6 +218,11 @@ void glm_out_feed(glm_out_parser *p, const char *text, size_t len, glm_out_delta
  * trailing whitespace. d as for glm_out_feed. Call once. */
 void glm_out_finish(glm_out_parser *p, glm_out_delta *d);
 
+/* As glm_out_finish, for text cut by a length limit (finish_reason "length"): a tool call
+ * still open keeps its arguments as far as they came, unterminated JSON that no client can
+ * take for complete arguments (OpenAI's behaviour), instead of being closed. */
+void glm_out_finish_cut(glm_out_parser *p, glm_out_delta *d);
+
 /* 1 while the parser is inside reasoning (text fed now would be reasoning):
  * lets the server count completion_tokens_details.reasoning_tokens. */
 int glm_out_in_reasoning(const glm_out_parser *p);

@@ -43,6 +43,10 @@
 #include "sched/model_runner.h"
 #include "sched/scheduler.h"
 
+/* Prompt positions scored per step at most (prompt_logprobs): a scored prompt
+ * is prefilled in chunks of this many tokens, each a logits row. */
+#define GLM_ENGINE_PROMPT_ROWS 128
+
 typedef struct sample {
     glm_sequence *seq;
     glm_request *req;
@@ -53,6 +57,7 @@ typedef struct sample {
     double t_first_token;
     void *proc;                  /* the logits processor's state, or NULL */
     int proc_rc;                 /* this step's apply result (processors run before advance) */
+    int prompt_next;             /* prompt_logprobs: the next prompt position to score */
     char proc_err[200];
 } sample;
 
@@ -115,15 +120,23 @@ struct glm_engine {
     /* counted as they happen, before the event that shows them leaves, so that a client that
      * saw a token reads /metrics already counting it (the rest is published after each step) */
     _Atomic uint64_t prompt_tokens, gen_tokens;
-    /* the step's rows, reused: [max_num_seqs] each */
-    sample **row_sample;              /* sample of each logits row */
+    /* the step's rows, reused: [max_num_seqs + prompt_rows] each */
+    sample **row_sample;              /* sample of each row to sample */
+    int32_t *samp_row;                /* its logits row */
     glm_sample_req *reqs;             /* rows to sample */
-    int32_t *req_row;                 /* [n_req] logits row of each request */
+    int32_t *req_row;                 /* [n_req] index into row_sample of each request */
     glm_sampler_result *results;
     int32_t *proc_rows;               /* rows with a logits processor */
     float *proc_logits;               /* [n_proc, vocab] their host logits */
     sample **proc_samples;
     sample **plan_samples;            /* the plan's samples (sequences may be freed meanwhile) */
+    /* prompt logprobs: rows of prompt positions to score, [prompt_rows] each */
+    int prompt_rows;                  /* of a step at most (the scheduler's max_prompt_rows) */
+    sample **score_sample;
+    int32_t *score_row, *score_pos;   /* logits row, and the prompt position it scores */
+    float *score_logits;              /* [prompt_rows, vocab] their host logits */
+    void *score_ws;                   /* sampler workspace */
+    size_t score_ws_size;
 };
 
 /* ---- request channel ------------------------------------------------------ */
@@ -403,6 +416,9 @@ static void start_request(glm_engine *e, glm_request *r)
         if (r->proc.create)
             s->proc = r->proc.create(r->proc.ctx, i);
     }
+    /* sample 0 computes the prompt; scoring it needs the logits of every position */
+    r->samples[0].prompt_next = 1;
+    r->samples[0].seq->prompt_logits = r->sp.prompt_logprobs && r->n_prompt > 1;
     r->n_live = n;
     r->siblings_pending = n > 1;
     glm_sched_add(e->sch, r->samples[0].seq, 0);
@@ -547,18 +563,64 @@ static void advance(glm_engine *e, sample *s, const glm_sampler_result *res)
         finish_sample(e, s, GLM_FINISH_LENGTH, -1);
 }
 
+/* After a forward: the prompt positions of requests with prompt_logprobs are
+ * scored (their rows copied to the host) and emitted before any token, in
+ * position order. Rows of positions already emitted (a sequence recomputed
+ * after a preemption) were skipped when the rows were listed. */
+static void score_prompt_rows(glm_engine *e, int n)
+{
+    if (n == 0)
+        return;
+    char err[GLM_ERRLEN];
+    if (glm_runner_logits(e->runner, e->score_row, n, e->score_logits, err, sizeof err) != GLM_OK) {
+        fprintf(stderr, "glm-server: logits copy failed: %s\n", err);
+        for (int i = 0; i < n; i++)
+            if (!e->score_sample[i]->finished)
+                fail_request(e, e->score_sample[i], "internal error: logits copy failed", 0);
+        return;
+    }
+    for (int i = 0; i < n; i++) {
+        sample *s = e->score_sample[i];
+        if (s->finished)
+            continue;
+        glm_request *r = s->req;
+        int target = e->score_pos[i] + 1;
+        GLM_ASSERT(target == s->prompt_next && target < r->n_prompt);
+        glm_sampler_result res;
+        glm_sampler_score(e->score_logits + (size_t)i * e->c->vocab_size, e->c->vocab_size, r->prompt[target],
+                          r->sp.prompt_top_logprobs, e->score_ws, e->score_ws_size, &res);
+        glm_event ev = {0};
+        ev.type = GLM_EV_PROMPT_TOKEN;
+        ev.token = res.token;
+        ev.logprob = res.logprob;
+        ev.rank = res.rank;
+        ev.n_top = res.n_top;
+        for (int k = 0; k < ev.n_top; k++) {
+            ev.top_ids[k] = res.top[k].id;
+            ev.top_logprobs[k] = res.top[k].logprob;
+        }
+        emit(r, &ev, 0);
+        if (++s->prompt_next == r->n_prompt)
+            s->seq->prompt_logits = 0; /* done: a recomputation may use the prefix cache */
+    }
+}
+
 /* After a forward: the logits processors of the rows that have one run on
  * host copies of their logits (a grammar mask each: milliseconds over a large
  * vocabulary, so in parallel on the pool; states are per sample, grammars and
- * tries read-only), then every live row is sampled in one backend call. */
+ * tries read-only), then every live row is sampled in one backend call. A
+ * request for no output at all (max_tokens 0, scoring) finishes instead. */
 static void sample_rows(glm_engine *e, int n_rows)
 {
     char err[GLM_ERRLEN];
+    for (int k = 0; k < n_rows; k++)
+        if (!e->row_sample[k]->finished && e->row_sample[k]->req->max_new == 0)
+            finish_sample(e, e->row_sample[k], GLM_FINISH_LENGTH, -1);
     int np = 0;
     for (int k = 0; k < n_rows; k++) {
         sample *s = e->row_sample[k];
         if (!s->finished && s->proc) {
-            e->proc_rows[np] = k;
+            e->proc_rows[np] = e->samp_row[k];
             e->proc_samples[np++] = s;
         }
     }
@@ -584,13 +646,13 @@ static void sample_rows(glm_engine *e, int n_rows)
     for (int k = 0; k < n_rows; k++) {
         sample *s = e->row_sample[k];
         const float *host = NULL;
-        if (pi < np && e->proc_rows[pi] == k)
+        if (pi < np && e->proc_samples[pi] == s)
             host = e->proc_logits + (size_t)pi++ * e->c->vocab_size;
         if (s->finished) /* its request ended (an error here or of a sibling) */
             continue;
         glm_sequence *seq = s->seq;
         glm_request *r = s->req;
-        e->reqs[nr] = (glm_sample_req){k, host, &r->sp, &s->rng,
+        e->reqs[nr] = (glm_sample_req){e->samp_row[k], host, &r->sp, &s->rng,
                                        {seq->tokens, seq->n_prompt, seq->tokens + seq->n_prompt,
                                         seq->n_tokens - seq->n_prompt}};
         e->req_row[nr++] = k;
@@ -609,6 +671,37 @@ static void sample_rows(glm_engine *e, int n_rows)
         if (!s->finished) /* an earlier row's error may have ended its request */
             advance(e, s, &e->results[i]);
     }
+}
+
+/* Sorts the logits rows of the last forward (plan order, a plan entry's rows
+ * for its last new tokens) into rows to sample (a sequence's last token) and
+ * prompt positions to score; before the commit, while n_computed is the step's
+ * start. Returns the rows to sample; *n_score the positions to score. */
+static int sort_rows(glm_engine *e, const glm_sched_batch *sb, sample **ss, int *n_score)
+{
+    int n_rows, n_samp = 0, ns = 0;
+    const int32_t *plan = glm_runner_rows(e->runner, &n_rows);
+    for (int k = 0, pos = 0; k < n_rows; k++, pos++) {
+        int i = plan[k];
+        if (k == 0 || plan[k - 1] != i) { /* the entry's rows are its last new tokens */
+            int rows_i = 1;
+            while (k + rows_i < n_rows && plan[k + rows_i] == i)
+                rows_i++;
+            pos = sb->seqs[i]->n_computed + sb->n_new[i] - rows_i;
+        }
+        const glm_sequence *seq = sb->seqs[i];
+        if (pos == seq->n_tokens - 1) {
+            e->row_sample[n_samp] = ss[i];
+            e->samp_row[n_samp++] = k;
+        } else if (seq->prompt_logits && pos + 1 >= ss[i]->prompt_next && pos + 1 < seq->n_prompt) {
+            GLM_ASSERT(ns < e->prompt_rows);
+            e->score_sample[ns] = ss[i];
+            e->score_row[ns] = k;
+            e->score_pos[ns++] = pos;
+        }
+    }
+    *n_score = ns;
+    return n_samp;
 }
 
 static void set_paused(glm_request *r, int paused)
@@ -735,12 +828,11 @@ static int step(glm_engine *e)
         e->steps++;
         return 1;
     }
-    int n_rows;
-    const int32_t *plan = glm_runner_rows(e->runner, &n_rows);
-    for (int k = 0; k < n_rows; k++)
-        e->row_sample[k] = ss[plan[k]];
+    int n_score;
+    int n_samp = sort_rows(e, &sb, ss, &n_score);
     glm_sched_commit(e->sch, &sb);
-    sample_rows(e, n_rows);
+    score_prompt_rows(e, n_score);
+    sample_rows(e, n_samp);
     /* n > 1: once sample 0's prompt is computed (and cached), admit the others */
     for (int i = 0; i < sb.n; i++) {
         sample *s = ss[i];
@@ -852,6 +944,9 @@ glm_engine *glm_engine_create(const glm_model *m, const glm_engine_params *p, ch
     rp.mem_fraction = p->mem_fraction;
     rp.max_num_batched_tokens = p->max_num_batched_tokens;
     rp.max_num_seqs = p->max_num_seqs;
+    /* one row per sequence, and the rows of the prompt chunks scored for prompt_logprobs */
+    int prompt_rows = GLM_MIN(GLM_ENGINE_PROMPT_ROWS, p->max_num_batched_tokens);
+    rp.max_logits_rows = p->max_num_seqs + prompt_rows;
     rp.max_model_len = p->max_model_len;
     rp.n_threads = p->n_threads;
     rp.backend = p->backend;
@@ -873,10 +968,18 @@ glm_engine *glm_engine_create(const glm_model *m, const glm_engine_params *p, ch
     e->max_model_len = glm_runner_max_model_len(runner);
     int nb = glm_runner_info(runner)->limits.num_blocks;
     e->bm = glm_bm_create(nb, p->block_size, p->enable_prefix_caching);
-    glm_sched_params sp = {p->max_num_seqs, p->max_num_batched_tokens};
+    e->prompt_rows = prompt_rows;
+    glm_sched_params sp = {p->max_num_seqs, p->max_num_batched_tokens, prompt_rows};
     e->sch = glm_sched_create(&sp, e->bm);
-    size_t rows = (size_t)p->max_num_seqs;
+    size_t rows = (size_t)(p->max_num_seqs + prompt_rows);
     e->row_sample = glm_malloc(sizeof(sample *) * rows);
+    e->samp_row = glm_malloc(sizeof(int32_t) * rows);
+    e->score_sample = glm_malloc(sizeof(sample *) * (size_t)prompt_rows);
+    e->score_row = glm_malloc(sizeof(int32_t) * (size_t)prompt_rows);
+    e->score_pos = glm_malloc(sizeof(int32_t) * (size_t)prompt_rows);
+    e->score_logits = glm_malloc_aligned(sizeof(float) * (size_t)prompt_rows * (size_t)c->vocab_size);
+    e->score_ws_size = glm_sampler_workspace_size(c->vocab_size);
+    e->score_ws = glm_malloc_aligned(e->score_ws_size);
     e->reqs = glm_malloc(sizeof *e->reqs * rows);
     e->req_row = glm_malloc(sizeof(int32_t) * rows);
     e->results = glm_malloc(sizeof *e->results * rows);
@@ -921,6 +1024,12 @@ void glm_engine_free(glm_engine *e)
     glm_bm_free(e->bm);
     glm_runner_free(e->runner);
     free(e->row_sample);
+    free(e->samp_row);
+    free(e->score_sample);
+    free(e->score_row);
+    free(e->score_pos);
+    glm_free_aligned(e->score_logits);
+    glm_free_aligned(e->score_ws);
     free(e->reqs);
     free(e->req_row);
     free(e->results);

@@ -63,8 +63,11 @@ void glm_engine_params_default(glm_engine_params *p);
 typedef enum {
     GLM_EV_TOKEN = 0,  /* a new token of sample `index` */
     GLM_EV_FINISH,     /* sample `index` is done; usage fields set */
-    GLM_EV_ERROR       /* the request failed; message set; a GLM_FINISH_ABORT finish
+    GLM_EV_ERROR,      /* the request failed; message set; a GLM_FINISH_ABORT finish
                           event follows for each sample still running */
+    GLM_EV_PROMPT_TOKEN /* with prompt_logprobs: the next prompt token (positions 1 ..
+                          n_prompt - 1, in order, before any GLM_EV_TOKEN; index 0), its
+                          raw logprob given the tokens before it, and the top tokens there */
 } glm_event_type;
 
 typedef enum {
@@ -76,12 +79,13 @@ typedef enum {
 typedef struct {
     glm_event_type type;
     int index;                   /* sample index, 0 .. n-1 */
-    /* GLM_EV_TOKEN */
+    /* GLM_EV_TOKEN, GLM_EV_PROMPT_TOKEN */
     int32_t token;
-    float logprob;               /* when logprobs were requested */
+    float logprob;               /* when logprobs (prompt_logprobs) were requested */
     int n_top;
     int32_t top_ids[GLM_SAMPLING_MAX_TOP_LOGPROBS];
     float top_logprobs[GLM_SAMPLING_MAX_TOP_LOGPROBS];
+    int rank;                    /* GLM_EV_PROMPT_TOKEN: 1 + the tokens more likely than it */
     /* GLM_EV_FINISH */
     glm_finish_reason finish;
     int32_t stop_token;          /* the eos/stop id that ended the sample, or -1 */

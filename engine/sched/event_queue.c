@@ -16,9 +16,9 @@
 #include "core/util.h"
 
 typedef struct {
-    int32_t token;             /* GLM_EV_TOKEN */
+    int32_t token;             /* GLM_EV_TOKEN, GLM_EV_PROMPT_TOKEN */
     float logprob;             /* GLM_EV_TOKEN */
-    int32_t index;
+    int32_t index;             /* GLM_EV_PROMPT_TOKEN (always sample 0): its rank instead */
     uint8_t type;              /* glm_event_type */
     uint8_t n_top;             /* GLM_EV_TOKEN: its entries in the top ring */
     uint8_t invalid_request;   /* GLM_EV_ERROR */
@@ -104,11 +104,15 @@ void glm_evq_push(glm_evq *q, const glm_event *ev)
     rec r = {0};
     r.type = (uint8_t)ev->type;
     r.index = ev->index;
-    if (ev->type == GLM_EV_TOKEN) {
+    if (ev->type == GLM_EV_TOKEN || ev->type == GLM_EV_PROMPT_TOKEN) {
         GLM_ASSERT(ev->n_top >= 0 && ev->n_top <= GLM_SAMPLING_MAX_TOP_LOGPROBS);
         r.token = ev->token;
         r.logprob = ev->logprob;
         r.n_top = (uint8_t)ev->n_top;
+        if (ev->type == GLM_EV_PROMPT_TOKEN) {
+            GLM_ASSERT(ev->index == 0);
+            r.index = ev->rank;
+        }
         for (int i = 0; i < ev->n_top; i++)
             ring_push(&q->top, &(top){ev->top_ids[i], ev->top_logprobs[i]});
     } else if (ev->type == GLM_EV_FINISH) {
@@ -130,7 +134,11 @@ int glm_evq_pop(glm_evq *q, glm_event *ev)
     memset(ev, 0, sizeof *ev);
     ev->type = (glm_event_type)r.type;
     ev->index = r.index;
-    if (r.type == GLM_EV_TOKEN) {
+    if (r.type == GLM_EV_PROMPT_TOKEN) {
+        ev->index = 0;
+        ev->rank = r.index;
+    }
+    if (r.type == GLM_EV_TOKEN || r.type == GLM_EV_PROMPT_TOKEN) {
         ev->token = r.token;
         ev->logprob = r.logprob;
         ev->n_top = r.n_top;

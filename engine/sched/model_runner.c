@@ -145,13 +145,14 @@ int glm_runner_forward(glm_runner *r, const glm_sched_batch *sb, int all_logits,
             return BAD("batch: sequence %d: %d blocks do not cover %d tokens", i, q->table.n,
                            q->n_computed + n_new);
         int last = q->n_computed + n_new == q->n_tokens;
-        int rows = all_logits ? n_new : last;
+        int every = all_logits || (q->prompt_logits && q->n_computed < q->n_prompt);
+        int rows = every ? n_new : last;
         if (n_rows + rows > lim->max_logits)
             return BAD("batch: more than %d logits rows", lim->max_logits);
         for (int k = 0; k < rows; k++)
             r->row_plan[n_rows++] = i;
         r->parts[i] = (glm_batch_seq){q->tokens + q->n_computed, q->n_computed, n_new, q->table.ids, q->table.n,
-                                      all_logits ? 2 : last};
+                                      every ? 2 : last};
     }
     glm_batch_build(&r->buf, r->parts, sb->n, lim->block_size);
     if (glm_batch_validate(&r->buf.b, lim, err, errlen) != GLM_OK)

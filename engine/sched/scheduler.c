@@ -190,12 +190,24 @@ static void out_push(glm_scheduler *s, glm_sched_batch *out, glm_sequence *seq, 
     out->n_tokens += n_new;
 }
 
+/* What a sequence with prompt_logits may compute of its prompt this step: its new tokens
+ * cut to the rows left (*rows), which it then takes. Other sequences: n_new. */
+static int prompt_rows_cut(const glm_scheduler *s, const glm_sequence *seq, int start, int n_new, int *rows)
+{
+    if (!seq->prompt_logits || start >= seq->n_prompt || s->p.max_prompt_rows <= 0)
+        return n_new;
+    n_new = GLM_MIN(n_new, *rows);
+    *rows -= n_new;
+    return n_new;
+}
+
 int glm_sched_step(glm_scheduler *s, glm_sched_batch *out)
 {
     memset(out, 0, sizeof *out);
     out->seqs = s->out_seqs;
     out->n_new = s->out_new;
     int budget = s->p.max_num_batched_tokens;
+    int rows = s->p.max_prompt_rows;
     int bs = glm_bm_block_size(s->bm);
 
     /* 1. running sequences, oldest first; preempt paused ones, then from the newest end */
@@ -204,6 +216,10 @@ int glm_sched_step(glm_scheduler *s, glm_sched_batch *out)
         if (seq->paused)
             continue;
         int n_new = GLM_MIN(seq->n_tokens - seq->n_computed, budget);
+        if (n_new <= 0)
+            continue;
+        int rows_before = rows;
+        n_new = prompt_rows_cut(s, seq, seq->n_computed, n_new, &rows);
         if (n_new <= 0)
             continue;
         if (seq->out_of_cache) {
@@ -231,8 +247,10 @@ int glm_sched_step(glm_scheduler *s, glm_sched_batch *out)
             if (v < i)
                 i--;
         }
-        if (preempted_self)
+        if (preempted_self) {
+            rows = rows_before;
             break;
+        }
         out_push(s, out, seq, n_new);
         budget -= n_new;
     }
@@ -247,11 +265,14 @@ int glm_sched_step(glm_scheduler *s, glm_sched_batch *out)
             continue;
         }
         int fits = s->r_n < s->p.max_num_seqs;
-        int hits = 0, hits_free = 0, n_new = 0;
+        int hits = 0, hits_free = 0, n_new = 0, rows_left = rows;
         if (fits) {
-            glm_bm_lookup(s->bm, seq->tokens, seq->n_tokens, &hits, &hits_free);
+            if (!seq->prompt_logits)
+                glm_bm_lookup(s->bm, seq->tokens, seq->n_tokens, &hits, &hits_free);
             int start = hits * bs;
-            n_new = GLM_MIN(seq->n_tokens - start, budget);
+            n_new = prompt_rows_cut(s, seq, start, GLM_MIN(seq->n_tokens - start, budget), &rows_left);
+            if (n_new <= 0)
+                break; /* FCFS: the rows come back next step */
             int fresh = (start + n_new + bs - 1) / bs - hits;
             fits = glm_bm_can_take(s->bm, hits_free + fresh);
         }
@@ -273,6 +294,7 @@ int glm_sched_step(glm_scheduler *s, glm_sched_batch *out)
         run_push(s, seq);
         out_push(s, out, seq, n_new);
         budget -= n_new;
+        rows = rows_left;
     }
     return out->n;
 }

@@ -46,6 +46,10 @@ typedef struct glm_sequence {
     int paused;             /* set by the owner: no step, no admission (see above) */
     void *owner;            /* the engine's request */
     int index;              /* sample index within its request (n > 1) */
+    int prompt_logits;      /* set by the owner: the logits of every prompt position are wanted
+                               (prompt logprobs), so admission takes nothing from the prefix
+                               cache (a cached block has no logits) and each step's chunk of
+                               the prompt fits max_prompt_rows */
 } glm_sequence;
 
 /* Creates a sequence holding a copy of the prompt, with room for max_new
@@ -59,6 +63,9 @@ void glm_seq_free(glm_sequence *s);
 typedef struct {
     int max_num_seqs;            /* running sequences at most */
     int max_num_batched_tokens;  /* new tokens per step at most */
+    int max_prompt_rows;         /* new tokens per step at most, all together, of sequences
+                                    with prompt_logits still in their prompt (each such token
+                                    is a logits row); 0: no limit */
 } glm_sched_params;
 
 typedef struct {

@@ -5,8 +5,10 @@
 #   - generate --device cuda --dtype float32 gives transformers' greedy ids exactly on the tiny
 #     f32 and bf16 checkpoints, one-shot and with chunked prefill;
 #   - the default dtype runs on the BF16 and FP8 checkpoints (32 ids, exit 0);
-#   - tests/cli/server.sh (the openai SDK, curl, raw sockets, queueing, graceful stop) against
-#     servers started with --device cuda --dtype float32.
+#   - tests/cli/server.sh (the openai SDK, curl, raw sockets, queueing, graceful stop) and
+#     tests/cli/api_fields.sh (scoring: prompt logprobs against transformers' logits, several
+#     logits rows a sequence; the other API fields) against servers started with --device cuda
+#     --dtype float32.
 # Exits 77 (SKIP) when the binary could not be built (no CUDA toolkit headers).
 set -euo pipefail
 BUILD=${1:-build}
@@ -45,3 +47,4 @@ rm -f /tmp/cuda_cpu.$$.err
 echo "cuda_cpu.sh: generate ok"
 
 GLM_SERVER=$BIN GLM_SERVE_FLAGS="--device cuda --dtype float32" STOP_STREAM_TOKENS=300 bash tests/cli/server.sh "$BUILD"
+GLM_SERVER=$BIN GLM_SERVE_FLAGS="--device cuda --dtype float32" bash tests/cli/api_fields.sh "$BUILD"

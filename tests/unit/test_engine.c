@@ -8,6 +8,7 @@
  * its tokens, and one that stays behind is aborted.
  */
 #include <check.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +16,7 @@
 
 #include "sched/engine.h"
 #include "sched/event_queue.h"
+#include "sched/model_runner.h"
 #include "cpu/kvcache.h"
 #include "core/util.h"
 #include "testutil.h"
@@ -207,6 +209,154 @@ START_TEST(prefix_reuse)
     glm_engine_metrics m;
     glm_engine_metrics_get(e, &m);
     ck_assert_uint_eq(m.prefix_hit_tokens, 44);
+    glm_engine_free(e);
+}
+END_TEST
+
+/* Every position's raw log-probabilities of a prompt, computed by the model
+ * runner alone in one step (the reference prompt logprobs must equal). */
+static void reference_logprobs(const int32_t *p, int np, double *lp, int32_t *top1)
+{
+    char err[GLM_ERRLEN];
+    glm_runner_params rp;
+    glm_runner_params_default(&rp);
+    rp.block_size = 4;
+    rp.max_num_batched_tokens = np;
+    rp.max_num_seqs = 1;
+    rp.max_logits_rows = np;
+    rp.kv_cache_tokens = np + 4;
+    rp.n_threads = 2;
+    glm_runner *r = glm_runner_create(model, &rp, err, sizeof err);
+    ck_assert_msg(r != NULL, "%s", err);
+    const glm_batch_limits *l = &glm_runner_info(r)->limits;
+    glm_block_manager *bm = glm_bm_create(l->num_blocks, l->block_size, 0);
+    glm_sequence *seq = glm_seq_create(0, p, np, 0);
+    ck_assert_msg(glm_runner_step_seqs(r, bm, &seq, &np, 1, 1, err, sizeof err) == GLM_OK, "%s", err);
+    int V = model->cfg.vocab_size;
+    float *x = malloc(sizeof(float) * (size_t)np * V);
+    int32_t rows[64];
+    for (int k = 0; k < np; k++)
+        rows[k] = k;
+    ck_assert(glm_runner_logits(r, rows, np, x, err, sizeof err) == GLM_OK);
+    for (int k = 0; k + 1 < np; k++) {
+        const float *row = x + (size_t)k * V;
+        double mx = row[0], sum = 0;
+        int best = 0;
+        for (int t = 1; t < V; t++)
+            if (row[t] > mx) {
+                mx = row[t];
+                best = t;
+            }
+        for (int t = 0; t < V; t++)
+            sum += exp((double)row[t] - mx);
+        lp[k + 1] = (double)row[p[k + 1]] - mx - log(sum);
+        top1[k + 1] = best;
+    }
+    free(x);
+    glm_bm_release(bm, &seq->table);
+    glm_seq_free(seq);
+    glm_bm_free(bm);
+    glm_runner_free(r);
+}
+
+/* Prompt logprobs (scoring, as lm-eval-harness asks for them) equal the
+ * runner's own log_softmax of every position, whether the prompt is prefilled
+ * in chunks or its prefix is in the cache (it is then computed again, and the
+ * cached blocks left alone); max_tokens 0 scores the prompt and generates
+ * nothing; the prompt's events come before the first token. */
+START_TEST(prompt_logprobs_match_logits)
+{
+    enum { NP = 45 };
+    int32_t p[NP];
+    for (int k = 0; k < NP; k++)
+        p[k] = (k * 37 + 11) % 4000;
+    double ref[NP];
+    int32_t top1[NP];
+    reference_logprobs(p, NP, ref, top1);
+
+    glm_engine *e = make_engine(4096, 4, 16); /* chunks of 16: three steps score the prompt */
+    char err[GLM_ERRLEN];
+    glm_submit_status st;
+    for (int round = 0; round < 3; round++) {
+        glm_sampling_params sp;
+        greedy(&sp, round == 0 ? 0 : 1);
+        sp.prompt_logprobs = 1;
+        sp.prompt_top_logprobs = 3;
+        glm_request *r = glm_engine_submit(e, p, NP, &sp, &st, err, sizeof err);
+        ck_assert_msg(r != NULL, "%s", err);
+        glm_event ev;
+        int pos = 1, n_tok = 0, rc;
+        double worst = 0;
+        while ((rc = glm_request_next(r, &ev, 60000)) == 1) {
+            ck_assert_msg(ev.type != GLM_EV_ERROR, "%s", ev.message);
+            if (ev.type == GLM_EV_PROMPT_TOKEN) {
+                ck_assert_int_eq(n_tok, 0);
+                ck_assert_int_lt(pos, NP);
+                ck_assert_int_eq(ev.token, p[pos]);
+                ck_assert_int_eq(ev.n_top, 3);
+                ck_assert_int_eq(ev.top_ids[0], top1[pos]);
+                ck_assert(ev.top_logprobs[0] >= ev.top_logprobs[1] && ev.top_logprobs[1] >= ev.top_logprobs[2]);
+                ck_assert(ev.logprob <= ev.top_logprobs[0]);
+                ck_assert_int_eq(ev.rank == 1, ev.token == top1[pos]);
+                worst = fmax(worst, fabs(ev.logprob - ref[pos]));
+                pos++;
+            } else if (ev.type == GLM_EV_TOKEN) {
+                n_tok++;
+            } else if (ev.type == GLM_EV_FINISH) {
+                ck_assert_int_eq(ev.finish, GLM_FINISH_LENGTH);
+                ck_assert_int_eq(ev.cached_tokens, 0);
+            }
+        }
+        ck_assert_int_eq(rc, -1);
+        ck_assert_int_eq(pos, NP);
+        ck_assert_int_eq(n_tok, round == 0 ? 0 : 1);
+        ck_assert_msg(worst < 1e-4, "prompt logprob off by %g", worst);
+        glm_request_release(r);
+        if (round == 1) { /* a plain request now finds the prompt cached */
+            greedy(&sp, 1);
+            r = glm_engine_submit(e, p, NP, &sp, &st, err, sizeof err);
+            int32_t out[2];
+            int cached = -1;
+            collect(r, out, 2, NULL, &cached);
+            ck_assert_int_eq(cached, 44);
+            glm_request_release(r);
+        }
+    }
+    wait_idle(e);
+    glm_engine_free(e);
+
+    /* under preemption (a cache for fewer than the three at once), with n = 2: each request
+     * scores its prompt once, in order, with the same values */
+    e = make_engine(96, 4, 16);
+    glm_request *rs[3];
+    for (int i = 0; i < 3; i++) {
+        glm_sampling_params sp;
+        greedy(&sp, 10);
+        sp.n = 2;
+        sp.prompt_logprobs = 1;
+        rs[i] = glm_engine_submit(e, p, NP, &sp, &st, err, sizeof err);
+        ck_assert_msg(rs[i] != NULL, "%s", err);
+    }
+    for (int i = 0; i < 3; i++) {
+        glm_event ev;
+        int pos = 1, n_tok = 0, rc;
+        while ((rc = glm_request_next(rs[i], &ev, 60000)) == 1) {
+            ck_assert_msg(ev.type != GLM_EV_ERROR, "%s", ev.message);
+            if (ev.type == GLM_EV_PROMPT_TOKEN) {
+                ck_assert_int_eq(ev.token, p[pos]);
+                ck_assert_msg(fabs(ev.logprob - ref[pos]) < 1e-4, "position %d off", pos);
+                pos++;
+            }
+            n_tok += ev.type == GLM_EV_TOKEN;
+        }
+        ck_assert_int_eq(pos, NP);
+        ck_assert_int_eq(n_tok, 20);
+        glm_request_release(rs[i]);
+    }
+    wait_idle(e);
+    glm_engine_metrics m;
+    glm_engine_metrics_get(e, &m);
+    ck_assert_uint_gt(m.num_preemptions, 0);
     glm_engine_free(e);
 }
 END_TEST
@@ -712,6 +862,7 @@ int main(void)
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, concurrent_equals_alone);
     tcase_add_test(tc, prefix_reuse);
+    tcase_add_test(tc, prompt_logprobs_match_logits);
     tcase_add_test(tc, abort_everywhere);
     tcase_add_test(tc, queue_overflow_and_bad_input);
     tcase_add_test(tc, n_samples_and_seeds);

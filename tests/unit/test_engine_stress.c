@@ -609,7 +609,7 @@ static void fz_drop(glm_scheduler *sch, fz_seq *live, int *n_live, int i)
 static void fz_run(int nb, int bs, int max_seqs, int budget, int prefix, unsigned seed, int steps)
 {
     glm_block_manager *bm = glm_bm_create(nb, bs, prefix);
-    glm_sched_params p = {max_seqs, budget};
+    glm_sched_params p = {max_seqs, budget, 0};
     glm_scheduler *sch = glm_sched_create(&p, bm);
     fz_block *blk = calloc((size_t)nb, sizeof *blk);
     int *refs = calloc((size_t)nb, sizeof *refs);

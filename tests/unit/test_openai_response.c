@@ -61,6 +61,8 @@ static void init_req(glm_oai_request *r, int chat, int stream)
     r->stream = stream;
     r->skip_special = 0;
     r->n_prompt = 5;
+    r->n_prompts = 1;
+    r->prompt_logprobs = -1;
     r->prompt_info.think = GLM_OUT_THINK_AUTO;
 }
 

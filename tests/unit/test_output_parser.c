@@ -491,6 +491,45 @@ START_TEST(streams_string_arguments)
 }
 END_TEST
 
+START_TEST(cut_call_stays_open)
+{
+    /* text cut by max_tokens inside a call: the arguments stay unterminated, whatever state
+     * the cut left (a streamed string, a typed value not yet sent, a key, between arguments) */
+    static const struct {
+        const char *text, *args;
+    } cuts[] = {
+        {"<tool_call>get_weather<arg_key>city</arg_key><arg_value>Pa", "{\"city\": \"Pa"},
+        {"<tool_call>get_weather<arg_key>city</arg_key><arg_value>Paris</arg_value><arg_key>days</arg_key>"
+         "<arg_value>1", "{\"city\": \"Paris\", \"days\": 1"},
+        {"<tool_call>get_weather<arg_key>city</arg_key><arg_value>Paris</arg_value><arg_key>da",
+         "{\"city\": \"Paris\""},
+        {"<tool_call>get_weather<arg_key>ci", "{"},
+    };
+    for (size_t i = 0; i < sizeof cuts / sizeof cuts[0]; i++) {
+        streamer s;
+        st_open(&s, GLM_OUT_THINK_OFF);
+        st_feed(&s, cuts[i].text);
+        glm_out_finish_cut(s.p, &s.d);
+        glm_out_message m;
+        glm_out_get(s.p, &m);
+        ck_assert_int_eq(m.n_tool_calls, 1);
+        ck_assert_str_eq(m.tool_calls[0].arguments, cuts[i].args);
+        ck_assert_ptr_null(json_loads(m.tool_calls[0].arguments, 0, NULL));
+        glm_out_free(s.p);
+    }
+    /* a call that completed before the cut is whole */
+    streamer s;
+    st_open(&s, GLM_OUT_THINK_OFF);
+    st_feed(&s, "<tool_call>now</tool_call>");
+    glm_out_finish_cut(s.p, &s.d);
+    glm_out_message m;
+    glm_out_get(s.p, &m);
+    ck_assert_int_eq(m.n_tool_calls, 1);
+    ck_assert_str_eq(m.tool_calls[0].arguments, "{}");
+    glm_out_free(s.p);
+}
+END_TEST
+
 START_TEST(typed_arguments_arrive_whole)
 {
     streamer s;
@@ -785,6 +824,7 @@ int main(void)
     tcase_add_loop_test(tc, table, 0, NCASES);
     tcase_add_test(tc, holds_back_tag_prefixes);
     tcase_add_test(tc, streams_string_arguments);
+    tcase_add_test(tc, cut_call_stays_open);
     tcase_add_test(tc, typed_arguments_arrive_whole);
     tcase_add_test(tc, whitespace_and_utf8_held);
     tcase_add_test(tc, nul_bytes);

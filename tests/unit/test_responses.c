@@ -61,6 +61,8 @@ static void init_req(glm_oai_request *r, int stream)
     r->chat = 1;
     r->stream = stream;
     r->n_prompt = 5;
+    r->n_prompts = 1;
+    r->prompt_logprobs = -1;
     r->prompt_info.think = GLM_OUT_THINK_AUTO;
     r->prompt_info.parse_tools = 1;
     r->prompt_info.tools = json_incref(tools);

@@ -261,7 +261,7 @@ START_TEST(everyone_finishes_with_preemption)
     fake_req r[N];
     make_reqs(r, N, 3);
     /* 12 blocks of 8 = 96 tokens: a few sequences at a time */
-    rig g = rig_start(12, 8, (glm_sched_params){8, 32}, r, N);
+    rig g = rig_start(12, 8, (glm_sched_params){8, 32, 0}, r, N);
     drive(g.sch, r, N, NULL, 32);
     ck_assert_uint_gt(glm_sched_num_preemptions(g.sch), 0);
     check_outputs(r, N);
@@ -274,7 +274,7 @@ START_TEST(roomy_cache_no_preemption_and_limits)
     enum { N = 16 };
     fake_req r[N];
     make_reqs(r, N, 5);
-    rig g = rig_start(1024, 16, (glm_sched_params){4, 64}, r, N);
+    rig g = rig_start(1024, 16, (glm_sched_params){4, 64, 0}, r, N);
     glm_scheduler *sch = g.sch;
     glm_sched_batch b;
     glm_sched_step(sch, &b);
@@ -302,7 +302,7 @@ START_TEST(aborts_in_every_state)
     enum { N = 12 };
     fake_req r[N];
     make_reqs(r, N, 9);
-    rig g = rig_start(10, 8, (glm_sched_params){6, 16}, r, N);
+    rig g = rig_start(10, 8, (glm_sched_params){6, 16, 0}, r, N);
     glm_scheduler *sch = g.sch;
     /* step 0: abort a waiting one; then prefilling and decoding ones */
     int abort_at[N];
@@ -330,7 +330,7 @@ START_TEST(repeated_prompt_reuses_blocks)
         r[i].s->owner = &r[i];
         r[i].done = r[i].aborted = 0;
     }
-    rig g = rig_start(64, 4, (glm_sched_params){4, 256}, r, 0);
+    rig g = rig_start(64, 4, (glm_sched_params){4, 256, 0}, r, 0);
     glm_scheduler *sch = g.sch;
     glm_block_manager *bm = g.bm;
     glm_sched_add(sch, r[0].s, 0);
@@ -348,10 +348,55 @@ START_TEST(repeated_prompt_reuses_blocks)
 }
 END_TEST
 
+START_TEST(prompt_logits_skip_the_cache)
+{
+    /* a sequence that wants its prompt's logits computes all of it, in chunks
+     * of max_prompt_rows; a plain one beside it still reuses the cache */
+    glm_block_manager *bm = glm_bm_create(64, 4, 1);
+    glm_scheduler *sch = glm_sched_create(&(glm_sched_params){4, 256, 8}, bm);
+    int32_t prompt[30];
+    for (int i = 0; i < 30; i++)
+        prompt[i] = i + 1;
+    glm_sequence *a = glm_seq_create(0, prompt, 30, 4), *b = glm_seq_create(1, prompt, 30, 4),
+                 *c = glm_seq_create(2, prompt, 30, 4);
+    glm_sched_batch sb;
+    glm_sched_add(sch, a, 0);
+    ck_assert_int_eq(glm_sched_step(sch, &sb), 1);
+    glm_sched_commit(sch, &sb);
+    b->prompt_logits = 1;
+    glm_sched_add(sch, b, 0);
+    glm_sched_add(sch, c, 0);
+    ck_assert_int_eq(glm_sched_step(sch, &sb), 2);
+    ck_assert(sb.seqs[0] == b && sb.seqs[1] == c);
+    ck_assert_int_eq(b->n_cached, 0);
+    ck_assert_int_eq(sb.n_new[0], 8);
+    ck_assert_int_eq(c->n_cached, 28);
+    glm_sched_commit(sch, &sb);
+    int steps = 1;
+    while (b->n_computed < 30) {
+        glm_sched_step(sch, &sb);
+        for (int i = 0; i < sb.n; i++)
+            if (sb.seqs[i] == b)
+                ck_assert_int_le(sb.n_new[i], 8);
+        glm_sched_commit(sch, &sb);
+        steps++;
+    }
+    ck_assert_int_eq(steps, 4); /* 8 + 8 + 8 + 6 */
+    glm_sched_remove(sch, a);
+    glm_sched_remove(sch, b);
+    glm_sched_remove(sch, c);
+    glm_seq_free(a);
+    glm_seq_free(b);
+    glm_seq_free(c);
+    glm_sched_free(sch);
+    glm_bm_free(bm);
+}
+END_TEST
+
 START_TEST(alone_and_too_big)
 {
     glm_block_manager *bm = glm_bm_create(4, 4, 1);
-    glm_sched_params p = {4, 64};
+    glm_sched_params p = {4, 64, 0};
     glm_scheduler *sch = glm_sched_create(&p, bm);
     fake_req r[1];
     int32_t prompt[10] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10};
@@ -410,7 +455,7 @@ START_TEST(paused_takes_no_step_and_yields_its_seat)
     make_reqs(r, N, 21);
     r[0].max_new = 20;
     r[1].max_new = r[2].max_new = 3;
-    rig g = rig_start(256, 4, (glm_sched_params){2, 256}, r, N);
+    rig g = rig_start(256, 4, (glm_sched_params){2, 256, 0}, r, N);
     glm_scheduler *sch = g.sch;
     glm_sched_batch b = step_once(sch); /* A and B admitted, C waits for a seat */
     ck_assert(in_plan(&b, r[0].s) && in_plan(&b, r[1].s) && !in_plan(&b, r[2].s));
@@ -463,7 +508,7 @@ START_TEST(paused_gives_up_blocks_first)
         r[i].done = r[i].aborted = 0;
     }
     /* 8 blocks of 4: B alone needs 7 of them for its 28 tokens */
-    rig g = rig_start(8, 4, (glm_sched_params){4, 64}, r, N);
+    rig g = rig_start(8, 4, (glm_sched_params){4, 64, 0}, r, N);
     glm_scheduler *sch = g.sch;
     step_once(sch); /* both prefill: 2 blocks each */
     r[0].s->paused = 1;
@@ -493,6 +538,7 @@ int main(void)
     tcase_add_test(tc, roomy_cache_no_preemption_and_limits);
     tcase_add_test(tc, aborts_in_every_state);
     tcase_add_test(tc, repeated_prompt_reuses_blocks);
+    tcase_add_test(tc, prompt_logits_skip_the_cache);
     tcase_add_test(tc, alone_and_too_big);
     tcase_add_test(tc, paused_takes_no_step_and_yields_its_seat);
     tcase_add_test(tc, paused_gives_up_blocks_first);
