@@ -290,8 +290,17 @@ models/tiny-tp-fp8/config.json: $(BUILD)/glm-mkmodel $(TINY_FILES)
 	$(BUILD)/glm-mkmodel --preset tiny-tp --dtype fp8 --shards 2 --out models/tiny-tp-fp8
 	$(if $(TINY_FILES),cp $(TINY_FILES) models/tiny-tp-fp8/)
 
+# tiny's shapes with every choice far from a tie: the CUDA backend's default dtype against the CPU
+models/tiny-wide-bf16/config.json: $(BUILD)/glm-mkmodel $(TINY_FILES)
+	$(BUILD)/glm-mkmodel --preset tiny-wide --dtype bf16 --out models/tiny-wide-bf16
+	$(if $(TINY_FILES),cp $(TINY_FILES) models/tiny-wide-bf16/)
+models/tiny-wide-fp8/config.json: $(BUILD)/glm-mkmodel $(TINY_FILES)
+	$(BUILD)/glm-mkmodel --preset tiny-wide --dtype fp8 --out models/tiny-wide-fp8
+	$(if $(TINY_FILES),cp $(TINY_FILES) models/tiny-wide-fp8/)
+
 TINY_MODELS = models/tiny/config.json models/tiny-bf16/config.json models/tiny-fp8/config.json \
-              models/tiny-tp/config.json models/tiny-tp-fp8/config.json models/tokenizer-large/tokenizer.json
+              models/tiny-tp/config.json models/tiny-tp-fp8/config.json models/tokenizer-large/tokenizer.json \
+              models/tiny-wide-bf16/config.json models/tiny-wide-fp8/config.json
 models: $(TINY_MODELS) models/small/config.json models/script/config.json
 
 # --- run / test -------------------------------------------------------------

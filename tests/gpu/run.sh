@@ -45,7 +45,8 @@ command -v nvcc >/dev/null || { echo "run.sh: nvcc is not on PATH" >&2; exit 1; 
 
 part "build (nvcc, sm_90a)" make -s -j"$JOBS" CUDA=1 glm-server gpu-tests build/glm-bench-rank build/glm-mkmodel \
     models/tiny/config.json models/tiny-bf16/config.json models/tiny-fp8/config.json \
-    models/tiny-tp/config.json models/tiny-tp-fp8/config.json || exit 1
+    models/tiny-tp/config.json models/tiny-tp-fp8/config.json models/tiny-wide-bf16/config.json \
+    models/tiny-wide-fp8/config.json || exit 1
 part "test-backend-ops (cuda row on the GPU)" build/gpu/test-backend-ops
 part "CUDA forward on the tiny checkpoints" build/gpu/test_cuda_backend
 part "CUDA sampler against the CPU sampler" build/gpu/test_cuda_sample

@@ -108,6 +108,29 @@ static const preset presets[] = {
         .nextn = 1,
         .residual_log2 = -4, /* the norms' epsilons must matter: see "Residual scale" */
     },
+    /*
+     * tiny's shapes with every choice far from a tie, for the CUDA backend's default dtype
+     * (BF16/FP8 rounding) against the CPU (tests/cuda/test_cuda_backend.c): no residual scale
+     * (nothing amplifies rounding); expert e's e_score_correction_bias is e, so every token
+     * routes to the same top experts by a margin of 1 that sigmoid scores (in (0, 1)) cannot
+     * overturn, while the weights still come from the scores; index_topk 128, past the tests'
+     * contexts, so the indexer keeps every position (no selection to tip); and lm_head's row v is
+     * embed_tokens' row (7 v + 3) mod 4096, so the logit of the token whose embedding the
+     * final hidden state still carries stands far above the rest: greedy decoding walks a
+     * fixed permutation of the vocabulary.
+     */
+    {
+        .name = "tiny-wide", .seed = 0x74696e7977696465ull,
+        .vocab_size = 4096, .hidden_size = 128, .intermediate_size = 256,
+        .moe_intermediate_size = 64, .num_hidden_layers = 4, .first_k_dense_replace = 1,
+        .num_attention_heads = 4, .q_lora_rank = 96, .kv_lora_rank = 64,
+        .qk_nope_head_dim = 32, .qk_rope_head_dim = 16, .v_head_dim = 32,
+        .n_routed_experts = 16, .n_shared_experts = 1, .num_experts_per_tok = 4,
+        .n_group = 4, .topk_group = 2, .norm_topk_prob = 1, .routed_scaling_factor = 2.5,
+        .index_topk = 128, .index_n_heads = 8, .index_head_dim = 32,
+        .indexer_types = "FFSF", .max_position_embeddings = 4096, .rope_theta = 10000.0,
+        .nextn = 1, .wide_margins = 1,
+    },
     {
         .name = "small", .seed = 0x736d616c6c5eed02ull,
         .vocab_size = 16384, .hidden_size = 512, .intermediate_size = 1536,
@@ -261,6 +284,8 @@ typedef enum {
     INIT_ZERO,        /* 0 (scripted presets: o_proj, down_proj) */
     INIT_ONE,         /* 1 (scripted presets: model.norm) */
     INIT_CUSTOM,      /* the plan's fill callback (scripted presets: embed_tokens, lm_head) */
+    INIT_ROUTER_RANK, /* e (wide_margins: expert e's bias is its rank) */
+    INIT_HEAD_PERM,   /* row v = embed_tokens' row (7 v + 3) mod vocab (wide_margins) */
 } init_kind;
 
 /* The float32 values of tensor `name` (n elements; `in` is the input width of
@@ -268,6 +293,16 @@ typedef enum {
 static void gen_values(const preset *p, const char *name, init_kind init, int64_t in,
                        float *dst, size_t n)
 {
+    if (init == INIT_HEAD_PERM) { /* embed_tokens' values, rows permuted */
+        size_t V = (size_t)p->vocab_size, H = (size_t)p->hidden_size;
+        GLM_ASSERT(n == V * H);
+        float *e = glm_malloc(sizeof(float) * n);
+        gen_values(p, "model.embed_tokens.weight", INIT_EMBED, 0, e, n);
+        for (size_t v = 0; v < V; v++)
+            memcpy(dst + v * H, e + ((7 * v + 3) % V) * H, sizeof(float) * H);
+        free(e);
+        return;
+    }
     glm_rng r = rng_for(p->seed, name);
     float scale = 1.0f;
     if (init == INIT_LINEAR)
@@ -285,7 +320,9 @@ static void gen_values(const preset *p, const char *name, init_kind init, int64_
         case INIT_ROUTER_BIAS: dst[i] = 0.05f * u; break;
         case INIT_ZERO: dst[i] = 0.0f; break;
         case INIT_ONE: dst[i] = 1.0f; break;
-        case INIT_CUSTOM: GLM_ASSERT(!"INIT_CUSTOM has no generated values"); break;
+        case INIT_ROUTER_RANK: dst[i] = (float)i; break;
+        case INIT_CUSTOM:
+        case INIT_HEAD_PERM: GLM_ASSERT(!"no generated values"); break;
         }
     }
 }
@@ -390,7 +427,7 @@ static size_t plan_add(plan *pl, const char *name, init_kind init, int64_t d0, i
     e->shape[0] = e->vshape[0] = d0;
     e->shape[1] = e->vshape[1] = d1;
 
-    int router = init == INIT_ROUTER || init == INIT_ROUTER_BIAS;
+    int router = init == INIT_ROUTER || init == INIT_ROUTER_BIAS || init == INIT_ROUTER_RANK;
     if (pl->mode == STORE_F32 || router)
         e->dtype = GLM_DTYPE_F32;
     else if (pl->mode == STORE_FP8 && fp8_ok)
@@ -509,7 +546,8 @@ static void plan_layer(plan *pl, int i)
     } else {
         const int64_t E = p->n_routed_experts;
         plan_addf(pl, INIT_ROUTER, E, H, 0, "%s.mlp.gate.weight", pre);
-        plan_addf(pl, INIT_ROUTER_BIAS, E, 0, 0, "%s.mlp.gate.e_score_correction_bias", pre);
+        plan_addf(pl, p->wide_margins ? INIT_ROUTER_RANK : INIT_ROUTER_BIAS, E, 0, 0,
+                  "%s.mlp.gate.e_score_correction_bias", pre);
         for (int e = 0; e < E; e++) {
             snprintf(mlp, sizeof mlp, "%s.mlp.experts.%d", pre, e);
             plan_mlp(pl, mlp, H, p->moe_intermediate_size);
@@ -545,7 +583,8 @@ static void plan_build(plan *pl)
     for (int i = 0; i < p->num_hidden_layers; i++)
         plan_layer(pl, i);
     plan_add(pl, "model.norm.weight", s ? INIT_ONE : INIT_NORM, p->hidden_size, 0, 0);
-    plan_add(pl, "lm_head.weight", s ? INIT_CUSTOM : INIT_LINEAR, p->vocab_size, p->hidden_size, 0);
+    plan_add(pl, "lm_head.weight", s ? INIT_CUSTOM : p->wide_margins ? INIT_HEAD_PERM : INIT_LINEAR, p->vocab_size,
+             p->hidden_size, 0);
     if (p->nextn)
         plan_layer(pl, p->num_hidden_layers);
 }

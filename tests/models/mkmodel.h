@@ -34,6 +34,7 @@ typedef struct {
     int residual_log2; /* < 0: the weights that write the residual stream and the inputs
                           of q_a_layernorm / kv_a_layernorm are scaled by 2^residual_log2
                           (see mkmodel.c); 0: no scaling */
+    int wide_margins;  /* 1: routing and greedy choices far from ties (see mkmodel.c) */
 } mk_preset;
 
 typedef enum { STORE_F32, STORE_BF16, STORE_FP8 } mk_store_mode;
