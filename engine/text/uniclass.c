@@ -1,0 +1,72 @@
+/*
+ * uniclass.c - general categories as PCRE2 class text (see uniclass.h).
+ */
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include "text/uniclass.h"
+
+#include <pcre2.h>
+#include <string.h>
+
+static const glm_uniclass *find(const char *name, size_t n)
+{
+    for (int i = 0; i < glm_n_uniclasses; i++)
+        if (strlen(glm_uniclasses[i].name) == n && memcmp(glm_uniclasses[i].name, name, n) == 0)
+            return &glm_uniclasses[i];
+    return NULL;
+}
+
+/* Whether the linked PCRE2's property tables are the table's base Unicode. */
+static int pcre2_is_base(void)
+{
+    char v[64];
+    return pcre2_config(PCRE2_CONFIG_UNICODE_VERSION, v) > 0 && strcmp(v, glm_uniclass_base_unicode) == 0;
+}
+
+static void put_range(glm_buf *b, uint32_t lo, uint32_t hi)
+{
+    if (lo == hi)
+        glm_buf_printf(b, "\\x{%X}", lo);
+    else
+        glm_buf_printf(b, "\\x{%X}-\\x{%X}", lo, hi);
+}
+
+/* The complement of the sorted ranges r[0..n) within [0, 0x10FFFF]. */
+static void put_complement(glm_buf *b, const glm_cp_range *r, int n)
+{
+    uint32_t next = 0;
+    for (int i = 0; i < n; i++) {
+        if (r[i].lo > next)
+            put_range(b, next, r[i].lo - 1);
+        next = r[i].hi + 1;
+    }
+    if (next <= 0x10FFFF)
+        put_range(b, next, 0x10FFFF);
+}
+
+int glm_uniclass_items(const char *name, size_t n, int negated, glm_buf *b)
+{
+    const glm_uniclass *u = find(name, n);
+    if (!u)
+        return 0;
+    if (negated) {
+        if (!u->extra && u->base_subset && pcre2_is_base())
+            glm_buf_printf(b, "\\P{%s}", u->name);
+        else
+            put_complement(b, u->full, u->n_full);
+        return 1;
+    }
+    if (u->base_subset && pcre2_is_base()) {
+        glm_buf_printf(b, "\\p{%s}", u->name);
+        for (int i = 0; i < u->n_extra; i++)
+            put_range(b, u->extra[i].lo, u->extra[i].hi);
+    } else {
+        for (int i = 0; i < u->n_full; i++)
+            put_range(b, u->full[i].lo, u->full[i].hi);
+    }
+    return 1;
+}
+
+const char *glm_uniclass_unicode_version(void)
+{
+    return glm_uniclass_unicode;
+}
