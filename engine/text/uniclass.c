@@ -7,6 +7,8 @@
 #include <pcre2.h>
 #include <string.h>
 
+#include "core/utf8.h"
+
 static const glm_uniclass *find(const char *name, size_t n)
 {
     for (int i = 0; i < glm_n_uniclasses; i++)
@@ -15,8 +17,7 @@ static const glm_uniclass *find(const char *name, size_t n)
     return NULL;
 }
 
-/* Whether the linked PCRE2's property tables are the table's base Unicode. */
-static int pcre2_is_base(void)
+int glm_uniclass_pcre2_is_base(void)
 {
     char v[64];
     return pcre2_config(PCRE2_CONFIG_UNICODE_VERSION, v) > 0 && strcmp(v, glm_uniclass_base_unicode) == 0;
@@ -49,14 +50,15 @@ int glm_uniclass_items(const char *name, size_t n, int negated, glm_buf *b)
     if (!u)
         return 0;
     if (negated) {
-        if (!u->extra && u->base_subset && pcre2_is_base())
+        /* one PCRE2 property that is exact: its negation */
+        if (!u->extra && u->base_subset && !strchr(u->pcre2 + 1, '\\') && glm_uniclass_pcre2_is_base())
             glm_buf_printf(b, "\\P{%s}", u->name);
         else
             put_complement(b, u->full, u->n_full);
         return 1;
     }
-    if (u->base_subset && pcre2_is_base()) {
-        glm_buf_printf(b, "\\p{%s}", u->name);
+    if (u->base_subset && glm_uniclass_pcre2_is_base()) {
+        glm_buf_puts(b, u->pcre2);
         for (int i = 0; i < u->n_extra; i++)
             put_range(b, u->extra[i].lo, u->extra[i].hi);
     } else {
@@ -69,4 +71,30 @@ int glm_uniclass_items(const char *name, size_t n, int negated, glm_buf *b)
 const char *glm_uniclass_unicode_version(void)
 {
     return glm_uniclass_unicode;
+}
+
+int glm_uniclass_text_changed(const char *s, size_t n)
+{
+    const unsigned char *u = (const unsigned char *)s;
+    size_t i = 0;
+    while (i < n) {
+        if (i + 8 <= n) { /* eight ASCII bytes at a time */
+            uint64_t w;
+            memcpy(&w, u + i, 8);
+            if (!(w & 0x8080808080808080ull)) {
+                i += 8;
+                continue;
+            }
+        }
+        if (u[i] < 0x80) {
+            i++;
+            continue;
+        }
+        uint32_t c;
+        i += glm_utf8_decode_valid((const char *)u + i, s + n, &c);
+        if ((glm_uniclass_changed_blocks[c >> 13] >> ((c >> 7) & 63) & 1) &&
+            glm_cp_in_ranges(c, glm_uniclass_changed, (size_t)glm_n_uniclass_changed))
+            return 1;
+    }
+    return 0;
 }

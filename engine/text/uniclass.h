@@ -1,7 +1,7 @@
 /*
- * uniclass.h - Unicode general categories (\p{L}, \p{Nd}, ...) as the
- * reference of the tokenizer, `tokenizers`' Oniguruma, knows them, written as
- * PCRE2 character-class text.
+ * uniclass.h - Unicode general categories (\p{L}, \p{Nd}, ...) and \w as
+ * the reference of the tokenizer, `tokenizers`' Oniguruma, knows them,
+ * written as PCRE2 character-class text.
  *
  * Split regexes are compiled with PCRE2, whose property tables are those of
  * its own Unicode version (Debian 12's 10.42: Unicode 14.0), while
@@ -11,14 +11,20 @@
  * tests/golden/make_unicode_tables.py from what `tokenizers` matches) gives
  * each category as the reference has it. Where PCRE2's Unicode is the one the
  * table was made against, a category is written as PCRE2's own property plus
- * the few ranges it lacks (`\p{L}\x{1E4D0}-\x{1E4EB}...`, as fast as \p{L}
- * alone on text of the older scripts); otherwise, and for the categories
- * some code point left since, as the full list of ranges.
+ * the few ranges it lacks (`\p{L}\x{1E4D0}-\x{1E4EB}...`); otherwise, and
+ * for the categories some code point left since, as the full list of ranges.
+ *
+ * A class written so is slower in PCRE2's JIT than its own property alone
+ * (about a fifth on mixed text). Since the two differ only on the few
+ * thousand code points whose category changed since PCRE2's Unicode, a
+ * pattern can also be compiled with PCRE2's own properties and used on every
+ * text glm_uniclass_text_changed finds none of them in: the same matches.
  */
 #ifndef GLM_UNICLASS_H
 #define GLM_UNICLASS_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "core/buf.h"
 #include "text/cp_ranges.h"
@@ -27,19 +33,31 @@
  * Appends to b the items of a PCRE2 character class (the text between '['
  * and ']') that match exactly the code points the reference puts in general
  * category `name` (n bytes, e.g. "L" or "Nd", as Oniguruma spells them in
- * \p{...}), or with `negated` exactly the others. Returns 1, or 0 (nothing
- * appended) when name is not a general category of the table.
+ * \p{...}; "Word" for \w), or with `negated` exactly the others. Returns 1,
+ * or 0 (nothing appended) when name is not a class of the table.
  */
 int glm_uniclass_items(const char *name, size_t n, int negated, glm_buf *b);
 
 /* The Unicode version of the reference ("16.0"). */
 const char *glm_uniclass_unicode_version(void);
 
+/* 1 when the linked PCRE2's properties are the table's base Unicode, so that
+ * a pattern with PCRE2's own \p{...} matches as the reference does on text
+ * without changed code points; else 0. */
+int glm_uniclass_pcre2_is_base(void);
+
+/* 1 when the n bytes of valid UTF-8 at s hold a code point whose general
+ * category differs between the base Unicode and the reference's (one that
+ * was unassigned in the base, mostly); else 0. About 1 GB/s on ASCII. */
+int glm_uniclass_text_changed(const char *s, size_t n);
+
 /* --- the generated table (uniclass_table.c) ----------------------------------- */
 
 typedef struct {
-    const char *name;           /* "L", "Nd", ... */
-    const glm_cp_range *full;   /* the category in the reference */
+    const char *name;           /* "L", "Nd", ..., "Word" (Oniguruma's \w) */
+    const char *pcre2;          /* its PCRE2 properties: "\p{L}", or for Word
+                                   "\p{L}\p{M}\p{Nd}\p{Pc}" */
+    const glm_cp_range *full;   /* the class in the reference */
     int n_full;
     const glm_cp_range *extra;  /* ranges of full that hold every code point the */
     int n_extra;                /* base Unicode's category lacks; NULL when none */
@@ -51,5 +69,10 @@ extern const glm_uniclass glm_uniclasses[];
 extern const int glm_n_uniclasses;
 extern const char glm_uniclass_unicode[];      /* the reference's Unicode version */
 extern const char glm_uniclass_base_unicode[]; /* the base's, "14.0.0" */
+/* the code points whose category differs between base and reference, and a
+ * bit per 128-code-point block that holds one of them */
+extern const glm_cp_range *const glm_uniclass_changed;
+extern const int glm_n_uniclass_changed;
+extern const uint64_t glm_uniclass_changed_blocks[136];
 
 #endif
