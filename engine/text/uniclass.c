@@ -31,17 +31,26 @@ static void put_range(glm_buf *b, uint32_t lo, uint32_t hi)
         glm_buf_printf(b, "\\x{%X}-\\x{%X}", lo, hi);
 }
 
-/* The complement of the sorted ranges r[0..n) within [0, 0x10FFFF]. */
+/* [lo, hi] less the surrogates, which PCRE2 refuses in a UTF pattern. */
+static void put_scalar_range(glm_buf *b, uint32_t lo, uint32_t hi)
+{
+    if (lo < 0xD800)
+        put_range(b, lo, hi < 0xD800 ? hi : 0xD7FF);
+    if (hi > 0xDFFF)
+        put_range(b, lo > 0xDFFF ? lo : 0xE000, hi);
+}
+
+/* The complement of the sorted ranges r[0..n) within the Unicode scalars. */
 static void put_complement(glm_buf *b, const glm_cp_range *r, int n)
 {
     uint32_t next = 0;
     for (int i = 0; i < n; i++) {
         if (r[i].lo > next)
-            put_range(b, next, r[i].lo - 1);
+            put_scalar_range(b, next, r[i].lo - 1);
         next = r[i].hi + 1;
     }
     if (next <= 0x10FFFF)
-        put_range(b, next, 0x10FFFF);
+        put_scalar_range(b, next, 0x10FFFF);
 }
 
 int glm_uniclass_items(const char *name, size_t n, int negated, glm_buf *b)

@@ -49,7 +49,13 @@ CATEGORIES = ["C", "Cc", "Cf", "Cn", "Co", "L", "Ll", "Lm", "Lo", "Lt", "Lu", "M
               "N", "Nd", "Nl", "No", "P", "Pc", "Pd", "Pe", "Pf", "Pi", "Po", "Ps", "S", "Sc", "Sk",
               "Sm", "So", "Z", "Zl", "Zp", "Zs"]
 
-# The general categories PCRE2's version of Oniguruma's \\w is made of.
+# The patterns of classes.tsv: every category, \s and \w, and negations and unions of
+# categories in and out of brackets.
+CLASS_PATTERNS = [r"\p{%s}" % c for c in CATEGORIES] + [
+    r"\s", r"\w", r"\W", r"\P{L}", r"\p{^N}", r"[\P{L}]", r"[\P{Cn}]", r"[^\P{Mn}]", r"[^\r\n\p{L}\p{N}]",
+    r"[\s\p{P}]", r"[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]", r"[\w\p{No}]"]
+
+# The general categories PCRE2's version of Oniguruma's \w is made of.
 WORD_BASE = ["L", "M", "Nd", "Pc"]
 
 # Graphic and format characters (neither Cn, Co, Cs nor Cc) in each Unicode version, as
@@ -165,7 +171,7 @@ def write_uniclass(onig, version):
            '#include "text/uniclass.h"',
            ""]
     entries = []
-    # each category, and Oniguruma's \\w (its "Word": more than Letter, Mark, Decimal_Number
+    # each category, and Oniguruma's \w (its "Word": more than Letter, Mark, Decimal_Number
     # and Connector_Punctuation, e.g. Letter_Number, U+00B2), on PCRE2's properties
     classes = [(cat, onig[cat], [cat]) for cat in CATEGORIES] + [("Word", onig[r"\w"], WORD_BASE)]
     for name, ref, props in classes:
@@ -236,17 +242,16 @@ def write_goldens(onig, version):
     write(os.path.join(GOLDEN, "repr.tsv"), "\n".join(lines) + "\n")
 
     lines = [head, "# PATTERN \\t the code points it matches in tokenizers (hex ranges)"]
-    for pat in [r"\p{%s}" % c for c in CATEGORIES] + [r"\s", r"\w"]:
-        key = pat[3:-1] if pat.startswith(r"\p{") else pat
-        lines.append(pat + "\t" + ranges_text(ranges(sorted(onig[key]))))
+    for pat in CLASS_PATTERNS:
+        lines.append(pat + "\t" + ranges_text(ranges(sorted(onig[pat]))))
     write(os.path.join(GOLDEN, "classes.tsv"), "\n".join(lines) + "\n")
 
 
 def main():
     text = all_code_points()
     onig = {c: onig_set(r"\p{%s}" % c, text) for c in CATEGORIES}
-    onig[r"\s"] = onig_set(r"\s", text)
-    onig[r"\w"] = onig_set(r"\w", text)
+    for pat in CLASS_PATTERNS:
+        onig[pat] = onig[pat[3:-1]] if pat in (r"\p{%s}" % c for c in CATEGORIES) else onig_set(pat, text)
     version = onig_unicode_version(onig)
     print(f"tokenizers {tokenizers.__version__}: Oniguruma knows Unicode {version}; "
           f"Python {sys.version.split()[0]}: Unicode {unicodedata.unidata_version}")
