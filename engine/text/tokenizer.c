@@ -89,13 +89,12 @@ typedef struct {
 enum { B_REMOVED, B_ISOLATED, B_MERGED_PREV, B_MERGED_NEXT, B_CONTIGUOUS };
 
 typedef struct {
-    pcre2_code *re; /* NULL: no split (ByteLevel with use_regex false) */
-    int jit;
-    /* the pattern with PCRE2's own general categories, for text without code
-     * points whose category changed since PCRE2's Unicode (uniclass.h); NULL
-     * when it would be re itself */
-    pcre2_code *re_native;
-    int jit_native;
+    /* re[0]: the pattern with the reference's general categories; re[1]: with
+     * PCRE2's own, for text without code points whose category changed since
+     * PCRE2's Unicode (uniclass.h), or re[0] itself when that would be the
+     * same. NULL: no split (ByteLevel with use_regex false). jit: JIT-compiled. */
+    pcre2_code *re[2];
+    int jit[2];
     int behavior;
     int invert;
     int prefix_space; /* ByteLevel add_prefix_space */
@@ -512,24 +511,34 @@ static int compile_pcre2(const char *p, size_t n, uint32_t opts, pcre2_code **ou
 }
 
 /* Compiles a step's pattern (Oniguruma regex, or a literal string) with
- * UTF+UCP into st->re, and, when PCRE2's own properties match the reference
- * on text without changed code points and that pattern differs, into
- * st->re_native too. */
+ * UTF+UCP into st->re[0], and into st->re[1] with PCRE2's own properties
+ * when those match the reference on text without changed code points and the
+ * pattern differs (else re[1] is re[0]). */
 static int compile_re(const char *pat, size_t n, int literal, pt_step *st, const char *name, const char *what,
                       char *err, size_t errlen)
 {
-    if (literal)
-        return compile_pcre2(pat, n, PCRE2_UTF | PCRE2_NO_UTF_CHECK | PCRE2_LITERAL, &st->re, &st->jit, pat, n,
-                             name, what, err, errlen);
-    uint32_t opts = PCRE2_UTF | PCRE2_NO_UTF_CHECK | PCRE2_UCP;
-    size_t pn, qn;
-    char *p = onig_to_pcre2(pat, n, 0, &pn);
-    char *q = glm_uniclass_pcre2_is_base() ? onig_to_pcre2(pat, n, 1, &qn) : NULL;
-    int rc = compile_pcre2(p, pn, opts, &st->re, &st->jit, pat, n, name, what, err, errlen);
-    if (rc == GLM_OK && q && (qn != pn || memcmp(p, q, pn) != 0))
-        rc = compile_pcre2(q, qn, opts, &st->re_native, &st->jit_native, pat, n, name, what, err, errlen);
-    free(p);
-    free(q);
+    int rc;
+    if (literal) {
+        rc = compile_pcre2(pat, n, PCRE2_UTF | PCRE2_NO_UTF_CHECK | PCRE2_LITERAL, &st->re[0], &st->jit[0], pat,
+                           n, name, what, err, errlen);
+    } else {
+        uint32_t opts = PCRE2_UTF | PCRE2_NO_UTF_CHECK | PCRE2_UCP;
+        size_t pn, qn;
+        char *p = onig_to_pcre2(pat, n, 0, &pn);
+        char *q = glm_uniclass_pcre2_is_base() ? onig_to_pcre2(pat, n, 1, &qn) : NULL;
+        rc = compile_pcre2(p, pn, opts, &st->re[0], &st->jit[0], pat, n, name, what, err, errlen);
+        if (rc == GLM_OK && q && (qn != pn || memcmp(p, q, pn) != 0) &&
+            (rc = compile_pcre2(q, qn, opts, &st->re[1], &st->jit[1], pat, n, name, what, err, errlen)) != GLM_OK) {
+            pcre2_code_free(st->re[0]);
+            st->re[0] = NULL;
+        }
+        free(p);
+        free(q);
+    }
+    if (rc == GLM_OK && !st->re[1]) {
+        st->re[1] = st->re[0];
+        st->jit[1] = st->jit[0];
+    }
     return rc;
 }
 
@@ -1195,10 +1204,11 @@ void glm_tok_free(glm_tok *t)
         }
         glm_free_aligned(t->cache);
     }
-    for (int i = 0; i < t->n_steps; i++)
-        pcre2_code_free(t->steps[i].re);
-    for (int i = 0; i < t->n_steps; i++)
-        pcre2_code_free(t->steps[i].re_native);
+    for (int i = 0; i < t->n_steps; i++) {
+        if (t->steps[i].re[1] != t->steps[i].re[0])
+            pcre2_code_free(t->steps[i].re[1]);
+        pcre2_code_free(t->steps[i].re[0]);
+    }
     free(t->steps);
     pcre2_code_free(t->word_re);
     for (int i = 0; i < 2; i++)
@@ -1293,8 +1303,8 @@ typedef struct {
     pcre2_match_context *mctx;
     pcre2_jit_stack *jstack;
     size_t jstack_size;
-    int changed; /* the text holds a code point whose category changed since
-                    PCRE2's Unicode: steps use re, not re_native */
+    int native; /* 1: the text holds no code point whose category changed
+                   since PCRE2's Unicode, so steps match with re[1] */
     char *err;
     size_t errlen;
 } enc;
@@ -1539,12 +1549,8 @@ static int re_find(enc *e, const pt_step *st, const char *p, size_t n, size_t fr
     uint32_t lim = n >= (UINT32_MAX - 10000000u) / 64 ? UINT32_MAX : (uint32_t)(10000000u + 64 * n);
     pcre2_set_match_limit(e->mctx, lim);
     pcre2_set_depth_limit(e->mctx, lim);
-    const pcre2_code *re = st->re;
-    int jit = st->jit;
-    if (st->re_native && !e->changed) {
-        re = st->re_native;
-        jit = st->jit_native;
-    }
+    const pcre2_code *re = st->re[e->native];
+    int jit = st->jit[e->native];
     for (;;) {
         int rc = jit ? pcre2_jit_match(re, (PCRE2_SPTR)p, n, from, 0, e->md, e->mctx)
                      : pcre2_match(re, (PCRE2_SPTR)p, n, from, PCRE2_NO_UTF_CHECK, e->md, e->mctx);
@@ -1644,7 +1650,7 @@ static int pretok(enc *e, int step, const char *p, size_t n)
         n++;
     }
     int rc = GLM_OK;
-    if (!st->re) {
+    if (!st->re[0]) {
         rc = pretok(e, step + 1, p, n);
         free(own);
         return rc;
@@ -1783,7 +1789,7 @@ int glm_tok_encode_max(const glm_tok *t, const char *text, size_t len, int parse
     e.ids = glm_malloc(e.cap * sizeof *e.ids);
     int rc = GLM_OK;
     if (t->n_steps > 0) {
-        e.changed = glm_uniclass_text_changed(text, len);
+        e.native = !glm_uniclass_text_changed(text, len);
         e.md = pcre2_match_data_create(1, NULL);
         e.mctx = pcre2_match_context_create(NULL);
         GLM_ASSERT(e.md != NULL && e.mctx != NULL);

@@ -6,6 +6,9 @@
 
 #include <pcre2.h>
 #include <string.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 #include "core/utf8.h"
 
@@ -82,27 +85,53 @@ const char *glm_uniclass_unicode_version(void)
     return glm_uniclass_unicode;
 }
 
+static inline int changed_block(uint32_t c)
+{
+    return glm_uniclass_changed_blocks[c >> 13] >> ((c >> 7) & 63) & 1;
+}
+
+/* Whether lead byte b may start a changed code point: none of those is below
+ * U+0800 (two-byte characters) or in U+4000..U+9FFF (lead bytes E4..E9, the
+ * CJK ideographs), which make_unicode_tables.py checks. Every other byte
+ * (ASCII, continuation, those leads) is skipped without decoding, so the
+ * scan needs no character alignment and can skip 16 bytes at a time. */
+static inline int may_start_changed(unsigned b)
+{
+    return b >= 0xE0 && (b < 0xE4 || b > 0xE9);
+}
+
 int glm_uniclass_text_changed(const char *s, size_t n)
 {
     const unsigned char *u = (const unsigned char *)s;
     size_t i = 0;
     while (i < n) {
-        if (i + 8 <= n) { /* eight ASCII bytes at a time */
-            uint64_t w;
-            memcpy(&w, u + i, 8);
-            if (!(w & 0x8080808080808080ull)) {
-                i += 8;
+#ifdef __SSE2__
+        if (i + 16 <= n) {
+            __m128i v = _mm_loadu_si128((const __m128i *)(u + i));
+            __m128i ge_e0 = _mm_cmpeq_epi8(_mm_max_epu8(v, _mm_set1_epi8((char)0xE0)), v);
+            __m128i ge_e4 = _mm_cmpeq_epi8(_mm_max_epu8(v, _mm_set1_epi8((char)0xE4)), v);
+            __m128i le_e9 = _mm_cmpeq_epi8(_mm_min_epu8(v, _mm_set1_epi8((char)0xE9)), v);
+            unsigned m = (unsigned)_mm_movemask_epi8(_mm_andnot_si128(_mm_and_si128(ge_e4, le_e9), ge_e0));
+            if (!m) {
+                i += 16;
                 continue;
             }
+            i += (size_t)__builtin_ctz(m); /* to the first lead byte that may start one */
         }
-        if (u[i] < 0x80) {
+#endif
+        unsigned b = u[i];
+        if (!may_start_changed(b)) {
             i++;
+            continue;
+        }
+        /* a three-byte character's block of 128 from its first two bytes */
+        if (b < 0xF0 && i + 1 < n && !changed_block((b & 0x0Fu) << 12 | (u[i + 1] & 0x3Fu) << 6)) {
+            i += 3;
             continue;
         }
         uint32_t c;
         i += glm_utf8_decode_valid((const char *)u + i, s + n, &c);
-        if ((glm_uniclass_changed_blocks[c >> 13] >> ((c >> 7) & 63) & 1) &&
-            glm_cp_in_ranges(c, glm_uniclass_changed, (size_t)glm_n_uniclass_changed))
+        if (changed_block(c) && glm_cp_in_ranges(c, glm_uniclass_changed, (size_t)glm_n_uniclass_changed))
             return 1;
     }
     return 0;

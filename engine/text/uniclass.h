@@ -48,7 +48,8 @@ int glm_uniclass_pcre2_is_base(void);
 
 /* 1 when the n bytes of valid UTF-8 at s hold a code point whose general
  * category differs between the base Unicode and the reference's (one that
- * was unassigned in the base, mostly); else 0. About 1 GB/s on ASCII. */
+ * was unassigned in the base, mostly); else 0. About 6 GB/s on mixed text
+ * (1.6 ms for glm-bench-tok's 10 MB, 1% of encoding it). */
 int glm_uniclass_text_changed(const char *s, size_t n);
 
 /* --- the generated table (uniclass_table.c) ----------------------------------- */

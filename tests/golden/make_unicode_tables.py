@@ -193,6 +193,10 @@ def write_uniclass(onig, version):
     changed = set()
     for cat in CATEGORIES:
         changed |= onig[cat] ^ python_set(cat)
+    # glm_uniclass_text_changed skips two-byte characters and the lead bytes E4..E9
+    if any(c < 0x800 or 0x4000 <= c <= 0x9FFF for c in changed):
+        sys.exit("a code point below U+0800 or in U+4000..U+9FFF changed category: "
+                 "uniclass.c's scan must look at it")
     out += c_ranges("CHANGED", ranges(sorted(changed)))
     blocks = [0] * ((MAX_CP + 1) // 128 // 64)
     for c in changed:
