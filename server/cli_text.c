@@ -11,6 +11,7 @@
  * max_position_embeddings), so it accepts and rejects what they do. `tokenize` and `detokenize` use the same code as /tokenize and
  * /detokenize.
  */
+#include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
 #include <jansson.h>
@@ -143,6 +144,31 @@ int glm_cli_tokenize(int argc, char **argv)
     return rc;
 }
 
+/* detokenize reads ids separated by commas and/or whitespace ("1,2", "1, 2",
+ * "1 2", one a line). Rewrites text in place into the comma list
+ * glm_parse_id_list reads: a whitespace run between two ids becomes a comma,
+ * any other a space, and trailing whitespace goes. Returns the new length. */
+static size_t ids_to_list(char *text, size_t len)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < len;) {
+        if (!isspace((unsigned char)text[i])) {
+            text[o++] = text[i++];
+            continue;
+        }
+        size_t j = i;
+        while (j < len && isspace((unsigned char)text[j]))
+            j++;
+        if (j < len) {
+            int between = o > 0 && isdigit((unsigned char)text[o - 1]) && isdigit((unsigned char)text[j]);
+            text[o++] = between ? ',' : ' ';
+        }
+        i = j;
+    }
+    text[o] = 0;
+    return o;
+}
+
 int glm_cli_detokenize(int argc, char **argv)
 {
     int skip;
@@ -152,12 +178,7 @@ int glm_cli_detokenize(int argc, char **argv)
     int rc = text_tool_start(argc, argv, "detokenize", "skip-special", &skip, &t, &text, &len);
     if (rc >= 0)
         return rc;
-    /* ids separated by commas and/or whitespace */
-    for (size_t i = 0; i < len; i++)
-        if (text[i] == '\n' || text[i] == '\t' || text[i] == '\r')
-            text[i] = ' ';
-    while (len > 0 && text[len - 1] == ' ')
-        text[--len] = 0;
+    len = ids_to_list(text, len);
     int *ids = NULL;
     char err[GLM_ERRLEN];
     int n = len ? glm_parse_id_list(text, &ids, err, sizeof err) : 0;

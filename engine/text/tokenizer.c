@@ -49,6 +49,7 @@
 #include "core/strmap.h"
 #include "core/utf8.h"
 #include "core/util.h"
+#include "text/uniclass.h"
 
 #define MAX_FILE_BYTES ((size_t)1 << 30)
 
@@ -88,8 +89,12 @@ typedef struct {
 enum { B_REMOVED, B_ISOLATED, B_MERGED_PREV, B_MERGED_NEXT, B_CONTIGUOUS };
 
 typedef struct {
-    pcre2_code *re; /* NULL: no split (ByteLevel with use_regex false) */
-    int jit;
+    /* re[0]: the pattern with the reference's general categories; re[1]: with
+     * PCRE2's own, for text without code points whose category changed since
+     * PCRE2's Unicode (uniclass.h), or re[0] itself when that would be the
+     * same. NULL: no split (ByteLevel with use_regex false). jit: JIT-compiled. */
+    pcre2_code *re[2];
+    int jit[2];
     int behavior;
     int invert;
     int prefix_space; /* ByteLevel add_prefix_space */
@@ -369,17 +374,46 @@ static void byte_chars(uint32_t out[256])
 /* ------------------------------------------------------------------------ */
 /* regexes                                                                  */
 
-/*
- * Rewrites the escapes whose meaning differs between Oniguruma (Ruby syntax,
- * what tokenizers compiles) and PCRE2 with UCP: \s \S (White_Space; PCRE2
- * adds U+180E), \w \W (Letter, Mark, Decimal_Number, Connector_Punctuation;
- * PCRE2 10.42 has L, N and '_'), \h \H (hex digit in Oniguruma). \W and \H
- * inside a character class are left as they are. Returns a malloc'd string.
- */
-static char *onig_to_pcre2(const char *re, size_t n, size_t *out_n)
+/* A general category \p{X}, \p{^X} or \P{X} at re[i] (a backslash): writes it
+ * as the reference's Unicode has it (uniclass.h) and returns the bytes it
+ * took, or 0 when there is none there (other properties are left to PCRE2).
+ * Negated inside a class it is the explicit complement; outside, a class. */
+static size_t put_category(const char *re, size_t n, size_t i, int in_class, glm_buf *b)
 {
-    size_t cap = n * 32 + 1, o = 0;
-    char *out = glm_malloc(cap);
+    if (i + 3 >= n || (re[i + 1] != 'p' && re[i + 1] != 'P') || re[i + 2] != '{')
+        return 0;
+    const char *name = re + i + 3, *close = memchr(name, '}', n - (i + 3));
+    if (!close)
+        return 0;
+    int negated = re[i + 1] == 'P';
+    if (*name == '^') {
+        negated = !negated;
+        name++;
+    }
+    glm_buf items = {0};
+    if (!glm_uniclass_items(name, (size_t)(close - name), in_class && negated, &items))
+        return 0;
+    if (in_class)
+        glm_buf_put(b, items.p, items.len);
+    else
+        glm_buf_printf(b, "[%s%s]", negated ? "^" : "", items.p);
+    glm_buf_free(&items);
+    return (size_t)(close + 1 - (re + i));
+}
+
+/*
+ * Rewrites an Oniguruma pattern (Ruby syntax, what tokenizers compiles) for
+ * PCRE2 with UCP, where the two differ: \s \S (White_Space; PCRE2 adds
+ * U+180E), \w \W (Oniguruma's Word: Letter, Mark, Decimal_Number,
+ * Connector_Punctuation and more, e.g. Letter_Number and U+00B2), \h \H (hex
+ * digit in Oniguruma), and the general categories (\p{L}, \p{N}, ... in the
+ * reference's Unicode, newer than PCRE2's: uniclass.h). \W and \H inside a
+ * character class are left as they are. With native, general categories are
+ * left to PCRE2's own properties. Returns a malloc'd string.
+ */
+static char *onig_to_pcre2(const char *re, size_t n, int native, size_t *out_n)
+{
+    glm_buf b = {0};
     int in_class = 0;
     size_t body = 0; /* first index of the class body (a ']' there is literal) */
     for (size_t i = 0; i < n;) {
@@ -395,28 +429,37 @@ static char *onig_to_pcre2(const char *re, size_t n, size_t *out_n)
                         break;
                     }
                 size_t k = e ? (size_t)(e - (re + i)) : n - i;
-                memcpy(out + o, re + i, k);
-                o += k;
+                glm_buf_put(&b, re + i, k);
+                i += k;
+                continue;
+            }
+            size_t k = native ? 0 : put_category(re, n, i, in_class, &b);
+            if (k) {
                 i += k;
                 continue;
             }
             switch (d) {
             case 's': rep = "\\p{White_Space}"; break;
             case 'S': rep = "\\P{White_Space}"; break;
-            case 'w': rep = in_class ? "\\p{L}\\p{M}\\p{Nd}\\p{Pc}" : "[\\p{L}\\p{M}\\p{Nd}\\p{Pc}]"; break;
-            case 'W': rep = in_class ? NULL : "[^\\p{L}\\p{M}\\p{Nd}\\p{Pc}]"; break;
+            case 'w':
+            case 'W': /* Oniguruma's Word: the same in both compilations */
+                if (d == 'W' && in_class)
+                    break;
+                if (!in_class)
+                    glm_buf_puts(&b, d == 'w' ? "[" : "[^");
+                glm_uniclass_items("Word", 4, 0, &b);
+                if (!in_class)
+                    glm_buf_putc(&b, ']');
+                i += 2;
+                continue;
             case 'h': rep = in_class ? "0-9a-fA-F" : "[0-9a-fA-F]"; break;
             case 'H': rep = in_class ? NULL : "[^0-9a-fA-F]"; break;
             default: break;
             }
-            if (rep) {
-                size_t k = strlen(rep);
-                memcpy(out + o, rep, k);
-                o += k;
-            } else {
-                out[o++] = c;
-                out[o++] = d;
-            }
+            if (rep)
+                glm_buf_puts(&b, rep);
+            else
+                glm_buf_put(&b, re + i, 2);
             i += 2;
             continue;
         }
@@ -432,40 +475,32 @@ static char *onig_to_pcre2(const char *re, size_t n, size_t *out_n)
                 }
             if (e) {
                 size_t k = (size_t)(e - (re + i));
-                memcpy(out + o, re + i, k);
-                o += k;
+                glm_buf_put(&b, re + i, k);
                 i += k;
                 continue;
             }
         } else if (in_class && c == ']' && i != body) {
             in_class = 0;
         }
-        out[o++] = c;
+        glm_buf_putc(&b, c);
         i++;
     }
-    out[o] = 0;
-    *out_n = o;
-    return out;
+    return glm_buf_take(&b, out_n);
 }
 
-/* Compiles a pattern (Oniguruma regex, or a literal string) with UTF+UCP and
- * JITs it when possible. */
-static int compile_re(const char *pat, size_t n, int literal, pcre2_code **out, int *jit,
-                      const char *name, const char *what, char *err, size_t errlen)
+/* Compiles PCRE2 pattern p with opts and JITs it when possible. */
+static int compile_pcre2(const char *p, size_t n, uint32_t opts, pcre2_code **out, int *jit, const char *pat,
+                         size_t pat_n, const char *name, const char *what, char *err, size_t errlen)
 {
-    size_t pn = n;
-    char *p = literal ? NULL : onig_to_pcre2(pat, n, &pn);
     int ec;
     PCRE2_SIZE eo;
-    uint32_t opts = PCRE2_UTF | PCRE2_NO_UTF_CHECK | (literal ? PCRE2_LITERAL : PCRE2_UCP);
-    pcre2_code *re = pcre2_compile((PCRE2_SPTR)(literal ? pat : p), pn, opts, &ec, &eo, NULL);
-    free(p);
+    pcre2_code *re = pcre2_compile((PCRE2_SPTR)p, n, opts, &ec, &eo, NULL);
     if (!re) {
         PCRE2_UCHAR msg[256];
         pcre2_get_error_message(ec, msg, sizeof msg);
         char sb[160];
         return glm_err(err, errlen, "%s: %s regex '%s' does not compile: %s (at offset %zu)", name,
-                       what, show(pat, n, sb, sizeof sb), (const char *)msg, (size_t)eo);
+                       what, show(pat, pat_n, sb, sizeof sb), (const char *)msg, (size_t)eo);
     }
     /* GLM_PCRE2_JIT=0 turns the JIT off: under valgrind, whose memcheck
      * flags the JIT's deliberate (page-safe) vector reads past the subject */
@@ -473,6 +508,38 @@ static int compile_re(const char *pat, size_t n, int literal, pcre2_code **out, 
     *jit = !(env && strcmp(env, "0") == 0) && pcre2_jit_compile(re, PCRE2_JIT_COMPLETE) == 0;
     *out = re;
     return GLM_OK;
+}
+
+/* Compiles a step's pattern (Oniguruma regex, or a literal string) with
+ * UTF+UCP into st->re[0], and into st->re[1] with PCRE2's own properties
+ * when those match the reference on text without changed code points and the
+ * pattern differs (else re[1] is re[0]). */
+static int compile_re(const char *pat, size_t n, int literal, pt_step *st, const char *name, const char *what,
+                      char *err, size_t errlen)
+{
+    int rc;
+    if (literal) {
+        rc = compile_pcre2(pat, n, PCRE2_UTF | PCRE2_NO_UTF_CHECK | PCRE2_LITERAL, &st->re[0], &st->jit[0], pat,
+                           n, name, what, err, errlen);
+    } else {
+        uint32_t opts = PCRE2_UTF | PCRE2_NO_UTF_CHECK | PCRE2_UCP;
+        size_t pn, qn;
+        char *p = onig_to_pcre2(pat, n, 0, &pn);
+        char *q = glm_uniclass_pcre2_is_base() ? onig_to_pcre2(pat, n, 1, &qn) : NULL;
+        rc = compile_pcre2(p, pn, opts, &st->re[0], &st->jit[0], pat, n, name, what, err, errlen);
+        if (rc == GLM_OK && q && (qn != pn || memcmp(p, q, pn) != 0) &&
+            (rc = compile_pcre2(q, qn, opts, &st->re[1], &st->jit[1], pat, n, name, what, err, errlen)) != GLM_OK) {
+            pcre2_code_free(st->re[0]);
+            st->re[0] = NULL;
+        }
+        free(p);
+        free(q);
+    }
+    if (rc == GLM_OK && !st->re[1]) {
+        st->re[1] = st->re[0];
+        st->jit[1] = st->jit[0];
+    }
+    return rc;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -591,7 +658,7 @@ static int parse_pretok(lctx *x, glm_tok *t, const json_t *p, int depth, int *se
             return glm_err(x->err, x->errlen, "%s: pre_tokenizer Split needs a boolean 'invert'", x->name);
         const json_t *s = rx ? rx : lit;
         pt_step st = {.behavior = behavior, .invert = json_is_true(inv)};
-        if (compile_re(json_string_value(s), json_string_length(s), !rx, &st.re, &st.jit, x->name,
+        if (compile_re(json_string_value(s), json_string_length(s), !rx, &st, x->name,
                        "pre_tokenizer Split", x->err, x->errlen) != GLM_OK)
             return GLM_ERR;
         return add_step(t, st);
@@ -605,7 +672,7 @@ static int parse_pretok(lctx *x, glm_tok *t, const json_t *p, int depth, int *se
         if (!aps && !use_re)
             return GLM_OK;
         pt_step st = {.behavior = B_ISOLATED, .prefix_space = aps};
-        if (use_re && compile_re(GPT2_RE, sizeof GPT2_RE - 1, 0, &st.re, &st.jit, x->name,
+        if (use_re && compile_re(GPT2_RE, sizeof GPT2_RE - 1, 0, &st, x->name,
                                  "ByteLevel", x->err, x->errlen) != GLM_OK)
             return GLM_ERR;
         return add_step(t, st);
@@ -1137,8 +1204,11 @@ void glm_tok_free(glm_tok *t)
         }
         glm_free_aligned(t->cache);
     }
-    for (int i = 0; i < t->n_steps; i++)
-        pcre2_code_free(t->steps[i].re);
+    for (int i = 0; i < t->n_steps; i++) {
+        if (t->steps[i].re[1] != t->steps[i].re[0])
+            pcre2_code_free(t->steps[i].re[1]);
+        pcre2_code_free(t->steps[i].re[0]);
+    }
     free(t->steps);
     pcre2_code_free(t->word_re);
     for (int i = 0; i < 2; i++)
@@ -1233,6 +1303,8 @@ typedef struct {
     pcre2_match_context *mctx;
     pcre2_jit_stack *jstack;
     size_t jstack_size;
+    int native; /* 1: the text holds no code point whose category changed
+                   since PCRE2's Unicode, so steps match with re[1] */
     char *err;
     size_t errlen;
 } enc;
@@ -1477,9 +1549,11 @@ static int re_find(enc *e, const pt_step *st, const char *p, size_t n, size_t fr
     uint32_t lim = n >= (UINT32_MAX - 10000000u) / 64 ? UINT32_MAX : (uint32_t)(10000000u + 64 * n);
     pcre2_set_match_limit(e->mctx, lim);
     pcre2_set_depth_limit(e->mctx, lim);
+    const pcre2_code *re = st->re[e->native];
+    int jit = st->jit[e->native];
     for (;;) {
-        int rc = st->jit ? pcre2_jit_match(st->re, (PCRE2_SPTR)p, n, from, 0, e->md, e->mctx)
-                         : pcre2_match(st->re, (PCRE2_SPTR)p, n, from, PCRE2_NO_UTF_CHECK, e->md, e->mctx);
+        int rc = jit ? pcre2_jit_match(re, (PCRE2_SPTR)p, n, from, 0, e->md, e->mctx)
+                     : pcre2_match(re, (PCRE2_SPTR)p, n, from, PCRE2_NO_UTF_CHECK, e->md, e->mctx);
         if (rc == PCRE2_ERROR_NOMATCH)
             return 0;
         if (rc >= 0) {
@@ -1576,7 +1650,7 @@ static int pretok(enc *e, int step, const char *p, size_t n)
         n++;
     }
     int rc = GLM_OK;
-    if (!st->re) {
+    if (!st->re[0]) {
         rc = pretok(e, step + 1, p, n);
         free(own);
         return rc;
@@ -1715,6 +1789,7 @@ int glm_tok_encode_max(const glm_tok *t, const char *text, size_t len, int parse
     e.ids = glm_malloc(e.cap * sizeof *e.ids);
     int rc = GLM_OK;
     if (t->n_steps > 0) {
+        e.native = !glm_uniclass_text_changed(text, len);
         e.md = pcre2_match_data_create(1, NULL);
         e.mctx = pcre2_match_context_create(NULL);
         GLM_ASSERT(e.md != NULL && e.mctx != NULL);

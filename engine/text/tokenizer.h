@@ -26,9 +26,17 @@
  * compiled with PCRE2 (UTF + UCP, JIT when available; GLM_PCRE2_JIT=0 in the
  * environment at load turns the JIT off, e.g. for valgrind). The two differ in
  * what \s, \S, \w, \W and \h mean; those escapes are rewritten to the
- * Oniguruma meaning (\s = Unicode White_Space, so U+180E is not a space).
- * Known remaining difference: PCRE2 10.42 knows Unicode 14, so letters and
- * digits added in Unicode 15+ (e.g. CJK Extension H) are "other" here.
+ * Oniguruma meaning (\s = Unicode White_Space, so U+180E is not a space; \w =
+ * Oniguruma's Word). They also differ in Unicode version: `tokenizers` 0.23
+ * knows Unicode 16.0, Debian 12's PCRE2 10.42 Unicode 14.0. The general
+ * categories (\p{L}, \p{N}, \p{Lu}, ..., also inside classes and negated)
+ * and \w are written as the reference has them, from a table generated from
+ * `tokenizers` (uniclass.h), so letters and digits of Unicode 15 and 16 (Kawi,
+ * Nag Mundari, CJK Extensions H and I, Garay, ...) split as they do there. A
+ * text holding none of the code points whose category changed since Unicode
+ * 14 is matched with PCRE2's own properties (same result, full speed); one
+ * holding any, with the table's classes (about a fifth slower). Other
+ * properties (scripts, \p{Alphabetic}) keep PCRE2's Unicode.
  *
  * Usage:
  *   glm_tok *t;

@@ -8,7 +8,11 @@
  * `tokenizers` on the same text, written with --text-out) can be compared.
  * It asserts nothing.
  *
- *   build/glm-bench-tok [--tokenizer FILE] [--mb 10] [--reps 3] [--text-out FILE]
+ *   build/glm-bench-tok [--tokenizer FILE] [--mb 10] [--reps 3] [--text-out FILE] [--text FILE]
+ *
+ * --text encodes that file instead (e.g. the generated text with one letter of
+ * Unicode 16 added, which sends every Split regex down its slower exact path:
+ * engine/text/uniclass.h).
  *
  * The tokenizer defaults to models/tokenizer-large/tokenizer.json (made by
  * tests/golden/make_tokenizers.py --large) when it exists, else the tiny
@@ -131,7 +135,7 @@ static uint64_t fnv_ids(const int32_t *ids, size_t n, uint64_t h)
 
 int main(int argc, char **argv)
 {
-    const char *path = "models/tokenizer-large/tokenizer.json", *text_out = NULL;
+    const char *path = "models/tokenizer-large/tokenizer.json", *text_out = NULL, *text_in = NULL;
     FILE *probe = fopen(path, "rb");
     if (probe)
         fclose(probe);
@@ -140,7 +144,7 @@ int main(int argc, char **argv)
     double mb = 10;
     int reps = 3;
     static const struct option opts[] = {{"tokenizer", 1, 0, 't'}, {"mb", 1, 0, 'm'}, {"reps", 1, 0, 'r'},
-                                         {"text-out", 1, 0, 'o'}, {0, 0, 0, 0}};
+                                         {"text-out", 1, 0, 'o'}, {"text", 1, 0, 'i'}, {0, 0, 0, 0}};
     int c;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         if (c == 't')
@@ -151,8 +155,10 @@ int main(int argc, char **argv)
             reps = atoi(optarg);
         else if (c == 'o')
             text_out = optarg;
+        else if (c == 'i')
+            text_in = optarg;
         else {
-            fprintf(stderr, "usage: %s [--tokenizer F] [--mb N] [--reps N] [--text-out F]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--tokenizer F] [--mb N] [--reps N] [--text-out F] [--text F]\n", argv[0]);
             return 2;
         }
     }
@@ -164,7 +170,17 @@ int main(int argc, char **argv)
         return 1;
     }
     double t_load = glm_now() - t0;
-    glm_buf text = make_text((size_t)(mb * 1e6));
+    glm_buf text = {0};
+    if (text_in) {
+        FILE *f = fopen(text_in, "rb");
+        if (!f || glm_buf_read(&text, f, (size_t)1 << 31) != GLM_OK) {
+            fprintf(stderr, "%s: cannot read\n", text_in);
+            return 1;
+        }
+        fclose(f);
+    } else {
+        text = make_text((size_t)(mb * 1e6));
+    }
     if (text_out) {
         FILE *f = fopen(text_out, "wb");
         if (!f || fwrite(text.p, 1, text.len, f) != text.len) {

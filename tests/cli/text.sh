@@ -119,6 +119,19 @@ for line in open("tests/golden/tokenizer/tiny.encode.tsv", encoding="utf-8"):
 if n < 100:
     fails += 1
     print(f"FAIL: only {n} tokenizer goldens checked")
+
+# detokenize: ids separated by commas and/or whitespace, as its usage says
+rc, ref, err = run(["detokenize", "--model", model], b"39,2066,78")
+for sep in [b"39 2066 78", b"39\n2066\n78\n", b" 39,\t2066 ,78 ", b"39, 2066\r\n78"]:
+    rc, out, err = run(["detokenize", "--model", model], sep)
+    if rc != 0 or out != ref:
+        fails += 1
+        print(f"FAIL detokenize {sep!r}: want {ref!r} got rc {rc} {out!r} {err!r}")
+for bad in [b"39,,78", b"39 2066,", b"39 -5", b"39 x"]:
+    rc, out, err = run(["detokenize", "--model", model], bad)
+    if rc != 2 or b"invalid token id list" not in err:
+        fails += 1
+        print(f"FAIL detokenize {bad!r}: want a refusal, got rc {rc} {out!r} {err!r}")
 print(f"text.sh: {len(g['chat'])} prompts, {n} token round trips, {fails} failures")
 sys.exit(1 if fails else 0)
 PY

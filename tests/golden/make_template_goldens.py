@@ -196,6 +196,10 @@ def conversations():
          tool([{"output": "first"}, {"output": "second"}])], tools=[CALC])
     add("tool_content_list_strings",
         [user("go"), asst("", tool_calls=[call("calc", {"expr": "1"})]), tool(["a", "b"])], tools=[CALC])
+    add("tool_content_text_parts_unicode",
+        [user("go"), asst("", tool_calls=[call("calc", {"expr": "1"})]),
+         tool([{"type": "text", "text": "\u0378 \U0001F3F4\U000E0067\U000E0062\U000E0073\U000E0063\U000E0074"
+                                         "\U000E007F \u0890\U000110BD \U0001E4E0's \u4e2d"}])], tools=[CALC])
     add("tool_first_message", [tool("orphan result"), user("hm")])
     add("assistant_text_and_call",
         [user("Weather?"), asst("Let me check.", tool_calls=[call("get_weather", {"location": "Lima"})]),
@@ -357,6 +361,13 @@ def interpreter_cases():
     tmpl("unicode_strings", "{{ s | length }} {{ s[0] }} {{ s[-1] }} {{ s | upper }} {{ s | reverse }} {{ s.split('é') }} {{ s | list | length }} {{ s.strip('Ωa') }}",
          s="aébΩ中文🎉a")
     tmpl("repr_strings", "{{ ['it\\'s', 'say \"hi\"', 'both \\' \"', 'nl\\n', 'tab\\t', 'bs\\\\', 'é', '\\x01', '\\u2028', '\\u3000', '🎉'] }}")
+    # what repr() escapes: unassigned code points, format and tag characters (a subdivision
+    # flag), Unicode 15/16 letters (unassigned for Python 3.11), private use, noncharacters
+    tmpl("repr_unicode_classes", "{{ x }} {{ {'k': x[0]} }}",
+         x=["\u0378", "\u0890\u0891\u08e2", "\U000110bd\U00013430\U0001bca0\U0001d173",
+            "\U0001F3F4\U000E0067\U000E0062\U000E0073\U000E0063\U000E0074\U000E007F", "\U000e0001",
+            "\u00ad\u200b\u2060\ufeff", "\U0001e4e0\U00010d4a\U0002ebf0", "\ue000\U0010fffd",
+            "\ufffe\U0001ffff", "\u4e2d\U0001F600"])
     tmpl("namespace_print", "{% set ns = namespace(a=1, b='x') %}{{ ns }}")
     tmpl("generation_tag", "A{% generation %}B{{ 1 }}{% endgeneration %}C")
     tmpl("print_tag", "{% print 'p', 1 %}")

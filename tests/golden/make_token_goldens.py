@@ -134,6 +134,28 @@ HAND = [
 ] + SPECIALS + [s + s for s in SPECIALS] + [" " + s + " " for s in SPECIALS] + \
     [s[:-1] for s in SPECIALS] + [s[1:] for s in SPECIALS]
 
+# Code points whose class differs between PCRE2's Unicode (14.0) and tokenizers' (16.0):
+# letters and digits of Unicode 15 and 16 (Kawi, Nag Mundari, CJK Extensions H and I, Garay,
+# Todhri, Kirat Rai, Tulu-Tigalari, Sunuwar, Gurung Khema, Ol Onal, Latin), marks, symbols and
+# punctuation new since, a mark that changed category; then format and tag characters
+# (subdivision flags), unassigned code points and Unicode 17 letters (unassigned for both).
+UNICODE_NEW = [
+    "\U00011B00\U0001E4E0's", "x\U0001E4E0's", "\U0001E4D0\U0001E4D1\U0001E4E0", "\U0001E4F0\U0001E4F11234",
+    "\U00011F04\U00011F05 \U00011F50\U00011F51\U00011F52\U00011F53", "\U00031350\U00031351\u4e2d",
+    "\U0002EBF0\U0002EBF1's", " \U00010D4A\U00010D4B're", "\U00010D40\U00010D41\U00010D42\U00010D43",
+    "\U000105C0\U000105C1", "\U00016D43\U00016D44\U00016D70\U00016D71", "\U00011380\U00011381 \U00011BC0",
+    "\U00016100\U00016101 \U0001E5D0\U0001E5D1", "\U0001D2C0\U0001D2C1", "\uA7CB\uA7CC\uA7CD\uA7DA",
+    "\u0628\u0897", "\u0C95\u0CF3", "\u0E81\u0ECE", "\u1B4E\u1B4F!", "\u2427\u2428 \u31E4",
+    "\U00011700\U0001171E", "\U00013460\U00013461", "\U0001CC00\U0001CCF0", "\U000116D0\U000116D1\U000116D2",
+    "hello \U0001E4E0\U0001E4E1 world \u4e2d\u6587 \U00010D4A's 12\U00010D40",
+    "\u0890\u0891", "a\u08e2b", "\U000110BD\U000110CD", "\U00013430\U00013438", "\U0001BCA0\U0001BCA3",
+    "\U0001D173\U0001D17A", "\U000E0001", "a\U000E0020b", "\U000E007F's",
+    "\U0001F3F4\U000E0067\U000E0062\U000E0073\U000E0063\U000E0074\U000E007F",
+    "\U0001F3F4\U000E0067\U000E0062\U000E0065\U000E006E\U000E0067\U000E007F x",
+    "a\u0378's", "\u0378\u0379", "\U0001FFFE\U0010FFFF", "\U00011DB0\U00011DB1's", "\U000323B0\U000323B1",
+]
+HAND += UNICODE_NEW
+
 LONG = [
     " " * 1000, "\n" * 500, " \n" * 300, "\t" * 400, " " * 999 + "x", "x" + " " * 999,
     "a" * 2000, "ab" * 700, "1" * 1000, "1234567890" * 50, "中" * 500, "😀" * 200,

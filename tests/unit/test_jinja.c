@@ -6,7 +6,9 @@
  * errors (one line, with the line number), raise_exception, the render limits
  * (endless loops and recursion stop quickly), concurrent renders of one
  * template, the chat API's argument checks and loading rules, and a fuzz pass
- * of mutated templates and random bytes (no crash, no hang).
+ * of mutated templates and random bytes (no crash, no hang). repr() of strings
+ * against Python's (tests/golden/unicode/, make_unicode_tables.py): chosen
+ * values, and every code point at once.
  *
  * JINJA_FUZZ_ITERS overrides the number of fuzz mutations (default 3000).
  */
@@ -20,8 +22,11 @@
 
 #include "text/chat_template.h"
 #include "text/jinja/jinja.h"
+#include "core/buf.h"
+#include "core/utf8.h"
 #include "core/util.h"
 #include "testutil.h"
+#include "unicode_golden.h"
 
 #define GOLDEN "tests/golden/chat_template.json"
 #define TINY "tests/models/tiny"
@@ -614,6 +619,92 @@ START_TEST(fuzz_mutations)
 }
 END_TEST
 
+
+/* ---- repr() against Python's ---------------------------------------------- */
+
+/* Printing a value shows its strings as Python's repr() does: the goldens'
+ * values (unassigned code points, format and tag characters, letters of
+ * Unicode 15 and 16, which Python 3.11 does not know, quotes) print as
+ * Python printed them. */
+START_TEST(repr_goldens)
+{
+    char **lines = ug_read_lines(UNICODE_GOLDEN "/repr.tsv");
+    int n = 0;
+    for (char **l = lines; *l; l++, n++) {
+        char *tab = strchr(*l, '\t');
+        ck_assert_msg(tab != NULL, "repr.tsv: no tab in \"%s\"", *l);
+        *tab = 0;
+        json_error_t je;
+        json_t *v = json_loads(*l, JSON_ALLOW_NUL, &je);
+        ck_assert_msg(v != NULL, "repr.tsv: %s", je.text);
+        json_t *ctx = json_pack("{s:o}", "x", v);
+        char err[GLM_ERRLEN];
+        char *out = render("{{ x }}", ctx, NULL, err);
+        ck_assert_msg(out != NULL, "%s", err);
+        ck_assert_msg(strcmp(out, tab + 1) == 0, "repr of %s: want %s, got %s", *l, tab + 1, out);
+        free(out);
+        json_decref(ctx);
+    }
+    ck_assert_int_ge(n, 10);
+    ug_free_lines(lines);
+}
+END_TEST
+
+/* One string of every code point (but surrogates, quotes, backslash, \t \n
+ * \r, which repr() writes in their own way) printed in a list: each code
+ * point Python's repr() escapes (tests/golden/unicode/repr_escaped.txt) comes
+ * out as \xHH, \uHHHH or \UHHHHHHHH, every other as it is. */
+START_TEST(repr_every_code_point)
+{
+    char **lines = ug_read_lines(UNICODE_GOLDEN "/repr_escaped.txt");
+    glm_buf all = {0};
+    for (char **l = lines; *l; l++) {
+        glm_buf_puts(&all, *l);
+        glm_buf_putc(&all, ' ');
+    }
+    glm_cp_range *esc;
+    size_t n_esc = ug_parse_ranges(all.p, all.len, &esc);
+    ck_assert_uint_gt(n_esc, 100);
+    glm_buf text = {0}, want = {0};
+    glm_buf_puts(&want, "['");
+    for (uint32_t c = 0; c <= 0x10FFFF; c++) {
+        if ((c >= 0xD800 && c <= 0xDFFF) || c == '\'' || c == '"' || c == '\\' || c == '\t' || c == '\n' ||
+            c == '\r')
+            continue;
+        char u[4];
+        size_t k = glm_utf8_encode(c, u);
+        glm_buf_put(&text, u, k);
+        if (!glm_cp_in_ranges(c, esc, n_esc))
+            glm_buf_put(&want, u, k);
+        else if (c < 0x100)
+            glm_buf_printf(&want, "\\x%02x", c);
+        else if (c < 0x10000)
+            glm_buf_printf(&want, "\\u%04x", c);
+        else
+            glm_buf_printf(&want, "\\U%08x", c);
+    }
+    glm_buf_puts(&want, "']");
+    json_t *ctx = json_pack("{s:s%}", "x", text.p, text.len);
+    ck_assert_ptr_nonnull(ctx);
+    glm_jinja_limits lim = {.max_steps = 1ull << 32, .max_output = 256 << 20, .max_memory = 1024 << 20};
+    char err[GLM_ERRLEN];
+    char *out = render("{{ [x] }}", ctx, &lim, err);
+    ck_assert_msg(out != NULL, "%s", err);
+    size_t i = 0;
+    while (out[i] && out[i] == want.p[i])
+        i++;
+    ck_assert_msg(strlen(out) == want.len && i == want.len, "repr differs from Python's at byte %zu: \"%.40s\", want \"%.40s\"",
+                  i, out + (i > 8 ? i - 8 : 0), want.p + (i > 8 ? i - 8 : 0));
+    free(out);
+    json_decref(ctx);
+    glm_buf_free(&text);
+    glm_buf_free(&want);
+    glm_buf_free(&all);
+    free(esc);
+    ug_free_lines(lines);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("jinja");
@@ -632,6 +723,8 @@ int main(void)
     tcase_add_test(tc, loading_rules);
     tcase_add_test(tc, from_string_and_message_normalization);
     tcase_add_test(tc, fuzz_mutations);
+    tcase_add_test(tc, repr_goldens);
+    tcase_add_test(tc, repr_every_code_point);
     suite_add_tcase(s, tc);
     return test_run_suite(s);
 }

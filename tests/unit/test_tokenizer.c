@@ -15,7 +15,10 @@
  * the decode of that prefix; garbage files give one error line; eight
  * threads encoding on one tokenizer get the goldens; 1 MB runs of one
  * character round-trip (bounded work: the test case's timeout is the hang
- * guard; speed is build/glm-bench-tok's business).
+ * guard; speed is build/glm-bench-tok's business). Every code point through
+ * a Split on each general category, \s and \w is classified as `tokenizers`
+ * classifies it (tests/golden/unicode/classes.tsv, Unicode 16.0 where
+ * PCRE2 knows 14.0), on text with and without code points new since.
  * Paths are relative to the repository root (tests/run_tests.sh runs from
  * there); GLM_MODELS overrides "models". Under valgrind set GLM_PCRE2_JIT=0
  * (memcheck flags the JIT's vector reads):
@@ -33,9 +36,12 @@
 #include <unistd.h>
 
 #include "text/tokenizer.h"
+#include "text/uniclass.h"
+#include "core/buf.h"
 #include "core/utf8.h"
 #include "core/util.h"
 #include "testutil.h"
+#include "unicode_golden.h"
 
 #define GOLDEN "tests/golden/tokenizer"
 #define TINY "tests/models/tiny/tokenizer.json"
@@ -875,6 +881,111 @@ START_TEST(bad_files)
 }
 END_TEST
 
+/* --- classes of code points against tokenizers ------------------------------------- */
+
+/* The tiny tokenizer with one pre-tokenizer step that keeps what `pattern`
+ * matches (runs of up to 1000) and drops the rest: decode(encode(text)) is
+ * then the text's code points of that class, in order. */
+static glm_tok *class_keeper(const char *pattern)
+{
+    json_error_t je;
+    json_t *j = json_load_file(TINY, 0, &je);
+    ck_assert_msg(j != NULL, "%s: %s", TINY, je.text);
+    char re[256];
+    snprintf(re, sizeof re, "%s{1,1000}", pattern);
+    json_t *pre = json_pack("{s:s, s:[{s:s, s:{s:s}, s:s, s:b}, {s:s, s:b, s:b, s:b}]}", "type", "Sequence",
+                            "pretokenizers", "type", "Split", "pattern", "Regex", re, "behavior", "Removed",
+                            "invert", 1, "type", "ByteLevel", "add_prefix_space", 0, "trim_offsets", 1,
+                            "use_regex", 0);
+    ck_assert_ptr_nonnull(pre);
+    json_object_set_new(j, "pre_tokenizer", pre);
+    char *text = json_dumps(j, 0);
+    glm_tok *t;
+    char err[GLM_ERRLEN];
+    ck_assert_msg(glm_tok_load_buffer(text, strlen(text), pattern, &t, err, sizeof err) == GLM_OK, "%s", err);
+    free(text);
+    json_decref(j);
+    return t;
+}
+
+/* Checks that t keeps exactly the code points of text in the golden ranges;
+ * returns 0, or 1 after naming the first code point it gets wrong. */
+static int check_class(const glm_tok *t, const char *pattern, const glm_buf *text, const glm_cp_range *r,
+                       size_t nr, const char *which)
+{
+    int32_t *ids;
+    size_t n, len;
+    char err[GLM_ERRLEN];
+    ck_assert_msg(glm_tok_encode(t, text->p, text->len, 0, &ids, &n, err, sizeof err) == GLM_OK, "%s", err);
+    char *out = glm_tok_decode(t, ids, n, 0, &len);
+    const char *p = text->p, *end = p + text->len, *o = out, *oend = out + len;
+    int bad = 0;
+    while (p < end && !bad) {
+        uint32_t c, d = 0;
+        p += glm_utf8_decode_valid(p, end, &c);
+        int want = glm_cp_in_ranges(c, r, nr), got = 0;
+        if (o < oend) {
+            size_t k = glm_utf8_decode_valid(o, oend, &d);
+            got = d == c;
+            if (got)
+                o += k;
+        }
+        if (want != got) {
+            fprintf(stderr, "%s (%s): U+%04X is %s by tokenizers but not here\n", pattern, which, c,
+                    want ? "matched" : "not matched");
+            bad = 1;
+        }
+    }
+    if (!bad && o != oend) {
+        fprintf(stderr, "%s (%s): output past the text\n", pattern, which);
+        bad = 1;
+    }
+    free(out);
+    free(ids);
+    return bad;
+}
+
+START_TEST(unicode_classes)
+{
+    /* every code point; and those whose category is the same in PCRE2's
+     * Unicode, so that the tokenizer may match with PCRE2's own properties */
+    glm_buf all = {0}, same = {0};
+    int changed = 0;
+    for (uint32_t c = 0; c <= 0x10FFFF; c++) {
+        if (c >= 0xD800 && c <= 0xDFFF)
+            continue;
+        char u[4];
+        size_t k = glm_utf8_encode(c, u);
+        glm_buf_put(&all, u, k);
+        if (glm_uniclass_text_changed(u, k))
+            changed++;
+        else
+            glm_buf_put(&same, u, k);
+    }
+    ck_assert_msg(changed > 5000 && glm_uniclass_text_changed(all.p, all.len) && !glm_uniclass_text_changed(same.p, same.len),
+                  "%d changed code points", changed);
+    char **lines = ug_read_lines(UNICODE_GOLDEN "/classes.tsv");
+    int n = 0, bad = 0;
+    for (char **l = lines; *l; l++, n++) {
+        char *tab = strchr(*l, '\t');
+        ck_assert_msg(tab != NULL, "classes.tsv: no tab in \"%s\"", *l);
+        *tab = 0;
+        glm_cp_range *r;
+        size_t nr = ug_parse_ranges(tab + 1, strlen(tab + 1), &r);
+        glm_tok *t = class_keeper(*l);
+        bad += check_class(t, *l, &all, r, nr, "every code point");
+        bad += check_class(t, *l, &same, r, nr, "unchanged code points");
+        glm_tok_free(t);
+        free(r);
+    }
+    ck_assert_int_ge(n, 38);
+    ck_assert_msg(bad == 0, "%d classes differ from tokenizers' (Unicode %s)", bad, glm_uniclass_unicode_version());
+    ug_free_lines(lines);
+    glm_buf_free(&all);
+    glm_buf_free(&same);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("tokenizer");
@@ -888,6 +999,7 @@ int main(void)
     tcase_add_test(tc, roundtrip_random);
     tcase_add_test(tc, concurrent_encode);
     tcase_add_test(tc, long_inputs);
+    tcase_add_test(tc, unicode_classes);
     suite_add_tcase(s, tc);
     return test_run_suite(s);
 }

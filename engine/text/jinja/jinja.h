@@ -9,7 +9,11 @@
  * Python semantics are followed where templates can see them: str()/repr() of
  * values, float formatting, truthiness, comparisons, slicing by code point,
  * jinja2's default Undefined (prints as "", is falsy, iterates as empty, errors
- * on arithmetic, attribute access and calls).
+ * on arithmetic, attribute access and calls). repr() escapes exactly what
+ * str.isprintable() of the reference environment's Python rejects (3.11,
+ * Unicode 14.0.0: unassigned code points, format characters such as the tag
+ * characters of subdivision flags, ...; a table generated from that Python by
+ * tests/golden/make_unicode_tables.py).
  *
  * A compiled template is immutable: any number of threads may render it at the
  * same time. Every render runs under limits (steps, output bytes, scratch
@@ -24,9 +28,8 @@
  * Known differences from Python, none of which chat templates rely on:
  * integers are 64-bit (overflow is an error); case mapping covers ASCII,
  * Latin-1, Latin Extended-A, Greek and Cyrillic (no final sigma, ß stays);
- * repr() treats unassigned code points as printable; filters that return
- * generators in jinja2 (map, select, reject, batch, unique, reverse, items)
- * return lists, so printing one shows the list and errors surface eagerly;
+ * filters that return generators in jinja2 (map, select, reject, batch,
+ * unique, reverse, items) return lists, so printing one shows the list and errors surface eagerly;
  * Markup (|safe, |e) is a plain string; jinja2's constant folding turns a few
  * invalid constant expressions (e.g. `{{ none[1:] }}`) into Undefined where
  * this renders an error.

@@ -10,6 +10,7 @@
  *                    hashing, JSON in/out, UTF-8 helpers
  *   jinja_str.c      Python str operations on UTF-8, % and str.format
  *   jinja_methods.c  str/dict/list/loop methods
+ *   jinja_printable.c Python's str.isprintable() (generated)
  *   jinja_builtins.c filters, tests, globals
  *
  * Memory: a compiled template owns one arena holding its AST and constants.
@@ -358,6 +359,9 @@ uint32_t py_toupper(uint32_t cp);
 uint32_t py_tolower(uint32_t cp);
 bool py_iscased_upper(uint32_t cp);
 bool py_iscased_lower(uint32_t cp);
+/* Python's str.isprintable() for one code point: what repr() keeps as it is
+ * (Python 3.11, Unicode 14.0.0; jinja_printable.c). */
+bool py_isprintable(uint32_t cp);
 jv jv_str_slice_chars(jx *x, jv s, size_t from, size_t to); /* [from, to) in code points */
 
 /* ---- jinja_eval.c --------------------------------------------------------- */

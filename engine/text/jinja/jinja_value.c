@@ -149,25 +149,6 @@ bool py_iscased_lower(uint32_t c)
     return py_toupper(c) != c || c == 0xDF;
 }
 
-/* Python str.isprintable() for one code point (approximation outside the
- * common ranges: unassigned code points count as printable). */
-static bool py_isprintable(uint32_t c)
-{
-    if (c < 0x20 || c == 0x7F)
-        return false;
-    if (c < 0x7F)
-        return true;
-    if (c <= 0xA0 || c == 0xAD)
-        return false;
-    if ((c >= 0x600 && c <= 0x605) || c == 0x61C || c == 0x6DD || c == 0x70F || c == 0x180E ||
-        c == 0x1680 || (c >= 0x2000 && c <= 0x200F) || (c >= 0x2028 && c <= 0x202F) ||
-        (c >= 0x205F && c <= 0x206F) || c == 0x3000 || (c >= 0xD800 && c <= 0xF8FF) ||
-        c == 0xFEFF || (c >= 0xFFF9 && c <= 0xFFFB) || c == 0xFFFE || c == 0xFFFF ||
-        (c >= 0xF0000))
-        return false;
-    return true;
-}
-
 /* ---- constructors ---------------------------------------------------------- */
 
 jv jv_str_ref(jx *x, const char *p, size_t n)
