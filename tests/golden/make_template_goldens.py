@@ -16,7 +16,7 @@ Writes tests/golden/chat_template.json:
                loops, macros, namespaces, filters, tests, methods, errors) with
                jinja2's output, or the error jinja2 raised.
 
-    /work/refenv/venv/bin/python tests/golden/make_template_goldens.py
+    make golden-venv && .venv-ref/bin/python tests/golden/make_template_goldens.py
         [--compare OTHER.jinja]   also render every conversation with OTHER (e.g.
                                   the checkpoint's own template) and report any
                                   prompt that differs

@@ -39,7 +39,7 @@ and 0x7f (and for a '#' that would start a line); everything else is UTF-8 as is
 empty. The first lines start with '#': versions, and `fnv1a64` of the
 tokenizer.json they were made from (the C test checks it).
 
-    /work/refenv/venv/bin/python tests/golden/make_token_goldens.py
+    make golden-venv && .venv-ref/bin/python tests/golden/make_token_goldens.py
 """
 import json
 import os

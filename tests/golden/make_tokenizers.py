@@ -26,7 +26,7 @@ and the 36 specials take V-60..V-25. The specials are also entries of the model
 vocabulary (as `<|endoftext|>` is in GPT-2's), which is what makes
 `tokenizers` give them exactly these ids when it loads the file.
 
-    /work/refenv/venv/bin/python tests/golden/make_tokenizers.py [--large]
+    make golden-venv && .venv-ref/bin/python tests/golden/make_tokenizers.py [--large]
         [--tiny-out DIR] [--large-out DIR] [--corpus DIR] [--large-vocab N]
 """
 import argparse
@@ -35,6 +35,7 @@ import json
 import os
 import random
 import sys
+import sysconfig
 
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 
@@ -341,7 +342,8 @@ def main():
     ap.add_argument("--large", action="store_true", help="also train the large tokenizer")
     ap.add_argument("--large-out", default=os.path.join(ROOT, "models", "tokenizer-large"))
     ap.add_argument("--large-vocab", type=int, default=154880)
-    ap.add_argument("--corpus", default="/work/refenv/venv/lib/python3.11/site-packages")
+    ap.add_argument("--corpus", default=sysconfig.get_paths()["purelib"],
+                    help="a directory of text to train on (default: this Python's site-packages)")
     a = ap.parse_args()
 
     tiny = train(tiny_corpus(), 4096)
