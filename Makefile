@@ -325,7 +325,7 @@ $(VENV)/.packages:
 # are pinned; the logits' last bits still depend on the CPU (MKL/oneDNN kernels), so
 # goldens regenerated on another machine can move by ~1e-6 relative (greedy ids stay).
 REF_VENV = .venv-ref
-REF_PKGS = torch==2.15.0 transformers==5.24.0 safetensors numpy
+REF_PKGS = torch==2.15.0 transformers==5.24.0 tokenizers==0.23.3 jinja2==3.1.6 safetensors numpy
 golden-venv: $(REF_VENV)/.packages
 $(REF_VENV)/.packages:
 	python3 -m venv $(REF_VENV)
