@@ -3,7 +3,10 @@
  *
  * Workers sleep on a condition variable between loops and spin briefly before
  * sleeping, so that the many short loops of a decode step (one per matmul) do
- * not pay a futex wake-up each.
+ * not pay a futex wake-up each; the caller likewise spins a while for the
+ * workers to finish a loop before it sleeps. Spinning is a pause instruction,
+ * with a sched_yield every SPIN_YIELD spins so that a machine with more
+ * threads than cores still runs the others.
  */
 #include "core/threadpool.h"
 
@@ -13,6 +16,26 @@
 #include <stdlib.h>
 
 #include "core/util.h"
+
+#define SPIN_LIMIT 20000  /* spins before sleeping (0.1 - 1 ms: a pause is 10 - 140 cycles) */
+#define SPIN_YIELD 1024   /* a sched_yield every this many */
+
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
+/* Spin iteration k: a pause, and now and then a yield. */
+static inline void spin_once(int k)
+{
+    cpu_relax();
+    if ((k & (SPIN_YIELD - 1)) == SPIN_YIELD - 1)
+        sched_yield();
+}
 
 struct glm_pool {
     int n;                      /* threads including the caller */
@@ -55,12 +78,8 @@ static void *worker_main(void *arg)
     int seen = 0;
     for (;;) {
         /* spin a little, then sleep */
-        int spins = 0;
-        while (atomic_load_explicit(&p->generation, memory_order_acquire) == seen && spins < 20000) {
-            spins++;
-            if ((spins & 63) == 0)
-                sched_yield();
-        }
+        for (int k = 0; k < SPIN_LIMIT && atomic_load_explicit(&p->generation, memory_order_acquire) == seen; k++)
+            spin_once(k);
         pthread_mutex_lock(&p->mu);
         while (atomic_load(&p->generation) == seen && !p->stop)
             pthread_cond_wait(&p->wake, &p->mu);
@@ -170,6 +189,9 @@ void glm_pool_for(glm_pool *p, int n, glm_pool_fn fn, void *ctx)
 
     run_items(p, 0);
 
+    for (int k = 0; k < SPIN_LIMIT && atomic_load_explicit(&p->finished_workers, memory_order_acquire) < p->n - 1;
+         k++)
+        spin_once(k);
     pthread_mutex_lock(&p->mu);
     while (atomic_load(&p->finished_workers) < p->n - 1)
         pthread_cond_wait(&p->done, &p->mu);

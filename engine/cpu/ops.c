@@ -171,6 +171,8 @@ static float *scratch_get(size_t n)
 /* ---- matmul --------------------------------------------------------------- */
 
 #define ROW_CHUNK 16
+/* a matmul loop's tasks a thread (see glm_matmul_jobs) */
+#define TASKS_PER_THREAD 2
 #define TOK_BLOCK 32
 /* below this many tokens a matmul reads BF16/F32 rows in place */
 #define DIRECT_MAX_TOK 4
@@ -178,6 +180,7 @@ static float *scratch_get(size_t n)
 typedef struct {
     const glm_matmul_job *jobs;
     int n_jobs;
+    int task_rows;      /* rows a task (the last of a job may have fewer) */
     glm_pool *pool;
 } jobs_ctx;
 
@@ -208,20 +211,11 @@ size_t glm_matmul_scratch_bytes(int cols)
     return sizeof(float) * (size_t)ROW_CHUNK * (size_t)cols;
 }
 
-static void run_chunk(glm_pool *pool, int worker, const glm_matmul_job *j, int chunk)
+/* ROW_CHUNK rows from r0, widened to float32 first, times every token of the job. */
+static void run_chunk(float *wf, const glm_matmul_job *j, int r0, int nr)
 {
     const glm_weight *w = j->w;
-    int r0 = j->row0 + chunk * ROW_CHUNK;
-    int nr = GLM_MIN(ROW_CHUNK, j->row0 + j->nrows - r0);
     int cols = w->cols;
-    if (j->n_tok < DIRECT_MAX_TOK && (w->dtype == GLM_DTYPE_BF16 ||
-                         (w->dtype == GLM_DTYPE_F32 && ((uintptr_t)w->data & 3) == 0))) {
-        run_chunk_direct(j, r0, nr);
-        return;
-    }
-    /* the pool's per-worker scratch; a direct call without a pool uses its thread's */
-    float *wf = pool ? glm_pool_scratch(pool, worker, glm_matmul_scratch_bytes(cols))
-                     : scratch_get((size_t)ROW_CHUNK * (size_t)cols);
     glm_weight_rows_f32(w, r0, nr, wf);
 
     /* token blocks small enough that their inputs stay in L2 across the chunk's rows */
@@ -251,6 +245,25 @@ static void run_chunk(glm_pool *pool, int worker, const glm_matmul_job *j, int c
     }
 }
 
+/* Task `task` of job j: its contiguous rows, in place when few tokens read BF16/F32 rows,
+ * else ROW_CHUNK rows at a time through the worker's scratch. */
+static void run_task(glm_pool *pool, int worker, const glm_matmul_job *j, int task_rows, int task)
+{
+    const glm_weight *w = j->w;
+    int r0 = j->row0 + task * task_rows;
+    int r1 = GLM_MIN(r0 + task_rows, j->row0 + j->nrows);
+    if (j->n_tok < DIRECT_MAX_TOK && (w->dtype == GLM_DTYPE_BF16 ||
+                         (w->dtype == GLM_DTYPE_F32 && ((uintptr_t)w->data & 3) == 0))) {
+        run_chunk_direct(j, r0, r1 - r0);
+        return;
+    }
+    /* the pool's per-worker scratch; a direct call without a pool uses its thread's */
+    float *wf = pool ? glm_pool_scratch(pool, worker, glm_matmul_scratch_bytes(w->cols))
+                     : scratch_get((size_t)ROW_CHUNK * (size_t)w->cols);
+    for (int r = r0; r < r1; r += ROW_CHUNK)
+        run_chunk(wf, j, r, GLM_MIN(ROW_CHUNK, r1 - r));
+}
+
 static void jobs_task(void *ctx, int i, int worker)
 {
     const jobs_ctx *c = ctx;
@@ -264,18 +277,29 @@ static void jobs_task(void *ctx, int i, int worker)
         else
             hi = mid - 1;
     }
-    run_chunk(c->pool, worker, &c->jobs[lo], i - c->jobs[lo].first_task);
+    run_task(c->pool, worker, &c->jobs[lo], c->task_rows, i - c->jobs[lo].first_task);
 }
 
 void glm_matmul_jobs(glm_pool *pool, glm_matmul_job *jobs, int n_jobs)
 {
+    /* Tasks are contiguous row ranges, about TASKS_PER_THREAD a thread over the whole loop
+     * (a multiple of ROW_CHUNK rows, within one job): each thread streams long runs of a
+     * weight instead of alternating small chunks with the others. Every output element is
+     * still one dot product in glm_dot's order, so the split never changes a result. */
+    long rows = 0;
+    for (int j = 0; j < n_jobs; j++)
+        if (jobs[j].n_tok > 0)
+            rows += jobs[j].nrows;
+    int threads = pool ? glm_pool_size(pool) : 1;
+    long target = (rows + (long)threads * TASKS_PER_THREAD - 1) / ((long)threads * TASKS_PER_THREAD);
+    int task_rows = (int)GLM_MAX(ROW_CHUNK, (target + ROW_CHUNK - 1) / ROW_CHUNK * ROW_CHUNK);
     int total = 0;
     for (int j = 0; j < n_jobs; j++) {
         jobs[j].first_task = total;
         if (jobs[j].n_tok > 0)
-            total += (jobs[j].nrows + ROW_CHUNK - 1) / ROW_CHUNK;
+            total += (jobs[j].nrows + task_rows - 1) / task_rows;
     }
-    jobs_ctx c = {jobs, n_jobs, pool};
+    jobs_ctx c = {jobs, n_jobs, task_rows, pool};
     glm_pool_for(pool, total, jobs_task, &c);
 }
 

@@ -45,7 +45,7 @@ typedef struct {
     int n_tok;
     float *y;           /* [n_tok, ldy] */
     int ldy;
-    int first_task;     /* set by glm_matmul_jobs: its first chunk's index in the loop */
+    int first_task;     /* set by glm_matmul_jobs: its first task's index in the loop */
 } glm_matmul_job;
 
 /* Runs the jobs in one parallel loop (writing each job's first_task). With a
