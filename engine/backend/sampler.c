@@ -840,30 +840,31 @@ static int32_t draw(const ws_t *w, uint32_t n, double target)
 
 /* ---- entry points -------------------------------------------------------------------- */
 
-void glm_sampler_sample(const glm_sampling_params *params, glm_rng *rng, const float *logits,
-                        int vocab, const glm_sampler_history *hist, void *ws, size_t ws_size,
-                        glm_sampler_result *out)
+/* The start of a draw: sanitised logits in w->x, out cleared, the raw logprobs' stats (and the
+ * top list) when params asks for logprobs. Returns the GLM_SAMPLE_* flags so far. */
+static unsigned begin_result(const glm_sampling_params *params, const float *logits, int vocab, ws_t *w,
+                             raw_stats *rs, glm_sampler_result *out)
 {
-    ws_t w;
-    ws_carve(&w, ws, ws_size, vocab);
-    double u = glm_rng_uniform(rng); /* exactly one draw per call, whatever the path */
     memset(out, 0, sizeof *out);
-
-    unsigned flags = sanitize(w.x, logits, vocab);
-    raw_stats rs = {-INFINITY, 0.0, 0};
+    unsigned flags = sanitize(w->x, logits, vocab);
+    *rs = (raw_stats){-INFINITY, 0.0, 0};
     if (params->logprobs) {
         /* before any processing: the raw model distribution */
         int nt = params->top_logprobs;
         GLM_ASSERT(nt >= 0 && nt <= GLM_SAMPLING_MAX_TOP_LOGPROBS);
         out->n_top = nt < vocab ? nt : vocab;
-        raw_pass(w.x, vocab, out->n_top, &rs, out->top, w.w);
+        raw_pass(w->x, vocab, out->n_top, rs, out->top, w->w);
     }
-    uint32_t n = 0;
-    double mass = 0.0;
-    int tok = prepare(params, vocab, hist, &w, &n, &mass);
-    if (tok == -2)
-        tok = draw(&w, n, u * mass);
-    if (tok < 0) {
+    return flags;
+}
+
+/* The end of a draw: tok (< 0: none, the fallback with GLM_SAMPLE_NO_CANDIDATE) and its raw
+ * logprob into out. Returns 1 when tok was a candidate. */
+static int end_result(const glm_sampling_params *params, const float *logits, int vocab, const raw_stats *rs,
+                      int tok, unsigned flags, glm_sampler_result *out)
+{
+    int found = tok >= 0;
+    if (!found) {
         tok = fallback_token(params);
         flags |= GLM_SAMPLE_NO_CANDIDATE;
     }
@@ -871,7 +872,25 @@ void glm_sampler_sample(const glm_sampling_params *params, glm_rng *rng, const f
     out->token = tok;
     out->flags = flags;
     if (params->logprobs)
-        out->logprob = raw_logprob(&rs, logits[tok]);
+        out->logprob = raw_logprob(rs, logits[tok]);
+    return found;
+}
+
+void glm_sampler_sample(const glm_sampling_params *params, glm_rng *rng, const float *logits,
+                        int vocab, const glm_sampler_history *hist, void *ws, size_t ws_size,
+                        glm_sampler_result *out)
+{
+    ws_t w;
+    ws_carve(&w, ws, ws_size, vocab);
+    double u = glm_rng_uniform(rng); /* exactly one draw per call, whatever the path */
+    raw_stats rs;
+    unsigned flags = begin_result(params, logits, vocab, &w, &rs, out);
+    uint32_t n = 0;
+    double mass = 0.0;
+    int tok = prepare(params, vocab, hist, &w, &n, &mass);
+    if (tok == -2)
+        tok = draw(&w, n, u * mass);
+    end_result(params, logits, vocab, &rs, tok, flags, out);
 }
 
 /* The candidate draft is among (prepare's idx[0, n), ascending ids), or -1. */
@@ -895,15 +914,8 @@ int glm_sampler_verify(const glm_sampling_params *params, glm_rng *rng, const fl
     ws_t w;
     ws_carve(&w, ws, ws_size, vocab);
     double u_accept = glm_rng_uniform(rng), u_draw = glm_rng_uniform(rng); /* two draws, always */
-    memset(out, 0, sizeof *out);
-    unsigned flags = sanitize(w.x, logits, vocab);
-    raw_stats rs = {-INFINITY, 0.0, 0};
-    if (params->logprobs) {
-        int nt = params->top_logprobs;
-        GLM_ASSERT(nt >= 0 && nt <= GLM_SAMPLING_MAX_TOP_LOGPROBS);
-        out->n_top = nt < vocab ? nt : vocab;
-        raw_pass(w.x, vocab, out->n_top, &rs, out->top, w.w);
-    }
+    raw_stats rs;
+    unsigned flags = begin_result(params, logits, vocab, &w, &rs, out);
     uint32_t n = 0;
     double mass = 0.0;
     int tok = prepare(params, vocab, hist, &w, &n, &mass);
@@ -924,17 +936,7 @@ int glm_sampler_verify(const glm_sampling_params *params, glm_rng *rng, const fl
             tok = mass > 0.0 ? draw(&w, n, u_draw * mass) : -1;
         }
     }
-    if (tok < 0) {
-        tok = fallback_token(params);
-        flags |= GLM_SAMPLE_NO_CANDIDATE;
-        accepted = 0;
-    }
-    GLM_ASSERT(tok >= 0 && tok < vocab);
-    out->token = tok;
-    out->flags = flags;
-    if (params->logprobs)
-        out->logprob = raw_logprob(&rs, logits[tok]);
-    return accepted;
+    return end_result(params, logits, vocab, &rs, tok, flags, out) && accepted;
 }
 
 void glm_sampler_score(const float *logits, int vocab, int32_t token, int n_top, void *ws, size_t ws_size,

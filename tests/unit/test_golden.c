@@ -43,14 +43,6 @@ END_TEST
 START_TEST(checkpoint_fp8) { check_checkpoint("tiny-fp8", "fp8"); }
 END_TEST
 
-static void write_file(const char *path, const char *s)
-{
-    FILE *f = fopen(path, "wb");
-    ck_assert_msg(f != NULL, "cannot write %s", path);
-    fputs(s, f);
-    fclose(f);
-}
-
 /* The hash covers config.json then the shards in name order, and a changed
  * byte is refused with a message that says how to regenerate. */
 START_TEST(checkpoint_mismatch)
@@ -58,13 +50,13 @@ START_TEST(checkpoint_mismatch)
     char dir[] = "/tmp/glm-golden-XXXXXX", p[600], err[GLM_ERRLEN];
     ck_assert(mkdtemp(dir) != NULL);
     snprintf(p, sizeof p, "%s/config.json", dir);
-    write_file(p, "{}");
+    test_write_file(p, "{}");
     snprintf(p, sizeof p, "%s/b.safetensors", dir);
-    write_file(p, "bar");
+    test_write_file(p, "bar");
     snprintf(p, sizeof p, "%s/a.safetensors", dir);
-    write_file(p, "foo");
+    test_write_file(p, "foo");
     snprintf(p, sizeof p, "%s/a.safetensors.index.json", dir);
-    write_file(p, "not hashed");
+    test_write_file(p, "not hashed");
     uint64_t h;
     ck_assert_msg(golden_checkpoint_hash(dir, &h, err, sizeof err) == GLM_OK, "%s", err);
     ck_assert_uint_eq(h, golden_fnv1a64(GOLDEN_FNV_OFFSET, "{}foobar", 8));
@@ -74,16 +66,16 @@ START_TEST(checkpoint_mismatch)
     snprintf(hex, sizeof hex, "%016" PRIx64, h);
     char text[200];
     snprintf(text, sizeof text, "{\"checkpoint\": {\"fnv1a64\": \"%s\"}}", hex);
-    write_file(json, text);
+    test_write_file(json, text);
     ck_assert_msg(golden_checkpoint_matches(dir, json, err, sizeof err) == GLM_OK, "%s", err);
 
     snprintf(p, sizeof p, "%s/b.safetensors", dir);
-    write_file(p, "baz");
+    test_write_file(p, "baz");
     ck_assert(golden_checkpoint_matches(dir, json, err, sizeof err) == GLM_ERR);
     ck_assert_msg(strstr(err, "differs from the one the goldens") && strstr(err, "make golden-venv goldens"), "%s",
                   err);
 
-    write_file(json, "{}");
+    test_write_file(json, "{}");
     ck_assert(golden_checkpoint_matches(dir, json, err, sizeof err) == GLM_ERR);
     ck_assert_msg(strstr(err, "no checkpoint hash") != NULL, "%s", err);
 

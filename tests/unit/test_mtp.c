@@ -210,14 +210,6 @@ START_TEST(mtp_script_follows_chains)
 }
 END_TEST
 
-static void write_file(const char *path, const char *s)
-{
-    FILE *f = fopen(path, "wb");
-    ck_assert_msg(f != NULL, "cannot write %s", path);
-    fputs(s, f);
-    fclose(f);
-}
-
 /* A runner without the MTP layer has no draft; a checkpoint without one cannot be asked for it. */
 START_TEST(draft_refused)
 {
@@ -250,7 +242,7 @@ START_TEST(draft_refused)
     snprintf(dst, sizeof dst, "%s/model.safetensors", dir);
     ck_assert(symlink(abs, dst) == 0);
     snprintf(dst, sizeof dst, "%s/generation_config.json", dir);
-    write_file(dst, "{}");
+    test_write_file(dst, "{}");
     m = glm_model_load(dir, err, sizeof err);
     ck_assert_msg(m != NULL, "%s", err);
     ck_assert(m->mtp == NULL);

@@ -47,6 +47,15 @@ static inline const char *test_models_dir(void)
     return d ? d : "models";
 }
 
+/* Writes text s to path (the case fails if it cannot). */
+static inline void test_write_file(const char *path, const char *s)
+{
+    FILE *f = fopen(path, "wb");
+    ck_assert_msg(f != NULL, "cannot write %s", path);
+    fputs(s, f);
+    fclose(f);
+}
+
 /* The test checkpoint models/NAME, loaded; the case fails with the loader's message if not. */
 static inline glm_model *test_load_model(const char *name)
 {
