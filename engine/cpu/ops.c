@@ -102,6 +102,48 @@ static void dot_bf16_multi(const uint16_t *w, const float *const *x, int nt, int
     }
 }
 
+/* One token against ROWS4 rows (BF16 widened on the fly, or F32): out[r] is bitwise glm_dot of
+ * row r and x; the rows' sums are independent chains, so a decode step's single token does not
+ * wait on one accumulator's latency. */
+#define ROWS4 4
+static inline v8f row_load8(const void *w, int bf16, int k)
+{
+    if (!bf16)
+        return load8((const float *)w + k);
+    v8u16 h;
+    memcpy(&h, (const uint16_t *)w + k, sizeof h);
+    v8u32 u = __builtin_convertvector(h, v8u32) << 16;
+    v8f f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+static inline float row_value(const void *w, int bf16, int k)
+{
+    if (!bf16)
+        return ((const float *)w)[k];
+    uint16_t h;
+    memcpy(&h, (const uint16_t *)w + k, sizeof h);
+    return glm_bf16_to_f32(h);
+}
+
+static void dot_rows4(const void *const *w, int bf16, const float *x, int n, float *out)
+{
+    v8f acc[ROWS4] = {{0}, {0}, {0}, {0}};
+    int k = 0;
+    for (; k + 8 <= n; k += 8) {
+        v8f xv = load8(x + k);
+        for (int r = 0; r < ROWS4; r++)
+            acc[r] = madd8(row_load8(w[r], bf16, k), xv, acc[r]);
+    }
+    for (int r = 0; r < ROWS4; r++) {
+        float s = hsum8(acc[r]);
+        for (int kk = k; kk < n; kk++)
+            s = madd1(row_value(w[r], bf16, kk), x[kk], s);
+        out[r] = s;
+    }
+}
+
 /* 4 tokens x 2 rows. out[t][r] = dot(x[t], w[r]) with glm_dot's order. */
 static void tile4x2(const float *x0, const float *x1, const float *x2, const float *x3,
                     const float *w0, const float *w1, int n, float out[4][2])
@@ -192,7 +234,17 @@ static void run_chunk_direct(const glm_matmul_job *j, int r0, int nr)
     const float *xs[DIRECT_MAX_TOK];
     for (int t = 0; t < j->n_tok; t++)
         xs[t] = j->x + (size_t)(j->tok ? j->tok[t] : t) * j->ldx;
-    for (int r = 0; r < nr; r++) {
+    int r = 0;
+    if (j->n_tok == 1) { /* one token: ROWS4 rows at a time */
+        int bf16 = w->dtype == GLM_DTYPE_BF16;
+        for (; r + ROWS4 <= nr; r += ROWS4) {
+            const void *rows[ROWS4];
+            for (int i = 0; i < ROWS4; i++)
+                rows[i] = glm_weight_row(w, r0 + r + i);
+            dot_rows4(rows, bf16, xs[0], cols, j->y + (r0 - j->row0) + r);
+        }
+    }
+    for (; r < nr; r++) {
         float v[DIRECT_MAX_TOK];
         if (w->dtype == GLM_DTYPE_BF16) {
             dot_bf16_multi((const uint16_t *)glm_weight_row(w, r0 + r), xs, j->n_tok, cols, v);
