@@ -7,6 +7,10 @@
  * of them without scoring: the top-k of pos + 1 <= topk scores is all of them
  * whatever the scores, and attention over 0..pos in order is what the dense
  * path computes, bit for bit.
+ *
+ * One task per token, or, with fewer tokens than threads (decoding), the keys
+ * of each token scored in ranges on every thread and then its top-k: the same
+ * scores either way, so the same selection.
  */
 #include <math.h>
 
@@ -15,7 +19,10 @@
 
 typedef struct {
     const glm_ref_dsa_params *p;
-    float **scratch; /* [workers] -> [3, max_ctx]: scores, then glm_topk's scratch */
+    float **scratch; /* [workers] -> [3, max_ctx]: scores, then glm_topk's scratch; with the keys
+                        split (few tokens), token t's is scratch[t] */
+    int chunk;       /* keys a scoring task (split keys) */
+    int n_chunks;    /* scoring tasks a token (split keys) */
 } dsa_ctx;
 
 static size_t dsa_carve(const glm_ref_dsa_params *p, int n_workers, void *ws, size_t size, float **scratch)
@@ -36,27 +43,15 @@ size_t glm_ref_dsa_workspace(const glm_ref_dsa_params *p, int n_workers)
     return dsa_carve(p, n_workers, NULL, 0, NULL);
 }
 
-/* The selection of token t (one task per token). */
-static void dsa_task(void *ctx, int t, int worker)
+/* Scores of token t's keys [k0, k1) into sc[k0, k1). */
+static void score_keys(const glm_ref_dsa_params *p, int t, int k0, int k1, float *sc)
 {
-    const dsa_ctx *d = ctx;
-    const glm_ref_dsa_params *p = d->p;
     const glm_ref_paging *pg = &p->pg;
-    int pos = pg->positions[t];
-    int K = p->topk;
-    int32_t *sel = p->sel + (size_t)t * K;
-    GLM_ASSERT(pos >= 0 && pos < p->max_ctx);
-    if (pos + 1 <= K) {
-        for (int j = 0; j < K; j++)
-            sel[j] = j <= pos ? j : -1;
-        return;
-    }
     int ih = p->n_heads, id = p->head_dim, bs = pg->block_size;
     const float *q = p->q + (size_t)t * ih * id;
     const float *w = p->w + (size_t)t * ih;
     const int32_t *bt = pg->block_tables + (size_t)pg->seq_of[t] * pg->max_blocks;
-    float *sc = d->scratch[worker];
-    for (int kp = 0; kp <= pos; kp++) {
+    for (int kp = k0; kp < k1; kp++) {
         int64_t slot = (int64_t)bt[kp / bs] * bs + kp % bs;
         GLM_ASSERT(bt[kp / bs] >= 0 && slot < pg->n_slots);
         const float *k = p->cache + (size_t)slot * id;
@@ -67,7 +62,46 @@ static void dsa_task(void *ctx, int t, int worker)
         }
         sc[kp] = acc;
     }
+}
+
+/* Token t's selection from its scores sc [pos + 1] (scored unless pos + 1 <= topk). */
+static void select_token(const glm_ref_dsa_params *p, int t, float *sc, int scored)
+{
+    int pos = p->pg.positions[t], K = p->topk;
+    int32_t *sel = p->sel + (size_t)t * K;
+    if (pos + 1 <= K) {
+        for (int j = 0; j < K; j++)
+            sel[j] = j <= pos ? j : -1;
+        return;
+    }
+    if (!scored)
+        score_keys(p, t, 0, pos + 1, sc);
     glm_topk(sc, pos + 1, K, sel, sc + pos + 1);
+}
+
+/* The selection of token t (one task per token). */
+static void dsa_task(void *ctx, int t, int worker)
+{
+    const dsa_ctx *d = ctx;
+    GLM_ASSERT(d->p->pg.positions[t] >= 0 && d->p->pg.positions[t] < d->p->max_ctx);
+    select_token(d->p, t, d->scratch[worker], 0);
+}
+
+/* Split keys: scoring task i is token i / n_chunks, keys of chunk i % n_chunks. */
+static void score_task(void *ctx, int i, int worker)
+{
+    (void)worker;
+    const dsa_ctx *d = ctx;
+    int t = i / d->n_chunks, k0 = (i % d->n_chunks) * d->chunk, n = d->p->pg.positions[t] + 1;
+    if (n > d->p->topk && k0 < n)
+        score_keys(d->p, t, k0, GLM_MIN(n, k0 + d->chunk), d->scratch[t]);
+}
+
+static void select_task(void *ctx, int t, int worker)
+{
+    (void)worker;
+    const dsa_ctx *d = ctx;
+    select_token(d->p, t, d->scratch[t], 1);
 }
 
 void glm_ref_dsa_select(glm_pool *pool, const glm_ref_dsa_params *p, void *ws, size_t ws_size)
@@ -76,6 +110,19 @@ void glm_ref_dsa_select(glm_pool *pool, const glm_ref_dsa_params *p, void *ws, s
     int workers = glm_pool_size(pool);
     float *scratch[GLM_POOL_MAX_THREADS];
     dsa_carve(p, workers, ws, ws_size, scratch);
-    dsa_ctx d = {p, scratch};
-    glm_pool_for(pool, p->n_tokens, dsa_task, &d);
+    dsa_ctx d = {p, scratch, 0, 0};
+    if (p->n_tokens >= workers || p->max_ctx <= p->topk) {
+        glm_pool_for(pool, p->n_tokens, dsa_task, &d);
+        return;
+    }
+    /* fewer tokens than threads: every thread scores a range of each token's keys */
+    int longest = 0;
+    for (int t = 0; t < p->n_tokens; t++) {
+        GLM_ASSERT(p->pg.positions[t] >= 0 && p->pg.positions[t] < p->max_ctx);
+        longest = GLM_MAX(longest, p->pg.positions[t] + 1);
+    }
+    d.n_chunks = 2 * workers;
+    d.chunk = GLM_MAX(64, (longest + d.n_chunks - 1) / d.n_chunks);
+    glm_pool_for(pool, p->n_tokens * d.n_chunks, score_task, &d);
+    glm_pool_for(pool, p->n_tokens, select_task, &d);
 }
