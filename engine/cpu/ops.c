@@ -144,6 +144,11 @@ static void dot_rows4(const void *const *w, int bf16, const float *x, int n, flo
     }
 }
 
+void glm_dot4(const float *const a[4], const float *b, int n, float out[4])
+{
+    dot_rows4((const void *const *)a, 0, b, n, out);
+}
+
 /* 4 tokens x 2 rows. out[t][r] = dot(x[t], w[r]) with glm_dot's order. */
 static void tile4x2(const float *x0, const float *x1, const float *x2, const float *x3,
                     const float *w0, const float *w1, int n, float out[4][2])

@@ -22,6 +22,10 @@
 /* The fixed-order dot product every kernel uses (see the file comment). */
 float glm_dot(const float *a, const float *b, int n);
 
+/* out[i] = glm_dot(a[i], b, n) for i < 4, bit for bit, as four independent chains (a single
+ * chain waits on each multiply-add's latency). */
+void glm_dot4(const float *const a[4], const float *b, int n, float out[4]);
+
 /*
  * y[t, r] = sum_k x[t, k] * w[r, k] for t < n_tok, r < w->rows.
  * x: [n_tok, ldx] (uses the first w->cols columns); y: [n_tok, ldy].

@@ -56,7 +56,18 @@ static void score_keys(const glm_ref_dsa_params *p, int t, int k0, int k1, float
         GLM_ASSERT(bt[kp / bs] >= 0 && slot < pg->n_slots);
         const float *k = p->cache + (size_t)slot * id;
         float acc = 0;
-        for (int hh = 0; hh < ih; hh++) {
+        int hh = 0;
+        for (; hh + 4 <= ih; hh += 4) { /* four heads' dot products at once, summed in order */
+            const float *qs[4] = {q + (size_t)hh * id, q + (size_t)(hh + 1) * id, q + (size_t)(hh + 2) * id,
+                                  q + (size_t)(hh + 3) * id};
+            float d4[4];
+            glm_dot4(qs, k, id, d4);
+            for (int i = 0; i < 4; i++) {
+                float dd = d4[i] * p->scale;
+                acc += w[hh + i] * (dd > 0 ? dd : 0);
+            }
+        }
+        for (; hh < ih; hh++) {
             float dd = glm_dot(q + (size_t)hh * id, k, id) * p->scale;
             acc += w[hh] * (dd > 0 ? dd : 0);
         }

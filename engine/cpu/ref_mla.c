@@ -128,18 +128,30 @@ static void attn_task(void *ctx, int i, int worker)
     float *o = p->o_lat + ((size_t)t * heads + h) * R;
 
     float mx = -INFINITY;
-    int nk = 0, prev = -1;
-    for (int j = 0; j < n_sel; j++) {
-        int kp = sel ? sel[j] : j;
-        if (kp < 0)
-            continue;
-        GLM_ASSERT(kp > prev && kp <= pos); /* ascending, causal */
-        prev = kp;
-        const float *kv = p->cache + (size_t)page_slot(&p->pg, t, kp) * ld;
-        float sc = glm_dot(ql, kv, ld) * p->scale;
-        scores[nk++] = sc;
-        if (sc > mx)
-            mx = sc;
+    int nk = 0, prev = -1, ng = 0;
+    const float *group[4]; /* keys whose scores are computed together (glm_dot4) */
+    for (int j = 0; j <= n_sel; j++) {
+        int kp = j < n_sel ? (sel ? sel[j] : j) : -1;
+        if (kp >= 0) {
+            GLM_ASSERT(kp > prev && kp <= pos); /* ascending, causal */
+            prev = kp;
+            group[ng++] = p->cache + (size_t)page_slot(&p->pg, t, kp) * ld;
+        }
+        if (ng == 4 || (j == n_sel && ng > 0)) {
+            float d[4];
+            if (ng == 4)
+                glm_dot4(group, ql, ld, d);
+            else
+                for (int g = 0; g < ng; g++)
+                    d[g] = glm_dot(ql, group[g], ld);
+            for (int g = 0; g < ng; g++) {
+                float sc = d[g] * p->scale;
+                scores[nk++] = sc;
+                if (sc > mx)
+                    mx = sc;
+            }
+            ng = 0;
+        }
     }
     memset(o, 0, sizeof(float) * (size_t)R);
     if (nk == 0)

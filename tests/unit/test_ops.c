@@ -346,6 +346,33 @@ END_TEST
 
 /* ---- 3. several jobs at once ---------------------------------------------- */
 
+/* glm_dot4: each of the four results is glm_dot's, bit for bit, for every length (tails too),
+ * with the vectors given either way round (the products commute exactly). */
+START_TEST(dot4_is_glm_dot)
+{
+    test_rng r = {0xd074};
+    enum { N = 600 };
+    float *a[4], b[N];
+    for (int i = 0; i < 4; i++) {
+        a[i] = malloc(sizeof(float) * N);
+        for (int k = 0; k < N; k++)
+            a[i][k] = (float)(test_rng_unit(&r) * 2 - 1) * (float)(1 << test_rng_int(&r, 0, 6));
+    }
+    for (int k = 0; k < N; k++)
+        b[k] = (float)(test_rng_unit(&r) * 2 - 1);
+    for (int n = 0; n <= N; n += (n < 40 ? 1 : 37)) {
+        float d[4];
+        glm_dot4((const float *const *)a, b, n, d);
+        for (int i = 0; i < 4; i++) {
+            ck_assert_msg(bits(d[i]) == bits(glm_dot(a[i], b, n)), "n %d row %d", n, i);
+            ck_assert_msg(bits(d[i]) == bits(glm_dot(b, a[i], n)), "n %d row %d, swapped", n, i);
+        }
+    }
+    for (int i = 0; i < 4; i++)
+        free(a[i]);
+}
+END_TEST
+
 START_TEST(matmul_jobs_together)
 {
     enum { NW = 6, NX = 10, MAXJ = 70 };
@@ -852,6 +879,7 @@ int main(void)
     tcase_add_test(tc, matmul_reference);
     tcase_add_test(tc, matmul_batch_invariance);
     tcase_add_test(tc, matmul_jobs_together);
+    tcase_add_test(tc, dot4_is_glm_dot);
     tcase_add_test(tc, pool_for_exactly_once);
     tcase_add_test(tc, norms_reference);
     tcase_add_test(tc, rope_properties);
