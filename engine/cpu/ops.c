@@ -74,38 +74,7 @@ float glm_dot(const float *a, const float *b, int n)
 typedef uint16_t v8u16 __attribute__((vector_size(16)));
 typedef uint32_t v8u32 __attribute__((vector_size(32)));
 
-/* glm_dot of a BF16 row (widened on the fly, exactly) with up to 3 token
- * vectors at once: the row is widened once per 8 elements and feeds every
- * token's own accumulator, so each result is bitwise glm_dot of the widened
- * row and that token alone. */
-static void dot_bf16_multi(const uint16_t *w, const float *const *x, int nt, int n, float *out)
-{
-    v8f acc[3] = {{0}, {0}, {0}};
-    int k = 0;
-    for (; k + 8 <= n; k += 8) {
-        v8u16 h;
-        memcpy(&h, w + k, sizeof h);
-        v8u32 u = __builtin_convertvector(h, v8u32) << 16;
-        v8f wf;
-        memcpy(&wf, &u, sizeof wf);
-        for (int t = 0; t < nt; t++)
-            acc[t] = madd8(wf, load8(x[t] + k), acc[t]);
-    }
-    for (int t = 0; t < nt; t++) {
-        float s = hsum8(acc[t]);
-        for (int kk = k; kk < n; kk++) {
-            uint16_t hh;
-            memcpy(&hh, w + kk, sizeof hh);
-            s = madd1(glm_bf16_to_f32(hh), x[t][kk], s);
-        }
-        out[t] = s;
-    }
-}
-
-/* One token against ROWS4 rows (BF16 widened on the fly, or F32): out[r] is bitwise glm_dot of
- * row r and x; the rows' sums are independent chains, so a decode step's single token does not
- * wait on one accumulator's latency. */
-#define ROWS4 4
+/* 8 elements of a weight row from k, widened to float32 exactly when it is BF16. */
 static inline v8f row_load8(const void *w, int bf16, int k)
 {
     if (!bf16)
@@ -118,6 +87,7 @@ static inline v8f row_load8(const void *w, int bf16, int k)
     return f;
 }
 
+/* Element k of a weight row, widened likewise. */
 static inline float row_value(const void *w, int bf16, int k)
 {
     if (!bf16)
@@ -127,6 +97,31 @@ static inline float row_value(const void *w, int bf16, int k)
     return glm_bf16_to_f32(h);
 }
 
+/* glm_dot of a BF16 row (widened on the fly, exactly) with up to 3 token
+ * vectors at once: the row is widened once per 8 elements and feeds every
+ * token's own accumulator, so each result is bitwise glm_dot of the widened
+ * row and that token alone. */
+static void dot_bf16_multi(const uint16_t *w, const float *const *x, int nt, int n, float *out)
+{
+    v8f acc[3] = {{0}, {0}, {0}};
+    int k = 0;
+    for (; k + 8 <= n; k += 8) {
+        v8f wf = row_load8(w, 1, k);
+        for (int t = 0; t < nt; t++)
+            acc[t] = madd8(wf, load8(x[t] + k), acc[t]);
+    }
+    for (int t = 0; t < nt; t++) {
+        float s = hsum8(acc[t]);
+        for (int kk = k; kk < n; kk++)
+            s = madd1(row_value(w, 1, kk), x[t][kk], s);
+        out[t] = s;
+    }
+}
+
+/* One token against ROWS4 rows (BF16 widened on the fly, or F32): out[r] is bitwise glm_dot of
+ * row r and x; the rows' sums are independent chains, so a decode step's single token does not
+ * wait on one accumulator's latency. */
+#define ROWS4 4
 static void dot_rows4(const void *const *w, int bf16, const float *x, int n, float *out)
 {
     v8f acc[ROWS4] = {{0}, {0}, {0}, {0}};

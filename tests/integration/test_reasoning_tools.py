@@ -23,27 +23,14 @@ import openai
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
+from script_chains import Chains  # noqa: E402
 
 BASE, MODEL_DIR = sys.argv[1], sys.argv[2]
 MODE = sys.argv[3] if len(sys.argv) > 3 else "main"
 MODEL = "script"
 client = openai.OpenAI(base_url=BASE + "/v1", api_key="none", max_retries=0, timeout=60)
-SCRIPT = json.load(open(os.path.join(MODEL_DIR, "script.json")))
-CH = SCRIPT["chains"]
-EOS_TEXTS = ("<|user|>", "<|observation|>", "<|endoftext|>")
-
-
-def chain_text(name):
-    t = CH[name]["text"]
-    for e in EOS_TEXTS:
-        if t.endswith(e):
-            t = t[: -len(e)]
-    return t
-
-
-def pick(name):
-    """logit_bias selecting a chain."""
-    return {"logit_bias": {str(CH[name]["entry_id"]): 100}}
+CH = Chains(MODEL_DIR)
+chain_text, pick = CH.text, CH.pick
 
 
 THINK = chain_text("think_default").replace("</think>", "").strip()
