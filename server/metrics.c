@@ -271,6 +271,28 @@ void glm_metrics_render(glm_metrics *m, const glm_engine_metrics *es, const char
         sample(f, counters[i].name, model, NULL, (double)values[i]);
     }
 
+    if (es->num_speculative_tokens > 0) { /* vLLM's spec_decode_* counters, with speculative decoding */
+        static const struct {
+            const char *name, *help;
+        } spec[] = {
+            {"spec_decode_num_drafts_total", "Number of spec decoding drafts."},
+            {"spec_decode_num_draft_tokens_total", "Number of draft tokens."},
+            {"spec_decode_num_accepted_tokens_total", "Number of accepted tokens."},
+        };
+        const uint64_t sv[] = {es->spec_drafts, es->spec_draft_tokens, es->spec_accepted_tokens};
+        for (int i = 0; i < NB(spec); i++) {
+            header(f, spec[i].name, "counter", spec[i].help);
+            sample(f, spec[i].name, model, NULL, (double)sv[i]);
+        }
+        header(f, "spec_decode_num_accepted_tokens_per_pos_total", "counter", "Accepted tokens per draft position.");
+        for (int i = 0; i < es->num_speculative_tokens && i < GLM_ENGINE_MAX_SPEC_TOKENS; i++) {
+            char extra[32];
+            snprintf(extra, sizeof extra, "position=\"%d\"", i);
+            sample(f, "spec_decode_num_accepted_tokens_per_pos_total", model, extra,
+                   (double)es->spec_accepted_per_pos[i]);
+        }
+    }
+
     pthread_mutex_lock(&m->mu);
     header(f, "request_success_total", "counter", "Count of successfully processed requests.");
     static const char *reasons[3] = {"stop", "length", "abort"};

@@ -88,6 +88,9 @@ static void usage(FILE *f)
             "                                node 0 serves HTTP, the others follow its steps\n"
             "  --master-addr HOST, --master-port PORT\n"
             "                                where node 0 meets the others (default 127.0.0.1:29500)\n"
+            "  --speculative-config JSON     speculative decoding with the checkpoint's MTP layer:\n"
+            "                                '{\"method\": \"mtp\", \"num_speculative_tokens\": 1}' (1..8\n"
+            "                                drafts a step; default off); outputs are unchanged\n"
             "  --threads N                   compute threads (default: one per CPU)\n"
             "  --max-request-bytes N         largest request body (default 32MiB)\n"
             "  --max-header-bytes N          largest request line + headers (default 8KiB, at most\n"
@@ -144,6 +147,63 @@ static long long parse_size(const char *s)
     return (long long)(v * mult);
 }
 
+/* --speculative-config, vLLM's format: {"method": "mtp", "num_speculative_tokens": K} (the
+ * checkpoint's own MTP layer; "deepseek_mtp" and "glm4_moe_mtp" are taken as "mtp"). *k = K. */
+static int parse_speculative_config(const char *s, int *k)
+{
+    json_error_t je;
+    json_t *o = json_loads(s, JSON_REJECT_DUPLICATES, &je);
+    const char *why = NULL;
+    char buf[160];
+    if (!json_is_object(o)) {
+        snprintf(buf, sizeof buf, "must be a JSON object%s%.100s", o ? "" : ": ", o ? "" : je.text);
+        why = buf;
+    }
+    const char *key;
+    json_t *v;
+    if (!why)
+        json_object_foreach(o, key, v) {
+            if (strcmp(key, "method") == 0) {
+                const char *m = json_string_value(v);
+                if (!m || (strcmp(m, "mtp") && strcmp(m, "deepseek_mtp") && strcmp(m, "glm4_moe_mtp"))) {
+                    why = "\"method\" must be \"mtp\" (the checkpoint's own MTP layer; ngram, eagle and "
+                          "draft models are not supported)";
+                    break;
+                }
+            } else if (strcmp(key, "num_speculative_tokens") == 0) {
+                json_int_t n = json_integer_value(v);
+                if (!json_is_integer(v) || n < 1 || n > GLM_ENGINE_MAX_SPEC_TOKENS) {
+                    snprintf(buf, sizeof buf, "\"num_speculative_tokens\" must be an integer in 1..%d",
+                             GLM_ENGINE_MAX_SPEC_TOKENS);
+                    why = buf;
+                    break;
+                }
+                *k = (int)n;
+            } else if (strcmp(key, "model") == 0) {
+                if (!json_is_null(v)) {
+                    why = "\"model\": a separate draft model is not supported (MTP drafts with the served "
+                          "checkpoint's own layer); leave it out";
+                    break;
+                }
+            } else {
+                snprintf(buf, sizeof buf, "unknown key \"%.60s\" (known: method, num_speculative_tokens, model)",
+                         key);
+                why = buf;
+                break;
+            }
+        }
+    if (!why && !json_object_get(o, "method"))
+        why = "\"method\" is required (\"mtp\")";
+    if (!why && !json_object_get(o, "num_speculative_tokens"))
+        why = "\"num_speculative_tokens\" is required";
+    json_decref(o);
+    if (why) {
+        fprintf(stderr, "glm-server: --speculative-config %s\n", why);
+        return GLM_ERR;
+    }
+    return GLM_OK;
+}
+
 static int parse_int(const char *flag, const char *s, int lo, int *out)
 {
     char *end;
@@ -160,7 +220,8 @@ static int parse_int(const char *flag, const char *s, int lo, int *out)
 enum { O_HOST = 256, O_PORT, O_NAME, O_MML, O_SEQS, O_BATCHED, O_KV, O_MEMUTIL, O_KEY, O_PREFIX, O_NOPREFIX, O_THREADS,
        O_MAXREQ, O_GRACE, O_MODEL, O_HELP, O_KEEPALIVE, O_QUEUE, O_PING, O_ORIGINS, O_DEFKW, O_GENCFG,
        O_READ_TIMEOUT, O_WRITE_TIMEOUT, O_MAXCONN, O_MAXCONN_IP, O_MAXHDR,
-       O_DEVICE, O_DTYPE, O_EAGER, O_NOEAGER, O_TP, O_NNODES, O_NODE_RANK, O_MASTER_ADDR, O_MASTER_PORT };
+       O_DEVICE, O_DTYPE, O_EAGER, O_NOEAGER, O_TP, O_NNODES, O_NODE_RANK, O_MASTER_ADDR, O_MASTER_PORT,
+       O_SPEC };
 static const struct option opts[] = {
     {"model", required_argument, 0, O_MODEL},
     {"host", required_argument, 0, O_HOST},
@@ -197,6 +258,7 @@ static const struct option opts[] = {
     {"node-rank", required_argument, 0, O_NODE_RANK},
     {"master-addr", required_argument, 0, O_MASTER_ADDR},
     {"master-port", required_argument, 0, O_MASTER_PORT},
+    {"speculative-config", required_argument, 0, O_SPEC},
     {"help", no_argument, 0, O_HELP},
     {0, 0, 0, 0}};
 
@@ -441,6 +503,12 @@ static int serve_args(int argc, char **argv, const struct option *opts, int n_cf
             break;
         }
         case O_MML: if (parse_int("max-model-len", optarg, 1, &ep.max_model_len)) return 2; break;
+        case O_SPEC:
+            if (parse_speculative_config(optarg, &ep.num_speculative_tokens) != GLM_OK) {
+                json_decref(defkw);
+                return 2;
+            }
+            break;
         case O_SEQS: if (parse_int("max-num-seqs", optarg, 1, &ep.max_num_seqs)) return 2; break;
         case O_BATCHED: if (parse_int("max-num-batched-tokens", optarg, 1, &ep.max_num_batched_tokens)) return 2; break;
         case O_THREADS: if (parse_int("threads", optarg, 0, &ep.n_threads)) return 2; break;
@@ -683,6 +751,9 @@ static int serve_args(int argc, char **argv, const struct option *opts, int n_cf
     fprintf(stderr, "glm-server: model %s served as \"%s\": vocab %d, max_model_len %d%s\n", model_dir,
             srv.served_model_name, srv.vocab, srv.max_model_len, n_keys ? ", API key required" : "");
     fprintf(stderr, "glm-server: %zu tokens of KV cache\n", glm_engine_kv_tokens(e));
+    if (ep.num_speculative_tokens > 0)
+        fprintf(stderr, "glm-server: speculative decoding: the MTP layer drafts %d token%s a step\n",
+                ep.num_speculative_tokens, ep.num_speculative_tokens > 1 ? "s" : "");
     glm_server_ready(&srv);
     world_phase(1, e);
     atomic_store(&srv.loading, 0); /* publishes everything above to the handler threads */

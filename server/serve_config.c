@@ -33,7 +33,7 @@ static int value_arg(const json_t *x, char *buf, size_t n)
         snprintf(buf, n, "%lld", (long long)json_integer_value(x));
     else if (json_is_real(x))
         snprintf(buf, n, "%.17g", json_real_value(x));
-    else if (json_is_object(x)) { /* --default-chat-template-kwargs: the object as JSON text */
+    else if (json_is_object(x)) { /* --default-chat-template-kwargs, --speculative-config: the object as JSON text */
         char *s = json_dumps(x, JSON_COMPACT);
         if (!s || strlen(s) >= n) {
             free(s);
@@ -110,7 +110,7 @@ int glm_serve_config_args(const char *path, const struct option *opts, char ***o
             continue;
         }
         if (value_arg(val, arg, sizeof arg) != GLM_OK) {
-            glm_err(err, errlen, "--config %s: \"%s\" must be a string or a number (or an object of at most 4 KiB for default_chat_template_kwargs)", path, key);
+            glm_err(err, errlen, "--config %s: \"%s\" must be a string or a number (or an object of at most 4 KiB for default_chat_template_kwargs and speculative_config)", path, key);
             goto fail;
         }
         push(&v, &n, opt);

@@ -47,6 +47,10 @@
  * is prefilled in chunks of this many tokens, each a logits row. */
 #define GLM_ENGINE_PROMPT_ROWS 128
 
+/* Speculative decoding: the drafts of at most this many samples are verified at a time (their
+ * logits rows copied to the host, k + 1 each). */
+#define GLM_ENGINE_VERIFY_GROUP 32
+
 typedef struct sample {
     glm_sequence *seq;
     glm_request *req;
@@ -134,9 +138,33 @@ struct glm_engine {
     int prompt_rows;                  /* of a step at most (the scheduler's max_prompt_rows) */
     sample **score_sample;
     int32_t *score_row, *score_pos;   /* logits row, and the prompt position it scores */
+    int n_ver;                        /* samples whose drafts the step verifies (ver_*) */
     float *score_logits;              /* [prompt_rows, vocab] their host logits */
     void *score_ws;                   /* sampler workspace */
     size_t score_ws_size;
+    /* speculative decoding (engine.h), k = k_spec drafts a sequence at most */
+    int k_spec;
+    int32_t *plan_start, *plan_off;   /* [max_num_seqs] a plan entry's n_computed before the step,
+                                         and its first token's row in the step's batch */
+    sample **ver_sample;              /* [max_num_seqs] samples whose drafts the step verifies */
+    int32_t *ver_row;                 /* and the logits row of their last token (drafts follow) */
+    int ver_first;                    /* the group being verified: ver_sample[ver_first ..] */
+    int32_t *ver_rows;                /* [GROUP * (k + 1)] rows copied */
+    int32_t *ver_base;                /* [GROUP] each sample's first row among them */
+    float *ver_logits;                /* [GROUP * (k + 1), vocab] */
+    glm_sampler_result *ver_res;      /* [GROUP * (k + 1)] accepted drafts, then the next token */
+    int *ver_n, *ver_acc;             /* [GROUP] results of each, of them accepted drafts */
+    void *ver_ws;                     /* a sampler workspace per pool worker */
+    glm_draft_seq *draft_ents;        /* [max_num_seqs] the MTP layer's entries */
+    int32_t *draft_who;               /* [max_num_seqs] plan entry of each */
+    int32_t *draft_want;              /* [max_num_seqs] drafts each proposes */
+    int32_t *draft_chain;             /* [max_num_seqs] entry of a chained batch -> its sequence's */
+    int32_t *draft_last;              /* [max_num_seqs] its last row in the last draft batch */
+    int32_t *draft_rowbuf;            /* [max_num_batched_tokens] hidden-state rows */
+    int32_t *draft_lrows, *draft_ids; /* [max_num_seqs] logits rows, greedy tokens */
+    int32_t *draft_tok;               /* [max_num_seqs * k] the drafts */
+    uint64_t spec_drafts, spec_draft_tokens, spec_accepted;
+    uint64_t spec_accepted_pos[GLM_ENGINE_MAX_SPEC_TOKENS];
 };
 
 /* ---- request channel ------------------------------------------------------ */
@@ -512,8 +540,9 @@ static void fail_request(glm_engine *e, sample *s, const char *msg, int invalid_
     end_request(e, s->req, GLM_FINISH_ABORT);
 }
 
-/* Appends the sampled token of s, emits it, and applies the stop rules. */
-static void advance(glm_engine *e, sample *s, const glm_sampler_result *res)
+/* Appends the sampled token of s, emits it, and applies the stop rules. proc_accepted: the
+ * logits processor has seen the token already (an accepted draft). */
+static void advance(glm_engine *e, sample *s, const glm_sampler_result *res, int proc_accepted)
 {
     glm_request *r = s->req;
     glm_sequence *seq = s->seq;
@@ -531,7 +560,7 @@ static void advance(glm_engine *e, sample *s, const glm_sampler_result *res)
     }
     int32_t tok = res->token;
     glm_seq_append(seq, tok);
-    if (s->proc)
+    if (s->proc && !proc_accepted)
         r->proc.accept(s->proc, tok);
     e->gen_tokens++;
     double now = glm_now();
@@ -669,17 +698,213 @@ static void sample_rows(glm_engine *e, int n_rows)
     for (int i = 0; i < nr; i++) {
         sample *s = e->row_sample[e->req_row[i]];
         if (!s->finished) /* an earlier row's error may have ended its request */
-            advance(e, s, &e->results[i]);
+            advance(e, s, &e->results[i], 0);
     }
 }
 
+/* ---- speculative decoding --------------------------------------------------- */
+
+/* Pool task: verifies the drafts of sample ver_first + i on host copies of its rows, in order:
+ * its logits processor (if any) runs on each row having seen the drafts accepted before it,
+ * the penalties' history holds them (drafts sit after the sequence's tokens), and the first
+ * draft rejected ends the list with its replacement; when all are accepted a bonus token is
+ * sampled from the last row. A processor that fails stops the list (proc_rc, proc_err). */
+static void verify_one(void *ctx, int i, int worker)
+{
+    glm_engine *e = ctx;
+    sample *s = e->ver_sample[e->ver_first + i];
+    e->ver_n[i] = e->ver_acc[i] = 0;
+    s->proc_rc = 0;
+    if (s->finished)
+        return;
+    glm_sequence *seq = s->seq;
+    glm_request *r = s->req;
+    int V = e->c->vocab_size, k = seq->n_draft, base = e->ver_base[i];
+    void *ws = (char *)e->ver_ws + (size_t)worker * e->score_ws_size;
+    for (int j = 0; j <= k; j++) {
+        float *x = e->ver_logits + (size_t)(base + j) * (size_t)V;
+        if (s->proc) {
+            s->proc_err[0] = 0;
+            s->proc_rc = r->proc.apply(s->proc, x, V, s->proc_err, sizeof s->proc_err);
+            if (s->proc_rc != 0)
+                return;
+        }
+        glm_sampler_history h = {seq->tokens, seq->n_prompt, seq->tokens + seq->n_prompt,
+                                 seq->n_tokens - seq->n_prompt + j};
+        glm_sampler_result *res = e->ver_res + base + j;
+        e->ver_n[i]++;
+        if (j == k) {
+            glm_sampler_sample(&r->sp, &s->rng, x, V, &h, ws, e->score_ws_size, res);
+            return;
+        }
+        if (!glm_sampler_verify(&r->sp, &s->rng, x, V, &h, seq->tokens[seq->n_tokens + j], ws, e->score_ws_size,
+                                res))
+            return;
+        e->ver_acc[i]++;
+        if (s->proc)
+            r->proc.accept(s->proc, res->token);
+    }
+}
+
+/* After a forward: the samples with drafts (sort_rows) keep the drafts their rows accept and
+ * one more token, emitted as plain decoding emits them (stop rules after each); the accepted
+ * drafts' KV stands (n_computed moves over them) and their full blocks are registered. */
+static void verify_rows(glm_engine *e)
+{
+    char err[GLM_ERRLEN];
+    for (int g = 0; g < e->n_ver; g += GLM_ENGINE_VERIFY_GROUP) {
+        int ng = GLM_MIN(GLM_ENGINE_VERIFY_GROUP, e->n_ver - g), nr = 0;
+        for (int i = 0; i < ng; i++) {
+            sample *s = e->ver_sample[g + i];
+            e->ver_base[i] = nr;
+            int rows = s->finished ? 0 : s->seq->n_draft + 1; /* a sibling's error may have ended it */
+            for (int j = 0; j < rows; j++)
+                e->ver_rows[nr++] = e->ver_row[g + i] + j;
+        }
+        if (nr == 0)
+            continue;
+        if (glm_runner_logits(e->runner, e->ver_rows, nr, e->ver_logits, err, sizeof err) != GLM_OK) {
+            fprintf(stderr, "glm-server: logits copy failed: %s\n", err);
+            for (int i = 0; i < ng; i++)
+                if (!e->ver_sample[g + i]->finished)
+                    fail_request(e, e->ver_sample[g + i], "internal error: logits copy failed", 0);
+            continue;
+        }
+        e->ver_first = g;
+        if (ng > 1)
+            glm_pool_for(glm_runner_pool(e->runner), ng, verify_one, e);
+        else
+            verify_one(e, 0, 0);
+        for (int i = 0; i < ng; i++) {
+            sample *s = e->ver_sample[g + i];
+            if (s->finished)
+                continue;
+            glm_sequence *seq = s->seq;
+            int k = seq->n_draft, acc = e->ver_acc[i];
+            e->spec_drafts++;
+            e->spec_draft_tokens += (uint64_t)k;
+            e->spec_accepted += (uint64_t)acc;
+            for (int j = 0; j < acc; j++)
+                e->spec_accepted_pos[j]++;
+            for (int j = 0; j < e->ver_n[i] && !s->finished; j++) {
+                if (j < acc)
+                    seq->n_computed++; /* the draft's KV is the accepted token's */
+                advance(e, s, e->ver_res + e->ver_base[i] + j, j < acc);
+            }
+            if (!s->finished && s->proc_rc != 0)
+                fail_request(e, s, s->proc_err, 1);
+            if (s->finished)
+                continue;
+            seq->n_draft = 0;
+            glm_bm_commit(e->bm, &seq->table, seq->tokens, seq->n_computed);
+        }
+    }
+}
+
+/* Drafts sample s may propose now (it decodes next): k, fewer near max_tokens or
+ * max_model_len (the step that verifies them adds up to k + 1 tokens). */
+static int draft_count(const glm_engine *e, const sample *s)
+{
+    const glm_sequence *seq = s->seq;
+    int k = e->k_spec;
+    k = GLM_MIN(k, s->req->max_new - (seq->n_tokens - seq->n_prompt) - 1);
+    k = GLM_MIN(k, e->max_model_len - seq->n_tokens - 1);
+    return GLM_MAX(k, 0);
+}
+
+/* After the step's tokens are emitted: the MTP layer runs over every position the step
+ * computed and kept (its KV cache follows the main one; position p reads the main model's
+ * hidden state at p and the token at p + 1, which every kept position has), and proposes the
+ * drafts of each sequence about to decode: the first from its last kept position, each
+ * further one from the draft before (the layer chained through itself, a block grown for it
+ * when one is free, else fewer drafts). A failed draft is no error: the sequences decode
+ * without drafts. */
+static void propose_drafts(glm_engine *e, const glm_sched_batch *sb, sample **ss)
+{
+    char err[GLM_ERRLEN];
+    int K = e->k_spec, n = 0, n_rows = 0, nl = 0;
+    for (int i = 0; i < sb->n; i++) {
+        sample *s = ss[i];
+        if (s->finished)
+            continue;
+        glm_sequence *seq = s->seq;
+        int start = e->plan_start[i], m = seq->n_computed - start;
+        if (m <= 0)
+            continue;
+        int want = seq->n_computed == seq->n_tokens - 1 ? draft_count(e, s) : 0;
+        for (int j = 0; j < m; j++)
+            e->draft_rowbuf[n_rows + j] = e->plan_off[i] + j;
+        e->draft_ents[n] = (glm_draft_seq){seq, start, m, seq->tokens + start + 1, e->draft_rowbuf + n_rows,
+                                           want > 0};
+        e->draft_who[n] = i;
+        e->draft_want[n] = want;
+        e->draft_last[n] = n_rows + m - 1;
+        if (want > 0) {
+            e->draft_lrows[nl] = nl;
+            nl++;
+        }
+        n_rows += m;
+        n++;
+    }
+    if (n == 0)
+        return;
+    int rc = glm_runner_draft(e->runner, e->draft_ents, n, GLM_DRAFT_FROM_FORWARD, 0, err, sizeof err);
+    if (rc == GLM_OK && nl > 0)
+        rc = glm_runner_greedy(e->runner, e->draft_lrows, nl, e->draft_ids, err, sizeof err);
+    if (rc != GLM_OK) {
+        fprintf(stderr, "glm-server: draft failed: %s\n", err);
+        return;
+    }
+    for (int w = 0, l = 0; w < n; w++)
+        if (e->draft_want[w] > 0)
+            e->draft_tok[(size_t)w * K] = e->draft_ids[l++];
+    for (int j = 1; j < K; j++) { /* chained: draft j from draft j - 1 */
+        int n2 = 0;
+        for (int w = 0; w < n; w++) {
+            if (e->draft_want[w] <= j)
+                continue;
+            glm_sequence *seq = ss[e->draft_who[w]]->seq;
+            int pos = seq->n_tokens - 2 + j; /* the token at pos + 1 is draft j - 1 */
+            if (glm_bm_grow(e->bm, &seq->table, pos + 1) != GLM_OK) {
+                e->draft_want[w] = j;
+                continue;
+            }
+            e->draft_rowbuf[n2] = e->draft_last[w];
+            e->draft_ents[n2] = (glm_draft_seq){seq, pos, 1, e->draft_tok + (size_t)w * K + j - 1,
+                                                e->draft_rowbuf + n2, 1};
+            e->draft_lrows[n2] = n2;
+            e->draft_last[w] = n2;
+            e->draft_chain[n2] = w;
+            n2++;
+        }
+        if (n2 == 0)
+            break;
+        rc = glm_runner_draft(e->runner, e->draft_ents, n2, GLM_DRAFT_FROM_DRAFT, 0, err, sizeof err);
+        if (rc == GLM_OK)
+            rc = glm_runner_greedy(e->runner, e->draft_lrows, n2, e->draft_ids, err, sizeof err);
+        if (rc != GLM_OK) {
+            fprintf(stderr, "glm-server: draft failed: %s\n", err);
+            for (int w = 0; w < n; w++)
+                e->draft_want[w] = GLM_MIN(e->draft_want[w], j);
+            break;
+        }
+        for (int t = 0; t < n2; t++)
+            e->draft_tok[(size_t)e->draft_chain[t] * K + j] = e->draft_ids[t];
+    }
+    for (int w = 0; w < n; w++)
+        if (e->draft_want[w] > 0)
+            glm_seq_set_drafts(ss[e->draft_who[w]]->seq, e->draft_tok + (size_t)w * K, e->draft_want[w]);
+}
+
 /* Sorts the logits rows of the last forward (plan order, a plan entry's rows
- * for its last new tokens) into rows to sample (a sequence's last token) and
- * prompt positions to score; before the commit, while n_computed is the step's
- * start. Returns the rows to sample; *n_score the positions to score. */
+ * for its last new tokens) into rows to sample (a sequence's last token),
+ * samples whose drafts to verify (e->ver_*, n_ver) and prompt positions to
+ * score; before the commit, while n_computed is the step's start. Returns the
+ * rows to sample; *n_score the positions to score. */
 static int sort_rows(glm_engine *e, const glm_sched_batch *sb, sample **ss, int *n_score)
 {
     int n_rows, n_samp = 0, ns = 0;
+    e->n_ver = 0;
     const int32_t *plan = glm_runner_rows(e->runner, &n_rows);
     for (int k = 0, pos = 0; k < n_rows; k++, pos++) {
         int i = plan[k];
@@ -690,7 +915,10 @@ static int sort_rows(glm_engine *e, const glm_sched_batch *sb, sample **ss, int 
             pos = sb->seqs[i]->n_computed + sb->n_new[i] - rows_i;
         }
         const glm_sequence *seq = sb->seqs[i];
-        if (pos == seq->n_tokens - 1) {
+        if (pos == seq->n_tokens - 1 && seq->n_draft > 0) { /* the drafts' rows follow */
+            e->ver_sample[e->n_ver] = ss[i];
+            e->ver_row[e->n_ver++] = k;
+        } else if (pos == seq->n_tokens - 1) {
             e->row_sample[n_samp] = ss[i];
             e->samp_row[n_samp++] = k;
         } else if (seq->prompt_logits && pos + 1 >= ss[i]->prompt_next && pos + 1 < seq->n_prompt) {
@@ -777,6 +1005,11 @@ static void publish_metrics(glm_engine *e)
     m.generation_tokens = atomic_load(&e->gen_tokens);
     memcpy(m.finished, e->finished, sizeof m.finished);
     m.steps = e->steps;
+    m.num_speculative_tokens = e->k_spec;
+    m.spec_drafts = e->spec_drafts;
+    m.spec_draft_tokens = e->spec_draft_tokens;
+    m.spec_accepted_tokens = e->spec_accepted;
+    memcpy(m.spec_accepted_per_pos, e->spec_accepted_pos, sizeof m.spec_accepted_per_pos);
     pthread_mutex_lock(&e->mu);
     e->metrics = m;
     pthread_mutex_unlock(&e->mu);
@@ -803,8 +1036,12 @@ static int step(glm_engine *e)
     /* the plan's samples, kept apart: a sequence is freed when its sample
      * finishes, and an error ends every sample of its request */
     sample **ss = e->plan_samples;
-    for (int i = 0; i < sb.n; i++)
+    for (int i = 0, off = 0; i < sb.n; i++) {
         ss[i] = sb.seqs[i]->owner;
+        e->plan_start[i] = sb.seqs[i]->n_computed;
+        e->plan_off[i] = off;
+        off += sb.n_new[i];
+    }
     char err[GLM_ERRLEN];
     int rc = glm_runner_forward(e->runner, &sb, 0, err, sizeof err);
     if (rc != GLM_OK) {
@@ -833,6 +1070,9 @@ static int step(glm_engine *e)
     glm_sched_commit(e->sch, &sb);
     score_prompt_rows(e, n_score);
     sample_rows(e, n_samp);
+    verify_rows(e);
+    if (e->k_spec > 0)
+        propose_drafts(e, &sb, ss);
     /* n > 1: once sample 0's prompt is computed (and cached), admit the others */
     for (int i = 0; i < sb.n; i++) {
         sample *s = ss[i];
@@ -933,7 +1173,8 @@ glm_engine *glm_engine_create(const glm_model *m, const glm_engine_params *p, ch
     const glm_config *c = &m->cfg;
     if (p->max_num_seqs < 1 || p->max_num_batched_tokens < 1 || p->block_size < 1 || p->block_size > 1024 ||
         p->max_queue < 1 || p->max_model_len < 0 ||
-        p->max_unread_events < 0 || p->max_unread_events > (1 << 20) || isnan(p->reader_timeout)) {
+        p->max_unread_events < 0 || p->max_unread_events > (1 << 20) || isnan(p->reader_timeout) ||
+        p->num_speculative_tokens < 0 || p->num_speculative_tokens > GLM_ENGINE_MAX_SPEC_TOKENS) {
         glm_err(err, errlen, "engine: invalid parameters");
         return NULL;
     }
@@ -944,9 +1185,15 @@ glm_engine *glm_engine_create(const glm_model *m, const glm_engine_params *p, ch
     rp.mem_fraction = p->mem_fraction;
     rp.max_num_batched_tokens = p->max_num_batched_tokens;
     rp.max_num_seqs = p->max_num_seqs;
-    /* one row per sequence, and the rows of the prompt chunks scored for prompt_logprobs */
+    /* one row per sequence (its last token and its drafts with speculative decoding), and the
+     * rows of the prompt chunks scored for prompt_logprobs; no more than a step's tokens */
     int prompt_rows = GLM_MIN(GLM_ENGINE_PROMPT_ROWS, p->max_num_batched_tokens);
+    int K = p->num_speculative_tokens;
     rp.max_logits_rows = p->max_num_seqs + prompt_rows;
+    if (K > 0)
+        rp.max_logits_rows = GLM_MIN(p->max_num_seqs * (K + 1) + prompt_rows,
+                                     GLM_MAX(p->max_num_batched_tokens, rp.max_logits_rows));
+    rp.draft_layers = K > 0;
     rp.max_model_len = p->max_model_len;
     rp.n_threads = p->n_threads;
     rp.backend = p->backend;
@@ -987,6 +1234,31 @@ glm_engine *glm_engine_create(const glm_model *m, const glm_engine_params *p, ch
     e->proc_samples = glm_malloc(sizeof(sample *) * rows);
     e->plan_samples = glm_malloc(sizeof(sample *) * rows);
     e->proc_logits = glm_malloc_aligned(sizeof(float) * rows * (size_t)c->vocab_size);
+    e->k_spec = K;
+    size_t ns = (size_t)p->max_num_seqs;
+    e->plan_start = glm_malloc(sizeof(int32_t) * ns);
+    e->plan_off = glm_malloc(sizeof(int32_t) * ns);
+    e->ver_sample = glm_malloc(sizeof(sample *) * ns);
+    e->ver_row = glm_malloc(sizeof(int32_t) * ns);
+    if (K > 0) {
+        size_t vr = (size_t)GLM_ENGINE_VERIFY_GROUP * (size_t)(K + 1);
+        e->ver_rows = glm_malloc(sizeof(int32_t) * vr);
+        e->ver_base = glm_malloc(sizeof(int32_t) * GLM_ENGINE_VERIFY_GROUP);
+        e->ver_logits = glm_malloc_aligned(sizeof(float) * vr * (size_t)c->vocab_size);
+        e->ver_res = glm_malloc(sizeof *e->ver_res * vr);
+        e->ver_n = glm_malloc(sizeof(int) * GLM_ENGINE_VERIFY_GROUP);
+        e->ver_acc = glm_malloc(sizeof(int) * GLM_ENGINE_VERIFY_GROUP);
+        e->ver_ws = glm_malloc_aligned(e->score_ws_size * (size_t)glm_pool_size(glm_runner_pool(runner)));
+        e->draft_ents = glm_malloc(sizeof *e->draft_ents * ns);
+        e->draft_who = glm_malloc(sizeof(int32_t) * ns);
+        e->draft_want = glm_malloc(sizeof(int32_t) * ns);
+        e->draft_chain = glm_malloc(sizeof(int32_t) * ns);
+        e->draft_last = glm_malloc(sizeof(int32_t) * ns);
+        e->draft_rowbuf = glm_malloc(sizeof(int32_t) * (size_t)p->max_num_batched_tokens);
+        e->draft_lrows = glm_malloc(sizeof(int32_t) * ns);
+        e->draft_ids = glm_malloc(sizeof(int32_t) * ns);
+        e->draft_tok = glm_malloc(sizeof(int32_t) * ns * (size_t)K);
+    }
     pthread_mutex_init(&e->mu, NULL);
     pthread_cond_init(&e->cv, NULL);
     publish_metrics(e);
@@ -1037,6 +1309,26 @@ void glm_engine_free(glm_engine *e)
     free(e->proc_samples);
     free(e->plan_samples);
     glm_free_aligned(e->proc_logits);
+    free(e->plan_start);
+    free(e->plan_off);
+    free(e->ver_sample);
+    free(e->ver_row);
+    free(e->ver_rows);
+    free(e->ver_base);
+    glm_free_aligned(e->ver_logits);
+    free(e->ver_res);
+    free(e->ver_n);
+    free(e->ver_acc);
+    glm_free_aligned(e->ver_ws);
+    free(e->draft_ents);
+    free(e->draft_who);
+    free(e->draft_want);
+    free(e->draft_chain);
+    free(e->draft_last);
+    free(e->draft_rowbuf);
+    free(e->draft_lrows);
+    free(e->draft_ids);
+    free(e->draft_tok);
     pthread_mutex_destroy(&e->mu);
     pthread_cond_destroy(&e->cv);
     free(e);

@@ -55,7 +55,24 @@ typedef struct {
     double reader_timeout;       /* seconds a request may stay held back by its reader before
                                     it is aborted (default 60; the server passes
                                     --stream-write-timeout); <= 0: never */
+    int num_speculative_tokens;  /* speculative decoding with the checkpoint's MTP layer: drafts
+                                    per sequence and step, 0 (default, off) ..
+                                    GLM_ENGINE_MAX_SPEC_TOKENS (see below) */
 } glm_engine_params;
+
+/*
+ * Speculative decoding (num_speculative_tokens k > 0). After each step the MTP layer runs over
+ * the positions the step computed (its own KV cache follows the sequence's blocks) and, for a
+ * sequence about to decode, proposes k tokens (greedy; k > 1 chains the layer through itself).
+ * The next step computes the last token and the drafts together, as a short prefill chunk, and
+ * verifies the drafts in order with the rejection rule (sampler.h: glm_sampler_verify; logits
+ * processors and penalties see each accepted draft before the next row): the accepted drafts
+ * and one more token (the correction, or a bonus token when all were accepted) are emitted, as
+ * if decoded one by one. Greedy requests give exactly the tokens plain decoding gives (the CPU
+ * backend's logits do not depend on how a sequence's tokens are batched), sampled ones the same
+ * distribution. Drafts never make the scheduler preempt: without blocks or budget they are cut.
+ */
+#define GLM_ENGINE_MAX_SPEC_TOKENS 8
 
 /* Fills the defaults above. */
 void glm_engine_params_default(glm_engine_params *p);
@@ -177,6 +194,12 @@ typedef struct {
     uint64_t prompt_tokens, generation_tokens;
     uint64_t finished[3];                 /* by glm_finish_reason */
     uint64_t steps;
+    /* speculative decoding (vLLM's spec_decode_* counters) */
+    int num_speculative_tokens;           /* k, 0 when off */
+    uint64_t spec_drafts;                 /* verifications of a sequence's drafts */
+    uint64_t spec_draft_tokens;           /* draft tokens verified */
+    uint64_t spec_accepted_tokens;        /* of them, accepted */
+    uint64_t spec_accepted_per_pos[GLM_ENGINE_MAX_SPEC_TOKENS]; /* accepted, by draft position */
 } glm_engine_metrics;
 
 /* A consistent snapshot, any thread. */

@@ -138,14 +138,17 @@ int glm_runner_forward(glm_runner *r, const glm_sched_batch *sb, int all_logits,
     for (int i = 0; i < sb->n; i++) {
         const glm_sequence *q = sb->seqs[i];
         int n_new = sb->n_new[i];
-        if (n_new < 1 || q->n_computed + n_new > q->n_tokens)
+        if (n_new < 1 || q->n_computed + n_new > q->n_tokens + q->n_draft)
             return BAD("batch: sequence %d: %d new tokens after %d of %d", i, n_new,
-                           q->n_computed, q->n_tokens);
+                           q->n_computed, q->n_tokens + q->n_draft);
+        if (q->n_draft > 0 && (q->n_computed != q->n_tokens - 1 || n_new != 1 + q->n_draft))
+            return BAD("batch: sequence %d: %d drafts, %d new tokens after %d of %d", i, q->n_draft, n_new,
+                       q->n_computed, q->n_tokens);
         if (q->table.n * lim->block_size < q->n_computed + n_new)
             return BAD("batch: sequence %d: %d blocks do not cover %d tokens", i, q->table.n,
                            q->n_computed + n_new);
-        int last = q->n_computed + n_new == q->n_tokens;
-        int every = all_logits || (q->prompt_logits && q->n_computed < q->n_prompt);
+        int last = q->n_computed + n_new == q->n_tokens + q->n_draft;
+        int every = all_logits || (q->prompt_logits && q->n_computed < q->n_prompt) || q->n_draft > 0;
         int rows = every ? n_new : last;
         if (n_rows + rows > lim->max_logits)
             return BAD("batch: more than %d logits rows", lim->max_logits);

@@ -13,8 +13,10 @@
  *
  * Logits rows of a step, in plan order: with all_logits, one per new token;
  * otherwise one per new token of a sequence with prompt_logits whose step
- * starts inside its prompt, and one per other sequence whose step reaches its
- * last token (n_computed + n_new == n_tokens: it gets a next token).
+ * starts inside its prompt or with drafts (n_draft: its last token and the
+ * drafts, each row verifying the next draft), and one per other sequence
+ * whose step reaches its last token (n_computed + n_new == n_tokens: it gets
+ * a next token).
  * glm_runner_rows says which plan entry each row belongs to.
  *
  * Owned by one thread (the engine thread, or the test/CLI driving it).

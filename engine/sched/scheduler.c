@@ -47,6 +47,18 @@ void glm_seq_append(glm_sequence *s, int32_t tok)
     s->tokens[s->n_tokens++] = tok;
 }
 
+void glm_seq_set_drafts(glm_sequence *s, const int32_t *d, int n)
+{
+    GLM_ASSERT(n >= 0 && (n == 0 || s->n_computed == s->n_tokens - 1));
+    if (s->n_tokens + n > s->cap_tokens) {
+        while (s->n_tokens + n > s->cap_tokens)
+            s->cap_tokens *= 2;
+        s->tokens = glm_realloc(s->tokens, sizeof(int32_t) * (size_t)s->cap_tokens);
+    }
+    memcpy(s->tokens + s->n_tokens, d, sizeof(int32_t) * (size_t)n);
+    s->n_draft = n;
+}
+
 void glm_seq_free(glm_sequence *s)
 {
     if (!s)
@@ -159,6 +171,7 @@ static void preempt_at(glm_scheduler *s, int v)
     s->r_n--;
     glm_bm_release(s->bm, &seq->table);
     seq->n_computed = 0;
+    seq->n_draft = 0;
     seq->n_preempted++;
     s->preemptions++;
     glm_sched_add(s, seq, 1);
@@ -215,9 +228,11 @@ int glm_sched_step(glm_scheduler *s, glm_sched_batch *out)
         glm_sequence *seq = s->run[i];
         if (seq->paused)
             continue;
-        int n_new = GLM_MIN(seq->n_tokens - seq->n_computed, budget);
+        int n_new = GLM_MIN(seq->n_tokens + seq->n_draft - seq->n_computed, budget);
         if (n_new <= 0)
             continue;
+        if (seq->n_draft > n_new - 1)
+            seq->n_draft = n_new - 1; /* the budget cuts drafts first */
         int rows_before = rows;
         n_new = prompt_rows_cut(s, seq, seq->n_computed, n_new, &rows);
         if (n_new <= 0)
@@ -227,6 +242,10 @@ int glm_sched_step(glm_scheduler *s, glm_sched_batch *out)
             out->full = &s->full_slot;
             out->n_full = 1;
             continue;
+        }
+        if (seq->n_draft > 0 && glm_bm_grow(s->bm, &seq->table, seq->n_computed + n_new) != GLM_OK) {
+            n_new -= seq->n_draft; /* drafts never preempt anyone: without them */
+            seq->n_draft = 0;
         }
         int preempted_self = 0;
         while (glm_bm_grow(s->bm, &seq->table, seq->n_computed + n_new) != GLM_OK) {
@@ -303,7 +322,7 @@ void glm_sched_commit(glm_scheduler *s, const glm_sched_batch *b)
 {
     for (int i = 0; i < b->n; i++) {
         glm_sequence *seq = b->seqs[i];
-        seq->n_computed += b->n_new[i];
+        seq->n_computed += b->n_new[i] - seq->n_draft;
         GLM_ASSERT(seq->n_computed <= seq->n_tokens);
         glm_bm_commit(s->bm, &seq->table, seq->tokens, seq->n_computed);
     }

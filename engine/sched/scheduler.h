@@ -50,6 +50,9 @@ typedef struct glm_sequence {
                                (prompt logprobs), so admission takes nothing from the prefix
                                cache (a cached block has no logits) and each step's chunk of
                                the prompt fits max_prompt_rows */
+    int n_draft;            /* speculative decoding: draft tokens proposed after the last one,
+                               held at tokens[n_tokens, n_tokens + n_draft) (glm_seq_set_drafts);
+                               only while decoding (n_computed == n_tokens - 1) */
 } glm_sequence;
 
 /* Creates a sequence holding a copy of the prompt, with room for max_new
@@ -57,6 +60,9 @@ typedef struct glm_sequence {
 glm_sequence *glm_seq_create(uint64_t id, const int32_t *prompt, int n_prompt, int max_new);
 /* Appends a generated token (room was reserved at creation; grows if not). */
 void glm_seq_append(glm_sequence *s, int32_t tok);
+/* Sets the draft tokens d [n] that follow the last token (speculative decoding: the next
+ * step computes the last token and them, and keeps what the model agrees with). */
+void glm_seq_set_drafts(glm_sequence *s, const int32_t *d, int n);
 /* Frees the sequence (its blocks must have been released). */
 void glm_seq_free(glm_sequence *s);
 
@@ -70,7 +76,8 @@ typedef struct {
 
 typedef struct {
     glm_sequence **seqs;         /* [n] scheduled this step, running order */
-    int *n_new;                  /* [n] tokens each computes this step */
+    int *n_new;                  /* [n] tokens each computes this step (a decoding sequence: its
+                                    last token and its n_draft drafts) */
     int n;
     int n_tokens;                /* sum of n_new */
     glm_sequence **full;         /* [n_full] running sequences that cannot grow even alone: */
@@ -94,7 +101,9 @@ void glm_sched_remove(glm_scheduler *s, glm_sequence *seq);
 int glm_sched_step(glm_scheduler *s, glm_sched_batch *out);
 
 /* After the step's forward pass: advances n_computed and registers the
- * completed full blocks for prefix reuse. */
+ * completed full blocks for prefix reuse. Drafts are not counted: their KV
+ * stands only once the model has accepted them (the owner advances n_computed
+ * over the accepted ones and registers with glm_bm_commit). */
 void glm_sched_commit(glm_scheduler *s, const glm_sched_batch *b);
 
 int glm_sched_num_waiting(const glm_scheduler *s);
