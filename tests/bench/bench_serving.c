@@ -3,15 +3,19 @@
  * batching) at several concurrencies: C requests submitted at once, each with
  * a random prompt and a fixed number of greedy output tokens; prints output
  * tokens per second over the whole run, time to first token and the mean
- * inter-token latency. Prints what it measured and on what machine.
+ * inter-token latency. Prints what it measured and on what machine. With
+ * --speculative-tokens K,... each concurrency runs once per K (0: plain decoding;
+ * K > 0: the MTP layer drafts K tokens a step) and prints the acceptance rate.
  *
  *   build/glm-bench-serving --model models/small [--concurrency 1,4,16]
  *                           [--prompt-len 128] [--max-tokens 128] [--threads N]
+ *                           [--speculative-tokens 0,1]
  */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "sched/engine.h"
 #include "cpu/kvcache.h"
@@ -19,13 +23,14 @@
 
 int main(int argc, char **argv)
 {
-    const char *model_dir = "models/small", *conc = "1,4,16";
+    const char *model_dir = "models/small", *conc = "1,4,16", *spec = "0";
     int plen = 128, max_tokens = 128, threads = 0, o;
     static const struct option opts[] = {{"model", required_argument, 0, 'm'},
                                          {"concurrency", required_argument, 0, 'c'},
                                          {"prompt-len", required_argument, 0, 'p'},
                                          {"max-tokens", required_argument, 0, 'n'},
                                          {"threads", required_argument, 0, 't'},
+                                         {"speculative-tokens", required_argument, 0, 's'},
                                          {0, 0, 0, 0}};
     while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (o) {
@@ -34,9 +39,10 @@ int main(int argc, char **argv)
         case 'p': plen = atoi(optarg); break;
         case 'n': max_tokens = atoi(optarg); break;
         case 't': threads = atoi(optarg); break;
+        case 's': spec = optarg; break;
         default:
             fprintf(stderr, "usage: glm-bench-serving --model DIR [--concurrency 1,4,16] [--prompt-len N] "
-                            "[--max-tokens N] [--threads N]\n");
+                            "[--max-tokens N] [--threads N] [--speculative-tokens 0,1]\n");
             return 2;
         }
     }
@@ -50,18 +56,23 @@ int main(int argc, char **argv)
     }
     printf("model:   %s; prompt %d tokens, %d greedy output tokens per request; %d threads of %d CPUs\n\n",
            model_dir, plen, max_tokens, threads > 0 ? threads : glm_cpu_count(), glm_cpu_count());
-    printf("%-12s %-20s %-14s %-16s %-10s\n", "concurrency", "output tok/s (agg)", "mean TTFT s", "mean ITL ms",
-           "wall s");
+    printf("%-12s %-6s %-20s %-14s %-16s %-10s %-10s\n", "concurrency", "drafts", "output tok/s (agg)",
+           "mean TTFT s", "mean ITL ms", "wall s", "accepted");
     const char *p = conc;
     while (*p) {
         int C = atoi(p);
-        if (C >= 1) {
+        for (const char *q = spec; C >= 1 && *q;) {
+            int K = atoi(q);
+            const char *comma = strchr(q, ',');
+            q = comma ? comma + 1 : q + strlen(q);
             glm_engine_params ep;
             glm_engine_params_default(&ep);
             ep.n_threads = threads;
             ep.max_num_seqs = GLM_MAX(C, 1);
             ep.max_unread_events = 0; /* the requests are read one after another: no backpressure */
-            ep.kv_cache_bytes = glm_kv_bytes_per_token(&m->cfg) * (size_t)(C * (plen + max_tokens + 32));
+            ep.num_speculative_tokens = K;
+            ep.kv_cache_bytes = (glm_kv_bytes_per_token(&m->cfg) + (K ? glm_kv_draft_bytes_per_token(&m->cfg) : 0)) *
+                                (size_t)(C * (plen + max_tokens + 32 + K));
             glm_engine *e = glm_engine_create(m, &ep, err, sizeof err);
             if (!e) {
                 fprintf(stderr, "glm-bench-serving: %s\n", err);
@@ -126,7 +137,19 @@ int main(int argc, char **argv)
                 glm_request_release(r[i]);
             }
             double wall = glm_now() - t0;
-            printf("%-12d %-20.1f %-14.3f %-16.2f %-10.2f\n", C, tokens / wall, ttft / C, itl / C * 1e3, wall);
+            glm_engine_metrics met;
+            for (int i = 0; i < 1000; i++) { /* published after the step that finished the last request */
+                glm_engine_metrics_get(e, &met);
+                if (met.num_running == 0 && met.kv_blocks_used == 0)
+                    break;
+                struct timespec ts = {0, 1000000};
+                nanosleep(&ts, NULL);
+            }
+            char acc[32] = "-";
+            if (K > 0 && met.spec_draft_tokens > 0)
+                snprintf(acc, sizeof acc, "%.1f%%", 100.0 * (double)met.spec_accepted_tokens / (double)met.spec_draft_tokens);
+            printf("%-12d %-6d %-20.1f %-14.3f %-16.2f %-10.2f %-10s\n", C, K, tokens / wall, ttft / C, itl / C * 1e3,
+                   wall, acc);
             fflush(stdout);
             free(r);
             free(prompt);

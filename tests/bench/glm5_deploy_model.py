@@ -11,11 +11,14 @@ zai-org/GLM-5's) and from the CUDA backend's own layouts (cuda/cuda_backend.cu, 
            8 x H200 (TP 8) and 2 x 8 x H100 (TP 16), KV tokens per GPU, context x concurrency
   decode   modelled lower bound of one decode step at TP 8 on 8 x H200 (bytes read per rank,
            all-reduces, time and tokens/s at batch 1 and 64)
+  spec     the same bound for speculative decoding with the MTP layer (--speculative-config):
+           a step that verifies k drafts a sequence plus the MTP layer's passes, and the
+           tokens/s an acceptance rate buys against plain decoding
 
 docs/deployment.md and docs/performance.md ("Modelled: one decode step ...") quote its output;
 every assumption is a named constant below. Nothing here was measured.
 
-Usage: python3 tests/bench/glm5_deploy_model.py [params|weights|kv|decode ...]   (default: all)
+Usage: python3 tests/bench/glm5_deploy_model.py [params|weights|kv|decode|spec ...]   (default: all)
 """
 import functools
 import random
@@ -42,7 +45,7 @@ INDEX_TOPK = 2048
 INDEX_HEADS = 32
 INDEX_DIM = 128
 MAX_POS = 202752
-MTP_LAYERS = 1         # num_nextn_predict_layers: stored after layer 77, never loaded to serve
+MTP_LAYERS = 1         # num_nextn_predict_layers: stored after layer 77, the draft of speculative decoding
 BLOCK = 128            # FP8 weight_block_size 128 x 128, float32 scales (weight_scale_inv)
 
 # ---- the serving parameters (glm-server serve defaults, except where noted) --------------------
@@ -350,14 +353,17 @@ def experts_touched(B, tp, trials, seed=5):
     return mean, tot_max / trials
 
 
-def decode_model(B, ctx, tp=8, hbm=HBM_PEAK, busbw=BUSBW_PEAK, lat=AR_LAT_PEAK, trials=4000):
+def decode_model(B, ctx, tp=8, hbm=HBM_PEAK, busbw=BUSBW_PEAK, lat=AR_LAT_PEAK, trials=4000, q=1):
+    """One step of B sequences computing q tokens each (q = 1: decode; q = 1 + k: verifying k drafts):
+    weights are read once for the B x q tokens, every sequence's index keys and selected latents
+    once (the q queries of a sequence share them: the bound), FLOPs and messages grow with q."""
     groups = model_tensors()
     layer_attn = sum(rank_device_bytes(t, tp) for t in attention_tensors())
     dense_ffn = sum(rank_device_bytes(t, tp) for t in dense_ffn_tensors())
     moe_fixed = sum(rank_device_bytes(t, tp) for t in moe_router_shared_tensors())
     expert = sum(device_bytes_one(r, c, "fp8") * (n // EXPERTS) for (_, _, r, c, n, _, _, _) in routed_expert_tensors())
     head = sum(rank_device_bytes(t, tp) for _, t in groups if t[0] == "LM head") + align(HIDDEN * 4, 256)
-    mean_e, max_e = experts_touched(B, tp, trials)
+    mean_e, max_e = experts_touched(B * q, tp, trials)
     w_dense_layer = layer_attn + dense_ffn
     w_moe_layer = layer_attn + moe_fixed + max_e * expert
     weights = DENSE_LAYERS * w_dense_layer + MOE_LAYERS * w_moe_layer + head
@@ -365,15 +371,15 @@ def decode_model(B, ctx, tp=8, hbm=HBM_PEAK, busbw=BUSBW_PEAK, lat=AR_LAT_PEAK, 
     kv_idx = B * LAYERS * ctx * INDEX_DIM * 2          # every key's index key, BF16
     kv_lat = B * LAYERS * sel * (KV_LORA + QK_ROPE) * 2  # the selected latent rows, BF16
     # float32 CUDA-core FLOPs of the two kernels that read the cache (per rank)
-    fl_idx = B * LAYERS * ctx * INDEX_HEADS * INDEX_DIM * 2
-    fl_att = B * LAYERS * sel * (HEADS // tp) * ((KV_LORA + QK_ROPE) * 2 + KV_LORA * 2)
+    fl_idx = B * q * LAYERS * ctx * INDEX_HEADS * INDEX_DIM * 2
+    fl_att = B * q * LAYERS * sel * (HEADS // tp) * ((KV_LORA + QK_ROPE) * 2 + KV_LORA * 2)
     t_w = weights / hbm
     t_idx = max(kv_idx / hbm, fl_idx / FP32_PEAK)
     t_att = max(kv_lat / hbm, fl_att / FP32_PEAK)
-    ar_bytes = B * HIDDEN * 4
+    ar_bytes = B * q * HIDDEN * 4
     n_ar = 2 * LAYERS + 1                                # two per layer + the embedding's
     t_ar = n_ar * (lat + 2 * (tp - 1) / tp * ar_bytes / busbw)
-    ag_bytes = B * VOCAB * 4                             # gathered float32 logits rows
+    ag_bytes = B * q * VOCAB * 4                         # gathered float32 logits rows
     t_ag = lat + (tp - 1) / tp * ag_bytes / busbw
     step = t_w + t_idx + t_att + t_ar + t_ag
     return dict(layer_attn=layer_attn, dense_ffn=dense_ffn, moe_fixed=moe_fixed, expert=expert, head=head,
@@ -381,6 +387,37 @@ def decode_model(B, ctx, tp=8, hbm=HBM_PEAK, busbw=BUSBW_PEAK, lat=AR_LAT_PEAK, 
                 weights=weights, kv_idx=kv_idx, kv_lat=kv_lat, fl_idx=fl_idx, fl_att=fl_att,
                 t_w=t_w, t_idx=t_idx, t_att=t_att, ar_bytes=ar_bytes, n_ar=n_ar, t_ar=t_ar, ag_bytes=ag_bytes,
                 t_ag=t_ag, step=step, tok_s=B / step)
+
+
+def mtp_pass(B, ctx, tp=8, hbm=HBM_PEAK, busbw=BUSBW_PEAK, lat=AR_LAT_PEAK, trials=4000, q=1):
+    """One run of the MTP layer over B sequences, q positions each: eh_proj (replicated, as the
+    CUDA backend keeps q_a/kv_a), one MoE decoder layer with its own cache, shared_head.norm and the
+    main LM head's shard; the embedding's all-reduce, the layer's two, the logits all-gather."""
+    layer_attn = sum(rank_device_bytes(t, tp) for t in attention_tensors())
+    moe_fixed = sum(rank_device_bytes(t, tp) for t in moe_router_shared_tensors())
+    expert = sum(device_bytes_one(r, c, "fp8") * (n // EXPERTS) for (_, _, r, c, n, _, _, _) in routed_expert_tensors())
+    head = sum(rank_device_bytes(t, tp) for _, t in model_tensors() if t[0] == "LM head")
+    eh = device_bytes_one(HIDDEN, 2 * HIDDEN, "fp8") + align(3 * HIDDEN * 4, 256)
+    _, max_e = experts_touched(B * q, tp, trials)
+    weights = eh + layer_attn + moe_fixed + max_e * expert + head
+    sel = min(ctx, INDEX_TOPK)
+    kv = B * (ctx * INDEX_DIM * 2 + sel * (KV_LORA + QK_ROPE) * 2)
+    fl = B * q * (ctx * INDEX_HEADS * INDEX_DIM * 2 + sel * (HEADS // tp) * ((KV_LORA + QK_ROPE) * 2 + KV_LORA * 2))
+    t = weights / hbm + max(kv / hbm, fl / FP32_PEAK)
+    t += 3 * (lat + 2 * (tp - 1) / tp * B * q * HIDDEN * 4 / busbw) + lat + (tp - 1) / tp * B * VOCAB * 4 / busbw
+    return t, weights
+
+
+def spec_model(B, ctx, k, a, **kw):
+    """Speculative decoding with k drafts, each accepted with probability a given the ones before
+    (so draft j survives with a^j): a step verifies 1 + k tokens a sequence, then the MTP layer runs
+    once over the kept positions (1 + the accepted drafts, on average) and k - 1 more times, one
+    position each, for the chained drafts. Returns (tokens a sequence a step, step s, tokens/s)."""
+    kept = 1 + sum(a ** j for j in range(1, k + 1))
+    verify = decode_model(B, ctx, q=1 + k, **kw)["step"]
+    t_mtp = mtp_pass(B, ctx, q=round(kept), **kw)[0] + (k - 1) * mtp_pass(B, ctx, q=1, **kw)[0]
+    step = verify + t_mtp
+    return kept, step, B * kept / step
 
 
 def report_decode():
@@ -421,12 +458,33 @@ def report_decode():
     print()
 
 
+def report_spec():
+    print("== Speculative decoding with the MTP layer, TP 8 on 8 x H200, context 8192 ==")
+    t1, w1 = mtp_pass(1, 8192)
+    print(f"one MTP pass at B=1 reads {w1 / 1e6:.1f} MB a rank (eh_proj, one MoE layer, the LM head shard)"
+          f" and takes {t1 * 1e3:.3f} ms at the peak figures")
+    for label, kw in (("peak figures", {}),
+                      ("practical figures", dict(hbm=HBM_PRACTICAL, busbw=BUSBW_PRACTICAL, lat=AR_LAT_PRACTICAL))):
+        print(f"-- {label}")
+        print(f"{'B':>3} {'k':>2} {'accept':>6} {'tok/seq/step':>12} {'step ms':>8} {'tok/s':>8} {'plain tok/s':>11}"
+              f" {'speed-up':>8}")
+        for B in (1, 64):
+            plain = decode_model(B, 8192, **kw)
+            for k in (1, 2, 3):
+                for a in (0.6, 0.8, 0.9):
+                    kept, step, tok_s = spec_model(B, 8192, k, a, **kw)
+                    print(f"{B:>3} {k:>2} {a:>6.2f} {kept:>12.2f} {step * 1e3:8.2f} {tok_s:8.0f} {plain['tok_s']:11.0f}"
+                          f" {tok_s / plain['tok_s']:8.2f}")
+    print()
+
+
 def main(argv):
-    what = argv[1:] or ["params", "weights", "kv", "decode"]
-    table = {"params": report_params, "weights": report_weights, "kv": report_kv, "decode": report_decode}
+    what = argv[1:] or ["params", "weights", "kv", "decode", "spec"]
+    table = {"params": report_params, "weights": report_weights, "kv": report_kv, "decode": report_decode,
+             "spec": report_spec}
     for w in what:
         if w not in table:
-            sys.exit(f"usage: {argv[0]} [params|weights|kv|decode ...]")
+            sys.exit(f"usage: {argv[0]} [params|weights|kv|decode|spec ...]")
         table[w]()
 
 
