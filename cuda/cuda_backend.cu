@@ -247,59 +247,64 @@ static size_t upload_bytes(const upload *u)
     return u->w ? glm_dweight_bytes(u->w, u->mode) : sizeof(float) * u->n;
 }
 
+/* One decoder layer's tensors into d; its experts' descriptions into eh [3E]. */
+static void list_layer(cuda_backend *be, upload_list *l, const glm_layer *L, dlayer *d, glm_dweight *eh)
+{
+    const glm_config *c = be->c;
+    glm_dw_mode mode = be->mode;
+    int H = c->hidden_size, E = c->n_routed_experts;
+    add_vector(l, L->input_norm, (size_t)H, &d->input_norm);
+    add_vector(l, L->q_a_norm, (size_t)c->q_lora_rank, &d->q_a_norm);
+    add_vector(l, L->kv_a_norm, (size_t)c->kv_lora_rank, &d->kv_a_norm);
+    add_vector(l, L->post_norm, (size_t)H, &d->post_norm);
+    add_weight(l, &L->q_a, mode, &d->q_a);
+    add_weight(l, &L->q_b, mode, &d->q_b);
+    add_weight(l, &L->kv_a, mode, &d->kv_a);
+    add_weight(l, &L->kv_b, mode, &d->kv_b);
+    add_weight(l, &L->o, mode, &d->o);
+    d->has_indexer = L->has_indexer;
+    if (L->has_indexer) {
+        add_weight(l, &L->idx_wq_b, mode, &d->idx_wq_b);
+        add_weight(l, &L->idx_wk, mode, &d->idx_wk);
+        add_weight(l, &L->idx_weights_proj, mode, &d->idx_weights_proj);
+        add_vector(l, L->idx_k_norm_w, (size_t)c->index_head_dim, &d->idx_k_norm_w);
+        add_vector(l, L->idx_k_norm_b, (size_t)c->index_head_dim, &d->idx_k_norm_b);
+    }
+    d->sparse = L->sparse;
+    if (!L->sparse) {
+        add_weight(l, &L->gate, mode, &d->gate);
+        add_weight(l, &L->up, mode, &d->up);
+        add_weight(l, &L->down, mode, &d->down);
+        return;
+    }
+    add_weight(l, &L->router, GLM_DW_F32, &d->router);
+    add_vector(l, L->router_bias, (size_t)E, &d->router_bias);
+    for (int e = 0; e < E; e++) {
+        if (!L->exp_gate[e].data) /* another rank's expert: its entry stays empty */
+            continue;
+        add_weight(l, &L->exp_gate[e], mode, &eh[e]);
+        add_weight(l, &L->exp_up[e], mode, &eh[E + e]);
+        add_weight(l, &L->exp_down[e], mode, &eh[2 * E + e]);
+    }
+    if (c->n_shared_experts > 0) {
+        add_weight(l, &L->sh_gate, mode, &d->sh_gate);
+        add_weight(l, &L->sh_up, mode, &d->sh_up);
+        add_weight(l, &L->sh_down, mode, &d->sh_down);
+    }
+}
+
 /* Every tensor the forward reads; the expert tables' device arrays come after. */
 static void list_weights(cuda_backend *be, upload_list *l, glm_dweight *exp_host)
 {
     const glm_model *m = be->m;
     const glm_config *c = be->c;
     glm_dw_mode mode = be->mode;
-    int H = c->hidden_size, E = c->n_routed_experts;
+    int H = c->hidden_size, E = c->n_routed_experts, L = c->num_hidden_layers;
     add_weight(l, &m->embed, mode, &be->embed);
     add_weight(l, &m->lm_head, mode, &be->lm_head);
     add_vector(l, m->final_norm, (size_t)H, &be->final_norm);
-    for (int li = 0; li < c->num_hidden_layers; li++) {
-        const glm_layer *L = &m->layers[li];
-        dlayer *d = &be->layers[li];
-        add_vector(l, L->input_norm, (size_t)H, &d->input_norm);
-        add_vector(l, L->q_a_norm, (size_t)c->q_lora_rank, &d->q_a_norm);
-        add_vector(l, L->kv_a_norm, (size_t)c->kv_lora_rank, &d->kv_a_norm);
-        add_vector(l, L->post_norm, (size_t)H, &d->post_norm);
-        add_weight(l, &L->q_a, mode, &d->q_a);
-        add_weight(l, &L->q_b, mode, &d->q_b);
-        add_weight(l, &L->kv_a, mode, &d->kv_a);
-        add_weight(l, &L->kv_b, mode, &d->kv_b);
-        add_weight(l, &L->o, mode, &d->o);
-        d->has_indexer = L->has_indexer;
-        if (L->has_indexer) {
-            add_weight(l, &L->idx_wq_b, mode, &d->idx_wq_b);
-            add_weight(l, &L->idx_wk, mode, &d->idx_wk);
-            add_weight(l, &L->idx_weights_proj, mode, &d->idx_weights_proj);
-            add_vector(l, L->idx_k_norm_w, (size_t)c->index_head_dim, &d->idx_k_norm_w);
-            add_vector(l, L->idx_k_norm_b, (size_t)c->index_head_dim, &d->idx_k_norm_b);
-        }
-        d->sparse = L->sparse;
-        if (!L->sparse) {
-            add_weight(l, &L->gate, mode, &d->gate);
-            add_weight(l, &L->up, mode, &d->up);
-            add_weight(l, &L->down, mode, &d->down);
-            continue;
-        }
-        add_weight(l, &L->router, GLM_DW_F32, &d->router);
-        add_vector(l, L->router_bias, (size_t)E, &d->router_bias);
-        glm_dweight *eh = exp_host + (size_t)li * 3 * E;
-        for (int e = 0; e < E; e++) {
-            if (!L->exp_gate[e].data) /* another rank's expert: its entry stays empty */
-                continue;
-            add_weight(l, &L->exp_gate[e], mode, &eh[e]);
-            add_weight(l, &L->exp_up[e], mode, &eh[E + e]);
-            add_weight(l, &L->exp_down[e], mode, &eh[2 * E + e]);
-        }
-        if (c->n_shared_experts > 0) {
-            add_weight(l, &L->sh_gate, mode, &d->sh_gate);
-            add_weight(l, &L->sh_up, mode, &d->sh_up);
-            add_weight(l, &L->sh_down, mode, &d->sh_down);
-        }
-    }
+    for (int li = 0; li < L; li++)
+        list_layer(be, l, &m->layers[li], &be->layers[li], exp_host + (size_t)li * 3 * E);
 }
 
 /* Uploads the model: one allocation, one staging buffer, each tensor once. */
@@ -567,6 +572,43 @@ static int lm_head(cuda_backend *be, int n_rows, char *err, size_t errlen)
     return GLM_OK;
 }
 
+/* RoPE tables and the embedding rows of the step's n tokens into s->x. */
+static int embed_rows(cuda_backend *be, int n, char *err, size_t errlen)
+{
+    const glm_config *c = be->c;
+    dstep *s = &be->s;
+    glm_cu_rope_angles_params ra = {n, c->qk_rope_head_dim, c->rope_theta, s->pos, s->cos_, s->sin_};
+    CUDA_TRY(glm_cu_rope_angles(&ra, be->stream));
+    /* a rank's rows of the vocabulary, zeros for the others' (summed over the ranks: exact) */
+    glm_cu_embed_params ep = {n, &be->embed, s->tok, s->x, be->m->shard.vocab0};
+    CUDA_TRY(glm_cu_embed(&ep, be->stream));
+    return reduce(be, s->x, (size_t)n * c->hidden_size, err, errlen);
+}
+
+/* One decoder layer over the step's rows, its KV in d's cache layer. pending (or NULL): the
+ * previous block's output not yet added to s->x, fused into the input norm here. The layer's
+ * FFN output is left in s->tmp_h, not yet added to s->x (the caller fuses it into what follows). */
+static int decoder_layer(cuda_backend *be, const dims *b, const dlayer *d, const float *pending, char *err,
+                         size_t errlen)
+{
+    dstep *s = &be->s;
+    cudaStream_t st = be->stream;
+    int n = b->n, H = be->c->hidden_size, rc;
+    float eps = be->c->rms_norm_eps;
+    glm_cu_norm_params in = {n, H, s->x, H, pending, H, d->input_norm, NULL, eps, s->h, H};
+    CUDA_TRY(glm_cu_rmsnorm(&in, st));
+    if ((rc = attention(be, b, d, err, errlen)) != GLM_OK ||
+        (rc = reduce(be, s->tmp_h, (size_t)n * H, err, errlen)) != GLM_OK)
+        return rc;
+    glm_cu_norm_params post = {n, H, s->x, H, s->tmp_h, H, d->post_norm, NULL, eps, s->h, H};
+    CUDA_TRY(glm_cu_rmsnorm(&post, st));
+    rc = d->sparse ? moe_ffn(be, n, d, err, errlen)
+                   : dense_ffn(be, n, &d->gate, &d->up, &d->down, s->tmp_h, err, errlen);
+    if (rc != GLM_OK)
+        return rc;
+    return reduce(be, s->tmp_h, (size_t)n * H, err, errlen);
+}
+
 /* The layers and the logits of a step whose batch is on the device (s->tok .. s->li). */
 static int run_layers(cuda_backend *be, const dims *b, char *err, size_t errlen)
 {
@@ -576,30 +618,12 @@ static int run_layers(cuda_backend *be, const dims *b, char *err, size_t errlen)
     int n = b->n, H = c->hidden_size, rc;
     float eps = c->rms_norm_eps;
 
-    glm_cu_rope_angles_params ra = {n, c->qk_rope_head_dim, c->rope_theta, s->pos, s->cos_, s->sin_};
-    CUDA_TRY(glm_cu_rope_angles(&ra, st));
-    /* a rank's rows of the vocabulary, zeros for the others' (summed over the ranks: exact) */
-    glm_cu_embed_params ep = {n, &be->embed, s->tok, s->x, be->m->shard.vocab0};
-    CUDA_TRY(glm_cu_embed(&ep, st));
-    if ((rc = reduce(be, s->x, (size_t)n * H, err, errlen)) != GLM_OK)
+    if ((rc = embed_rows(be, n, err, errlen)) != GLM_OK || (rc = trace(be, 0, n, err, errlen)) != GLM_OK)
         return rc;
-    if ((rc = trace(be, 0, n, err, errlen)) != GLM_OK)
-        return rc;
-
     /* the residual add of each block is fused into the norm that follows it */
     const float *pending = NULL;
     for (int li = 0; li < c->num_hidden_layers; li++) {
-        const dlayer *d = &be->layers[li];
-        glm_cu_norm_params in = {n, H, s->x, H, pending, H, d->input_norm, NULL, eps, s->h, H};
-        CUDA_TRY(glm_cu_rmsnorm(&in, st));
-        if ((rc = attention(be, b, d, err, errlen)) != GLM_OK ||
-            (rc = reduce(be, s->tmp_h, (size_t)n * H, err, errlen)) != GLM_OK)
-            return rc;
-        glm_cu_norm_params post = {n, H, s->x, H, s->tmp_h, H, d->post_norm, NULL, eps, s->h, H};
-        CUDA_TRY(glm_cu_rmsnorm(&post, st));
-        rc = d->sparse ? moe_ffn(be, n, d, err, errlen)
-                       : dense_ffn(be, n, &d->gate, &d->up, &d->down, s->tmp_h, err, errlen);
-        if (rc != GLM_OK || (rc = reduce(be, s->tmp_h, (size_t)n * H, err, errlen)) != GLM_OK)
+        if ((rc = decoder_layer(be, b, &be->layers[li], pending, err, errlen)) != GLM_OK)
             return rc;
         pending = s->tmp_h;
         if (be->trace) {
@@ -611,7 +635,6 @@ static int run_layers(cuda_backend *be, const dims *b, char *err, size_t errlen)
     }
     if (pending)
         CUDA_TRY(glm_cu_add(s->x, pending, (size_t)n * H, st));
-
     if (b->n_logits > 0) {
         CUDA_TRY(glm_cu_gather_rows(s->final_h, s->x, s->li, b->n_logits, H, st));
         glm_cu_norm_params fn = {b->n_logits, H, s->final_h, H, NULL, 0, be->final_norm, NULL, eps, s->final_h, H};
