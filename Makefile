@@ -103,9 +103,9 @@ $(BUILD)/cuda/%.o: cuda/%.cu
 -include $(CUDA_OBJ:.o=.d)
 
 # The same checks built with nvcc against the real CUDA libraries, for a machine with a GPU
-# (tests/gpu/run.sh): test-backend-ops with its cuda row, and the CUDA backend's forward test.
-GPU_TESTS = $(BUILD)/gpu/test-backend-ops $(BUILD)/gpu/test_cuda_backend $(BUILD)/gpu/test_cuda_sample \
-            $(BUILD)/gpu/test_comm_nccl
+# (tests/gpu/run.sh): test-backend-ops with its cuda row, the CUDA backend's forward and draft tests.
+GPU_TESTS = $(BUILD)/gpu/test-backend-ops $(BUILD)/gpu/test_cuda_backend $(BUILD)/gpu/test_cuda_mtp \
+            $(BUILD)/gpu/test_cuda_sample $(BUILD)/gpu/test_comm_nccl
 gpu-tests: $(GPU_TESTS)
 $(BUILD)/gpu/cuda_row.o: tests/backend/cuda_row.cu
 	@mkdir -p $(dir $@)
@@ -113,6 +113,9 @@ $(BUILD)/gpu/cuda_row.o: tests/backend/cuda_row.cu
 $(BUILD)/gpu/test-backend-ops: $(BUILD)/tests/backend/test-backend-ops.o $(BUILD)/gpu/cuda_row.o $(CUDA_OBJ) $(ENGINE_OBJ)
 	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS_BASE) $(CUDA_LIBS)
 $(BUILD)/gpu/test_cuda_backend: $(BUILD)/tests/cuda/test_cuda_backend.o $(CUDA_OBJ) $(ENGINE_OBJ)
+	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS_BASE) $(CUDA_LIBS) $$(pkg-config --libs check)
+$(BUILD)/gpu/test_cuda_mtp: $(BUILD)/tests/cuda/test_cuda_mtp.o $(CUDA_OBJ) $(ENGINE_OBJ)
+	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS_BASE) $(CUDA_LIBS) $$(pkg-config --libs check)
 $(BUILD)/gpu/test_cuda_sample: $(BUILD)/tests/cuda/test_cuda_sample.o $(CUDA_OBJ) $(ENGINE_OBJ)
 	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS_BASE) $(CUDA_LIBS) $$(pkg-config --libs check)
@@ -196,6 +199,7 @@ CUDA_CPU_CXXFLAGS = -std=c++17 -D_GNU_SOURCE -Wall -Wextra $(WERROR) -Wno-unused
                     -ffp-contract=off -I. -I$(CUDA_HOME)/include $(CXXFLAGS)
 CUDA_CPU_BIN = $(BUILD)/tests/test_cuda_cpu
 CUDA_BACKEND_TEST = $(BUILD)/tests/test_cuda_backend
+CUDA_MTP_TEST = $(BUILD)/tests/test_cuda_mtp
 CUDA_SAMPLE_TEST = $(BUILD)/tests/test_cuda_sample
 CUDA_CPU_SERVER = $(BUILD)/glm-server-cuda-cpu
 BENCH_RANK_CPU = $(BUILD)/glm-bench-rank-cuda-cpu
@@ -224,6 +228,10 @@ $(BUILD)/cuda_cpu/%.o: %.cpp
 $(CUDA_BACKEND_TEST): $(BUILD)/tests/cuda/test_cuda_backend.o $(CUDA_ON_CPU_OBJ) $(ENGINE_OBJ)
 	$(CXX) $(CUDA_CPU_CXXFLAGS) -o $@ $^ $(LDLIBS_BASE) $$(pkg-config --libs check)
 -include $(BUILD)/tests/cuda/test_cuda_backend.d
+# The CUDA backend's draft (the MTP layer) against the MTP goldens and the CPU backend's draft.
+$(CUDA_MTP_TEST): $(BUILD)/tests/cuda/test_cuda_mtp.o $(CUDA_ON_CPU_OBJ) $(ENGINE_OBJ)
+	$(CXX) $(CUDA_CPU_CXXFLAGS) -o $@ $^ $(LDLIBS_BASE) $$(pkg-config --libs check)
+-include $(BUILD)/tests/cuda/test_cuda_mtp.d
 # The device sampler (cuda/sample.cu) against the CPU sampler, row by row.
 $(BUILD)/tests/cuda/test_cuda_sample.o: ALL_CFLAGS += -I$(CUDA_HOME)/include
 $(CUDA_SAMPLE_TEST): $(BUILD)/tests/cuda/test_cuda_sample.o $(CUDA_ON_CPU_OBJ) $(ENGINE_OBJ)
@@ -238,10 +246,10 @@ $(BENCH_RANK_CPU): $(BENCH_RANK_OBJ) $(BUILD)/cuda_cpu/tests/bench/bench_rank_cu
 	$(CXX) $(CUDA_CPU_CXXFLAGS) -o $@ $^ $(LDLIBS_BASE)
 -include $(BUILD)/cuda_cpu/tests/bench/bench_rank_cuda.d
 else
-.PHONY: $(CUDA_CPU_BIN) $(CUDA_BACKEND_TEST) $(CUDA_SAMPLE_TEST) $(CUDA_CPU_SERVER) $(BENCH_RANK_CPU)
+.PHONY: $(CUDA_CPU_BIN) $(CUDA_BACKEND_TEST) $(CUDA_MTP_TEST) $(CUDA_SAMPLE_TEST) $(CUDA_CPU_SERVER) $(BENCH_RANK_CPU)
 $(BENCH_RANK_CPU):
 	@echo "$@ needs the CUDA toolkit's headers ($(CUDA_HOME)/include)"; exit 1
-$(CUDA_CPU_BIN) $(CUDA_BACKEND_TEST) $(CUDA_SAMPLE_TEST):
+$(CUDA_CPU_BIN) $(CUDA_BACKEND_TEST) $(CUDA_MTP_TEST) $(CUDA_SAMPLE_TEST):
 	@mkdir -p $(dir $@)
 	printf '#!/bin/sh\necho "SKIP  CUDA toolkit headers not found: $(CUDA_HOME)/include/cuda_runtime_api.h"\nexit 77\n' > $@
 	chmod +x $@
@@ -341,11 +349,11 @@ goldens: $(REF_VENV)/.packages models/tiny/config.json models/tiny-bf16/config.j
 mtp-goldens: $(REF_VENV)/.packages models/tiny/config.json models/tiny-bf16/config.json models/tiny-fp8/config.json
 	$(REF_VENV)/bin/python tests/golden/make_mtp_goldens.py
 
-test: glm-server $(UNIT_BIN) $(BACKEND_BIN) $(CUDA_CPU_BIN) $(CUDA_BACKEND_TEST) $(CUDA_SAMPLE_TEST) $(BLAS_TEST) $(TEST_CUDA_CPU_SERVER) \
+test: glm-server $(UNIT_BIN) $(BACKEND_BIN) $(CUDA_CPU_BIN) $(CUDA_BACKEND_TEST) $(CUDA_MTP_TEST) $(CUDA_SAMPLE_TEST) $(BLAS_TEST) $(TEST_CUDA_CPU_SERVER) \
       $(TINY_MODELS) models/script/config.json
 	@bash tests/run_tests.sh $(BUILD)
 
-unit: $(UNIT_BIN) $(BACKEND_BIN) $(CUDA_CPU_BIN) $(CUDA_BACKEND_TEST) $(CUDA_SAMPLE_TEST) $(BLAS_TEST) $(TINY_MODELS)
+unit: $(UNIT_BIN) $(BACKEND_BIN) $(CUDA_CPU_BIN) $(CUDA_BACKEND_TEST) $(CUDA_MTP_TEST) $(CUDA_SAMPLE_TEST) $(BLAS_TEST) $(TINY_MODELS)
 	@bash tests/run_tests.sh $(BUILD) unit
 
 integration: glm-server $(TEST_CUDA_CPU_SERVER) $(TINY_MODELS) models/script/config.json
@@ -361,7 +369,7 @@ bench: glm-server $(BUILD)/glm-bench $(BUILD)/glm-bench-serving models/small/con
 
 asan: $(TINY_MODELS)
 	$(MAKE) BUILD=build-asan OPT="-O1 -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer" \
-	        CUDA=0 build-asan/glm-mkmodel $(patsubst $(BUILD)/%,build-asan/%,$(UNIT_BIN) $(BACKEND_BIN) $(CUDA_CPU_BIN) $(CUDA_BACKEND_TEST) $(CUDA_SAMPLE_TEST) $(BLAS_TEST))
+	        CUDA=0 build-asan/glm-mkmodel $(patsubst $(BUILD)/%,build-asan/%,$(UNIT_BIN) $(BACKEND_BIN) $(CUDA_CPU_BIN) $(CUDA_BACKEND_TEST) $(CUDA_MTP_TEST) $(CUDA_SAMPLE_TEST) $(BLAS_TEST))
 	bash tests/run_tests.sh build-asan unit
 
 # --- dependencies -----------------------------------------------------------

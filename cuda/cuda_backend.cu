@@ -28,6 +28,14 @@
  * runs the device sampler (cuda/sample.h) on them: only the tokens and the
  * requested logprobs come back (see sample_rows for the rows that the host
  * sampler takes instead).
+ *
+ * With a draft layer (draft_layers 1: speculative decoding, model.h: glm_mtp)
+ * the MTP layer is one more dlayer (layers[num_hidden_layers]) with its own KV
+ * cache layer, forward keeps every row's final hidden state (after model.norm)
+ * on the device, and draft runs, eagerly (see "the draft"):
+ *   x = eh_proj([enorm(embed(next tokens)) | hnorm(hidden rows)])
+ *   the decoder layer on x, h = shared_head.norm(x) (kept for a chained draft)
+ *   logits = lm_head(h) for the rows asked for, replacing the last forward's.
  */
 #include "cuda/glm_cuda.h"
 
@@ -80,10 +88,17 @@ typedef struct {
     void *index_k;                                         /* [slots, index_dim], NULL on shared layers */
 } dlayer;
 
+/* The MTP layer's own weights beside its decoder layer (model.h: glm_mtp). */
+typedef struct {
+    glm_dweight eh_proj;                                   /* [H, 2H] */
+    float *enorm, *hnorm, *head_norm;                      /* [H] */
+} dmtp;
+
 /* The step's buffers (device unless stated), sized for T = max_num_batched_tokens rows. */
 typedef struct {
     int32_t *tok, *pos, *seq_of, *bt, *li;  /* batch: [T], [T], [T], [S, MB], [max_logits] */
     int64_t *slot;                          /* [T] */
+    int32_t *hrow;                          /* [T] a draft's hidden-state rows (draft layer only) */
     void *batch_dev;                        /* the batch arrays above, one region */
     void *batch_host;                       /* pinned twin of batch_dev */
     size_t batch_bytes;
@@ -112,6 +127,10 @@ typedef struct {
     glm_cu_sample_desc *smp_desc;           /* [max_logits] */
     glm_cu_sample_edit *smp_edit;           /* [max_logits * SAMPLE_EDITS_PER_ROW] */
     glm_sampler_result *smp_out;            /* [max_logits] */
+    /* draft (MTP) layer only, else NULL */
+    float *fin_h;                           /* [T, H] final hidden state of every row of the last forward */
+    float *draft_h;                         /* [T, H] the MTP output (after shared_head.norm) of the last draft */
+    float *eh_in;                           /* [T, 2H] eh_proj's input */
 } dstep;
 
 typedef struct cuda_backend {
@@ -128,7 +147,11 @@ typedef struct cuda_backend {
     glm_cu_linear_ctx lin;
     glm_dweight embed, lm_head;
     float *final_norm;
-    dlayer *layers;
+    dlayer *layers;                         /* [num_hidden_layers + draft]: the MTP layer last */
+    int draft;                              /* holds the MTP layer (draft_layers 1) */
+    dmtp mtp;
+    int fin_n, draft_n;                     /* rows of s.fin_h / s.draft_h that hold the last forward's /
+                                               the last draft's */
     void *weights;                          /* the one weight allocation */
     size_t weight_bytes;
     void *kv;                               /* the one KV allocation */
@@ -195,7 +218,8 @@ static int batch_parts(dstep *s, const glm_backend_params *p, glm_part *bp)
     bp[3] = (glm_part){(void **)&s->bt, sizeof(int32_t) * bt};
     bp[4] = (glm_part){(void **)&s->li, sizeof(int32_t) * Lr};
     bp[5] = (glm_part){(void **)&s->slot, sizeof(int64_t) * T};
-    return 6;
+    bp[6] = (glm_part){(void **)&s->hrow, p->draft_layers ? sizeof(int32_t) * T : 0};
+    return 7;
 }
 
 /* The pinned host twin of a pointer into the batch's device region. */
@@ -247,58 +271,71 @@ static size_t upload_bytes(const upload *u)
     return u->w ? glm_dweight_bytes(u->w, u->mode) : sizeof(float) * u->n;
 }
 
-/* Every tensor the forward reads; the expert tables' device arrays come after. */
+/* One decoder layer's tensors into d; its experts' descriptions into eh [3E]. */
+static void list_layer(cuda_backend *be, upload_list *l, const glm_layer *L, dlayer *d, glm_dweight *eh)
+{
+    const glm_config *c = be->c;
+    glm_dw_mode mode = be->mode;
+    int H = c->hidden_size, E = c->n_routed_experts;
+    add_vector(l, L->input_norm, (size_t)H, &d->input_norm);
+    add_vector(l, L->q_a_norm, (size_t)c->q_lora_rank, &d->q_a_norm);
+    add_vector(l, L->kv_a_norm, (size_t)c->kv_lora_rank, &d->kv_a_norm);
+    add_vector(l, L->post_norm, (size_t)H, &d->post_norm);
+    add_weight(l, &L->q_a, mode, &d->q_a);
+    add_weight(l, &L->q_b, mode, &d->q_b);
+    add_weight(l, &L->kv_a, mode, &d->kv_a);
+    add_weight(l, &L->kv_b, mode, &d->kv_b);
+    add_weight(l, &L->o, mode, &d->o);
+    d->has_indexer = L->has_indexer;
+    if (L->has_indexer) {
+        add_weight(l, &L->idx_wq_b, mode, &d->idx_wq_b);
+        add_weight(l, &L->idx_wk, mode, &d->idx_wk);
+        add_weight(l, &L->idx_weights_proj, mode, &d->idx_weights_proj);
+        add_vector(l, L->idx_k_norm_w, (size_t)c->index_head_dim, &d->idx_k_norm_w);
+        add_vector(l, L->idx_k_norm_b, (size_t)c->index_head_dim, &d->idx_k_norm_b);
+    }
+    d->sparse = L->sparse;
+    if (!L->sparse) {
+        add_weight(l, &L->gate, mode, &d->gate);
+        add_weight(l, &L->up, mode, &d->up);
+        add_weight(l, &L->down, mode, &d->down);
+        return;
+    }
+    add_weight(l, &L->router, GLM_DW_F32, &d->router);
+    add_vector(l, L->router_bias, (size_t)E, &d->router_bias);
+    for (int e = 0; e < E; e++) {
+        if (!L->exp_gate[e].data) /* another rank's expert: its entry stays empty */
+            continue;
+        add_weight(l, &L->exp_gate[e], mode, &eh[e]);
+        add_weight(l, &L->exp_up[e], mode, &eh[E + e]);
+        add_weight(l, &L->exp_down[e], mode, &eh[2 * E + e]);
+    }
+    if (c->n_shared_experts > 0) {
+        add_weight(l, &L->sh_gate, mode, &d->sh_gate);
+        add_weight(l, &L->sh_up, mode, &d->sh_up);
+        add_weight(l, &L->sh_down, mode, &d->sh_down);
+    }
+}
+
+/* Every tensor the forward (and the draft) reads; the expert tables' device arrays come after. */
 static void list_weights(cuda_backend *be, upload_list *l, glm_dweight *exp_host)
 {
     const glm_model *m = be->m;
     const glm_config *c = be->c;
     glm_dw_mode mode = be->mode;
-    int H = c->hidden_size, E = c->n_routed_experts;
+    int H = c->hidden_size, E = c->n_routed_experts, L = c->num_hidden_layers;
     add_weight(l, &m->embed, mode, &be->embed);
     add_weight(l, &m->lm_head, mode, &be->lm_head);
     add_vector(l, m->final_norm, (size_t)H, &be->final_norm);
-    for (int li = 0; li < c->num_hidden_layers; li++) {
-        const glm_layer *L = &m->layers[li];
-        dlayer *d = &be->layers[li];
-        add_vector(l, L->input_norm, (size_t)H, &d->input_norm);
-        add_vector(l, L->q_a_norm, (size_t)c->q_lora_rank, &d->q_a_norm);
-        add_vector(l, L->kv_a_norm, (size_t)c->kv_lora_rank, &d->kv_a_norm);
-        add_vector(l, L->post_norm, (size_t)H, &d->post_norm);
-        add_weight(l, &L->q_a, mode, &d->q_a);
-        add_weight(l, &L->q_b, mode, &d->q_b);
-        add_weight(l, &L->kv_a, mode, &d->kv_a);
-        add_weight(l, &L->kv_b, mode, &d->kv_b);
-        add_weight(l, &L->o, mode, &d->o);
-        d->has_indexer = L->has_indexer;
-        if (L->has_indexer) {
-            add_weight(l, &L->idx_wq_b, mode, &d->idx_wq_b);
-            add_weight(l, &L->idx_wk, mode, &d->idx_wk);
-            add_weight(l, &L->idx_weights_proj, mode, &d->idx_weights_proj);
-            add_vector(l, L->idx_k_norm_w, (size_t)c->index_head_dim, &d->idx_k_norm_w);
-            add_vector(l, L->idx_k_norm_b, (size_t)c->index_head_dim, &d->idx_k_norm_b);
-        }
-        d->sparse = L->sparse;
-        if (!L->sparse) {
-            add_weight(l, &L->gate, mode, &d->gate);
-            add_weight(l, &L->up, mode, &d->up);
-            add_weight(l, &L->down, mode, &d->down);
-            continue;
-        }
-        add_weight(l, &L->router, GLM_DW_F32, &d->router);
-        add_vector(l, L->router_bias, (size_t)E, &d->router_bias);
-        glm_dweight *eh = exp_host + (size_t)li * 3 * E;
-        for (int e = 0; e < E; e++) {
-            if (!L->exp_gate[e].data) /* another rank's expert: its entry stays empty */
-                continue;
-            add_weight(l, &L->exp_gate[e], mode, &eh[e]);
-            add_weight(l, &L->exp_up[e], mode, &eh[E + e]);
-            add_weight(l, &L->exp_down[e], mode, &eh[2 * E + e]);
-        }
-        if (c->n_shared_experts > 0) {
-            add_weight(l, &L->sh_gate, mode, &d->sh_gate);
-            add_weight(l, &L->sh_up, mode, &d->sh_up);
-            add_weight(l, &L->sh_down, mode, &d->sh_down);
-        }
+    for (int li = 0; li < L; li++)
+        list_layer(be, l, &m->layers[li], &be->layers[li], exp_host + (size_t)li * 3 * E);
+    if (be->draft) {
+        const glm_mtp *t = m->mtp;
+        list_layer(be, l, &t->layer, &be->layers[L], exp_host + (size_t)L * 3 * E);
+        add_weight(l, &t->eh_proj, mode, &be->mtp.eh_proj);
+        add_vector(l, t->enorm, (size_t)H, &be->mtp.enorm);
+        add_vector(l, t->hnorm, (size_t)H, &be->mtp.hnorm);
+        add_vector(l, t->head_norm, (size_t)H, &be->mtp.head_norm);
     }
 }
 
@@ -306,7 +343,7 @@ static void list_weights(cuda_backend *be, upload_list *l, glm_dweight *exp_host
 static int upload_model(cuda_backend *be, char *err, size_t errlen)
 {
     const glm_config *c = be->c;
-    int L = c->num_hidden_layers, E = c->n_routed_experts;
+    int L = c->num_hidden_layers + be->draft, E = c->n_routed_experts;
     size_t n_exp = (size_t)L * 3 * (size_t)GLM_MAX(E, 1);
     glm_dweight *exp_host = (glm_dweight *)glm_calloc(n_exp, sizeof(glm_dweight));
     upload_list l = {NULL, 0, 0};
@@ -567,7 +604,54 @@ static int lm_head(cuda_backend *be, int n_rows, char *err, size_t errlen)
     return GLM_OK;
 }
 
-/* The layers and the logits of a step whose batch is on the device (s->tok .. s->li). */
+/* RoPE tables and the embedding rows of the step's n tokens into s->x. */
+static int embed_rows(cuda_backend *be, int n, char *err, size_t errlen)
+{
+    const glm_config *c = be->c;
+    dstep *s = &be->s;
+    glm_cu_rope_angles_params ra = {n, c->qk_rope_head_dim, c->rope_theta, s->pos, s->cos_, s->sin_};
+    CUDA_TRY(glm_cu_rope_angles(&ra, be->stream));
+    /* a rank's rows of the vocabulary, zeros for the others' (summed over the ranks: exact) */
+    glm_cu_embed_params ep = {n, &be->embed, s->tok, s->x, be->m->shard.vocab0};
+    CUDA_TRY(glm_cu_embed(&ep, be->stream));
+    return reduce(be, s->x, (size_t)n * c->hidden_size, err, errlen);
+}
+
+/* One decoder layer over the step's rows, its KV in d's cache layer. pending (or NULL): the
+ * previous block's output not yet added to s->x, fused into the input norm here. The layer's
+ * FFN output is left in s->tmp_h, not yet added to s->x (the caller fuses it into what follows). */
+static int decoder_layer(cuda_backend *be, const dims *b, const dlayer *d, const float *pending, char *err,
+                         size_t errlen)
+{
+    dstep *s = &be->s;
+    cudaStream_t st = be->stream;
+    int n = b->n, H = be->c->hidden_size, rc;
+    float eps = be->c->rms_norm_eps;
+    glm_cu_norm_params in = {n, H, s->x, H, pending, H, d->input_norm, NULL, eps, s->h, H};
+    CUDA_TRY(glm_cu_rmsnorm(&in, st));
+    if ((rc = attention(be, b, d, err, errlen)) != GLM_OK ||
+        (rc = reduce(be, s->tmp_h, (size_t)n * H, err, errlen)) != GLM_OK)
+        return rc;
+    glm_cu_norm_params post = {n, H, s->x, H, s->tmp_h, H, d->post_norm, NULL, eps, s->h, H};
+    CUDA_TRY(glm_cu_rmsnorm(&post, st));
+    rc = d->sparse ? moe_ffn(be, n, d, err, errlen)
+                   : dense_ffn(be, n, &d->gate, &d->up, &d->down, s->tmp_h, err, errlen);
+    if (rc != GLM_OK)
+        return rc;
+    return reduce(be, s->tmp_h, (size_t)n * H, err, errlen);
+}
+
+/* The LM head over rows s->li [n] of src [*, H] (already normed): s->logits. */
+static int logits_of(cuda_backend *be, const float *src, int n, char *err, size_t errlen)
+{
+    if (n == 0)
+        return GLM_OK;
+    CUDA_TRY(glm_cu_gather_rows(be->s.final_h, src, be->s.li, n, be->c->hidden_size, be->stream));
+    return lm_head(be, n, err, errlen);
+}
+
+/* The layers and the logits of a step whose batch is on the device (s->tok .. s->li). With a
+ * draft layer every row's final hidden state is kept in s->fin_h (the draft reads it). */
 static int run_layers(cuda_backend *be, const dims *b, char *err, size_t errlen)
 {
     const glm_config *c = be->c;
@@ -576,30 +660,12 @@ static int run_layers(cuda_backend *be, const dims *b, char *err, size_t errlen)
     int n = b->n, H = c->hidden_size, rc;
     float eps = c->rms_norm_eps;
 
-    glm_cu_rope_angles_params ra = {n, c->qk_rope_head_dim, c->rope_theta, s->pos, s->cos_, s->sin_};
-    CUDA_TRY(glm_cu_rope_angles(&ra, st));
-    /* a rank's rows of the vocabulary, zeros for the others' (summed over the ranks: exact) */
-    glm_cu_embed_params ep = {n, &be->embed, s->tok, s->x, be->m->shard.vocab0};
-    CUDA_TRY(glm_cu_embed(&ep, st));
-    if ((rc = reduce(be, s->x, (size_t)n * H, err, errlen)) != GLM_OK)
+    if ((rc = embed_rows(be, n, err, errlen)) != GLM_OK || (rc = trace(be, 0, n, err, errlen)) != GLM_OK)
         return rc;
-    if ((rc = trace(be, 0, n, err, errlen)) != GLM_OK)
-        return rc;
-
     /* the residual add of each block is fused into the norm that follows it */
     const float *pending = NULL;
     for (int li = 0; li < c->num_hidden_layers; li++) {
-        const dlayer *d = &be->layers[li];
-        glm_cu_norm_params in = {n, H, s->x, H, pending, H, d->input_norm, NULL, eps, s->h, H};
-        CUDA_TRY(glm_cu_rmsnorm(&in, st));
-        if ((rc = attention(be, b, d, err, errlen)) != GLM_OK ||
-            (rc = reduce(be, s->tmp_h, (size_t)n * H, err, errlen)) != GLM_OK)
-            return rc;
-        glm_cu_norm_params post = {n, H, s->x, H, s->tmp_h, H, d->post_norm, NULL, eps, s->h, H};
-        CUDA_TRY(glm_cu_rmsnorm(&post, st));
-        rc = d->sparse ? moe_ffn(be, n, d, err, errlen)
-                       : dense_ffn(be, n, &d->gate, &d->up, &d->down, s->tmp_h, err, errlen);
-        if (rc != GLM_OK || (rc = reduce(be, s->tmp_h, (size_t)n * H, err, errlen)) != GLM_OK)
+        if ((rc = decoder_layer(be, b, &be->layers[li], pending, err, errlen)) != GLM_OK)
             return rc;
         pending = s->tmp_h;
         if (be->trace) {
@@ -609,9 +675,13 @@ static int run_layers(cuda_backend *be, const dims *b, char *err, size_t errlen)
                 return rc;
         }
     }
+    if (be->draft) { /* every row's final hidden state, the logits rows from it */
+        glm_cu_norm_params fn = {n, H, s->x, H, pending, H, be->final_norm, NULL, eps, s->fin_h, H};
+        CUDA_TRY(glm_cu_rmsnorm(&fn, st));
+        return logits_of(be, s->fin_h, b->n_logits, err, errlen);
+    }
     if (pending)
         CUDA_TRY(glm_cu_add(s->x, pending, (size_t)n * H, st));
-
     if (b->n_logits > 0) {
         CUDA_TRY(glm_cu_gather_rows(s->final_h, s->x, s->li, b->n_logits, H, st));
         glm_cu_norm_params fn = {b->n_logits, H, s->final_h, H, NULL, 0, be->final_norm, NULL, eps, s->final_h, H};
@@ -760,7 +830,74 @@ static int cuda_forward(glm_backend *base, const glm_batch *b, char *err, size_t
     GLM_ASSERT(b->n_seqs <= base->info.limits.max_seqs);
     GLM_ASSERT(b->max_blocks_per_seq <= base->info.limits.max_blocks_per_seq);
     be->n_logits = 0;
+    be->fin_n = be->draft_n = 0;
     int rc = forward(be, b, err, errlen);
+    if (rc == GLM_OK) {
+        be->n_logits = b->n_logits;
+        be->fin_n = be->draft ? b->n_tokens : 0;
+    }
+    return rc;
+}
+
+/* ---- the draft ---------------------------------------------------------------------------
+ *
+ * The MTP layer over a batch of the tokens that follow, eagerly (no graph): the batch goes up as
+ * a forward's, then each token's hidden-state row index; x = eh_proj([enorm(embed) | hnorm(hidden)]),
+ * the decoder layer (cache layer num_hidden_layers), s->draft_h = shared_head.norm(x) for
+ * every row, the logits rows from it. eh_proj's input is built before anything is written, so a
+ * chained draft may read the rows of s->draft_h that it replaces.
+ */
+static int draft(cuda_backend *be, const glm_batch *b, const float *src, const int32_t *rows, char *err,
+                 size_t errlen)
+{
+    const glm_config *c = be->c;
+    dstep *s = &be->s;
+    cudaStream_t st = be->stream;
+    int n = b->n_tokens, H = c->hidden_size, rc;
+    float eps = c->rms_norm_eps;
+    memcpy(host_twin(s, s->hrow), rows, sizeof(int32_t) * (size_t)n);
+    if ((rc = upload_batch(be, b, err, errlen)) != GLM_OK)
+        return rc;
+    CUDA_TRY(cudaMemcpyAsync(s->hrow, host_twin(s, s->hrow), sizeof(int32_t) * (size_t)n, cudaMemcpyHostToDevice,
+                             st));
+    if ((rc = embed_rows(be, n, err, errlen)) != GLM_OK)
+        return rc;
+    glm_cu_norm_params en = {n, H, s->x, H, NULL, 0, be->mtp.enorm, NULL, eps, s->eh_in, 2 * H};
+    CUDA_TRY(glm_cu_rmsnorm(&en, st));
+    CUDA_TRY(glm_cu_gather_rows(s->h, src, s->hrow, n, H, st));
+    glm_cu_norm_params hn = {n, H, s->h, H, NULL, 0, be->mtp.hnorm, NULL, eps, s->eh_in + H, 2 * H};
+    CUDA_TRY(glm_cu_rmsnorm(&hn, st));
+    LIN_TRY(lin(be, &be->mtp.eh_proj, s->eh_in, 2 * H, n, s->x, H, err, errlen));
+    dims d = {n, b->max_blocks_per_seq, b->n_logits};
+    if ((rc = decoder_layer(be, &d, &be->layers[c->num_hidden_layers], NULL, err, errlen)) != GLM_OK)
+        return rc;
+    glm_cu_norm_params fn = {n, H, s->x, H, s->tmp_h, H, be->mtp.head_norm, NULL, eps, s->draft_h, H};
+    CUDA_TRY(glm_cu_rmsnorm(&fn, st));
+    if ((rc = logits_of(be, s->draft_h, b->n_logits, err, errlen)) != GLM_OK)
+        return rc;
+    CUDA_TRY(cudaStreamSynchronize(st));
+    return GLM_OK;
+}
+
+static int cuda_draft(glm_backend *base, const glm_batch *b, glm_draft_source from, const int32_t *rows, char *err,
+                      size_t errlen)
+{
+    cuda_backend *be = (cuda_backend *)base;
+    GLM_ASSERT(be->draft && b->n_tokens >= 1 && b->n_tokens <= base->info.limits.max_tokens);
+    GLM_ASSERT(b->n_logits <= base->info.limits.max_logits);
+    GLM_ASSERT(b->n_seqs <= base->info.limits.max_seqs);
+    GLM_ASSERT(b->max_blocks_per_seq <= base->info.limits.max_blocks_per_seq);
+    int have = from == GLM_DRAFT_FROM_DRAFT ? be->draft_n : be->fin_n;
+    for (int t = 0; t < b->n_tokens; t++)
+        if (rows[t] < 0 || rows[t] >= have) {
+            glm_err(err, errlen, "draft: token %d reads hidden row %d of the last %s, which has %d", t, rows[t],
+                    from == GLM_DRAFT_FROM_DRAFT ? "draft" : "forward", have);
+            return GLM_BAD_BATCH;
+        }
+    be->n_logits = 0;
+    int rc = draft(be, b, from == GLM_DRAFT_FROM_DRAFT ? be->s.draft_h : be->s.fin_h, rows, err, errlen);
+    /* a failed draft leaves s.draft_h undefined; the forward's rows are untouched */
+    be->draft_n = rc == GLM_OK ? b->n_tokens : 0;
     if (rc == GLM_OK)
         be->n_logits = b->n_logits;
     return rc;
@@ -923,6 +1060,8 @@ static void cuda_destroy(glm_backend *base)
 }
 
 static const glm_backend_ops cuda_ops = {cuda_forward, cuda_logits, cuda_sample, NULL, cuda_trace_hidden, cuda_destroy};
+static const glm_backend_ops cuda_draft_ops = {cuda_forward, cuda_logits, cuda_sample, cuda_draft, cuda_trace_hidden,
+                                               cuda_destroy};
 
 /* ---- create ------------------------------------------------------------------------------ */
 
@@ -941,12 +1080,12 @@ static int workspace_parts(cuda_backend *be, const glm_backend_params *p, glm_pa
     int Ti = p->max_num_batched_tokens;
 
     /* the batch region: carved again inside batch_dev once that exists */
-    glm_part bp[6];
+    glm_part bp[7];
     s->batch_bytes = glm_carve(bp, batch_parts(s, p, bp), NULL, ALIGN);
 
     /* every op's scratch at its largest */
     size_t lin_ws = 0;
-    for (int li = 0; li < c->num_hidden_layers; li++) {
+    for (int li = 0; li < c->num_hidden_layers + be->draft; li++) {
         const dlayer *d = &be->layers[li];
         const glm_dweight *ws[] = {&d->q_a, &d->q_b, &d->kv_a, &d->o, &d->idx_wq_b, &d->idx_wk, &d->idx_weights_proj,
                                    &d->gate, &d->up, &d->down, &d->router, &d->sh_gate, &d->sh_up, &d->sh_down};
@@ -955,6 +1094,8 @@ static int workspace_parts(cuda_backend *be, const glm_backend_params *p, glm_pa
                 lin_ws = GLM_MAX(lin_ws, glm_cu_linear_workspace(ws[i], Ti));
     }
     lin_ws = GLM_MAX(lin_ws, glm_cu_linear_workspace(&be->lm_head, (int)Lr));
+    if (be->draft)
+        lin_ws = GLM_MAX(lin_ws, glm_cu_linear_workspace(&be->mtp.eh_proj, Ti));
     glm_cu_paging pg0 = {NULL, (int)MB, p->block_size, 0, NULL, NULL};
     glm_cu_mla_attn_params mp = {Ti, (int)heads, (int)R, (int)rope, 1, NULL, NULL, be->kv_dtype, pg0, NULL,
                                  c->index_topk, be->max_ctx, NULL};
@@ -1003,17 +1144,22 @@ static int workspace_parts(cuda_backend *be, const glm_backend_params *p, glm_pa
     s->smp_in_bytes = sizeof(glm_cu_sample_desc) * Lr + sizeof(glm_cu_sample_edit) * Lr * SAMPLE_EDITS_PER_ROW;
     PART(s->smp_in, s->smp_in_bytes);
     PART(s->smp_out, sizeof(glm_sampler_result) * Lr);
+    PART(s->fin_h, be->draft ? sizeof(float) * T * H : 0);
+    PART(s->draft_h, be->draft ? sizeof(float) * T * H : 0);
+    PART(s->eh_in, be->draft ? sizeof(float) * T * 2 * H : 0);
 #undef PART
     return np;
 }
 
-/* KV bytes per token slot: every layer's latent row and its index key where it has an indexer. */
-static size_t kv_bytes_per_token(const glm_config *c, const glm_model *m, glm_dtype dt)
+/* KV bytes per token slot: every layer's latent row and its index key where it has an indexer,
+ * the MTP layer's among them when the backend holds it. */
+static size_t kv_bytes_per_token(const cuda_backend *be)
 {
-    size_t per = 0, es = glm_dtype_size(dt);
-    for (int li = 0; li < c->num_hidden_layers; li++) {
+    const glm_config *c = be->c;
+    size_t per = 0, es = glm_dtype_size(be->kv_dtype);
+    for (int li = 0; li < c->num_hidden_layers + be->draft; li++) {
         per += (size_t)(c->kv_lora_rank + c->qk_rope_head_dim) * es;
-        if (m->layers[li].has_indexer)
+        if (be->layers[li].has_indexer)
             per += (size_t)c->index_head_dim * es;
     }
     return per;
@@ -1056,8 +1202,14 @@ extern "C" glm_backend *glm_cuda_backend_create(const glm_model *m, const glm_ba
         glm_err(err, errlen, "cuda backend: device %d: %s", p->device, cudaGetErrorString(e));
         return NULL;
     }
+    if (p->draft_layers && (p->draft_layers != 1 || !m->mtp || p->world > 1)) {
+        glm_err(err, errlen, "cuda backend: %s", !m->mtp ? "the checkpoint has no MTP layer"
+                : p->draft_layers != 1 ? "one MTP layer at most" : "the MTP layer runs at one rank only");
+        return NULL;
+    }
     cuda_backend *be = (cuda_backend *)glm_calloc(1, sizeof *be);
-    be->base.ops = &cuda_ops;
+    be->draft = p->draft_layers == 1;
+    be->base.ops = be->draft ? &cuda_draft_ops : &cuda_ops;
     be->m = m;
     be->c = c;
     be->device = p->device;
@@ -1066,7 +1218,7 @@ extern "C" glm_backend *glm_cuda_backend_create(const glm_model *m, const glm_ba
     be->kv_dtype = p->dtype == GLM_COMPUTE_F32 ? GLM_DTYPE_F32 : GLM_DTYPE_BF16;
     be->block_size = p->block_size;
     be->max_ctx = p->max_blocks_per_seq * p->block_size;
-    be->layers = (dlayer *)glm_calloc((size_t)c->num_hidden_layers, sizeof(dlayer));
+    be->layers = (dlayer *)glm_calloc((size_t)(c->num_hidden_layers + be->draft), sizeof(dlayer));
     int Lr = GLM_MAX(p->max_logits_rows, 1);
     glm_part parts[64];
     int np = 0;
@@ -1100,7 +1252,7 @@ extern "C" glm_backend *glm_cuda_backend_create(const glm_model *m, const glm_ba
     glm_carve(parts, np, (char *)be->ws, ALIGN);
     {
         /* the batch arrays inside their device region; the pinned twin has the same offsets */
-        glm_part bp[6];
+        glm_part bp[7];
         glm_carve(bp, batch_parts(&be->s, p, bp), (char *)be->s.batch_dev, ALIGN);
         if ((e = cudaMallocHost(&be->s.batch_host, be->s.batch_bytes)) != cudaSuccess) {
             be->s.batch_host = NULL;
@@ -1125,7 +1277,7 @@ extern "C" glm_backend *glm_cuda_backend_create(const glm_model *m, const glm_ba
     }
 
     /* the KV cache: what is asked, or what remains of the device's share */
-    per_block = kv_bytes_per_token(c, m, be->kv_dtype) * (size_t)p->block_size;
+    per_block = kv_bytes_per_token(be) * (size_t)p->block_size;
     if (p->kv_blocks > 0) {
         nb = (size_t)p->kv_blocks;
     } else if (p->kv_bytes > 0) {
@@ -1139,10 +1291,10 @@ extern "C" glm_backend *glm_cuda_backend_create(const glm_model *m, const glm_ba
         fprintf(stderr,
                 "glm-server: cuda device %d memory plan: %.2f GiB x %.2f = %.2f GiB; in use before start %.2f GiB, "
                 "weights %.2f GiB, workspace %.2f GiB -> KV cache %.2f GiB = %zu blocks of %d tokens "
-                "(%zu bytes per token, %s)\n",
+                "(%zu bytes per token, %s%s)\n",
                 p->device, gib(total), frac, gib(share), gib(others), gib(be->weight_bytes), gib(ws_bytes),
                 gib(budget), nb, p->block_size, per_block / (size_t)p->block_size,
-                be->kv_dtype == GLM_DTYPE_BF16 ? "bf16" : "f32");
+                be->kv_dtype == GLM_DTYPE_BF16 ? "bf16" : "f32", be->draft ? "; the MTP layer's included" : "");
     }
     if (nb < 1 || nb > (size_t)INT32_MAX / (size_t)p->block_size) {
         glm_err(err, errlen, "cuda backend: the KV budget holds %zu blocks of %d tokens (%zu bytes each)", nb,
@@ -1165,10 +1317,10 @@ extern "C" glm_backend *glm_cuda_backend_create(const glm_model *m, const glm_ba
     {
         size_t slots = (size_t)be->num_blocks * (size_t)p->block_size, es = glm_dtype_size(be->kv_dtype);
         char *q = (char *)be->kv;
-        for (int li = 0; li < c->num_hidden_layers; li++) {
+        for (int li = 0; li < c->num_hidden_layers + be->draft; li++) {
             be->layers[li].latent = q;
             q += slots * (size_t)(c->kv_lora_rank + c->qk_rope_head_dim) * es;
-            if (m->layers[li].has_indexer) {
+            if (be->layers[li].has_indexer) {
                 be->layers[li].index_k = q;
                 q += slots * (size_t)c->index_head_dim * es;
             }

@@ -33,8 +33,9 @@ glm_backend *glm_backend_create(const glm_model *m, const glm_backend_params *p,
                     : "the checkpoint has no MTP layer (model.layers.<num_hidden_layers>.eh_proj)");
             return NULL;
         }
-        if (p->world > 1 || p->kind != GLM_BACKEND_CPU) {
-            glm_err(err, errlen, "speculative decoding with MTP runs on the CPU backend at one rank only so far");
+        if (p->world > 1) {
+            glm_err(err, errlen, "speculative decoding with MTP runs at one rank only so far: tensor parallelism "
+                    "(size %d) does not hold the MTP layer", p->world);
             return NULL;
         }
     }

@@ -6,7 +6,8 @@
 #   2. runs every CUDA op against the CPU reference ops (build/gpu/test-backend-ops);
 #   3. runs the CUDA backend's forward on the tiny checkpoints: --dtype float32 against the
 #      transformers goldens, the default dtype against the CPU engine, BF16 and FP8
-#      (build/gpu/test_cuda_backend);
+#      (build/gpu/test_cuda_backend); its draft (the MTP layer) against the MTP goldens and the
+#      CPU backend's draft, and with decode graphs captured (build/gpu/test_cuda_mtp);
 #      the device sampler against the CPU sampler and its distribution (build/gpu/test_cuda_sample);
 #   4. runs the server tests (tests/cli/server.sh: the openai SDK, curl, raw sockets) with every
 #      server started with --device cuda;
@@ -49,6 +50,7 @@ part "build (nvcc, sm_90a)" make -s -j"$JOBS" CUDA=1 glm-server gpu-tests build/
     models/tiny-wide-fp8/config.json || exit 1
 part "test-backend-ops (cuda row on the GPU)" build/gpu/test-backend-ops
 part "CUDA forward on the tiny checkpoints" build/gpu/test_cuda_backend
+part "CUDA draft (MTP layer) on the tiny checkpoints" build/gpu/test_cuda_mtp
 part "CUDA sampler against the CPU sampler" build/gpu/test_cuda_sample
 
 # the server tests of `make test`, every server they start given --device cuda (tests/cli/lib/serve.bash)
