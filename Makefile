@@ -200,6 +200,7 @@ CUDA_CPU_CXXFLAGS = -std=c++17 -D_GNU_SOURCE -Wall -Wextra $(WERROR) -Wno-unused
 CUDA_CPU_BIN = $(BUILD)/tests/test_cuda_cpu
 CUDA_BACKEND_TEST = $(BUILD)/tests/test_cuda_backend
 CUDA_MTP_TEST = $(BUILD)/tests/test_cuda_mtp
+CUDA_SPEC_TEST = $(BUILD)/tests/test_spec_cuda
 CUDA_SAMPLE_TEST = $(BUILD)/tests/test_cuda_sample
 CUDA_CPU_SERVER = $(BUILD)/glm-server-cuda-cpu
 BENCH_RANK_CPU = $(BUILD)/glm-bench-rank-cuda-cpu
@@ -232,6 +233,13 @@ $(CUDA_BACKEND_TEST): $(BUILD)/tests/cuda/test_cuda_backend.o $(CUDA_ON_CPU_OBJ)
 $(CUDA_MTP_TEST): $(BUILD)/tests/cuda/test_cuda_mtp.o $(CUDA_ON_CPU_OBJ) $(ENGINE_OBJ)
 	$(CXX) $(CUDA_CPU_CXXFLAGS) -o $@ $^ $(LDLIBS_BASE) $$(pkg-config --libs check)
 -include $(BUILD)/tests/cuda/test_cuda_mtp.d
+# Speculative decoding in the engine (tests/unit/test_spec.c) through the CUDA backend.
+$(BUILD)/tests/cuda/test_spec_cuda.o: tests/unit/test_spec.c | deps-check
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -DGLM_TEST_SPEC_CUDA -MMD -MP -c -o $@ $<
+$(CUDA_SPEC_TEST): $(BUILD)/tests/cuda/test_spec_cuda.o $(CUDA_ON_CPU_OBJ) $(ENGINE_OBJ)
+	$(CXX) $(CUDA_CPU_CXXFLAGS) -o $@ $^ $(LDLIBS_BASE) $$(pkg-config --libs check)
+-include $(BUILD)/tests/cuda/test_spec_cuda.d
 # The device sampler (cuda/sample.cu) against the CPU sampler, row by row.
 $(BUILD)/tests/cuda/test_cuda_sample.o: ALL_CFLAGS += -I$(CUDA_HOME)/include
 $(CUDA_SAMPLE_TEST): $(BUILD)/tests/cuda/test_cuda_sample.o $(CUDA_ON_CPU_OBJ) $(ENGINE_OBJ)
@@ -246,10 +254,10 @@ $(BENCH_RANK_CPU): $(BENCH_RANK_OBJ) $(BUILD)/cuda_cpu/tests/bench/bench_rank_cu
 	$(CXX) $(CUDA_CPU_CXXFLAGS) -o $@ $^ $(LDLIBS_BASE)
 -include $(BUILD)/cuda_cpu/tests/bench/bench_rank_cuda.d
 else
-.PHONY: $(CUDA_CPU_BIN) $(CUDA_BACKEND_TEST) $(CUDA_MTP_TEST) $(CUDA_SAMPLE_TEST) $(CUDA_CPU_SERVER) $(BENCH_RANK_CPU)
+.PHONY: $(CUDA_CPU_BIN) $(CUDA_BACKEND_TEST) $(CUDA_MTP_TEST) $(CUDA_SPEC_TEST) $(CUDA_SAMPLE_TEST) $(CUDA_CPU_SERVER) $(BENCH_RANK_CPU)
 $(BENCH_RANK_CPU):
 	@echo "$@ needs the CUDA toolkit's headers ($(CUDA_HOME)/include)"; exit 1
-$(CUDA_CPU_BIN) $(CUDA_BACKEND_TEST) $(CUDA_MTP_TEST) $(CUDA_SAMPLE_TEST):
+$(CUDA_CPU_BIN) $(CUDA_BACKEND_TEST) $(CUDA_MTP_TEST) $(CUDA_SPEC_TEST) $(CUDA_SAMPLE_TEST):
 	@mkdir -p $(dir $@)
 	printf '#!/bin/sh\necho "SKIP  CUDA toolkit headers not found: $(CUDA_HOME)/include/cuda_runtime_api.h"\nexit 77\n' > $@
 	chmod +x $@
@@ -349,11 +357,11 @@ goldens: $(REF_VENV)/.packages models/tiny/config.json models/tiny-bf16/config.j
 mtp-goldens: $(REF_VENV)/.packages models/tiny/config.json models/tiny-bf16/config.json models/tiny-fp8/config.json
 	$(REF_VENV)/bin/python tests/golden/make_mtp_goldens.py
 
-test: glm-server $(UNIT_BIN) $(BACKEND_BIN) $(CUDA_CPU_BIN) $(CUDA_BACKEND_TEST) $(CUDA_MTP_TEST) $(CUDA_SAMPLE_TEST) $(BLAS_TEST) $(TEST_CUDA_CPU_SERVER) \
+test: glm-server $(UNIT_BIN) $(BACKEND_BIN) $(CUDA_CPU_BIN) $(CUDA_BACKEND_TEST) $(CUDA_MTP_TEST) $(CUDA_SPEC_TEST) $(CUDA_SAMPLE_TEST) $(BLAS_TEST) $(TEST_CUDA_CPU_SERVER) \
       $(TINY_MODELS) models/script/config.json
 	@bash tests/run_tests.sh $(BUILD)
 
-unit: $(UNIT_BIN) $(BACKEND_BIN) $(CUDA_CPU_BIN) $(CUDA_BACKEND_TEST) $(CUDA_MTP_TEST) $(CUDA_SAMPLE_TEST) $(BLAS_TEST) $(TINY_MODELS)
+unit: $(UNIT_BIN) $(BACKEND_BIN) $(CUDA_CPU_BIN) $(CUDA_BACKEND_TEST) $(CUDA_MTP_TEST) $(CUDA_SPEC_TEST) $(CUDA_SAMPLE_TEST) $(BLAS_TEST) $(TINY_MODELS)
 	@bash tests/run_tests.sh $(BUILD) unit
 
 integration: glm-server $(TEST_CUDA_CPU_SERVER) $(TINY_MODELS) models/script/config.json
@@ -369,7 +377,7 @@ bench: glm-server $(BUILD)/glm-bench $(BUILD)/glm-bench-serving models/small/con
 
 asan: $(TINY_MODELS)
 	$(MAKE) BUILD=build-asan OPT="-O1 -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer" \
-	        CUDA=0 build-asan/glm-mkmodel $(patsubst $(BUILD)/%,build-asan/%,$(UNIT_BIN) $(BACKEND_BIN) $(CUDA_CPU_BIN) $(CUDA_BACKEND_TEST) $(CUDA_MTP_TEST) $(CUDA_SAMPLE_TEST) $(BLAS_TEST))
+	        CUDA=0 build-asan/glm-mkmodel $(patsubst $(BUILD)/%,build-asan/%,$(UNIT_BIN) $(BACKEND_BIN) $(CUDA_CPU_BIN) $(CUDA_BACKEND_TEST) $(CUDA_MTP_TEST) $(CUDA_SPEC_TEST) $(CUDA_SAMPLE_TEST) $(BLAS_TEST))
 	bash tests/run_tests.sh build-asan unit
 
 # --- dependencies -----------------------------------------------------------
