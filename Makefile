@@ -85,7 +85,7 @@ CUDA_ON_CPU_OBJ = $(CUDA_ON_CPU_SRC:%.cu=$(BUILD)/cuda_cpu/%.o) $(CUDA_CPU_OBJ) 
 VENV = .venv
 PY   = $(VENV)/bin/python
 
-.PHONY: all run venv golden-venv goldens mtp-goldens test unit cuda-cpu gpu-tests backend-ops integration models bench asan deps deps-check clean distclean
+.PHONY: all run venv golden-venv goldens mtp-goldens test unit cuda-cpu gpu-tests backend-ops integration models bench bench-spec asan deps deps-check clean distclean
 
 all: glm-server
 
@@ -291,6 +291,13 @@ models/script/config.json: $(BUILD)/glm-mkmodel tests/models/script/chains.json 
 	    --tokenizer tests/models/tiny --out models/script
 	cp tests/models/tiny/tokenizer_config.json tests/models/tiny/chat_template.jinja models/script/
 
+# Speculative decoding's benchmark checkpoint (not a test model): the scripted model with 12
+# decoder layers of real cost that change nothing, against its one MTP layer (make bench-spec).
+models/script-deep/config.json: $(BUILD)/glm-mkmodel tests/models/script/chains.json $(TINY_FILES)
+	$(BUILD)/glm-mkmodel --preset script --layers 12 --script tests/models/script/chains.json \
+	    --tokenizer tests/models/tiny --out models/script-deep
+	cp tests/models/tiny/tokenizer_config.json tests/models/tiny/chat_template.jinja models/script-deep/
+
 # The large test tokenizer (154,880 ids, trained once by make_tokenizers.py --large) is
 # committed compressed; its goldens are in tests/golden/tokenizer/large.*.
 models/tokenizer-large/tokenizer.json: tests/models/tokenizer-large/tokenizer.json.gz tests/models/tokenizer-large/tokenizer_config.json
@@ -374,6 +381,13 @@ backend-ops: $(BACKEND_BIN)
 bench: glm-server $(BUILD)/glm-bench $(BUILD)/glm-bench-serving models/small/config.json
 	$(BUILD)/glm-bench --model models/small
 	$(BUILD)/glm-bench-serving --model models/small
+
+# Speculative decoding with the MTP layer, with and without drafts, at 1 and 8 requests
+# (docs/performance.md): every draft of the scripted model is right, so this is the gain at
+# 100% acceptance; the arithmetic for GLM-5 on 8 x H200 is glm5_deploy_model.py spec.
+bench-spec: $(BUILD)/glm-bench-serving models/script-deep/config.json
+	$(BUILD)/glm-bench-serving --model models/script-deep --concurrency 1,8 --prompt-len 64 --max-tokens 128 \
+	    --speculative-tokens 0,1,2,3
 
 asan: $(TINY_MODELS)
 	$(MAKE) BUILD=build-asan OPT="-O1 -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer" \

@@ -4,7 +4,7 @@
  *
  *   glm-mkmodel --preset tiny|tiny-tp|small|glm5-rank|glm5-rank-mini --dtype f32|bf16|fp8
  *               [--shards N] [--layers N] --out DIR
- *   glm-mkmodel --preset script --script CHAINS.json --tokenizer DIR [--dtype ..] --out DIR
+ *   glm-mkmodel --preset script --script CHAINS.json --tokenizer DIR [--dtype ..] [--layers N] --out DIR
  *
  * --layers N overrides the preset's layer count (indexer_types keeps the
  * preset's letters and continues with 'F'). glm5-rank is GLM-5 at its true
@@ -14,7 +14,9 @@
  * worker, on every CPU.
  *
  * The script preset is the scripted test checkpoint of mkscript.c (greedy
- * decoding follows given token chains); it shares this file's writer.
+ * decoding follows given token chains); it shares this file's writer. With
+ * --layers N it has N layers that cost real work and change nothing (speculative
+ * decoding's benchmark checkpoint, models/script-deep).
  *
  * DIR gets config.json, generation_config.json and model.safetensors, or
  * model-0000K-of-0000N.safetensors shards plus model.safetensors.index.json.
@@ -1025,7 +1027,7 @@ int main(int argc, char **argv)
             mk_die("--preset script needs --script, --tokenizer and --out (try --help)");
         if (mode == STORE_FP8)
             mk_die("--preset script: --dtype must be f32 or bf16");
-        mk_script_build(script, tok_dir, out, mode, shards);
+        mk_script_build(script, tok_dir, out, mode, shards, layers);
         return 0;
     }
     if (!p || !have_mode || !out)

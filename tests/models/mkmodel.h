@@ -67,8 +67,11 @@ void mk_write_checkpoint(const char *dir, const mk_preset *p, mk_store_mode mode
                          const int eos[3], mk_fill_fn fill, void *ctx);
 
 /* The scripted preset (mkscript.c): reads the chains of script_path and the
- * tokenizer.json in tok_dir, and writes the scripted checkpoint to out. */
+ * tokenizer.json in tok_dir, and writes the scripted checkpoint to out. layers > 1:
+ * that many decoder layers, each with a dense MLP of width 2048 whose down_proj is 0
+ * like the rest (the same outputs, a main model that costs what a deep one costs
+ * against its one MTP layer: speculative decoding's benchmark); 0 or 1: one layer. */
 void mk_script_build(const char *script_path, const char *tok_dir, const char *out,
-                     mk_store_mode mode, int shards);
+                     mk_store_mode mode, int shards, int layers);
 
 #endif

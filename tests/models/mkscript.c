@@ -754,7 +754,7 @@ static void write_script_json(const script *sc, const char *script_path, const c
 /* ------------------------------------------------------------------------ */
 
 void mk_script_build(const char *script_path, const char *tok_dir, const char *out,
-                     mk_store_mode mode, int shards)
+                     mk_store_mode mode, int shards, int layers)
 {
     bytelevel_init();
     char tok_path[MK_PATH_LEN], err[GLM_ERRLEN];
@@ -785,16 +785,22 @@ void mk_script_build(const char *script_path, const char *tok_dir, const char *o
     assign_dirs(&sc);
     compute_prior(&sc);
 
+    int L = layers > 1 ? layers : 1;
+    char types[1001];
+    if (L > 1000)
+        mk_die("--layers %d: at most 1000", L);
+    memset(types, 'F', (size_t)L);
+    types[L] = '\0';
     const mk_preset p = {
         .name = "script", .seed = 0x5c219e7ed0000003ull,
-        .vocab_size = sc.V, .hidden_size = sc.H, .intermediate_size = 32,
-        .moe_intermediate_size = 16, .num_hidden_layers = 1, .first_k_dense_replace = 1,
+        .vocab_size = sc.V, .hidden_size = sc.H, .intermediate_size = L > 1 ? 2048 : 32,
+        .moe_intermediate_size = 16, .num_hidden_layers = L, .first_k_dense_replace = L,
         .num_attention_heads = 2, .q_lora_rank = 32, .kv_lora_rank = 32,
         .qk_nope_head_dim = 16, .qk_rope_head_dim = 16, .v_head_dim = 16,
         .n_routed_experts = 2, .n_shared_experts = 1, .num_experts_per_tok = 1,
         .n_group = 1, .topk_group = 1, .norm_topk_prob = 1, .routed_scaling_factor = 1.0,
         .index_topk = 16, .index_n_heads = 2, .index_head_dim = 32,
-        .indexer_types = "F", .max_position_embeddings = 4096, .rope_theta = 10000.0,
+        .indexer_types = types, .max_position_embeddings = 4096, .rope_theta = 10000.0,
         .nextn = 1, .scripted = 1,
     };
 
