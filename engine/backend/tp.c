@@ -50,14 +50,15 @@
 
 #pragma weak glm_cuda_tp_world
 
-typedef enum { OP_NONE, OP_CREATE, OP_FORWARD, OP_LOGITS, OP_SAMPLE, OP_TRACE, OP_DESTROY, OP_QUIT } tp_op;
+typedef enum { OP_NONE, OP_CREATE, OP_FORWARD, OP_DRAFT, OP_LOGITS, OP_SAMPLE, OP_TRACE, OP_DESTROY, OP_QUIT } tp_op;
 
-/* The step message: a header, then (for a forward) the batch's arrays. */
-enum { STEP_FORWARD = 0x67730001, STEP_STOP = 0x67730002 };
+/* The step message: a header, then (for a forward or a draft) the batch's arrays, and for a
+ * draft the hidden-state rows its tokens read. */
+enum { STEP_FORWARD = 0x67730001, STEP_STOP = 0x67730002, STEP_DRAFT = 0x67730003 };
 typedef struct {
-    int32_t kind;                 /* STEP_FORWARD or STEP_STOP */
+    int32_t kind;                 /* STEP_FORWARD, STEP_DRAFT or STEP_STOP */
     int32_t n_tokens, n_seqs, max_blocks_per_seq, n_logits;
-    int32_t pad;
+    int32_t from;                 /* STEP_DRAFT: glm_draft_source */
     int64_t payload_bytes;        /* bytes of arrays that follow */
 } step_header;
 
@@ -100,6 +101,7 @@ struct tp_backend {
     char why[GLM_ERRLEN];
     /* the call's arguments */
     const glm_batch *batch;
+    glm_draft_source from;
     const int32_t *rows;
     int n;
     float *out;
@@ -138,19 +140,22 @@ static const glm_tp_world_ops local_world = {"in-process ranks", 0, NULL, local_
 
 /* ---- the step message ----------------------------------------------------------------- */
 
-static size_t payload_bytes(int n_tokens, int n_seqs, int mbps, int n_logits)
+static size_t payload_bytes(int n_tokens, int n_seqs, int mbps, int n_logits, int draft)
 {
     return sizeof(int64_t) * (size_t)n_tokens +
-           sizeof(int32_t) * (2 * (size_t)n_tokens + 2 * (size_t)n_seqs + 1 + (size_t)n_seqs * (size_t)mbps +
-                              (size_t)n_logits);
+           sizeof(int32_t) * ((2 + (draft != 0)) * (size_t)n_tokens + 2 * (size_t)n_seqs + 1 +
+                              (size_t)n_seqs * (size_t)mbps + (size_t)n_logits);
 }
 
 /* The arrays of b, packed into msg: slots, tokens, positions, cu_seqlens, context lengths,
- * block tables, logits rows. */
-static void step_pack(const glm_batch *b, step_header *h, void *msg)
+ * block tables, logits rows; a draft's hidden-state rows (draft_rows, NULL for a forward). */
+static void step_pack(const glm_batch *b, const int32_t *draft_rows, glm_draft_source from, step_header *h,
+                      void *msg)
 {
-    *h = (step_header){STEP_FORWARD, b->n_tokens, b->n_seqs, b->max_blocks_per_seq, b->n_logits, 0,
-                       (int64_t)payload_bytes(b->n_tokens, b->n_seqs, b->max_blocks_per_seq, b->n_logits)};
+    int draft = draft_rows != NULL;
+    *h = (step_header){draft ? STEP_DRAFT : STEP_FORWARD, b->n_tokens, b->n_seqs, b->max_blocks_per_seq,
+                       b->n_logits, (int32_t)from,
+                       (int64_t)payload_bytes(b->n_tokens, b->n_seqs, b->max_blocks_per_seq, b->n_logits, draft)};
     char *p = msg;
 #define PUT(src, n, T) (memcpy(p, (src), sizeof(T) * (size_t)(n)), p += sizeof(T) * (size_t)(n))
     PUT(b->slot_mapping, b->n_tokens, int64_t);
@@ -160,6 +165,8 @@ static void step_pack(const glm_batch *b, step_header *h, void *msg)
     PUT(b->context_lens, b->n_seqs, int32_t);
     PUT(b->block_tables, (size_t)b->n_seqs * b->max_blocks_per_seq, int32_t);
     PUT(b->logits_index, b->n_logits, int32_t);
+    if (draft)
+        PUT(draft_rows, b->n_tokens, int32_t);
 #undef PUT
 }
 
@@ -170,7 +177,9 @@ static int step_check(const step_header *h, const glm_batch_limits *lim, size_t 
     if (h->n_tokens < 1 || h->n_tokens > lim->max_tokens || h->n_seqs < 1 || h->n_seqs > lim->max_seqs ||
         h->max_blocks_per_seq < 0 || h->max_blocks_per_seq > lim->max_blocks_per_seq || h->n_logits < 0 ||
         h->n_logits > lim->max_logits ||
-        h->payload_bytes != (int64_t)payload_bytes(h->n_tokens, h->n_seqs, h->max_blocks_per_seq, h->n_logits) ||
+        (h->kind == STEP_DRAFT && h->from != GLM_DRAFT_FROM_FORWARD && h->from != GLM_DRAFT_FROM_DRAFT) ||
+        h->payload_bytes != (int64_t)payload_bytes(h->n_tokens, h->n_seqs, h->max_blocks_per_seq, h->n_logits,
+                                                   h->kind == STEP_DRAFT) ||
         (size_t)h->payload_bytes > max_payload)
         return glm_err(err, errlen, "a step from rank 0 past this rank's limits: %d tokens, %d sequences, "
                        "%d blocks each, %d logits rows, %lld bytes", h->n_tokens, h->n_seqs,
@@ -178,9 +187,10 @@ static int step_check(const step_header *h, const glm_batch_limits *lim, size_t 
     return GLM_OK;
 }
 
-/* The batch in msg (arrays of a checked header), validated as the runner validates rank 0's. */
-static int step_unpack(const step_header *h, const glm_batch_limits *lim, void *msg, glm_batch *b, char *err,
-                       size_t errlen)
+/* The batch in msg (arrays of a checked header), validated as the runner validates rank 0's;
+ * a draft's rows in *draft_rows. */
+static int step_unpack(const step_header *h, const glm_batch_limits *lim, void *msg, glm_batch *b,
+                       const int32_t **draft_rows, char *err, size_t errlen)
 {
     char *p = msg;
 #define TAKE(field, n, T) (b->field = (const T *)p, p += sizeof(T) * (size_t)(n))
@@ -196,6 +206,7 @@ static int step_unpack(const step_header *h, const glm_batch_limits *lim, void *
     TAKE(context_lens, h->n_seqs, int32_t);
     TAKE(block_tables, (size_t)h->n_seqs * h->max_blocks_per_seq, int32_t);
     TAKE(logits_index, h->n_logits, int32_t);
+    *draft_rows = h->kind == STEP_DRAFT ? (const int32_t *)p : NULL;
 #undef TAKE
     return glm_batch_validate(b, lim, err, errlen) == GLM_OK ? GLM_OK : GLM_ERR;
 }
@@ -256,16 +267,18 @@ static void rank_destroy(tp_rank *r)
     r->msg = NULL;
 }
 
-/* Rank 0: the step to every rank, then its own forward. */
-static int lead_forward(tp_rank *r)
+/* Rank 0: the step (a forward, or with draft_rows a draft) to every rank, then its own. */
+static int lead_step(tp_rank *r, const int32_t *draft_rows)
 {
     tp_backend *tp = r->tp;
     step_header h;
-    step_pack(tp->batch, &h, r->msg);
+    step_pack(tp->batch, draft_rows, tp->from, &h, r->msg);
     if (tp->wops->host_broadcast(tp->comm_world, r->comm, &h, sizeof h, r->err, sizeof r->err) != GLM_OK ||
         tp->wops->host_broadcast(tp->comm_world, r->comm, r->msg, (size_t)h.payload_bytes, r->err,
                                  sizeof r->err) != GLM_OK)
         return GLM_BACKEND_DEAD;
+    if (draft_rows)
+        return r->be->ops->draft(r->be, tp->batch, tp->from, draft_rows, r->err, sizeof r->err);
     return r->be->ops->forward(r->be, tp->batch, r->err, sizeof r->err);
 }
 
@@ -279,15 +292,19 @@ static int follow(tp_rank *r)
             return GLM_ERR;
         if (h.kind == STEP_STOP)
             return GLM_OK;
-        if (h.kind != STEP_FORWARD)
+        if (h.kind != STEP_FORWARD && !(h.kind == STEP_DRAFT && r->be->ops->draft))
             return glm_err(r->err, sizeof r->err, "a step of unknown kind 0x%x from rank 0", (unsigned)h.kind);
         glm_batch b;
+        const int32_t *draft_rows;
         if (step_check(&h, &r->info.limits, tp->max_payload, r->err, sizeof r->err) != GLM_OK ||
             tp->wops->host_broadcast(tp->comm_world, r->comm, r->msg, (size_t)h.payload_bytes, r->err,
                                      sizeof r->err) != GLM_OK ||
-            step_unpack(&h, &r->info.limits, r->msg, &b, r->err, sizeof r->err) != GLM_OK)
+            step_unpack(&h, &r->info.limits, r->msg, &b, &draft_rows, r->err, sizeof r->err) != GLM_OK)
             return GLM_ERR;
-        if (r->be->ops->forward(r->be, &b, r->err, sizeof r->err) != GLM_OK)
+        int rc = draft_rows ? r->be->ops->draft(r->be, &b, (glm_draft_source)h.from, draft_rows, r->err,
+                                                sizeof r->err)
+                            : r->be->ops->forward(r->be, &b, r->err, sizeof r->err);
+        if (rc != GLM_OK)
             return GLM_ERR;
     }
 }
@@ -297,7 +314,9 @@ static int rank_run(tp_rank *r, tp_op op)
     tp_backend *tp = r->tp;
     switch (op) { /* rank 0's calls after its creation (rank_main) */
     case OP_FORWARD:
-        return lead_forward(r);
+        return lead_step(r, NULL);
+    case OP_DRAFT:
+        return lead_step(r, tp->rows);
     case OP_LOGITS:
         return r->be->ops->logits(r->be, tp->rows, tp->n, tp->out, r->err, sizeof r->err);
     case OP_SAMPLE:
@@ -434,6 +453,18 @@ static int tp_forward(glm_backend *base, const glm_batch *b, char *err, size_t e
     return call(tp, OP_FORWARD, 0, err, errlen);
 }
 
+static int tp_draft(glm_backend *base, const glm_batch *b, glm_draft_source from, const int32_t *rows, char *err,
+                    size_t errlen)
+{
+    tp_backend *tp = (tp_backend *)base;
+    if (!tp->p.draft_layers)
+        return glm_err(err, errlen, "draft: the backend holds no MTP layer"), GLM_BAD_BATCH;
+    tp->batch = b;
+    tp->from = from;
+    tp->rows = rows;
+    return call(tp, OP_DRAFT, 0, err, errlen);
+}
+
 static int tp_logits(glm_backend *base, const int32_t *rows, int n, float *out, char *err, size_t errlen)
 {
     tp_backend *tp = (tp_backend *)base;
@@ -483,7 +514,7 @@ static void tp_destroy(glm_backend *base)
     free(tp);
 }
 
-static const glm_backend_ops tp_ops = {tp_forward, tp_logits, tp_sample, NULL, tp_trace_hidden, tp_destroy};
+static const glm_backend_ops tp_ops = {tp_forward, tp_logits, tp_sample, tp_draft, tp_trace_hidden, tp_destroy};
 
 void glm_tp_backend_stop(glm_backend *b, const char *why)
 {
@@ -565,7 +596,7 @@ glm_backend *glm_tp_backend_create(const glm_model *m, const glm_backend_params 
     tp->wops = wops;
     int S = GLM_MIN(p->max_num_seqs, p->max_num_batched_tokens);
     tp->max_payload = payload_bytes(p->max_num_batched_tokens, S, p->max_blocks_per_seq,
-                                    GLM_MAX(p->max_logits_rows, 1));
+                                    GLM_MAX(p->max_logits_rows, 1), 1);
     tp->ranks = glm_calloc((size_t)n_local, sizeof *tp->ranks);
     pthread_mutex_init(&tp->mu, NULL);
     pthread_cond_init(&tp->go, NULL);

@@ -484,7 +484,7 @@ END_TEST
 START_TEST(draft_refused)
 {
     char err[GLM_ERRLEN];
-    /* tensor parallelism does not hold the MTP layer: refused before any rank is made */
+    /* the CUDA backend's ranks do not hold the MTP layer: refused before any rank is made */
     glm_model *m = test_load_model("tiny-tp");
     ck_assert(m->mtp != NULL);
     glm_runner_params rp;
@@ -499,7 +499,7 @@ START_TEST(draft_refused)
     rp.draft_layers = 1;
     ck_assert(glm_runner_create(m, &rp, err, sizeof err) == NULL);
     printf("MTP at tensor parallel size 2: %s\n", err);
-    ck_assert_msg(strstr(err, "one rank only") && strstr(err, "tensor parallelism (size 2)"), "%s", err);
+    ck_assert_msg(strstr(err, "CPU backend only") && strstr(err, "tensor parallelism (size 2)"), "%s", err);
     glm_model_free(m);
 
     /* a CUDA backend created without the layer has no draft; right after a forward, no draft rows */
