@@ -260,7 +260,7 @@ START_TEST(tensor_parallel_greedy)
         glm_engine_metrics met;
         run_all(m, &sh, 0, NULL, plain, &met);
         run_all(m, &sh, 2, NULL, got, &met);
-        char what[32];
+        char what[48];
         snprintf(what, sizeof what, "tensor parallel size %d", tp);
         same(plain, got, "tiny-tp", 2, what);
         ck_assert_uint_gt(met.spec_drafts, 0);
