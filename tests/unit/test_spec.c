@@ -3,7 +3,8 @@
  * num_speculative_tokens):
  *
  *  1. greedy requests give exactly the tokens plain decoding gives, on every test
- *     checkpoint, 1 to 3 drafts, many requests at once, with chunked prefill (a small
+ *     checkpoint (tiny, tiny-bf16, tiny-fp8, script, tiny-wide-bf16/fp8; tiny-tp at 2 and 4
+ *     ranks), 1 to 3 drafts, many requests at once, with chunked prefill (a small
  *     step budget that also cuts drafts), shared prefixes (the prefix cache), a cache so
  *     small that sequences are preempted, n = 2, stop token ids, a repetition penalty
  *     (the history holds each accepted draft) and max_tokens;
@@ -39,7 +40,7 @@
 #define DTYPE GLM_COMPUTE_F32
 #define SUITE "spec_cuda"
 #define K_FIRST 2          /* the CPU execution layer is slow: one draft count, two shapes, */
-#define K_LAST 2           /* fewer requests, no stop-id run, tiny-fp8 and script only */
+#define K_LAST 2           /* fewer requests, no stop-id run */
 #define N_SHAPES 2
 #define N_REQ 6
 #define FULL 0
@@ -245,6 +246,10 @@ END_TEST
 START_TEST(greedy_equals_plain_fp8) { greedy_on("tiny-fp8"); }
 END_TEST
 START_TEST(greedy_equals_plain_script) { greedy_on("script"); }
+END_TEST
+START_TEST(greedy_equals_plain_wide_bf16) { greedy_on("tiny-wide-bf16"); }
+END_TEST
+START_TEST(greedy_equals_plain_wide_fp8) { greedy_on("tiny-wide-fp8"); }
 END_TEST
 
 /* Tensor parallelism: every rank runs its shard of the MTP layer (vocabulary-parallel embedding
@@ -613,12 +618,12 @@ int main(void)
     Suite *s = suite_create(SUITE);
     TCase *tc = tcase_create(SUITE);
     tcase_set_timeout(tc, 600);
-    if (FULL) {
-        tcase_add_test(tc, greedy_equals_plain_tiny);
-        tcase_add_test(tc, greedy_equals_plain_bf16);
-    }
+    tcase_add_test(tc, greedy_equals_plain_tiny);
+    tcase_add_test(tc, greedy_equals_plain_bf16);
     tcase_add_test(tc, greedy_equals_plain_fp8);
     tcase_add_test(tc, greedy_equals_plain_script);
+    tcase_add_test(tc, greedy_equals_plain_wide_bf16);
+    tcase_add_test(tc, greedy_equals_plain_wide_fp8);
 #ifndef GLM_TEST_SPEC_CUDA
     tcase_add_test(tc, sampled_distribution_kept);
 #endif
