@@ -161,7 +161,7 @@ struct glm_engine {
     int32_t *draft_chain;             /* [max_num_seqs] entry of a chained batch -> its sequence's */
     int32_t *draft_last;              /* [max_num_seqs] its last row in the last draft batch */
     int32_t *draft_rowbuf;            /* [max_num_batched_tokens] hidden-state rows */
-    int32_t *draft_lrows, *draft_ids; /* [max_num_seqs] logits rows, greedy tokens */
+    int32_t *draft_lrows, *draft_ids; /* [max_num_seqs] logits rows 0, 1, ... (set once), greedy tokens */
     int32_t *draft_tok;               /* [max_num_seqs * k] the drafts */
     uint64_t spec_drafts, spec_draft_tokens, spec_accepted;
     uint64_t spec_accepted_pos[GLM_ENGINE_MAX_SPEC_TOKENS];
@@ -839,10 +839,7 @@ static void propose_drafts(glm_engine *e, const glm_sched_batch *sb, sample **ss
         e->draft_who[n] = i;
         e->draft_want[n] = want;
         e->draft_last[n] = n_rows + m - 1;
-        if (want > 0) {
-            e->draft_lrows[nl] = nl;
-            nl++;
-        }
+        nl += want > 0;
         n_rows += m;
         n++;
     }
@@ -872,7 +869,6 @@ static void propose_drafts(glm_engine *e, const glm_sched_batch *sb, sample **ss
             e->draft_rowbuf[n2] = e->draft_last[w];
             e->draft_ents[n2] = (glm_draft_seq){seq, pos, 1, e->draft_tok + (size_t)w * K + j - 1,
                                                 e->draft_rowbuf + n2, 1};
-            e->draft_lrows[n2] = n2;
             e->draft_last[w] = n2;
             e->draft_chain[n2] = w;
             n2++;
@@ -1256,6 +1252,8 @@ glm_engine *glm_engine_create(const glm_model *m, const glm_engine_params *p, ch
         e->draft_last = glm_malloc(sizeof(int32_t) * ns);
         e->draft_rowbuf = glm_malloc(sizeof(int32_t) * (size_t)p->max_num_batched_tokens);
         e->draft_lrows = glm_malloc(sizeof(int32_t) * ns);
+        for (size_t i = 0; i < ns; i++)
+            e->draft_lrows[i] = (int32_t)i; /* a draft's logits rows are always its first ones */
         e->draft_ids = glm_malloc(sizeof(int32_t) * ns);
         e->draft_tok = glm_malloc(sizeof(int32_t) * ns * (size_t)K);
     }
