@@ -61,6 +61,14 @@ void glm_matmul_jobs(glm_pool *pool, glm_matmul_job *jobs, int n_jobs);
 /* Per-worker scratch a matmul over weights of `cols` columns uses. */
 size_t glm_matmul_scratch_bytes(int cols);
 
+/* The matmul kernels in use: "avx512" (chosen at run time where the CPU has AVX-512 and the
+ * build fuses multiply-adds), "avx2" or "generic". Every set computes the same bits. */
+const char *glm_ops_kernels(void);
+
+/* Turns the AVX-512 kernels off (0) or back on where the CPU has them (1); returns whether they
+ * were on. For tests and benchmarks that compare the kernel sets. */
+int glm_ops_set_avx512(int on);
+
 
 /* y = x / sqrt(mean(x^2) + eps) * w (w may be NULL: no scale). In place ok. */
 void glm_rmsnorm(float *y, const float *x, const float *w, int n, float eps);

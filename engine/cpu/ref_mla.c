@@ -86,7 +86,8 @@ void glm_ref_mla_absorb(glm_pool *pool, const glm_ref_mla_absorb_params *p, void
 
 typedef struct {
     const glm_ref_mla_attn_params *p;
-    float **scores; /* [workers] -> [max keys] */
+    float **scores;      /* [workers] -> [max keys] */
+    const float ***keys; /* [workers] -> [max keys]: the selected keys' cache rows */
 } attn_ctx;
 
 static int attn_max_keys(const glm_ref_mla_attn_params *p)
@@ -95,20 +96,43 @@ static int attn_max_keys(const glm_ref_mla_attn_params *p)
 }
 
 static size_t attn_carve(const glm_ref_mla_attn_params *p, int n_workers, void *ws, size_t size,
-                         float **scores)
+                         float **scores, const float ***keys)
 {
     glm_ref_ws w = glm_ref_ws_begin(ws);
+    size_t n = (size_t)GLM_MAX(attn_max_keys(p), 1);
     for (int i = 0; i < n_workers; i++) {
-        float *s = glm_ref_ws_take(&w, sizeof(float) * (size_t)GLM_MAX(attn_max_keys(p), 1));
-        if (scores)
+        float *s = glm_ref_ws_take(&w, sizeof(float) * n);
+        const float **k = glm_ref_ws_take(&w, sizeof(const float *) * n);
+        if (scores) {
             scores[i] = s;
+            keys[i] = k;
+        }
     }
     return glm_ref_ws_end(&w, size);
 }
 
 size_t glm_ref_mla_attn_workspace(const glm_ref_mla_attn_params *p, int n_workers)
 {
-    return attn_carve(p, n_workers, NULL, 0, NULL);
+    return attn_carve(p, n_workers, NULL, 0, NULL, NULL);
+}
+
+typedef float v8f __attribute__((vector_size(32)));
+
+/* o[r0 .. r0 + 8 NV) = sum_j p[j] * kv[j][r], the keys in order, each term a product then a sum
+ * (what o[r] += p[j] * kv[j][r] computes), the NV accumulators held in registers. */
+static inline __attribute__((always_inline)) void
+weighted_sum8(const float *const *kv, const float *pj, int nk, int r0, int NV, float *o)
+{
+    v8f acc[8] = {{0}};
+    for (int j = 0; j < nk; j++) {
+        v8f pv = {pj[j], pj[j], pj[j], pj[j], pj[j], pj[j], pj[j], pj[j]};
+        for (int i = 0; i < NV; i++) {
+            v8f k;
+            memcpy(&k, kv[j] + r0 + 8 * i, sizeof k);
+            acc[i] = acc[i] + pv * k;
+        }
+    }
+    memcpy(o + r0, acc, sizeof(v8f) * (size_t)NV);
 }
 
 /* Attention of one (token, head) over its keys, in ascending position. */
@@ -125,6 +149,7 @@ static void attn_task(void *ctx, int i, int worker)
     const int32_t *sel = p->sel ? p->sel + (size_t)t * p->sel_width : NULL;
     int n_sel = sel ? p->sel_width : pos + 1;
     float *scores = a->scores[worker];
+    const float **keys = a->keys[worker];
     float *o = p->o_lat + ((size_t)t * heads + h) * R;
 
     float mx = -INFINITY;
@@ -135,7 +160,9 @@ static void attn_task(void *ctx, int i, int worker)
         if (kp >= 0) {
             GLM_ASSERT(kp > prev && kp <= pos); /* ascending, causal */
             prev = kp;
-            group[ng++] = p->cache + (size_t)page_slot(&p->pg, t, kp) * ld;
+            keys[nk + ng] = p->cache + (size_t)page_slot(&p->pg, t, kp) * ld;
+            group[ng] = keys[nk + ng];
+            ng++;
         }
         if (ng == 4 || (j == n_sel && ng > 0)) {
             float d[4];
@@ -162,24 +189,26 @@ static void attn_task(void *ctx, int i, int worker)
         sum += scores[j];
     }
     float inv = 1.0f / sum;
-    nk = 0;
-    for (int j = 0; j < n_sel; j++) {
-        int kp = sel ? sel[j] : j;
-        if (kp < 0)
-            continue;
-        const float *kv = p->cache + (size_t)page_slot(&p->pg, t, kp) * ld;
-        float pj = scores[nk++] * inv;
-        for (int r = 0; r < R; r++)
-            o[r] += pj * kv[r];
-    }
+    for (int j = 0; j < nk; j++)
+        scores[j] *= inv;
+    /* o = sum_j p_j kv_j, 64 columns at a time over all keys */
+    int r0 = 0;
+    for (; r0 + 64 <= R; r0 += 64)
+        weighted_sum8(keys, scores, nk, r0, 8, o);
+    for (; r0 + 8 <= R; r0 += 8)
+        weighted_sum8(keys, scores, nk, r0, 1, o);
+    for (; r0 < R; r0++)
+        for (int j = 0; j < nk; j++)
+            o[r0] += scores[j] * keys[j][r0];
 }
 
 void glm_ref_mla_attn(glm_pool *pool, const glm_ref_mla_attn_params *p, void *ws, size_t ws_size)
 {
     int workers = glm_pool_size(pool);
     float *scores[GLM_POOL_MAX_THREADS];
-    attn_carve(p, workers, ws, ws_size, scores);
-    attn_ctx a = {p, scores};
+    const float **keys[GLM_POOL_MAX_THREADS];
+    attn_carve(p, workers, ws, ws_size, scores, keys);
+    attn_ctx a = {p, scores, keys};
     glm_pool_for(pool, p->n_tokens * p->n_heads, attn_task, &a);
 }
 

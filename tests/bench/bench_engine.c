@@ -28,6 +28,7 @@
 #include "sched/model_runner.h"
 #include "sched/scheduler.h"
 #include "core/util.h"
+#include "cpu/ops.h"
 
 static void cpu_name(char *buf, size_t n)
 {
@@ -207,7 +208,8 @@ int main(int argc, char **argv)
     printf("model:    %s (%d layers, hidden %d, %d experts top-%d, index_topk %d, %.1f MB of weights, %s)\n",
            model_dir, c->num_hidden_layers, c->hidden_size, c->n_routed_experts, c->num_experts_per_tok,
            c->index_topk, m->weight_bytes / 1e6, glm_dtype_name(m->layers[0].q_a.dtype));
-    printf("machine:  %s, %d threads (of %d CPUs)\n", cpu, nthreads, glm_cpu_count());
+    printf("machine:  %s, %d threads (of %d CPUs), %s matmul kernels\n", cpu, nthreads, glm_cpu_count(),
+           glm_ops_kernels());
     printf("backend:  %s\n", blog + strlen("backend "));
     printf("load:     %.2f s\n\n", glm_now() - t0);
     for (int w = 0; w < warmup; w++) {

@@ -13,6 +13,8 @@
  *     span blocks of 32 tokens), its slot,
  *     a tok index list or none, and the pool (1, 2, 3 threads); it equals
  *     glm_dot of the widened row and x, and glm_weight_rows_f32 widens exactly.
+ *     1-3 run with the kernels the CPU gets (AVX-512 where it has them) and again with the
+ *     AVX-512 kernels off: both sets give glm_dot's bits.
  *  3. glm_matmul_jobs with many jobs at once (mixed dtypes, row ranges, tok
  *     lists with repeats, empty jobs, >= 64 jobs) equals each job run alone.
  *  4. glm_pool_for calls every index exactly once, 200 loops in a row, with
@@ -183,6 +185,14 @@ static float *make_x(test_rng *r, int n_tok, int cols, int ldx)
     return x;
 }
 
+/* Loop tests run twice: _i 0 with the kernels the CPU gets (AVX-512 where it has them), _i 1
+ * with the AVX-512 kernels off; both must give the same bits as glm_dot. */
+static void kernels_for_loop(int i)
+{
+    glm_ops_set_avx512(i == 0);
+    printf("matmul kernels: %s\n", glm_ops_kernels());
+}
+
 /* ---- 1. matmul against a double reference --------------------------------- */
 
 /* One matmul of a random weight, checked element by element. */
@@ -223,6 +233,7 @@ static void check_matmul(test_rng *r, glm_pool *pool, glm_dtype dt, int rows, in
 
 START_TEST(matmul_reference)
 {
+    kernels_for_loop(_i);
     static const int ROWS[] = {1, 7, 8, 9, 16, 17, 129, 257, 300};
     static const int COLS[] = {1, 7, 8, 9, 129, 257, 300};
     test_rng r = {0x6c6d2d6d61746d75ull};
@@ -254,6 +265,7 @@ END_TEST
 
 START_TEST(matmul_batch_invariance)
 {
+    kernels_for_loop(_i);
     static const int COLS[] = {1, 7, 8, 9, 16, 129, 300};
     /* 1-3: direct path; 4, 5, 9: tiles of 4; 33, 70: more than one block of 32 tokens */
     static const int NTOK[] = {1, 2, 3, 4, 5, 9, 33, 70};
@@ -375,6 +387,7 @@ END_TEST
 
 START_TEST(matmul_jobs_together)
 {
+    kernels_for_loop(_i);
     enum { NW = 6, NX = 10, MAXJ = 70 };
     static const int NJOBS[] = {1, 2, 5, 17, 63, 64, 70};
     test_rng r = {0x6a6f62735f746f67ull};
@@ -876,9 +889,9 @@ int main(void)
     TCase *tc = tcase_create("ops");
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, topk_selection);
-    tcase_add_test(tc, matmul_reference);
-    tcase_add_test(tc, matmul_batch_invariance);
-    tcase_add_test(tc, matmul_jobs_together);
+    tcase_add_loop_test(tc, matmul_reference, 0, 2);
+    tcase_add_loop_test(tc, matmul_batch_invariance, 0, 2);
+    tcase_add_loop_test(tc, matmul_jobs_together, 0, 2);
     tcase_add_test(tc, dot4_is_glm_dot);
     tcase_add_test(tc, pool_for_exactly_once);
     tcase_add_test(tc, norms_reference);
