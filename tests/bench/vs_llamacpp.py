@@ -474,7 +474,10 @@ def glm_engine(args, hf):
             rows[int(m.group(1))] = (float(m.group(3)), float(m.group(4)))
     if 1 not in rows or args.batch not in rows:
         die("glm-bench: unexpected output:\n" + r.stdout)
-    return {"prefill": rows[1][0], "decode1": rows[1][1], "decodeB": rows[args.batch][1]}
+    # glm-bench's weight bytes a token, the read bandwidth of the machine and batch-1's share of it
+    bw = [line for line in r.stdout.splitlines()
+          if line.startswith(("read bandwidth:", "batch-1 decode at its best:"))]
+    return {"prefill": rows[1][0], "decode1": rows[1][1], "decodeB": rows[args.batch][1]}, bw
 
 
 def llama_engine(args, bin_dir, gguf):
@@ -684,11 +687,13 @@ def main():
     for rnd in range(args.rounds):
         order = ["glm", "llama"] if rnd % 2 == 0 else ["llama", "glm"]
         for side in order:
-            r = glm_engine(args, hf) if side == "glm" else llama_engine(args, bin_dir, gguf)
+            r, bw = glm_engine(args, hf) if side == "glm" else (llama_engine(args, bin_dir, gguf), [])
             for k, v in r.items():
                 res[side][k].append(v)
             log("  round %d %-6s prefill %8.1f  decode-1 %7.1f  decode-%d %7.1f  (load %s)"
                 % (rnd + 1, side, r["prefill"], r["decode1"], args.batch, r["decodeB"], loadavg()))
+            for line in bw:
+                log("                 " + line)
 
     if not args.no_http:
         log("")
