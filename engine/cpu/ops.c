@@ -135,11 +135,18 @@ static void dot_bf16_multi(const uint16_t *w, const float *const *x, int nt, int
  * models/small, 180 tokens/s without, 310 with). NT is a constant at each call, so each token
  * count gets its own unrolled loop. */
 #define ROWS4 4
+/* tokens a call takes at most: its accumulators and the rows' vectors fit in the registers (32
+ * with AVX-512, 16 without) */
+#if defined(__AVX512F__)
+#define DIRECT_GROUP 4
+#else
+#define DIRECT_GROUP 3
+#endif
 static inline __attribute__((always_inline)) void
 dot_rows4(const void *const *w, int bf16, const float *const *x, int NT, int n, float *y, size_t ldy,
           const void *const *next)
 {
-    v8f acc[3][ROWS4] = {{{0}}};
+    v8f acc[DIRECT_GROUP][ROWS4] = {{{0}}};
     int k = 0;
     size_t es = bf16 ? 2 : 4;
     for (; k + 8 <= n; k += 8) {
@@ -241,8 +248,8 @@ static float *scratch_get(size_t n)
 /* a matmul loop's tasks a thread (see glm_matmul_jobs) */
 #define TASKS_PER_THREAD 2
 #define TOK_BLOCK 32
-/* below this many tokens a matmul reads BF16/F32 rows in place */
-#define DIRECT_MAX_TOK 4
+/* up to this many tokens a matmul reads BF16/F32 rows in place */
+#define DIRECT_MAX_TOK 16
 
 typedef struct {
     const glm_matmul_job *jobs;
@@ -251,7 +258,8 @@ typedef struct {
     glm_pool *pool;
 } jobs_ctx;
 
-/* Few tokens: read F32/BF16 rows in place instead of widening them first. */
+/* Few tokens: read F32/BF16 rows in place instead of widening them first, ROWS4 rows at a time
+ * against the tokens in groups of DIRECT_GROUP; the later groups find the rows in L1. */
 static void run_chunk_direct(const glm_matmul_job *j, int r0, int nr)
 {
     const glm_weight *w = j->w;
@@ -260,31 +268,39 @@ static void run_chunk_direct(const glm_matmul_job *j, int r0, int nr)
     for (int t = 0; t < j->n_tok; t++)
         xs[t] = j->x + (size_t)(j->tok ? j->tok[t] : t) * j->ldx;
     int r = 0, bf16 = w->dtype == GLM_DTYPE_BF16;
-    for (; r + ROWS4 <= nr; r += ROWS4) { /* ROWS4 rows at a time */
+    size_t ldy = (size_t)j->ldy;
+    for (; r + ROWS4 <= nr; r += ROWS4) {
         const void *rows[ROWS4], *next[ROWS4];
         for (int i = 0; i < ROWS4; i++) {
             rows[i] = glm_weight_row(w, r0 + r + i);
             next[i] = glm_weight_row(w, GLM_MIN(r0 + r + ROWS4 + i, r0 + nr - 1));
         }
-        float *y = j->y + (r0 - j->row0) + r;
-        size_t ldy = (size_t)j->ldy;
-        switch (j->n_tok) {
-        case 1: dot_rows4(rows, bf16, xs, 1, cols, y, ldy, next); break;
-        case 2: dot_rows4(rows, bf16, xs, 2, cols, y, ldy, next); break;
-        default: dot_rows4(rows, bf16, xs, 3, cols, y, ldy, next); break;
+        for (int t0 = 0; t0 < j->n_tok; t0 += DIRECT_GROUP) {
+            float *y = j->y + (size_t)t0 * ldy + (r0 - j->row0) + r;
+            const void *const *pf = t0 == 0 ? next : NULL; /* the first group prefetches */
+            switch (GLM_MIN(DIRECT_GROUP, j->n_tok - t0)) {
+            case 1: dot_rows4(rows, bf16, xs + t0, 1, cols, y, ldy, pf); break;
+            case 2: dot_rows4(rows, bf16, xs + t0, 2, cols, y, ldy, pf); break;
+            case 3: dot_rows4(rows, bf16, xs + t0, 3, cols, y, ldy, pf); break;
+            default: dot_rows4(rows, bf16, xs + t0, DIRECT_GROUP, cols, y, ldy, pf); break;
+            }
         }
     }
     for (; r < nr; r++) {
-        float v[DIRECT_MAX_TOK];
+        float *y = j->y + (r0 - j->row0) + r;
         if (w->dtype == GLM_DTYPE_BF16) {
-            dot_bf16_multi((const uint16_t *)glm_weight_row(w, r0 + r), xs, j->n_tok, cols, v);
+            for (int t0 = 0; t0 < j->n_tok; t0 += 3) {
+                float v[3];
+                int nt = GLM_MIN(3, j->n_tok - t0);
+                dot_bf16_multi((const uint16_t *)glm_weight_row(w, r0 + r), xs + t0, nt, cols, v);
+                for (int t = 0; t < nt; t++)
+                    y[(size_t)(t0 + t) * ldy] = v[t];
+            }
         } else {
             const float *wr = (const float *)glm_weight_row(w, r0 + r);
             for (int t = 0; t < j->n_tok; t++)
-                v[t] = glm_dot(wr, xs[t], cols);
+                y[(size_t)t * ldy] = glm_dot(wr, xs[t], cols);
         }
-        for (int t = 0; t < j->n_tok; t++)
-            j->y[(size_t)t * j->ldy + (r0 - j->row0) + r] = v[t];
     }
 }
 
@@ -478,7 +494,7 @@ static void run_task(glm_pool *pool, int worker, const glm_matmul_job *j, int ta
     const glm_weight *w = j->w;
     int r0 = j->row0 + task * task_rows;
     int r1 = GLM_MIN(r0 + task_rows, j->row0 + j->nrows);
-    if (j->n_tok < DIRECT_MAX_TOK && (w->dtype == GLM_DTYPE_BF16 ||
+    if (j->n_tok <= DIRECT_MAX_TOK && (w->dtype == GLM_DTYPE_BF16 ||
                          (w->dtype == GLM_DTYPE_F32 && ((uintptr_t)w->data & 3) == 0))) {
         run_chunk_direct(j, r0, r1 - r0);
         return;
