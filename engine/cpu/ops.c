@@ -5,8 +5,9 @@
  * per-thread scratch (so BF16/FP8 weights are widened once per chunk, not once
  * per token), then walks the tokens in tiles: 4 tokens x 2 rows with 8-lane
  * vectors, or, where the CPU has AVX-512, 4 tokens x 8 rows with two rows'
- * accumulators a 16-lane register. With 1-3 tokens BF16/F32 rows are read in
- * place, 4 rows at a time, the next 4 prefetched. Each output element
+ * accumulators a 16-lane register. With up to 16 tokens BF16/F32 rows are
+ * read in place, 4 rows at a time against 4 (or 3) tokens at a time, the next
+ * 4 rows prefetched. Each output element
  * accumulates in 8 lanes over k in steps of 8, the lanes are summed in a fixed
  * pairwise order and the tail is added in order: exactly what glm_dot does, so
  * neither the tile shape nor the kernel set ever changes a result.
