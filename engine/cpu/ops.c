@@ -127,10 +127,10 @@ static void dot_bf16_multi(const uint16_t *w, const float *const *x, int nt, int
     }
 }
 
-/* Up to 3 tokens against ROWS4 rows (BF16 widened on the fly, or F32): y[t * ldy + r] is bitwise
- * glm_dot of row r and x[t]; the rows' and tokens' sums are independent chains (4 to 12), so a
- * decode step's few tokens do not wait on one accumulator's latency, and each row is widened once
- * for all of them. next (or NULL): the rows of the following group, prefetched a cache line at a
+/* NT <= DIRECT_GROUP tokens against ROWS4 rows (BF16 widened on the fly, or F32): y[t * ldy + r]
+ * is bitwise glm_dot of row r and x[t]; the rows' and tokens' sums are independent chains (4 to
+ * 16), so a decode step's few tokens do not wait on one accumulator's latency, and each row is
+ * widened once for all of them. next (or NULL): the rows of the following group, prefetched a cache line at a
  * time as these are read. Four interleaved streams of short rows are more than the hardware
  * prefetchers follow: without it a batch-1 decode step waits on most weight loads (on
  * models/small, 180 tokens/s without, 310 with). NT is a constant at each call, so each token
@@ -427,10 +427,7 @@ static int avx512_on(void)
 int glm_ops_set_avx512(int on)
 {
     int was = avx512_on();
-    if (!on)
-        atomic_store(&avx512_state, 0);
-    else
-        atomic_store(&avx512_state, -1), avx512_on();
+    atomic_store(&avx512_state, on ? -1 : 0); /* -1: asks the CPU again at the next use */
     return was;
 }
 
