@@ -5,8 +5,8 @@
  * per-thread scratch (so BF16/FP8 weights are widened once per chunk, not once
  * per token), then walks the tokens in tiles: 4 tokens x 2 rows with 8-lane
  * vectors, or, where the CPU has AVX-512, 4 tokens x 8 rows with two rows'
- * accumulators a 16-lane register. With up to 16 tokens BF16/F32 rows are
- * read in place, 4 rows at a time against 4 (or 3) tokens at a time, the next
+ * accumulators a 16-lane register. With up to 16 tokens BF16/F32/FP8 rows are
+ * read in place (FP8 widened through its table and block scale as it is read), 4 rows at a time against 4 (or 3) tokens at a time, the next
  * 4 rows prefetched. Each output element
  * accumulates in 8 lanes over k in steps of 8, the lanes are summed in a fixed
  * pairwise order and the tail is added in order: exactly what glm_dot does, so
@@ -172,6 +172,57 @@ dot_rows4(const void *const *w, int bf16, const float *const *x, int NT, int n, 
         }
 }
 
+/* 8 FP8 (E4M3) elements of a weight row from k, as the table widens them. */
+static inline v8f fp8_load8(const float *tab, const uint8_t *q)
+{
+#if defined(__AVX2__)
+    __m256i idx = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)q));
+    return (v8f)_mm256_i32gather_ps(tab, idx, 4);
+#else
+    return (v8f){tab[q[0]], tab[q[1]], tab[q[2]], tab[q[3]], tab[q[4]], tab[q[5]], tab[q[6]], tab[q[7]]};
+#endif
+}
+
+/* dot_rows4 for FP8 rows with block scales: each element widened as glm_weight_rows_f32 widens
+ * it (the E4M3 value times its block's scale, one float multiply), so y[t * ldy + r] is bitwise
+ * glm_dot of the widened row r and x[t]. sc[r]: row r's scales, one per block_c columns
+ * (block_c a multiple of 8); next as in dot_rows4. */
+static inline __attribute__((always_inline)) void
+dot_rows4_fp8(const uint8_t *const *w, const float *const *sc, int block_c, const float *tab,
+              const float *const *x, int NT, int n, float *y, size_t ldy, const uint8_t *const *next)
+{
+    v8f acc[DIRECT_GROUP][ROWS4] = {{{0}}};
+    int n8 = n / 8 * 8;
+    for (int b0 = 0, bi = 0; b0 < n8; b0 += block_c, bi++) {
+        v8f scale[ROWS4];
+        for (int r = 0; r < ROWS4; r++) {
+            float v = sc[r][bi];
+            scale[r] = (v8f){v, v, v, v, v, v, v, v};
+        }
+        int e = GLM_MIN(n8, b0 + block_c);
+        for (int k = b0; k < e; k += 8) {
+            if (next && (k & 63) == 0)
+                for (int r = 0; r < ROWS4; r++)
+                    __builtin_prefetch(next[r] + k);
+            v8f wv[ROWS4];
+            for (int r = 0; r < ROWS4; r++)
+                wv[r] = fp8_load8(tab, w[r] + k) * scale[r];
+            for (int t = 0; t < NT; t++) {
+                v8f xv = load8(x[t] + k);
+                for (int r = 0; r < ROWS4; r++)
+                    acc[t][r] = madd8(wv[r], xv, acc[t][r]);
+            }
+        }
+    }
+    for (int t = 0; t < NT; t++)
+        for (int r = 0; r < ROWS4; r++) {
+            float s = hsum8(acc[t][r]);
+            for (int kk = n8; kk < n; kk++)
+                s = madd1(tab[w[r][kk]] * sc[r][kk / block_c], x[t][kk], s);
+            y[(size_t)t * ldy + r] = s;
+        }
+}
+
 void glm_dot4(const float *const a[4], const float *b, int n, float out[4])
 {
     dot_rows4((const void *const *)a, 0, &b, 1, n, out, 0, NULL);
@@ -249,7 +300,7 @@ static float *scratch_get(size_t n)
 /* a matmul loop's tasks a thread (see glm_matmul_jobs) */
 #define TASKS_PER_THREAD 2
 #define TOK_BLOCK 32
-/* up to this many tokens a matmul reads BF16/F32 rows in place */
+/* up to this many tokens a matmul reads BF16/F32/FP8 rows in place */
 #define DIRECT_MAX_TOK 16
 
 typedef struct {
@@ -258,6 +309,40 @@ typedef struct {
     int task_rows;      /* rows a task (the last of a job may have fewer) */
     glm_pool *pool;
 } jobs_ctx;
+
+/* run_chunk_direct for FP8 rows: ROWS4 at a time (the last group padded with copies of the last
+ * row, whose results are dropped), the tokens in groups of DIRECT_GROUP. */
+static void run_rows_fp8(const glm_matmul_job *j, int r0, int nr, const float *const *xs)
+{
+    const glm_weight *w = j->w;
+    const float *tab = glm_e4m3_table();
+    int sld = glm_weight_scale_ld(w);
+    size_t ldy = (size_t)j->ldy;
+    for (int r = 0; r < nr; r += ROWS4) {
+        const uint8_t *rows[ROWS4], *next[ROWS4];
+        const float *sc[ROWS4];
+        for (int i = 0; i < ROWS4; i++) {
+            int ri = r0 + GLM_MIN(r + i, nr - 1);
+            rows[i] = glm_weight_row(w, ri);
+            sc[i] = w->scale + (size_t)(ri / w->block_r) * sld;
+            next[i] = glm_weight_row(w, r0 + GLM_MIN(r + ROWS4 + i, nr - 1));
+        }
+        int keep = GLM_MIN(ROWS4, nr - r);
+        for (int t0 = 0; t0 < j->n_tok; t0 += DIRECT_GROUP) {
+            float tmp[DIRECT_GROUP][ROWS4];
+            const uint8_t *const *pf = t0 == 0 ? next : NULL;
+            int nt = GLM_MIN(DIRECT_GROUP, j->n_tok - t0);
+            switch (nt) {
+            case 1: dot_rows4_fp8(rows, sc, w->block_c, tab, xs + t0, 1, w->cols, tmp[0], ROWS4, pf); break;
+            case 2: dot_rows4_fp8(rows, sc, w->block_c, tab, xs + t0, 2, w->cols, tmp[0], ROWS4, pf); break;
+            case 3: dot_rows4_fp8(rows, sc, w->block_c, tab, xs + t0, 3, w->cols, tmp[0], ROWS4, pf); break;
+            default: dot_rows4_fp8(rows, sc, w->block_c, tab, xs + t0, DIRECT_GROUP, w->cols, tmp[0], ROWS4, pf); break;
+            }
+            for (int t = 0; t < nt; t++)
+                memcpy(j->y + (size_t)(t0 + t) * ldy + (r0 - j->row0) + r, tmp[t], sizeof(float) * (size_t)keep);
+        }
+    }
+}
 
 /* Few tokens: read F32/BF16 rows in place instead of widening them first, ROWS4 rows at a time
  * against the tokens in groups of DIRECT_GROUP; the later groups find the rows in L1. */
@@ -270,6 +355,10 @@ static void run_chunk_direct(const glm_matmul_job *j, int r0, int nr)
         xs[t] = j->x + (size_t)(j->tok ? j->tok[t] : t) * j->ldx;
     int r = 0, bf16 = w->dtype == GLM_DTYPE_BF16;
     size_t ldy = (size_t)j->ldy;
+    if (w->dtype == GLM_DTYPE_F8_E4M3) {
+        run_rows_fp8(j, r0, nr, xs);
+        return;
+    }
     for (; r + ROWS4 <= nr; r += ROWS4) {
         const void *rows[ROWS4], *next[ROWS4];
         for (int i = 0; i < ROWS4; i++) {
@@ -492,8 +581,9 @@ static void run_task(glm_pool *pool, int worker, const glm_matmul_job *j, int ta
     const glm_weight *w = j->w;
     int r0 = j->row0 + task * task_rows;
     int r1 = GLM_MIN(r0 + task_rows, j->row0 + j->nrows);
-    if (j->n_tok <= DIRECT_MAX_TOK && (w->dtype == GLM_DTYPE_BF16 ||
-                         (w->dtype == GLM_DTYPE_F32 && ((uintptr_t)w->data & 3) == 0))) {
+    if (j->n_tok <= DIRECT_MAX_TOK &&
+        (w->dtype == GLM_DTYPE_BF16 || (w->dtype == GLM_DTYPE_F32 && ((uintptr_t)w->data & 3) == 0) ||
+         (w->dtype == GLM_DTYPE_F8_E4M3 && w->block_c % 8 == 0))) {
         run_chunk_direct(j, r0, r1 - r0);
         return;
     }

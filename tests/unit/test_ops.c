@@ -9,7 +9,7 @@
  *     the data, odd weight addresses: |y - ref| <= 1e-5 * sum_k |x_k w_k| + 1e-30,
  *     and never reads the x padding nor writes the y padding (both NaN canaries).
  *  2. Batch invariance, bitwise: a token's output row is identical whatever the
- *     batch size (1 to 16 read BF16/F32 rows in place, 17 takes the tiles, 33 and 70
+ *     batch size (1 to 16 read BF16/F32/FP8 rows in place, 17 takes the tiles, 33 and 70
  *     span blocks of 32 tokens), its slot,
  *     a tok index list or none, and the pool (1, 2, 3 threads); it equals
  *     glm_dot of the widened row and x, and glm_weight_rows_f32 widens exactly.
@@ -267,7 +267,7 @@ START_TEST(matmul_batch_invariance)
 {
     kernels_for_loop(_i);
     static const int COLS[] = {1, 7, 8, 9, 16, 129, 300};
-    /* 1-16: rows read in place, tokens in groups of 3 or 4; 17: tiles of 4 tokens; 33, 70: more
+    /* 1-16: rows read in place (FP8 too), tokens in groups of 3 or 4; 17: tiles of 4 tokens; 33, 70: more
      * than one block of 32 tokens */
     static const int NTOK[] = {1, 2, 3, 4, 5, 9, 16, 17, 33, 70};
     enum { NX = 12, MAXN = 70 };
