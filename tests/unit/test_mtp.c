@@ -149,25 +149,12 @@ END_TEST
  * every position p, the chain's token at p + 2; three chained drafts continue the chain. */
 START_TEST(mtp_script_follows_chains)
 {
-    char path[512], err[GLM_ERRLEN];
+    char err[GLM_ERRLEN];
     glm_model *m = test_load_model("script");
     ck_assert(m->mtp != NULL);
-    snprintf(path, sizeof path, "%s/script/script.json", test_models_dir());
-    json_error_t je;
-    json_t *sj = json_load_file(path, 0, &je);
-    ck_assert_msg(sj != NULL, "%s: %s", path, je.text);
-    json_t *chain = json_object_get(json_object_get(sj, "chains"), "think_long");
-    json_t *ids = json_object_get(chain, "ids");
-    int anchor = (int)json_integer_value(json_object_get(chain, "anchor_id"));
     enum { M = 40 };
-    ck_assert_int_ge((int)json_array_size(ids), M + 5);
-    int32_t c[M + 5];
-    for (int i = 0; i < M + 5; i++)
-        c[i] = (int32_t)json_integer_value(json_array_get(ids, (size_t)i));
-    int32_t prompt[M + 1];
-    prompt[0] = anchor;
-    for (int i = 0; i < M; i++)
-        prompt[i + 1] = c[i];
+    int32_t c[M + 5], prompt[M + 1];
+    json_t *sj = test_script_chain(c, M + 5, prompt, M);
 
     glm_runner *r = runner_for(m, 1);
     const glm_batch_limits *lim = &glm_runner_info(r)->limits;

@@ -274,25 +274,6 @@ START_TEST(tensor_parallel_greedy)
 }
 END_TEST
 
-/* The scripted checkpoint's chains, and the prompt that leads into one: the anchor and the
- * chain's first P tokens; c[P ..] follow. */
-static json_t *script_chain(int32_t *c, int nc, int32_t *prompt, int P)
-{
-    char path[512];
-    snprintf(path, sizeof path, "%s/script/script.json", test_models_dir());
-    json_error_t je;
-    json_t *sj = json_load_file(path, 0, &je);
-    ck_assert_msg(sj != NULL, "%s: %s", path, je.text);
-    json_t *chain = json_object_get(json_object_get(sj, "chains"), "think_long");
-    json_t *ids = json_object_get(chain, "ids");
-    ck_assert_int_ge((int)json_array_size(ids), nc);
-    for (int i = 0; i < nc; i++)
-        c[i] = (int32_t)json_integer_value(json_array_get(ids, (size_t)i));
-    prompt[0] = (int32_t)json_integer_value(json_object_get(chain, "anchor_id"));
-    memcpy(prompt + 1, c, sizeof(int32_t) * (size_t)P);
-    return sj;
-}
-
 #ifndef GLM_TEST_SPEC_CUDA /* the verification is the engine's code, the same either way: tested once */
 
 /* ---- 2. the distribution of sampled tokens --------------------------------------------- */
@@ -354,7 +335,7 @@ START_TEST(sampled_distribution_kept)
     char err[GLM_ERRLEN];
     enum { P = 12 };
     int32_t c[P + 3], prompt[P + 1];
-    json_decref(script_chain(c, P + 3, prompt, P));
+    json_decref(test_script_chain(c, P + 3, prompt, P));
     glm_sampling_logit_bias bias[5] = {
         {c[P], -100}, {c[P + 1], -100}, {c[P + 2], -100}, {vocab - 1, 100}, {vocab - 2, 100}};
     glm_sampling_params sp;
@@ -476,7 +457,7 @@ START_TEST(script_drafts_all_accepted)
     char err[GLM_ERRLEN];
     enum { P = 10, OUT = 30 };
     int32_t c[P + OUT], prompt[P + 1];
-    json_t *sj = script_chain(c, P + OUT, prompt, P);
+    json_t *sj = test_script_chain(c, P + OUT, prompt, P);
     for (int k = K_FIRST; k <= K_LAST; k++) {
         engine_shape sh = {4, 256, 4096, 16, 1, 1};
         glm_engine *e = engine_for(m, &sh, k);

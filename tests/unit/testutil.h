@@ -8,6 +8,7 @@
 #define GLM_TESTUTIL_H
 
 #include <check.h>
+#include <jansson.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -64,6 +65,26 @@ static inline glm_model *test_load_model(const char *name)
     glm_model *m = glm_model_load(path, err, sizeof err);
     ck_assert_msg(m != NULL, "%s", err);
     return m;
+}
+
+/* The scripted checkpoint's (models/script) long reasoning chain and the prompt that leads into
+ * it: c[0 .. nc) the chain's first nc tokens, prompt[0 .. P] its anchor then c[0 .. P). Returns
+ * script.json, for the caller to read more of and json_decref. */
+static inline json_t *test_script_chain(int32_t *c, int nc, int32_t *prompt, int P)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/script/script.json", test_models_dir());
+    json_error_t je;
+    json_t *sj = json_load_file(path, 0, &je);
+    ck_assert_msg(sj != NULL, "%s: %s", path, je.text);
+    json_t *chain = json_object_get(json_object_get(sj, "chains"), "think_long");
+    json_t *ids = json_object_get(chain, "ids");
+    ck_assert_int_ge((int)json_array_size(ids), nc);
+    for (int i = 0; i < nc; i++)
+        c[i] = (int32_t)json_integer_value(json_array_get(ids, (size_t)i));
+    prompt[0] = (int32_t)json_integer_value(json_object_get(chain, "anchor_id"));
+    memcpy(prompt + 1, c, sizeof(int32_t) * (size_t)P);
+    return sj;
 }
 
 /* Prints "SKIP  case (reason)", the line tests/run_tests.sh counts as a
