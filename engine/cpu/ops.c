@@ -79,66 +79,63 @@ float glm_dot(const float *a, const float *b, int n)
 typedef uint16_t v8u16 __attribute__((vector_size(16)));
 typedef uint32_t v8u32 __attribute__((vector_size(32)));
 
-/* ROWS4 weight rows read in place. Elements are widened exactly as glm_weight_rows_f32 widens
- * them: F32 as is, BF16 exactly, FP8 (E4M3) as the table's value times its block's scale (one
- * float multiply). */
-#define ROWS4 4
-typedef struct {
-    const void *w[ROWS4];
-    glm_dtype dtype;         /* F32, BF16 or F8_E4M3 */
-    const float *sc[ROWS4];  /* FP8: each row's scales, one per block_c columns */
-    int block_c;             /* FP8: a multiple of 8 */
-    const float *tab;        /* FP8: glm_e4m3_table() */
-} rows4;
-
-/* Elements [k, k + 8) of row r; scale: FP8's block scale, broadcast. */
-static inline v8f rows4_load8(const rows4 *g, int r, int k, v8f scale)
+/* 8 elements of a weight row from k, widened to float32 exactly when it is BF16. */
+static inline v8f row_load8(const void *w, int bf16, int k)
 {
-    switch (g->dtype) {
-    case GLM_DTYPE_BF16: {
-        const uint16_t *h = (const uint16_t *)g->w[r] + k;
+    if (!bf16)
+        return load8((const float *)w + k);
 #if defined(__AVX2__) /* one widening load, where the vector extension's form takes four ops */
-        return (v8f)_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)h)), 16);
-#else
-        v8u16 hv;
-        memcpy(&hv, h, sizeof hv);
-        v8u32 u = __builtin_convertvector(hv, v8u32) << 16;
-        v8f f;
-        memcpy(&f, &u, sizeof f);
-        return f;
+    __m128i h8 = _mm_loadu_si128((const __m128i *)((const uint16_t *)w + k));
+    return (v8f)_mm256_slli_epi32(_mm256_cvtepu16_epi32(h8), 16);
 #endif
-    }
-    case GLM_DTYPE_F8_E4M3: {
-        const uint8_t *q = (const uint8_t *)g->w[r] + k;
-#if defined(__AVX2__)
-        v8f f = (v8f)_mm256_i32gather_ps(g->tab, _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)q)), 4);
-#else
-        const float *t = g->tab;
-        v8f f = {t[q[0]], t[q[1]], t[q[2]], t[q[3]], t[q[4]], t[q[5]], t[q[6]], t[q[7]]};
-#endif
-        return f * scale;
-    }
-    default:
-        return load8((const float *)g->w[r] + k);
-    }
+    v8u16 h;
+    memcpy(&h, (const uint16_t *)w + k, sizeof h);
+    v8u32 u = __builtin_convertvector(h, v8u32) << 16;
+    v8f f;
+    memcpy(&f, &u, sizeof f);
+    return f;
 }
 
-/* Element k of row r, widened likewise. */
-static inline float rows4_value(const rows4 *g, int r, int k)
+/* Element k of a weight row, widened likewise. */
+static inline float row_value(const void *w, int bf16, int k)
 {
-    switch (g->dtype) {
-    case GLM_DTYPE_BF16: {
-        uint16_t h;
-        memcpy(&h, (const uint16_t *)g->w[r] + k, sizeof h);
-        return glm_bf16_to_f32(h);
+    if (!bf16)
+        return ((const float *)w)[k];
+    uint16_t h;
+    memcpy(&h, (const uint16_t *)w + k, sizeof h);
+    return glm_bf16_to_f32(h);
+}
+
+/* glm_dot of a BF16 row (widened on the fly, exactly) with up to 3 token
+ * vectors at once: the row is widened once per 8 elements and feeds every
+ * token's own accumulator, so each result is bitwise glm_dot of the widened
+ * row and that token alone. */
+static void dot_bf16_multi(const uint16_t *w, const float *const *x, int nt, int n, float *out)
+{
+    v8f acc[3] = {{0}, {0}, {0}};
+    int k = 0;
+    for (; k + 8 <= n; k += 8) {
+        v8f wf = row_load8(w, 1, k);
+        for (int t = 0; t < nt; t++)
+            acc[t] = madd8(wf, load8(x[t] + k), acc[t]);
     }
-    case GLM_DTYPE_F8_E4M3:
-        return g->tab[((const uint8_t *)g->w[r])[k]] * g->sc[r][k / g->block_c];
-    default:
-        return ((const float *)g->w[r])[k];
+    for (int t = 0; t < nt; t++) {
+        float s = hsum8(acc[t]);
+        for (int kk = k; kk < n; kk++)
+            s = madd1(row_value(w, 1, kk), x[t][kk], s);
+        out[t] = s;
     }
 }
 
+/* NT <= DIRECT_GROUP tokens against ROWS4 rows (BF16 widened on the fly, or F32): y[t * ldy + r]
+ * is bitwise glm_dot of row r and x[t]; the rows' and tokens' sums are independent chains (4 to
+ * 16), so a decode step's few tokens do not wait on one accumulator's latency, and each row is
+ * widened once for all of them. next (or NULL): the rows of the following group, prefetched a cache line at a
+ * time as these are read. Four interleaved streams of short rows are more than the hardware
+ * prefetchers follow: without it a batch-1 decode step waits on most weight loads (on
+ * models/small, 180 tokens/s without, 310 with). NT is a constant at each call, so each token
+ * count gets its own unrolled loop. */
+#define ROWS4 4
 /* tokens a call takes at most: its accumulators and the rows' vectors fit in the registers (32
  * with AVX-512, 16 without) */
 #if defined(__AVX512F__)
@@ -146,37 +143,70 @@ static inline float rows4_value(const rows4 *g, int r, int k)
 #else
 #define DIRECT_GROUP 3
 #endif
-
-/* NT <= DIRECT_GROUP tokens against the ROWS4 rows of g: y[t * ldy + r] is bitwise glm_dot of
- * the widened row r and x[t]; the rows' and tokens' sums are independent chains (4 to 16), so a
- * decode step's few tokens do not wait on one accumulator's latency, and each row is widened once
- * for all of them. next (or NULL): the rows of the following group, prefetched a cache line at a
- * time as these are read. Four interleaved streams of short rows are more than the hardware
- * prefetchers follow: without it a batch-1 decode step waits on most weight loads (on
- * models/small, 180 tokens/s without, 310 with). NT is a constant at each call, so each token
- * count gets its own unrolled loop. */
 static inline __attribute__((always_inline)) void
-dot_rows4(const rows4 *g, const float *const *x, int NT, int n, float *y, size_t ldy, const rows4 *next)
+dot_rows4(const void *const *w, int bf16, const float *const *x, int NT, int n, float *y, size_t ldy,
+          const void *const *next)
 {
     v8f acc[DIRECT_GROUP][ROWS4] = {{{0}}};
-    size_t es = glm_dtype_size(g->dtype);
+    int k = 0;
+    size_t es = bf16 ? 2 : 4;
+    for (; k + 8 <= n; k += 8) {
+        if (next && ((k * es) & 63) == 0)
+            for (int r = 0; r < ROWS4; r++)
+                __builtin_prefetch((const char *)next[r] + k * es);
+        v8f wv[ROWS4];
+        for (int r = 0; r < ROWS4; r++)
+            wv[r] = row_load8(w[r], bf16, k);
+        for (int t = 0; t < NT; t++) {
+            v8f xv = load8(x[t] + k);
+            for (int r = 0; r < ROWS4; r++)
+                acc[t][r] = madd8(wv[r], xv, acc[t][r]);
+        }
+    }
+    for (int t = 0; t < NT; t++)
+        for (int r = 0; r < ROWS4; r++) {
+            float s = hsum8(acc[t][r]);
+            for (int kk = k; kk < n; kk++)
+                s = madd1(row_value(w[r], bf16, kk), x[t][kk], s);
+            y[(size_t)t * ldy + r] = s;
+        }
+}
+
+/* 8 FP8 (E4M3) elements of a weight row from k, as the table widens them. */
+static inline v8f fp8_load8(const float *tab, const uint8_t *q)
+{
+#if defined(__AVX2__)
+    __m256i idx = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)q));
+    return (v8f)_mm256_i32gather_ps(tab, idx, 4);
+#else
+    return (v8f){tab[q[0]], tab[q[1]], tab[q[2]], tab[q[3]], tab[q[4]], tab[q[5]], tab[q[6]], tab[q[7]]};
+#endif
+}
+
+/* dot_rows4 for FP8 rows with block scales: each element widened as glm_weight_rows_f32 widens
+ * it (the E4M3 value times its block's scale, one float multiply), so y[t * ldy + r] is bitwise
+ * glm_dot of the widened row r and x[t]. sc[r]: row r's scales, one per block_c columns
+ * (block_c a multiple of 8); next as in dot_rows4. */
+static inline __attribute__((always_inline)) void
+dot_rows4_fp8(const uint8_t *const *w, const float *const *sc, int block_c, const float *tab,
+              const float *const *x, int NT, int n, float *y, size_t ldy, const uint8_t *const *next)
+{
+    v8f acc[DIRECT_GROUP][ROWS4] = {{{0}}};
     int n8 = n / 8 * 8;
-    /* column blocks: FP8's scale blocks, else one */
-    int blk = g->dtype == GLM_DTYPE_F8_E4M3 ? g->block_c : GLM_MAX(n8, 8);
-    for (int b0 = 0, bi = 0; b0 < n8; b0 += blk, bi++) {
-        v8f scale[ROWS4] = {{0}};
-        if (g->dtype == GLM_DTYPE_F8_E4M3)
-            for (int r = 0; r < ROWS4; r++) {
-                float v = g->sc[r][bi];
-                scale[r] = (v8f){v, v, v, v, v, v, v, v};
-            }
-        for (int k = b0, e = GLM_MIN(n8, b0 + blk); k < e; k += 8) {
-            if (next && ((k * es) & 63) == 0)
+    for (int b0 = 0, bi = 0; b0 < n8; b0 += block_c, bi++) {
+        v8f scale[ROWS4];
+        for (int r = 0; r < ROWS4; r++) {
+            float v = sc[r][bi];
+            scale[r] = (v8f){v, v, v, v, v, v, v, v};
+        }
+        int e = GLM_MIN(n8, b0 + block_c);
+        for (int k = b0; k < e; k += 8) {
+            if (next && (k & 63) == 0)
                 for (int r = 0; r < ROWS4; r++)
-                    __builtin_prefetch((const char *)next->w[r] + k * es);
+                    __builtin_prefetch(next[r] + k);
             v8f wv[ROWS4];
             for (int r = 0; r < ROWS4; r++)
-                wv[r] = rows4_load8(g, r, k, scale[r]);
+                wv[r] = fp8_load8(tab, w[r] + k) * scale[r];
             for (int t = 0; t < NT; t++) {
                 v8f xv = load8(x[t] + k);
                 for (int r = 0; r < ROWS4; r++)
@@ -188,15 +218,14 @@ dot_rows4(const rows4 *g, const float *const *x, int NT, int n, float *y, size_t
         for (int r = 0; r < ROWS4; r++) {
             float s = hsum8(acc[t][r]);
             for (int kk = n8; kk < n; kk++)
-                s = madd1(rows4_value(g, r, kk), x[t][kk], s);
+                s = madd1(tab[w[r][kk]] * sc[r][kk / block_c], x[t][kk], s);
             y[(size_t)t * ldy + r] = s;
         }
 }
 
 void glm_dot4(const float *const a[4], const float *b, int n, float out[4])
 {
-    rows4 g = {{a[0], a[1], a[2], a[3]}, GLM_DTYPE_F32, {NULL}, 0, NULL};
-    dot_rows4(&g, &b, 1, n, out, 0, NULL);
+    dot_rows4((const void *const *)a, 0, &b, 1, n, out, 0, NULL);
 }
 
 /* 4 tokens x 2 rows. out[t][r] = dot(x[t], w[r]) with glm_dot's order. */
@@ -281,39 +310,86 @@ typedef struct {
     glm_pool *pool;
 } jobs_ctx;
 
-/* Few tokens: read F32/BF16/FP8 rows in place instead of widening them first, ROWS4 rows at a
- * time (the last group padded with copies of the last row, whose results are dropped) against
- * the tokens in groups of DIRECT_GROUP; the later groups find the rows in L1. */
-static void run_chunk_direct(const glm_matmul_job *j, int r0, int nr)
+/* run_chunk_direct for FP8 rows: ROWS4 at a time (the last group padded with copies of the last
+ * row, whose results are dropped), the tokens in groups of DIRECT_GROUP. */
+static void run_rows_fp8(const glm_matmul_job *j, int r0, int nr, const float *const *xs)
 {
     const glm_weight *w = j->w;
-    const float *xs[DIRECT_MAX_TOK];
-    for (int t = 0; t < j->n_tok; t++)
-        xs[t] = j->x + (size_t)(j->tok ? j->tok[t] : t) * j->ldx;
-    int fp8 = w->dtype == GLM_DTYPE_F8_E4M3, sld = fp8 ? glm_weight_scale_ld(w) : 0;
-    rows4 g = {{NULL}, w->dtype, {NULL}, w->block_c, fp8 ? glm_e4m3_table() : NULL}, next = g;
+    const float *tab = glm_e4m3_table();
+    int sld = glm_weight_scale_ld(w);
     size_t ldy = (size_t)j->ldy;
     for (int r = 0; r < nr; r += ROWS4) {
+        const uint8_t *rows[ROWS4], *next[ROWS4];
+        const float *sc[ROWS4];
         for (int i = 0; i < ROWS4; i++) {
             int ri = r0 + GLM_MIN(r + i, nr - 1);
-            g.w[i] = glm_weight_row(w, ri);
-            if (fp8)
-                g.sc[i] = w->scale + (size_t)(ri / w->block_r) * sld;
-            next.w[i] = glm_weight_row(w, r0 + GLM_MIN(r + ROWS4 + i, nr - 1));
+            rows[i] = glm_weight_row(w, ri);
+            sc[i] = w->scale + (size_t)(ri / w->block_r) * sld;
+            next[i] = glm_weight_row(w, r0 + GLM_MIN(r + ROWS4 + i, nr - 1));
         }
         int keep = GLM_MIN(ROWS4, nr - r);
         for (int t0 = 0; t0 < j->n_tok; t0 += DIRECT_GROUP) {
-            float out[DIRECT_GROUP][ROWS4];
-            const rows4 *pf = t0 == 0 ? &next : NULL; /* the first group prefetches */
+            float tmp[DIRECT_GROUP][ROWS4];
+            const uint8_t *const *pf = t0 == 0 ? next : NULL;
             int nt = GLM_MIN(DIRECT_GROUP, j->n_tok - t0);
             switch (nt) {
-            case 1: dot_rows4(&g, xs + t0, 1, w->cols, out[0], ROWS4, pf); break;
-            case 2: dot_rows4(&g, xs + t0, 2, w->cols, out[0], ROWS4, pf); break;
-            case 3: dot_rows4(&g, xs + t0, 3, w->cols, out[0], ROWS4, pf); break;
-            default: dot_rows4(&g, xs + t0, DIRECT_GROUP, w->cols, out[0], ROWS4, pf); break;
+            case 1: dot_rows4_fp8(rows, sc, w->block_c, tab, xs + t0, 1, w->cols, tmp[0], ROWS4, pf); break;
+            case 2: dot_rows4_fp8(rows, sc, w->block_c, tab, xs + t0, 2, w->cols, tmp[0], ROWS4, pf); break;
+            case 3: dot_rows4_fp8(rows, sc, w->block_c, tab, xs + t0, 3, w->cols, tmp[0], ROWS4, pf); break;
+            default: dot_rows4_fp8(rows, sc, w->block_c, tab, xs + t0, DIRECT_GROUP, w->cols, tmp[0], ROWS4, pf); break;
             }
             for (int t = 0; t < nt; t++)
-                memcpy(j->y + (size_t)(t0 + t) * ldy + (r0 - j->row0) + r, out[t], sizeof(float) * (size_t)keep);
+                memcpy(j->y + (size_t)(t0 + t) * ldy + (r0 - j->row0) + r, tmp[t], sizeof(float) * (size_t)keep);
+        }
+    }
+}
+
+/* Few tokens: read F32/BF16 rows in place instead of widening them first, ROWS4 rows at a time
+ * against the tokens in groups of DIRECT_GROUP; the later groups find the rows in L1. */
+static void run_chunk_direct(const glm_matmul_job *j, int r0, int nr)
+{
+    const glm_weight *w = j->w;
+    int cols = w->cols;
+    const float *xs[DIRECT_MAX_TOK];
+    for (int t = 0; t < j->n_tok; t++)
+        xs[t] = j->x + (size_t)(j->tok ? j->tok[t] : t) * j->ldx;
+    int r = 0, bf16 = w->dtype == GLM_DTYPE_BF16;
+    size_t ldy = (size_t)j->ldy;
+    if (w->dtype == GLM_DTYPE_F8_E4M3) {
+        run_rows_fp8(j, r0, nr, xs);
+        return;
+    }
+    for (; r + ROWS4 <= nr; r += ROWS4) {
+        const void *rows[ROWS4], *next[ROWS4];
+        for (int i = 0; i < ROWS4; i++) {
+            rows[i] = glm_weight_row(w, r0 + r + i);
+            next[i] = glm_weight_row(w, GLM_MIN(r0 + r + ROWS4 + i, r0 + nr - 1));
+        }
+        for (int t0 = 0; t0 < j->n_tok; t0 += DIRECT_GROUP) {
+            float *y = j->y + (size_t)t0 * ldy + (r0 - j->row0) + r;
+            const void *const *pf = t0 == 0 ? next : NULL; /* the first group prefetches */
+            switch (GLM_MIN(DIRECT_GROUP, j->n_tok - t0)) {
+            case 1: dot_rows4(rows, bf16, xs + t0, 1, cols, y, ldy, pf); break;
+            case 2: dot_rows4(rows, bf16, xs + t0, 2, cols, y, ldy, pf); break;
+            case 3: dot_rows4(rows, bf16, xs + t0, 3, cols, y, ldy, pf); break;
+            default: dot_rows4(rows, bf16, xs + t0, DIRECT_GROUP, cols, y, ldy, pf); break;
+            }
+        }
+    }
+    for (; r < nr; r++) {
+        float *y = j->y + (r0 - j->row0) + r;
+        if (w->dtype == GLM_DTYPE_BF16) {
+            for (int t0 = 0; t0 < j->n_tok; t0 += 3) {
+                float v[3];
+                int nt = GLM_MIN(3, j->n_tok - t0);
+                dot_bf16_multi((const uint16_t *)glm_weight_row(w, r0 + r), xs + t0, nt, cols, v);
+                for (int t = 0; t < nt; t++)
+                    y[(size_t)(t0 + t) * ldy] = v[t];
+            }
+        } else {
+            const float *wr = (const float *)glm_weight_row(w, r0 + r);
+            for (int t = 0; t < j->n_tok; t++)
+                y[(size_t)t * ldy] = glm_dot(wr, xs[t], cols);
         }
     }
 }
